@@ -1,0 +1,244 @@
+//! `airlock key`, `airlock root`, `airlock merge`, `airlock show`: keys and root ceremonies.
+
+use std::path::{Path, PathBuf};
+
+use airlock_keys::{
+    read_public_key, read_secret_key, sign_envelope, write_public_key, write_secret_key, RoleName, SecretKey,
+    TrustedRoot,
+};
+use airlock_proto::{Envelope, KeyId, PayloadType, PublicKeyBytes, Role, Roles, Root, Statement};
+use anyhow::Context as _;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::Context;
+use crate::fsutil;
+
+/// Largest statement file accepted.
+pub const MAX_STATEMENT_FILE: u64 = 1 << 20;
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate an ed25519 key pair: NAME.key (PKCS#8 PEM, mode 0600) and NAME.pub.
+    Generate {
+        /// Base name of the files.
+        name: String,
+        /// Directory to write them in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Write an unsigned root statement.
+    Create(CreateArgs),
+    /// Add a signature to a root statement (in place unless -o is given).
+    Sign {
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// The previous root, when signing version N+1 with an old root key.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Log identity named by every checkpoint, e.g. "airlock.example.internal".
+    #[arg(long)]
+    origin: String,
+    /// Root-role public key file (repeat).
+    #[arg(long = "root-key", required = true)]
+    root_keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    root_threshold: u32,
+    /// Publisher-role public key file (repeat).
+    #[arg(long = "publisher-key", required = true)]
+    publisher_keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    publisher_threshold: u32,
+    /// Log-role public key file: the server's log.pub (repeat for several servers' keys).
+    #[arg(long = "log-key", required = true)]
+    log_keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    log_threshold: u32,
+    /// Days until the root expires.
+    #[arg(long, default_value_t = 365)]
+    expires_in_days: u64,
+    #[arg(long, default_value_t = 1)]
+    version: u64,
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Statement files carrying signatures over the same payload.
+    #[arg(required = true, num_args = 2..)]
+    files: Vec<PathBuf>,
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    file: PathBuf,
+}
+
+/// Reads a statement or root file.
+pub fn read_envelope(path: &Path) -> anyhow::Result<Envelope> {
+    let bytes = fsutil::read_capped(path, MAX_STATEMENT_FILE)?;
+    Envelope::from_bytes(&bytes).with_context(|| format!("{} is not a statement file", path.display()))
+}
+
+/// Writes a statement or root file atomically.
+pub fn write_envelope(path: &Path, envelope: &Envelope) -> anyhow::Result<()> {
+    fsutil::write_atomic(path, &envelope.to_bytes()?, 0o644)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn key(command: KeyCommand, context: &Context) -> anyhow::Result<()> {
+    let KeyCommand::Generate { name, dir } = command;
+    anyhow::ensure!(
+        !name.is_empty() && !name.contains('/') && !name.starts_with('.'),
+        "key name {name:?} must be a plain file name"
+    );
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let secret_path = dir.join(format!("{name}.key"));
+    let public_path = dir.join(format!("{name}.pub"));
+    let key = SecretKey::generate();
+    write_secret_key(&secret_path, &key)?;
+    write_public_key(&public_path, &key.public())?;
+    let id = key.public().id();
+    context.finish(
+        &json!({ "key_id": id.to_string(), "secret_key": secret_path, "public_key": public_path }),
+        format!(
+            "key id {id}\nsecret key: {} (mode 0600)\npublic key: {}",
+            secret_path.display(),
+            public_path.display()
+        ),
+    );
+    Ok(())
+}
+
+fn role_from(paths: &[PathBuf], threshold: u32, keys: &mut Vec<PublicKeyBytes>) -> anyhow::Result<Role> {
+    let mut ids: Vec<KeyId> = Vec::new();
+    for path in paths {
+        let key = read_public_key(path)?;
+        let bytes = PublicKeyBytes(key.to_bytes());
+        if !keys.contains(&bytes) {
+            keys.push(bytes);
+        }
+        anyhow::ensure!(!ids.contains(&key.id()), "{} is given twice for the same role", path.display());
+        ids.push(key.id());
+    }
+    Ok(Role { keys: ids, threshold })
+}
+
+pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
+    match command {
+        RootCommand::Create(args) => {
+            let mut keys = Vec::new();
+            let roles = Roles {
+                root: role_from(&args.root_keys, args.root_threshold, &mut keys)?,
+                publisher: role_from(&args.publisher_keys, args.publisher_threshold, &mut keys)?,
+                log: role_from(&args.log_keys, args.log_threshold, &mut keys)?,
+            };
+            let root = Root {
+                payload_type: PayloadType::Root,
+                origin: args.origin,
+                version: args.version,
+                expires: crate::follow::now() + args.expires_in_days * 86_400,
+                keys,
+                roles,
+            };
+            root.check()?;
+            let (payload_type, payload) = Statement::Root(root).encode()?;
+            let envelope = Envelope::unsigned(payload_type.as_str(), payload);
+            write_envelope(&args.output, &envelope)?;
+            context.finish(
+                &json!({ "file": args.output, "payload": envelope.payload_digest().to_string() }),
+                format!(
+                    "wrote unsigned root {} (payload {})\nnext: each root key holder runs `airlock root sign {} --key KEY`",
+                    args.output.display(),
+                    envelope.payload_digest(),
+                    args.output.display()
+                ),
+            );
+            Ok(())
+        }
+        RootCommand::Sign { file, key, previous, output } => {
+            let mut envelope = read_envelope(&file)?;
+            let bytes = envelope.to_bytes()?;
+            let candidate = TrustedRoot::parse(&bytes)?;
+            let secret = read_secret_key(&key)?;
+            let public = secret.public();
+            let authorised = candidate.authorises(&public, RoleName::Root)
+                || match &previous {
+                    Some(path) => TrustedRoot::parse(&fsutil::read_capped(path, MAX_STATEMENT_FILE)?)?
+                        .authorises(&public, RoleName::Root),
+                    None => false,
+                };
+            anyhow::ensure!(
+                authorised,
+                "key {} is not a root key of this root{}; refusing to sign",
+                public.id(),
+                if previous.is_some() { " or of the previous root" } else { "" }
+            );
+            context.say(format!(
+                "signing {} version {} payload {} with key {}",
+                envelope.payload_type,
+                candidate.root().version,
+                envelope.payload_digest(),
+                public.id()
+            ));
+            sign_envelope(&mut envelope, &secret);
+            let out = output.unwrap_or(file);
+            write_envelope(&out, &envelope)?;
+            context.finish(
+                &json!({ "file": out, "signatures": envelope.signatures.len() }),
+                format!("{} now carries {} signature(s)", out.display(), envelope.signatures.len()),
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn merge(args: MergeArgs, context: &Context) -> anyhow::Result<()> {
+    let mut merged = read_envelope(&args.files[0])?;
+    for path in &args.files[1..] {
+        let other = read_envelope(path)?;
+        merged.merge(&other).with_context(|| format!("cannot merge {}", path.display()))?;
+    }
+    write_envelope(&args.output, &merged)?;
+    context.finish(
+        &json!({ "file": args.output, "signatures": merged.signatures.len(), "payload": merged.payload_digest().to_string() }),
+        format!("wrote {} with {} signature(s) over payload {}", args.output.display(), merged.signatures.len(), merged.payload_digest()),
+    );
+    Ok(())
+}
+
+pub fn show(args: ShowArgs, context: &Context) -> anyhow::Result<()> {
+    let envelope = read_envelope(&args.file)?;
+    let statement = Statement::decode(&envelope.payload_type, &envelope.payload)?;
+    let signers: Vec<String> = envelope.signatures.iter().map(|s| s.key_id.to_string()).collect();
+    let content = format!("{statement:#?}");
+    context.finish(
+        &json!({
+            "payload_type": envelope.payload_type,
+            "payload": envelope.payload_digest().to_string(),
+            "signatures": signers,
+        }),
+        format!(
+            "type: {}\npayload: {}\nsignatures claimed by: {}\n{content}",
+            envelope.payload_type,
+            envelope.payload_digest(),
+            if signers.is_empty() { "(none)".to_owned() } else { signers.join(", ") }
+        ),
+    );
+    Ok(())
+}

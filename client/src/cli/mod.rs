@@ -1,0 +1,193 @@
+//! The `airlock` command line. Each subcommand lives in a file of its own; this file holds the
+//! argument tree, the output conventions and the exit codes.
+//!
+//! Exit codes: 0 success; 1 error (network, files, the server refused); 2 invalid usage;
+//! 3 verification failed (a signature, threshold, digest, size or freshness check);
+//! 4 SECURITY ERROR (the registry served a rollback, a fork or an inconsistent log);
+//! 5 not found (the name or digest is not in the verified log).
+
+mod keys;
+mod publish;
+mod pull;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::remote::{Remote, TlsOptions};
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an operational error.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: invalid usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: a verification check failed.
+pub const EXIT_VERIFY: u8 = 3;
+/// Exit code: evidence that the registry misbehaved.
+pub const EXIT_SECURITY: u8 = 4;
+/// Exit code: not in the log.
+pub const EXIT_NOT_FOUND: u8 = 5;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "airlock client: sign, publish, pull and verify packages for air-gapped ComfyUI sites"
+)]
+struct Cli {
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Where verified log state is kept (default $AIRLOCK_HOME or ~/.airlock).
+    #[arg(long, global = true, env = "AIRLOCK_HOME")]
+    state_dir: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for https:// servers.
+    #[arg(long, global = true)]
+    ca_cert: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Server address and token, shared by commands that talk to a registry.
+#[derive(Debug, Clone, clap::Args)]
+struct ServerArgs {
+    /// Registry URL, e.g. http://127.0.0.1:8470.
+    #[arg(long, env = "AIRLOCK_SERVER")]
+    server: String,
+    /// Bearer token (needed for writes).
+    #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Signing keys.
+    Key {
+        #[command(subcommand)]
+        command: keys::KeyCommand,
+    },
+    /// Root ceremonies: create, sign, show.
+    Root {
+        #[command(subcommand)]
+        command: keys::RootCommand,
+    },
+    /// Merge signatures collected separately over the same statement.
+    Merge(keys::MergeArgs),
+    /// Show a statement file: type, payload digest, signatures, content.
+    Show(keys::ShowArgs),
+    /// Upload a file, build and sign its release, and submit it (or write it with --sign-only).
+    Publish(publish::PublishArgs),
+    /// Add your signature to a statement file.
+    Approve(publish::ApproveArgs),
+    /// Submit a signed statement file to the registry.
+    Submit(publish::SubmitArgs),
+    /// Upload a file's bytes to the registry (no statement).
+    Upload(publish::UploadArgs),
+    /// Fetch, verify and write a logged release file.
+    Pull(pull::PullArgs),
+    /// Check a local file against a digest.
+    Verify(pull::VerifyArgs),
+}
+
+/// Output settings shared by all commands.
+#[derive(Debug, Clone)]
+struct Context {
+    json: bool,
+    state_dir: PathBuf,
+    tls: TlsOptions,
+}
+
+impl Context {
+    fn remote(&self, server: &ServerArgs) -> anyhow::Result<Remote> {
+        Remote::new(&server.server, server.token.clone(), &self.tls)
+    }
+
+    /// Prints a human line to stderr unless JSON output was asked for (then stdout stays JSON).
+    fn say(&self, line: impl AsRef<str>) {
+        if !self.json {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+
+    /// Prints the result: JSON on stdout, or the human text.
+    fn finish(&self, json: &serde_json::Value, human: impl AsRef<str>) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(json).unwrap_or_default());
+        } else if !human.as_ref().is_empty() {
+            println!("{}", human.as_ref());
+        }
+    }
+}
+
+/// Runs the CLI with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let context = Context {
+        json: cli.json,
+        state_dir: cli.state_dir.clone().unwrap_or_else(crate::state::default_state_dir),
+        tls: TlsOptions { ca_cert: cli.ca_cert.clone() },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(run(cli.command, &context)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            let code = exit_code(&error);
+            eprintln!("error: {error:#}");
+            if context.json {
+                println!("{}", serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }));
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
+    match command {
+        Command::Key { command } => keys::key(command, context),
+        Command::Root { command } => keys::root(command, context),
+        Command::Merge(args) => keys::merge(args, context),
+        Command::Show(args) => keys::show(args, context),
+        Command::Publish(args) => publish::publish(args, context).await,
+        Command::Approve(args) => publish::approve(args, context),
+        Command::Submit(args) => publish::submit(args, context).await,
+        Command::Upload(args) => publish::upload(args, context).await,
+        Command::Pull(args) => pull::pull(args, context).await,
+        Command::Verify(args) => pull::verify(args, context),
+    }
+}
+
+/// Maps an error to the documented exit code by what caused it.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<airlock_keys::LogError>() {
+            return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
+        }
+        if let Some(crate::follow::FollowError::Log(e)) = cause.downcast_ref::<crate::follow::FollowError>() {
+            return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
+        }
+        if cause.is::<crate::pull::VerifyError>()
+            || cause.is::<airlock_keys::TrustError>()
+            || cause.is::<airlock_keys::ThresholdError>()
+        {
+            return EXIT_VERIFY;
+        }
+        if cause.is::<crate::pull::NotFound>() {
+            return EXIT_NOT_FOUND;
+        }
+    }
+    EXIT_ERROR
+}

@@ -1,0 +1,265 @@
+//! `airlock publish`, `approve`, `submit`, `upload`: getting a release into the log.
+
+use std::path::{Path, PathBuf};
+
+use airlock_keys::{read_secret_key, sign_envelope, RoleName, TrustedRoot};
+use airlock_proto::api::Submitted;
+use airlock_proto::merkle::{leaf_hash, verify_inclusion};
+use airlock_proto::{Checkpoint, Envelope, Hash32, Kind, Metadata, PackageName, Statement, Version};
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::keys::{read_envelope, write_envelope, MAX_STATEMENT_FILE};
+use super::{Context, ServerArgs};
+use crate::fsutil;
+use crate::progress::Progress;
+use crate::publish::{file_name_of, hash_file, release_envelope};
+use crate::remote::Remote;
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// The file to publish (a wheel or a node-pack archive).
+    file: PathBuf,
+    #[arg(long)]
+    kind: Kind,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    version: String,
+    /// Your publisher secret key.
+    #[arg(long)]
+    key: PathBuf,
+    /// The root file: the key must be one of its publisher keys.
+    #[arg(long)]
+    root: PathBuf,
+    /// Registry URL (required unless --sign-only).
+    #[arg(long, env = "AIRLOCK_SERVER")]
+    server: Option<String>,
+    #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Write the signed statement instead of submitting it (for a threshold above 1).
+    #[arg(long, requires = "output")]
+    sign_only: bool,
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    #[arg(long)]
+    summary: Option<String>,
+    #[arg(long)]
+    requires_python: Option<String>,
+    /// A dependency requirement line (repeat).
+    #[arg(long = "dependency")]
+    dependencies: Vec<String>,
+    #[arg(long)]
+    source_url: Option<String>,
+    #[arg(long)]
+    source_commit: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The statement file; your signature is added in place unless -o is given.
+    file: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
+    /// The root file: the key must be one of its publisher keys.
+    #[arg(long)]
+    root: PathBuf,
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    file: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Verify the answer's checkpoint and inclusion proof against this root.
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UploadArgs {
+    file: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn load_root(path: &Path) -> anyhow::Result<airlock_keys::Verified<TrustedRoot>> {
+    let bytes = fsutil::read_capped(path, MAX_STATEMENT_FILE)?;
+    TrustedRoot::pin(&bytes).with_context(|| format!("root file {} does not verify", path.display()))
+}
+
+fn sign_as_publisher(
+    envelope: &mut Envelope,
+    key_path: &Path,
+    root: &TrustedRoot,
+    context: &Context,
+) -> anyhow::Result<()> {
+    let secret = read_secret_key(key_path)?;
+    let public = secret.public();
+    anyhow::ensure!(
+        root.authorises(&public, RoleName::Publisher),
+        "key {} ({}) is not a publisher key in the root; refusing to sign",
+        public.id(),
+        key_path.display()
+    );
+    let statement = Statement::decode(&envelope.payload_type, &envelope.payload)?;
+    context.say(format!(
+        "signing {} {} payload {} with key {}",
+        envelope.payload_type,
+        describe(&statement),
+        envelope.payload_digest(),
+        public.id()
+    ));
+    sign_envelope(envelope, &secret);
+    Ok(())
+}
+
+fn describe(statement: &Statement) -> String {
+    match statement {
+        Statement::Release(r) => format!("{} {}=={}", r.kind, r.name, r.version),
+        Statement::Status(s) => format!("{:?} {} {}=={}", s.action, s.kind, s.name, s.version),
+        Statement::Channel(c) => format!("{} {}=={} -> {}", c.kind, c.name, c.version, c.channel),
+        Statement::Root(r) => format!("root version {}", r.version),
+    }
+}
+
+fn threshold_note(envelope: &Envelope, root: &TrustedRoot) -> String {
+    let needed = root.role(RoleName::Publisher).threshold;
+    match root.check_role(envelope, RoleName::Publisher) {
+        Ok(()) => format!("publisher threshold ({needed}) met"),
+        Err(e) => format!("{} of {needed} publisher signatures so far", e.valid),
+    }
+}
+
+pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()> {
+    let root = load_root(&args.root)?;
+    let name = PackageName::normalize(args.kind, &args.name)?;
+    let version = Version::new(&args.version)?;
+    let filename = file_name_of(&args.file)?;
+    let digests = hash_file(&args.file)?;
+    let remote = match &args.server {
+        Some(server) => Some(Remote::new(server, args.token.clone(), &context.tls)?),
+        None if args.sign_only => None,
+        None => anyhow::bail!("--server is required unless --sign-only is given"),
+    };
+    if let Some(remote) = &remote {
+        let progress = Progress::bytes("uploading", digests.size, !context.json);
+        remote.upload_blob(&args.file, &digests.blake3, &progress).await?;
+        progress.finish();
+        context.say(format!("uploaded {} ({} bytes, {})", filename, digests.size, digests.blake3));
+    }
+    let metadata = Metadata {
+        summary: args.summary,
+        requires_python: args.requires_python,
+        dependencies: args.dependencies,
+        comfyui: None,
+        source_url: args.source_url,
+        source_commit: args.source_commit,
+        scan_report: None,
+    };
+    let mut envelope = release_envelope(
+        args.kind,
+        name.clone(),
+        version.clone(),
+        (filename, digests),
+        metadata,
+        crate::follow::now(),
+    )?;
+    sign_as_publisher(&mut envelope, &args.key, &root, context)?;
+    if args.sign_only {
+        let output = args.output.context("--sign-only needs -o FILE")?;
+        write_envelope(&output, &envelope)?;
+        let note = threshold_note(&envelope, &root);
+        context.finish(
+            &json!({ "statement": output, "payload": envelope.payload_digest().to_string(), "blake3": digests.blake3.to_string() }),
+            format!("wrote {} ({note}); next: `airlock approve {}` by other publishers, then `airlock submit`", output.display(), output.display()),
+        );
+        return Ok(());
+    }
+    let remote = remote.context("--server is required")?;
+    let leaf = envelope.to_bytes()?;
+    let submitted = remote.submit(leaf.clone()).await?;
+    check_submitted(&submitted, &leaf, &root)?;
+    context.finish(
+        &json!({
+            "kind": args.kind, "name": name, "version": version,
+            "blake3": digests.blake3.to_string(), "sha256": digests.sha256.to_hex(), "size": digests.size,
+            "leaf_index": submitted.index, "tree_size": submitted.size, "existing": submitted.existing,
+        }),
+        format!(
+            "published {} {name}=={version} ({}) at leaf {} of {}; inclusion proof verified",
+            args.kind, digests.blake3, submitted.index, submitted.size
+        ),
+    );
+    Ok(())
+}
+
+/// Checks a submission answer: the checkpoint is signed by the log role and the inclusion proof
+/// leads from our exact leaf to its root hash.
+fn check_submitted(submitted: &Submitted, leaf: &[u8], root: &TrustedRoot) -> anyhow::Result<()> {
+    let checkpoint_bytes =
+        hex::decode(&submitted.checkpoint).context("server sent a checkpoint that is not hex")?;
+    let envelope = Envelope::from_bytes(&checkpoint_bytes)?;
+    let checkpoint = Checkpoint::decode(&envelope.payload_type, &envelope.payload)?;
+    root.check_role(&envelope, RoleName::Log)
+        .context("the server's checkpoint is not signed by the log role")?;
+    anyhow::ensure!(checkpoint.size == submitted.size, "the server's checkpoint is for another tree size");
+    let proof: Vec<[u8; 32]> = submitted
+        .inclusion_proof
+        .iter()
+        .map(|h| Hash32::from_hex(h).map(|h| h.0).context("server sent an invalid proof hash"))
+        .collect::<Result<_, _>>()?;
+    verify_inclusion(&leaf_hash(leaf), submitted.index, submitted.size, &proof, &checkpoint.root_hash.0)
+        .context("the server's inclusion proof does not verify")?;
+    Ok(())
+}
+
+pub fn approve(args: ApproveArgs, context: &Context) -> anyhow::Result<()> {
+    let root = load_root(&args.root)?;
+    let mut envelope = read_envelope(&args.file)?;
+    sign_as_publisher(&mut envelope, &args.key, &root, context)?;
+    let output = args.output.unwrap_or(args.file);
+    write_envelope(&output, &envelope)?;
+    let note = threshold_note(&envelope, &root);
+    context.finish(
+        &json!({ "statement": output, "signatures": envelope.signatures.len() }),
+        format!("wrote {} ({note})", output.display()),
+    );
+    Ok(())
+}
+
+pub async fn submit(args: SubmitArgs, context: &Context) -> anyhow::Result<()> {
+    let envelope = read_envelope(&args.file)?;
+    let leaf = envelope.to_bytes()?;
+    let remote = context.remote(&args.server)?;
+    let submitted = remote.submit(leaf.clone()).await?;
+    if let Some(root) = &args.root {
+        let root = load_root(root)?;
+        check_submitted(&submitted, &leaf, &root)?;
+    }
+    context.finish(
+        &serde_json::to_value(&submitted)?,
+        format!(
+            "logged at leaf {} of {}{}",
+            submitted.index,
+            submitted.size,
+            if submitted.existing { " (already logged)" } else { "" }
+        ),
+    );
+    Ok(())
+}
+
+pub async fn upload(args: UploadArgs, context: &Context) -> anyhow::Result<()> {
+    let digests = hash_file(&args.file)?;
+    let remote = context.remote(&args.server)?;
+    let progress = Progress::bytes("uploading", digests.size, !context.json);
+    let stored = remote.upload_blob(&args.file, &digests.blake3, &progress).await?;
+    progress.finish();
+    context.finish(
+        &serde_json::to_value(&stored)?,
+        format!("uploaded {} ({} bytes)", stored.digest, stored.size),
+    );
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `airlock pull` and `airlock verify`.
+
+use std::path::PathBuf;
+
+use airlock_proto::{Digest, Kind};
+use serde_json::json;
+
+use super::{Context, ServerArgs};
+use crate::follow;
+use crate::progress::Progress;
+use crate::publish::hash_file;
+use crate::pull::{check_status, download_verified, output_paths, resolve, Target, VerifyError};
+use crate::state::StateStore;
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// NAME==VERSION or blake3:<hex>.
+    target: String,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The pinned root file; everything is verified against it.
+    #[arg(long)]
+    root: PathBuf,
+    /// Output file (or directory, for a release of several files).
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+    /// Restrict NAME==VERSION to one kind.
+    #[arg(long)]
+    kind: Option<Kind>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    path: PathBuf,
+    #[arg(long)]
+    digest: Digest,
+}
+
+pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
+    let target = Target::parse(&args.target, args.kind)?;
+    let store = StateStore::open(&context.state_dir, &args.root)?;
+    let before = store.load()?;
+    let remote = context.remote(&args.server)?;
+    let after = follow::update(&remote, &before, !context.json).await?;
+    store.save(&after)?;
+    if after.log.size() > before.log.size() {
+        context.say(format!(
+            "verified log leaves {}..{} against the pinned root",
+            before.log.size(),
+            after.log.size()
+        ));
+    }
+    let (record, files) = resolve(after.log.registry(), &target)?;
+    if let Some(warning) = check_status(record)? {
+        context.say(format!("warning: {warning}"));
+    }
+    let paths = output_paths(&args.output, &files)?;
+    let mut written = Vec::new();
+    for (file, path) in files.iter().zip(&paths) {
+        let progress = Progress::bytes("downloading", file.size, !context.json);
+        download_verified(&remote, file, path, &progress).await?;
+        progress.finish();
+        written.push(json!({
+            "path": path, "filename": file.filename, "size": file.size,
+            "blake3": file.blake3.to_string(), "sha256": file.sha256.to_hex(),
+        }));
+    }
+    let r = &record.release;
+    context.finish(
+        &json!({
+            "kind": r.kind, "name": r.name, "version": r.version, "leaf_index": record.leaf_index,
+            "log_size": after.log.size(), "files": written,
+        }),
+        paths
+            .iter()
+            .zip(&files)
+            .map(|(p, f)| {
+                format!("verified {} {}=={} {} -> {}", r.kind, r.name, r.version, f.blake3, p.display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    Ok(())
+}
+
+pub fn verify(args: VerifyArgs, context: &Context) -> anyhow::Result<()> {
+    let digests = hash_file(&args.path)?;
+    if digests.blake3 != args.digest {
+        return Err(VerifyError::Blake3 {
+            what: args.path.display().to_string(),
+            expected: args.digest,
+            actual: digests.blake3,
+        }
+        .into());
+    }
+    context.finish(
+        &json!({ "path": args.path, "blake3": digests.blake3.to_string(), "sha256": digests.sha256.to_hex(), "size": digests.size, "ok": true }),
+        format!("{}: OK ({})", args.path.display(), digests.blake3),
+    );
+    Ok(())
+}

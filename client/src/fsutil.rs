@@ -1,0 +1,109 @@
+//! Durable file writes: temp file in the target's directory, fsync, rename, fsync the directory.
+//! A reader never sees a partial file, and a crash leaves either the old file or the new one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A file being written; becomes visible at its path only on `commit`. Dropped uncommitted, the
+/// temp file is removed.
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: File,
+    temp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl AtomicFile {
+    /// Starts writing `target` (mode 0644 unless `mode` says otherwise).
+    pub fn create(target: &Path, mode: u32) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = target.file_name().ok_or_else(|| io::Error::other("output path has no file name"))?;
+        let temp =
+            parent_of(target).join(format!(".{}.tmp-{}", name.to_string_lossy(), hex::encode(rand_bytes())));
+        let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
+        Ok(Self { file, temp, target: target.to_path_buf(), committed: false })
+    }
+
+    /// Appends bytes.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)
+    }
+
+    /// Syncs and moves the file into place, then syncs the directory.
+    pub fn commit(mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        fs::rename(&self.temp, &self.target)?;
+        self.committed = true;
+        File::open(parent_of(&self.target))?.sync_all()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mixed = blake3::hash(&[nanos.to_le_bytes().as_slice(), &std::process::id().to_le_bytes()].concat());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&mixed.as_bytes()[..8]);
+    out
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = AtomicFile::create(path, mode)?;
+    file.write(bytes)?;
+    file.commit()
+}
+
+/// Reads a file of at most `cap` bytes, naming the file in errors.
+pub fn read_capped(path: &Path, cap: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    anyhow::ensure!(bytes.len() as u64 <= cap, "{} is over the {cap}-byte cap", path.display());
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        let mut file = AtomicFile::create(&target, 0o644).unwrap();
+        file.write(b"partial").unwrap();
+        drop(file);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn committed_file_replaces_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        fs::write(&target, b"old").unwrap();
+        write_atomic(&target, b"new", 0o644).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,4 @@
+//! `airlock`: the airlock client CLI.
+fn main() -> std::process::ExitCode {
+    airlock_client::cli::main()
+}

@@ -1,0 +1,164 @@
+//! Pull: resolve a name==version or a digest in the verified log, download each file with a byte
+//! cap, verify size, BLAKE3 and SHA-256, and only then move it into place.
+
+use std::path::{Path, PathBuf};
+
+use airlock_keys::{RegistryState, ReleaseRecord, ReleaseStatus};
+use airlock_proto::{Digest, FileEntry, Kind, PackageName, Version};
+use sha2::Digest as _;
+
+use crate::fsutil::AtomicFile;
+use crate::progress::Progress;
+use crate::remote::Remote;
+
+/// What to pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `NAME==VERSION`, optionally restricted to one kind.
+    Release { kind: Option<Kind>, name: String, version: Version },
+    /// `blake3:<hex>`: one file of a logged release.
+    Digest(Digest),
+}
+
+/// A check that failed on downloaded or logged data. Names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{what} has size {actual}, the log says {expected}")]
+    Size { what: String, expected: u64, actual: u64 },
+    #[error("{what} hashes to {actual}, the log says {expected}")]
+    Blake3 { what: String, expected: Digest, actual: Digest },
+    #[error("{what} has sha256 {actual}, the log says {expected}")]
+    Sha256 { what: String, expected: String, actual: String },
+    #[error("{kind} {name}=={version} is revoked: {reason}")]
+    Revoked { kind: Kind, name: PackageName, version: Version, reason: String },
+}
+
+/// The target is not in the verified log.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
+impl Target {
+    /// Parses `blake3:<hex>` or `NAME==VERSION`.
+    pub fn parse(text: &str, kind: Option<Kind>) -> anyhow::Result<Self> {
+        if text.starts_with("blake3:") {
+            return Ok(Self::Digest(text.parse()?));
+        }
+        let (name, version) = text
+            .split_once("==")
+            .ok_or_else(|| anyhow::anyhow!("{text:?}: expected NAME==VERSION or blake3:<hex>"))?;
+        Ok(Self::Release { kind, name: name.to_owned(), version: Version::new(version)? })
+    }
+}
+
+/// Finds the release a target names in the verified state.
+pub fn resolve<'a>(
+    state: &'a RegistryState,
+    target: &Target,
+) -> anyhow::Result<(&'a ReleaseRecord, Vec<&'a FileEntry>)> {
+    match target {
+        Target::Digest(digest) => {
+            let record = state
+                .release_by_digest(digest)
+                .ok_or_else(|| NotFound(format!("no logged release holds {digest}")))?;
+            let files = record.release.files.iter().filter(|f| f.blake3 == *digest).collect();
+            Ok((record, files))
+        }
+        Target::Release { kind, name, version } => {
+            let kinds: Vec<Kind> = kind.map_or_else(|| vec![Kind::Wheel, Kind::Node], |k| vec![k]);
+            let mut found = Vec::new();
+            for kind in kinds {
+                let name = PackageName::normalize(kind, name)?;
+                if let Some(record) = state.release(kind, &name, version) {
+                    found.push(record);
+                }
+            }
+            match found.as_slice() {
+                [] => Err(NotFound(format!("{name}=={version} is not in the log")).into()),
+                [record] => Ok((record, record.release.files.iter().collect())),
+                _ => anyhow::bail!("{name}=={version} exists as both a wheel and a node pack: pass --kind"),
+            }
+        }
+    }
+}
+
+/// Refuses revoked releases; returns a warning for yanked ones.
+pub fn check_status(record: &ReleaseRecord) -> Result<Option<String>, VerifyError> {
+    let r = &record.release;
+    match &record.status {
+        ReleaseStatus::Active => Ok(None),
+        ReleaseStatus::Yanked { reason } => {
+            Ok(Some(format!("{} {}=={} is yanked: {reason}", r.kind, r.name, r.version)))
+        }
+        ReleaseStatus::Revoked { reason } => Err(VerifyError::Revoked {
+            kind: r.kind,
+            name: r.name.clone(),
+            version: r.version.clone(),
+            reason: reason.clone(),
+        }),
+    }
+}
+
+/// Where each file goes: one file to `out` (or into `out` if it is a directory); several files
+/// into the directory `out`, each under its validated file name.
+pub fn output_paths(out: &Path, files: &[&FileEntry]) -> anyhow::Result<Vec<PathBuf>> {
+    if files.len() == 1 && !out.is_dir() {
+        return Ok(vec![out.to_path_buf()]);
+    }
+    if !out.exists() {
+        std::fs::create_dir_all(out)?;
+    }
+    anyhow::ensure!(
+        out.is_dir(),
+        "{} must be a directory: the release holds {} files",
+        out.display(),
+        files.len()
+    );
+    Ok(files.iter().map(|f| out.join(f.filename.as_str())).collect())
+}
+
+/// Downloads one file to `path`, verifying it before it becomes visible.
+pub async fn download_verified(
+    remote: &Remote,
+    file: &FileEntry,
+    path: &Path,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let mut output = AtomicFile::create(path, 0o644)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let mut blake3 = blake3::Hasher::new();
+    let mut sha256 = sha2::Sha256::new();
+    // Cap at size + 1: a longer answer is cut there and refused below.
+    let received = remote
+        .download_blob(&file.blake3, file.size + 1, progress, |chunk| {
+            blake3.update(chunk);
+            sha256.update(chunk);
+            output.write(chunk)
+        })
+        .await;
+    let what = format!("blob {} ({})", file.blake3, file.filename);
+    let received = match received {
+        Err(crate::remote::RemoteError::TooLarge { .. }) => {
+            return Err(VerifyError::Size { what, expected: file.size, actual: file.size + 1 }.into())
+        }
+        other => other?,
+    };
+    if received != file.size {
+        return Err(VerifyError::Size { what, expected: file.size, actual: received }.into());
+    }
+    let actual = Digest::from(blake3.finalize());
+    if actual != file.blake3 {
+        return Err(VerifyError::Blake3 { what, expected: file.blake3, actual }.into());
+    }
+    let actual_sha: [u8; 32] = sha256.finalize().into();
+    if actual_sha != file.sha256.0 {
+        return Err(VerifyError::Sha256 {
+            what,
+            expected: file.sha256.to_hex(),
+            actual: hex::encode(actual_sha),
+        }
+        .into());
+    }
+    output.commit().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}

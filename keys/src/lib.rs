@@ -1,0 +1,23 @@
+//! airlock-keys: the only place that says a signature is valid.
+//!
+//! Key files (PKCS#8 PEM, 0600, zeroized), signing over PAE, strict verification, the one
+//! threshold function (it counts distinct keys), `Verified<T>` (only this crate can make one),
+//! the registry state that folds verified statements, and the log verifier that turns a trusted
+//! state plus a new checkpoint and leaves into a new trusted state or the reason it refused.
+//! No I/O except reading and writing key files.
+
+pub mod keyfile;
+pub mod log;
+pub mod registry;
+pub mod threshold;
+pub mod trust;
+mod verified;
+
+pub use keyfile::{
+    read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,
+};
+pub use log::{LogError, TrustedLog};
+pub use registry::{ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};
+pub use threshold::{check_threshold, sign_envelope, ThresholdError};
+pub use trust::{RoleName, TrustError, TrustedRoot};
+pub use verified::Verified;

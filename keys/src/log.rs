@@ -1,0 +1,289 @@
+//! The log verifier: trusted state + new checkpoint + new leaves -> new trusted state, or the
+//! reason it refused. The server (following an upstream), the client (pull) and bundle import
+//! all call `TrustedLog::update`.
+//!
+//! Rules (see docs/protocol.md): the checkpoint names the root's origin and is signed by a
+//! threshold of the log role of the root in force after the new leaves; its size never shrinks
+//! (rollback); the same size must carry the same root hash (fork); the new leaves appended to the
+//! stored frontier must reproduce the checkpoint's root hash (consistency); the checkpoint must
+//! not be expired; the clock must not be behind the newest checkpoint seen.
+
+use std::fmt;
+
+use airlock_proto::merkle::{leaf_hash, Frontier};
+use airlock_proto::{Checkpoint, CodecError, Envelope, Hash32, StatementError, Timestamp};
+
+use crate::registry::{ApplyError, RegistryState};
+use crate::threshold::ThresholdError;
+use crate::trust::{RoleName, TrustedRoot};
+use crate::verified::Verified;
+
+/// Allowed clock skew, in seconds, when comparing the local clock with issued-at times.
+pub const CLOCK_SKEW: u64 = 300;
+
+/// The parts of a checkpoint an operator needs to see in evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    pub size: u64,
+    pub root_hash: Hash32,
+    pub issued_at: Timestamp,
+    /// The signed envelope bytes, hex-encoded, so the evidence can be re-verified elsewhere.
+    pub envelope_hex: String,
+}
+
+impl fmt::Display for CheckpointSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "size {} root {} issued {}", self.size, self.root_hash, self.issued_at)
+    }
+}
+
+/// Why an update was refused. `is_security()` marks the ones that are evidence of a registry
+/// that lied (rollback, fork, inconsistent leaves): they carry both checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("checkpoint envelope: {0}")]
+    CheckpointEncoding(CodecError),
+    #[error("checkpoint payload: {0}")]
+    CheckpointPayload(StatementError),
+    #[error("checkpoint names origin {found:?}, the pinned root names {expected:?}")]
+    WrongOrigin { expected: String, found: String },
+    #[error("checkpoint signature: {0}")]
+    CheckpointSignature(ThresholdError),
+    #[error("checkpoint is stale: it expired at {expires_at}, the time is now {now}")]
+    Stale { expires_at: Timestamp, now: Timestamp },
+    #[error("the local clock ({now}) is behind the newest checkpoint seen (issued {newest}); check the system clock")]
+    ClockBehind { now: Timestamp, newest: Timestamp },
+    #[error("the root in force (version {version}) expired at {expires}")]
+    RootExpired { version: u64, expires: Timestamp },
+    #[error("expected {expected} new leaves for checkpoint size {size}, got {got}")]
+    LeafCount { expected: u64, got: u64, size: u64 },
+    #[error("{0}")]
+    Leaf(ApplyError),
+    #[error("SECURITY ERROR: rollback: the registry offered a checkpoint smaller than one already verified\n  trusted: {trusted}\n  offered: {offered}")]
+    Rollback { trusted: CheckpointSummary, offered: CheckpointSummary },
+    #[error("SECURITY ERROR: fork: two checkpoints of the same size with different root hashes\n  trusted: {trusted}\n  offered: {offered}")]
+    Fork { trusted: CheckpointSummary, offered: CheckpointSummary },
+    #[error("SECURITY ERROR: inconsistent log: the new leaves do not extend the verified prefix to the offered checkpoint (computed root {computed})\n  trusted: {trusted}\n  offered: {offered}")]
+    Inconsistent { trusted: CheckpointSummary, offered: CheckpointSummary, computed: Hash32 },
+    #[error("SECURITY ERROR: the log contradicts itself: {source}\n  offered: {offered}")]
+    Conflict { source: ApplyError, offered: CheckpointSummary },
+}
+
+impl LogError {
+    /// True for errors that prove the registry misbehaved.
+    pub fn is_security(&self) -> bool {
+        matches!(
+            self,
+            Self::Rollback { .. } | Self::Fork { .. } | Self::Inconsistent { .. } | Self::Conflict { .. }
+        )
+    }
+}
+
+/// What a client or mirror trusts about a log: the fold of its leaves, the frontier of the
+/// tree over them, and the newest checkpoint that verified.
+#[derive(Debug, Clone)]
+pub struct TrustedLog {
+    registry: RegistryState,
+    frontier: Frontier,
+    checkpoint: Option<Vec<u8>>,
+    newest_issued_at: Timestamp,
+}
+
+struct Decoded {
+    checkpoint: Checkpoint,
+    envelope: Envelope,
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Result<Decoded, LogError> {
+    if bytes.len() > Checkpoint::MAX_ENVELOPE_BYTES {
+        return Err(LogError::CheckpointEncoding(CodecError::TooLarge {
+            what: "checkpoint",
+            len: bytes.len(),
+            cap: Checkpoint::MAX_ENVELOPE_BYTES,
+        }));
+    }
+    let envelope = Envelope::from_bytes(bytes).map_err(LogError::CheckpointEncoding)?;
+    let checkpoint =
+        Checkpoint::decode(&envelope.payload_type, &envelope.payload).map_err(LogError::CheckpointPayload)?;
+    Ok(Decoded { checkpoint, envelope })
+}
+
+fn summary(checkpoint: &Checkpoint, bytes: &[u8]) -> CheckpointSummary {
+    CheckpointSummary {
+        size: checkpoint.size,
+        root_hash: checkpoint.root_hash,
+        issued_at: checkpoint.issued_at,
+        envelope_hex: hex::encode(bytes),
+    }
+}
+
+impl TrustedLog {
+    /// The state before any leaf: only the pinned root is trusted.
+    pub fn new(pinned: Verified<TrustedRoot>) -> Self {
+        Self {
+            registry: RegistryState::new(pinned),
+            frontier: Frontier::new(),
+            checkpoint: None,
+            newest_issued_at: 0,
+        }
+    }
+
+    /// Rebuilds a trusted state from stored leaves and the stored checkpoint, re-verifying all
+    /// of it (used when loading client state from disk).
+    pub fn restore(
+        pinned: Verified<TrustedRoot>,
+        leaves: &[Vec<u8>],
+        checkpoint: Option<&[u8]>,
+        newest_issued_at: Timestamp,
+    ) -> Result<Verified<Self>, LogError> {
+        let empty = Self::new(pinned);
+        match checkpoint {
+            None if leaves.is_empty() => Ok(Verified::new(empty)),
+            None => Err(LogError::LeafCount { expected: 0, got: leaves.len() as u64, size: 0 }),
+            Some(bytes) => {
+                let mut restored = empty.apply(bytes, leaves, Freshness::Ignore)?;
+                restored.newest_issued_at = restored.newest_issued_at.max(newest_issued_at);
+                Ok(Verified::new(restored))
+            }
+        }
+    }
+
+    /// Verifies `checkpoint_bytes` (a signed checkpoint envelope) and `new_leaves` (the leaves
+    /// from `self.size()` up to the checkpoint's size) at time `now`. Returns the new trusted
+    /// state; on error `self` is untouched and still the trusted state.
+    pub fn update(
+        &self,
+        checkpoint_bytes: &[u8],
+        new_leaves: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<Verified<Self>, LogError> {
+        if now + CLOCK_SKEW < self.newest_issued_at {
+            return Err(LogError::ClockBehind { now, newest: self.newest_issued_at });
+        }
+        let next = self.apply(checkpoint_bytes, new_leaves, Freshness::Enforce(now))?;
+        Ok(Verified::new(next))
+    }
+
+    fn apply(
+        &self,
+        checkpoint_bytes: &[u8],
+        new_leaves: &[Vec<u8>],
+        freshness: Freshness,
+    ) -> Result<Self, LogError> {
+        let Decoded { checkpoint, envelope } = decode_checkpoint(checkpoint_bytes)?;
+        let offered = || summary(&checkpoint, checkpoint_bytes);
+        if checkpoint.origin != self.registry.root().origin() {
+            return Err(LogError::WrongOrigin {
+                expected: self.registry.root().origin().to_owned(),
+                found: checkpoint.origin.clone(),
+            });
+        }
+        let size = self.frontier.size();
+        if checkpoint.size < size {
+            return Err(LogError::Rollback { trusted: self.trusted_summary(), offered: offered() });
+        }
+        if checkpoint.size == size && size > 0 && checkpoint.root_hash.0 != self.frontier.root() {
+            return Err(LogError::Fork { trusted: self.trusted_summary(), offered: offered() });
+        }
+        let expected = checkpoint.size - size;
+        if new_leaves.len() as u64 != expected {
+            return Err(LogError::LeafCount {
+                expected,
+                got: new_leaves.len() as u64,
+                size: checkpoint.size,
+            });
+        }
+        let mut next = self.clone();
+        for leaf in new_leaves {
+            next.registry.apply(leaf).map_err(|source| {
+                if source.is_conflict() {
+                    LogError::Conflict { source, offered: offered() }
+                } else {
+                    LogError::Leaf(source)
+                }
+            })?;
+            next.frontier.push(leaf_hash(leaf));
+        }
+        let computed = next.frontier.root();
+        if computed != checkpoint.root_hash.0 {
+            return Err(LogError::Inconsistent {
+                trusted: self.trusted_summary(),
+                offered: offered(),
+                computed: Hash32(computed),
+            });
+        }
+        let root = next.registry.root();
+        root.check_role(&envelope, RoleName::Log).map_err(LogError::CheckpointSignature)?;
+        if let Freshness::Enforce(now) = freshness {
+            if checkpoint.expires_at <= now {
+                return Err(LogError::Stale { expires_at: checkpoint.expires_at, now });
+            }
+            if root.is_expired(now) {
+                return Err(LogError::RootExpired {
+                    version: root.root().version,
+                    expires: root.root().expires,
+                });
+            }
+        }
+        // Keep the newer of two valid checkpoints of the same size.
+        let keep_old = checkpoint.size == size
+            && self
+                .checkpoint
+                .as_deref()
+                .and_then(|b| decode_checkpoint(b).ok())
+                .is_some_and(|old| old.checkpoint.issued_at > checkpoint.issued_at);
+        if !keep_old {
+            next.checkpoint = Some(checkpoint_bytes.to_vec());
+        }
+        next.newest_issued_at = next.newest_issued_at.max(checkpoint.issued_at);
+        Ok(next)
+    }
+
+    fn trusted_summary(&self) -> CheckpointSummary {
+        match self.checkpoint.as_deref().map(|b| (decode_checkpoint(b), b)) {
+            Some((Ok(decoded), bytes)) => summary(&decoded.checkpoint, bytes),
+            _ => CheckpointSummary {
+                size: self.frontier.size(),
+                root_hash: Hash32(self.frontier.root()),
+                issued_at: 0,
+                envelope_hex: String::new(),
+            },
+        }
+    }
+
+    /// Number of leaves verified.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// The registry state folded from the verified leaves.
+    pub fn registry(&self) -> &RegistryState {
+        &self.registry
+    }
+
+    /// Root hash of the verified tree.
+    pub fn root_hash(&self) -> Hash32 {
+        Hash32(self.frontier.root())
+    }
+
+    /// The newest verified checkpoint envelope, if any.
+    pub fn checkpoint(&self) -> Option<&[u8]> {
+        self.checkpoint.as_deref()
+    }
+
+    /// The newest issued-at of any verified checkpoint.
+    pub fn newest_issued_at(&self) -> Timestamp {
+        self.newest_issued_at
+    }
+
+    /// The decoded newest checkpoint.
+    pub fn checkpoint_payload(&self) -> Option<Checkpoint> {
+        self.checkpoint.as_deref().and_then(|b| decode_checkpoint(b).ok()).map(|d| d.checkpoint)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Freshness {
+    Enforce(Timestamp),
+    Ignore,
+}

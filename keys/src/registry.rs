@@ -1,0 +1,270 @@
+//! The registry state: the fold of the log's leaves. One piece of code, used by the server when
+//! it accepts a statement and by every client and mirror when it follows a log.
+//!
+//! Applying a leaf has two steps so that a caller can make its storage durable in between:
+//! `prepare` checks everything against the current state and changes nothing; `commit` applies
+//! a prepared leaf and cannot fail.
+
+use std::collections::{BTreeMap, HashMap};
+
+use airlock_proto::{
+    ChannelName, CodecError, Digest, Envelope, Kind, PackageName, Release, Statement, StatementError,
+    StatusAction, Version,
+};
+
+use crate::threshold::ThresholdError;
+use crate::trust::{RoleName, TrustError, TrustedRoot};
+use crate::verified::Verified;
+
+/// Identifies a release: kind, name and version.
+pub type ReleaseKey = (Kind, PackageName, Version);
+
+/// Whether a release may be installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseStatus {
+    Active,
+    Yanked { reason: String },
+    Revoked { reason: String },
+}
+
+/// A logged release and what later statements said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRecord {
+    pub release: Release,
+    pub leaf_index: u64,
+    pub status: ReleaseStatus,
+}
+
+/// Why a leaf was refused. Each variant names the check that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("leaf {index}: envelope: {source}")]
+    Envelope { index: u64, source: CodecError },
+    #[error("leaf {index}: payload: {source}")]
+    Payload { index: u64, source: StatementError },
+    #[error("leaf 0 must be the pinned root, byte for byte")]
+    FirstLeafNotPinnedRoot,
+    #[error("leaf {index}: {source}")]
+    Root { index: u64, source: TrustError },
+    #[error("leaf {index}: {source}")]
+    Signatures { index: u64, source: ThresholdError },
+    #[error("leaf {index}: {kind} {name}=={version} is already logged at leaf {existing}; a logged release is immutable")]
+    AlreadyLogged { index: u64, kind: Kind, name: PackageName, version: Version, existing: u64 },
+    #[error("leaf {index}: {kind} {name}=={version} is not a logged release")]
+    UnknownRelease { index: u64, kind: Kind, name: PackageName, version: Version },
+    #[error("leaf {index}: {kind} {name}=={version} is revoked; revocation is final")]
+    Revoked { index: u64, kind: Kind, name: PackageName, version: Version },
+}
+
+impl ApplyError {
+    /// True when the leaf contradicts what the log already holds (the same name@version with
+    /// other bytes): seen in a log, this is evidence of a misbehaving registry.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::AlreadyLogged { .. })
+    }
+}
+
+/// A leaf that passed every check against a given state, ready to commit.
+#[derive(Debug)]
+pub struct Prepared {
+    index: u64,
+    change: Change,
+    statement: Statement,
+}
+
+#[derive(Debug)]
+enum Change {
+    Root(TrustedRoot),
+    Release,
+    Status(ReleaseKey, ReleaseStatus),
+    Channel(ChannelName, ReleaseKey),
+}
+
+impl Prepared {
+    /// The leaf index this was prepared for.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The decoded statement.
+    pub fn statement(&self) -> &Statement {
+        &self.statement
+    }
+}
+
+/// The registry state after some number of leaves.
+#[derive(Debug, Clone)]
+pub struct RegistryState {
+    pinned: TrustedRoot,
+    root: TrustedRoot,
+    size: u64,
+    releases: BTreeMap<ReleaseKey, ReleaseRecord>,
+    by_digest: HashMap<Digest, ReleaseKey>,
+    channels: BTreeMap<(ChannelName, Kind, PackageName), Version>,
+}
+
+impl RegistryState {
+    /// The state of an empty log that will start with `pinned` as leaf 0.
+    pub fn new(pinned: Verified<TrustedRoot>) -> Self {
+        let pinned = pinned.into_inner();
+        Self {
+            root: pinned.clone(),
+            pinned,
+            size: 0,
+            releases: BTreeMap::new(),
+            by_digest: HashMap::new(),
+            channels: BTreeMap::new(),
+        }
+    }
+
+    /// Number of leaves folded in.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root in force.
+    pub fn root(&self) -> &TrustedRoot {
+        &self.root
+    }
+
+    /// Looks a release up by kind, name and version.
+    pub fn release(&self, kind: Kind, name: &PackageName, version: &Version) -> Option<&ReleaseRecord> {
+        self.releases.get(&(kind, name.clone(), version.clone()))
+    }
+
+    /// Finds the release that holds a file with this BLAKE3 digest.
+    pub fn release_by_digest(&self, digest: &Digest) -> Option<&ReleaseRecord> {
+        self.by_digest.get(digest).and_then(|key| self.releases.get(key))
+    }
+
+    /// Every release of a name, in log order of the version keys.
+    pub fn releases_of<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a PackageName,
+    ) -> impl Iterator<Item = &'a ReleaseRecord> {
+        self.releases.values().filter(move |r| r.release.kind == kind && &r.release.name == name)
+    }
+
+    /// Every release.
+    pub fn releases(&self) -> impl Iterator<Item = &ReleaseRecord> {
+        self.releases.values()
+    }
+
+    /// The version a channel holds for a package, if any.
+    pub fn channel(&self, channel: &ChannelName, kind: Kind, name: &PackageName) -> Option<&Version> {
+        self.channels.get(&(channel.clone(), kind, name.clone()))
+    }
+
+    /// Checks `leaf_bytes` as leaf number `self.size()` and returns what to commit.
+    /// Changes nothing.
+    pub fn prepare(&self, leaf_bytes: &[u8]) -> Result<Prepared, ApplyError> {
+        let index = self.size;
+        let envelope =
+            Envelope::from_bytes(leaf_bytes).map_err(|source| ApplyError::Envelope { index, source })?;
+        let statement = Statement::decode(&envelope.payload_type, &envelope.payload)
+            .map_err(|source| ApplyError::Payload { index, source })?;
+        if index == 0 {
+            if leaf_bytes != self.pinned.envelope_bytes() {
+                return Err(ApplyError::FirstLeafNotPinnedRoot);
+            }
+            return Ok(Prepared { index, change: Change::Root(self.pinned.clone()), statement });
+        }
+        let change = match &statement {
+            Statement::Root(_) => {
+                let next = self.root.next(leaf_bytes).map_err(|source| ApplyError::Root { index, source })?;
+                Change::Root(next.into_inner())
+            }
+            Statement::Release(release) => {
+                self.check_publisher(index, &envelope)?;
+                let key = (release.kind, release.name.clone(), release.version.clone());
+                if let Some(existing) = self.releases.get(&key) {
+                    return Err(ApplyError::AlreadyLogged {
+                        index,
+                        kind: key.0,
+                        name: key.1,
+                        version: key.2,
+                        existing: existing.leaf_index,
+                    });
+                }
+                Change::Release
+            }
+            Statement::Status(status) => {
+                self.check_publisher(index, &envelope)?;
+                let key = (status.kind, status.name.clone(), status.version.clone());
+                let record = self.existing(index, &key)?;
+                let new_status = match status.action {
+                    StatusAction::Yank => ReleaseStatus::Yanked { reason: status.reason.clone() },
+                    StatusAction::Unyank => ReleaseStatus::Active,
+                    StatusAction::Revoke => ReleaseStatus::Revoked { reason: status.reason.clone() },
+                };
+                if matches!(record.status, ReleaseStatus::Revoked { .. }) {
+                    return Err(ApplyError::Revoked { index, kind: key.0, name: key.1, version: key.2 });
+                }
+                Change::Status(key, new_status)
+            }
+            Statement::Channel(channel) => {
+                self.check_publisher(index, &envelope)?;
+                let key = (channel.kind, channel.name.clone(), channel.version.clone());
+                let record = self.existing(index, &key)?;
+                if matches!(record.status, ReleaseStatus::Revoked { .. }) {
+                    return Err(ApplyError::Revoked { index, kind: key.0, name: key.1, version: key.2 });
+                }
+                Change::Channel(channel.channel.clone(), key)
+            }
+        };
+        Ok(Prepared { index, change, statement })
+    }
+
+    fn check_publisher(&self, index: u64, envelope: &Envelope) -> Result<(), ApplyError> {
+        self.root
+            .check_role(envelope, RoleName::Publisher)
+            .map_err(|source| ApplyError::Signatures { index, source })
+    }
+
+    fn existing(&self, index: u64, key: &ReleaseKey) -> Result<&ReleaseRecord, ApplyError> {
+        self.releases.get(key).ok_or_else(|| ApplyError::UnknownRelease {
+            index,
+            kind: key.0,
+            name: key.1.clone(),
+            version: key.2.clone(),
+        })
+    }
+
+    /// Applies a leaf prepared against this exact state.
+    ///
+    /// # Panics
+    /// If `prepared` was made for another log size: that is a caller bug, never input-driven.
+    pub fn commit(&mut self, prepared: Prepared) {
+        assert_eq!(prepared.index, self.size, "prepared leaf committed out of order");
+        let index = prepared.index;
+        match (prepared.change, prepared.statement) {
+            (Change::Root(root), _) => self.root = root,
+            (Change::Release, Statement::Release(release)) => {
+                let key = (release.kind, release.name.clone(), release.version.clone());
+                for file in &release.files {
+                    self.by_digest.entry(file.blake3).or_insert_with(|| key.clone());
+                }
+                self.releases
+                    .insert(key, ReleaseRecord { release, leaf_index: index, status: ReleaseStatus::Active });
+            }
+            (Change::Status(key, status), _) => {
+                if let Some(record) = self.releases.get_mut(&key) {
+                    record.status = status;
+                }
+            }
+            (Change::Channel(channel, (kind, name, version)), _) => {
+                self.channels.insert((channel, kind, name), version);
+            }
+            (Change::Release, _) => {}
+        }
+        self.size += 1;
+    }
+
+    /// `prepare` then `commit`.
+    pub fn apply(&mut self, leaf_bytes: &[u8]) -> Result<(), ApplyError> {
+        let prepared = self.prepare(leaf_bytes)?;
+        self.commit(prepared);
+        Ok(())
+    }
+}

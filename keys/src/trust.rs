@@ -1,0 +1,161 @@
+//! Trusted roots: loading the pinned root and walking to the next version.
+
+use std::collections::BTreeMap;
+
+use airlock_proto::{
+    CodecError, Envelope, KeyId, PayloadType, Role, Root, Statement, StatementError, Timestamp,
+};
+
+use crate::keyfile::{KeyError, PublicKey};
+use crate::threshold::{check_threshold, ThresholdError};
+use crate::verified::Verified;
+
+/// The roles a root defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleName {
+    Root,
+    Publisher,
+    Log,
+}
+
+impl RoleName {
+    /// The role's name, for messages.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Root => "root",
+            Self::Publisher => "publisher",
+            Self::Log => "log",
+        }
+    }
+}
+
+/// Why a root was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("root envelope: {0}")]
+    Codec(#[from] CodecError),
+    #[error("root payload: {0}")]
+    Statement(#[from] StatementError),
+    #[error("expected a root statement, found {0}")]
+    NotARoot(String),
+    #[error("root lists an unusable public key {key}: {source}")]
+    BadKey { key: String, source: KeyError },
+    #[error("root version {found} does not follow version {current} (must be exactly {})", .current + 1)]
+    WrongVersion { current: u64, found: u64 },
+    #[error("root version {version} is not signed by the {which} keys: {source}")]
+    Signatures { version: u64, which: &'static str, source: ThresholdError },
+    #[error("root version {version} names origin {found:?}, expected {expected:?}")]
+    OriginChanged { version: u64, expected: String, found: String },
+}
+
+/// A root whose keys parsed (no weak keys) and whose signatures met its thresholds.
+#[derive(Debug, Clone)]
+pub struct TrustedRoot {
+    root: Root,
+    keys: BTreeMap<KeyId, PublicKey>,
+    envelope_bytes: Vec<u8>,
+}
+
+impl TrustedRoot {
+    /// Loads a root the operator pins (a root file): it must be a well-formed root whose own
+    /// root-role threshold signed it.
+    pub fn pin(envelope_bytes: &[u8]) -> Result<Verified<Self>, TrustError> {
+        let candidate = Self::parse(envelope_bytes)?;
+        let envelope = Envelope::from_bytes(envelope_bytes)?;
+        candidate.check_signed_by(&envelope, &candidate, "its own root")?;
+        Ok(Verified::new(candidate))
+    }
+
+    /// Verifies `envelope_bytes` as the successor of `self`: version exactly N+1, same origin,
+    /// signed by a threshold of N's root keys and of its own.
+    pub fn next(&self, envelope_bytes: &[u8]) -> Result<Verified<Self>, TrustError> {
+        let candidate = Self::parse(envelope_bytes)?;
+        if candidate.root.version != self.root.version + 1 {
+            return Err(TrustError::WrongVersion {
+                current: self.root.version,
+                found: candidate.root.version,
+            });
+        }
+        if candidate.root.origin != self.root.origin {
+            return Err(TrustError::OriginChanged {
+                version: candidate.root.version,
+                expected: self.root.origin.clone(),
+                found: candidate.root.origin,
+            });
+        }
+        let envelope = Envelope::from_bytes(envelope_bytes)?;
+        candidate.check_signed_by(&envelope, self, "the previous root")?;
+        candidate.check_signed_by(&envelope, &candidate, "its own root")?;
+        Ok(Verified::new(candidate))
+    }
+
+    /// Decodes and structurally checks a root without checking signatures. Exposed for tools
+    /// that show or sign a root before it is complete.
+    pub fn parse(envelope_bytes: &[u8]) -> Result<Self, TrustError> {
+        let envelope = Envelope::from_bytes(envelope_bytes)?;
+        let root = match Statement::decode(&envelope.payload_type, &envelope.payload)? {
+            Statement::Root(root) => root,
+            other => return Err(TrustError::NotARoot(other.payload_type().to_string())),
+        };
+        let mut keys = BTreeMap::new();
+        for raw in &root.keys {
+            let key = PublicKey::from_bytes(&raw.0)
+                .map_err(|source| TrustError::BadKey { key: raw.to_hex(), source })?;
+            keys.insert(key.id(), key);
+        }
+        Ok(Self { root, keys, envelope_bytes: envelope_bytes.to_vec() })
+    }
+
+    fn check_signed_by(
+        &self,
+        envelope: &Envelope,
+        signer: &TrustedRoot,
+        which: &'static str,
+    ) -> Result<(), TrustError> {
+        check_threshold(envelope, "root", &signer.root.roles.root, &signer.keys)
+            .map(|_| ())
+            .map_err(|source| TrustError::Signatures { version: self.root.version, which, source })
+    }
+
+    /// Checks that `envelope` carries a threshold of signatures of `role` in this root.
+    pub fn check_role(&self, envelope: &Envelope, role: RoleName) -> Result<(), ThresholdError> {
+        check_threshold(envelope, role.as_str(), self.role(role), &self.keys).map(|_| ())
+    }
+
+    /// The role definition.
+    pub fn role(&self, role: RoleName) -> &Role {
+        match role {
+            RoleName::Root => &self.root.roles.root,
+            RoleName::Publisher => &self.root.roles.publisher,
+            RoleName::Log => &self.root.roles.log,
+        }
+    }
+
+    /// Whether `key` is one of `role`'s keys.
+    pub fn authorises(&self, key: &PublicKey, role: RoleName) -> bool {
+        self.role(role).keys.contains(&key.id()) && self.keys.contains_key(&key.id())
+    }
+
+    /// The root statement.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The exact envelope bytes this root was loaded from.
+    pub fn envelope_bytes(&self) -> &[u8] {
+        &self.envelope_bytes
+    }
+
+    /// The log identity.
+    pub fn origin(&self) -> &str {
+        &self.root.origin
+    }
+
+    /// Whether this root has expired at `now`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.root.expires <= now
+    }
+
+    /// The payload type of roots.
+    pub const PAYLOAD_TYPE: PayloadType = PayloadType::Root;
+}

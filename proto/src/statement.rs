@@ -1,0 +1,509 @@
+//! Statement payloads (the log's leaves) and the checkpoint.
+//!
+//! Every payload carries its own `type` field, which must equal the envelope's payload type:
+//! a valid `status` payload can never be presented as a `release` (PAE binds the type, and the
+//! payload says it again). `Statement::decode` is the only way to read a payload; it applies the
+//! strict codec and then each type's structural checks.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::{Hash32, KeyId, PublicKeyBytes, Sha256};
+use crate::codec::{self, CodecError};
+use crate::digest::Digest;
+use crate::names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
+use crate::Timestamp;
+
+/// Largest encoded payload accepted.
+pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
+/// Most keys a root may list.
+pub const MAX_ROOT_KEYS: usize = 64;
+/// Most files one release may hold.
+pub const MAX_RELEASE_FILES: usize = 256;
+/// Most dependency lines one release may declare.
+pub const MAX_DEPENDENCIES: usize = 1024;
+/// Longest free-text metadata field.
+pub const MAX_TEXT_LEN: usize = 4096;
+/// Longest origin (log identity) string.
+pub const MAX_ORIGIN_LEN: usize = 128;
+
+/// The payload types airlock signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PayloadType {
+    #[serde(rename = "airlock.root.v1")]
+    Root,
+    #[serde(rename = "airlock.release.v1")]
+    Release,
+    #[serde(rename = "airlock.status.v1")]
+    Status,
+    #[serde(rename = "airlock.channel.v1")]
+    Channel,
+    #[serde(rename = "airlock.checkpoint.v1")]
+    Checkpoint,
+}
+
+impl PayloadType {
+    /// All payload types.
+    pub const ALL: [PayloadType; 5] =
+        [Self::Root, Self::Release, Self::Status, Self::Channel, Self::Checkpoint];
+
+    /// The string used in envelopes and in the payload's `type` field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Root => "airlock.root.v1",
+            Self::Release => "airlock.release.v1",
+            Self::Status => "airlock.status.v1",
+            Self::Channel => "airlock.channel.v1",
+            Self::Checkpoint => "airlock.checkpoint.v1",
+        }
+    }
+
+    /// Parses an envelope's payload type.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+impl fmt::Display for PayloadType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a payload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementError {
+    #[error("unknown payload type {0:?}")]
+    UnknownType(String),
+    #[error("payload says it is {inner} but the envelope says {outer}")]
+    TypeMismatch { outer: String, inner: PayloadType },
+    #[error("a checkpoint is not a log statement")]
+    CheckpointAsStatement,
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("invalid {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+}
+
+fn invalid(what: &'static str, detail: impl Into<String>) -> StatementError {
+    StatementError::Invalid { what, detail: detail.into() }
+}
+
+/// A role: which keys may sign for it, and how many distinct ones must.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub keys: Vec<KeyId>,
+    pub threshold: u32,
+}
+
+/// The three roles a root defines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roles {
+    /// Offline keys that sign the next root.
+    pub root: Role,
+    /// Reviewers who sign releases, status changes and channel moves.
+    pub publisher: Role,
+    /// The server's online key that signs checkpoints.
+    pub log: Role,
+}
+
+/// The trust root: which keys hold which role, from `version` until `expires`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    #[serde(rename = "type")]
+    pub payload_type: PayloadType,
+    /// The log identity; every checkpoint names it.
+    pub origin: String,
+    pub version: u64,
+    pub expires: Timestamp,
+    pub keys: Vec<PublicKeyBytes>,
+    pub roles: Roles,
+}
+
+/// One file of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub filename: FileName,
+    pub size: u64,
+    pub blake3: Digest,
+    pub sha256: Sha256,
+}
+
+/// What is known about a release beyond its files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub summary: Option<String>,
+    pub requires_python: Option<String>,
+    pub dependencies: Vec<String>,
+    pub comfyui: Option<String>,
+    pub source_url: Option<String>,
+    pub source_commit: Option<String>,
+    pub scan_report: Option<Digest>,
+}
+
+/// A release: kind, name, version and the files it holds. Immutable once logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    #[serde(rename = "type")]
+    pub payload_type: PayloadType,
+    pub kind: Kind,
+    pub name: PackageName,
+    pub version: Version,
+    pub files: Vec<FileEntry>,
+    pub metadata: Metadata,
+    pub published_at: Timestamp,
+}
+
+/// What a status statement does to a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusAction {
+    Yank,
+    Unyank,
+    Revoke,
+}
+
+/// Yank, unyank or revoke a logged release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(rename = "type")]
+    pub payload_type: PayloadType,
+    pub kind: Kind,
+    pub name: PackageName,
+    pub version: Version,
+    pub action: StatusAction,
+    pub reason: String,
+    pub issued_at: Timestamp,
+}
+
+/// Put a logged release into a named channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatement {
+    #[serde(rename = "type")]
+    pub payload_type: PayloadType,
+    pub channel: ChannelName,
+    pub kind: Kind,
+    pub name: PackageName,
+    pub version: Version,
+    pub issued_at: Timestamp,
+}
+
+/// A signed statement of the log's size and root hash at a moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(rename = "type")]
+    pub payload_type: PayloadType,
+    pub origin: String,
+    pub size: u64,
+    pub root_hash: Hash32,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A decoded log statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    Root(Root),
+    Release(Release),
+    Status(Status),
+    Channel(ChannelStatement),
+}
+
+impl Statement {
+    /// Decodes `payload` as the type named by `payload_type` (the envelope's), and checks that
+    /// the payload names the same type and is structurally valid.
+    pub fn decode(payload_type: &str, payload: &[u8]) -> Result<Self, StatementError> {
+        let outer = PayloadType::parse(payload_type)
+            .ok_or_else(|| StatementError::UnknownType(payload_type.to_owned()))?;
+        let statement = match outer {
+            PayloadType::Root => Self::Root(codec::decode("root payload", payload, MAX_PAYLOAD_BYTES)?),
+            PayloadType::Release => {
+                Self::Release(codec::decode("release payload", payload, MAX_PAYLOAD_BYTES)?)
+            }
+            PayloadType::Status => Self::Status(codec::decode("status payload", payload, MAX_PAYLOAD_BYTES)?),
+            PayloadType::Channel => {
+                Self::Channel(codec::decode("channel payload", payload, MAX_PAYLOAD_BYTES)?)
+            }
+            PayloadType::Checkpoint => return Err(StatementError::CheckpointAsStatement),
+        };
+        let inner = statement.payload_type();
+        if inner != outer {
+            return Err(StatementError::TypeMismatch { outer: payload_type.to_owned(), inner });
+        }
+        statement.check()?;
+        Ok(statement)
+    }
+
+    /// Encodes the payload and returns it with its payload type.
+    pub fn encode(&self) -> Result<(PayloadType, Vec<u8>), CodecError> {
+        let bytes = match self {
+            Self::Root(v) => codec::encode("root payload", v)?,
+            Self::Release(v) => codec::encode("release payload", v)?,
+            Self::Status(v) => codec::encode("status payload", v)?,
+            Self::Channel(v) => codec::encode("channel payload", v)?,
+        };
+        Ok((self.payload_type(), bytes))
+    }
+
+    /// The type the payload names itself.
+    pub fn payload_type(&self) -> PayloadType {
+        match self {
+            Self::Root(v) => v.payload_type,
+            Self::Release(v) => v.payload_type,
+            Self::Status(v) => v.payload_type,
+            Self::Channel(v) => v.payload_type,
+        }
+    }
+
+    fn check(&self) -> Result<(), StatementError> {
+        match self {
+            Self::Root(root) => root.check(),
+            Self::Release(release) => release.check(),
+            Self::Status(status) => {
+                PackageName::new(status.kind, status.name.as_str())?;
+                check_text("status reason", &status.reason)
+            }
+            Self::Channel(channel) => {
+                PackageName::new(channel.kind, channel.name.as_str())?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn check_text(what: &'static str, text: &str) -> Result<(), StatementError> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(invalid(what, format!("longer than {MAX_TEXT_LEN} bytes")));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid(what, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// Checks an origin string: 1-128 printable ASCII characters without spaces.
+pub fn check_origin(origin: &str) -> Result<(), StatementError> {
+    if origin.is_empty() || origin.len() > MAX_ORIGIN_LEN || !origin.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "origin",
+            format!("{origin:?} must be 1-{MAX_ORIGIN_LEN} printable ASCII characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl Root {
+    /// Structural checks: no key listed twice, role keys are listed keys, thresholds possible.
+    /// (Key validity — weak keys — is checked by `airlock-keys` when a root is loaded.)
+    pub fn check(&self) -> Result<(), StatementError> {
+        check_origin(&self.origin)?;
+        if self.version == 0 {
+            return Err(invalid("root", "version must be at least 1"));
+        }
+        if self.keys.len() > MAX_ROOT_KEYS {
+            return Err(invalid(
+                "root",
+                format!("lists {} keys, over the cap of {MAX_ROOT_KEYS}", self.keys.len()),
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        for key in &self.keys {
+            if !ids.insert(KeyId::of(key)) {
+                return Err(invalid("root", format!("public key {key} is listed twice")));
+            }
+        }
+        for (name, role) in self.roles.named() {
+            let mut seen = BTreeSet::new();
+            for id in &role.keys {
+                if !ids.contains(id) {
+                    return Err(invalid(
+                        "root",
+                        format!("role {name} names key {id}, which the root does not list"),
+                    ));
+                }
+                if !seen.insert(*id) {
+                    return Err(invalid("root", format!("role {name} names key {id} twice")));
+                }
+            }
+            if role.threshold == 0 || role.threshold as usize > role.keys.len() {
+                return Err(invalid(
+                    "root",
+                    format!("role {name} has threshold {} with {} keys", role.threshold, role.keys.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Roles {
+    /// The roles with their names, for messages.
+    pub fn named(&self) -> [(&'static str, &Role); 3] {
+        [("root", &self.root), ("publisher", &self.publisher), ("log", &self.log)]
+    }
+}
+
+impl Release {
+    fn check(&self) -> Result<(), StatementError> {
+        PackageName::new(self.kind, self.name.as_str())?;
+        if self.files.is_empty() || self.files.len() > MAX_RELEASE_FILES {
+            return Err(invalid("release", format!("must hold 1 to {MAX_RELEASE_FILES} files")));
+        }
+        let mut names = BTreeSet::new();
+        for file in &self.files {
+            if !names.insert(file.filename.as_str()) {
+                return Err(invalid("release", format!("file {} is listed twice", file.filename)));
+            }
+        }
+        let m = &self.metadata;
+        if m.dependencies.len() > MAX_DEPENDENCIES {
+            return Err(invalid("release", format!("over {MAX_DEPENDENCIES} dependencies")));
+        }
+        for text in [&m.summary, &m.requires_python, &m.comfyui, &m.source_url, &m.source_commit]
+            .into_iter()
+            .flatten()
+            .chain(&m.dependencies)
+        {
+            check_text("release metadata", text)?;
+        }
+        Ok(())
+    }
+}
+
+impl Checkpoint {
+    /// Largest encoded checkpoint envelope accepted.
+    pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024;
+
+    /// Decodes a checkpoint payload (the envelope type must be the checkpoint type).
+    pub fn decode(payload_type: &str, payload: &[u8]) -> Result<Self, StatementError> {
+        if PayloadType::parse(payload_type) != Some(PayloadType::Checkpoint) {
+            return Err(StatementError::UnknownType(payload_type.to_owned()));
+        }
+        let checkpoint: Self = codec::decode("checkpoint payload", payload, 4096)?;
+        if checkpoint.payload_type != PayloadType::Checkpoint {
+            return Err(StatementError::TypeMismatch {
+                outer: payload_type.to_owned(),
+                inner: checkpoint.payload_type,
+            });
+        }
+        check_origin(&checkpoint.origin)?;
+        if checkpoint.expires_at < checkpoint.issued_at {
+            return Err(invalid("checkpoint", "expires before it is issued"));
+        }
+        Ok(checkpoint)
+    }
+
+    /// Encodes the payload.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode("checkpoint payload", self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release() -> Release {
+        Release {
+            payload_type: PayloadType::Release,
+            kind: Kind::Wheel,
+            name: PackageName::new(Kind::Wheel, "demo-pkg").unwrap(),
+            version: Version::new("1.0.0").unwrap(),
+            files: vec![FileEntry {
+                filename: FileName::new("demo_pkg-1.0.0-py3-none-any.whl").unwrap(),
+                size: 3,
+                blake3: Digest::of(b"abc"),
+                sha256: Sha256([0; 32]),
+            }],
+            metadata: Metadata::default(),
+            published_at: 1_700_000_000,
+        }
+    }
+
+    fn status() -> Status {
+        Status {
+            payload_type: PayloadType::Status,
+            kind: Kind::Wheel,
+            name: PackageName::new(Kind::Wheel, "demo-pkg").unwrap(),
+            version: Version::new("1.0.0").unwrap(),
+            action: StatusAction::Yank,
+            reason: "broken".into(),
+            issued_at: 1,
+        }
+    }
+
+    #[test]
+    fn release_round_trips() {
+        let statement = Statement::Release(release());
+        let (ty, bytes) = statement.encode().unwrap();
+        assert_eq!(Statement::decode(ty.as_str(), &bytes).unwrap(), statement);
+    }
+
+    #[test]
+    fn payload_type_confusion_status_as_release_rejected() {
+        let (_, bytes) = Statement::Status(status()).encode().unwrap();
+        let err = Statement::decode(PayloadType::Release.as_str(), &bytes).unwrap_err();
+        assert!(matches!(err, StatementError::Codec(_)), "{err}");
+        // A release payload whose own type field lies is refused too.
+        let mut lying = release();
+        lying.payload_type = PayloadType::Status;
+        let bytes = codec::encode("x", &lying).unwrap();
+        assert!(Statement::decode(PayloadType::Release.as_str(), &bytes).is_err());
+    }
+
+    #[test]
+    fn checkpoint_is_not_a_statement() {
+        let c = Checkpoint {
+            payload_type: PayloadType::Checkpoint,
+            origin: "o".into(),
+            size: 1,
+            root_hash: Hash32([0; 32]),
+            issued_at: 1,
+            expires_at: 2,
+        };
+        let bytes = c.encode().unwrap();
+        assert!(Statement::decode(PayloadType::Checkpoint.as_str(), &bytes).is_err());
+        assert_eq!(Checkpoint::decode(PayloadType::Checkpoint.as_str(), &bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn non_normalised_wheel_name_in_release_rejected() {
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            #[serde(rename = "type")]
+            payload_type: PayloadType,
+            kind: Kind,
+            name: &'a str,
+            version: &'a str,
+            files: &'a [FileEntry],
+            metadata: Metadata,
+            published_at: u64,
+        }
+        let base = release();
+        for name in ["Demo_Pkg", "demo_pkg", "../x", "demo/pkg"] {
+            let raw = Raw {
+                payload_type: PayloadType::Release,
+                kind: Kind::Wheel,
+                name,
+                version: "1.0.0",
+                files: &base.files,
+                metadata: Metadata::default(),
+                published_at: 1,
+            };
+            let bytes = codec::encode("raw", &raw).unwrap();
+            assert!(Statement::decode(PayloadType::Release.as_str(), &bytes).is_err(), "accepted {name}");
+        }
+    }
+
+    #[test]
+    fn release_with_duplicate_file_names_rejected() {
+        let mut r = release();
+        r.files.push(r.files[0].clone());
+        let (ty, bytes) = Statement::Release(r).encode().unwrap();
+        assert!(Statement::decode(ty.as_str(), &bytes).is_err());
+    }
+}

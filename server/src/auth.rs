@@ -1,0 +1,84 @@
+//! Bearer tokens: creation, lookup and scopes. Only the BLAKE3 hash of a token is stored.
+
+use std::fmt;
+
+use crate::error::ApiError;
+use crate::service::{now, Service};
+use crate::store::TokenRecord;
+
+/// What a token allows. Each scope includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Publish,
+    Admin,
+}
+
+impl Scope {
+    /// Parses `read`, `publish` or `admin`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read" => Some(Self::Read),
+            "publish" => Some(Self::Publish),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// The scope's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Publish => "publish",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const TOKEN_PREFIX: &str = "alk_";
+
+fn token_hash(token: &str) -> [u8; 32] {
+    *blake3::hash(token.as_bytes()).as_bytes()
+}
+
+/// Creates a token with `scope`, stores its hash, and returns the token (shown once).
+pub fn create_token(db: &crate::store::Db, scope: Scope, label: &str) -> anyhow::Result<String> {
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
+    db.put_token(
+        &token_hash(&token),
+        &TokenRecord { scope: scope.as_str().to_owned(), label: label.to_owned(), created_at: now() },
+    )?;
+    Ok(token)
+}
+
+/// The scope granted by the request's `Authorization: Bearer` header, if any.
+pub fn scope_of(service: &Service, headers: &http::HeaderMap) -> Result<Option<Scope>, ApiError> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() <= 128)
+        .ok_or(ApiError::Unauthorized)?;
+    let record = service.db().token(&token_hash(token))?.ok_or(ApiError::Unauthorized)?;
+    Ok(Scope::parse(&record.scope))
+}
+
+/// Requires a token with at least `needed`. 401 without a valid token, 403 with too weak a one.
+pub fn require(service: &Service, headers: &http::HeaderMap, needed: Scope) -> Result<Scope, ApiError> {
+    match scope_of(service, headers)? {
+        None => Err(ApiError::Unauthorized),
+        Some(scope) if scope >= needed => Ok(scope),
+        Some(scope) => {
+            Err(ApiError::Forbidden(format!("this token has scope {scope}; {needed} is required")))
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The `airlockd` command line: `init`, `serve`, `token create`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::auth::{create_token, Scope};
+use crate::config::{Config, FileConfig, ReadAccess, TlsFiles};
+use crate::service::{DB_DIR, LOG_KEY_FILE, LOG_PUB_FILE};
+use crate::store::Db;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlockd",
+    version,
+    about = "airlock registry server: signed, content-addressed packages for air-gapped ComfyUI sites"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory and the server's log key; prints the log public key.
+    Init {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Serve a data directory.
+    Serve(ServeArgs),
+    /// Manage bearer tokens (run while the server is stopped).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Data directory (made by `airlockd init`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Root file; becomes leaf 0 when the log is empty.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// TLS certificate chain (PEM). Plain HTTP without it.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require a `read` token for reads.
+    #[arg(long)]
+    require_read_token: bool,
+    /// Seconds a signed checkpoint stays valid.
+    #[arg(long)]
+    checkpoint_validity: Option<u64>,
+    /// TOML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (shown once; only its hash is stored).
+    Create {
+        #[arg(long)]
+        data: PathBuf,
+        /// read, publish or admin.
+        #[arg(long)]
+        scope: String,
+        /// A note on who or what the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { data } => init(&data),
+        Command::Serve(args) => serve(args),
+        Command::Token { command: TokenCommand::Create { data, scope, label } } => {
+            let scope = Scope::parse(&scope)
+                .with_context(|| format!("unknown scope {scope:?}: use read, publish or admin"))?;
+            let db = Db::open(&data.join(DB_DIR))?;
+            let token = create_token(&db, scope, &label)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+/// `airlockd init`: makes the data directory (0700) and the log key.
+pub fn init(data: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let key_path = data.join(LOG_KEY_FILE);
+    anyhow::ensure!(
+        !key_path.exists(),
+        "{} already exists; this data directory is initialised",
+        key_path.display()
+    );
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("cannot create {}", data.display()))?;
+    let key = airlock_keys::SecretKey::generate();
+    airlock_keys::write_secret_key(&key_path, &key)?;
+    let public = key.public();
+    airlock_keys::write_public_key(&data.join(LOG_PUB_FILE), &public)?;
+    println!("initialised {}", data.display());
+    println!("log public key: {} (key id {})", data.join(LOG_PUB_FILE).display(), public.id());
+    println!(
+        "next: put this key in the root's log role (`airlock root create --log-key {}`)",
+        data.join(LOG_PUB_FILE).display()
+    );
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = args.config.as_deref().map(FileConfig::load).transpose()?.unwrap_or_default();
+    let data = args.data.or(file.data).context("--data is required (or `data` in the config file)")?;
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let mut config = Config::new(data);
+    config.root = args.root.or(file.root);
+    config.tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate and a key"),
+    };
+    config.read_access = if args.require_read_token {
+        ReadAccess::TokenRequired
+    } else {
+        file.read_access.unwrap_or_default()
+    };
+    if let Some(secs) = args.checkpoint_validity.or(file.checkpoint_validity_secs) {
+        anyhow::ensure!(secs >= 2, "checkpoint validity must be at least 2 seconds");
+        config.checkpoint_validity = Duration::from_secs(secs);
+    }
+    if let Some(max) = file.max_blob_bytes {
+        config.limits.max_blob_bytes = max;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        crate::server::run(listener, config, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

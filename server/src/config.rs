@@ -1,0 +1,113 @@
+//! Server settings: the TOML config file and the resolved configuration. Command-line flags
+//! override the file; the file overrides the defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Who may read (download blobs, read the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadAccess {
+    /// Anyone who can reach the server may read what is logged.
+    #[default]
+    Open,
+    /// Reads need a bearer token with scope `read` or higher.
+    TokenRequired,
+}
+
+/// TLS certificate chain and key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Caps and timeouts.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_blob_bytes: u64,
+    pub max_statement_bytes: usize,
+    pub max_page_leaves: u64,
+    pub max_page_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_blob_bytes: 8 << 30,
+            max_statement_bytes: airlock_proto::envelope::MAX_ENVELOPE_BYTES,
+            max_page_leaves: 1000,
+            max_page_bytes: 8 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The resolved configuration `run` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data: PathBuf,
+    pub root: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    pub read_access: ReadAccess,
+    pub checkpoint_validity: Duration,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Defaults for a data directory.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            root: None,
+            tls: None,
+            read_access: ReadAccess::Open,
+            checkpoint_validity: Duration::from_secs(24 * 3600),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The config file (`airlockd serve --config FILE`). Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub root: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub read_access: Option<ReadAccess>,
+    pub checkpoint_validity_secs: Option<u64>,
+    pub max_blob_bytes: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file (at most 64 KiB).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        anyhow::ensure!(text.len() <= 64 * 1024, "config {} is over 64 KiB", path.display());
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_config_keys_rejected() {
+        assert!(toml::from_str::<FileConfig>("datta = '/x'").is_err());
+        let ok: FileConfig = toml::from_str("data = '/x'\nread_access = 'token-required'").unwrap();
+        assert_eq!(ok.read_access, Some(ReadAccess::TokenRequired));
+    }
+}

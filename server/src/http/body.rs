@@ -1,0 +1,102 @@
+//! Response bodies and request-body reading with caps and idle timeouts.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{header, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+use crate::error::ApiError;
+
+/// Every response body.
+pub type Body = BoxBody<Bytes, io::Error>;
+
+/// Read size for streaming files: large reads are what make blob downloads fast.
+pub const FILE_CHUNK: usize = 1 << 20;
+
+/// A body of fixed bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A CBOR response of exact bytes.
+pub fn cbor(bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(full(bytes));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/cbor"));
+    response
+}
+
+/// Streams `len` bytes of `file` from its current position in large reads.
+pub fn file_stream(file: tokio::fs::File, len: u64) -> Body {
+    let reader = file.take(len);
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, FILE_CHUNK);
+    StreamBody::new(stream.map_ok(Frame::data)).boxed()
+}
+
+/// The error response for `error`, logging internals instead of sending them.
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    if let ApiError::Internal(inner) = error {
+        tracing::error!(error = format!("{inner:#}"), "internal error");
+    }
+    let mut response =
+        json(error.status(), &serde_json::json!({ "error": error.to_string(), "code": error.code() }));
+    if let ApiError::RangeNotSatisfiable { size } = error {
+        if let Ok(value) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    if matches!(error, ApiError::Unauthorized) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Waits for the next body frame, failing after `idle` without one.
+pub async fn next_frame(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, ApiError> {
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ApiError::Timeout),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::BadRequest(format!("could not read request body: {e}")))
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+                // Trailers: skip.
+            }
+        }
+    }
+}
+
+/// Reads a whole small body, refusing more than `cap` bytes.
+pub async fn read_capped(body: &mut Incoming, cap: usize, idle: Duration) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = next_frame(body, idle).await? {
+        if out.len() + chunk.len() > cap {
+            return Err(ApiError::TooLarge(format!("request body is over the {cap}-byte cap")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}

@@ -1,0 +1,128 @@
+//! The HTTP surface: requests are parsed into an `Endpoint` first, then dispatched.
+
+pub mod blobs;
+pub mod body;
+pub mod log;
+pub mod query;
+pub mod releases;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::auth;
+use crate::config::ReadAccess;
+use crate::error::ApiError;
+use crate::service::Service;
+use body::Body;
+use query::Query;
+
+/// Longest request path accepted.
+const MAX_PATH_LEN: usize = 1024;
+
+/// Every route the server answers.
+#[derive(Debug, PartialEq, Eq)]
+enum Endpoint<'a> {
+    Health,
+    Blob(&'a str),
+    Checkpoint,
+    Leaves,
+    InclusionProof,
+    ConsistencyProof,
+    CurrentRoot,
+    Statements,
+    ReleasesOf { kind: &'a str, name: &'a str },
+    Release { kind: &'a str, name: &'a str, version: &'a str },
+    ReleaseByDigest(&'a str),
+}
+
+fn route(path: &str) -> Option<Endpoint<'_>> {
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        return None;
+    }
+    Some(match segments.as_slice() {
+        ["healthz"] => Endpoint::Health,
+        ["v1", "blobs", "blake3", hex] => Endpoint::Blob(hex),
+        ["v1", "log", "checkpoint"] => Endpoint::Checkpoint,
+        ["v1", "log", "leaves"] => Endpoint::Leaves,
+        ["v1", "log", "proof", "inclusion"] => Endpoint::InclusionProof,
+        ["v1", "log", "proof", "consistency"] => Endpoint::ConsistencyProof,
+        ["v1", "roots", "current"] => Endpoint::CurrentRoot,
+        ["v1", "statements"] => Endpoint::Statements,
+        ["v1", "releases", "by-digest", digest] => Endpoint::ReleaseByDigest(digest),
+        ["v1", "releases", kind, name] => Endpoint::ReleasesOf { kind, name },
+        ["v1", "releases", kind, name, version] => Endpoint::Release { kind, name, version },
+        _ => return None,
+    })
+}
+
+/// Handles one request; never fails (errors become responses).
+pub async fn handle(service: Arc<Service>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let response = match dispatch(&service, request).await {
+        Ok(response) => response,
+        Err(error) => body::error_response(&error),
+    };
+    Ok(response)
+}
+
+async fn dispatch(service: &Arc<Service>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (parts, request_body) = request.into_parts();
+    let path = parts.uri.path();
+    if path.len() > MAX_PATH_LEN {
+        return Err(ApiError::BadRequest("request path is too long".to_owned()));
+    }
+    let endpoint = route(path).ok_or_else(|| ApiError::NotFound(format!("no such endpoint: {path}")))?;
+    let query = Query::parse(parts.uri.query())?;
+    let method = &parts.method;
+    let headers = &parts.headers;
+    let read = || -> Result<(), ApiError> {
+        if service.config().read_access == ReadAccess::TokenRequired {
+            auth::require(service, headers, auth::Scope::Read)?;
+        }
+        Ok(())
+    };
+    let is_get = *method == Method::GET || *method == Method::HEAD;
+    match endpoint {
+        Endpoint::Health if is_get => Ok(body::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        Endpoint::Blob(hex) if is_get => {
+            blobs::get(service, method, headers, blobs::parse_digest(hex)?).await
+        }
+        Endpoint::Blob(hex) if *method == Method::PUT => {
+            blobs::put(service, headers, blobs::parse_digest(hex)?, request_body).await
+        }
+        Endpoint::Statements if *method == Method::POST => log::submit(service, headers, request_body).await,
+        Endpoint::Checkpoint if is_get => read().and_then(|()| log::checkpoint(service)),
+        Endpoint::Leaves if is_get => read().and_then(|()| log::leaves(service, &query)),
+        Endpoint::InclusionProof if is_get => read().and_then(|()| log::inclusion(service, &query)),
+        Endpoint::ConsistencyProof if is_get => read().and_then(|()| log::consistency(service, &query)),
+        Endpoint::CurrentRoot if is_get => read().map(|()| log::current_root(service)),
+        Endpoint::ReleasesOf { kind, name } if is_get => {
+            read().and_then(|()| releases::list(service, kind, name))
+        }
+        Endpoint::Release { kind, name, version } if is_get => {
+            read().and_then(|()| releases::one(service, kind, name, version))
+        }
+        Endpoint::ReleaseByDigest(digest) if is_get => {
+            read().and_then(|()| releases::by_digest(service, digest))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_in_any_segment_is_not_routed() {
+        for path in
+            ["/v1/blobs/blake3/../..", "/v1/blobs/blake3/.", "/v1//log/checkpoint", "/../etc/passwd", "v1"]
+        {
+            assert_eq!(route(path), None, "{path}");
+        }
+        assert_eq!(route("/v1/log/checkpoint"), Some(Endpoint::Checkpoint));
+    }
+}

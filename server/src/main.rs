@@ -1,0 +1,5 @@
+//! `airlockd`: the airlock registry server.
+
+fn main() -> std::process::ExitCode {
+    airlock_server::cli::main()
+}

@@ -1,0 +1,136 @@
+//! The accept loop: TCP (with `TCP_NODELAY`), optional TLS, HTTP/1.1 and h2, timeouts, and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, TlsFiles};
+use crate::http;
+use crate::service::Service;
+
+/// How long in-flight requests get to finish after shutdown is requested.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the registry in `config.data` and serves it on `listener` until `shutdown` completes.
+/// Opening is blocking work (it replays the log); it runs before the first accept.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let tls = config.tls.as_ref().map(load_tls).transpose()?;
+    let service = Arc::new(tokio::task::spawn_blocking(move || Service::open(config)).await??);
+    serve(listener, service, tls, shutdown).await
+}
+
+/// Serves an opened registry.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let limits = service.config().limits.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Without this, Nagle's algorithm meets delayed ACK and every keep-alive request after
+        // the first stalls for ~40 ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "set_nodelay failed");
+        }
+        let service = Arc::clone(&service);
+        let builder = Arc::clone(&builder);
+        let hyper_service = service_fn(move |request| http::handle(Arc::clone(&service), request));
+        match &tls {
+            None => {
+                let connection = builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                        };
+                    let connection =
+                        builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: draining connections");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections did not finish in time");
+    }
+    Ok(())
+}
+
+/// Loads a PEM certificate chain and key into a TLS acceptor (rustls, ring provider; h2 and
+/// HTTP/1.1 by ALPN).
+pub fn load_tls(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    let certs = read_pem(&files.cert, |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate found in {}", files.cert.display());
+    let key = read_pem(&files.key, |r| rustls_pemfile::private_key(r))?
+        .with_context(|| format!("no private key found in {}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match or are unsupported")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn read_pem<T>(path: &Path, parse: impl FnOnce(&mut &[u8]) -> std::io::Result<T>) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&mut bytes.as_slice()).with_context(|| format!("invalid PEM in {}", path.display()))
+}

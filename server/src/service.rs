@@ -1,0 +1,310 @@
+//! The registry service: the log, the blob store and the registry state behind one API that
+//! the HTTP layer calls. Appends are serialised by one lock; each is one durable batch.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use airlock_keys::{
+    read_secret_key, sign_envelope, ApplyError, RegistryState, RoleName, SecretKey, TrustedRoot,
+};
+use airlock_proto::merkle::{self, Hash, NodeSource};
+use airlock_proto::{Checkpoint, Digest, Envelope, Hash32, PayloadType, Statement, Timestamp};
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::store::{BlobRecord, BlobStore, Db, LeafBatch, StoredBlob};
+
+/// Current time in integer seconds.
+pub fn now() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// File names inside the data directory.
+pub const LOG_KEY_FILE: &str = "log.key";
+pub const LOG_PUB_FILE: &str = "log.pub";
+pub const DB_DIR: &str = "db";
+
+/// What an accepted statement became.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub index: u64,
+    pub size: u64,
+    pub checkpoint: Vec<u8>,
+    /// True when the identical statement was already logged (nothing was appended).
+    pub existing: bool,
+}
+
+/// The registry: storage, state and the log key.
+#[derive(Debug)]
+pub struct Service {
+    db: Db,
+    blobs: BlobStore,
+    log_key: SecretKey,
+    state: Mutex<RegistryState>,
+    origin: String,
+    config: Config,
+}
+
+/// The tree as stored, plus nodes about to be written.
+struct Overlay<'a> {
+    db: &'a Db,
+    pending: &'a [(u32, u64, Hash)],
+}
+
+impl NodeSource for Overlay<'_> {
+    type Error = anyhow::Error;
+    fn node(&self, level: u32, index: u64) -> anyhow::Result<Hash> {
+        match self.pending.iter().find(|(l, i, _)| *l == level && *i == index) {
+            Some((_, _, hash)) => Ok(*hash),
+            None => self.db.node(level, index),
+        }
+    }
+}
+
+impl Service {
+    /// Opens the data directory. On an empty log, the root file in `config.root` becomes leaf 0.
+    pub fn open(config: Config) -> anyhow::Result<Self> {
+        let data = config.data.clone();
+        let log_key = read_secret_key(&data.join(LOG_KEY_FILE)).with_context(|| {
+            format!("cannot load the log key; run `airlockd init --data {}` first", data.display())
+        })?;
+        let db = Db::open(&data.join(DB_DIR))?;
+        let blobs = BlobStore::open(&data)
+            .with_context(|| format!("cannot open blob store in {}", data.display()))?;
+        let size = db.log_size()?;
+        let pinned_bytes = if size == 0 {
+            let path =
+                config.root.as_deref().context("the log is empty: pass --root ROOT_FILE to start it")?;
+            read_root_file(path)?
+        } else {
+            db.leaf(0)?.context("log leaf 0 missing from storage")?
+        };
+        let pinned = TrustedRoot::pin(&pinned_bytes).context("the root does not verify")?;
+        if size > 0 {
+            if let Some(path) = config.root.as_deref() {
+                let given = read_root_file(path)?;
+                anyhow::ensure!(
+                    given == pinned_bytes,
+                    "{} is not the root this server was started with (leaf 0); the log keeps its first root",
+                    path.display()
+                );
+            }
+        }
+        let origin = pinned.origin().to_owned();
+        let mut state = RegistryState::new(pinned);
+        for index in 0..size {
+            let leaf = db.leaf(index)?.with_context(|| format!("log leaf {index} missing from storage"))?;
+            state.apply(&leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
+        }
+        let service = Self { db, blobs, log_key, state: Mutex::new(state), origin, config };
+        service.check_log_key()?;
+        if size == 0 {
+            let mut state = service.lock_state();
+            let prepared = state.prepare(&pinned_bytes)?;
+            service.append_prepared(&mut state, prepared, pinned_bytes)?;
+        }
+        Ok(service)
+    }
+
+    fn check_log_key(&self) -> anyhow::Result<()> {
+        let state = self.lock_state();
+        let public = self.log_key.public();
+        anyhow::ensure!(
+            state.root().authorises(&public, RoleName::Log),
+            "this server's log key {} is not in the root's log role",
+            public.id()
+        );
+        Ok(())
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, RegistryState> {
+        // A panic while holding the lock leaves the state as it was before `commit` (commit
+        // cannot fail), so the poisoned value is still consistent.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The configuration the service runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Runs `f` with the registry state (releases, statuses, channels, the root in force).
+    pub fn with_state<R>(&self, f: impl FnOnce(&RegistryState) -> R) -> R {
+        f(&self.lock_state())
+    }
+
+    /// The current root's envelope bytes.
+    pub fn current_root(&self) -> Vec<u8> {
+        self.lock_state().root().envelope_bytes().to_vec()
+    }
+
+    /// Verifies a statement against the state and appends it. Blocking (fsync).
+    pub fn submit(&self, leaf: Vec<u8>) -> Result<Appended, ApiError> {
+        let mut state = self.lock_state();
+        let root = state.root();
+        if root.is_expired(now()) {
+            return Err(ApiError::Unprocessable(format!(
+                "the root in force (version {}) expired at {}; sign a new root first",
+                root.root().version,
+                root.root().expires
+            )));
+        }
+        let prepared = match state.prepare(&leaf) {
+            Ok(prepared) => prepared,
+            Err(ApplyError::AlreadyLogged { existing, .. })
+                if self.db.leaf(existing)?.as_deref() == Some(&leaf) =>
+            {
+                let checkpoint = self.db.checkpoint()?.context("log has no checkpoint")?;
+                return Ok(Appended { index: existing, size: state.size(), checkpoint, existing: true });
+            }
+            Err(e @ ApplyError::AlreadyLogged { .. }) => return Err(ApiError::Conflict(e.to_string())),
+            Err(e) => return Err(ApiError::Unprocessable(e.to_string())),
+        };
+        match prepared.statement() {
+            Statement::Release(release) => {
+                for file in &release.files {
+                    self.check_blob(&file.blake3, file.size, &file.sha256, file.filename.as_str())?;
+                }
+            }
+            Statement::Root(_) => {
+                let next = TrustedRoot::parse(&leaf).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+                if !next.authorises(&self.log_key.public(), RoleName::Log) {
+                    return Err(ApiError::Unprocessable(
+                        "the new root does not authorise this server's log key".to_owned(),
+                    ));
+                }
+            }
+            Statement::Status(_) | Statement::Channel(_) => {}
+        }
+        Ok(self.append_prepared(&mut state, prepared, leaf)?)
+    }
+
+    fn check_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        sha256: &airlock_proto::Sha256,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let record = self.db.blob(digest)?.ok_or_else(|| {
+            ApiError::Unprocessable(format!("file {name}: blob {digest} has not been uploaded"))
+        })?;
+        if record.size != size {
+            return Err(ApiError::Unprocessable(format!(
+                "file {name}: blob {digest} is {} bytes, the statement says {size}",
+                record.size
+            )));
+        }
+        if record.sha256 != *sha256 {
+            return Err(ApiError::Unprocessable(format!(
+                "file {name}: blob {digest} has sha256 {}, the statement says {sha256}",
+                record.sha256
+            )));
+        }
+        Ok(())
+    }
+
+    fn append_prepared(
+        &self,
+        state: &mut RegistryState,
+        prepared: airlock_keys::Prepared,
+        leaf: Vec<u8>,
+    ) -> anyhow::Result<Appended> {
+        let index = prepared.index();
+        let nodes = merkle::nodes_completed_by_append(&self.db, index, merkle::leaf_hash(&leaf))?;
+        let root_hash = merkle::root_from_source(&Overlay { db: &self.db, pending: &nodes }, index + 1)?;
+        let checkpoint = self.sign_checkpoint(index + 1, root_hash, now())?;
+        let (release, digests) = match prepared.statement() {
+            Statement::Release(r) => (
+                Some((r.kind, r.name.clone(), r.version.clone())),
+                r.files.iter().map(|f| f.blake3).collect(),
+            ),
+            _ => (None, Vec::new()),
+        };
+        self.db.append(&LeafBatch {
+            index,
+            leaf,
+            nodes,
+            release,
+            digests,
+            checkpoint: checkpoint.clone(),
+        })?;
+        state.commit(prepared);
+        Ok(Appended { index, size: index + 1, checkpoint, existing: false })
+    }
+
+    fn sign_checkpoint(&self, size: u64, root_hash: Hash, issued_at: Timestamp) -> anyhow::Result<Vec<u8>> {
+        let checkpoint = Checkpoint {
+            payload_type: PayloadType::Checkpoint,
+            origin: self.origin.clone(),
+            size,
+            root_hash: Hash32(root_hash),
+            issued_at,
+            expires_at: issued_at + self.config.checkpoint_validity.as_secs(),
+        };
+        let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode()?);
+        sign_envelope(&mut envelope, &self.log_key);
+        Ok(envelope.to_bytes()?)
+    }
+
+    /// The newest checkpoint, re-signed first if half of its validity has passed.
+    pub fn checkpoint(&self) -> anyhow::Result<Vec<u8>> {
+        let _state = self.lock_state();
+        let bytes = self.db.checkpoint()?.context("log has no checkpoint")?;
+        let envelope = Envelope::from_bytes(&bytes)?;
+        let current = Checkpoint::decode(&envelope.payload_type, &envelope.payload)?;
+        let now = now();
+        let half_life = self.config.checkpoint_validity.as_secs() / 2;
+        if now < current.issued_at.saturating_add(half_life) {
+            return Ok(bytes);
+        }
+        let fresh = self.sign_checkpoint(current.size, current.root_hash.0, now)?;
+        self.db.put_checkpoint(&fresh)?;
+        Ok(fresh)
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of `size` leaves.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ApiError> {
+        let log_size = self.db.log_size()?;
+        if size > log_size || index >= size {
+            return Err(ApiError::BadRequest(format!("need index < size <= {log_size}")));
+        }
+        Ok(merkle::inclusion_proof(&self.db, index, size)?)
+    }
+
+    /// Consistency proof between two tree sizes.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ApiError> {
+        let log_size = self.db.log_size()?;
+        if old == 0 || old > new || new > log_size {
+            return Err(ApiError::BadRequest(format!("need 0 < old <= new <= {log_size}")));
+        }
+        Ok(merkle::consistency_proof(&self.db, old, new)?)
+    }
+
+    /// Records a blob that is durable on disk.
+    pub fn record_blob(&self, stored: &StoredBlob) -> anyhow::Result<()> {
+        self.db.put_blob(
+            &stored.digest,
+            &BlobRecord { size: stored.size, sha256: stored.sha256, stored_at: now() },
+        )
+    }
+}
+
+/// Reads a root file (at most 1 MiB).
+pub fn read_root_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read root file {}", path.display()))?;
+    anyhow::ensure!(bytes.len() <= 1 << 20, "root file {} is over 1 MiB", path.display());
+    Ok(bytes)
+}

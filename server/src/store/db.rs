@@ -1,0 +1,278 @@
+//! The RocksDB database: column families, record encodings, and the batches that change them.
+
+use std::path::Path;
+
+use airlock_proto::merkle::{Hash, NodeSource};
+use airlock_proto::{codec, Digest, Kind, PackageName, Sha256, Timestamp, Version};
+use anyhow::{Context, Result};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+const CF_LEAVES: &str = "log_leaves";
+const CF_NODES: &str = "log_nodes";
+const CF_META: &str = "meta";
+const CF_RELEASES: &str = "releases";
+const CF_DIGESTS: &str = "digests";
+const CF_BLOBS: &str = "blobs";
+const CF_TOKENS: &str = "tokens";
+const ALL_CFS: [&str; 7] = [CF_LEAVES, CF_NODES, CF_META, CF_RELEASES, CF_DIGESTS, CF_BLOBS, CF_TOKENS];
+
+const META_SIZE: &[u8] = b"log_size";
+const META_CHECKPOINT: &[u8] = b"checkpoint";
+const META_SCHEMA: &[u8] = b"schema_version";
+const SCHEMA_VERSION: u64 = 1;
+
+/// Cap on any stored record read back (a leaf is at most an envelope).
+const MAX_RECORD_BYTES: usize = 2 << 20;
+
+/// What the server knows about a stored blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    pub sha256: Sha256,
+    pub stored_at: Timestamp,
+}
+
+/// A bearer token's grant. The token itself is never stored, only its BLAKE3 hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub scope: String,
+    pub label: String,
+    pub created_at: Timestamp,
+}
+
+/// The RocksDB handle.
+#[derive(Debug)]
+pub struct Db {
+    db: DB,
+}
+
+/// Everything one appended leaf changes, written as one batch.
+#[derive(Debug, Default)]
+pub struct LeafBatch {
+    pub index: u64,
+    pub leaf: Vec<u8>,
+    pub nodes: Vec<(u32, u64, Hash)>,
+    pub release: Option<(Kind, PackageName, Version)>,
+    pub digests: Vec<Digest>,
+    pub checkpoint: Vec<u8>,
+}
+
+fn release_key(kind: Kind, name: &PackageName, version: &Version) -> Vec<u8> {
+    format!("{}\0{}\0{}", kind.as_str(), name, version).into_bytes()
+}
+
+fn release_prefix(kind: Kind, name: &PackageName) -> Vec<u8> {
+    format!("{}\0{}\0", kind.as_str(), name).into_bytes()
+}
+
+fn node_key(level: u32, index: u64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&level.to_be_bytes());
+    key[4..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn u64_value(bytes: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(bytes.try_into().context("stored integer is not 8 bytes")?))
+}
+
+impl Db {
+    /// Opens (creating if needed) the database under `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_open_files(256);
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(|e| {
+            if e.to_string().contains("lock") {
+                anyhow::anyhow!(
+                    "database {} is in use by another process (is airlockd running?): {e}",
+                    dir.display()
+                )
+            } else {
+                anyhow::anyhow!("cannot open database {}: {e}", dir.display())
+            }
+        })?;
+        let this = Self { db };
+        match this.get(CF_META, META_SCHEMA)? {
+            None => this.put_sync(CF_META, META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?,
+            Some(v) if u64_value(&v)? == SCHEMA_VERSION => {}
+            Some(v) => anyhow::bail!(
+                "database schema version {} is not supported (expected {SCHEMA_VERSION})",
+                u64_value(&v)?
+            ),
+        }
+        Ok(this)
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).with_context(|| format!("column family {name} missing"))
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+    }
+
+    fn sync_options() -> WriteOptions {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        options
+    }
+
+    fn put_sync(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(cf)?, key, value);
+        self.db.write_opt(batch, &Self::sync_options())?;
+        Ok(())
+    }
+
+    /// Number of leaves in the log.
+    pub fn log_size(&self) -> Result<u64> {
+        self.get(CF_META, META_SIZE)?.map_or(Ok(0), |v| u64_value(&v))
+    }
+
+    /// Leaf `index`'s exact bytes.
+    pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        self.get(CF_LEAVES, &index.to_be_bytes())
+    }
+
+    /// Leaves `[start, end)`, stopping early once `byte_cap` bytes are collected (at least one
+    /// leaf is returned when any exists).
+    pub fn leaves(&self, start: u64, end: u64, byte_cap: usize) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        let iter = self.db.iterator_cf(
+            self.cf(CF_LEAVES)?,
+            IteratorMode::From(&start.to_be_bytes(), rocksdb::Direction::Forward),
+        );
+        for (expected, item) in (start..end).zip(iter) {
+            let (key, value) = item?;
+            anyhow::ensure!(u64_value(&key)? == expected, "log leaf {expected} missing from storage");
+            total += value.len();
+            if !out.is_empty() && total > byte_cap {
+                break;
+            }
+            out.push(value.into_vec());
+        }
+        Ok(out)
+    }
+
+    /// The newest signed checkpoint.
+    pub fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        self.get(CF_META, META_CHECKPOINT)
+    }
+
+    /// Replaces the checkpoint (a re-signed one for the same tree).
+    pub fn put_checkpoint(&self, checkpoint: &[u8]) -> Result<()> {
+        self.put_sync(CF_META, META_CHECKPOINT, checkpoint)
+    }
+
+    /// Appends a leaf with everything it changes, durably, in one batch.
+    pub fn append(&self, change: &LeafBatch) -> Result<()> {
+        anyhow::ensure!(
+            self.log_size()? == change.index,
+            "append at {} does not follow the log",
+            change.index
+        );
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_LEAVES)?, change.index.to_be_bytes(), &change.leaf);
+        let nodes = self.cf(CF_NODES)?;
+        for (level, index, hash) in &change.nodes {
+            batch.put_cf(nodes, node_key(*level, *index), hash);
+        }
+        if let Some((kind, name, version)) = &change.release {
+            batch.put_cf(
+                self.cf(CF_RELEASES)?,
+                release_key(*kind, name, version),
+                change.index.to_be_bytes(),
+            );
+        }
+        let digests = self.cf(CF_DIGESTS)?;
+        for digest in &change.digests {
+            if self.db.get_cf(digests, digest.as_bytes())?.is_none() {
+                batch.put_cf(digests, digest.as_bytes(), change.index.to_be_bytes());
+            }
+        }
+        let meta = self.cf(CF_META)?;
+        batch.put_cf(meta, META_CHECKPOINT, &change.checkpoint);
+        batch.put_cf(meta, META_SIZE, (change.index + 1).to_be_bytes());
+        self.db.write_opt(batch, &Self::sync_options())?;
+        Ok(())
+    }
+
+    /// The leaf index of a logged release.
+    pub fn release_leaf(&self, kind: Kind, name: &PackageName, version: &Version) -> Result<Option<u64>> {
+        self.get(CF_RELEASES, &release_key(kind, name, version))?.map(|v| u64_value(&v)).transpose()
+    }
+
+    /// Leaf indexes of every logged release of a name.
+    pub fn release_leaves_of(&self, kind: Kind, name: &PackageName) -> Result<Vec<u64>> {
+        let prefix = release_prefix(kind, name);
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(self.cf(CF_RELEASES)?, IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push(u64_value(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// The leaf index of the first release that references a blob, if any does.
+    pub fn digest_leaf(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.get(CF_DIGESTS, digest.as_bytes())?.map(|v| u64_value(&v)).transpose()
+    }
+
+    /// The record of a stored blob.
+    pub fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        self.get(CF_BLOBS, digest.as_bytes())?
+            .map(|v| codec::decode("blob record", &v, MAX_RECORD_BYTES).map_err(anyhow::Error::from))
+            .transpose()
+    }
+
+    /// Records a blob whose bytes are already durable.
+    pub fn put_blob(&self, digest: &Digest, record: &BlobRecord) -> Result<()> {
+        self.put_sync(CF_BLOBS, digest.as_bytes(), &codec::encode("blob record", record)?)
+    }
+
+    /// Every recorded blob digest (for verification tools).
+    pub fn blob_digests(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_BLOBS)?, IteratorMode::Start) {
+            let (key, _) = item?;
+            let bytes: [u8; 32] = key.as_ref().try_into().context("blob key is not 32 bytes")?;
+            out.push(Digest::from_bytes(bytes));
+        }
+        Ok(out)
+    }
+
+    /// Stores a token grant under the hash of the token.
+    pub fn put_token(&self, token_hash: &[u8; 32], record: &TokenRecord) -> Result<()> {
+        self.put_sync(CF_TOKENS, token_hash, &codec::encode("token record", record)?)
+    }
+
+    /// Looks a token grant up by the hash of the token.
+    pub fn token(&self, token_hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        self.get(CF_TOKENS, token_hash)?
+            .map(|v| codec::decode("token record", &v, MAX_RECORD_BYTES).map_err(anyhow::Error::from))
+            .transpose()
+    }
+}
+
+/// Reads tree nodes from the database.
+impl NodeSource for Db {
+    type Error = anyhow::Error;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash> {
+        let value = self
+            .get(CF_NODES, &node_key(level, index))?
+            .with_context(|| format!("tree node ({level}, {index}) missing from storage"))?;
+        value.as_slice().try_into().context("tree node is not 32 bytes")
+    }
+}

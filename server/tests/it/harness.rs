@@ -1,0 +1,290 @@
+//! Test harness: a registry served in-process on 127.0.0.1:0 and the real `airlock` CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use airlock_server::{auth, service, store::Db, Config};
+
+/// The `airlock` binary, built beside `airlockd` (built on demand when only this package's
+/// binaries were compiled).
+pub fn airlock_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let path = Path::new(env!("CARGO_BIN_EXE_airlockd")).with_file_name("airlock");
+        if !path.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "airlock-client", "--bin", "airlock"])
+                .status()
+                .expect("run cargo build for the airlock CLI");
+            assert!(status.success(), "building the airlock CLI failed");
+        }
+        path
+    })
+}
+
+/// Output of a CLI run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts stderr mentions `text`.
+    #[track_caller]
+    pub fn says(self, text: &str) -> Self {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
+        self
+    }
+}
+
+/// A server running in a background thread; stopped on drop.
+pub struct Server {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    /// Starts `airlock_server::run` on 127.0.0.1:0.
+    pub fn start(config: Config) -> Self {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                addr_tx.send(listener.local_addr()?)?;
+                airlock_server::run(listener, config, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx.recv().expect("server thread reports its address");
+        let server = Self { url: format!("http://{addr}"), addr, stop: Some(stop), thread: Some(thread) };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        for _ in 0..200 {
+            if http_get(&self.url, "/healthz").0 == 200 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("server at {} did not become ready", self.url);
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread").expect("server ran cleanly");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A blocking GET returning (status, body), for readiness checks and simple probes.
+pub fn http_get(base: &str, path: &str) -> (u16, Vec<u8>) {
+    http_request("GET", base, path, None, &[])
+}
+
+/// A minimal blocking HTTP/1.1 request (Connection: close), enough for probes in tests.
+pub fn http_request(method: &str, base: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else { return (0, Vec::new()) };
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).is_err() {
+        return (0, Vec::new());
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text_end = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |p| p + 4);
+    let status = std::str::from_utf8(&response[..text_end.min(response.len())])
+        .ok()
+        .and_then(|t| t.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let head_text = String::from_utf8_lossy(&response[..text_end]).to_lowercase();
+    let mut body = response[text_end..].to_vec();
+    if head_text.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+}
+
+/// A complete test world: keys, a signed root, an initialised data directory, tokens, and a
+/// running server; the CLI runs with its own state directory.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub server: Option<Server>,
+    pub publish_token: String,
+    pub read_token: String,
+    pub publishers: usize,
+}
+
+impl World {
+    /// `publishers` publisher keys with a threshold of `threshold`.
+    pub fn new(publishers: usize, threshold: u32) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let world_dir = dir.path().to_path_buf();
+        let data = world_dir.join("data");
+        airlock_server::cli::init(&data).expect("airlockd init");
+        let mut world = Self { dir, server: None, publish_token: String::new(), read_token: String::new(), publishers };
+        world.cli(&["key", "generate", "root1", "--dir", "keys"]).ok();
+        for i in 1..=publishers {
+            world.cli(&["key", "generate", &format!("pub{i}"), "--dir", "keys"]).ok();
+        }
+        let mut args: Vec<String> = ["root", "create", "--origin", "test.airlock", "--root-key", "keys/root1.pub"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        for i in 1..=publishers {
+            args.push("--publisher-key".into());
+            args.push(format!("keys/pub{i}.pub"));
+        }
+        args.extend(["--publisher-threshold".into(), threshold.to_string(), "--log-key".into()]);
+        args.push(data.join(service::LOG_PUB_FILE).display().to_string());
+        args.extend(["-o".into(), "root.cbor".into()]);
+        world.cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+        world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+        {
+            let db = Db::open(&data.join(service::DB_DIR)).expect("open db");
+            world.publish_token = auth::create_token(&db, auth::Scope::Publish, "test").expect("token");
+            world.read_token = auth::create_token(&db, auth::Scope::Read, "test").expect("token");
+        }
+        world.server = Some(Server::start(world.config()));
+        world
+    }
+
+    /// The server configuration for this world.
+    pub fn config(&self) -> Config {
+        let mut config = Config::new(self.path("data"));
+        config.root = Some(self.path("root.cbor"));
+        config
+    }
+
+    /// A path inside the world's directory.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// The running server's URL.
+    pub fn url(&self) -> String {
+        self.server.as_ref().expect("server running").url.clone()
+    }
+
+    /// Runs the CLI in the world's directory with its own state directory.
+    pub fn cli(&self, args: &[&str]) -> Run {
+        let output = Command::new(airlock_bin())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("AIRLOCK_HOME", self.dir.path().join("state"))
+            .env_remove("AIRLOCK_SERVER")
+            .env_remove("AIRLOCK_TOKEN")
+            .output()
+            .expect("run airlock");
+        Run::from(output)
+    }
+
+    /// Writes a file in the world's directory.
+    pub fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, bytes).expect("write file");
+        path
+    }
+
+    /// `airlock publish` of `file` as a wheel signed by publisher 1, against `server_url`.
+    pub fn publish(&self, file: &str, name: &str, version: &str) -> Run {
+        let url = self.url();
+        self.cli(&[
+            "publish", file, "--kind", "wheel", "--name", name, "--version", version, "--key", "keys/pub1.key",
+            "--root", "root.cbor", "--server", &url, "--token", &self.publish_token,
+        ])
+    }
+
+    /// `airlock pull` against `url` (the server or a proxy in front of it).
+    pub fn pull_from(&self, url: &str, target: &str, output: &str) -> Run {
+        self.cli(&["pull", target, "--server", url, "--root", "root.cbor", "-o", output])
+    }
+
+    /// `airlock pull` against the server.
+    pub fn pull(&self, target: &str, output: &str) -> Run {
+        let url = self.url();
+        self.pull_from(&url, target, output)
+    }
+
+    /// The log size the server reports.
+    pub fn log_size(&self) -> u64 {
+        let (status, bytes) = http_get(&self.url(), "/v1/log/checkpoint");
+        assert_eq!(status, 200);
+        let envelope = airlock_proto::Envelope::from_bytes(&bytes).expect("checkpoint envelope");
+        airlock_proto::Checkpoint::decode(&envelope.payload_type, &envelope.payload).expect("checkpoint").size
+    }
+}
