@@ -50,7 +50,11 @@ impl Run {
     /// Asserts the exit code.
     #[track_caller]
     pub fn code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "unexpected exit code:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -76,7 +80,8 @@ impl Server {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 addr_tx.send(listener.local_addr()?)?;
@@ -134,7 +139,13 @@ pub fn http_get(base: &str, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// A minimal blocking HTTP/1.1 request (Connection: close), enough for probes in tests.
-pub fn http_request(method: &str, base: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+pub fn http_request(
+    method: &str,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let Ok(mut stream) = std::net::TcpStream::connect(host) else { return (0, Vec::new()) };
@@ -166,7 +177,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -187,21 +199,30 @@ pub struct World {
 }
 
 impl World {
-    /// `publishers` publisher keys with a threshold of `threshold`.
+    /// `publishers` publisher keys with a threshold of `threshold`, and a running server.
     pub fn new(publishers: usize, threshold: u32) -> Self {
+        let mut world = Self::prepared(publishers, threshold);
+        world.server = Some(Server::start(world.config()));
+        world
+    }
+
+    /// Keys, root, data directory and tokens, but no server.
+    pub fn prepared(publishers: usize, threshold: u32) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let world_dir = dir.path().to_path_buf();
         let data = world_dir.join("data");
         airlock_server::cli::init(&data).expect("airlockd init");
-        let mut world = Self { dir, server: None, publish_token: String::new(), read_token: String::new(), publishers };
+        let mut world =
+            Self { dir, server: None, publish_token: String::new(), read_token: String::new(), publishers };
         world.cli(&["key", "generate", "root1", "--dir", "keys"]).ok();
         for i in 1..=publishers {
             world.cli(&["key", "generate", &format!("pub{i}"), "--dir", "keys"]).ok();
         }
-        let mut args: Vec<String> = ["root", "create", "--origin", "test.airlock", "--root-key", "keys/root1.pub"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        let mut args: Vec<String> =
+            ["root", "create", "--origin", "test.airlock", "--root-key", "keys/root1.pub"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
         for i in 1..=publishers {
             args.push("--publisher-key".into());
             args.push(format!("keys/pub{i}.pub"));
@@ -216,7 +237,6 @@ impl World {
             world.publish_token = auth::create_token(&db, auth::Scope::Publish, "test").expect("token");
             world.read_token = auth::create_token(&db, auth::Scope::Read, "test").expect("token");
         }
-        world.server = Some(Server::start(world.config()));
         world
     }
 
@@ -264,8 +284,22 @@ impl World {
     pub fn publish(&self, file: &str, name: &str, version: &str) -> Run {
         let url = self.url();
         self.cli(&[
-            "publish", file, "--kind", "wheel", "--name", name, "--version", version, "--key", "keys/pub1.key",
-            "--root", "root.cbor", "--server", &url, "--token", &self.publish_token,
+            "publish",
+            file,
+            "--kind",
+            "wheel",
+            "--name",
+            name,
+            "--version",
+            version,
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+            "--token",
+            &self.publish_token,
         ])
     }
 

@@ -24,7 +24,11 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy in front of `upstream` that passes everything through unchanged.
     pub fn start(upstream: &str) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let rewrite: Arc<Mutex<Rewrite>> = Arc::new(Mutex::new(Box::new(|_, body| body)));
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -44,7 +48,9 @@ impl Proxy {
                         let shared = Arc::clone(&shared);
                         async move { Ok::<_, Infallible>(forward(client, &upstream, request, shared).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });

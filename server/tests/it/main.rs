@@ -1,0 +1,9 @@
+//! End-to-end tests: `airlockd` in-process on 127.0.0.1:0, driven by the real `airlock` CLI.
+#![allow(clippy::unwrap_used)]
+
+mod attacks;
+mod crash;
+mod harness;
+mod keepalive;
+mod proxy;
+mod publish_pull;

@@ -1,0 +1,323 @@
+//! The main path: publish, approve, submit, pull by name and by digest, verify.
+
+use airlock_proto::Envelope;
+
+use crate::harness::{http_get, http_request, World};
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|_| rand::random::<u8>()).collect()
+}
+
+#[test]
+fn publish_then_pull_by_name_and_digest_returns_identical_bytes() {
+    let world = World::new(1, 1);
+    let bytes = random_bytes(300_000);
+    world.write("demo_pkg-1.0.0-py3-none-any.whl", &bytes);
+    world.publish("demo_pkg-1.0.0-py3-none-any.whl", "Demo_Pkg", "1.0.0").ok();
+    world.pull("demo-pkg==1.0.0", "by-name.whl").ok();
+    assert_eq!(std::fs::read(world.path("by-name.whl")).unwrap(), bytes);
+    let digest = airlock_proto::Digest::of(&bytes).to_string();
+    let run = world
+        .cli(&[
+            "--json",
+            "pull",
+            &digest,
+            "--server",
+            &world.url(),
+            "--root",
+            "root.cbor",
+            "-o",
+            "by-digest.whl",
+        ])
+        .ok();
+    assert_eq!(std::fs::read(world.path("by-digest.whl")).unwrap(), bytes);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["name"], "demo-pkg");
+    assert_eq!(report["files"][0]["blake3"], digest);
+    world.cli(&["verify", "by-digest.whl", "--digest", &digest]).ok();
+    let other = airlock_proto::Digest::of(b"other").to_string();
+    world.cli(&["verify", "by-digest.whl", "--digest", &other]).code(3).says("hashes to");
+}
+
+#[test]
+fn threshold_two_sign_only_approve_submit() {
+    let world = World::new(3, 2);
+    world.write("pack.tar.gz", b"node pack bytes");
+    let url = world.url();
+    let token = world.publish_token.clone();
+    world
+        .cli(&[
+            "publish",
+            "pack.tar.gz",
+            "--kind",
+            "node",
+            "--name",
+            "Comfy-Pack",
+            "--version",
+            "2.0.0",
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--sign-only",
+            "-o",
+            "stmt.cbor",
+        ])
+        .ok();
+    // One signature does not meet a threshold of 2.
+    world.cli(&["submit", "stmt.cbor", "--server", &url, "--token", &token]).code(1).says("threshold");
+    assert_eq!(world.log_size(), 1);
+    // A second publisher signs a copy on "another machine"; the copies are merged.
+    std::fs::copy(world.path("stmt.cbor"), world.path("copy.cbor")).unwrap();
+    world.cli(&["approve", "copy.cbor", "--key", "keys/pub2.key", "--root", "root.cbor"]).ok();
+    world.cli(&["merge", "stmt.cbor", "copy.cbor", "-o", "merged.cbor"]).ok();
+    world.cli(&["submit", "merged.cbor", "--server", &url, "--token", &token, "--root", "root.cbor"]).ok();
+    assert_eq!(world.log_size(), 2);
+    world
+        .cli(&[
+            "pull",
+            "comfy-pack==2.0.0",
+            "--kind",
+            "node",
+            "--server",
+            &url,
+            "--root",
+            "root.cbor",
+            "-o",
+            "out.tgz",
+        ])
+        .ok();
+    assert_eq!(std::fs::read(world.path("out.tgz")).unwrap(), b"node pack bytes");
+}
+
+#[test]
+fn duplicate_signature_does_not_meet_threshold_of_two() {
+    let world = World::new(2, 2);
+    world.write("a-1.0-py3-none-any.whl", b"wheel");
+    let url = world.url();
+    let token = world.publish_token.clone();
+    world
+        .cli(&[
+            "publish",
+            "a-1.0-py3-none-any.whl",
+            "--kind",
+            "wheel",
+            "--name",
+            "a",
+            "--version",
+            "1.0",
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--sign-only",
+            "-o",
+            "s.cbor",
+        ])
+        .ok();
+    let mut envelope = Envelope::from_bytes(&std::fs::read(world.path("s.cbor")).unwrap()).unwrap();
+    envelope.signatures.push(envelope.signatures[0].clone());
+    std::fs::write(world.path("dup.cbor"), envelope.to_bytes().unwrap()).unwrap();
+    world
+        .cli(&["submit", "dup.cbor", "--server", &url, "--token", &token])
+        .code(1)
+        .says("422")
+        .says("signed more than once");
+    assert_eq!(world.log_size(), 1);
+}
+
+#[test]
+fn unsigned_and_wrongly_signed_releases_refused_and_nothing_logged() {
+    let world = World::new(1, 1);
+    world.write("b-1.0-py3-none-any.whl", b"wheel b");
+    let url = world.url();
+    let token = world.publish_token.clone();
+    world
+        .cli(&[
+            "publish",
+            "b-1.0-py3-none-any.whl",
+            "--kind",
+            "wheel",
+            "--name",
+            "b",
+            "--version",
+            "1.0",
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--sign-only",
+            "-o",
+            "s.cbor",
+        ])
+        .ok();
+    let signed = Envelope::from_bytes(&std::fs::read(world.path("s.cbor")).unwrap()).unwrap();
+    let mut unsigned = signed.clone();
+    unsigned.signatures.clear();
+    let mut wrong = signed.clone();
+    wrong.signatures[0].sig.0[0] ^= 1;
+    for (name, envelope) in [("unsigned", unsigned), ("wrong", wrong)] {
+        let (status, body) =
+            http_request("POST", &url, "/v1/statements", Some(&token), &envelope.to_bytes().unwrap());
+        assert_eq!(status, 422, "{name}: {}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("publisher threshold not met"), "{name}");
+    }
+    assert_eq!(world.log_size(), 1);
+    // A key the root does not list is refused by the signing tool itself.
+    world.cli(&["key", "generate", "stranger", "--dir", "keys"]).ok();
+    world
+        .cli(&["approve", "s.cbor", "--key", "keys/stranger.key", "--root", "root.cbor"])
+        .code(1)
+        .says("not a publisher key");
+}
+
+#[test]
+fn name_version_cannot_be_republished_with_other_bytes() {
+    let world = World::new(1, 1);
+    world.write("v1/c-1.0-py3-none-any.whl", b"first bytes");
+    world.write("v2/c-1.0-py3-none-any.whl", b"other bytes");
+    world.publish("v1/c-1.0-py3-none-any.whl", "c", "1.0").ok();
+    world.publish("v2/c-1.0-py3-none-any.whl", "c", "1.0").code(1).says("409").says("already logged");
+    assert_eq!(world.log_size(), 2);
+    world.pull("c==1.0", "c.whl").ok();
+    assert_eq!(std::fs::read(world.path("c.whl")).unwrap(), b"first bytes");
+}
+
+#[test]
+fn writes_need_a_publish_token() {
+    let world = World::new(1, 1);
+    world.write("d-1.0-py3-none-any.whl", b"d");
+    let url = world.url();
+    let digest = airlock_proto::Digest::of(b"d").to_hex();
+    let path = format!("/v1/blobs/blake3/{digest}");
+    assert_eq!(http_request("PUT", &url, &path, None, b"d").0, 401);
+    assert_eq!(http_request("PUT", &url, &path, Some("alk_not-a-real-token"), b"d").0, 401);
+    assert_eq!(http_request("PUT", &url, &path, Some(&world.read_token.clone()), b"d").0, 403);
+    assert_eq!(http_request("POST", &url, "/v1/statements", None, b"x").0, 401);
+    assert_eq!(http_request("POST", &url, "/v1/statements", Some(&world.read_token.clone()), b"x").0, 403);
+    // Nothing was stored: the blob is unknown even to a publisher.
+    assert_eq!(http_request("GET", &url, &path, Some(&world.publish_token.clone()), b"").0, 404);
+    world
+        .cli(&[
+            "publish",
+            "d-1.0-py3-none-any.whl",
+            "--kind",
+            "wheel",
+            "--name",
+            "d",
+            "--version",
+            "1.0",
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+        ])
+        .code(1)
+        .says("401");
+    assert_eq!(world.log_size(), 1);
+}
+
+#[test]
+fn upload_with_wrong_digest_is_400_and_leaves_nothing() {
+    let world = World::new(1, 1);
+    let url = world.url();
+    let claimed = airlock_proto::Digest::of(b"claimed").to_hex();
+    let (status, _) = http_request(
+        "PUT",
+        &url,
+        &format!("/v1/blobs/blake3/{claimed}"),
+        Some(&world.publish_token.clone()),
+        b"actual",
+    );
+    assert_eq!(status, 400);
+    assert_eq!(std::fs::read_dir(world.path("data/tmp")).unwrap().count(), 0);
+    let blob_files = walk_files(&world.path("data/blobs"));
+    assert!(blob_files.is_empty(), "{blob_files:?}");
+}
+
+#[test]
+fn unreferenced_blob_is_hidden_from_anonymous_readers() {
+    let world = World::new(1, 1);
+    let url = world.url();
+    let digest = airlock_proto::Digest::of(b"unapproved").to_hex();
+    let path = format!("/v1/blobs/blake3/{digest}");
+    assert_eq!(http_request("PUT", &url, &path, Some(&world.publish_token.clone()), b"unapproved").0, 201);
+    assert_eq!(http_get(&url, &path).0, 404);
+    let (status, body) = http_request("GET", &url, &path, Some(&world.publish_token.clone()), b"");
+    assert_eq!((status, body.as_slice()), (200, b"unapproved".as_slice()));
+}
+
+#[test]
+fn range_requests_and_cache_headers() {
+    let world = World::new(1, 1);
+    let bytes = random_bytes(10_000);
+    world.write("e-1.0-py3-none-any.whl", &bytes);
+    world.publish("e-1.0-py3-none-any.whl", "e", "1.0").ok();
+    let digest = airlock_proto::Digest::of(&bytes);
+    let url = world.url();
+    let raw = raw_get(&url, &format!("/v1/blobs/blake3/{}", digest.to_hex()), "Range: bytes=100-199\r\n");
+    assert!(raw.0.starts_with("HTTP/1.1 206"), "{}", raw.0);
+    let head = raw.0.to_lowercase();
+    assert!(head.contains("content-range: bytes 100-199/10000"), "{head}");
+    assert!(head.contains("content-length: 100"));
+    assert!(head.contains(&format!("etag: \"{digest}\"")));
+    assert!(head.contains("immutable"));
+    assert_eq!(raw.1, bytes[100..200]);
+    let raw = raw_get(&url, &format!("/v1/blobs/blake3/{}", digest.to_hex()), "Range: bytes=20000-\r\n");
+    assert!(raw.0.starts_with("HTTP/1.1 416"), "{}", raw.0);
+}
+
+#[test]
+fn path_traversal_in_urls_is_refused() {
+    let world = World::new(1, 1);
+    let url = world.url();
+    for path in [
+        "/v1/blobs/blake3/../../etc/passwd",
+        "/v1/blobs/blake3/..%2f..%2fetc",
+        "/v1/blobs/blake3/ZZ",
+        "/files/blake3/../..",
+    ] {
+        let (status, _) = http_get(&url, path);
+        assert!(status == 400 || status == 404, "{path}: {status}");
+    }
+}
+
+fn raw_get(base: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (String::from_utf8_lossy(&response[..split]).into_owned(), response[split..].to_vec())
+}
+
+/// Every regular file under `dir`.
+pub fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
