@@ -53,6 +53,8 @@ pub enum LogError {
     Stale { expires_at: Timestamp, now: Timestamp },
     #[error("the local clock ({now}) is behind the newest checkpoint seen (issued {newest}); check the system clock")]
     ClockBehind { now: Timestamp, newest: Timestamp },
+    #[error("checkpoint claims to be issued at {issued_at}, ahead of the local clock ({now})")]
+    FromTheFuture { issued_at: Timestamp, now: Timestamp },
     #[error("the root in force (version {version}) expired at {expires}")]
     RootExpired { version: u64, expires: Timestamp },
     #[error("expected {expected} new leaves for checkpoint size {size}, got {got}")]
@@ -179,31 +181,36 @@ impl TrustedLog {
             });
         }
         let size = self.frontier.size();
-        if checkpoint.size < size {
-            return Err(LogError::Rollback { trusted: self.trusted_summary(), offered: offered() });
-        }
-        if checkpoint.size == size && size > 0 && checkpoint.root_hash.0 != self.frontier.root() {
-            return Err(LogError::Fork { trusted: self.trusted_summary(), offered: offered() });
+        // A security error is evidence against the log, so it is raised only for checkpoints the
+        // log role really signed: the signature is checked before any of them.
+        if checkpoint.size <= size {
+            self.registry.root().check_role(&envelope, RoleName::Log).map_err(LogError::CheckpointSignature)?;
+            if checkpoint.size < size {
+                return Err(LogError::Rollback { trusted: self.trusted_summary(), offered: offered() });
+            }
+            if checkpoint.root_hash.0 != self.frontier.root() {
+                return Err(LogError::Fork { trusted: self.trusted_summary(), offered: offered() });
+            }
         }
         let expected = checkpoint.size - size;
         if new_leaves.len() as u64 != expected {
-            return Err(LogError::LeafCount {
-                expected,
-                got: new_leaves.len() as u64,
-                size: checkpoint.size,
-            });
+            return Err(LogError::LeafCount { expected, got: new_leaves.len() as u64, size: checkpoint.size });
         }
         let mut next = self.clone();
+        let mut conflict = None;
         for leaf in new_leaves {
-            next.registry.apply(leaf).map_err(|source| {
-                if source.is_conflict() {
-                    LogError::Conflict { source, offered: offered() }
-                } else {
-                    LogError::Leaf(source)
+            if conflict.is_none() {
+                match next.registry.apply(leaf) {
+                    Ok(()) => {}
+                    // Hold a contradiction until the checkpoint proves the log really holds it.
+                    Err(source) if source.is_conflict() => conflict = Some(source),
+                    Err(source) => return Err(LogError::Leaf(source)),
                 }
-            })?;
+            }
             next.frontier.push(leaf_hash(leaf));
         }
+        let root = next.registry.root();
+        root.check_role(&envelope, RoleName::Log).map_err(LogError::CheckpointSignature)?;
         let computed = next.frontier.root();
         if computed != checkpoint.root_hash.0 {
             return Err(LogError::Inconsistent {
@@ -212,9 +219,13 @@ impl TrustedLog {
                 computed: Hash32(computed),
             });
         }
-        let root = next.registry.root();
-        root.check_role(&envelope, RoleName::Log).map_err(LogError::CheckpointSignature)?;
+        if let Some(source) = conflict {
+            return Err(LogError::Conflict { source, offered: offered() });
+        }
         if let Freshness::Enforce(now) = freshness {
+            if checkpoint.issued_at > now + CLOCK_SKEW {
+                return Err(LogError::FromTheFuture { issued_at: checkpoint.issued_at, now });
+            }
             if checkpoint.expires_at <= now {
                 return Err(LogError::Stale { expires_at: checkpoint.expires_at, now });
             }

@@ -6,9 +6,9 @@
 use airlock_keys::{sign_envelope, LogError, SecretKey, TrustedLog, TrustedRoot, Verified};
 use airlock_proto::merkle::{leaf_hash, MemoryTree};
 use airlock_proto::{
-    ChannelName, ChannelStatement, Checkpoint, Digest, Envelope, FileEntry, FileName, Hash32, Kind,
-    Metadata, PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Sha256, Statement,
-    Status, StatusAction, Timestamp, Version,
+    ChannelName, ChannelStatement, Checkpoint, Digest, Envelope, FileEntry, FileName, Hash32, Kind, Metadata,
+    PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Sha256, Statement, Status,
+    StatusAction, Timestamp, Version,
 };
 
 /// The time every fixture is built at; updates run a minute later.
@@ -108,7 +108,8 @@ pub fn release(name: &str, version: &str, content: &[u8]) -> Statement {
         name: PackageName::new(Kind::Wheel, name).unwrap(),
         version: Version::new(version).unwrap(),
         files: vec![FileEntry {
-            filename: FileName::new(&format!("{}-{version}-py3-none-any.whl", name.replace('-', "_"))).unwrap(),
+            filename: FileName::new(&format!("{}-{version}-py3-none-any.whl", name.replace('-', "_")))
+                .unwrap(),
             size: content.len() as u64,
             blake3: Digest::of(content),
             sha256: Sha256([0; 32]),

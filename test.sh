@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs airlock's test suite: unit tests, end-to-end tests against a real airlockd, attack tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/ensure-deps.sh
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc --quiet
