@@ -184,7 +184,10 @@ impl TrustedLog {
         // A security error is evidence against the log, so it is raised only for checkpoints the
         // log role really signed: the signature is checked before any of them.
         if checkpoint.size <= size {
-            self.registry.root().check_role(&envelope, RoleName::Log).map_err(LogError::CheckpointSignature)?;
+            self.registry
+                .root()
+                .check_role(&envelope, RoleName::Log)
+                .map_err(LogError::CheckpointSignature)?;
             if checkpoint.size < size {
                 return Err(LogError::Rollback { trusted: self.trusted_summary(), offered: offered() });
             }
@@ -194,7 +197,11 @@ impl TrustedLog {
         }
         let expected = checkpoint.size - size;
         if new_leaves.len() as u64 != expected {
-            return Err(LogError::LeafCount { expected, got: new_leaves.len() as u64, size: checkpoint.size });
+            return Err(LogError::LeafCount {
+                expected,
+                got: new_leaves.len() as u64,
+                size: checkpoint.size,
+            });
         }
         let mut next = self.clone();
         let mut conflict = None;

@@ -52,6 +52,8 @@ pub enum ApplyError {
     AlreadyLogged { index: u64, kind: Kind, name: PackageName, version: Version, existing: u64 },
     #[error("leaf {index}: {kind} {name}=={version} is not a logged release")]
     UnknownRelease { index: u64, kind: Kind, name: PackageName, version: Version },
+    #[error("leaf {index}: this exact statement is already logged at leaf {existing}")]
+    Duplicate { index: u64, existing: u64 },
     #[error("leaf {index}: {kind} {name}=={version} is revoked; revocation is final")]
     Revoked { index: u64, kind: Kind, name: PackageName, version: Version },
 }
@@ -60,7 +62,15 @@ impl ApplyError {
     /// True when the leaf contradicts what the log already holds (the same name@version with
     /// other bytes): seen in a log, this is evidence of a misbehaving registry.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::AlreadyLogged { .. })
+        matches!(self, Self::AlreadyLogged { .. } | Self::Duplicate { .. })
+    }
+
+    /// The leaf that already holds this statement or release, if that is why it was refused.
+    pub fn existing_leaf(&self) -> Option<u64> {
+        match self {
+            Self::AlreadyLogged { existing, .. } | Self::Duplicate { existing, .. } => Some(*existing),
+            _ => None,
+        }
     }
 }
 
@@ -68,6 +78,7 @@ impl ApplyError {
 #[derive(Debug)]
 pub struct Prepared {
     index: u64,
+    payload: Digest,
     change: Change,
     statement: Statement,
 }
@@ -99,7 +110,9 @@ pub struct RegistryState {
     root: TrustedRoot,
     size: u64,
     releases: BTreeMap<ReleaseKey, ReleaseRecord>,
-    by_digest: HashMap<Digest, ReleaseKey>,
+    by_digest: HashMap<Digest, Vec<ReleaseKey>>,
+    /// BLAKE3 of every logged payload, to refuse a replayed statement.
+    payloads: HashMap<Digest, u64>,
     channels: BTreeMap<(ChannelName, Kind, PackageName), Version>,
 }
 
@@ -113,6 +126,7 @@ impl RegistryState {
             size: 0,
             releases: BTreeMap::new(),
             by_digest: HashMap::new(),
+            payloads: HashMap::new(),
             channels: BTreeMap::new(),
         }
     }
@@ -132,12 +146,19 @@ impl RegistryState {
         self.releases.get(&(kind, name.clone(), version.clone()))
     }
 
-    /// Finds the release that holds a file with this BLAKE3 digest.
+    /// Finds a release that holds a file with this BLAKE3 digest, preferring one that is not
+    /// revoked when several releases share the file.
     pub fn release_by_digest(&self, digest: &Digest) -> Option<&ReleaseRecord> {
-        self.by_digest.get(digest).and_then(|key| self.releases.get(key))
+        let records: Vec<&ReleaseRecord> =
+            self.by_digest.get(digest)?.iter().filter_map(|key| self.releases.get(key)).collect();
+        records
+            .iter()
+            .find(|r| !matches!(r.status, ReleaseStatus::Revoked { .. }))
+            .or_else(|| records.first())
+            .copied()
     }
 
-    /// Every release of a name, in log order of the version keys.
+    /// Every release of a name, ordered by version text.
     pub fn releases_of<'a>(
         &'a self,
         kind: Kind,
@@ -164,11 +185,15 @@ impl RegistryState {
             Envelope::from_bytes(leaf_bytes).map_err(|source| ApplyError::Envelope { index, source })?;
         let statement = Statement::decode(&envelope.payload_type, &envelope.payload)
             .map_err(|source| ApplyError::Payload { index, source })?;
+        let payload = Digest::of(&envelope.payload);
         if index == 0 {
             if leaf_bytes != self.pinned.envelope_bytes() {
                 return Err(ApplyError::FirstLeafNotPinnedRoot);
             }
-            return Ok(Prepared { index, change: Change::Root(self.pinned.clone()), statement });
+            return Ok(Prepared { index, payload, change: Change::Root(self.pinned.clone()), statement });
+        }
+        if let Some(&existing) = self.payloads.get(&payload) {
+            return Err(ApplyError::Duplicate { index, existing });
         }
         let change = match &statement {
             Statement::Root(_) => {
@@ -176,7 +201,6 @@ impl RegistryState {
                 Change::Root(next.into_inner())
             }
             Statement::Release(release) => {
-                self.check_publisher(index, &envelope)?;
                 let key = (release.kind, release.name.clone(), release.version.clone());
                 if let Some(existing) = self.releases.get(&key) {
                     return Err(ApplyError::AlreadyLogged {
@@ -187,6 +211,7 @@ impl RegistryState {
                         existing: existing.leaf_index,
                     });
                 }
+                self.check_publisher(index, &envelope)?;
                 Change::Release
             }
             Statement::Status(status) => {
@@ -213,7 +238,7 @@ impl RegistryState {
                 Change::Channel(channel.channel.clone(), key)
             }
         };
-        Ok(Prepared { index, change, statement })
+        Ok(Prepared { index, payload, change, statement })
     }
 
     fn check_publisher(&self, index: u64, envelope: &Envelope) -> Result<(), ApplyError> {
@@ -238,12 +263,13 @@ impl RegistryState {
     pub fn commit(&mut self, prepared: Prepared) {
         assert_eq!(prepared.index, self.size, "prepared leaf committed out of order");
         let index = prepared.index;
+        self.payloads.insert(prepared.payload, index);
         match (prepared.change, prepared.statement) {
             (Change::Root(root), _) => self.root = root,
             (Change::Release, Statement::Release(release)) => {
                 let key = (release.kind, release.name.clone(), release.version.clone());
                 for file in &release.files {
-                    self.by_digest.entry(file.blake3).or_insert_with(|| key.clone());
+                    self.by_digest.entry(file.blake3).or_default().push(key.clone());
                 }
                 self.releases
                     .insert(key, ReleaseRecord { release, leaf_index: index, status: ReleaseStatus::Active });

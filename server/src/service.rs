@@ -163,14 +163,17 @@ impl Service {
         }
         let prepared = match state.prepare(&leaf) {
             Ok(prepared) => prepared,
-            Err(ApplyError::AlreadyLogged { existing, .. })
-                if self.db.leaf(existing)?.as_deref() == Some(&leaf) =>
-            {
-                let checkpoint = self.db.checkpoint()?.context("log has no checkpoint")?;
-                return Ok(Appended { index: existing, size: state.size(), checkpoint, existing: true });
-            }
-            Err(e @ ApplyError::AlreadyLogged { .. }) => return Err(ApiError::Conflict(e.to_string())),
-            Err(e) => return Err(ApiError::Unprocessable(e.to_string())),
+            Err(e) => match e.existing_leaf() {
+                Some(existing)
+                    if matches!(e, ApplyError::Duplicate { .. })
+                        || self.db.leaf(existing)?.as_deref() == Some(&leaf) =>
+                {
+                    let checkpoint = self.db.checkpoint()?.context("log has no checkpoint")?;
+                    return Ok(Appended { index: existing, size: state.size(), checkpoint, existing: true });
+                }
+                Some(_) => return Err(ApiError::Conflict(e.to_string())),
+                None => return Err(ApiError::Unprocessable(e.to_string())),
+            },
         };
         match prepared.statement() {
             Statement::Release(release) => {

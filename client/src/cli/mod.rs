@@ -68,7 +68,7 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeyCommand,
     },
-    /// Root ceremonies: create, sign, show.
+    /// Root ceremonies: create and sign.
     Root {
         #[command(subcommand)]
         command: keys::RootCommand,

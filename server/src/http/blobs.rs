@@ -28,10 +28,11 @@ pub async fn get(
     headers: &HeaderMap,
     digest: Digest,
 ) -> Result<Response<Body>, ApiError> {
-    let scope = auth::scope_of(service, headers)?;
-    if service.config().read_access == ReadAccess::TokenRequired && scope.is_none() {
-        return Err(ApiError::Unauthorized);
-    }
+    let scope = match service.config().read_access {
+        ReadAccess::TokenRequired => Some(auth::require(service, headers, Scope::Read)?),
+        // With open reads a missing or unknown token reads as anonymous.
+        ReadAccess::Open => auth::scope_of(service, headers).unwrap_or(None),
+    };
     let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
     let record = service.db().blob(&digest)?.ok_or_else(not_found)?;
     let referenced = service.db().digest_leaf(&digest)?.is_some();
@@ -113,7 +114,16 @@ pub async fn put(
     mut request_body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     auth::require(service, headers, Scope::Publish)?;
+    let idle = service.config().limits.body_idle_timeout;
     if let Some(record) = service.db().blob(&digest)? {
+        // Read (and discard) what the client sends so it sees the answer, not a reset.
+        let mut discarded = 0u64;
+        while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
+            discarded += chunk.len() as u64;
+            if discarded > record.size {
+                return Err(ApiError::BadRequest(format!("blob {digest} is {} bytes", record.size)));
+            }
+        }
         return Ok(stored_response(StatusCode::OK, &digest, record.size, &record.sha256));
     }
     let max = service.config().limits.max_blob_bytes;
@@ -131,7 +141,6 @@ pub async fn put(
         }
         Ok::<_, std::io::Error>(writer)
     });
-    let idle = service.config().limits.body_idle_timeout;
     let mut received = 0u64;
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
         received += chunk.len() as u64;

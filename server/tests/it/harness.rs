@@ -75,8 +75,27 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `airlock_server::run` on 127.0.0.1:0.
+    /// Starts `airlock_server::run` on 127.0.0.1:0 (plain HTTP).
     pub fn start(config: Config) -> Self {
+        let server = Self::spawn(config);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts a server whose config carries TLS files; readiness is checked over TCP only.
+    pub fn start_tls(config: Config) -> Self {
+        let mut server = Self::spawn(config);
+        server.url = server.url.replace("http://", "https://");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(server.addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        server
+    }
+
+    fn spawn(config: Config) -> Self {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -92,9 +111,7 @@ impl Server {
             })
         });
         let addr = addr_rx.recv().expect("server thread reports its address");
-        let server = Self { url: format!("http://{addr}"), addr, stop: Some(stop), thread: Some(thread) };
-        server.wait_ready();
-        server
+        Self { url: format!("http://{addr}"), addr, stop: Some(stop), thread: Some(thread) }
     }
 
     fn wait_ready(&self) {
@@ -195,7 +212,6 @@ pub struct World {
     pub server: Option<Server>,
     pub publish_token: String,
     pub read_token: String,
-    pub publishers: usize,
 }
 
 impl World {
@@ -212,8 +228,7 @@ impl World {
         let world_dir = dir.path().to_path_buf();
         let data = world_dir.join("data");
         airlock_server::cli::init(&data).expect("airlockd init");
-        let mut world =
-            Self { dir, server: None, publish_token: String::new(), read_token: String::new(), publishers };
+        let mut world = Self { dir, server: None, publish_token: String::new(), read_token: String::new() };
         world.cli(&["key", "generate", "root1", "--dir", "keys"]).ok();
         for i in 1..=publishers {
             world.cli(&["key", "generate", &format!("pub{i}"), "--dir", "keys"]).ok();

@@ -7,3 +7,4 @@ mod harness;
 mod keepalive;
 mod proxy;
 mod publish_pull;
+mod transport;

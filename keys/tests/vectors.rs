@@ -1,0 +1,261 @@
+//! Signature test vectors: a deterministic ed25519 key, signed envelopes, and a two-leaf log
+//! that the log verifier accepts.
+//!
+//! `docs/protocol.md` ("Test vectors") quotes these values and this test guards them. The key is
+//! `ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])` (RFC 8032 seed 0707...07), loaded through
+//! the keys crate's own PKCS#8 reader. Ed25519 signatures are deterministic, so every byte here
+//! is fixed. Long hex values are written wrapped, exactly as the document shows them; whitespace
+//! is not part of a value. The unsigned payload vectors live in `proto/tests/vectors.rs`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use airlock_keys::{check_threshold, sign_envelope, PublicKey, SecretKey, TrustedLog, TrustedRoot};
+use airlock_proto::merkle::{leaf_hash, node_hash};
+use airlock_proto::{
+    Checkpoint, Digest, Envelope, FileEntry, FileName, Hash32, Kind, Metadata, PackageName, PayloadType,
+    PublicKeyBytes, Release, Role, Roles, Root, Sha256, Statement, Version,
+};
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::Signer;
+
+const SEED: [u8; 32] = [7; 32];
+const PUBLIC_KEY: &str = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+const KEY_ID: &str = "0871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433";
+/// Time of the update in `two_leaf_log_verifies` (a minute after the checkpoint was issued).
+const NOW: u64 = 1_700_000_060;
+
+/// The `Root` payload (286 bytes).
+const ROOT_PAYLOAD: &str = "
+a664747970656f6169726c6f636b2e726f6f742e7631666f726967696e6c6465
+6d6f2e6169726c6f636b6776657273696f6e0167657870697265731a67352480
+646b657973815820ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92
+421eea691446d22c65726f6c6573a364726f6f74a2646b6579738158200871f3
+aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433697468
+726573686f6c6401697075626c6973686572a2646b6579738158200871f3aabc
+26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed257924336974687265
+73686f6c6401636c6f67a2646b6579738158200871f3aabc26e4582c508af5c0
+3884e6a96f0989d1dd8cfb49cd17ed25792433697468726573686f6c6401
+";
+
+/// The signed root envelope (451 bytes): leaf 0 of the two-leaf log.
+const ROOT_ENVELOPE: &str = "
+a36c7061796c6f61645f747970656f6169726c6f636b2e726f6f742e76316770
+61796c6f616459011ea664747970656f6169726c6f636b2e726f6f742e763166
+6f726967696e6c64656d6f2e6169726c6f636b6776657273696f6e0167657870
+697265731a67352480646b657973815820ea4a6c63e29c520abef5507b132ec5
+f9954776aebebe7b92421eea691446d22c65726f6c6573a364726f6f74a2646b
+6579738158200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd
+17ed25792433697468726573686f6c6401697075626c6973686572a2646b6579
+738158200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed
+25792433697468726573686f6c6401636c6f67a2646b6579738158200871f3aa
+bc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed2579243369746872
+6573686f6c64016a7369676e61747572657381a2666b65795f696458200871f3
+aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433637369
+675840db230077e534a4770bf41dad7d4c8926771cd3d90155a17d7c9702c608
+995d81a9f4572d6502741eeae04c25a5c2fda13fbd084287833c000fbd4abc1b
+13f709
+";
+
+/// The signed release envelope (487 bytes); its payload is the release payload of
+/// `proto/tests/vectors.rs`. Leaf 1 of the two-leaf log.
+const RELEASE_ENVELOPE: &str = "
+a36c7061796c6f61645f74797065726169726c6f636b2e72656c656173652e76
+31677061796c6f616459013fa76474797065726169726c6f636b2e72656c6561
+73652e7631646b696e6465776865656c646e616d656864656d6f2d706b676776
+657273696f6e65312e302e306566696c657381a46866696c656e616d65781f64
+656d6f5f706b672d312e302e302d7079332d6e6f6e652d616e792e77686c6473
+697a650366626c616b653358206437b3ac38465133ffb63b75273a8db548c558
+465d79db03fd359c6cd5bd9d85667368613235365820ba7816bf8f01cfea4141
+40de5dae2223b00361a396177a9cb410ff61f20015ad686d65746164617461a7
+6773756d6d617279f66f72657175697265735f707974686f6ef66c646570656e
+64656e636965738067636f6d66797569f66a736f757263655f75726cf66d736f
+757263655f636f6d6d6974f66b7363616e5f7265706f7274f66c7075626c6973
+6865645f61741a6553f1006a7369676e61747572657381a2666b65795f696458
+200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed257924
+336373696758403665fe82d09d0a92e1b806b4fb24e528762251674af51594f0
+501d7fdf634e7613c47adf22791c81bbb4fee2a493a25d18aa4d698e482b2085
+e9e8b4cc27a40f
+";
+
+/// The signed checkpoint envelope (299 bytes) of the two-leaf log.
+const CHECKPOINT_ENVELOPE: &str = "
+a36c7061796c6f61645f74797065756169726c6f636b2e636865636b706f696e
+742e7631677061796c6f61645881a66474797065756169726c6f636b2e636865
+636b706f696e742e7631666f726967696e6c64656d6f2e6169726c6f636b6473
+697a650269726f6f745f686173685820a454b4700b1ff5c96c1cfc3ed4282586
+3da5768242ddcb6acfcb90a9387df705696973737565645f61741a6553f1006a
+657870697265735f61741a655542806a7369676e61747572657381a2666b6579
+5f696458200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17
+ed257924336373696758403b9af75646da7182929c5520399115524908468b85
+77c472f0e1aa4185fa3d16595246863cb12b2c12ef1413e67a85f55af8e2b108
+3f59f182e041ebfb378106
+";
+
+/// Strips the whitespace of a wrapped hex constant.
+fn unwrap_hex(text: &str) -> String {
+    text.split_whitespace().collect()
+}
+
+/// The vector key, loaded through `SecretKey::from_pkcs8_pem` (the keys crate has no
+/// constructor from raw seed bytes).
+fn secret_key() -> SecretKey {
+    let pem = ed25519_dalek::SigningKey::from_bytes(&SEED).to_pkcs8_pem(LineEnding::LF).unwrap();
+    SecretKey::from_pkcs8_pem(&pem).unwrap()
+}
+
+/// One key holds every role, threshold 1.
+fn demo_root(public: &PublicKey) -> Root {
+    let role = Role { keys: vec![public.id()], threshold: 1 };
+    Root {
+        payload_type: PayloadType::Root,
+        origin: "demo.airlock".to_owned(),
+        version: 1,
+        expires: 1_731_536_000,
+        keys: vec![PublicKeyBytes(public.to_bytes())],
+        roles: Roles { root: role.clone(), publisher: role.clone(), log: role },
+    }
+}
+
+/// The release of `proto/tests/vectors.rs`.
+fn demo_release() -> Release {
+    Release {
+        payload_type: PayloadType::Release,
+        kind: Kind::Wheel,
+        name: PackageName::new(Kind::Wheel, "demo-pkg").unwrap(),
+        version: Version::new("1.0.0").unwrap(),
+        files: vec![FileEntry {
+            filename: FileName::new("demo_pkg-1.0.0-py3-none-any.whl").unwrap(),
+            size: 3,
+            blake3: Digest::of(b"abc"),
+            sha256: Sha256::from_hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+                .unwrap(),
+        }],
+        metadata: Metadata::default(),
+        published_at: 1_700_000_000,
+    }
+}
+
+fn signed(statement: Statement, key: &SecretKey) -> Envelope {
+    let (payload_type, payload) = statement.encode().unwrap();
+    let mut envelope = Envelope::unsigned(payload_type.as_str(), payload);
+    sign_envelope(&mut envelope, key);
+    envelope
+}
+
+#[test]
+fn key_and_key_id() {
+    let public = secret_key().public();
+    assert_eq!(hex::encode(public.to_bytes()), PUBLIC_KEY);
+    // Key id = BLAKE3-256 of the raw 32-byte public key.
+    assert_eq!(public.id().to_hex(), KEY_ID);
+    assert_eq!(Digest::of(&public.to_bytes()).to_hex(), KEY_ID);
+    // The raw key passes the same checks a root's keys do (canonical, not small-order).
+    assert_eq!(PublicKey::from_bytes(&public.to_bytes()).unwrap(), public);
+}
+
+#[test]
+fn release_envelope_signature() {
+    let key = secret_key();
+    let envelope = signed(Statement::Release(demo_release()), &key);
+    assert_eq!(
+        envelope.payload_digest().to_string(),
+        "blake3:d3c3cc831ea167f029f6317839e1e9f403cf2451bc735faa8710498af08d3bd3"
+    );
+    assert_eq!(envelope.signatures.len(), 1);
+    assert_eq!(envelope.signatures[0].key_id.to_hex(), KEY_ID);
+    let sig = envelope.signatures[0].sig;
+    assert_eq!(
+        sig.to_hex(),
+        "3665fe82d09d0a92e1b806b4fb24e528762251674af51594f0501d7fdf634e76\
+         13c47adf22791c81bbb4fee2a493a25d18aa4d698e482b2085e9e8b4cc27a40f"
+    );
+    // The signature covers PAE("airlock.release.v1", payload), and nothing else.
+    let message = envelope.signed_bytes();
+    assert_eq!(message, airlock_proto::pae("airlock.release.v1", &envelope.payload));
+    assert!(message.starts_with(b"DSSEv1 18 airlock.release.v1 319 "));
+    let public = PublicKey::from_bytes(&hex::decode(PUBLIC_KEY).unwrap()).unwrap();
+    public.verify_strict(&message, &sig.0).unwrap();
+    assert!(public.verify_strict(&envelope.payload, &sig.0).is_err());
+    // Plain RFC 8032 Ed25519 over the same bytes gives the same signature.
+    let dalek = ed25519_dalek::SigningKey::from_bytes(&SEED);
+    assert_eq!(dalek.sign(&message).to_bytes(), sig.0);
+
+    let bytes = envelope.to_bytes().unwrap();
+    assert_eq!(bytes.len(), 487);
+    assert_eq!(hex::encode(&bytes), unwrap_hex(RELEASE_ENVELOPE));
+    assert_eq!(Envelope::from_bytes(&bytes).unwrap(), envelope);
+
+    // A threshold of 1 of the publisher role {KEY_ID} is met by exactly this key.
+    let role = Role { keys: vec![public.id()], threshold: 1 };
+    let keys = BTreeMap::from([(public.id(), public)]);
+    let counted = check_threshold(&envelope, "publisher", &role, &keys).unwrap();
+    assert_eq!(counted.into_iter().map(|id| id.to_hex()).collect::<Vec<_>>(), [KEY_ID]);
+}
+
+#[test]
+fn root_envelope() {
+    let key = secret_key();
+    let (_, payload) = Statement::Root(demo_root(&key.public())).encode().unwrap();
+    assert_eq!(payload.len(), 286);
+    assert_eq!(hex::encode(&payload), unwrap_hex(ROOT_PAYLOAD));
+    let envelope = signed(Statement::Root(demo_root(&key.public())), &key);
+    assert_eq!(
+        envelope.signatures[0].sig.to_hex(),
+        "db230077e534a4770bf41dad7d4c8926771cd3d90155a17d7c9702c608995d81\
+         a9f4572d6502741eeae04c25a5c2fda13fbd084287833c000fbd4abc1b13f709"
+    );
+    let bytes = envelope.to_bytes().unwrap();
+    assert_eq!(bytes.len(), 451);
+    assert_eq!(hex::encode(&bytes), unwrap_hex(ROOT_ENVELOPE));
+    let pinned = TrustedRoot::pin(&bytes).unwrap();
+    assert_eq!(pinned.origin(), "demo.airlock");
+    assert_eq!(pinned.root().version, 1);
+}
+
+#[test]
+fn two_leaf_log_verifies() {
+    let key = secret_key();
+    let root_leaf = hex::decode(unwrap_hex(ROOT_ENVELOPE)).unwrap();
+    let release_leaf = hex::decode(unwrap_hex(RELEASE_ENVELOPE)).unwrap();
+    let l0 = leaf_hash(&root_leaf);
+    let l1 = leaf_hash(&release_leaf);
+    let root_hash = node_hash(&l0, &l1);
+    assert_eq!(hex::encode(l0), "f5ad6c9d7070d44e6368ff8f5c9e943670dee5f59d0cda835ed65f03a11052fd");
+    assert_eq!(hex::encode(l1), "e741a2c2d4825eaf1eb188b2764253323b53f5cf06db2d32f6b5f857b12098e2");
+    assert_eq!(hex::encode(root_hash), "a454b4700b1ff5c96c1cfc3ed42825863da5768242ddcb6acfcb90a9387df705");
+
+    let checkpoint = Checkpoint {
+        payload_type: PayloadType::Checkpoint,
+        origin: "demo.airlock".to_owned(),
+        size: 2,
+        root_hash: Hash32(root_hash),
+        issued_at: 1_700_000_000,
+        expires_at: 1_700_086_400,
+    };
+    let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode().unwrap());
+    sign_envelope(&mut envelope, &key);
+    assert_eq!(
+        envelope.signatures[0].sig.to_hex(),
+        "3b9af75646da7182929c5520399115524908468b8577c472f0e1aa4185fa3d16\
+         595246863cb12b2c12ef1413e67a85f55af8e2b1083f59f182e041ebfb378106"
+    );
+    let checkpoint_bytes = envelope.to_bytes().unwrap();
+    assert_eq!(checkpoint_bytes.len(), 299);
+    assert_eq!(hex::encode(&checkpoint_bytes), unwrap_hex(CHECKPOINT_ENVELOPE));
+
+    // A client that pins the root and has seen nothing accepts the checkpoint and both leaves.
+    let log = TrustedLog::new(TrustedRoot::pin(&root_leaf).unwrap());
+    let leaves = [root_leaf, release_leaf];
+    let next = log.update(&checkpoint_bytes, &leaves, NOW).unwrap();
+    assert_eq!(next.size(), 2);
+    assert_eq!(next.root_hash(), Hash32(root_hash));
+    let release = demo_release();
+    let record = next.registry().release(Kind::Wheel, &release.name, &release.version).unwrap();
+    assert_eq!(record.leaf_index, 1);
+    assert_eq!(record.release, release);
+    // The same checkpoint after it expired is refused.
+    assert!(log.update(&checkpoint_bytes, &leaves, 1_700_086_400).is_err());
+}

@@ -1,0 +1,254 @@
+//! Protocol test vectors: fixed inputs, hard-coded expected outputs.
+//!
+//! `docs/protocol.md` ("Test vectors") quotes these values and this test guards them. If an
+//! assertion here fails, the wire format changed: fix the code, or, for a deliberate format
+//! change, update the values here and in the document together.
+//!
+//! Long hex values are written wrapped, exactly as the document shows them; whitespace is not
+//! part of a value. The signature vectors live in `keys/tests/vectors.rs` (this crate has no
+//! ed25519).
+
+#![allow(clippy::unwrap_used)]
+
+use airlock_proto::api::Proof;
+use airlock_proto::merkle::{
+    empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion, Frontier, Hash, MemoryTree,
+};
+use airlock_proto::{
+    codec, pae, Checkpoint, Digest, FileEntry, FileName, Hash32, Kind, Metadata, PackageName, PayloadType,
+    Release, Sha256, Statement, Version,
+};
+
+/// SHA-256 of b"abc" (the FIPS 180-2 example); proto has no sha2, so it is a constant.
+const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+/// The `Release` payload of the vectors, encoded (319 bytes).
+const RELEASE_PAYLOAD: &str = "
+a76474797065726169726c6f636b2e72656c656173652e7631646b696e646577
+6865656c646e616d656864656d6f2d706b676776657273696f6e65312e302e30
+6566696c657381a46866696c656e616d65781f64656d6f5f706b672d312e302e
+302d7079332d6e6f6e652d616e792e77686c6473697a650366626c616b653358
+206437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d
+85667368613235365820ba7816bf8f01cfea414140de5dae2223b00361a39617
+7a9cb410ff61f20015ad686d65746164617461a76773756d6d617279f66f7265
+7175697265735f707974686f6ef66c646570656e64656e636965738067636f6d
+66797569f66a736f757263655f75726cf66d736f757263655f636f6d6d6974f6
+6b7363616e5f7265706f7274f66c7075626c69736865645f61741a6553f100";
+
+/// The `Checkpoint` payload of the vectors, encoded (129 bytes).
+const CHECKPOINT_PAYLOAD: &str = "
+a66474797065756169726c6f636b2e636865636b706f696e742e7631666f7269
+67696e6c64656d6f2e6169726c6f636b6473697a650569726f6f745f68617368
+582056e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c
+24fd696973737565645f61741a6553f1006a657870697265735f61741a655542
+80";
+
+/// Strips the whitespace of a wrapped hex constant.
+fn unwrap_hex(text: &str) -> String {
+    text.split_whitespace().collect()
+}
+
+fn h(hash: &Hash) -> String {
+    hex::encode(hash)
+}
+
+fn hex_list(list: &[Hash]) -> Vec<String> {
+    list.iter().map(h).collect()
+}
+
+fn unhex32(text: &str) -> Hash {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).unwrap();
+    out
+}
+
+/// The tree of the five entries b"0", b"1", b"2", b"3", b"4".
+fn five() -> MemoryTree {
+    let mut tree = MemoryTree::new();
+    for data in [b"0", b"1", b"2", b"3", b"4"] {
+        tree.push(leaf_hash(data));
+    }
+    tree
+}
+
+/// The release every vector uses.
+fn demo_release() -> Release {
+    Release {
+        payload_type: PayloadType::Release,
+        kind: Kind::Wheel,
+        name: PackageName::new(Kind::Wheel, "demo-pkg").unwrap(),
+        version: Version::new("1.0.0").unwrap(),
+        files: vec![FileEntry {
+            filename: FileName::new("demo_pkg-1.0.0-py3-none-any.whl").unwrap(),
+            size: 3,
+            blake3: Digest::of(b"abc"),
+            sha256: Sha256::from_hex(SHA256_ABC).unwrap(),
+        }],
+        metadata: Metadata::default(),
+        published_at: 1_700_000_000,
+    }
+}
+
+/// The checkpoint every vector uses: the 5-leaf tree.
+fn demo_checkpoint() -> Checkpoint {
+    Checkpoint {
+        payload_type: PayloadType::Checkpoint,
+        origin: "demo.airlock".to_owned(),
+        size: 5,
+        root_hash: Hash32(five().root()),
+        issued_at: 1_700_000_000,
+        expires_at: 1_700_086_400,
+    }
+}
+
+#[test]
+fn digest_text_form() {
+    assert_eq!(
+        Digest::of(b"").to_string(),
+        "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    );
+    assert_eq!(
+        Digest::of(b"airlock").to_string(),
+        "blake3:137563a8e7e62e18163327bbc6746aca01d1b1a3f18b4b791dac60c015ed67c1"
+    );
+    assert_eq!(
+        Digest::of(b"abc").to_string(),
+        "blake3:6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    );
+    // The text form parses back; the URL form is the bare hex.
+    let d = Digest::of(b"airlock");
+    assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+    assert_eq!(Digest::from_hex(&d.to_hex()).unwrap(), d);
+}
+
+#[test]
+fn pae_vector() {
+    let bytes = pae("airlock.release.v1", b"\x01\x02");
+    assert_eq!(bytes, b"DSSEv1 18 airlock.release.v1 2 \x01\x02".to_vec());
+    assert_eq!(hex::encode(&bytes), "445353457631203138206169726c6f636b2e72656c656173652e76312032200102");
+}
+
+#[test]
+fn merkle_hashes() {
+    // From the module documentation of `merkle`.
+    assert_eq!(h(&empty_root()), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+    let empty_leaf = leaf_hash(b"");
+    let airlock_leaf = leaf_hash(b"airlock");
+    assert_eq!(h(&empty_leaf), "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213");
+    assert_eq!(h(&airlock_leaf), "b959690af96f2414635e92254816f123ae14950a5ca245efac5837c906a28729");
+    assert_eq!(
+        h(&node_hash(&empty_leaf, &airlock_leaf)),
+        "81bc5a7888719cb2b2ee4f682fcbd4d5ed640f8e424c1a261248a0cb4eced598"
+    );
+
+    // The 5-leaf tree.
+    let leaves: Vec<Hash> = [b"0", b"1", b"2", b"3", b"4"].iter().map(|d| leaf_hash(*d)).collect();
+    assert_eq!(
+        hex_list(&leaves),
+        [
+            "cee3711265465771f95d011c72d0d4d140868431ffb921f0260279ca1e5d71e8", // leaf_hash(b"0")
+            "73405c602a6e41dda2010107b3a9befbbe8639eb06dc79f356ea83bf7265d973", // leaf_hash(b"1")
+            "b476295a035301e373b7152684dc6c891bc14976a89a2f2dc5977c7881cbac8a", // leaf_hash(b"2")
+            "bed1553e944c1f60caad77749acd1505d7b760208777c714f35ffdc0f2de766d", // leaf_hash(b"3")
+            "f78f3fb8b978938192b4ab3dad85f28ea21e5f2b08c981c68bef10485e434b37", // leaf_hash(b"4")
+        ]
+    );
+    let n01 = node_hash(&leaves[0], &leaves[1]);
+    let n23 = node_hash(&leaves[2], &leaves[3]);
+    let n0123 = node_hash(&n01, &n23);
+    let root3 = node_hash(&n01, &leaves[2]);
+    let root5 = node_hash(&n0123, &leaves[4]);
+    assert_eq!(h(&n01), "a962016eae8fb94bf6d939b3d7553bb1ab8108fd2153d334b247c5e44837e19a");
+    assert_eq!(h(&n23), "2238e4584751e077217a3baf5d1f3cceb2a3b96fb39bdcb289cee07262585429");
+    assert_eq!(h(&n0123), "bdd9bd037eb590a1dcd4e02d37f44cf00dac20e6e80bc81682b3c214a2adef93");
+    assert_eq!(h(&root3), "b5fb6ca3c2800976f62c7daa3b2bc537cacbe6aae225a9bf0ee700cde86589cc");
+    assert_eq!(h(&root5), "56e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c24fd");
+
+    // The tree code agrees with the hand-built hashes, for every size.
+    let tree = five();
+    let by_size = [leaves[0], n01, root3, n0123, root5];
+    let mut frontier = Frontier::new();
+    for (size, (expected, leaf)) in (1u64..).zip(by_size.iter().zip(&leaves)) {
+        frontier.push(*leaf);
+        assert_eq!(tree.root_at(size).unwrap(), *expected, "root at size {size}");
+        assert_eq!(frontier.root(), *expected, "frontier root at size {size}");
+    }
+    assert_eq!(tree.root(), root5);
+}
+
+#[test]
+fn inclusion_proof_2_in_5() {
+    let tree = five();
+    let proof = tree.inclusion_proof(2, 5).unwrap();
+    assert_eq!(
+        hex_list(&proof),
+        [
+            "bed1553e944c1f60caad77749acd1505d7b760208777c714f35ffdc0f2de766d", // leaf_hash(b"3")
+            "a962016eae8fb94bf6d939b3d7553bb1ab8108fd2153d334b247c5e44837e19a", // node(0,1)
+            "f78f3fb8b978938192b4ab3dad85f28ea21e5f2b08c981c68bef10485e434b37", // leaf_hash(b"4")
+        ]
+    );
+    let root5 = unhex32("56e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c24fd");
+    verify_inclusion(&leaf_hash(b"2"), 2, 5, &proof, &root5).unwrap();
+    assert!(verify_inclusion(&leaf_hash(b"2"), 3, 5, &proof, &root5).is_err());
+
+    // The same proof as the body of `GET /v1/log/proof/inclusion?index=2&size=5`.
+    let body = Proof { hashes: proof.into_iter().map(Hash32).collect() };
+    let bytes = codec::encode("proof", &body).unwrap();
+    assert_eq!(
+        hex::encode(&bytes),
+        unwrap_hex(
+            "
+a166686173686573835820bed1553e944c1f60caad77749acd1505d7b7602087
+77c714f35ffdc0f2de766d5820a962016eae8fb94bf6d939b3d7553bb1ab8108
+fd2153d334b247c5e44837e19a5820f78f3fb8b978938192b4ab3dad85f28ea2
+1e5f2b08c981c68bef10485e434b37"
+        )
+    );
+    assert_eq!(codec::decode::<Proof>("proof", &bytes, 8 * 1024).unwrap(), body);
+}
+
+#[test]
+fn consistency_proof_3_to_5() {
+    let tree = five();
+    let proof = tree.consistency_proof(3, 5).unwrap();
+    assert_eq!(
+        hex_list(&proof),
+        [
+            "b476295a035301e373b7152684dc6c891bc14976a89a2f2dc5977c7881cbac8a", // leaf_hash(b"2")
+            "bed1553e944c1f60caad77749acd1505d7b760208777c714f35ffdc0f2de766d", // leaf_hash(b"3")
+            "a962016eae8fb94bf6d939b3d7553bb1ab8108fd2153d334b247c5e44837e19a", // node(0,1)
+            "f78f3fb8b978938192b4ab3dad85f28ea21e5f2b08c981c68bef10485e434b37", // leaf_hash(b"4")
+        ]
+    );
+    let root3 = unhex32("b5fb6ca3c2800976f62c7daa3b2bc537cacbe6aae225a9bf0ee700cde86589cc");
+    let root5 = unhex32("56e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c24fd");
+    verify_consistency(3, 5, &root3, &root5, &proof).unwrap();
+    assert!(verify_consistency(3, 5, &root5, &root5, &proof).is_err());
+}
+
+#[test]
+fn release_payload_cbor() {
+    let (payload_type, bytes) = Statement::Release(demo_release()).encode().unwrap();
+    assert_eq!(payload_type.as_str(), "airlock.release.v1");
+    assert_eq!(bytes.len(), 319);
+    assert_eq!(hex::encode(&bytes), unwrap_hex(RELEASE_PAYLOAD));
+    assert_eq!(
+        Digest::of(&bytes).to_string(),
+        "blake3:d3c3cc831ea167f029f6317839e1e9f403cf2451bc735faa8710498af08d3bd3"
+    );
+    // The strict decoder accepts exactly these bytes and gives the same value back.
+    assert_eq!(Statement::decode("airlock.release.v1", &bytes).unwrap(), Statement::Release(demo_release()));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(Statement::decode("airlock.release.v1", &trailing).is_err());
+}
+
+#[test]
+fn checkpoint_payload_cbor() {
+    let bytes = demo_checkpoint().encode().unwrap();
+    assert_eq!(bytes.len(), 129);
+    assert_eq!(hex::encode(&bytes), unwrap_hex(CHECKPOINT_PAYLOAD));
+    assert_eq!(Checkpoint::decode("airlock.checkpoint.v1", &bytes).unwrap(), demo_checkpoint());
+    assert!(Statement::decode("airlock.checkpoint.v1", &bytes).is_err());
+}

@@ -1,0 +1,686 @@
+//! Blob transfer benchmark: `airlockd` against nginx on loopback.
+//!
+//! What it measures, in one run:
+//! - **upload**: one `PUT /v1/blobs/blake3/<hex>` of a SIZE MiB file of pseudo-random bytes, from
+//!   the first byte sent until the server's answer (which comes after airlockd has hashed the
+//!   blob with BLAKE3 and SHA-256, fsynced it and recorded it);
+//! - **download**: `GET /v1/blobs/blake3/<hex>` from airlockd and `GET /blob.bin` of the same file
+//!   from nginx (sendfile, `access_log off`), RUNS times each, alternating, one connection per
+//!   request; per-run MB/s (1 MB = 10^6 bytes), the median of each, and the ratio airlockd/nginx.
+//!   Before the timed runs each server serves the file once untimed, and that copy is
+//!   BLAKE3-verified, so the timed runs read warm page cache on both sides;
+//! - **memory**: airlockd's peak resident set (`VmHWM` in `/proc/<pid>/status`) after all of the
+//!   above, against a 100 MiB budget.
+//!
+//! airlockd runs as a subprocess (the `airlockd` binary of this package) in a fresh temporary
+//! world: a data directory made by `airlockd init`, a root signed in-process (fresh root and
+//! publisher keys, the data directory's log key), and a publish token. After the upload, a
+//! release naming the blob is signed and logged, so the timed downloads are anonymous, as a
+//! client's would be. The client is a few lines of blocking HTTP/1.1 over `TcpStream`
+//! (`TCP_NODELAY`, 4 MiB reads and writes, bytes discarded): curl caps near 1.8 GB/s and would
+//! measure itself.
+//!
+//! nginx comes from the system (`apt-get install nginx`); without it, the nginx comparison is
+//! skipped with a message. It runs from a config written into the temporary directory (pid,
+//! error log and temp paths there too) and is stopped by its pid. Both servers are stopped and
+//! the temporary directory removed on exit, including on error.
+//!
+//! Run (optional arguments: size in MiB, default 1024; number of download runs, default 3):
+//!
+//! ```text
+//! cargo bench -p airlock-server --bench transfer
+//! cargo bench -p airlock-server --bench transfer -- 256 5
+//! ```
+//!
+//! The figures go to stdout in a form that pastes into docs; progress goes to stderr. A slow
+//! figure is reported, not failed: the exit status is non-zero only on errors. Absolute numbers
+//! drift between machines and runs; compare the ratio, measured in the same run.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use airlock_keys::{read_public_key, sign_envelope, PublicKey, SecretKey};
+use airlock_proto::{
+    Digest, Envelope, FileEntry, FileName, Kind, Metadata, PackageName, PayloadType, PublicKeyBytes, Release,
+    Role, Roles, Root, Sha256, Statement, Version,
+};
+use airlock_server::auth::{create_token, Scope};
+use airlock_server::service::{DB_DIR, LOG_PUB_FILE};
+use airlock_server::store::Db;
+use anyhow::{bail, ensure, Context};
+
+const MIB: u64 = 1 << 20;
+/// Read and write size of the client, and of the file generator.
+const BUF_SIZE: usize = 4 << 20;
+/// airlockd's peak-RSS budget.
+const RSS_LIMIT_MIB: f64 = 100.0;
+/// No single socket read or write may stall longer than this.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a server may take to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The name nginx serves the file under (in its `root`).
+const NGINX_FILE: &str = "blob.bin";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Command-line arguments: `[SIZE_MIB [RUNS]]`. `cargo bench` adds `--bench`; flags are ignored.
+struct Args {
+    size_mib: u64,
+    runs: usize,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.iter().any(|a| a == "-h" || a == "--help") {
+        println!("usage: cargo bench -p airlock-server --bench transfer [-- [SIZE_MIB (1024) [RUNS (3)]]]");
+        std::process::exit(0);
+    }
+    let positional: Vec<&String> = all.iter().filter(|a| !a.starts_with('-')).collect();
+    let size_mib = match positional.first() {
+        Some(text) => text.parse().with_context(|| format!("size in MiB: {text:?} is not a number"))?,
+        None => 1024,
+    };
+    let runs = match positional.get(1) {
+        Some(text) => text.parse().with_context(|| format!("runs: {text:?} is not a number"))?,
+        None => 3,
+    };
+    ensure!(size_mib >= 1, "size must be at least 1 MiB");
+    ensure!(runs >= 1, "need at least one run");
+    Ok(Args { size_mib, runs })
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let size = args.size_mib * MIB;
+    // Declared first, so dropped last: the servers below stop before their files go.
+    let tmp = tempfile::Builder::new().prefix("airlock-bench-").tempdir().context("create temp dir")?;
+    let www = tmp.path().join("www");
+    std::fs::create_dir(&www)?;
+
+    eprintln!("setting up in {} ...", tmp.path().display());
+    let world = World::create(tmp.path())?;
+    let airlockd = ServerProcess::start_airlockd(&world)?;
+
+    eprintln!("writing a {} MiB file ...", args.size_mib);
+    let file = www.join(NGINX_FILE);
+    let digest = write_pseudo_random_file(&file, size)?;
+    let blob_path = format!("/v1/blobs/blake3/{}", digest.to_hex());
+
+    eprintln!("uploading to airlockd ...");
+    let (upload_time, sha256) = upload(airlockd.addr, &blob_path, &world.token, &file, size)?;
+    publish_release(airlockd.addr, &world, &digest, &sha256, size)?;
+
+    let nginx = ServerProcess::start_nginx(tmp.path(), &www)?;
+
+    let mut buf = vec![0u8; BUF_SIZE];
+    eprintln!("warm-up downloads (BLAKE3-verified) ...");
+    download(airlockd.addr, &blob_path, size, &mut buf, Some(&digest)).context("airlockd warm-up")?;
+    if let Some(nginx) = &nginx {
+        let path = format!("/{NGINX_FILE}");
+        download(nginx.addr, &path, size, &mut buf, Some(&digest)).context("nginx warm-up")?;
+    }
+
+    let mut airlockd_rates = Vec::new();
+    let mut nginx_rates = Vec::new();
+    for run in 1..=args.runs {
+        let time = download(airlockd.addr, &blob_path, size, &mut buf, None).context("airlockd download")?;
+        airlockd_rates.push(mb_per_s(size, time));
+        let mut line = format!("run {run}/{}: airlockd {:.0} MB/s", args.runs, mb_per_s(size, time));
+        if let Some(nginx) = &nginx {
+            let path = format!("/{NGINX_FILE}");
+            let time = download(nginx.addr, &path, size, &mut buf, None).context("nginx download")?;
+            nginx_rates.push(mb_per_s(size, time));
+            line += &format!(", nginx {:.0} MB/s", mb_per_s(size, time));
+        }
+        eprintln!("{line}");
+    }
+    let peak_rss_mib = airlockd.peak_rss_mib()?;
+
+    println!(
+        "airlock transfer benchmark: {} MiB blob, {} run{}, loopback",
+        args.size_mib,
+        args.runs,
+        if args.runs == 1 { "" } else { "s" }
+    );
+    println!("upload   airlockd: {:.0} MB/s", mb_per_s(size, upload_time));
+    let airlockd_median = median(&airlockd_rates);
+    println!("download airlockd: {}", rates_line(&airlockd_rates));
+    if nginx.is_some() {
+        println!("download nginx:    {}", rates_line(&nginx_rates));
+        println!("ratio airlockd/nginx (download): {:.2}", airlockd_median / median(&nginx_rates));
+    } else {
+        println!("download nginx:    skipped (nginx is not installed: `apt-get install nginx`)");
+    }
+    println!(
+        "airlockd peak RSS: {peak_rss_mib:.1} MiB (limit {RSS_LIMIT_MIB:.0} MiB: {})",
+        if peak_rss_mib < RSS_LIMIT_MIB { "ok" } else { "OVER" }
+    );
+    Ok(())
+}
+
+fn mb_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / time.as_secs_f64() / 1e6
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+fn rates_line(rates: &[f64]) -> String {
+    let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    format!("runs {} MB/s, median {:.0} MB/s", runs.join(" "), median(rates))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The temporary world: data directory, keys, signed root, token
+// ---------------------------------------------------------------------------------------------
+
+struct World {
+    dir: PathBuf,
+    data: PathBuf,
+    root_file: PathBuf,
+    publisher: SecretKey,
+    token: String,
+}
+
+impl World {
+    fn create(dir: &Path) -> anyhow::Result<Self> {
+        let data = dir.join("data");
+        // `airlockd init` (that is, `airlock_server::cli::init`) in a subprocess, so that its
+        // "initialised ..." lines do not mix with the benchmark's output.
+        let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .arg("init")
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .context("run airlockd init")?;
+        ensure!(
+            output.status.success(),
+            "airlockd init failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+
+        let root_key = SecretKey::generate();
+        let publisher = SecretKey::generate();
+        let log_key = read_public_key(&data.join(LOG_PUB_FILE)).context("read the log key")?;
+        let role = |key: &PublicKey| Role { keys: vec![key.id()], threshold: 1 };
+        let root = Root {
+            payload_type: PayloadType::Root,
+            origin: "bench.airlock".to_owned(),
+            version: 1,
+            expires: now() + 86_400,
+            keys: [root_key.public(), publisher.public(), log_key]
+                .iter()
+                .map(|key| PublicKeyBytes(key.to_bytes()))
+                .collect(),
+            roles: Roles {
+                root: role(&root_key.public()),
+                publisher: role(&publisher.public()),
+                log: role(&log_key),
+            },
+        };
+        let root_file = dir.join("root.cbor");
+        std::fs::write(&root_file, signed(Statement::Root(root), &root_key)?.to_bytes()?)?;
+
+        let token = {
+            let db = Db::open(&data.join(DB_DIR))?;
+            create_token(&db, Scope::Publish, "transfer benchmark")?
+        };
+        Ok(Self { dir: dir.to_owned(), data, root_file, publisher, token })
+    }
+}
+
+fn signed(statement: Statement, key: &SecretKey) -> anyhow::Result<Envelope> {
+    let (payload_type, payload) = statement.encode()?;
+    let mut envelope = Envelope::unsigned(payload_type.as_str(), payload);
+    sign_envelope(&mut envelope, key);
+    Ok(envelope)
+}
+
+/// Logs a release holding the blob, so that anyone may download it.
+fn publish_release(
+    addr: SocketAddr,
+    world: &World,
+    digest: &Digest,
+    sha256: &Sha256,
+    size: u64,
+) -> anyhow::Result<()> {
+    let release = Release {
+        payload_type: PayloadType::Release,
+        kind: Kind::Wheel,
+        name: PackageName::new(Kind::Wheel, "transfer-bench")?,
+        version: Version::new("1.0.0")?,
+        files: vec![FileEntry {
+            filename: FileName::new("transfer_bench-1.0.0-py3-none-any.whl")?,
+            size,
+            blake3: *digest,
+            sha256: *sha256,
+        }],
+        metadata: Metadata::default(),
+        published_at: now(),
+    };
+    let body = signed(Statement::Release(release), &world.publisher)?.to_bytes()?;
+    let head = format!(
+        "POST /v1/statements HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/cbor\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        world.token,
+        body.len()
+    );
+    let mut stream = connect(addr)?;
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
+    let (status, text) = read_small_response(&mut stream)?;
+    ensure!(status == 201 || status == 200, "publishing the release: HTTP {status}: {text}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test file
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `size` bytes of SplitMix64 output to `path` in 4 MiB blocks, fsyncs it (so its
+/// write-back does not overlap the timed upload), and returns its BLAKE3 digest.
+fn write_pseudo_random_file(path: &Path, size: u64) -> anyhow::Result<Digest> {
+    let mut file = File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut state: u64 = rand::random();
+    let mut hasher = blake3::Hasher::new();
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left.min(BUF_SIZE as u64))?;
+        for word in buf[..n].chunks_mut(8) {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            word.copy_from_slice(&z.to_le_bytes()[..word.len()]);
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    Ok(Digest::from_bytes(*hasher.finalize().as_bytes()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client: blocking HTTP/1.1, one request per connection
+// ---------------------------------------------------------------------------------------------
+
+fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
+}
+
+/// Streams `file` to `PUT path` in 4 MiB reads; returns the time taken and the SHA-256 the
+/// server computed.
+fn upload(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    file: &Path,
+    size: u64,
+) -> anyhow::Result<(Duration, Sha256)> {
+    let mut source = File::open(file)?;
+    let mut buf = vec![0u8; BUF_SIZE];
+    let start = Instant::now();
+    let mut stream = connect(addr)?;
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes())?;
+    loop {
+        let n = source.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = stream.write_all(&buf[..n]) {
+            // The server may have answered and closed early (a refusal): show its answer.
+            let answer = read_small_response(&mut stream).map(|(s, t)| format!("HTTP {s}: {t}"));
+            bail!("upload interrupted ({e}); server said: {}", answer.unwrap_or_else(|e| format!("{e:#}")));
+        }
+    }
+    let (status, text) = read_small_response(&mut stream)?;
+    let elapsed = start.elapsed();
+    ensure!(status == 201 || status == 200, "upload: HTTP {status}: {text}");
+    let stored: serde_json::Value = serde_json::from_str(&text).context("upload answer is not JSON")?;
+    let sha256 = stored["sha256"]
+        .as_str()
+        .and_then(Sha256::from_hex)
+        .with_context(|| format!("upload answer lacks a sha256: {text}"))?;
+    ensure!(stored["size"].as_u64() == Some(size), "server stored a different size: {text}");
+    Ok((elapsed, sha256))
+}
+
+/// Reads a whole (small) response on a `Connection: close` stream: status and body text.
+fn read_small_response(stream: &mut TcpStream) -> anyhow::Result<(u16, String)> {
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let end = find_header_end(&bytes).context("no complete HTTP response head")?;
+    let head = std::str::from_utf8(&bytes[..end])?;
+    let status = parse_status(head)?;
+    let body = if header_value(head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(&bytes[end..])?
+    } else {
+        bytes[end..].to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).trim().to_owned()))
+}
+
+/// GETs `path` (expecting exactly `size` bytes) reading into `buf` and discarding; when
+/// `verify` is given, hashes the body and checks it. Returns the time taken.
+fn download(
+    addr: SocketAddr,
+    path: &str,
+    size: u64,
+    buf: &mut [u8],
+    verify: Option<&Digest>,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut stream = connect(addr)?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+
+    // The response head, and whatever part of the body came with it.
+    let mut filled = 0;
+    let head_end = loop {
+        ensure!(filled < 64 * 1024, "response head over 64 KiB");
+        let n = stream.read(&mut buf[filled..])?;
+        ensure!(n > 0, "connection closed before the response head");
+        filled += n;
+        if let Some(end) = find_header_end(&buf[..filled]) {
+            break end;
+        }
+    };
+    let head = std::str::from_utf8(&buf[..head_end])?.to_owned();
+    let status = parse_status(&head)?;
+    if status != 200 {
+        let mut rest = buf[head_end..filled].to_vec();
+        let _ = stream.take(64 * 1024).read_to_end(&mut rest);
+        bail!("GET {path}: HTTP {status}: {}", String::from_utf8_lossy(&rest).trim());
+    }
+    let length: u64 = header_value(&head, "content-length")
+        .context("response has no Content-Length")?
+        .parse()
+        .context("bad Content-Length")?;
+    ensure!(length == size, "GET {path}: Content-Length {length}, expected {size}");
+
+    let mut hasher = verify.map(|_| blake3::Hasher::new());
+    let mut received = (filled - head_end) as u64;
+    if let Some(h) = hasher.as_mut() {
+        h.update(&buf[head_end..filled]);
+    }
+    while received < size {
+        let n = stream.read(buf)?;
+        ensure!(n > 0, "GET {path}: connection closed after {received} of {size} bytes");
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        received += n as u64;
+    }
+    let elapsed = start.elapsed();
+    ensure!(received == size, "GET {path}: {received} bytes received, {size} expected");
+    if let (Some(h), Some(expected)) = (hasher, verify) {
+        let got = Digest::from_bytes(*h.finalize().as_bytes());
+        ensure!(got == *expected, "GET {path}: body hashes to {got}, expected {expected}");
+    }
+    Ok(elapsed)
+}
+
+/// The length of the response head including its blank line, once it is complete.
+fn find_header_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn parse_status(head: &str) -> anyhow::Result<u16> {
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line: {:?}", head.lines().next().unwrap_or_default()))
+}
+
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").context("bad chunked body")?;
+        let size_text = std::str::from_utf8(&data[..line_end])?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).context("bad chunk size")?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let start = line_end + 2;
+        let chunk = data.get(start..start + size).context("truncated chunk")?;
+        out.extend_from_slice(chunk);
+        data = data.get(start + size + 2..).context("truncated chunk")?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server processes
+// ---------------------------------------------------------------------------------------------
+
+/// A server child process; stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
+struct ServerProcess {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    /// Where the server's stderr goes, quoted when it fails to start.
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    fn start_airlockd(world: &World) -> anyhow::Result<Self> {
+        let addr = free_addr()?;
+        let log = world.dir.join("airlockd.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&world.data)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--root")
+            .arg(&world.root_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log)?)
+            .spawn()
+            .context("start airlockd")?;
+        let mut server = Self { name: "airlockd", child, addr, log };
+        server.wait_ready("/healthz")?;
+        Ok(server)
+    }
+
+    /// Starts nginx serving `www`, or returns `None` (after saying so) when it is not installed.
+    fn start_nginx(tmp: &Path, www: &Path) -> anyhow::Result<Option<Self>> {
+        let Some(nginx) = find_nginx() else {
+            eprintln!("nginx is not installed: skipping the nginx comparison (`apt-get install nginx`)");
+            return Ok(None);
+        };
+        let prefix = tmp.join("nginx");
+        std::fs::create_dir(&prefix)?;
+        let addr = free_addr()?;
+        let p = |name: &str| prefix.join(name).display().to_string();
+        // Workers of a root master switch to `nobody` by default, who cannot read our 0700
+        // temp dir; when we are root, keep them root.
+        let user = if is_root(tmp)? { "user root;\n" } else { "" };
+        let config = format!(
+            "{user}daemon off;
+worker_processes 1;
+pid {pid};
+lock_file {lock};
+error_log {error_log} warn;
+events {{ worker_connections 64; }}
+http {{
+    types {{ application/octet-stream bin whl; text/html html; }}
+    default_type application/octet-stream;
+    sendfile on;
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path {body};
+    proxy_temp_path {proxy};
+    fastcgi_temp_path {fastcgi};
+    uwsgi_temp_path {uwsgi};
+    scgi_temp_path {scgi};
+    server {{
+        listen {addr};
+        root {root};
+    }}
+}}
+",
+            pid = p("nginx.pid"),
+            lock = p("nginx.lock"),
+            error_log = p("error.log"),
+            body = p("client_body_temp"),
+            proxy = p("proxy_temp"),
+            fastcgi = p("fastcgi_temp"),
+            uwsgi = p("uwsgi_temp"),
+            scgi = p("scgi_temp"),
+            root = www.display(),
+        );
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, config)?;
+        let log = prefix.join("error.log");
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-e")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start nginx")?;
+        let mut server = Self { name: "nginx", child, addr, log };
+        server.wait_ready(&format!("/{NGINX_FILE}"))?;
+        Ok(Some(server))
+    }
+
+    /// Waits until `HEAD path` answers 200, or fails with the server's log if it exits.
+    fn wait_ready(&mut self, path: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited at start ({status}):\n{}", self.name, self.log_tail());
+            }
+            match head_status(self.addr, path) {
+                Ok(200) => return Ok(()),
+                Ok(status) => last = format!("HTTP {status}"),
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("{} did not become ready on {} ({last}):\n{}", self.name, self.addr, self.log_tail())
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Peak resident set size (`VmHWM`) in MiB.
+    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmHWM line in {path}"))?;
+        Ok(kib / 1024.0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        // SIGTERM by pid lets nginx's master stop its worker and airlockd drain; SIGKILL after.
+        let pid = self.child.id().to_string();
+        let termed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if termed {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `HEAD path` on a fresh connection; the status code.
+fn head_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let head = format!("HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    Ok(read_small_response(&mut stream)?.0)
+}
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// `nginx` from PATH, or from the sbin directories a non-root PATH often lacks.
+fn find_nginx() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("nginx"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Whether we run as root: the owner of a directory we just created.
+fn is_root(dir: &Path) -> anyhow::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(dir)?.uid() == 0)
+}
