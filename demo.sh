@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # airlock demo: the whole path on an embedded default, each step printed with the command it
 # runs. Makes keys and a signed root, starts airlockd on a temporary data directory, publishes a
-# package, pulls it back by name and by digest and verifies it, then shows a tampered blob and a
-# rolled-back registry being refused. Leaves nothing behind but the build.
+# package with a two-person rule, pulls it back by name and by digest and verifies it, then
+# shows a tampered blob being refused. Leaves nothing behind but the build.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-deps.sh
@@ -41,8 +41,9 @@ run "$bin/airlock" root sign root.cbor --key keys/root.key
 
 step "4. a publish token, then the server (the root becomes leaf 0 of the log)"
 printf '$ airlockd token create --data data --scope publish\n'
-token=$("$bin/airlockd" token create --data data --scope publish --label demo)
-echo "(token stored hashed on the server; shown once)"
+AIRLOCK_TOKEN=$("$bin/airlockd" token create --data data --scope publish --label demo)
+export AIRLOCK_TOKEN
+echo "(the token is shown once and stored hashed; the CLI reads it from \$AIRLOCK_TOKEN below)"
 printf '$ airlockd serve --data data --listen 127.0.0.1:%s --root root.cbor &\n' "$port"
 "$bin/airlockd" serve --data data --listen "127.0.0.1:$port" --root root.cbor 2>server.log &
 server_pid=$!
@@ -59,13 +60,13 @@ ls -l demo_nodes-1.0.0-py3-none-any.whl | awk '{print $5, $9}'
 
 step "6. alice uploads and signs; one signature is not enough"
 run "$bin/airlock" publish demo_nodes-1.0.0-py3-none-any.whl --kind wheel --name demo_nodes --version 1.0.0 \
-  --key keys/alice.key --root root.cbor --server "$server" --token "$token" --sign-only -o release.cbor
-run "$bin/airlock" submit release.cbor --server "$server" --token "$token" || echo "(refused, as it should be)"
+  --key keys/alice.key --root root.cbor --server "$server" --sign-only -o release.cbor
+run "$bin/airlock" submit release.cbor --server "$server" || echo "(refused, as it should be)"
 
 step "7. bob reviews and approves; the release is logged"
 run "$bin/airlock" show release.cbor | head -3
 run "$bin/airlock" approve release.cbor --key keys/bob.key --root root.cbor
-run "$bin/airlock" submit release.cbor --server "$server" --token "$token" --root root.cbor
+run "$bin/airlock" submit release.cbor --server "$server" --root root.cbor
 
 step "8. a site pulls by name: every leaf and signature verified against the pinned root"
 run "$bin/airlock" pull demo-nodes==1.0.0 --server "$server" --root root.cbor -o pulled.whl
