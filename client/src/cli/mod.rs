@@ -114,10 +114,23 @@ impl Context {
     /// Prints the result: JSON on stdout, or the human text.
     fn finish(&self, json: &serde_json::Value, human: impl AsRef<str>) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(json).unwrap_or_default());
+            print_stdout(&serde_json::to_string_pretty(json).unwrap_or_default());
         } else if !human.as_ref().is_empty() {
-            println!("{}", human.as_ref());
+            print_stdout(human.as_ref());
         }
+    }
+}
+
+/// Prints a line to stdout. A closed pipe (`airlock show X | head`) is not an error: the reader
+/// has what it wanted, so the process exits quietly with success.
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(EXIT_OK));
+        }
+        eprintln!("error: cannot write to stdout: {e}");
     }
 }
 
@@ -148,7 +161,9 @@ pub fn main() -> ExitCode {
             let code = exit_code(&error);
             eprintln!("error: {error:#}");
             if context.json {
-                println!("{}", serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }));
+                print_stdout(
+                    &serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }).to_string(),
+                );
             }
             ExitCode::from(code)
         }
