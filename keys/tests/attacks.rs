@@ -886,6 +886,28 @@ fn same_release_logged_twice_with_other_digest_is_security_error() {
     assert_eq!(record.release.files[0].blake3, Digest::of(b"reviewed"));
 }
 
+/// A signed yank replayed after the unyank that followed it would silently yank the release
+/// again; the fold refuses any payload already logged, and in a fetched log that is a conflict.
+#[test]
+fn replayed_status_statement_refused() {
+    let mut fx = Fixture::new();
+    let publisher = fx.keys.publisher.quorum();
+    let published = leaf(&release("demo-pkg", "1.0.0", b"bytes"), &publisher);
+    let yank = leaf(&status("demo-pkg", "1.0.0", StatusAction::Yank), &publisher);
+    let unyank = leaf(&status("demo-pkg", "1.0.0", StatusAction::Unyank), &publisher);
+    fx.push(published);
+    fx.push(yank.clone());
+    fx.push(unyank);
+    let log = fx.synced_log();
+    let mut state = log.registry().clone();
+    let err = state.apply(&yank).unwrap_err();
+    assert!(matches!(err, ApplyError::Duplicate { existing: 2, .. }), "{err}");
+
+    fx.push(yank.clone());
+    let err = refused(&log, &fx.checkpoint(), &[yank], LATER);
+    assert_security(&err, "contradicts itself");
+}
+
 // ---------------------------------------------------------------------------------------------
 // State kept across updates
 // ---------------------------------------------------------------------------------------------
