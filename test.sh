@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-deps.sh
-cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc --quiet
+cargo nextest run --workspace --no-fail-fast "$@"

@@ -240,29 +240,7 @@ fn signing_tool_shows_what_it_signs_and_refuses_unauthorised_keys() {
     world.write("s-1.0-py3-none-any.whl", b"s");
     let url = world.url();
     let token = world.publish_token.clone();
-    let run = world
-        .cli(&[
-            "publish",
-            "s-1.0-py3-none-any.whl",
-            "--kind",
-            "wheel",
-            "--name",
-            "s",
-            "--version",
-            "1.0",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &token,
-            "--sign-only",
-            "-o",
-            "s.cbor",
-        ])
-        .ok();
+    let run = world.sign_only("s-1.0-py3-none-any.whl", "wheel", "s", "1.0", "s.cbor").ok();
     assert!(run.stderr.contains("signing airlock.release.v1 wheel s==1.0 payload blake3:"), "{}", run.stderr);
     // The root key is not a publisher key.
     world
@@ -280,29 +258,7 @@ fn merging_envelopes_over_different_payloads_refused() {
     let token = world.publish_token.clone();
     for (file, version) in [("m1.cbor", "1.0"), ("m2.cbor", "2.0")] {
         world.write("m-1.0-py3-none-any.whl", b"m");
-        world
-            .cli(&[
-                "publish",
-                "m-1.0-py3-none-any.whl",
-                "--kind",
-                "wheel",
-                "--name",
-                "m",
-                "--version",
-                version,
-                "--key",
-                "keys/pub1.key",
-                "--root",
-                "root.cbor",
-                "--server",
-                &url,
-                "--token",
-                &token,
-                "--sign-only",
-                "-o",
-                file,
-            ])
-            .ok();
+        world.sign_only("m-1.0-py3-none-any.whl", "wheel", "m", version, file).ok();
     }
     world.cli(&["merge", "m1.cbor", "m2.cbor", "-o", "merged.cbor"]).code(1).says("different payloads");
     assert!(!world.path("merged.cbor").exists());

@@ -318,6 +318,33 @@ impl World {
         ])
     }
 
+    /// `airlock publish --sign-only` of `file` signed by publisher 1 (uploading to the server):
+    /// writes the signed statement to `out` without submitting it.
+    pub fn sign_only(&self, file: &str, kind: &str, name: &str, version: &str, out: &str) -> Run {
+        let url = self.url();
+        self.cli(&[
+            "publish",
+            file,
+            "--kind",
+            kind,
+            "--name",
+            name,
+            "--version",
+            version,
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+            "--token",
+            &self.publish_token,
+            "--sign-only",
+            "-o",
+            out,
+        ])
+    }
+
     /// `airlock pull` against `url` (the server or a proxy in front of it).
     pub fn pull_from(&self, url: &str, target: &str, output: &str) -> Run {
         self.cli(&["pull", target, "--server", url, "--root", "root.cbor", "-o", output])

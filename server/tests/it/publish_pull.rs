@@ -45,29 +45,7 @@ fn threshold_two_sign_only_approve_submit() {
     world.write("pack.tar.gz", b"node pack bytes");
     let url = world.url();
     let token = world.publish_token.clone();
-    world
-        .cli(&[
-            "publish",
-            "pack.tar.gz",
-            "--kind",
-            "node",
-            "--name",
-            "Comfy-Pack",
-            "--version",
-            "2.0.0",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &token,
-            "--sign-only",
-            "-o",
-            "stmt.cbor",
-        ])
-        .ok();
+    world.sign_only("pack.tar.gz", "node", "Comfy-Pack", "2.0.0", "stmt.cbor").ok();
     // One signature does not meet a threshold of 2.
     world.cli(&["submit", "stmt.cbor", "--server", &url, "--token", &token]).code(1).says("threshold");
     assert_eq!(world.log_size(), 1);
@@ -100,29 +78,7 @@ fn duplicate_signature_does_not_meet_threshold_of_two() {
     world.write("a-1.0-py3-none-any.whl", b"wheel");
     let url = world.url();
     let token = world.publish_token.clone();
-    world
-        .cli(&[
-            "publish",
-            "a-1.0-py3-none-any.whl",
-            "--kind",
-            "wheel",
-            "--name",
-            "a",
-            "--version",
-            "1.0",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &token,
-            "--sign-only",
-            "-o",
-            "s.cbor",
-        ])
-        .ok();
+    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "s.cbor").ok();
     let mut envelope = Envelope::from_bytes(&std::fs::read(world.path("s.cbor")).unwrap()).unwrap();
     envelope.signatures.push(envelope.signatures[0].clone());
     std::fs::write(world.path("dup.cbor"), envelope.to_bytes().unwrap()).unwrap();
@@ -140,29 +96,7 @@ fn unsigned_and_wrongly_signed_releases_refused_and_nothing_logged() {
     world.write("b-1.0-py3-none-any.whl", b"wheel b");
     let url = world.url();
     let token = world.publish_token.clone();
-    world
-        .cli(&[
-            "publish",
-            "b-1.0-py3-none-any.whl",
-            "--kind",
-            "wheel",
-            "--name",
-            "b",
-            "--version",
-            "1.0",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &token,
-            "--sign-only",
-            "-o",
-            "s.cbor",
-        ])
-        .ok();
+    world.sign_only("b-1.0-py3-none-any.whl", "wheel", "b", "1.0", "s.cbor").ok();
     let signed = Envelope::from_bytes(&std::fs::read(world.path("s.cbor")).unwrap()).unwrap();
     let mut unsigned = signed.clone();
     unsigned.signatures.clear();
