@@ -62,6 +62,12 @@ struct ServeArgs {
     /// Require a `read` token for reads.
     #[arg(long)]
     require_read_token: bool,
+    /// Mirror mode: follow this upstream registry (verifying everything against --root).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Seconds between a mirror's syncs.
+    #[arg(long)]
+    sync_interval: Option<u64>,
     /// Seconds a signed checkpoint stays valid.
     #[arg(long)]
     checkpoint_validity: Option<u64>,
@@ -164,6 +170,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(secs) = args.checkpoint_validity.or(file.checkpoint_validity_secs) {
         anyhow::ensure!(secs >= 2, "checkpoint validity must be at least 2 seconds");
         config.checkpoint_validity = Duration::from_secs(secs);
+    }
+    config.upstream = args.upstream.or(file.upstream);
+    if let Some(secs) = args.sync_interval.or(file.sync_interval_secs) {
+        anyhow::ensure!(secs >= 1, "sync interval must be at least 1 second");
+        config.sync_interval = Some(Duration::from_secs(secs));
     }
     if let Some(max) = file.max_blob_bytes {
         config.limits.max_blob_bytes = max;

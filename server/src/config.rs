@@ -60,6 +60,10 @@ pub struct Config {
     pub read_access: ReadAccess,
     pub checkpoint_validity: Duration,
     pub limits: Limits,
+    /// Mirror mode: the upstream registry to follow (its URL).
+    pub upstream: Option<String>,
+    /// How often a mirror syncs on its own (`None`: only on demand, `POST /v1/mirror/sync`).
+    pub sync_interval: Option<Duration>,
 }
 
 impl Config {
@@ -72,6 +76,8 @@ impl Config {
             read_access: ReadAccess::Open,
             checkpoint_validity: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
+            upstream: None,
+            sync_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -88,6 +94,8 @@ pub struct FileConfig {
     pub read_access: Option<ReadAccess>,
     pub checkpoint_validity_secs: Option<u64>,
     pub max_blob_bytes: Option<u64>,
+    pub upstream: Option<String>,
+    pub sync_interval_secs: Option<u64>,
 }
 
 impl FileConfig {

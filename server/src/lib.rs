@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod mirror;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -32,7 +32,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let service = Arc::new(tokio::task::spawn_blocking(move || Service::open(config)).await??);
-    serve(listener, service, tls, shutdown).await
+    let follower = match (service.follower(), service.config().sync_interval) {
+        (Some(follower), Some(interval)) => {
+            Some(tokio::spawn(follower.run_periodically(Arc::clone(&service), interval)))
+        }
+        _ => None,
+    };
+    let result = serve(listener, service, tls, shutdown).await;
+    if let Some(task) = follower {
+        task.abort();
+    }
+    result
 }
 
 /// Serves an opened registry.

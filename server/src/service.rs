@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlock_keys::{
-    read_secret_key, sign_envelope, ApplyError, RegistryState, RoleName, SecretKey, TrustedRoot,
+    read_secret_key, sign_envelope, ApplyError, RegistryState, RoleName, SecretKey, TrustedLog, TrustedRoot,
+    Verified,
 };
 use airlock_proto::merkle::{self, Hash, NodeSource};
 use airlock_proto::{Checkpoint, Digest, Envelope, Hash32, PayloadType, Statement, Timestamp};
@@ -41,8 +42,12 @@ pub struct Appended {
 pub struct Service {
     db: Db,
     blobs: BlobStore,
-    log_key: SecretKey,
+    /// The online key that signs checkpoints; a mirror has none (it serves its upstream's).
+    log_key: Option<SecretKey>,
     state: Mutex<RegistryState>,
+    /// A mirror's verified view of its upstream's log.
+    mirror: Option<Mutex<Verified<TrustedLog>>>,
+    follower: Option<std::sync::Arc<crate::mirror::Mirror>>,
     origin: String,
     config: Config,
 }
@@ -67,9 +72,14 @@ impl Service {
     /// Opens the data directory. On an empty log, the root file in `config.root` becomes leaf 0.
     pub fn open(config: Config) -> anyhow::Result<Self> {
         let data = config.data.clone();
-        let log_key = read_secret_key(&data.join(LOG_KEY_FILE)).with_context(|| {
-            format!("cannot load the log key; run `airlockd init --data {}` first", data.display())
-        })?;
+        let is_mirror = config.upstream.is_some();
+        let log_key = if is_mirror {
+            None
+        } else {
+            Some(read_secret_key(&data.join(LOG_KEY_FILE)).with_context(|| {
+                format!("cannot load the log key; run `airlockd init --data {}` first", data.display())
+            })?)
+        };
         let db = Db::open(&data.join(DB_DIR))?;
         let blobs = BlobStore::open(&data)
             .with_context(|| format!("cannot open blob store in {}", data.display()))?;
@@ -93,24 +103,60 @@ impl Service {
             }
         }
         let origin = pinned.origin().to_owned();
-        let mut state = RegistryState::new(pinned);
-        for index in 0..size {
-            let leaf = db.leaf(index)?.with_context(|| format!("log leaf {index} missing from storage"))?;
-            state.apply(&leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
-        }
-        let service = Self { db, blobs, log_key, state: Mutex::new(state), origin, config };
-        service.check_log_key()?;
-        if size == 0 {
-            let mut state = service.lock_state();
-            let prepared = state.prepare(&pinned_bytes)?;
-            service.append_prepared(&mut state, prepared, pinned_bytes)?;
+        let leaves = (0..size)
+            .map(|index| db.leaf(index)?.with_context(|| format!("log leaf {index} missing from storage")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (state, mirror) = if is_mirror {
+            let checkpoint = db.checkpoint()?;
+            let trusted = TrustedLog::restore(pinned, &leaves, checkpoint.as_deref(), 0)
+                .context("the mirrored log does not verify")?;
+            (trusted.registry().clone(), Some(Mutex::new(trusted)))
+        } else {
+            let mut state = RegistryState::new(pinned);
+            for (index, leaf) in leaves.iter().enumerate() {
+                state.apply(leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
+            }
+            (state, None)
+        };
+        drop(leaves);
+        let follower = match &config.upstream {
+            Some(url) => Some(std::sync::Arc::new(crate::mirror::Mirror::new(url)?)),
+            None => None,
+        };
+        let service = Self { db, blobs, log_key, state: Mutex::new(state), mirror, follower, origin, config };
+        if !is_mirror {
+            service.check_log_key()?;
+            if size == 0 {
+                let mut state = service.lock_state();
+                let prepared = state.prepare(&pinned_bytes)?;
+                service.append_prepared(&mut state, prepared, pinned_bytes)?;
+            }
         }
         Ok(service)
     }
 
+    /// The upstream follower of a mirror.
+    pub fn follower(&self) -> Option<std::sync::Arc<crate::mirror::Mirror>> {
+        self.follower.clone()
+    }
+
+    /// Whether this server mirrors an upstream (and refuses writes of its own).
+    pub fn is_mirror(&self) -> bool {
+        self.mirror.is_some()
+    }
+
+    fn primary_key(&self) -> Result<&SecretKey, ApiError> {
+        self.log_key.as_ref().ok_or_else(|| {
+            ApiError::Forbidden(format!(
+                "this server mirrors {}; publish upstream",
+                self.config.upstream.as_deref().unwrap_or("its upstream")
+            ))
+        })
+    }
+
     fn check_log_key(&self) -> anyhow::Result<()> {
         let state = self.lock_state();
-        let public = self.log_key.public();
+        let public = self.primary_key().map_err(|e| anyhow::anyhow!("{e}"))?.public();
         anyhow::ensure!(
             state.root().authorises(&public, RoleName::Log),
             "this server's log key {} is not in the root's log role",
@@ -152,6 +198,7 @@ impl Service {
 
     /// Verifies a statement against the state and appends it. Blocking (fsync).
     pub fn submit(&self, leaf: Vec<u8>) -> Result<Appended, ApiError> {
+        let log_key = self.primary_key()?;
         let mut state = self.lock_state();
         let root = state.root();
         if root.is_expired(now()) {
@@ -183,7 +230,7 @@ impl Service {
             }
             Statement::Root(_) => {
                 let next = TrustedRoot::parse(&leaf).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-                if !next.authorises(&self.log_key.public(), RoleName::Log) {
+                if !next.authorises(&log_key.public(), RoleName::Log) {
                     return Err(ApiError::Unprocessable(
                         "the new root does not authorise this server's log key".to_owned(),
                     ));
@@ -236,14 +283,7 @@ impl Service {
             ),
             _ => (None, Vec::new()),
         };
-        self.db.append(&LeafBatch {
-            index,
-            leaf,
-            nodes,
-            release,
-            digests,
-            checkpoint: checkpoint.clone(),
-        })?;
+        self.db.append(&[LeafBatch { index, leaf, nodes, release, digests }], &checkpoint)?;
         state.commit(prepared);
         Ok(Appended { index, size: index + 1, checkpoint, existing: false })
     }
@@ -258,7 +298,7 @@ impl Service {
             expires_at: issued_at + self.config.checkpoint_validity.as_secs(),
         };
         let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode()?);
-        sign_envelope(&mut envelope, &self.log_key);
+        sign_envelope(&mut envelope, self.primary_key().map_err(|e| anyhow::anyhow!("{e}"))?);
         Ok(envelope.to_bytes()?)
     }
 
@@ -266,6 +306,10 @@ impl Service {
     pub fn checkpoint(&self) -> anyhow::Result<Vec<u8>> {
         let _state = self.lock_state();
         let bytes = self.db.checkpoint()?.context("log has no checkpoint")?;
+        if self.is_mirror() {
+            // A mirror serves its upstream's signed checkpoint byte for byte.
+            return Ok(bytes);
+        }
         let envelope = Envelope::from_bytes(&bytes)?;
         let current = Checkpoint::decode(&envelope.payload_type, &envelope.payload)?;
         let now = now();
@@ -276,6 +320,63 @@ impl Service {
         let fresh = self.sign_checkpoint(current.size, current.root_hash.0, now)?;
         self.db.put_checkpoint(&fresh)?;
         Ok(fresh)
+    }
+
+    /// A mirror's verified view of its upstream (`None` on a primary).
+    pub fn mirrored_log(&self) -> Option<Verified<TrustedLog>> {
+        self.mirror.as_ref().map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+    }
+
+    /// Makes verified upstream leaves visible on a mirror: every leaf, its tree nodes and indexes
+    /// and the upstream's checkpoint in one synced batch, then the new state in memory. The
+    /// caller has made every referenced blob durable first. Blocking.
+    pub fn commit_mirrored(
+        &self,
+        leaves: &[Vec<u8>],
+        checkpoint: &[u8],
+        next: Verified<TrustedLog>,
+    ) -> anyhow::Result<()> {
+        let mirror = self.mirror.as_ref().context("not a mirror")?;
+        let mut trusted = mirror.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let start = self.db.log_size()?;
+        anyhow::ensure!(
+            start + leaves.len() as u64 == next.size(),
+            "mirrored leaves do not follow the stored log"
+        );
+        let mut pending: Vec<(u32, u64, Hash)> = Vec::new();
+        let mut changes = Vec::with_capacity(leaves.len());
+        for (offset, leaf) in leaves.iter().enumerate() {
+            let index = start + offset as u64;
+            let overlay = Overlay { db: &self.db, pending: &pending };
+            let nodes = merkle::nodes_completed_by_append(&overlay, index, merkle::leaf_hash(leaf))?;
+            pending.extend(nodes.iter().copied());
+            let envelope = Envelope::from_bytes(leaf)?;
+            let (release, digests) = match Statement::decode(&envelope.payload_type, &envelope.payload)? {
+                Statement::Release(r) => (
+                    Some((r.kind, r.name.clone(), r.version.clone())),
+                    r.files.iter().map(|f| f.blake3).collect(),
+                ),
+                _ => (None, Vec::new()),
+            };
+            changes.push(LeafBatch { index, leaf: leaf.clone(), nodes, release, digests });
+        }
+        self.db.append(&changes, checkpoint)?;
+        *self.lock_state() = next.registry().clone();
+        *trusted = next;
+        Ok(())
+    }
+
+    /// Replaces a mirror's stored checkpoint with a newer one for the same tree.
+    pub fn refresh_mirrored_checkpoint(
+        &self,
+        checkpoint: &[u8],
+        next: Verified<TrustedLog>,
+    ) -> anyhow::Result<()> {
+        let mirror = self.mirror.as_ref().context("not a mirror")?;
+        let mut trusted = mirror.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.db.put_checkpoint(checkpoint)?;
+        *trusted = next;
+        Ok(())
     }
 
     /// Inclusion proof of leaf `index` in the tree of `size` leaves.

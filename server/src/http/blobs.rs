@@ -114,6 +114,9 @@ pub async fn put(
     mut request_body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     auth::require(service, headers, Scope::Publish)?;
+    if service.is_mirror() {
+        return Err(ApiError::Forbidden("this server is a mirror; publish upstream".to_owned()));
+    }
     let idle = service.config().limits.body_idle_timeout;
     if let Some(record) = service.db().blob(&digest)? {
         // Read (and discard) what the client sends so it sees the answer, not a reset.

@@ -36,6 +36,7 @@ enum Endpoint<'a> {
     ReleasesOf { kind: &'a str, name: &'a str },
     Release { kind: &'a str, name: &'a str, version: &'a str },
     ReleaseByDigest(&'a str),
+    MirrorSync,
 }
 
 fn route(path: &str) -> Option<Endpoint<'_>> {
@@ -52,6 +53,7 @@ fn route(path: &str) -> Option<Endpoint<'_>> {
         ["v1", "log", "proof", "consistency"] => Endpoint::ConsistencyProof,
         ["v1", "roots", "current"] => Endpoint::CurrentRoot,
         ["v1", "statements"] => Endpoint::Statements,
+        ["v1", "mirror", "sync"] => Endpoint::MirrorSync,
         ["v1", "releases", "by-digest", digest] => Endpoint::ReleaseByDigest(digest),
         ["v1", "releases", kind, name] => Endpoint::ReleasesOf { kind, name },
         ["v1", "releases", kind, name, version] => Endpoint::Release { kind, name, version },
@@ -107,6 +109,15 @@ async fn dispatch(service: &Arc<Service>, request: Request<Incoming>) -> Result<
         }
         Endpoint::ReleaseByDigest(digest) if is_get => {
             read().and_then(|()| releases::by_digest(service, digest))
+        }
+        Endpoint::MirrorSync if *method == Method::POST => {
+            auth::require(service, headers, auth::Scope::Admin)?;
+            let follower = service
+                .follower()
+                .ok_or_else(|| ApiError::NotFound("this server is not a mirror".to_owned()))?;
+            let report =
+                follower.sync_once(service).await.map_err(|e| ApiError::Unprocessable(format!("{e:#}")))?;
+            Ok(body::json(StatusCode::OK, &report))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }

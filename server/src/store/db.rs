@@ -47,7 +47,7 @@ pub struct Db {
     db: DB,
 }
 
-/// Everything one appended leaf changes, written as one batch.
+/// Everything one appended leaf changes.
 #[derive(Debug, Default)]
 pub struct LeafBatch {
     pub index: u64,
@@ -55,7 +55,6 @@ pub struct LeafBatch {
     pub nodes: Vec<(u32, u64, Hash)>,
     pub release: Option<(Kind, PackageName, Version)>,
     pub digests: Vec<Digest>,
-    pub checkpoint: Vec<u8>,
 }
 
 fn release_key(kind: Kind, name: &PackageName, version: &Version) -> Vec<u8> {
@@ -169,35 +168,33 @@ impl Db {
         self.put_sync(CF_META, META_CHECKPOINT, checkpoint)
     }
 
-    /// Appends a leaf with everything it changes, durably, in one batch.
-    pub fn append(&self, change: &LeafBatch) -> Result<()> {
-        anyhow::ensure!(
-            self.log_size()? == change.index,
-            "append at {} does not follow the log",
-            change.index
-        );
+    /// Appends leaves with everything they change and the checkpoint that covers them,
+    /// durably, in one batch: all of them become visible together or none does.
+    pub fn append(&self, changes: &[LeafBatch], checkpoint: &[u8]) -> Result<()> {
+        let mut expected = self.log_size()?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_LEAVES)?, change.index.to_be_bytes(), &change.leaf);
-        let nodes = self.cf(CF_NODES)?;
-        for (level, index, hash) in &change.nodes {
-            batch.put_cf(nodes, node_key(*level, *index), hash);
-        }
-        if let Some((kind, name, version)) = &change.release {
-            batch.put_cf(
-                self.cf(CF_RELEASES)?,
-                release_key(*kind, name, version),
-                change.index.to_be_bytes(),
-            );
-        }
-        let digests = self.cf(CF_DIGESTS)?;
-        for digest in &change.digests {
-            if self.db.get_cf(digests, digest.as_bytes())?.is_none() {
-                batch.put_cf(digests, digest.as_bytes(), change.index.to_be_bytes());
+        let (leaves, nodes, releases, digests) =
+            (self.cf(CF_LEAVES)?, self.cf(CF_NODES)?, self.cf(CF_RELEASES)?, self.cf(CF_DIGESTS)?);
+        let mut new_digests = std::collections::HashSet::new();
+        for change in changes {
+            anyhow::ensure!(change.index == expected, "append at {} does not follow the log", change.index);
+            expected += 1;
+            batch.put_cf(leaves, change.index.to_be_bytes(), &change.leaf);
+            for (level, index, hash) in &change.nodes {
+                batch.put_cf(nodes, node_key(*level, *index), hash);
+            }
+            if let Some((kind, name, version)) = &change.release {
+                batch.put_cf(releases, release_key(*kind, name, version), change.index.to_be_bytes());
+            }
+            for digest in &change.digests {
+                if self.db.get_cf(digests, digest.as_bytes())?.is_none() && new_digests.insert(*digest) {
+                    batch.put_cf(digests, digest.as_bytes(), change.index.to_be_bytes());
+                }
             }
         }
         let meta = self.cf(CF_META)?;
-        batch.put_cf(meta, META_CHECKPOINT, &change.checkpoint);
-        batch.put_cf(meta, META_SIZE, (change.index + 1).to_be_bytes());
+        batch.put_cf(meta, META_CHECKPOINT, checkpoint);
+        batch.put_cf(meta, META_SIZE, expected.to_be_bytes());
         self.db.write_opt(batch, &Self::sync_options())?;
         Ok(())
     }

@@ -238,8 +238,6 @@ fn hostile_names_rejected_at_publish_and_at_pull() {
 fn signing_tool_shows_what_it_signs_and_refuses_unauthorised_keys() {
     let world = World::new(2, 2);
     world.write("s-1.0-py3-none-any.whl", b"s");
-    let url = world.url();
-    let token = world.publish_token.clone();
     let run = world.sign_only("s-1.0-py3-none-any.whl", "wheel", "s", "1.0", "s.cbor").ok();
     assert!(run.stderr.contains("signing airlock.release.v1 wheel s==1.0 payload blake3:"), "{}", run.stderr);
     // The root key is not a publisher key.
@@ -254,8 +252,6 @@ fn signing_tool_shows_what_it_signs_and_refuses_unauthorised_keys() {
 #[test]
 fn merging_envelopes_over_different_payloads_refused() {
     let world = World::new(2, 2);
-    let url = world.url();
-    let token = world.publish_token.clone();
     for (file, version) in [("m1.cbor", "1.0"), ("m2.cbor", "2.0")] {
         world.write("m-1.0-py3-none-any.whl", b"m");
         world.sign_only("m-1.0-py3-none-any.whl", "wheel", "m", version, file).ok();

@@ -5,6 +5,7 @@ mod attacks;
 mod crash;
 mod harness;
 mod keepalive;
+mod mirror;
 mod proxy;
 mod publish_pull;
 mod transport;

@@ -1,0 +1,116 @@
+//! Mirror mode: a server that follows an upstream, verifying everything, serving its signed
+//! checkpoints and leaves byte for byte, and refusing writes of its own.
+
+use crate::harness::{http_get, http_request, Server, World};
+
+/// A mirror of `upstream_url` in its own data directory inside `world`, pinned to the same root.
+fn start_mirror(world: &World, name: &str, upstream_url: &str) -> (Server, String) {
+    let data = world.path(name);
+    airlock_server::cli::init(&data).unwrap();
+    let admin = {
+        let db = airlock_server::store::Db::open(&data.join(airlock_server::service::DB_DIR)).unwrap();
+        airlock_server::auth::create_token(&db, airlock_server::auth::Scope::Admin, "test").unwrap()
+    };
+    let mut config = airlock_server::Config::new(&data);
+    config.root = Some(world.path("root.cbor"));
+    config.upstream = Some(upstream_url.to_owned());
+    config.sync_interval = None;
+    (Server::start(config), admin)
+}
+
+fn sync(mirror: &Server, admin: &str) -> serde_json::Value {
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(admin), b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[test]
+fn mirror_syncs_verifies_and_serves_upstream_bytes() {
+    let world = World::new(1, 1);
+    world.write("m-1.0-py3-none-any.whl", b"mirrored wheel");
+    world.publish("m-1.0-py3-none-any.whl", "m", "1.0").ok();
+    let (mirror, admin) = start_mirror(&world, "mirror", &world.url());
+    let report = sync(&mirror, &admin);
+    assert_eq!(report["to_size"], 2);
+    assert_eq!(report["blobs_fetched"], 1);
+    // The mirror serves the upstream's checkpoint and leaves byte for byte.
+    assert_eq!(http_get(&mirror.url, "/v1/log/checkpoint").1, http_get(&world.url(), "/v1/log/checkpoint").1);
+    assert_eq!(
+        http_get(&mirror.url, "/v1/log/leaves?start=0").1,
+        http_get(&world.url(), "/v1/log/leaves?start=0").1
+    );
+    // A client pinned to the same root verifies through the mirror.
+    world.pull_from(&mirror.url, "m==1.0", "from-mirror.whl").ok();
+    assert_eq!(std::fs::read(world.path("from-mirror.whl")).unwrap(), b"mirrored wheel");
+    // Nothing new upstream: the sync changes nothing.
+    let report = sync(&mirror, &admin);
+    assert_eq!(
+        (report["from_size"].clone(), report["to_size"].clone(), report["blobs_fetched"].clone()),
+        (2.into(), 2.into(), 0.into())
+    );
+    // Incremental: a new upstream release arrives with the next sync.
+    world.write("n-1.0-py3-none-any.whl", b"second");
+    world.publish("n-1.0-py3-none-any.whl", "n", "1.0").ok();
+    let report = sync(&mirror, &admin);
+    assert_eq!(
+        (report["from_size"].clone(), report["to_size"].clone(), report["blobs_fetched"].clone()),
+        (2.into(), 3.into(), 1.into())
+    );
+    world.pull_from(&mirror.url, "n==1.0", "n.whl").ok();
+}
+
+#[test]
+fn mirror_refuses_writes_of_its_own() {
+    let world = World::new(1, 1);
+    let (mirror, admin) = start_mirror(&world, "mirror", &world.url());
+    sync(&mirror, &admin);
+    let digest = airlock_proto::Digest::of(b"x").to_hex();
+    let (status, body) =
+        http_request("PUT", &mirror.url, &format!("/v1/blobs/blake3/{digest}"), Some(&admin), b"x");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = http_request("POST", &mirror.url, "/v1/statements", Some(&admin), b"x");
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn chain_of_three_stays_verifiable_with_one_root() {
+    let world = World::new(1, 1);
+    world.write("c-1.0-py3-none-any.whl", b"down the chain");
+    world.publish("c-1.0-py3-none-any.whl", "c", "1.0").ok();
+    let (first, first_admin) = start_mirror(&world, "mirror1", &world.url());
+    sync(&first, &first_admin);
+    let (second, second_admin) = start_mirror(&world, "mirror2", &first.url);
+    let report = sync(&second, &second_admin);
+    assert_eq!(report["to_size"], 2);
+    world.pull_from(&second.url, "c==1.0", "end.whl").ok();
+    assert_eq!(std::fs::read(world.path("end.whl")).unwrap(), b"down the chain");
+}
+
+#[test]
+fn mirror_refuses_a_lying_upstream_and_keeps_its_state() {
+    let world = World::new(1, 1);
+    world.write("l-1.0-py3-none-any.whl", b"honest");
+    world.publish("l-1.0-py3-none-any.whl", "l", "1.0").ok();
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let (mirror, admin) = start_mirror(&world, "mirror", &proxy.url);
+    sync(&mirror, &admin);
+    // The upstream now serves the blob of a new release with one byte changed.
+    world.write("t-1.0-py3-none-any.whl", b"trusted bytes");
+    world.publish("t-1.0-py3-none-any.whl", "t", "1.0").ok();
+    proxy.set(|path, mut body| {
+        if path.starts_with("/v1/blobs/") && !body.is_empty() {
+            body[0] ^= 1;
+        }
+        body
+    });
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+    // Nothing of the failed sync is visible: the mirror still serves the old log.
+    let (_, checkpoint) = http_get(&mirror.url, "/v1/log/checkpoint");
+    let envelope = airlock_proto::Envelope::from_bytes(&checkpoint).unwrap();
+    assert_eq!(airlock_proto::Checkpoint::decode(&envelope.payload_type, &envelope.payload).unwrap().size, 2);
+    // Once the upstream is honest again the sync completes.
+    proxy.set(|_, body| body);
+    assert_eq!(sync(&mirror, &admin)["to_size"], 3);
+    world.pull_from(&mirror.url, "t==1.0", "t.whl").ok();
+}
