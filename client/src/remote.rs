@@ -224,6 +224,13 @@ impl Remote {
             .map_err(|e| RemoteError::Invalid { url: self.url(path), detail: e.to_string() })
     }
 
+    /// `POST` with an empty body, answered with JSON.
+    pub async fn post_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
+        let (url, response) = self.send(Method::POST, path, empty(), None).await?;
+        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES).await?;
+        serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
+    }
+
     /// `POST /v1/statements`
     pub async fn submit(&self, envelope: Vec<u8>) -> Result<Submitted, RemoteError> {
         let (url, response) =

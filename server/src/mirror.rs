@@ -10,6 +10,7 @@ use airlock_client::progress::Progress;
 use airlock_client::{Remote, TlsOptions};
 use airlock_proto::{Checkpoint, Envelope, FileEntry, Statement};
 use anyhow::Context;
+use futures_util::StreamExt;
 
 use crate::service::{now, Service};
 
@@ -23,12 +24,32 @@ pub struct SyncReport {
     pub bytes_fetched: u64,
 }
 
+/// How far behind its upstream a mirror is, as of its last sync attempt.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MirrorStatus {
+    pub upstream: String,
+    /// Leaves this mirror serves.
+    pub size: u64,
+    /// The upstream's size at the last successful checkpoint fetch.
+    pub upstream_size: u64,
+    pub lag_leaves: u64,
+    /// Seconds between the upstream checkpoint last seen and the one this mirror serves.
+    pub lag_seconds: u64,
+    pub last_attempt_at: Option<u64>,
+    pub last_success_at: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// Blobs fetched at once during a sync.
+pub const FETCH_CONCURRENCY: usize = 4;
+
 /// Follows an upstream; one sync runs at a time.
 #[derive(Debug)]
 pub struct Mirror {
     remote: Remote,
     upstream: String,
     lock: tokio::sync::Mutex<()>,
+    status: std::sync::Mutex<MirrorStatus>,
 }
 
 impl Mirror {
@@ -38,13 +59,48 @@ impl Mirror {
             remote: Remote::new(upstream, None, &TlsOptions::default())?,
             upstream: upstream.to_owned(),
             lock: tokio::sync::Mutex::new(()),
+            status: std::sync::Mutex::new(MirrorStatus {
+                upstream: upstream.to_owned(),
+                ..MirrorStatus::default()
+            }),
         })
+    }
+
+    /// The mirror's lag and last sync outcome.
+    pub fn status(&self, service: &Service) -> MirrorStatus {
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        status.size = service.mirrored_log().map_or(0, |log| log.size());
+        status.lag_leaves = status.upstream_size.saturating_sub(status.size);
+        status
+    }
+
+    /// Syncs once and records the outcome for `status`.
+    pub async fn sync_once(&self, service: &Arc<Service>) -> anyhow::Result<SyncReport> {
+        let result = self.sync_inner(service).await;
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.last_attempt_at = Some(now());
+        match &result {
+            Ok(_) => {
+                status.last_success_at = status.last_attempt_at;
+                status.last_error = None;
+            }
+            Err(e) => status.last_error = Some(format!("{e:#}")),
+        }
+        result
+    }
+
+    fn note_upstream(&self, checkpoint: Option<&Checkpoint>, served: Option<&Checkpoint>) {
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(upstream) = checkpoint {
+            status.upstream_size = upstream.size;
+            status.lag_seconds = served.map_or(0, |s| upstream.issued_at.saturating_sub(s.issued_at));
+        }
     }
 
     /// Brings the mirror up to the upstream's newest checkpoint. With nothing new it costs one
     /// checkpoint request. On any failure nothing new becomes visible; blobs already fetched stay
     /// recorded, so the next sync does not download them again.
-    pub async fn sync_once(&self, service: &Arc<Service>) -> anyhow::Result<SyncReport> {
+    async fn sync_inner(&self, service: &Arc<Service>) -> anyhow::Result<SyncReport> {
         let _one_at_a_time = self.lock.lock().await;
         let trusted = service.mirrored_log().context("not a mirror")?;
         let mut report = SyncReport {
@@ -57,10 +113,14 @@ impl Mirror {
         if trusted.checkpoint() == Some(checkpoint.as_slice()) {
             return Ok(report);
         }
-        let offered = Envelope::from_bytes(&checkpoint)
+        let offered_checkpoint = Envelope::from_bytes(&checkpoint)
             .ok()
-            .and_then(|e| Checkpoint::decode(&e.payload_type, &e.payload).ok())
-            .map_or(0, |c| c.size);
+            .and_then(|e| Checkpoint::decode(&e.payload_type, &e.payload).ok());
+        self.note_upstream(offered_checkpoint.as_ref(), trusted.checkpoint_payload().as_ref());
+        let offered = offered_checkpoint.map_or(0, |c| c.size);
+        if offered > trusted.size() {
+            tracing::info!(upstream = %self.upstream, have = trusted.size(), upstream_size = offered, "mirror behind upstream; syncing");
+        }
         let leaves = if offered > trusted.size() {
             self.remote.leaves(trusted.size(), offered, &Progress::hidden()).await?
         } else {
@@ -78,14 +138,37 @@ impl Mirror {
                 .await??;
             return Ok(report);
         }
+        let mut missing = Vec::new();
         for leaf in &leaves {
             for file in release_files(leaf)? {
-                if service.db().blob(&file.blake3)?.is_some() {
-                    continue;
+                if service.db().blob(&file.blake3)?.is_none()
+                    && !missing.iter().any(|f: &FileEntry| f.blake3 == file.blake3)
+                {
+                    missing.push(file);
                 }
-                report.bytes_fetched += self.fetch_blob(service, &file).await?;
-                report.blobs_fetched += 1;
             }
+        }
+        let mut fetches = futures_util::stream::iter(
+            missing.into_iter().map(|file| async move { self.fetch_blob(service, &file).await }),
+        )
+        .buffer_unordered(FETCH_CONCURRENCY);
+        // Let every transfer finish even after one fails, so that what completed is recorded
+        // and the next sync does not fetch it again.
+        let mut first_error = None;
+        while let Some(fetched) = fetches.next().await {
+            match fetched {
+                Ok(bytes) => {
+                    report.bytes_fetched += bytes;
+                    report.blobs_fetched += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        drop(fetches);
+        if let Some(error) = first_error {
+            return Err(error);
         }
         report.to_size = next.size();
         let worker = Arc::clone(service);

@@ -7,6 +7,7 @@
 //! 5 not found (the name or digest is not in the verified log).
 
 mod keys;
+mod mirror;
 mod publish;
 mod pull;
 
@@ -89,6 +90,11 @@ enum Command {
     Pull(pull::PullArgs),
     /// Check a local file against a digest.
     Verify(pull::VerifyArgs),
+    /// Mirrors: sync now, show lag.
+    Mirror {
+        #[command(subcommand)]
+        command: mirror::MirrorCommand,
+    },
 }
 
 /// Output settings shared by all commands.
@@ -182,6 +188,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Upload(args) => publish::upload(args, context).await,
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
+        Command::Mirror { command } => mirror::mirror(command, context).await,
     }
 }
 

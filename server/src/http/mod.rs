@@ -37,6 +37,7 @@ enum Endpoint<'a> {
     Release { kind: &'a str, name: &'a str, version: &'a str },
     ReleaseByDigest(&'a str),
     MirrorSync,
+    MirrorStatus,
 }
 
 fn route(path: &str) -> Option<Endpoint<'_>> {
@@ -54,6 +55,7 @@ fn route(path: &str) -> Option<Endpoint<'_>> {
         ["v1", "roots", "current"] => Endpoint::CurrentRoot,
         ["v1", "statements"] => Endpoint::Statements,
         ["v1", "mirror", "sync"] => Endpoint::MirrorSync,
+        ["v1", "mirror", "status"] => Endpoint::MirrorStatus,
         ["v1", "releases", "by-digest", digest] => Endpoint::ReleaseByDigest(digest),
         ["v1", "releases", kind, name] => Endpoint::ReleasesOf { kind, name },
         ["v1", "releases", kind, name, version] => Endpoint::Release { kind, name, version },
@@ -118,6 +120,13 @@ async fn dispatch(service: &Arc<Service>, request: Request<Incoming>) -> Result<
             let report =
                 follower.sync_once(service).await.map_err(|e| ApiError::Unprocessable(format!("{e:#}")))?;
             Ok(body::json(StatusCode::OK, &report))
+        }
+        Endpoint::MirrorStatus if is_get => {
+            read()?;
+            let follower = service
+                .follower()
+                .ok_or_else(|| ApiError::NotFound("this server is not a mirror".to_owned()))?;
+            Ok(body::json(StatusCode::OK, &follower.status(service)))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }

@@ -57,6 +57,55 @@ fn mirror_syncs_verifies_and_serves_upstream_bytes() {
         (2.into(), 3.into(), 1.into())
     );
     world.pull_from(&mirror.url, "n==1.0", "n.whl").ok();
+    // The CLI drives and watches the mirror.
+    world.write("o-1.0-py3-none-any.whl", b"third");
+    world.publish("o-1.0-py3-none-any.whl", "o", "1.0").ok();
+    let run = world.cli(&["--json", "mirror", "status", "--server", &mirror.url]).ok();
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["size"], 3);
+    let run = world.cli(&["--json", "mirror", "sync", "--server", &mirror.url, "--token", &admin]).ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["to_size"], 4);
+    let run = world.cli(&["--json", "mirror", "status", "--server", &mirror.url]).ok();
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        (status["size"].clone(), status["upstream_size"].clone(), status["lag_leaves"].clone()),
+        (4.into(), 4.into(), 0.into())
+    );
+    assert!(status["last_success_at"].is_u64());
+    // A sync needs an admin token of the mirror's own.
+    world
+        .cli(&["mirror", "sync", "--server", &mirror.url, "--token", &world.publish_token])
+        .code(1)
+        .says("401");
+}
+
+#[test]
+fn interrupted_sync_resumes_without_refetching_complete_blobs() {
+    let world = World::new(1, 1);
+    for (file, name) in
+        [("a-1.0-py3-none-any.whl", "a"), ("b-1.0-py3-none-any.whl", "b"), ("c-1.0-py3-none-any.whl", "c")]
+    {
+        world.write(file, name.repeat(1000).as_bytes());
+        world.publish(file, name, "1.0").ok();
+    }
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let broken = airlock_proto::Digest::of("c".repeat(1000).as_bytes()).to_hex();
+    // The upstream link breaks while one blob is in transfer.
+    proxy.set(move |path, body| if path.contains(&broken) { body[..10].to_vec() } else { body });
+    let (mirror, admin) = start_mirror(&world, "mirror", &proxy.url);
+    let (status, _) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(status, 422);
+    assert_eq!(
+        http_get(&mirror.url, "/v1/releases/wheel/a/1.0").0,
+        404,
+        "no leaf may be visible after a failed sync"
+    );
+    proxy.set(|_, body| body);
+    let report = sync(&mirror, &admin);
+    assert_eq!(report["to_size"], 4);
+    assert_eq!(report["blobs_fetched"], 1, "only the blob that did not complete is fetched again");
+    world.pull_from(&mirror.url, "c==1.0", "c.whl").ok();
 }
 
 #[test]
