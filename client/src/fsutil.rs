@@ -34,7 +34,7 @@ impl AtomicFile {
     }
 
     /// Appends bytes.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    pub fn write_all_bytes(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)
     }
 
@@ -44,6 +44,16 @@ impl AtomicFile {
         fs::rename(&self.temp, &self.target)?;
         self.committed = true;
         File::open(parent_of(&self.target))?.sync_all()
+    }
+}
+
+impl io::Write for AtomicFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.file.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -67,7 +77,7 @@ fn rand_bytes() -> [u8; 8] {
 /// Writes `bytes` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut file = AtomicFile::create(path, mode)?;
-    file.write(bytes)?;
+    file.write_all_bytes(bytes)?;
     file.commit()
 }
 
@@ -92,7 +102,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.bin");
         let mut file = AtomicFile::create(&target, 0o644).unwrap();
-        file.write(b"partial").unwrap();
+        file.write_all_bytes(b"partial").unwrap();
         drop(file);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }

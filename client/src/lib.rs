@@ -4,6 +4,7 @@
 //! A mirror is a client of its upstream, so the server may use this library; this library never
 //! depends on the server.
 
+pub mod bundle;
 pub mod cli;
 pub mod follow;
 pub mod fsutil;

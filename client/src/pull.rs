@@ -133,7 +133,7 @@ pub async fn download_verified(
         .download_blob(&file.blake3, file.size + 1, progress, |chunk| {
             blake3.update(chunk);
             sha256.update(chunk);
-            output.write(chunk)
+            output.write_all_bytes(chunk)
         })
         .await;
     let what = format!("blob {} ({})", file.blake3, file.filename);

@@ -246,6 +246,17 @@ impl Remote {
         digest: &Digest,
         progress: &Progress,
     ) -> Result<BlobStored, RemoteError> {
+        self.send_file(Method::PUT, &format!("/v1/blobs/blake3/{}", digest.to_hex()), path, progress).await
+    }
+
+    /// Streams the file at `path` as a request body and reads a JSON answer.
+    pub async fn send_file<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url_path: &str,
+        path: &Path,
+        progress: &Progress,
+    ) -> Result<T, RemoteError> {
         let file_err = |source| RemoteError::File { path: path.display().to_string(), source };
         let file = tokio::fs::File::open(path).await.map_err(file_err)?;
         let len = file.metadata().await.map_err(file_err)?.len();
@@ -255,14 +266,7 @@ impl Remote {
             .inspect_ok(move |chunk| reporter.inc(chunk.len() as u64))
             .map_ok(Frame::data);
         let body = StreamBody::new(stream).boxed();
-        let (url, response) = self
-            .send(
-                Method::PUT,
-                &format!("/v1/blobs/blake3/{}", digest.to_hex()),
-                body,
-                Some("application/octet-stream"),
-            )
-            .await?;
+        let (url, response) = self.send(method, url_path, body, Some("application/octet-stream")).await?;
         let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES).await?;
         serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
     }

@@ -66,3 +66,38 @@ pub struct SavedLog {
 
 /// Largest saved log accepted.
 pub const MAX_SAVED_LOG_BYTES: usize = 1 << 30;
+
+/// Name of the first member of a bundle.
+pub const BUNDLE_MANIFEST: &str = "manifest.cbor";
+/// Prefix of blob members of a bundle: `blobs/<64 hex>`.
+pub const BUNDLE_BLOB_PREFIX: &str = "blobs/";
+/// Bundle format version.
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// The first member of a bundle (a tar file): a log segment `from_size..to_size` with the
+/// checkpoint that covers it, and the blobs that follow it in the tar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format: u32,
+    pub origin: String,
+    pub from_size: u64,
+    pub to_size: u64,
+    pub checkpoint: serde_bytes::ByteBuf,
+    pub leaves: Vec<serde_bytes::ByteBuf>,
+    pub blobs: Vec<BundleBlob>,
+}
+
+/// A blob a bundle carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleBlob {
+    pub digest: crate::Digest,
+    pub size: u64,
+}
+
+/// What an import leaves behind so that the next export can start where it ended (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedState {
+    pub origin: String,
+    pub size: u64,
+    pub root_hash: String,
+}

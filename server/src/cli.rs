@@ -35,6 +35,25 @@ enum Command {
     },
     /// Serve a data directory.
     Serve(ServeArgs),
+    /// Import a bundle into a mirror's data directory (run while the server is stopped).
+    Import {
+        #[arg(long)]
+        data: PathBuf,
+        /// Root file, needed when the data directory's log is still empty.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The bundle file (made by `airlock export`).
+        file: PathBuf,
+        /// Where to write the import state for the next `airlock export --since`
+        /// (default DATA/imported-state.json).
+        #[arg(long)]
+        state_out: Option<PathBuf>,
+    },
+    /// Check a data directory: every blob against its digest, the log against its checkpoint.
+    VerifyStore {
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Manage bearer tokens (run while the server is stopped).
     Token {
         #[command(subcommand)]
@@ -65,6 +84,9 @@ struct ServeArgs {
     /// Mirror mode: follow this upstream registry (verifying everything against --root).
     #[arg(long)]
     upstream: Option<String>,
+    /// Mirror mode without a network upstream: fed by `airlock import` of bundles.
+    #[arg(long)]
+    mirror: bool,
     /// Seconds between a mirror's syncs.
     #[arg(long)]
     sync_interval: Option<u64>,
@@ -113,6 +135,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { data } => init(&data),
         Command::Serve(args) => serve(args),
+        Command::Import { data, root, file, state_out } => import(&data, root, &file, state_out),
+        Command::VerifyStore { data } => {
+            let report = crate::bundle::verify_store(&data)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.problems.is_empty(),
+                "{} problem(s) found in {}",
+                report.problems.len(),
+                data.display()
+            );
+            Ok(())
+        }
         Command::Token { command: TokenCommand::Create { data, scope, label } } => {
             let scope = Scope::parse(&scope)
                 .with_context(|| format!("unknown scope {scope:?}: use read, publish or admin"))?;
@@ -122,6 +156,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn import(data: &Path, root: Option<PathBuf>, file: &Path, state_out: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = Config::new(data);
+    config.root = root;
+    config.mirror = true;
+    let service = std::sync::Arc::new(crate::service::Service::open(config)?);
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot read bundle {}", file.display()))?;
+    let report = crate::bundle::import(&service, std::io::BufReader::with_capacity(1 << 20, reader))
+        .with_context(|| format!("bundle {} refused", file.display()))?;
+    let state_path = state_out.unwrap_or_else(|| data.join("imported-state.json"));
+    let state = serde_json::to_vec_pretty(&report.state)?;
+    std::fs::write(&state_path, state).with_context(|| format!("cannot write {}", state_path.display()))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "imported leaves {}..{} and {} blob(s); state written to {}",
+        report.from_size,
+        report.to_size,
+        report.blobs_stored,
+        state_path.display()
+    );
+    Ok(())
 }
 
 /// `airlockd init`: makes the data directory (0700) and the log key.
@@ -172,6 +229,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.checkpoint_validity = Duration::from_secs(secs);
     }
     config.upstream = args.upstream.or(file.upstream);
+    config.mirror = args.mirror || file.mirror.unwrap_or(false);
     if let Some(secs) = args.sync_interval.or(file.sync_interval_secs) {
         anyhow::ensure!(secs >= 1, "sync interval must be at least 1 second");
         config.sync_interval = Some(Duration::from_secs(secs));

@@ -60,7 +60,9 @@ pub struct Config {
     pub read_access: ReadAccess,
     pub checkpoint_validity: Duration,
     pub limits: Limits,
-    /// Mirror mode: the upstream registry to follow (its URL).
+    /// Mirror mode: serve another registry's log (fed by `upstream` or by bundles), never sign.
+    pub mirror: bool,
+    /// The upstream registry a mirror follows over the network (its URL); implies `mirror`.
     pub upstream: Option<String>,
     /// How often a mirror syncs on its own (`None`: only on demand, `POST /v1/mirror/sync`).
     pub sync_interval: Option<Duration>,
@@ -76,6 +78,7 @@ impl Config {
             read_access: ReadAccess::Open,
             checkpoint_validity: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
+            mirror: false,
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),
         }
@@ -94,6 +97,7 @@ pub struct FileConfig {
     pub read_access: Option<ReadAccess>,
     pub checkpoint_validity_secs: Option<u64>,
     pub max_blob_bytes: Option<u64>,
+    pub mirror: Option<bool>,
     pub upstream: Option<String>,
     pub sync_interval_secs: Option<u64>,
 }

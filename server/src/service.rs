@@ -72,7 +72,7 @@ impl Service {
     /// Opens the data directory. On an empty log, the root file in `config.root` becomes leaf 0.
     pub fn open(config: Config) -> anyhow::Result<Self> {
         let data = config.data.clone();
-        let is_mirror = config.upstream.is_some();
+        let is_mirror = config.mirror || config.upstream.is_some();
         let log_key = if is_mirror {
             None
         } else {

@@ -6,6 +6,7 @@
 //! 4 SECURITY ERROR (the registry served a rollback, a fork or an inconsistent log);
 //! 5 not found (the name or digest is not in the verified log).
 
+mod bundle;
 mod keys;
 mod mirror;
 mod publish;
@@ -90,6 +91,10 @@ enum Command {
     Pull(pull::PullArgs),
     /// Check a local file against a digest.
     Verify(pull::VerifyArgs),
+    /// Write a bundle (log segment, checkpoint and blobs) to carry across the air gap.
+    Export(bundle::ExportArgs),
+    /// Import a bundle into a running mirror.
+    Import(bundle::ImportArgs),
     /// Mirrors: sync now, show lag.
     Mirror {
         #[command(subcommand)]
@@ -188,6 +193,8 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Upload(args) => publish::upload(args, context).await,
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
+        Command::Export(args) => bundle::export(args, context).await,
+        Command::Import(args) => bundle::import(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,
     }
 }

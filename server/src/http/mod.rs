@@ -38,6 +38,7 @@ enum Endpoint<'a> {
     ReleaseByDigest(&'a str),
     MirrorSync,
     MirrorStatus,
+    MirrorImport,
 }
 
 fn route(path: &str) -> Option<Endpoint<'_>> {
@@ -56,6 +57,7 @@ fn route(path: &str) -> Option<Endpoint<'_>> {
         ["v1", "statements"] => Endpoint::Statements,
         ["v1", "mirror", "sync"] => Endpoint::MirrorSync,
         ["v1", "mirror", "status"] => Endpoint::MirrorStatus,
+        ["v1", "mirror", "import"] => Endpoint::MirrorImport,
         ["v1", "releases", "by-digest", digest] => Endpoint::ReleaseByDigest(digest),
         ["v1", "releases", kind, name] => Endpoint::ReleasesOf { kind, name },
         ["v1", "releases", kind, name, version] => Endpoint::Release { kind, name, version },
@@ -128,7 +130,51 @@ async fn dispatch(service: &Arc<Service>, request: Request<Incoming>) -> Result<
                 .ok_or_else(|| ApiError::NotFound("this server is not a mirror".to_owned()))?;
             Ok(body::json(StatusCode::OK, &follower.status(service)))
         }
+        Endpoint::MirrorImport if *method == Method::POST => import(service, headers, request_body).await,
         _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// `POST /v1/mirror/import`: a bundle streamed into a running mirror (admin scope).
+async fn import(
+    service: &Arc<Service>,
+    headers: &http::HeaderMap,
+    mut request_body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    auth::require(service, headers, auth::Scope::Admin)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let worker = Arc::clone(service);
+    let task = tokio::task::spawn_blocking(move || {
+        crate::bundle::import(&worker, crate::bundle::ChannelReader::new(rx))
+    });
+    let idle = service.config().limits.body_idle_timeout;
+    let mut read_error = None;
+    loop {
+        match body::next_frame(&mut request_body, idle).await {
+            Ok(Some(chunk)) => {
+                if tx.send(chunk).await.is_err() {
+                    break; // The importer stopped early (it refused the bundle).
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let outcome = task.await.map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    match outcome {
+        Ok(report) => Ok(body::json(StatusCode::OK, &report)),
+        Err(crate::bundle::ImportError::Internal(e)) => Err(ApiError::Internal(e)),
+        Err(crate::bundle::ImportError::NotAMirror) => {
+            Err(ApiError::Forbidden(crate::bundle::ImportError::NotAMirror.to_string()))
+        }
+        Err(e) => Err(ApiError::Unprocessable(e.to_string())),
     }
 }
 

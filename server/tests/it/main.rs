@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attacks;
+mod bundle;
 mod crash;
 mod harness;
 mod keepalive;

@@ -1,0 +1,139 @@
+//! Exporting bundles: one tar file that carries a verified log segment, the checkpoint that
+//! covers it, and every blob the segment's releases reference, across the air gap.
+//!
+//! Layout: `manifest.cbor` first (a `BundleManifest`: origin, `from_size..to_size`, checkpoint,
+//! leaves, blob list), then one `blobs/<64 hex>` member per blob. The exporter verifies the
+//! segment against its pinned root before writing it; the importer verifies it again against the
+//! mirror's own state.
+
+use std::path::Path;
+
+use airlock_proto::api::{
+    BundleBlob, BundleManifest, ImportedState, BUNDLE_BLOB_PREFIX, BUNDLE_FORMAT, BUNDLE_MANIFEST,
+};
+use airlock_proto::{codec, Envelope, FileEntry, Statement};
+use anyhow::Context;
+
+use crate::follow;
+use crate::fsutil::AtomicFile;
+use crate::progress::Progress;
+use crate::pull::download_verified;
+use crate::remote::Remote;
+use crate::state::StateStore;
+
+/// Where a bundle's segment starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFrom {
+    /// The whole log (a full bundle, also a backup).
+    All,
+    /// From this leaf on (the target's current size).
+    Size(u64),
+}
+
+impl ExportFrom {
+    /// The start recorded in a state file written by a previous import.
+    pub fn since(state_file: &Path) -> anyhow::Result<Self> {
+        let bytes = crate::fsutil::read_capped(state_file, 64 * 1024)?;
+        let state: ImportedState = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not an import state file", state_file.display()))?;
+        Ok(Self::Size(state.size))
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportReport {
+    pub from_size: u64,
+    pub to_size: u64,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+}
+
+/// The release files referenced by `leaves`, each digest once.
+pub fn referenced_files(leaves: &[Vec<u8>]) -> anyhow::Result<Vec<FileEntry>> {
+    let mut files: Vec<FileEntry> = Vec::new();
+    for leaf in leaves {
+        let envelope = Envelope::from_bytes(leaf)?;
+        if let Statement::Release(release) = Statement::decode(&envelope.payload_type, &envelope.payload)? {
+            for file in release.files {
+                if !files.iter().any(|f| f.blake3 == file.blake3) {
+                    files.push(file);
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Verifies the registry's log up to its newest checkpoint and writes the segment from `from`
+/// with its blobs to `out` (atomically: a half-written bundle never appears at `out`).
+pub async fn export(
+    remote: &Remote,
+    store: &StateStore,
+    from: ExportFrom,
+    out: &Path,
+    show_progress: bool,
+) -> anyhow::Result<ExportReport> {
+    let before = store.load()?;
+    let after = follow::update(remote, &before, show_progress).await?;
+    store.save(&after)?;
+    let to_size = after.log.size();
+    let from_size = match from {
+        ExportFrom::All => 0,
+        ExportFrom::Size(n) => n,
+    };
+    anyhow::ensure!(
+        from_size <= to_size,
+        "the registry has {to_size} leaves; cannot export from leaf {from_size}"
+    );
+    let segment = &after.leaves[usize::try_from(from_size)?..];
+    let files = referenced_files(segment)?;
+    let checkpoint = after.log.checkpoint().context("the registry has no checkpoint")?.to_vec();
+    let manifest = BundleManifest {
+        format: BUNDLE_FORMAT,
+        origin: after.log.registry().root().origin().to_owned(),
+        from_size,
+        to_size,
+        checkpoint: serde_bytes::ByteBuf::from(checkpoint),
+        leaves: segment.iter().cloned().map(serde_bytes::ByteBuf::from).collect(),
+        blobs: files.iter().map(|f| BundleBlob { digest: f.blake3, size: f.size }).collect(),
+    };
+    let manifest_bytes = codec::encode("bundle manifest", &manifest)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let staging = tempfile::Builder::new().prefix(".airlock-export-").tempdir_in(&parent)?;
+    let mut blob_bytes = 0u64;
+    for file in &files {
+        let progress = Progress::bytes("fetching", file.size, show_progress);
+        download_verified(remote, file, &staging.path().join(file.blake3.to_hex()), &progress).await?;
+        progress.finish();
+        blob_bytes += file.size;
+    }
+    let output = AtomicFile::create(out, 0o644).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut builder = tar::Builder::new(output);
+    append(&mut builder, BUNDLE_MANIFEST, manifest_bytes.len() as u64, manifest_bytes.as_slice())?;
+    for file in &files {
+        let path = staging.path().join(file.blake3.to_hex());
+        let reader = std::fs::File::open(&path)?;
+        append(&mut builder, &format!("{BUNDLE_BLOB_PREFIX}{}", file.blake3.to_hex()), file.size, reader)?;
+    }
+    let output = builder.into_inner().context("cannot finish the bundle")?;
+    output.commit().with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(ExportReport { from_size, to_size, blobs: files.len(), blob_bytes })
+}
+
+fn append<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    reader: impl std::io::Read,
+) -> anyhow::Result<()> {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    builder.append_data(&mut header, name, reader).with_context(|| format!("cannot add {name} to the bundle"))
+}

@@ -1,0 +1,77 @@
+//! `airlock export` and `airlock import`: bundles for the air gap.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::{Context, ServerArgs};
+use crate::bundle::{export as export_bundle, ExportFrom};
+use crate::progress::Progress;
+use crate::state::StateStore;
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The pinned root: the segment is verified against it before it is written.
+    #[arg(long)]
+    root: PathBuf,
+    /// Start at this leaf (the target mirror's size).
+    #[arg(long, conflicts_with_all = ["since", "all"])]
+    from_size: Option<u64>,
+    /// Start where the import that wrote this state file ended.
+    #[arg(long, conflicts_with = "all")]
+    since: Option<PathBuf>,
+    /// The whole log and every blob (a full bundle, also a backup).
+    #[arg(long)]
+    all: bool,
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The bundle file.
+    file: PathBuf,
+    /// The running mirror (needs an admin token).
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub async fn export(args: ExportArgs, context: &Context) -> anyhow::Result<()> {
+    let from = match (args.from_size, &args.since, args.all) {
+        (Some(n), None, false) => ExportFrom::Size(n),
+        (None, Some(state), false) => ExportFrom::since(state)?,
+        (None, None, true) => ExportFrom::All,
+        _ => anyhow::bail!("say where the bundle starts: --from-size N, --since STATE_FILE or --all"),
+    };
+    let store = StateStore::open(&context.state_dir, &args.root)?;
+    let remote = context.remote(&args.server)?;
+    let report = export_bundle(&remote, &store, from, &args.output, !context.json).await?;
+    context.finish(
+        &json!({ "file": args.output, "report": report }),
+        format!(
+            "wrote {}: leaves {}..{}, {} blob(s), {} bytes of blobs",
+            args.output.display(),
+            report.from_size,
+            report.to_size,
+            report.blobs,
+            report.blob_bytes
+        ),
+    );
+    Ok(())
+}
+
+pub async fn import(args: ImportArgs, context: &Context) -> anyhow::Result<()> {
+    let remote = context.remote(&args.server)?;
+    let progress = Progress::bytes("importing", 0, !context.json);
+    let report: Value =
+        remote.send_file(http::Method::POST, "/v1/mirror/import", &args.file, &progress).await?;
+    progress.finish();
+    let human = format!(
+        "imported leaves {}..{} and {} blob(s)",
+        report["from_size"], report["to_size"], report["blobs_stored"]
+    );
+    context.finish(&report, human);
+    Ok(())
+}
