@@ -87,6 +87,15 @@ struct ServeArgs {
     /// Mirror mode without a network upstream: fed by `airlock import` of bundles.
     #[arg(long)]
     mirror: bool,
+    /// Partial mirror: carry only releases of this kind (repeat).
+    #[arg(long = "carry-kind")]
+    carry_kinds: Vec<airlock_proto::Kind>,
+    /// Partial mirror: carry only names matching this pattern, `*` as wildcard (repeat).
+    #[arg(long = "carry-name")]
+    carry_names: Vec<String>,
+    /// Partial mirror: carry only releases in this channel (repeat).
+    #[arg(long = "carry-channel")]
+    carry_channels: Vec<airlock_proto::ChannelName>,
     /// Seconds between a mirror's syncs.
     #[arg(long)]
     sync_interval: Option<u64>,
@@ -230,6 +239,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.upstream = args.upstream.or(file.upstream);
     config.mirror = args.mirror || file.mirror.unwrap_or(false);
+    config.carry = crate::config::CarryFilter {
+        kinds: if args.carry_kinds.is_empty() {
+            file.carry_kinds.unwrap_or_default()
+        } else {
+            args.carry_kinds
+        },
+        names: if args.carry_names.is_empty() {
+            file.carry_names.unwrap_or_default()
+        } else {
+            args.carry_names
+        },
+        channels: if args.carry_channels.is_empty() {
+            file.carry_channels.unwrap_or_default()
+        } else {
+            args.carry_channels
+        },
+    };
     if let Some(secs) = args.sync_interval.or(file.sync_interval_secs) {
         anyhow::ensure!(secs >= 1, "sync interval must be at least 1 second");
         config.sync_interval = Some(Duration::from_secs(secs));

@@ -25,6 +25,57 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Which releases a partial mirror carries the blobs of. Every field that is not empty must
+/// match; an empty filter carries everything. The mirror always holds every leaf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CarryFilter {
+    pub kinds: Vec<airlock_proto::Kind>,
+    /// Name patterns; `*` matches any run of characters.
+    pub names: Vec<String>,
+    pub channels: Vec<airlock_proto::ChannelName>,
+}
+
+impl CarryFilter {
+    /// True when the filter carries everything.
+    pub fn is_everything(&self) -> bool {
+        self.kinds.is_empty() && self.names.is_empty() && self.channels.is_empty()
+    }
+
+    /// Whether a release (given the registry state, for channel membership) is carried.
+    pub fn carries(&self, release: &airlock_proto::Release, state: &airlock_keys::RegistryState) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&release.kind))
+            && (self.names.is_empty() || self.names.iter().any(|p| glob_match(p, release.name.as_str())))
+            && (self.channels.is_empty()
+                || self
+                    .channels
+                    .iter()
+                    .any(|c| state.channel(c, release.kind, &release.name) == Some(&release.version)))
+    }
+}
+
+/// `*`-only glob matching.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Caps and timeouts.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -64,6 +115,8 @@ pub struct Config {
     pub mirror: bool,
     /// The upstream registry a mirror follows over the network (its URL); implies `mirror`.
     pub upstream: Option<String>,
+    /// Which releases a mirror carries the blobs of.
+    pub carry: CarryFilter,
     /// How often a mirror syncs on its own (`None`: only on demand, `POST /v1/mirror/sync`).
     pub sync_interval: Option<Duration>,
 }
@@ -79,6 +132,7 @@ impl Config {
             checkpoint_validity: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
             mirror: false,
+            carry: CarryFilter::default(),
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),
         }
@@ -100,6 +154,9 @@ pub struct FileConfig {
     pub mirror: Option<bool>,
     pub upstream: Option<String>,
     pub sync_interval_secs: Option<u64>,
+    pub carry_kinds: Option<Vec<airlock_proto::Kind>>,
+    pub carry_names: Option<Vec<String>>,
+    pub carry_channels: Option<Vec<airlock_proto::ChannelName>>,
 }
 
 impl FileConfig {
@@ -115,6 +172,22 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        for (pattern, text, want) in [
+            ("comfyui-*", "comfyui-impact-pack", true),
+            ("comfyui-*", "torch", false),
+            ("*-pack", "impact-pack", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxc", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("ab*ba", "aba", false),
+        ] {
+            assert_eq!(glob_match(pattern, text), want, "{pattern} {text}");
+        }
+    }
 
     #[test]
     fn unknown_config_keys_rejected() {

@@ -12,7 +12,9 @@ use airlock_proto::{Checkpoint, Envelope, FileEntry, Statement};
 use anyhow::Context;
 use futures_util::StreamExt;
 
+use crate::config::CarryFilter;
 use crate::service::{now, Service};
+use airlock_keys::TrustedLog;
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -138,14 +140,11 @@ impl Mirror {
                 .await??;
             return Ok(report);
         }
-        let mut missing = Vec::new();
-        for leaf in &leaves {
-            for file in release_files(leaf)? {
-                if service.db().blob(&file.blake3)?.is_none()
-                    && !missing.iter().any(|f: &FileEntry| f.blake3 == file.blake3)
-                {
-                    missing.push(file);
-                }
+        let mut missing: Vec<FileEntry> = Vec::new();
+        for file in carried_files(&leaves, &next, &service.config().carry)? {
+            if service.db().blob(&file.blake3)?.is_none() && !missing.iter().any(|f| f.blake3 == file.blake3)
+            {
+                missing.push(file);
             }
         }
         let mut fetches = futures_util::stream::iter(
@@ -217,10 +216,27 @@ impl Mirror {
     }
 }
 
-fn release_files(leaf: &[u8]) -> anyhow::Result<Vec<FileEntry>> {
-    let envelope = Envelope::from_bytes(leaf)?;
-    Ok(match Statement::decode(&envelope.payload_type, &envelope.payload)? {
-        Statement::Release(release) => release.files,
-        _ => Vec::new(),
-    })
+/// The files a mirror must hold after `leaves`: those of new releases it carries, and those of
+/// releases that a new channel statement moves into a carried channel.
+fn carried_files(
+    leaves: &[Vec<u8>],
+    next: &TrustedLog,
+    carry: &CarryFilter,
+) -> anyhow::Result<Vec<FileEntry>> {
+    let state = next.registry();
+    let mut files = Vec::new();
+    for leaf in leaves {
+        let envelope = Envelope::from_bytes(leaf)?;
+        let release = match Statement::decode(&envelope.payload_type, &envelope.payload)? {
+            Statement::Release(release) => Some(release),
+            Statement::Channel(c) => state.release(c.kind, &c.name, &c.version).map(|r| r.release.clone()),
+            Statement::Root(_) | Statement::Status(_) => None,
+        };
+        if let Some(release) = release {
+            if carry.carries(&release, state) {
+                files.extend(release.files);
+            }
+        }
+    }
+    Ok(files)
 }

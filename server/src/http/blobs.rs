@@ -34,8 +34,15 @@ pub async fn get(
         ReadAccess::Open => auth::scope_of(service, headers).unwrap_or(None),
     };
     let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
-    let record = service.db().blob(&digest)?.ok_or_else(not_found)?;
     let referenced = service.db().digest_leaf(&digest)?.is_some();
+    let Some(record) = service.db().blob(&digest)? else {
+        if referenced && service.is_mirror() {
+            return Err(ApiError::NotFound(format!(
+                "this mirror does not carry blob {digest}: it holds only some releases; fetch it from the upstream"
+            )));
+        }
+        return Err(not_found());
+    };
     if !referenced && scope < Some(Scope::Publish) {
         return Err(not_found());
     }

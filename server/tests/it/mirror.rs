@@ -5,6 +5,15 @@ use crate::harness::{http_get, http_request, Server, World};
 
 /// A mirror of `upstream_url` in its own data directory inside `world`, pinned to the same root.
 fn start_mirror(world: &World, name: &str, upstream_url: &str) -> (Server, String) {
+    start_mirror_with(world, name, upstream_url, |_| {})
+}
+
+fn start_mirror_with(
+    world: &World,
+    name: &str,
+    upstream_url: &str,
+    adjust: impl FnOnce(&mut airlock_server::Config),
+) -> (Server, String) {
     let data = world.path(name);
     airlock_server::cli::init(&data).unwrap();
     let admin = {
@@ -15,6 +24,7 @@ fn start_mirror(world: &World, name: &str, upstream_url: &str) -> (Server, Strin
     config.root = Some(world.path("root.cbor"));
     config.upstream = Some(upstream_url.to_owned());
     config.sync_interval = None;
+    adjust(&mut config);
     (Server::start(config), admin)
 }
 
@@ -162,4 +172,77 @@ fn mirror_refuses_a_lying_upstream_and_keeps_its_state() {
     proxy.set(|_, body| body);
     assert_eq!(sync(&mirror, &admin)["to_size"], 3);
     world.pull_from(&mirror.url, "t==1.0", "t.whl").ok();
+}
+
+#[test]
+fn partial_mirror_holds_every_leaf_but_only_matching_blobs() {
+    let world = World::new(1, 1);
+    world.write("comfyui_tools-1.0-py3-none-any.whl", b"carried");
+    world.publish("comfyui_tools-1.0-py3-none-any.whl", "comfyui-tools", "1.0").ok();
+    world.write("torch-1.0-py3-none-any.whl", b"not carried");
+    world.publish("torch-1.0-py3-none-any.whl", "torch", "1.0").ok();
+    let (mirror, admin) = start_mirror_with(&world, "mirror", &world.url(), |config| {
+        config.carry.names = vec!["comfyui-*".to_owned()];
+    });
+    let report = sync(&mirror, &admin);
+    assert_eq!((report["to_size"].clone(), report["blobs_fetched"].clone()), (3.into(), 1.into()));
+    world.pull_from(&mirror.url, "comfyui-tools==1.0", "carried.whl").ok();
+    let digest = airlock_proto::Digest::of(b"not carried").to_hex();
+    let (status, body) = http_get(&mirror.url, &format!("/v1/blobs/blake3/{digest}"));
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("does not carry"), "{}", String::from_utf8_lossy(&body));
+    world.pull_from(&mirror.url, "torch==1.0", "torch.whl").code(1).says("does not carry");
+}
+
+#[test]
+fn mirror_pointed_at_a_forked_upstream_raises_security_error_and_keeps_state() {
+    let world = World::new(1, 1);
+    world.write("f-1.0-py3-none-any.whl", b"before the fork");
+    world.publish("f-1.0-py3-none-any.whl", "f", "1.0").ok();
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let (mirror, admin) = start_mirror(&world, "mirror", &proxy.url);
+    sync(&mirror, &admin);
+    let served = http_get(&mirror.url, "/v1/log/checkpoint").1;
+    // The upstream signs a checkpoint of the same size with another root hash.
+    let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let forked = airlock_proto::Checkpoint {
+        payload_type: airlock_proto::PayloadType::Checkpoint,
+        origin: "test.airlock".into(),
+        size: 2,
+        root_hash: airlock_proto::Hash32([5; 32]),
+        issued_at: now,
+        expires_at: now + 3600,
+    };
+    let mut envelope = airlock_proto::Envelope::unsigned(
+        airlock_proto::PayloadType::Checkpoint.as_str(),
+        forked.encode().unwrap(),
+    );
+    airlock_keys::sign_envelope(&mut envelope, &key);
+    let forged = envelope.to_bytes().unwrap();
+    proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forged.clone() } else { body });
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(status, 422);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("SECURITY ERROR") && text.contains("fork"), "{text}");
+    assert_eq!(http_get(&mirror.url, "/v1/log/checkpoint").1, served, "the mirror kept its verified state");
+    let run = world.cli(&["--json", "mirror", "status", "--server", &mirror.url]).ok();
+    assert!(run.stdout.contains("SECURITY ERROR"), "status shows the last error: {}", run.stdout);
+}
+
+#[test]
+fn blob_corrupted_on_the_mirror_disk_is_refused_by_the_client() {
+    let world = World::new(1, 1);
+    world.write("k-1.0-py3-none-any.whl", b"intact bytes");
+    world.publish("k-1.0-py3-none-any.whl", "k", "1.0").ok();
+    let (mirror, admin) = start_mirror(&world, "mirror", &world.url());
+    sync(&mirror, &admin);
+    let digest = airlock_proto::Digest::of(b"intact bytes").to_hex();
+    let path = crate::publish_pull::walk_files(&world.path("mirror/blobs"))
+        .into_iter()
+        .find(|p| p.ends_with(&digest))
+        .unwrap();
+    std::fs::write(&path, b"intact bytez").unwrap();
+    world.pull_from(&mirror.url, "k==1.0", "k.whl").code(3).says("hashes to");
+    assert!(!world.path("k.whl").exists());
 }
