@@ -168,3 +168,139 @@ fn bundle_imported_into_a_running_mirror() {
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!((report["from_size"].clone(), report["to_size"].clone()), (2.into(), 2.into()));
 }
+
+/// Rebuilds a bundle from a (possibly altered) manifest and blob members.
+fn build_bundle(manifest: &airlock_proto::api::BundleManifest, blobs: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let bytes = airlock_proto::encode("manifest", manifest).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut append = |name: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, name, data).unwrap();
+    };
+    append("manifest.cbor", &bytes);
+    for (name, data) in blobs {
+        append(name, data);
+    }
+    builder.into_inner().unwrap()
+}
+
+fn read_bundle(world: &World, file: &str) -> (airlock_proto::api::BundleManifest, Vec<(String, Vec<u8>)>) {
+    let mut archive = tar::Archive::new(std::fs::File::open(world.path(file)).unwrap());
+    let mut members = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        members.push((name, data));
+    }
+    let (_, manifest) = members.remove(0);
+    (airlock_proto::decode("manifest", &manifest, 1 << 30).unwrap(), members)
+}
+
+#[test]
+fn bundle_missing_a_blob_fails_whole() {
+    let world = World::new(1, 1);
+    upstream_with(&world, &[("a", b"alpha"), ("b", b"bravo")]);
+    export(&world, &["--all"], "full.tar");
+    let (manifest, mut blobs) = read_bundle(&world, "full.tar");
+    blobs.pop();
+    std::fs::write(world.path("short.tar"), build_bundle(&manifest, &blobs)).unwrap();
+    new_site(&world, "site");
+    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "short.tar"])
+        .code(1)
+        .says("lacks blob");
+    assert_eq!(blob_files(&world, "site"), 0);
+}
+
+#[test]
+fn bundle_with_one_blob_swapped_rejected_at_the_blake3_check() {
+    let world = World::new(1, 1);
+    upstream_with(&world, &[("a", b"alpha"), ("b", b"bravo")]);
+    export(&world, &["--all"], "full.tar");
+    let (manifest, mut blobs) = read_bundle(&world, "full.tar");
+    let other = blobs[0].1.clone();
+    blobs[1].1 = other; // same length, other bytes under the second digest's name
+    std::fs::write(world.path("swapped.tar"), build_bundle(&manifest, &blobs)).unwrap();
+    new_site(&world, "site");
+    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "swapped.tar"])
+        .code(1)
+        .says("hash");
+    assert_eq!(blob_files(&world, "site"), 0);
+}
+
+#[test]
+fn bundle_with_reserialized_statement_bytes_rejected() {
+    let world = World::new(1, 1);
+    upstream_with(&world, &[("a", b"alpha")]);
+    export(&world, &["--all"], "full.tar");
+    let (mut manifest, blobs) = read_bundle(&world, "full.tar");
+    // Re-encode the release leaf with its signature bytes altered, as a careless proxy might.
+    let mut envelope = airlock_proto::Envelope::from_bytes(&manifest.leaves[1]).unwrap();
+    envelope.signatures[0].sig.0[10] ^= 1;
+    manifest.leaves[1] = serde_bytes::ByteBuf::from(envelope.to_bytes().unwrap());
+    std::fs::write(world.path("tampered.tar"), build_bundle(&manifest, &blobs)).unwrap();
+    new_site(&world, "site");
+    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "tampered.tar"])
+        .code(1)
+        .says("does not verify");
+    assert_eq!(blob_files(&world, "site"), 0);
+}
+
+#[test]
+fn bundle_blob_no_release_references_is_never_stored() {
+    let world = World::new(1, 1);
+    upstream_with(&world, &[("a", b"alpha")]);
+    export(&world, &["--all"], "full.tar");
+    let (manifest, mut blobs) = read_bundle(&world, "full.tar");
+    let stray = b"nobody signed this".to_vec();
+    blobs.push((format!("blobs/{}", airlock_proto::Digest::of(&stray).to_hex()), stray));
+    std::fs::write(world.path("stray.tar"), build_bundle(&manifest, &blobs)).unwrap();
+    new_site(&world, "site");
+    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "stray.tar"]).ok();
+    assert_eq!(blob_files(&world, "site"), 1, "only the referenced blob is stored");
+}
+
+#[test]
+fn sigkill_during_bundle_import_leaves_a_consistent_state_and_a_rerun_succeeds() {
+    let world = World::new(1, 1);
+    let releases: Vec<(String, Vec<u8>)> = (0..24)
+        .map(|i| (format!("p{i}"), (0..1_500_000u32).map(|j| (j.wrapping_mul(i + 7) % 251) as u8).collect()))
+        .collect();
+    for (name, bytes) in &releases {
+        let file = format!("{name}-1.0-py3-none-any.whl");
+        world.write(&file, bytes);
+        world.publish(&file, name, "1.0").ok();
+    }
+    export(&world, &["--all"], "full.tar");
+    new_site(&world, "site");
+    let mut sizes_seen = std::collections::BTreeSet::new();
+    for point in 0..20u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args(["import", "--data", "site", "--root", "root.cbor", "full.tar"])
+            .current_dir(world.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20 + point * 15));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let report = airlockd(&world, &["verify-store", "--data", "site"]);
+        let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+        let size = report["log_size"].as_u64().unwrap();
+        assert!(size == 0 || size == 25, "partial state after kill at point {point}: size {size}");
+        assert!(size == 0 || report["problems"].as_array().unwrap().is_empty(), "{report}");
+        sizes_seen.insert(size);
+        if size == 25 {
+            break;
+        }
+    }
+    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "full.tar"]).ok();
+    let site = Server::start(mirror_config(&world, "site"));
+    world.pull_from(&site.url, "p23==1.0", "p23.whl").ok();
+    assert!(sizes_seen.contains(&0), "no kill landed before the commit; the test proved nothing");
+}
