@@ -12,7 +12,7 @@ use airlock_proto::{Digest, Kind, Metadata, PackageName, Version};
 use crate::harness::{http_get, http_request, World};
 use crate::publish_pull::walk_files;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

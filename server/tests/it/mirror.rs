@@ -246,3 +246,75 @@ fn blob_corrupted_on_the_mirror_disk_is_refused_by_the_client() {
     world.pull_from(&mirror.url, "k==1.0", "k.whl").code(3).says("hashes to");
     assert!(!world.path("k.whl").exists());
 }
+
+#[test]
+fn sigkill_at_twenty_points_of_a_sync_leaves_a_consistent_mirror_that_then_completes() {
+    use std::process::{Command, Stdio};
+    let world = World::new(1, 1);
+    for i in 0..24u32 {
+        let file = format!("p{i}-1.0-py3-none-any.whl");
+        let bytes: Vec<u8> = (0..1_000_000u32).map(|j| (j.wrapping_mul(i + 3) % 253) as u8).collect();
+        world.write(&file, &bytes);
+        world.publish(&file, &format!("p{i}"), "1.0").ok();
+    }
+    airlock_server::cli::init(&world.path("site")).unwrap();
+    let upstream = world.url();
+    let verify = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args(["verify-store", "--data", "site"])
+            .current_dir(world.dir.path())
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        report
+    };
+    let spawn = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args([
+                "serve",
+                "--data",
+                "site",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--upstream",
+                &upstream,
+            ])
+            .args(["--root", "root.cbor", "--sync-interval", "1"])
+            .current_dir(world.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut partial_points = 0;
+    for point in 0..20u64 {
+        let mut child = spawn(crate::crash::free_port());
+        std::thread::sleep(std::time::Duration::from_millis(40 + point * 25));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let report = verify();
+        let size = report["log_size"].as_u64().unwrap();
+        assert!(size == 0 || size == 25, "partial log after kill at point {point}: size {size}");
+        assert!(report["problems"].as_array().unwrap().is_empty(), "point {point}: {report}");
+        if size == 0 {
+            partial_points += 1;
+        }
+    }
+    assert!(partial_points > 0, "every kill landed after the sync finished; the test proved nothing");
+    // After the kills, the mirror completes its sync and serves a consistent state.
+    let port = crate::crash::free_port();
+    let mut child = spawn(port);
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(&url, "/v1/mirror/status");
+        if status == 200 && serde_json::from_slice::<serde_json::Value>(&body).unwrap()["size"] == 25 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "mirror did not finish syncing");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    world.pull_from(&url, "p23==1.0", "p23.whl").ok();
+    let _ = child.kill();
+    let _ = child.wait();
+}
