@@ -2,7 +2,7 @@
 //! log verifier, and return the extended state. Nothing is trusted before `TrustedLog::update`
 //! accepts it.
 
-use airlock_keys::LogError;
+use airlock_keys::{ExpiredCheckpoint, LogError};
 use airlock_proto::{Checkpoint, Envelope};
 
 use crate::progress::Progress;
@@ -16,6 +16,27 @@ pub enum FollowError {
     Remote(#[from] RemoteError),
     #[error("{0}")]
     Log(#[from] LogError),
+    #[error("checkpoint is stale: it expired at {expires_at}, the time is now {now}; the server declares an operator's UNSAFE extension until {until}. Accept it only knowingly: --unsafe-accept-server-extension")]
+    Extension { expires_at: u64, now: u64, until: u64 },
+}
+
+/// Whether to accept a checkpoint the server serves past its expiry under an operator's
+/// declared unsafe extension. Refusing is the default; accepting turns freeze protection off
+/// until the extension ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerExtension {
+    #[default]
+    Refuse,
+    UnsafeAccept,
+}
+
+/// What an update saw besides the new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notices {
+    /// The server declared an unsafe extension until this time.
+    pub extension_until: Option<u64>,
+    /// The expired checkpoint was accepted under that extension.
+    pub accepted_expired: bool,
 }
 
 /// Current time in integer seconds.
@@ -29,7 +50,17 @@ pub async fn update(
     state: &ClientLog,
     show_progress: bool,
 ) -> Result<ClientLog, FollowError> {
-    let checkpoint_bytes = remote.checkpoint().await?;
+    Ok(update_with(remote, state, show_progress, ServerExtension::Refuse).await?.0)
+}
+
+/// `update`, deciding what to do with a declared unsafe extension.
+pub async fn update_with(
+    remote: &Remote,
+    state: &ClientLog,
+    show_progress: bool,
+    extension: ServerExtension,
+) -> Result<(ClientLog, Notices), FollowError> {
+    let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
     // Read the size before verification only to know how many leaves to fetch; the verifier
     // checks everything, including this size.
     let offered_size = Envelope::from_bytes(&checkpoint_bytes)
@@ -46,8 +77,18 @@ pub async fn update(
         }
         _ => Vec::new(),
     };
-    let log = state.log.update(&checkpoint_bytes, &new_leaves, now())?;
+    let expired = match (extension, extension_until) {
+        (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
+        _ => ExpiredCheckpoint::Refuse,
+    };
+    let log = match state.log.update_with(&checkpoint_bytes, &new_leaves, now(), expired) {
+        Err(LogError::Stale { expires_at, now }) if extension_until.is_some() => {
+            return Err(FollowError::Extension { expires_at, now, until: extension_until.unwrap_or(0) })
+        }
+        other => other?,
+    };
+    let accepted_expired = log.checkpoint_payload().is_some_and(|c| c.expires_at <= now());
     let mut leaves = state.leaves.clone();
     leaves.extend(new_leaves);
-    Ok(ClientLog { log, leaves })
+    Ok((ClientLog { log, leaves }, Notices { extension_until, accepted_expired }))
 }

@@ -24,6 +24,8 @@ use crate::progress::Progress;
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a response body may go without sending a byte.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Header by which a mirror declares it serves an expired checkpoint under an unsafe extension.
+pub const EXTENSION_HEADER: &str = "x-airlock-unsafe-extension-until";
 /// Cap on small JSON answers.
 const MAX_JSON_BYTES: usize = 4 << 20;
 /// Read size for uploads.
@@ -177,7 +179,20 @@ impl Remote {
 
     /// `GET /v1/log/checkpoint`: the signed checkpoint envelope bytes.
     pub async fn checkpoint(&self) -> Result<Vec<u8>, RemoteError> {
-        self.get_bytes("/v1/log/checkpoint", Checkpoint::MAX_ENVELOPE_BYTES).await
+        Ok(self.checkpoint_with_extension().await?.0)
+    }
+
+    /// The checkpoint, and the time until which the server says it serves an expired checkpoint
+    /// under an operator's unsafe extension (header `x-airlock-unsafe-extension-until`), if it does.
+    pub async fn checkpoint_with_extension(&self) -> Result<(Vec<u8>, Option<u64>), RemoteError> {
+        let (url, response) = self.send(Method::GET, "/v1/log/checkpoint", empty(), None).await?;
+        let extension = response
+            .headers()
+            .get(EXTENSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let bytes = read_capped(&url, response.into_body(), Checkpoint::MAX_ENVELOPE_BYTES).await?;
+        Ok((bytes, extension))
     }
 
     /// Leaves `[start, end)`, fetched in pages. Every page must continue exactly where the

@@ -16,7 +16,7 @@ mod verified;
 pub use keyfile::{
     read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,
 };
-pub use log::{LogError, TrustedLog};
+pub use log::{ExpiredCheckpoint, LogError, TrustedLog};
 pub use registry::{ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};
 pub use threshold::{check_threshold, sign_envelope, ThresholdError};
 pub use trust::{RoleName, TrustError, TrustedRoot};

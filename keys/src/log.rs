@@ -159,10 +159,22 @@ impl TrustedLog {
         new_leaves: &[Vec<u8>],
         now: Timestamp,
     ) -> Result<Verified<Self>, LogError> {
+        self.update_with(checkpoint_bytes, new_leaves, now, ExpiredCheckpoint::Refuse)
+    }
+
+    /// `update`, with an explicit choice about expired checkpoints. `UnsafeAcceptUntil` is the
+    /// break-glass an operator or user chooses knowingly; every other check still applies.
+    pub fn update_with(
+        &self,
+        checkpoint_bytes: &[u8],
+        new_leaves: &[Vec<u8>],
+        now: Timestamp,
+        expired: ExpiredCheckpoint,
+    ) -> Result<Verified<Self>, LogError> {
         if now + CLOCK_SKEW < self.newest_issued_at {
             return Err(LogError::ClockBehind { now, newest: self.newest_issued_at });
         }
-        let next = self.apply(checkpoint_bytes, new_leaves, Freshness::Enforce(now))?;
+        let next = self.apply(checkpoint_bytes, new_leaves, Freshness::Enforce(now, expired))?;
         Ok(Verified::new(next))
     }
 
@@ -229,11 +241,12 @@ impl TrustedLog {
         if let Some(source) = conflict {
             return Err(LogError::Conflict { source, offered: offered() });
         }
-        if let Freshness::Enforce(now) = freshness {
+        if let Freshness::Enforce(now, expired) = freshness {
             if checkpoint.issued_at > now + CLOCK_SKEW {
                 return Err(LogError::FromTheFuture { issued_at: checkpoint.issued_at, now });
             }
-            if checkpoint.expires_at <= now {
+            let extended = matches!(expired, ExpiredCheckpoint::UnsafeAcceptUntil(until) if now < until);
+            if checkpoint.expires_at <= now && !extended {
                 return Err(LogError::Stale { expires_at: checkpoint.expires_at, now });
             }
             if root.is_expired(now) {
@@ -302,6 +315,16 @@ impl TrustedLog {
 
 #[derive(Clone, Copy)]
 enum Freshness {
-    Enforce(Timestamp),
+    Enforce(Timestamp, ExpiredCheckpoint),
     Ignore,
+}
+
+/// What to do with an expired checkpoint. The unsafe choice exists for break-glass situations
+/// (an upstream unreachable for longer than a checkpoint lives) and must be chosen explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiredCheckpoint {
+    /// Refuse it (`LogError::Stale`). The default everywhere.
+    Refuse,
+    /// Accept an expired checkpoint until this time. Freeze protection is off until then.
+    UnsafeAcceptUntil(Timestamp),
 }

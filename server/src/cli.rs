@@ -96,6 +96,10 @@ struct ServeArgs {
     /// Partial mirror: carry only releases in this channel (repeat).
     #[arg(long = "carry-channel")]
     carry_channels: Vec<airlock_proto::ChannelName>,
+    /// UNSAFE break-glass (mirrors): keep serving the upstream's checkpoint this many seconds
+    /// after it expires, declaring the extension to clients. Freeze protection is off meanwhile.
+    #[arg(long, value_name = "SECS")]
+    unsafe_serve_expired_checkpoint_for: Option<u64>,
     /// Seconds between a mirror's syncs.
     #[arg(long)]
     sync_interval: Option<u64>,
@@ -239,6 +243,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.upstream = args.upstream.or(file.upstream);
     config.mirror = args.mirror || file.mirror.unwrap_or(false);
+    if let Some(secs) = args.unsafe_serve_expired_checkpoint_for {
+        tracing::warn!(
+            seconds = secs,
+            "UNSAFE: this mirror will serve an expired upstream checkpoint for up to {secs} s after it expires"
+        );
+        config.unsafe_serve_expired_checkpoint_for = Some(Duration::from_secs(secs));
+    }
     config.carry = crate::config::CarryFilter {
         kinds: if args.carry_kinds.is_empty() {
             file.carry_kinds.unwrap_or_default()

@@ -117,6 +117,10 @@ pub struct Config {
     pub upstream: Option<String>,
     /// Which releases a mirror carries the blobs of.
     pub carry: CarryFilter,
+    /// Break-glass for a mirror whose upstream is unreachable: keep serving the newest upstream
+    /// checkpoint for this long after it expires, declaring the extension to clients. Unsafe:
+    /// freeze protection is off for clients that accept it. Logged loudly.
+    pub unsafe_serve_expired_checkpoint_for: Option<Duration>,
     /// How often a mirror syncs on its own (`None`: only on demand, `POST /v1/mirror/sync`).
     pub sync_interval: Option<Duration>,
 }
@@ -132,6 +136,7 @@ impl Config {
             checkpoint_validity: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
             mirror: false,
+            unsafe_serve_expired_checkpoint_for: None,
             carry: CarryFilter::default(),
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),

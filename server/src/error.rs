@@ -25,6 +25,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("request body timed out")]
     Timeout,
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -43,6 +45,7 @@ impl ApiError {
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +63,7 @@ impl ApiError {
             Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Self::Unprocessable(_) => "rejected",
             Self::Timeout => "timeout",
+            Self::Unavailable(_) => "stale",
             Self::Internal(_) => "internal",
         }
     }

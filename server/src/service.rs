@@ -322,6 +322,38 @@ impl Service {
         Ok(fresh)
     }
 
+    /// What a mirror answers for its checkpoint: the upstream's bytes while they are fresh; past
+    /// expiry, a stale error — or, under the operator's unsafe extension, the bytes and the time
+    /// the extension ends (declared to clients).
+    pub fn mirror_checkpoint(&self) -> Result<(Vec<u8>, Option<Timestamp>), ApiError> {
+        let bytes = self.db.checkpoint()?.ok_or_else(|| {
+            ApiError::Unavailable("this mirror has not synced from its upstream yet".to_owned())
+        })?;
+        let envelope = Envelope::from_bytes(&bytes).map_err(anyhow::Error::from)?;
+        let current =
+            Checkpoint::decode(&envelope.payload_type, &envelope.payload).map_err(anyhow::Error::from)?;
+        let now = now();
+        if now < current.expires_at {
+            return Ok((bytes, None));
+        }
+        let last_error = self
+            .follower
+            .as_ref()
+            .and_then(|f| f.status(self).last_error)
+            .map_or_else(String::new, |e| format!(" (last sync error: {e})"));
+        match self.config.unsafe_serve_expired_checkpoint_for {
+            Some(extension) if now < current.expires_at + extension.as_secs() => {
+                let until = current.expires_at + extension.as_secs();
+                tracing::warn!(expired_at = current.expires_at, until, "UNSAFE: serving an expired upstream checkpoint under the operator's extension");
+                Ok((bytes, Some(until)))
+            }
+            _ => Err(ApiError::Unavailable(format!(
+                "stale: this mirror's newest upstream checkpoint expired at {}; it cannot vouch for freshness{last_error}",
+                current.expires_at
+            ))),
+        }
+    }
+
     /// A mirror's verified view of its upstream (`None` on a primary).
     pub fn mirrored_log(&self) -> Option<Verified<TrustedLog>> {
         self.mirror.as_ref().map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())

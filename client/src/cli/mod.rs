@@ -205,8 +205,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<airlock_keys::LogError>() {
             return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
         }
-        if let Some(crate::follow::FollowError::Log(e)) = cause.downcast_ref::<crate::follow::FollowError>() {
-            return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
+        match cause.downcast_ref::<crate::follow::FollowError>() {
+            Some(crate::follow::FollowError::Log(e)) => {
+                return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
+            }
+            Some(crate::follow::FollowError::Extension { .. }) => return EXIT_VERIFY,
+            _ => {}
         }
         if cause.is::<crate::pull::VerifyError>()
             || cause.is::<airlock_keys::TrustError>()

@@ -27,6 +27,10 @@ pub struct PullArgs {
     /// Restrict NAME==VERSION to one kind.
     #[arg(long)]
     kind: Option<Kind>,
+    /// UNSAFE: accept an expired checkpoint while the server declares an operator's extension
+    /// (freeze protection is off until the extension ends).
+    #[arg(long)]
+    unsafe_accept_server_extension: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,7 +45,18 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
     let store = StateStore::open(&context.state_dir, &args.root)?;
     let before = store.load()?;
     let remote = context.remote(&args.server)?;
-    let after = follow::update(&remote, &before, !context.json).await?;
+    let policy = if args.unsafe_accept_server_extension {
+        follow::ServerExtension::UnsafeAccept
+    } else {
+        follow::ServerExtension::Refuse
+    };
+    let (after, notices) = follow::update_with(&remote, &before, !context.json, policy).await?;
+    if notices.accepted_expired {
+        eprintln!(
+            "WARNING: accepted an EXPIRED checkpoint under the server's unsafe extension (until {}); freeze protection is off",
+            notices.extension_until.unwrap_or(0)
+        );
+    }
     store.save(&after)?;
     if after.log.size() > before.log.size() {
         context.say(format!(

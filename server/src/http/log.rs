@@ -16,6 +16,16 @@ use crate::service::Service;
 
 /// `GET /v1/log/checkpoint`
 pub fn checkpoint(service: &Service) -> Result<Response<Body>, ApiError> {
+    if service.is_mirror() {
+        let (bytes, extension) = service.mirror_checkpoint()?;
+        let mut response = body::cbor(bytes);
+        if let Some(until) = extension {
+            response
+                .headers_mut()
+                .insert(airlock_client::remote::EXTENSION_HEADER, http::HeaderValue::from(until));
+        }
+        return Ok(response);
+    }
     Ok(body::cbor(service.checkpoint()?))
 }
 

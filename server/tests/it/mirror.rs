@@ -318,3 +318,46 @@ fn sigkill_at_twenty_points_of_a_sync_leaves_a_consistent_mirror_that_then_compl
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_clients() {
+    let mut world = World::prepared(1, 1);
+    let mut config = world.config();
+    config.checkpoint_validity = std::time::Duration::from_secs(2);
+    world.server = Some(Server::start(config));
+    world.write("s-1.0-py3-none-any.whl", b"fresh once");
+    world.publish("s-1.0-py3-none-any.whl", "s", "1.0").ok();
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let (plain, plain_admin) = start_mirror(&world, "plain", &proxy.url);
+    let (extended, extended_admin) = start_mirror_with(&world, "extended", &proxy.url, |config| {
+        config.unsafe_serve_expired_checkpoint_for = Some(std::time::Duration::from_secs(600));
+    });
+    sync(&plain, &plain_admin);
+    sync(&extended, &extended_admin);
+    world.pull_from(&plain.url, "s==1.0", "fresh.whl").ok();
+    // The upstream becomes unreachable and the checkpoint the mirrors hold expires.
+    proxy.set(|_, _| b"upstream unreachable".to_vec());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (status, body) = http_get(&plain.url, "/v1/log/checkpoint");
+    assert_eq!(status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("stale"), "{}", String::from_utf8_lossy(&body));
+    world.pull_from(&plain.url, "s==1.0", "a.whl").code(1).says("stale");
+    // Under the operator's unsafe extension the mirror serves the expired checkpoint and says so;
+    // clients refuse it unless told, loudly, to accept it.
+    world.pull_from(&extended.url, "s==1.0", "b.whl").code(3).says("UNSAFE extension");
+    let run = world
+        .cli(&[
+            "pull",
+            "s==1.0",
+            "--server",
+            &extended.url,
+            "--root",
+            "root.cbor",
+            "-o",
+            "c.whl",
+            "--unsafe-accept-server-extension",
+        ])
+        .ok();
+    assert!(run.stderr.contains("WARNING: accepted an EXPIRED checkpoint"), "{}", run.stderr);
+    assert_eq!(std::fs::read(world.path("c.whl")).unwrap(), b"fresh once");
+}
