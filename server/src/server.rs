@@ -38,11 +38,26 @@ pub async fn run(
         }
         _ => None,
     };
+    let on_signal =
+        service.follower().map(|follower| tokio::spawn(sync_on_sighup(follower, Arc::clone(&service))));
     let result = serve(listener, service, tls, shutdown).await;
-    if let Some(task) = follower {
+    for task in [follower, on_signal].into_iter().flatten() {
         task.abort();
     }
     result
+}
+
+/// A mirror syncs now when it receives SIGHUP.
+async fn sync_on_sighup(follower: Arc<crate::mirror::Mirror>, service: Arc<Service>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return tracing::warn!("cannot listen for SIGHUP; sync on demand with `airlock mirror sync`");
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: syncing from the upstream now");
+        if let Err(e) = follower.sync_once(&service).await {
+            tracing::warn!(error = format!("{e:#}"), "mirror sync failed");
+        }
+    }
 }
 
 /// Serves an opened registry.

@@ -279,7 +279,7 @@ fn sigkill_at_twenty_points_of_a_sync_leaves_a_consistent_mirror_that_then_compl
                 "--upstream",
                 &upstream,
             ])
-            .args(["--root", "root.cbor", "--sync-interval", "1"])
+            .args(["--root", "root.cbor", "--sync-interval", "3600"])
             .current_dir(world.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -315,6 +315,18 @@ fn sigkill_at_twenty_points_of_a_sync_leaves_a_consistent_mirror_that_then_compl
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     world.pull_from(&url, "p23==1.0", "p23.whl").ok();
+    // SIGHUP makes a running mirror sync now.
+    world.write("late-1.0-py3-none-any.whl", b"after the signal");
+    world.publish("late-1.0-py3-none-any.whl", "late", "1.0").ok();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while serde_json::from_slice::<serde_json::Value>(&http_get(&url, "/v1/mirror/status").1).unwrap()["size"]
+        != 26
+    {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP did not trigger a sync");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
