@@ -1,13 +1,11 @@
 //! `GET`/`HEAD`/`PUT /v1/blobs/blake3/<hex>`: streaming blob download (with `Range`) and upload.
 
-use std::io::SeekFrom;
 use std::sync::Arc;
 
 use airlock_proto::Digest;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
-use tokio::io::AsyncSeekExt;
 
 use crate::auth::{self, Scope};
 use crate::config::ReadAccess;
@@ -74,11 +72,8 @@ pub async fn get(
     let body = if method == Method::HEAD {
         body::empty()
     } else {
-        let mut file = tokio::fs::File::open(service.blobs().path(&digest)).await?;
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        body::file_stream(file, len)
+        let file = std::fs::File::open(service.blobs().path(&digest))?;
+        body::file_stream(file, start, len)
     };
     builder.body(body).map_err(|e| ApiError::Internal(e.into()))
 }

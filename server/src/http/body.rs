@@ -9,7 +9,6 @@ use http::{header, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 
 use crate::error::ApiError;
 
@@ -17,7 +16,9 @@ use crate::error::ApiError;
 pub type Body = BoxBody<Bytes, io::Error>;
 
 /// Read size for streaming files: large reads are what make blob downloads fast.
-pub const FILE_CHUNK: usize = 1 << 20;
+pub const FILE_CHUNK: usize = 2 << 20;
+/// Chunks read ahead of the socket per download.
+const READ_AHEAD: usize = 4;
 
 /// A body of fixed bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -45,10 +46,38 @@ pub fn cbor(bytes: Vec<u8>) -> Response<Body> {
     response
 }
 
-/// Streams `len` bytes of `file` from its current position in large reads.
-pub fn file_stream(file: tokio::fs::File, len: u64) -> Body {
-    let reader = file.take(len);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, FILE_CHUNK);
+/// Streams `len` bytes of `file` from `start`. A blocking thread reads large chunks straight into
+/// fresh buffers (one copy, no zeroing) and hands them over a small bounded channel, so disk
+/// reads overlap socket writes and memory stays bounded.
+pub fn file_stream(mut file: std::fs::File, start: u64, len: u64) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        if start > 0 {
+            if let Err(e) = file.seek(SeekFrom::Start(start)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+        let mut remaining = len;
+        while remaining > 0 {
+            let want = remaining.min(FILE_CHUNK as u64);
+            let mut chunk = Vec::with_capacity(usize::try_from(want).unwrap_or(FILE_CHUNK));
+            let item = match (&mut file).take(want).read_to_end(&mut chunk) {
+                Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob file is shorter than its record")),
+                Ok(n) => {
+                    remaining -= n as u64;
+                    Ok(Bytes::from(chunk))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return; // The client went away, or the read failed.
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     StreamBody::new(stream.map_ok(Frame::data)).boxed()
 }
 
