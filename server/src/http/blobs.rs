@@ -142,7 +142,7 @@ pub async fn put(
     let writer_task = tokio::task::spawn_blocking(move || {
         let mut writer = writer_service.blobs().begin()?;
         while let Some(chunk) = rx.blocking_recv() {
-            writer.write(&chunk)?;
+            writer.write_bytes(chunk)?;
         }
         Ok::<_, std::io::Error>(writer)
     });

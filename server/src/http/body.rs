@@ -64,7 +64,9 @@ pub fn file_stream(mut file: std::fs::File, start: u64, len: u64) -> Body {
             let want = remaining.min(FILE_CHUNK as u64);
             let mut chunk = Vec::with_capacity(usize::try_from(want).unwrap_or(FILE_CHUNK));
             let item = match (&mut file).take(want).read_to_end(&mut chunk) {
-                Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob file is shorter than its record")),
+                Ok(0) => {
+                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob file is shorter than its record"))
+                }
                 Ok(n) => {
                     remaining -= n as u64;
                     Ok(Bytes::from(chunk))
@@ -77,7 +79,8 @@ pub fn file_stream(mut file: std::fs::File, start: u64, len: u64) -> Body {
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     StreamBody::new(stream.map_ok(Frame::data)).boxed()
 }
 

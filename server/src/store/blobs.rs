@@ -73,12 +73,16 @@ impl BlobStore {
         let name = format!("upload-{}", hex::encode(rand::random::<[u8; 16]>()));
         let path = self.tmp.join(name);
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let sha256 = Sha256Worker::start();
+        let syncer = Syncer::start(file.try_clone()?);
         Ok(BlobWriter {
             file,
             path,
             blake3: blake3::Hasher::new(),
-            sha256: sha2::Sha256::new(),
+            sha256,
+            syncer,
             size: 0,
+            since_sync: 0,
             finished: false,
         })
     }
@@ -107,18 +111,119 @@ pub struct BlobWriter {
     file: File,
     path: PathBuf,
     blake3: blake3::Hasher,
-    sha256: sha2::Sha256,
+    sha256: Sha256Worker,
+    syncer: Syncer,
     size: u64,
+    since_sync: u64,
     finished: bool,
+}
+
+/// Bytes written between background syncs: write-back overlaps receiving, so the final fsync
+/// is short.
+const SYNC_EVERY: u64 = 64 << 20;
+
+/// SHA-256 on its own thread, so it runs beside BLAKE3 instead of after it.
+#[derive(Debug)]
+struct Sha256Worker {
+    tx: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
+    handle: Option<std::thread::JoinHandle<[u8; 32]>>,
+}
+
+impl Sha256Worker {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(16);
+        let handle = std::thread::spawn(move || {
+            let mut hasher = sha2::Sha256::new();
+            for chunk in rx {
+                hasher.update(&chunk);
+            }
+            hasher.finalize().into()
+        });
+        Self { tx: Some(tx), handle: Some(handle) }
+    }
+
+    fn update(&self, chunk: bytes::Bytes) -> io::Result<()> {
+        match &self.tx {
+            Some(tx) => tx.send(chunk).map_err(|_| io::Error::other("SHA-256 worker stopped")),
+            None => Err(io::Error::other("SHA-256 worker finished")),
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<[u8; 32]> {
+        self.tx = None;
+        self.handle
+            .take()
+            .ok_or_else(|| io::Error::other("SHA-256 worker finished"))?
+            .join()
+            .map_err(|_| io::Error::other("SHA-256 worker panicked"))
+    }
+}
+
+impl Drop for Sha256Worker {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Starts write-back of what was written so far, on its own thread; never more than one at once.
+#[derive(Debug)]
+struct Syncer {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(file: File) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::spawn(move || {
+            for () in rx {
+                let _ = file.sync_data(); // Best effort: the final sync_all is what counts.
+            }
+        });
+        Self { tx: Some(tx), handle: Some(handle) }
+    }
+
+    fn nudge(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(()); // A sync already pending covers this one too.
+        }
+    }
+
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl BlobWriter {
     /// Hashes and writes a chunk.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.blake3.update(data);
-        self.sha256.update(data);
-        self.file.write_all(data)?;
+        self.write_bytes(bytes::Bytes::copy_from_slice(data))
+    }
+
+    /// Hashes and writes a chunk without copying it: SHA-256 runs on another thread while
+    /// BLAKE3 and the write run here.
+    pub fn write_bytes(&mut self, data: bytes::Bytes) -> io::Result<()> {
+        self.sha256.update(data.clone())?;
+        self.blake3.update(&data);
+        self.file.write_all(&data)?;
         self.size += data.len() as u64;
+        self.since_sync += data.len() as u64;
+        if self.since_sync >= SYNC_EVERY {
+            self.since_sync = 0;
+            self.syncer.nudge();
+        }
         Ok(())
     }
 
@@ -134,10 +239,11 @@ impl BlobWriter {
         if actual != *expected {
             return Err(FinishError::DigestMismatch { expected: *expected, actual });
         }
+        let sha256 = Sha256(self.sha256.finish()?);
+        self.syncer.stop();
         self.file.sync_all()?;
         store.install(&self.path, expected)?;
         self.finished = true;
-        let sha256 = Sha256(self.sha256.clone().finalize().into());
         Ok(StoredBlob { digest: actual, size: self.size, sha256 })
     }
 }
