@@ -24,6 +24,21 @@ use crate::progress::Progress;
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a response body may go without sending a byte.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How slow a response body may be before it is abandoned: no byte for `idle`, or an average
+/// below `min_rate` bytes per second once `grace` has passed (a slow-retrieval attack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferLimits {
+    pub idle: Duration,
+    pub min_rate: u64,
+    pub grace: Duration,
+}
+
+impl Default for TransferLimits {
+    fn default() -> Self {
+        Self { idle: IDLE_TIMEOUT, min_rate: 16 * 1024, grace: Duration::from_secs(10) }
+    }
+}
+
 /// Header by which a mirror declares it serves an expired checkpoint under an unsafe extension.
 pub const EXTENSION_HEADER: &str = "x-airlock-unsafe-extension-until";
 /// Cap on small JSON answers.
@@ -73,6 +88,7 @@ pub struct TlsOptions {
 pub struct Remote {
     base: String,
     token: Option<String>,
+    limits: TransferLimits,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>,
 }
 
@@ -123,7 +139,14 @@ impl Remote {
             .enable_http2()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(Self { base, token, client })
+        Ok(Self { base, token, limits: TransferLimits::default(), client })
+    }
+
+    /// Uses other transfer limits (the defaults suit most links).
+    #[must_use]
+    pub fn with_limits(mut self, limits: TransferLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The base URL.
@@ -163,7 +186,8 @@ impl Remote {
         };
         if !response.status().is_success() {
             let status = response.status();
-            let body = read_capped(&url, response.into_body(), 64 * 1024).await.unwrap_or_default();
+            let body =
+                read_capped(&url, response.into_body(), 64 * 1024, self.limits).await.unwrap_or_default();
             let message = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
@@ -174,7 +198,7 @@ impl Remote {
 
     async fn get_bytes(&self, path: &str, cap: usize) -> Result<Vec<u8>, RemoteError> {
         let (url, response) = self.send(Method::GET, path, empty(), None).await?;
-        read_capped(&url, response.into_body(), cap).await
+        read_capped(&url, response.into_body(), cap, self.limits).await
     }
 
     /// `GET /v1/log/checkpoint`: the signed checkpoint envelope bytes.
@@ -191,7 +215,8 @@ impl Remote {
             .get(EXTENSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let bytes = read_capped(&url, response.into_body(), Checkpoint::MAX_ENVELOPE_BYTES).await?;
+        let bytes =
+            read_capped(&url, response.into_body(), Checkpoint::MAX_ENVELOPE_BYTES, self.limits).await?;
         Ok((bytes, extension))
     }
 
@@ -242,7 +267,7 @@ impl Remote {
     /// `POST` with an empty body, answered with JSON.
     pub async fn post_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
         let (url, response) = self.send(Method::POST, path, empty(), None).await?;
-        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES).await?;
+        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES, self.limits).await?;
         serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
     }
 
@@ -250,7 +275,7 @@ impl Remote {
     pub async fn submit(&self, envelope: Vec<u8>) -> Result<Submitted, RemoteError> {
         let (url, response) =
             self.send(Method::POST, "/v1/statements", full(envelope), Some("application/cbor")).await?;
-        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES).await?;
+        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES, self.limits).await?;
         serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
     }
 
@@ -282,7 +307,7 @@ impl Remote {
             .map_ok(Frame::data);
         let body = StreamBody::new(stream).boxed();
         let (url, response) = self.send(method, url_path, body, Some("application/octet-stream")).await?;
-        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES).await?;
+        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES, self.limits).await?;
         serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
     }
 
@@ -297,9 +322,9 @@ impl Remote {
     ) -> Result<u64, RemoteError> {
         let (url, response) =
             self.send(Method::GET, &format!("/v1/blobs/blake3/{}", digest.to_hex()), empty(), None).await?;
-        let mut body = response.into_body();
+        let mut reader = BodyReader::new(&url, response.into_body(), self.limits);
         let mut total = 0u64;
-        while let Some(chunk) = next_chunk(&url, &mut body).await? {
+        while let Some(chunk) = reader.next().await? {
             total += chunk.len() as u64;
             if total > max_bytes {
                 return Err(RemoteError::TooLarge { url, cap: max_bytes });
@@ -330,26 +355,60 @@ fn full(bytes: Vec<u8>) -> RequestBody {
     Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed()
 }
 
-async fn next_chunk(url: &str, body: &mut Incoming) -> Result<Option<Bytes>, RemoteError> {
-    loop {
-        match tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
-            Err(_) => return Err(RemoteError::Timeout { url: url.to_owned() }),
-            Ok(None) => return Ok(None),
-            Ok(Some(Err(e))) => {
-                return Err(RemoteError::Transport { url: url.to_owned(), detail: error_chain(&e) })
-            }
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    return Ok(Some(data));
+/// Reads a response body chunk by chunk, enforcing the transfer limits.
+struct BodyReader<'a> {
+    url: &'a str,
+    body: Incoming,
+    limits: TransferLimits,
+    started: tokio::time::Instant,
+    received: u64,
+}
+
+impl<'a> BodyReader<'a> {
+    fn new(url: &'a str, body: Incoming, limits: TransferLimits) -> Self {
+        Self { url, body, limits, started: tokio::time::Instant::now(), received: 0 }
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, RemoteError> {
+        loop {
+            let frame = match tokio::time::timeout(self.limits.idle, self.body.frame()).await {
+                Err(_) => return Err(RemoteError::Timeout { url: self.url.to_owned() }),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(RemoteError::Transport { url: self.url.to_owned(), detail: error_chain(&e) })
                 }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                self.received += data.len() as u64;
+                let elapsed = self.started.elapsed();
+                if elapsed > self.limits.grace {
+                    let rate = self.received as f64 / elapsed.as_secs_f64();
+                    if rate < self.limits.min_rate as f64 {
+                        return Err(RemoteError::Transport {
+                            url: self.url.to_owned(),
+                            detail: format!(
+                                "transfer too slow: {rate:.0} bytes/s, below the minimum of {} bytes/s",
+                                self.limits.min_rate
+                            ),
+                        });
+                    }
+                }
+                return Ok(Some(data));
             }
         }
     }
 }
 
-async fn read_capped(url: &str, mut body: Incoming, cap: usize) -> Result<Vec<u8>, RemoteError> {
+async fn read_capped(
+    url: &str,
+    body: Incoming,
+    cap: usize,
+    limits: TransferLimits,
+) -> Result<Vec<u8>, RemoteError> {
+    let mut reader = BodyReader::new(url, body, limits);
     let mut out = Vec::new();
-    while let Some(chunk) = next_chunk(url, &mut body).await? {
+    while let Some(chunk) = reader.next().await? {
         if out.len() + chunk.len() > cap {
             return Err(RemoteError::TooLarge { url: url.to_owned(), cap: cap as u64 });
         }

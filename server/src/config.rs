@@ -117,6 +117,8 @@ pub struct Config {
     pub upstream: Option<String>,
     /// Which releases a mirror carries the blobs of.
     pub carry: CarryFilter,
+    /// How slow the upstream may be before a mirror abandons a transfer.
+    pub upstream_limits: airlock_client::remote::TransferLimits,
     /// Break-glass for a mirror whose upstream is unreachable: keep serving the newest upstream
     /// checkpoint for this long after it expires, declaring the extension to clients. Unsafe:
     /// freeze protection is off for clients that accept it. Logged loudly.
@@ -137,6 +139,7 @@ impl Config {
             limits: Limits::default(),
             mirror: false,
             unsafe_serve_expired_checkpoint_for: None,
+            upstream_limits: airlock_client::remote::TransferLimits::default(),
             carry: CarryFilter::default(),
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),

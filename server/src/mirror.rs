@@ -56,9 +56,9 @@ pub struct Mirror {
 
 impl Mirror {
     /// A follower of `upstream`.
-    pub fn new(upstream: &str) -> anyhow::Result<Self> {
+    pub fn new(upstream: &str, limits: airlock_client::remote::TransferLimits) -> anyhow::Result<Self> {
         Ok(Self {
-            remote: Remote::new(upstream, None, &TlsOptions::default())?,
+            remote: Remote::new(upstream, None, &TlsOptions::default())?.with_limits(limits),
             upstream: upstream.to_owned(),
             lock: tokio::sync::Mutex::new(()),
             status: std::sync::Mutex::new(MirrorStatus {

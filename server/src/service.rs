@@ -120,7 +120,7 @@ impl Service {
         };
         drop(leaves);
         let follower = match &config.upstream {
-            Some(url) => Some(std::sync::Arc::new(crate::mirror::Mirror::new(url)?)),
+            Some(url) => Some(std::sync::Arc::new(crate::mirror::Mirror::new(url, config.upstream_limits)?)),
             None => None,
         };
         let service = Self { db, blobs, log_key, state: Mutex::new(state), mirror, follower, origin, config };

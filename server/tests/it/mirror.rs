@@ -373,3 +373,68 @@ fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_cli
     assert!(run.stderr.contains("WARNING: accepted an EXPIRED checkpoint"), "{}", run.stderr);
     assert_eq!(std::fs::read(world.path("c.whl")).unwrap(), b"fresh once");
 }
+
+#[test]
+fn slow_retrieval_from_the_upstream_is_abandoned_and_nothing_becomes_visible() {
+    let world = World::new(1, 1);
+    world.write("slow-1.0-py3-none-any.whl", &[7u8; 4096]);
+    world.publish("slow-1.0-py3-none-any.whl", "slow", "1.0").ok();
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    proxy.slow(Some("/v1/blobs/"));
+    let (mirror, admin) = start_mirror_with(&world, "mirror", &proxy.url, |config| {
+        config.upstream_limits = airlock_client::remote::TransferLimits {
+            idle: std::time::Duration::from_secs(2),
+            min_rate: 1000,
+            grace: std::time::Duration::from_secs(1),
+        };
+    });
+    let started = std::time::Instant::now();
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(status, 422);
+    assert!(String::from_utf8_lossy(&body).contains("too slow"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "slow transfer not cut off: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(http_get(&mirror.url, "/v1/releases/wheel/slow/1.0").0, 404);
+    proxy.slow(None);
+    sync(&mirror, &admin);
+    world.pull_from(&mirror.url, "slow==1.0", "slow.whl").ok();
+}
+
+#[test]
+fn partial_mirror_by_channel_fetches_a_release_when_it_is_promoted() {
+    let world = World::new(1, 1);
+    world.write("p-1.0-py3-none-any.whl", b"promoted later");
+    world.publish("p-1.0-py3-none-any.whl", "p", "1.0").ok();
+    let (mirror, admin) = start_mirror_with(&world, "mirror", &world.url(), |config| {
+        config.carry.channels = vec![airlock_proto::ChannelName::new("prod").unwrap()];
+    });
+    assert_eq!(sync(&mirror, &admin)["blobs_fetched"], 0, "not in prod yet");
+    // The publishers promote it to prod: a signed, logged channel statement.
+    let statement = airlock_proto::Statement::Channel(airlock_proto::ChannelStatement {
+        payload_type: airlock_proto::PayloadType::Channel,
+        channel: airlock_proto::ChannelName::new("prod").unwrap(),
+        kind: airlock_proto::Kind::Wheel,
+        name: airlock_proto::PackageName::new(airlock_proto::Kind::Wheel, "p").unwrap(),
+        version: airlock_proto::Version::new("1.0").unwrap(),
+        issued_at: 1,
+    });
+    let (payload_type, payload) = statement.encode().unwrap();
+    let mut envelope = airlock_proto::Envelope::unsigned(payload_type.as_str(), payload);
+    airlock_keys::sign_envelope(
+        &mut envelope,
+        &airlock_keys::read_secret_key(&world.path("keys/pub1.key")).unwrap(),
+    );
+    let (status, _) = http_request(
+        "POST",
+        &world.url(),
+        "/v1/statements",
+        Some(&world.publish_token),
+        &envelope.to_bytes().unwrap(),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(sync(&mirror, &admin)["blobs_fetched"], 1, "fetched once promoted");
+    world.pull_from(&mirror.url, "p==1.0", "p.whl").ok();
+}
