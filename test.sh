@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-deps.sh
+cargo build --workspace --bins --quiet
 cargo test --workspace --doc --quiet
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -11,6 +11,7 @@ mod keys;
 mod mirror;
 mod publish;
 mod pull;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,9 @@ enum Command {
     Export(bundle::ExportArgs),
     /// Import a bundle into a running mirror.
     Import(bundle::ImportArgs),
+    /// Check a server's data directory: every blob against its digest, the log against its
+    /// checkpoint (runs `airlockd verify-store`; the server must be stopped).
+    VerifyStore(store::VerifyStoreArgs),
     /// Mirrors: sync now, show lag.
     Mirror {
         #[command(subcommand)]
@@ -193,6 +197,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Upload(args) => publish::upload(args, context).await,
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
+        Command::VerifyStore(args) => store::verify_store(args, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,

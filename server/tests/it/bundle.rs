@@ -56,10 +56,16 @@ fn full_bundle_restores_an_empty_server_and_bundles_chain() {
     export(&world, &["--all"], "full.tar");
     new_site(&world, "site");
     airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "full.tar"]).ok();
-    let report = airlockd(&world, &["verify-store", "--data", "site"]).ok();
+    let report = world.cli(&["--json", "verify-store", "--data", "site"]).ok();
     let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
     assert_eq!((report["log_size"].clone(), report["blobs"].clone()), (3.into(), 2.into()));
     assert!(report["problems"].as_array().unwrap().is_empty());
+    // A damaged blob is found.
+    let blob = crate::publish_pull::walk_files(&world.path("site/blobs")).remove(0);
+    let good = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, b"damaged").unwrap();
+    world.cli(&["verify-store", "--data", "site"]).code(1).says("problems");
+    std::fs::write(&blob, good).unwrap();
 
     // Bundles chain: the next export starts where the import ended.
     upstream_with(&world, &[("c", b"charlie")]);

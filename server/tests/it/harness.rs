@@ -6,13 +6,20 @@ use std::sync::OnceLock;
 
 use airlock_server::{auth, service, store::Db, Config};
 
-/// The `airlock` binary, built beside `airlockd` (built on demand when only this package's
-/// binaries were compiled).
+/// The `airlock` binary, built beside `airlockd`. Built on demand when it is missing or older
+/// than `airlockd` (which links the whole client library, so any client change rebuilds it):
+/// cargo builds only the binaries of packages with integration tests.
 pub fn airlock_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let path = Path::new(env!("CARGO_BIN_EXE_airlockd")).with_file_name("airlock");
-        if !path.exists() {
+        let server = Path::new(env!("CARGO_BIN_EXE_airlockd"));
+        let path = server.with_file_name("airlock");
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let stale = match (modified(&path), modified(server)) {
+            (Some(client), Some(server)) => client < server,
+            _ => true,
+        };
+        if stale {
             let status = Command::new(env!("CARGO"))
                 .args(["build", "-p", "airlock-client", "--bin", "airlock"])
                 .status()

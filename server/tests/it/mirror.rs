@@ -52,7 +52,7 @@ fn mirror_syncs_verifies_and_serves_upstream_bytes() {
     // A client pinned to the same root verifies through the mirror.
     world.pull_from(&mirror.url, "m==1.0", "from-mirror.whl").ok();
     assert_eq!(std::fs::read(world.path("from-mirror.whl")).unwrap(), b"mirrored wheel");
-    // Nothing new upstream: the sync changes nothing.
+    // Nothing new upstream: the sync changes nothing and costs one checkpoint request.
     let report = sync(&mirror, &admin);
     assert_eq!(
         (report["from_size"].clone(), report["to_size"].clone(), report["blobs_fetched"].clone()),
@@ -437,4 +437,24 @@ fn partial_mirror_by_channel_fetches_a_release_when_it_is_promoted() {
     assert_eq!(status, 201);
     assert_eq!(sync(&mirror, &admin)["blobs_fetched"], 1, "fetched once promoted");
     world.pull_from(&mirror.url, "p==1.0", "p.whl").ok();
+}
+
+#[test]
+fn sync_with_nothing_new_costs_one_checkpoint_request() {
+    let world = World::new(1, 1);
+    world.write("q-1.0-py3-none-any.whl", b"once");
+    world.publish("q-1.0-py3-none-any.whl", "q", "1.0").ok();
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = std::sync::Arc::clone(&seen);
+    proxy.set(move |path, body| {
+        log.lock().unwrap().push(path.to_owned());
+        body
+    });
+    let (mirror, admin) = start_mirror(&world, "mirror", &proxy.url);
+    sync(&mirror, &admin);
+    assert!(seen.lock().unwrap().len() >= 3, "checkpoint, leaves and the blob: {:?}", seen.lock().unwrap());
+    seen.lock().unwrap().clear();
+    sync(&mirror, &admin);
+    assert_eq!(*seen.lock().unwrap(), vec!["/v1/log/checkpoint".to_owned()]);
 }
