@@ -257,6 +257,7 @@ pub fn verify_store(data: &std::path::Path) -> anyhow::Result<VerifyStoreReport>
         .map(|i| db.leaf(i)?.with_context(|| format!("log leaf {i} missing")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut root_hash = String::new();
+    let mut not_held = 0usize;
     if let Some(first) = leaves.first() {
         let pinned = airlock_keys::TrustedRoot::pin(first).context("leaf 0 is not a valid root")?;
         let checkpoint = db.checkpoint()?;
@@ -273,7 +274,7 @@ pub fn verify_store(data: &std::path::Path) -> anyhow::Result<VerifyStoreReport>
             Err(e) => problems.push(format!("log: {e}")),
         }
     }
-    Ok(VerifyStoreReport { log_size: size, root_hash, blobs: digests.len(), problems })
+    Ok(VerifyStoreReport { log_size: size, root_hash, blobs: digests.len(), not_held, problems })
 }
 
 /// What `verify_store` found.
@@ -282,5 +283,7 @@ pub struct VerifyStoreReport {
     pub log_size: u64,
     pub root_hash: String,
     pub blobs: usize,
+    /// Logged blobs this store does not hold (a partial mirror's uncarried releases).
+    pub not_held: usize,
     pub problems: Vec<String>,
 }
