@@ -38,31 +38,24 @@
 //!
 //! The figures go to stdout, progress to stderr. The exit status is non-zero only on errors.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use airlock_client::bundle::{export, ExportFrom};
 use airlock_client::publish::{release_envelope, FileDigests};
 use airlock_client::state::StateStore;
 use airlock_client::{Remote, TlsOptions};
-use airlock_keys::{read_public_key, sign_envelope, PublicKey, SecretKey};
-use airlock_proto::{
-    Checkpoint, Digest, Envelope, FileName, Kind, Metadata, PackageName, PayloadType, PublicKeyBytes, Role,
-    Roles, Root, Sha256, Statement, Version,
-};
-use airlock_server::auth::{create_token, Scope};
-use airlock_server::service::{DB_DIR, LOG_PUB_FILE};
-use airlock_server::store::Db;
+use airlock_keys::sign_envelope;
+use airlock_proto::{Checkpoint, Digest, Envelope, FileName, Kind, Metadata, PackageName, Sha256, Version};
 use anyhow::{bail, ensure, Context};
+use common::{airlockd_init, free_addr, mb_per_s, now, Client, ServerProcess, World, KIB, MIB};
 use rand::{Rng, RngCore};
 
-const KIB: usize = 1 << 10;
-const MIB: u64 = 1 << 20;
 /// Client threads publishing the small releases, one keep-alive connection each.
 const CLIENTS: usize = 4;
 /// Size of each blob of the bundle world.
@@ -73,10 +66,6 @@ const SYNC_INTERVAL_SECS: u64 = 86_400;
 const POLL: Duration = Duration::from_millis(50);
 /// How long the mirror may take to catch up before the benchmark gives up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(3600);
-/// No single socket read or write may stall longer than this.
-const IO_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a server may take to start answering.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     match run() {
@@ -128,8 +117,8 @@ fn run() -> anyhow::Result<()> {
     println!("airlock mirror benchmark: {} releases, loopback", args.releases);
 
     // 1. The upstream, and its publish rate.
-    let upstream = World::create(&tmp.path().join("upstream"))?;
-    let primary = ServerProcess::start_primary(&upstream)?;
+    let upstream = World::create(&tmp.path().join("upstream"), "mirror benchmark")?;
+    let primary = ServerProcess::start_airlockd("airlockd primary", &upstream)?;
     eprintln!("publishing {} releases with {CLIENTS} clients ...", args.releases);
     let started = Instant::now();
     let published = publish_small_releases(primary.addr, &upstream, args.releases)?;
@@ -184,8 +173,8 @@ fn run() -> anyhow::Result<()> {
     drop(primary);
 
     // 3. Bundles, from a second upstream holding large blobs.
-    let bundle_world = World::create(&tmp.path().join("bundle-upstream"))?;
-    let bundle_primary = ServerProcess::start_primary(&bundle_world)?;
+    let bundle_world = World::create(&tmp.path().join("bundle-upstream"), "mirror benchmark")?;
+    let bundle_primary = ServerProcess::start_airlockd("airlockd primary", &bundle_world)?;
     eprintln!("publishing {} MiB in blobs of up to {BUNDLE_BLOB_MIB} MiB ...", args.bundle_mib);
     let (blob_count, blob_bytes) =
         publish_large_releases(bundle_primary.addr, &bundle_world, args.bundle_mib)?;
@@ -243,79 +232,6 @@ fn run() -> anyhow::Result<()> {
         export_time.as_secs_f64(),
         mb_per_s(blob_bytes, import_time),
         import_time.as_secs_f64(),
-    );
-    Ok(())
-}
-
-fn mb_per_s(bytes: u64, time: Duration) -> f64 {
-    bytes as f64 / time.as_secs_f64() / 1e6
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Worlds: data directory, keys, signed root, token
-// ---------------------------------------------------------------------------------------------
-
-struct World {
-    dir: PathBuf,
-    data: PathBuf,
-    root_file: PathBuf,
-    publisher: SecretKey,
-    token: String,
-}
-
-impl World {
-    fn create(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir(dir).with_context(|| format!("create {}", dir.display()))?;
-        let data = dir.join("data");
-        airlockd_init(&data)?;
-        let root_key = SecretKey::generate();
-        let publisher = SecretKey::generate();
-        let log_key = read_public_key(&data.join(LOG_PUB_FILE)).context("read the log key")?;
-        let role = |key: &PublicKey| Role { keys: vec![key.id()], threshold: 1 };
-        let root = Root {
-            payload_type: PayloadType::Root,
-            origin: "bench.airlock".to_owned(),
-            version: 1,
-            expires: now() + 86_400,
-            keys: [root_key.public(), publisher.public(), log_key]
-                .iter()
-                .map(|key| PublicKeyBytes(key.to_bytes()))
-                .collect(),
-            roles: Roles {
-                root: role(&root_key.public()),
-                publisher: role(&publisher.public()),
-                log: role(&log_key),
-            },
-        };
-        let (payload_type, payload) = Statement::Root(root).encode()?;
-        let mut envelope = Envelope::unsigned(payload_type.as_str(), payload);
-        sign_envelope(&mut envelope, &root_key);
-        let root_file = dir.join("root.cbor");
-        std::fs::write(&root_file, envelope.to_bytes()?)?;
-        let token = {
-            let db = Db::open(&data.join(DB_DIR))?;
-            create_token(&db, Scope::Publish, "mirror benchmark")?
-        };
-        Ok(Self { dir: dir.to_owned(), data, root_file, publisher, token })
-    }
-}
-
-/// `airlockd init` in a subprocess, so that its "initialised ..." lines stay out of the output.
-fn airlockd_init(data: &Path) -> anyhow::Result<()> {
-    let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .arg("init")
-        .arg("--data")
-        .arg(data)
-        .output()
-        .context("run airlockd init")?;
-    ensure!(
-        output.status.success(),
-        "airlockd init failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
     );
     Ok(())
 }
@@ -501,171 +417,10 @@ fn wait_for_mirror(mirror: &mut ServerProcess, size: u64, started: Instant) -> a
 }
 
 // ---------------------------------------------------------------------------------------------
-// The client: blocking HTTP/1.1 over one keep-alive connection
+// The mirror process
 // ---------------------------------------------------------------------------------------------
-
-struct Client {
-    addr: SocketAddr,
-    token: Option<String>,
-    conn: Option<BufReader<TcpStream>>,
-}
-
-impl Client {
-    fn new(addr: SocketAddr, token: Option<String>) -> Self {
-        Self { addr, token, conn: None }
-    }
-
-    /// One request; the status and body. A request on a reused connection that fails (the
-    /// server may have closed it while idle) is retried once on a fresh one: every request this
-    /// benchmark makes is idempotent.
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        body: &[u8],
-    ) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
-        if let Some(token) = &self.token {
-            head += &format!("Authorization: Bearer {token}\r\n");
-        }
-        if let Some(content_type) = content_type {
-            head += &format!("Content-Type: {content_type}\r\n");
-        }
-        head += &format!("Content-Length: {}\r\n\r\n", body.len());
-        loop {
-            let reused = self.conn.is_some();
-            let mut conn = match self.conn.take() {
-                Some(conn) => conn,
-                None => BufReader::with_capacity(64 * KIB, connect(self.addr)?),
-            };
-            match exchange(&mut conn, &head, body) {
-                Ok((status, answer, keep_alive)) => {
-                    if keep_alive {
-                        self.conn = Some(conn);
-                    }
-                    return Ok((status, answer));
-                }
-                Err(_) if reused => continue,
-                Err(e) => return Err(e.context(format!("{method} {path}"))),
-            }
-        }
-    }
-}
-
-fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(stream)
-}
-
-/// Sends a request and reads its response: status, body, and whether the connection stays open.
-fn exchange(
-    conn: &mut BufReader<TcpStream>,
-    head: &str,
-    body: &[u8],
-) -> anyhow::Result<(u16, Vec<u8>, bool)> {
-    let stream = conn.get_mut();
-    if body.len() <= 64 * KIB {
-        // One write for small requests.
-        let mut request = Vec::with_capacity(head.len() + body.len());
-        request.extend_from_slice(head.as_bytes());
-        request.extend_from_slice(body);
-        stream.write_all(&request)?;
-    } else {
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
-    }
-
-    let mut line = String::new();
-    ensure!(conn.read_line(&mut line)? > 0, "connection closed before the response");
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line: {:?}", line.trim_end()))?;
-    let mut length = None;
-    let mut chunked = false;
-    let mut keep_alive = true;
-    loop {
-        line.clear();
-        ensure!(conn.read_line(&mut line)? > 0, "connection closed in the response head");
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let Some((name, value)) = header.split_once(':') else { continue };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().context("bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("connection") {
-            keep_alive = !value.eq_ignore_ascii_case("close");
-        }
-    }
-    let mut answer = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            ensure!(conn.read_line(&mut line)? > 0, "connection closed in a chunked body");
-            let size_text = line.trim_end().split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16).context("bad chunk size")?;
-            if size == 0 {
-                // Trailers, up to the blank line.
-                loop {
-                    line.clear();
-                    ensure!(conn.read_line(&mut line)? > 0, "connection closed in the trailers");
-                    if line.trim_end().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let start = answer.len();
-            answer.resize(start + size, 0);
-            conn.read_exact(&mut answer[start..])?;
-            let mut crlf = [0u8; 2];
-            conn.read_exact(&mut crlf)?;
-        }
-    } else if let Some(length) = length {
-        answer.resize(length, 0);
-        conn.read_exact(&mut answer)?;
-    } else {
-        conn.read_to_end(&mut answer)?;
-        keep_alive = false;
-    }
-    Ok((status, answer, keep_alive))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server processes
-// ---------------------------------------------------------------------------------------------
-
-/// An `airlockd serve` child process; stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
-struct ServerProcess {
-    name: &'static str,
-    child: Child,
-    addr: SocketAddr,
-    /// Where the server's stderr goes, quoted when it fails.
-    log: PathBuf,
-}
 
 impl ServerProcess {
-    /// A primary serving `world`, once it answers `/healthz`.
-    fn start_primary(world: &World) -> anyhow::Result<Self> {
-        let addr = free_addr()?;
-        let log = world.dir.join("airlockd.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_airlockd"));
-        command.arg("serve").arg("--data").arg(&world.data).arg("--listen").arg(addr.to_string());
-        command.arg("--root").arg(&world.root_file);
-        let mut server = Self::spawn("airlockd primary", command, addr, log)?;
-        server.wait_ready()?;
-        Ok(server)
-    }
-
     /// A mirror of the upstream at `upstream`, returned as soon as it is spawned (its start is
     /// part of the timed sync).
     fn start_mirror(dir: &Path, data: &Path, root_file: &Path, upstream: SocketAddr) -> anyhow::Result<Self> {
@@ -676,86 +431,4 @@ impl ServerProcess {
         command.arg("--sync-interval").arg(SYNC_INTERVAL_SECS.to_string());
         Self::spawn("airlockd mirror", command, addr, dir.join("airlockd.log"))
     }
-
-    fn spawn(
-        name: &'static str,
-        mut command: Command,
-        addr: SocketAddr,
-        log: PathBuf,
-    ) -> anyhow::Result<Self> {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("start {name}"))?;
-        Ok(Self { name, child, addr, log })
-    }
-
-    /// Waits until `GET /healthz` answers 200, or fails with the server's log if it exits.
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited at start ({status}):\n{}", self.name, self.log_tail());
-            }
-            match Client::new(self.addr, None).request("GET", "/healthz", None, &[]) {
-                Ok((200, _)) => return Ok(()),
-                Ok((status, _)) => last = format!("HTTP {status}"),
-                Err(e) => last = format!("{e:#}"),
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("{} did not become ready on {} ({last}):\n{}", self.name, self.addr, self.log_tail())
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Peak resident set size (`VmHWM`) in MiB.
-    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no VmHWM line in {path}"))?;
-        Ok(kib / 1024.0)
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        // SIGTERM by pid lets airlockd drain; SIGKILL after 5 s.
-        let pid = self.child.id().to_string();
-        let termed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if termed {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if matches!(self.child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free loopback port (bound, then released for the server to take).
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }

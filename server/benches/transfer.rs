@@ -38,32 +38,26 @@
 //! figure is reported, not failed: the exit status is non-zero only on errors. Absolute numbers
 //! drift between machines and runs; compare the ratio, measured in the same run.
 
+mod common;
+
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
-use airlock_keys::{read_public_key, sign_envelope, PublicKey, SecretKey};
 use airlock_proto::{
-    Digest, Envelope, FileEntry, FileName, Kind, Metadata, PackageName, PayloadType, PublicKeyBytes, Release,
-    Role, Roles, Root, Sha256, Statement, Version,
+    Digest, FileEntry, FileName, Kind, Metadata, PackageName, PayloadType, Release, Sha256, Statement,
+    Version,
 };
-use airlock_server::auth::{create_token, Scope};
-use airlock_server::service::{DB_DIR, LOG_PUB_FILE};
-use airlock_server::store::Db;
 use anyhow::{bail, ensure, Context};
+use common::{connect, free_addr, mb_per_s, now, signed, Client, ServerProcess, World, MIB};
 
-const MIB: u64 = 1 << 20;
 /// Read and write size of the client, and of the file generator.
 const BUF_SIZE: usize = 4 << 20;
 /// airlockd's peak-RSS budget.
 const RSS_LIMIT_MIB: f64 = 100.0;
-/// No single socket read or write may stall longer than this.
-const IO_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a server may take to start answering.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The name nginx serves the file under (in its `root`).
 const NGINX_FILE: &str = "blob.bin";
 
@@ -112,8 +106,8 @@ fn run() -> anyhow::Result<()> {
     std::fs::create_dir(&www)?;
 
     eprintln!("setting up in {} ...", tmp.path().display());
-    let world = World::create(tmp.path())?;
-    let airlockd = ServerProcess::start_airlockd(&world)?;
+    let world = World::create(tmp.path(), "transfer benchmark")?;
+    let airlockd = ServerProcess::start_airlockd("airlockd", &world)?;
 
     eprintln!("writing a {} MiB file ...", args.size_mib);
     let file = www.join(NGINX_FILE);
@@ -177,10 +171,6 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mb_per_s(bytes: u64, time: Duration) -> f64 {
-    bytes as f64 / time.as_secs_f64() / 1e6
-}
-
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -195,76 +185,6 @@ fn median(values: &[f64]) -> f64 {
 fn rates_line(rates: &[f64]) -> String {
     let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     format!("runs {} MB/s, median {:.0} MB/s", runs.join(" "), median(rates))
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The temporary world: data directory, keys, signed root, token
-// ---------------------------------------------------------------------------------------------
-
-struct World {
-    dir: PathBuf,
-    data: PathBuf,
-    root_file: PathBuf,
-    publisher: SecretKey,
-    token: String,
-}
-
-impl World {
-    fn create(dir: &Path) -> anyhow::Result<Self> {
-        let data = dir.join("data");
-        // `airlockd init` (that is, `airlock_server::cli::init`) in a subprocess, so that its
-        // "initialised ..." lines do not mix with the benchmark's output.
-        let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-            .arg("init")
-            .arg("--data")
-            .arg(&data)
-            .output()
-            .context("run airlockd init")?;
-        ensure!(
-            output.status.success(),
-            "airlockd init failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-
-        let root_key = SecretKey::generate();
-        let publisher = SecretKey::generate();
-        let log_key = read_public_key(&data.join(LOG_PUB_FILE)).context("read the log key")?;
-        let role = |key: &PublicKey| Role { keys: vec![key.id()], threshold: 1 };
-        let root = Root {
-            payload_type: PayloadType::Root,
-            origin: "bench.airlock".to_owned(),
-            version: 1,
-            expires: now() + 86_400,
-            keys: [root_key.public(), publisher.public(), log_key]
-                .iter()
-                .map(|key| PublicKeyBytes(key.to_bytes()))
-                .collect(),
-            roles: Roles {
-                root: role(&root_key.public()),
-                publisher: role(&publisher.public()),
-                log: role(&log_key),
-            },
-        };
-        let root_file = dir.join("root.cbor");
-        std::fs::write(&root_file, signed(Statement::Root(root), &root_key)?.to_bytes()?)?;
-
-        let token = {
-            let db = Db::open(&data.join(DB_DIR))?;
-            create_token(&db, Scope::Publish, "transfer benchmark")?
-        };
-        Ok(Self { dir: dir.to_owned(), data, root_file, publisher, token })
-    }
-}
-
-fn signed(statement: Statement, key: &SecretKey) -> anyhow::Result<Envelope> {
-    let (payload_type, payload) = statement.encode()?;
-    let mut envelope = Envelope::unsigned(payload_type.as_str(), payload);
-    sign_envelope(&mut envelope, key);
-    Ok(envelope)
 }
 
 /// Logs a release holding the blob, so that anyone may download it.
@@ -290,17 +210,10 @@ fn publish_release(
         published_at: now(),
     };
     let body = signed(Statement::Release(release), &world.publisher)?.to_bytes()?;
-    let head = format!(
-        "POST /v1/statements HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/cbor\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        world.token,
-        body.len()
-    );
-    let mut stream = connect(addr)?;
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(&body)?;
-    let (status, text) = read_small_response(&mut stream)?;
-    ensure!(status == 201 || status == 200, "publishing the release: HTTP {status}: {text}");
+    let mut client = Client::new(addr, Some(world.token.clone()));
+    let (status, text) = client.request("POST", "/v1/statements", Some("application/cbor"), &body)?;
+    let text = String::from_utf8_lossy(&text);
+    ensure!(status == 201 || status == 200, "publishing the release: HTTP {status}: {}", text.trim());
     Ok(())
 }
 
@@ -337,14 +250,6 @@ fn write_pseudo_random_file(path: &Path, size: u64) -> anyhow::Result<Digest> {
 // ---------------------------------------------------------------------------------------------
 // The client: blocking HTTP/1.1, one request per connection
 // ---------------------------------------------------------------------------------------------
-
-fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(stream)
-}
 
 /// What an upload took, and what the server computed.
 struct Uploaded {
@@ -502,40 +407,10 @@ fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Server processes
+// nginx
 // ---------------------------------------------------------------------------------------------
 
-/// A server child process; stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
-struct ServerProcess {
-    name: &'static str,
-    child: Child,
-    addr: SocketAddr,
-    /// Where the server's stderr goes, quoted when it fails to start.
-    log: PathBuf,
-}
-
 impl ServerProcess {
-    fn start_airlockd(world: &World) -> anyhow::Result<Self> {
-        let addr = free_addr()?;
-        let log = world.dir.join("airlockd.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-            .arg("serve")
-            .arg("--data")
-            .arg(&world.data)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--root")
-            .arg(&world.root_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log)?)
-            .spawn()
-            .context("start airlockd")?;
-        let mut server = Self { name: "airlockd", child, addr, log };
-        server.wait_ready("/healthz")?;
-        Ok(server)
-    }
-
     /// Starts nginx serving `www`, or returns `None` (after saying so) when it is not installed.
     fn start_nginx(tmp: &Path, www: &Path) -> anyhow::Result<Option<Self>> {
         let Some(nginx) = find_nginx() else {
@@ -602,82 +477,6 @@ http {{
         server.wait_ready(&format!("/{NGINX_FILE}"))?;
         Ok(Some(server))
     }
-
-    /// Waits until `HEAD path` answers 200, or fails with the server's log if it exits.
-    fn wait_ready(&mut self, path: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited at start ({status}):\n{}", self.name, self.log_tail());
-            }
-            match head_status(self.addr, path) {
-                Ok(200) => return Ok(()),
-                Ok(status) => last = format!("HTTP {status}"),
-                Err(e) => last = format!("{e:#}"),
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("{} did not become ready on {} ({last}):\n{}", self.name, self.addr, self.log_tail())
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Peak resident set size (`VmHWM`) in MiB.
-    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no VmHWM line in {path}"))?;
-        Ok(kib / 1024.0)
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        // SIGTERM by pid lets nginx's master stop its worker and airlockd drain; SIGKILL after.
-        let pid = self.child.id().to_string();
-        let termed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if termed {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if matches!(self.child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `HEAD path` on a fresh connection; the status code.
-fn head_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let head = format!("HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    Ok(read_small_response(&mut stream)?.0)
-}
-
-/// A free loopback port (bound, then released for the server to take).
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// `nginx` from PATH, or from the sbin directories a non-root PATH often lacks.
