@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use airlock_proto::{
-    CodecError, Envelope, KeyId, PayloadType, Role, Root, Statement, StatementError, Timestamp,
-};
+use airlock_proto::{CodecError, Envelope, KeyId, Role, Root, Statement, StatementError, Timestamp};
 
 use crate::keyfile::{KeyError, PublicKey};
 use crate::threshold::{check_threshold, ThresholdError};
@@ -155,7 +153,4 @@ impl TrustedRoot {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.root.expires <= now
     }
-
-    /// The payload type of roots.
-    pub const PAYLOAD_TYPE: PayloadType = PayloadType::Root;
 }

@@ -53,7 +53,10 @@ use airlock_client::{Remote, TlsOptions};
 use airlock_keys::sign_envelope;
 use airlock_proto::{Checkpoint, Digest, Envelope, FileName, Kind, Metadata, PackageName, Sha256, Version};
 use anyhow::{bail, ensure, Context};
-use common::{airlockd_init, free_addr, mb_per_s, now, Client, ServerProcess, World, KIB, MIB};
+use common::{
+    airlockd_init, exit_with, free_addr, mb_per_s, now, number_arg, positional_args, Client, ServerProcess,
+    World, KIB, MIB,
+};
 use rand::{Rng, RngCore};
 
 /// Client threads publishing the small releases, one keep-alive connection each.
@@ -68,13 +71,7 @@ const POLL: Duration = Duration::from_millis(50);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_with(run)
 }
 
 /// Command-line arguments: `[RELEASES [BUNDLE_MIB]]`. `cargo bench` adds `--bench`; flags are
@@ -85,24 +82,11 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let all: Vec<String> = std::env::args().skip(1).collect();
-    if all.iter().any(|a| a == "-h" || a == "--help") {
-        println!(
-            "usage: cargo bench -p airlock-server --bench mirror [-- [RELEASES (10000) [BUNDLE_MIB (1024)]]]"
-        );
-        std::process::exit(0);
-    }
-    let positional: Vec<&String> = all.iter().filter(|a| !a.starts_with('-')).collect();
-    let releases = match positional.first() {
-        Some(text) => text.parse().with_context(|| format!("releases: {text:?} is not a number"))?,
-        None => 10_000,
-    };
-    let bundle_mib = match positional.get(1) {
-        Some(text) => {
-            text.parse().with_context(|| format!("bundle size in MiB: {text:?} is not a number"))?
-        }
-        None => 1024,
-    };
+    let args = positional_args(
+        "cargo bench -p airlock-server --bench mirror [-- [RELEASES (10000) [BUNDLE_MIB (1024)]]]",
+    );
+    let releases = number_arg(&args, 0, "releases", 10_000)?;
+    let bundle_mib = number_arg(&args, 1, "bundle size in MiB", 1024)?;
     ensure!(releases >= 1, "need at least one release");
     ensure!(bundle_mib >= 1, "the bundle must be at least 1 MiB");
     Ok(Args { releases, bundle_mib })

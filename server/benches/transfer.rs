@@ -52,7 +52,10 @@ use airlock_proto::{
     Version,
 };
 use anyhow::{bail, ensure, Context};
-use common::{connect, free_addr, mb_per_s, now, signed, Client, ServerProcess, World, MIB};
+use common::{
+    connect, exit_with, free_addr, mb_per_s, now, number_arg, positional_args, signed, Client, ServerProcess,
+    World, MIB,
+};
 
 /// Read and write size of the client, and of the file generator.
 const BUF_SIZE: usize = 4 << 20;
@@ -62,13 +65,7 @@ const RSS_LIMIT_MIB: f64 = 100.0;
 const NGINX_FILE: &str = "blob.bin";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_with(run)
 }
 
 /// Command-line arguments: `[SIZE_MIB [RUNS]]`. `cargo bench` adds `--bench`; flags are ignored.
@@ -78,20 +75,10 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let all: Vec<String> = std::env::args().skip(1).collect();
-    if all.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: cargo bench -p airlock-server --bench transfer [-- [SIZE_MIB (1024) [RUNS (3)]]]");
-        std::process::exit(0);
-    }
-    let positional: Vec<&String> = all.iter().filter(|a| !a.starts_with('-')).collect();
-    let size_mib = match positional.first() {
-        Some(text) => text.parse().with_context(|| format!("size in MiB: {text:?} is not a number"))?,
-        None => 1024,
-    };
-    let runs = match positional.get(1) {
-        Some(text) => text.parse().with_context(|| format!("runs: {text:?} is not a number"))?,
-        None => 3,
-    };
+    let args =
+        positional_args("cargo bench -p airlock-server --bench transfer [-- [SIZE_MIB (1024) [RUNS (3)]]]");
+    let size_mib = number_arg(&args, 0, "size in MiB", 1024)?;
+    let runs = number_arg(&args, 1, "runs", 3)?;
     ensure!(size_mib >= 1, "size must be at least 1 MiB");
     ensure!(runs >= 1, "need at least one run");
     Ok(Args { size_mib, runs })

@@ -36,11 +36,6 @@ pub struct CarryFilter {
 }
 
 impl CarryFilter {
-    /// True when the filter carries everything.
-    pub fn is_everything(&self) -> bool {
-        self.kinds.is_empty() && self.names.is_empty() && self.channels.is_empty()
-    }
-
     /// Whether a release (given the registry state, for channel membership) is carried.
     pub fn carries(&self, release: &airlock_proto::Release, state: &airlock_keys::RegistryState) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&release.kind))

@@ -1,8 +1,9 @@
 //! The registry service: the log, the blob store and the registry state behind one API that
 //! the HTTP layer calls. Appends are serialised by one lock; each is one durable batch.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlock_keys::{
@@ -15,6 +16,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::mirror::Mirror;
 use crate::store::{BlobRecord, BlobStore, Db, LeafBatch, StoredBlob};
 
 /// Current time in integer seconds.
@@ -37,35 +39,63 @@ pub struct Appended {
     pub existing: bool,
 }
 
-/// The registry: storage, state and the log key.
+/// The registry: storage, the log and what this server does with it.
 #[derive(Debug)]
 pub struct Service {
     db: Db,
     blobs: BlobStore,
-    /// The online key that signs checkpoints; a mirror has none (it serves its upstream's).
-    log_key: Option<SecretKey>,
-    state: Mutex<RegistryState>,
-    /// A mirror's verified view of its upstream's log.
-    mirror: Option<Mutex<Verified<TrustedLog>>>,
-    follower: Option<std::sync::Arc<crate::mirror::Mirror>>,
+    mode: Mode,
     origin: String,
     config: Config,
+}
+
+/// A primary signs its own log; a mirror serves another registry's log and never signs.
+#[derive(Debug)]
+enum Mode {
+    Primary {
+        /// The online key that signs checkpoints.
+        log_key: SecretKey,
+        state: Mutex<RegistryState>,
+    },
+    Mirror {
+        /// The verified view of the upstream's log (its registry state is the one served).
+        trusted: Mutex<Verified<TrustedLog>>,
+        /// Follows the upstream over the network; `None` for a bundle-fed mirror.
+        follower: Option<Arc<Mirror>>,
+    },
+}
+
+/// Locks a mutex whose holder may have panicked. Every change to the guarded values is a single
+/// assignment or an infallible `commit` made after the durable write, so a poisoned value is
+/// still consistent.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The tree as stored, plus nodes about to be written.
 struct Overlay<'a> {
     db: &'a Db,
-    pending: &'a [(u32, u64, Hash)],
+    pending: &'a HashMap<(u32, u64), Hash>,
 }
 
 impl NodeSource for Overlay<'_> {
     type Error = anyhow::Error;
     fn node(&self, level: u32, index: u64) -> anyhow::Result<Hash> {
-        match self.pending.iter().find(|(l, i, _)| *l == level && *i == index) {
-            Some((_, _, hash)) => Ok(*hash),
+        match self.pending.get(&(level, index)) {
+            Some(hash) => Ok(*hash),
             None => self.db.node(level, index),
         }
     }
+}
+
+/// Everything a leaf changes in storage: the leaf, its tree nodes, and the digest index of the
+/// files of a release (which decides blob visibility).
+fn leaf_batch(index: u64, leaf: Vec<u8>, nodes: Vec<(u32, u64, Hash)>, statement: &Statement) -> LeafBatch {
+    let digests = match statement {
+        Statement::Release(r) => r.files.iter().map(|f| f.blake3).collect(),
+        _ => Vec::new(),
+    };
+    LeafBatch { index, leaf, nodes, digests }
 }
 
 impl Service {
@@ -73,13 +103,6 @@ impl Service {
     pub fn open(config: Config) -> anyhow::Result<Self> {
         let data = config.data.clone();
         let is_mirror = config.mirror || config.upstream.is_some();
-        let log_key = if is_mirror {
-            None
-        } else {
-            Some(read_secret_key(&data.join(LOG_KEY_FILE)).with_context(|| {
-                format!("cannot load the log key; run `airlockd init --data {}` first", data.display())
-            })?)
-        };
         let db = Db::open(&data.join(DB_DIR))?;
         let blobs = BlobStore::open(&data)
             .with_context(|| format!("cannot open blob store in {}", data.display()))?;
@@ -106,69 +129,65 @@ impl Service {
         let leaves = (0..size)
             .map(|index| db.leaf(index)?.with_context(|| format!("log leaf {index} missing from storage")))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (state, mirror) = if is_mirror {
+        let mode = if is_mirror {
             let checkpoint = db.checkpoint()?;
             let trusted = TrustedLog::restore(pinned, &leaves, checkpoint.as_deref(), 0)
                 .context("the mirrored log does not verify")?;
-            (trusted.registry().clone(), Some(Mutex::new(trusted)))
+            let follower = match &config.upstream {
+                Some(url) => Some(Arc::new(Mirror::new(url, config.upstream_limits)?)),
+                None => None,
+            };
+            Mode::Mirror { trusted: Mutex::new(trusted), follower }
         } else {
+            let log_key = read_secret_key(&data.join(LOG_KEY_FILE)).with_context(|| {
+                format!("cannot load the log key; run `airlockd init --data {}` first", data.display())
+            })?;
             let mut state = RegistryState::new(pinned);
             for (index, leaf) in leaves.iter().enumerate() {
                 state.apply(leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
             }
-            (state, None)
+            Mode::Primary { log_key, state: Mutex::new(state) }
         };
         drop(leaves);
-        let follower = match &config.upstream {
-            Some(url) => Some(std::sync::Arc::new(crate::mirror::Mirror::new(url, config.upstream_limits)?)),
-            None => None,
-        };
-        let service = Self { db, blobs, log_key, state: Mutex::new(state), mirror, follower, origin, config };
-        if !is_mirror {
-            service.check_log_key()?;
+        let service = Self { db, blobs, mode, origin, config };
+        if let Mode::Primary { log_key, state } = &service.mode {
+            let public = log_key.public();
+            let mut state = locked(state);
+            anyhow::ensure!(
+                state.root().authorises(&public, RoleName::Log),
+                "this server's log key {} is not in the root's log role",
+                public.id()
+            );
             if size == 0 {
-                let mut state = service.lock_state();
                 let prepared = state.prepare(&pinned_bytes)?;
-                service.append_prepared(&mut state, prepared, pinned_bytes)?;
+                service.append_prepared(log_key, &mut state, prepared, pinned_bytes)?;
             }
         }
         Ok(service)
     }
 
     /// The upstream follower of a mirror.
-    pub fn follower(&self) -> Option<std::sync::Arc<crate::mirror::Mirror>> {
-        self.follower.clone()
+    pub fn follower(&self) -> Option<Arc<Mirror>> {
+        match &self.mode {
+            Mode::Mirror { follower, .. } => follower.clone(),
+            Mode::Primary { .. } => None,
+        }
     }
 
-    /// Whether this server mirrors an upstream (and refuses writes of its own).
+    /// Whether this server mirrors another registry (and refuses writes of its own).
     pub fn is_mirror(&self) -> bool {
-        self.mirror.is_some()
+        matches!(self.mode, Mode::Mirror { .. })
     }
 
-    fn primary_key(&self) -> Result<&SecretKey, ApiError> {
-        self.log_key.as_ref().ok_or_else(|| {
-            ApiError::Forbidden(format!(
+    /// The log key and state of a primary; a mirror refuses writes.
+    fn primary(&self) -> Result<(&SecretKey, &Mutex<RegistryState>), ApiError> {
+        match &self.mode {
+            Mode::Primary { log_key, state } => Ok((log_key, state)),
+            Mode::Mirror { .. } => Err(ApiError::Forbidden(format!(
                 "this server mirrors {}; publish upstream",
-                self.config.upstream.as_deref().unwrap_or("its upstream")
-            ))
-        })
-    }
-
-    fn check_log_key(&self) -> anyhow::Result<()> {
-        let state = self.lock_state();
-        let public = self.primary_key().map_err(|e| anyhow::anyhow!("{e}"))?.public();
-        anyhow::ensure!(
-            state.root().authorises(&public, RoleName::Log),
-            "this server's log key {} is not in the root's log role",
-            public.id()
-        );
-        Ok(())
-    }
-
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, RegistryState> {
-        // A panic while holding the lock leaves the state as it was before `commit` (commit
-        // cannot fail), so the poisoned value is still consistent.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+                self.config.upstream.as_deref().unwrap_or("another registry")
+            ))),
+        }
     }
 
     /// The configuration the service runs with.
@@ -188,18 +207,21 @@ impl Service {
 
     /// Runs `f` with the registry state (releases, statuses, channels, the root in force).
     pub fn with_state<R>(&self, f: impl FnOnce(&RegistryState) -> R) -> R {
-        f(&self.lock_state())
+        match &self.mode {
+            Mode::Primary { state, .. } => f(&locked(state)),
+            Mode::Mirror { trusted, .. } => f(locked(trusted).registry()),
+        }
     }
 
     /// The current root's envelope bytes.
     pub fn current_root(&self) -> Vec<u8> {
-        self.lock_state().root().envelope_bytes().to_vec()
+        self.with_state(|state| state.root().envelope_bytes().to_vec())
     }
 
     /// Verifies a statement against the state and appends it. Blocking (fsync).
     pub fn submit(&self, leaf: Vec<u8>) -> Result<Appended, ApiError> {
-        let log_key = self.primary_key()?;
-        let mut state = self.lock_state();
+        let (log_key, state) = self.primary()?;
+        let mut state = locked(state);
         let root = state.root();
         if root.is_expired(now()) {
             return Err(ApiError::Unprocessable(format!(
@@ -238,7 +260,7 @@ impl Service {
             }
             Statement::Status(_) | Statement::Channel(_) => {}
         }
-        Ok(self.append_prepared(&mut state, prepared, leaf)?)
+        Ok(self.append_prepared(log_key, &mut state, prepared, leaf)?)
     }
 
     fn check_blob(
@@ -268,27 +290,28 @@ impl Service {
 
     fn append_prepared(
         &self,
+        log_key: &SecretKey,
         state: &mut RegistryState,
         prepared: airlock_keys::Prepared,
         leaf: Vec<u8>,
     ) -> anyhow::Result<Appended> {
         let index = prepared.index();
         let nodes = merkle::nodes_completed_by_append(&self.db, index, merkle::leaf_hash(&leaf))?;
-        let root_hash = merkle::root_from_source(&Overlay { db: &self.db, pending: &nodes }, index + 1)?;
-        let checkpoint = self.sign_checkpoint(index + 1, root_hash, now())?;
-        let (release, digests) = match prepared.statement() {
-            Statement::Release(r) => (
-                Some((r.kind, r.name.clone(), r.version.clone())),
-                r.files.iter().map(|f| f.blake3).collect(),
-            ),
-            _ => (None, Vec::new()),
-        };
-        self.db.append(&[LeafBatch { index, leaf, nodes, release, digests }], &checkpoint)?;
+        let pending = nodes.iter().map(|&(level, i, hash)| ((level, i), hash)).collect();
+        let root_hash = merkle::root_from_source(&Overlay { db: &self.db, pending: &pending }, index + 1)?;
+        let checkpoint = self.sign_checkpoint(log_key, index + 1, root_hash, now())?;
+        self.db.append(&[leaf_batch(index, leaf, nodes, prepared.statement())], &checkpoint)?;
         state.commit(prepared);
         Ok(Appended { index, size: index + 1, checkpoint, existing: false })
     }
 
-    fn sign_checkpoint(&self, size: u64, root_hash: Hash, issued_at: Timestamp) -> anyhow::Result<Vec<u8>> {
+    fn sign_checkpoint(
+        &self,
+        log_key: &SecretKey,
+        size: u64,
+        root_hash: Hash,
+        issued_at: Timestamp,
+    ) -> anyhow::Result<Vec<u8>> {
         let checkpoint = Checkpoint {
             payload_type: PayloadType::Checkpoint,
             origin: self.origin.clone(),
@@ -298,65 +321,74 @@ impl Service {
             expires_at: issued_at + self.config.checkpoint_validity.as_secs(),
         };
         let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode()?);
-        sign_envelope(&mut envelope, self.primary_key().map_err(|e| anyhow::anyhow!("{e}"))?);
+        sign_envelope(&mut envelope, log_key);
         Ok(envelope.to_bytes()?)
     }
 
-    /// The newest checkpoint, re-signed first if half of its validity has passed.
-    pub fn checkpoint(&self) -> anyhow::Result<Vec<u8>> {
-        let _state = self.lock_state();
-        let bytes = self.db.checkpoint()?.context("log has no checkpoint")?;
-        if self.is_mirror() {
-            // A mirror serves its upstream's signed checkpoint byte for byte.
-            return Ok(bytes);
-        }
-        let envelope = Envelope::from_bytes(&bytes)?;
-        let current = Checkpoint::decode(&envelope.payload_type, &envelope.payload)?;
+    /// The checkpoint to serve, and the end of an unsafe extension if one is in force.
+    ///
+    /// A primary re-signs its checkpoint first if half of its validity has passed. A mirror
+    /// serves its upstream's checkpoint byte for byte while it is fresh; past expiry it answers a
+    /// stale error, unless the operator's unsafe extension is in force, whose end is then
+    /// declared to clients.
+    pub fn checkpoint(&self) -> Result<(Vec<u8>, Option<Timestamp>), ApiError> {
         let now = now();
-        let half_life = self.config.checkpoint_validity.as_secs() / 2;
-        if now < current.issued_at.saturating_add(half_life) {
-            return Ok(bytes);
+        match &self.mode {
+            Mode::Primary { log_key, state } => {
+                let _one_writer = locked(state);
+                let bytes = self.db.checkpoint()?.context("log has no checkpoint")?;
+                let current = decode_checkpoint(&bytes)?;
+                let half_life = self.config.checkpoint_validity.as_secs() / 2;
+                if now < current.issued_at.saturating_add(half_life) {
+                    return Ok((bytes, None));
+                }
+                let fresh = self.sign_checkpoint(log_key, current.size, current.root_hash.0, now)?;
+                self.db.put_checkpoint(&fresh)?;
+                Ok((fresh, None))
+            }
+            Mode::Mirror { follower, .. } => {
+                let bytes = self.db.checkpoint()?.ok_or_else(|| {
+                    ApiError::Unavailable("this mirror has not synced from its upstream yet".to_owned())
+                })?;
+                let current = decode_checkpoint(&bytes)?;
+                if now < current.expires_at {
+                    return Ok((bytes, None));
+                }
+                match self.config.unsafe_serve_expired_checkpoint_for {
+                    Some(extension) if now < current.expires_at + extension.as_secs() => {
+                        let until = current.expires_at + extension.as_secs();
+                        tracing::warn!(
+                            expired_at = current.expires_at,
+                            until,
+                            "UNSAFE: serving an expired upstream checkpoint under the operator's extension"
+                        );
+                        Ok((bytes, Some(until)))
+                    }
+                    _ => {
+                        let last_error = follower
+                            .as_ref()
+                            .and_then(|f| f.status(self).last_error)
+                            .map_or_else(String::new, |e| format!(" (last sync error: {e})"));
+                        Err(ApiError::Unavailable(format!(
+                            "stale: this mirror's newest upstream checkpoint expired at {}; it cannot vouch for freshness{last_error}",
+                            current.expires_at
+                        )))
+                    }
+                }
+            }
         }
-        let fresh = self.sign_checkpoint(current.size, current.root_hash.0, now)?;
-        self.db.put_checkpoint(&fresh)?;
-        Ok(fresh)
     }
 
-    /// What a mirror answers for its checkpoint: the upstream's bytes while they are fresh; past
-    /// expiry, a stale error — or, under the operator's unsafe extension, the bytes and the time
-    /// the extension ends (declared to clients).
-    pub fn mirror_checkpoint(&self) -> Result<(Vec<u8>, Option<Timestamp>), ApiError> {
-        let bytes = self.db.checkpoint()?.ok_or_else(|| {
-            ApiError::Unavailable("this mirror has not synced from its upstream yet".to_owned())
-        })?;
-        let envelope = Envelope::from_bytes(&bytes).map_err(anyhow::Error::from)?;
-        let current =
-            Checkpoint::decode(&envelope.payload_type, &envelope.payload).map_err(anyhow::Error::from)?;
-        let now = now();
-        if now < current.expires_at {
-            return Ok((bytes, None));
-        }
-        let last_error = self
-            .follower
-            .as_ref()
-            .and_then(|f| f.status(self).last_error)
-            .map_or_else(String::new, |e| format!(" (last sync error: {e})"));
-        match self.config.unsafe_serve_expired_checkpoint_for {
-            Some(extension) if now < current.expires_at + extension.as_secs() => {
-                let until = current.expires_at + extension.as_secs();
-                tracing::warn!(expired_at = current.expires_at, until, "UNSAFE: serving an expired upstream checkpoint under the operator's extension");
-                Ok((bytes, Some(until)))
-            }
-            _ => Err(ApiError::Unavailable(format!(
-                "stale: this mirror's newest upstream checkpoint expired at {}; it cannot vouch for freshness{last_error}",
-                current.expires_at
-            ))),
+    fn trusted(&self) -> anyhow::Result<&Mutex<Verified<TrustedLog>>> {
+        match &self.mode {
+            Mode::Mirror { trusted, .. } => Ok(trusted),
+            Mode::Primary { .. } => anyhow::bail!("not a mirror"),
         }
     }
 
     /// A mirror's verified view of its upstream (`None` on a primary).
     pub fn mirrored_log(&self) -> Option<Verified<TrustedLog>> {
-        self.mirror.as_ref().map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+        self.trusted().ok().map(|trusted| locked(trusted).clone())
     }
 
     /// Makes verified upstream leaves visible on a mirror: every leaf, its tree nodes and indexes
@@ -368,32 +400,24 @@ impl Service {
         checkpoint: &[u8],
         next: Verified<TrustedLog>,
     ) -> anyhow::Result<()> {
-        let mirror = self.mirror.as_ref().context("not a mirror")?;
-        let mut trusted = mirror.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut trusted = locked(self.trusted()?);
         let start = self.db.log_size()?;
         anyhow::ensure!(
             start + leaves.len() as u64 == next.size(),
             "mirrored leaves do not follow the stored log"
         );
-        let mut pending: Vec<(u32, u64, Hash)> = Vec::new();
+        let mut pending = HashMap::new();
         let mut changes = Vec::with_capacity(leaves.len());
         for (offset, leaf) in leaves.iter().enumerate() {
             let index = start + offset as u64;
             let overlay = Overlay { db: &self.db, pending: &pending };
             let nodes = merkle::nodes_completed_by_append(&overlay, index, merkle::leaf_hash(leaf))?;
-            pending.extend(nodes.iter().copied());
+            pending.extend(nodes.iter().map(|&(level, i, hash)| ((level, i), hash)));
             let envelope = Envelope::from_bytes(leaf)?;
-            let (release, digests) = match Statement::decode(&envelope.payload_type, &envelope.payload)? {
-                Statement::Release(r) => (
-                    Some((r.kind, r.name.clone(), r.version.clone())),
-                    r.files.iter().map(|f| f.blake3).collect(),
-                ),
-                _ => (None, Vec::new()),
-            };
-            changes.push(LeafBatch { index, leaf: leaf.clone(), nodes, release, digests });
+            let statement = Statement::decode(&envelope.payload_type, &envelope.payload)?;
+            changes.push(leaf_batch(index, leaf.clone(), nodes, &statement));
         }
         self.db.append(&changes, checkpoint)?;
-        *self.lock_state() = next.registry().clone();
         *trusted = next;
         Ok(())
     }
@@ -404,8 +428,7 @@ impl Service {
         checkpoint: &[u8],
         next: Verified<TrustedLog>,
     ) -> anyhow::Result<()> {
-        let mirror = self.mirror.as_ref().context("not a mirror")?;
-        let mut trusted = mirror.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut trusted = locked(self.trusted()?);
         self.db.put_checkpoint(checkpoint)?;
         *trusted = next;
         Ok(())
@@ -436,6 +459,11 @@ impl Service {
             &BlobRecord { size: stored.size, sha256: stored.sha256, stored_at: now() },
         )
     }
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
+    let envelope = Envelope::from_bytes(bytes)?;
+    Ok(Checkpoint::decode(&envelope.payload_type, &envelope.payload)?)
 }
 
 /// Reads a root file (at most 1 MiB).

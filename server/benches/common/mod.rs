@@ -24,6 +24,41 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a server may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs a benchmark's body and turns an error into a message and a failing exit code.
+pub fn exit_with(run: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The positional arguments after `cargo bench ... --` (flags such as `--bench` are ignored);
+/// `-h`/`--help` prints `usage` and exits.
+pub fn positional_args(usage: &str) -> Vec<String> {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.iter().any(|a| a == "-h" || a == "--help") {
+        println!("usage: {usage}");
+        std::process::exit(0);
+    }
+    all.into_iter().filter(|a| !a.starts_with('-')).collect()
+}
+
+/// Positional argument `index` as a number, or `default` when absent.
+pub fn number_arg<T: std::str::FromStr>(
+    args: &[String],
+    index: usize,
+    what: &str,
+    default: T,
+) -> anyhow::Result<T> {
+    match args.get(index) {
+        Some(text) => text.parse().map_err(|_| anyhow::anyhow!("{what}: {text:?} is not a number")),
+        None => Ok(default),
+    }
+}
+
 pub fn mb_per_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / time.as_secs_f64() / 1e6
 }

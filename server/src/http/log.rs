@@ -16,17 +16,14 @@ use crate::service::Service;
 
 /// `GET /v1/log/checkpoint`
 pub fn checkpoint(service: &Service) -> Result<Response<Body>, ApiError> {
-    if service.is_mirror() {
-        let (bytes, extension) = service.mirror_checkpoint()?;
-        let mut response = body::cbor(bytes);
-        if let Some(until) = extension {
-            response
-                .headers_mut()
-                .insert(airlock_client::remote::EXTENSION_HEADER, http::HeaderValue::from(until));
-        }
-        return Ok(response);
+    let (bytes, extension) = service.checkpoint()?;
+    let mut response = body::cbor(bytes);
+    if let Some(until) = extension {
+        response
+            .headers_mut()
+            .insert(airlock_client::remote::EXTENSION_HEADER, http::HeaderValue::from(until));
     }
-    Ok(body::cbor(service.checkpoint()?))
+    Ok(response)
 }
 
 /// `GET /v1/log/leaves?start=&end=`: a page of leaves, capped in count and bytes.

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use airlock_proto::merkle::{Hash, NodeSource};
-use airlock_proto::{codec, Digest, Kind, PackageName, Sha256, Timestamp, Version};
+use airlock_proto::{codec, Digest, Sha256, Timestamp};
 use anyhow::{Context, Result};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 const CF_LEAVES: &str = "log_leaves";
 const CF_NODES: &str = "log_nodes";
 const CF_META: &str = "meta";
-const CF_RELEASES: &str = "releases";
 const CF_DIGESTS: &str = "digests";
 const CF_BLOBS: &str = "blobs";
 const CF_TOKENS: &str = "tokens";
-const ALL_CFS: [&str; 7] = [CF_LEAVES, CF_NODES, CF_META, CF_RELEASES, CF_DIGESTS, CF_BLOBS, CF_TOKENS];
+const ALL_CFS: [&str; 6] = [CF_LEAVES, CF_NODES, CF_META, CF_DIGESTS, CF_BLOBS, CF_TOKENS];
 
 const META_SIZE: &[u8] = b"log_size";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
@@ -53,16 +52,7 @@ pub struct LeafBatch {
     pub index: u64,
     pub leaf: Vec<u8>,
     pub nodes: Vec<(u32, u64, Hash)>,
-    pub release: Option<(Kind, PackageName, Version)>,
     pub digests: Vec<Digest>,
-}
-
-fn release_key(kind: Kind, name: &PackageName, version: &Version) -> Vec<u8> {
-    format!("{}\0{}\0{}", kind.as_str(), name, version).into_bytes()
-}
-
-fn release_prefix(kind: Kind, name: &PackageName) -> Vec<u8> {
-    format!("{}\0{}\0", kind.as_str(), name).into_bytes()
 }
 
 fn node_key(level: u32, index: u64) -> [u8; 12] {
@@ -173,8 +163,7 @@ impl Db {
     pub fn append(&self, changes: &[LeafBatch], checkpoint: &[u8]) -> Result<()> {
         let mut expected = self.log_size()?;
         let mut batch = WriteBatch::default();
-        let (leaves, nodes, releases, digests) =
-            (self.cf(CF_LEAVES)?, self.cf(CF_NODES)?, self.cf(CF_RELEASES)?, self.cf(CF_DIGESTS)?);
+        let (leaves, nodes, digests) = (self.cf(CF_LEAVES)?, self.cf(CF_NODES)?, self.cf(CF_DIGESTS)?);
         let mut new_digests = std::collections::HashSet::new();
         for change in changes {
             anyhow::ensure!(change.index == expected, "append at {} does not follow the log", change.index);
@@ -182,9 +171,6 @@ impl Db {
             batch.put_cf(leaves, change.index.to_be_bytes(), &change.leaf);
             for (level, index, hash) in &change.nodes {
                 batch.put_cf(nodes, node_key(*level, *index), hash);
-            }
-            if let Some((kind, name, version)) = &change.release {
-                batch.put_cf(releases, release_key(*kind, name, version), change.index.to_be_bytes());
             }
             for digest in &change.digests {
                 if self.db.get_cf(digests, digest.as_bytes())?.is_none() && new_digests.insert(*digest) {
@@ -197,28 +183,6 @@ impl Db {
         batch.put_cf(meta, META_SIZE, expected.to_be_bytes());
         self.db.write_opt(batch, &Self::sync_options())?;
         Ok(())
-    }
-
-    /// The leaf index of a logged release.
-    pub fn release_leaf(&self, kind: Kind, name: &PackageName, version: &Version) -> Result<Option<u64>> {
-        self.get(CF_RELEASES, &release_key(kind, name, version))?.map(|v| u64_value(&v)).transpose()
-    }
-
-    /// Leaf indexes of every logged release of a name.
-    pub fn release_leaves_of(&self, kind: Kind, name: &PackageName) -> Result<Vec<u64>> {
-        let prefix = release_prefix(kind, name);
-        let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(CF_RELEASES)?, IteratorMode::From(&prefix, rocksdb::Direction::Forward));
-        for item in iter {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            out.push(u64_value(&value)?);
-        }
-        Ok(out)
     }
 
     /// The leaf index of the first release that references a blob, if any does.

@@ -302,34 +302,20 @@ impl World {
         path
     }
 
-    /// `airlock publish` of `file` as a wheel signed by publisher 1, against `server_url`.
-    pub fn publish(&self, file: &str, name: &str, version: &str) -> Run {
-        let url = self.url();
-        self.cli(&[
-            "publish",
-            file,
-            "--kind",
-            "wheel",
-            "--name",
-            name,
-            "--version",
-            version,
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &self.publish_token,
-        ])
-    }
-
-    /// `airlock publish --sign-only` of `file` signed by publisher 1 (uploading to the server):
-    /// writes the signed statement to `out` without submitting it.
-    pub fn sign_only(&self, file: &str, kind: &str, name: &str, version: &str, out: &str) -> Run {
-        let url = self.url();
-        self.cli(&[
+    /// `airlock publish` of `file` signed by publisher 1 against `url`, with `token` if given and
+    /// `extra` arguments appended.
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_to(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        file: &str,
+        kind: &str,
+        name: &str,
+        version: &str,
+        extra: &[&str],
+    ) -> Run {
+        let mut args = vec![
             "publish",
             file,
             "--kind",
@@ -343,13 +329,32 @@ impl World {
             "--root",
             "root.cbor",
             "--server",
-            &url,
-            "--token",
-            &self.publish_token,
-            "--sign-only",
-            "-o",
-            out,
-        ])
+            url,
+        ];
+        if let Some(token) = token {
+            args.extend(["--token", token]);
+        }
+        args.extend_from_slice(extra);
+        self.cli(&args)
+    }
+
+    /// `airlock publish` of `file` as a wheel signed by publisher 1, against the server.
+    pub fn publish(&self, file: &str, name: &str, version: &str) -> Run {
+        self.publish_to(&self.url(), Some(&self.publish_token), file, "wheel", name, version, &[])
+    }
+
+    /// `airlock publish --sign-only` of `file` signed by publisher 1 (uploading to the server):
+    /// writes the signed statement to `out` without submitting it.
+    pub fn sign_only(&self, file: &str, kind: &str, name: &str, version: &str, out: &str) -> Run {
+        self.publish_to(
+            &self.url(),
+            Some(&self.publish_token),
+            file,
+            kind,
+            name,
+            version,
+            &["--sign-only", "-o", out],
+        )
     }
 
     /// `airlock pull` against `url` (the server or a proxy in front of it).

@@ -143,25 +143,7 @@ fn writes_need_a_publish_token() {
     assert_eq!(http_request("POST", &url, "/v1/statements", Some(&world.read_token.clone()), b"x").0, 403);
     // Nothing was stored: the blob is unknown even to a publisher.
     assert_eq!(http_request("GET", &url, &path, Some(&world.publish_token.clone()), b"").0, 404);
-    world
-        .cli(&[
-            "publish",
-            "d-1.0-py3-none-any.whl",
-            "--kind",
-            "wheel",
-            "--name",
-            "d",
-            "--version",
-            "1.0",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-        ])
-        .code(1)
-        .says("401");
+    world.publish_to(&url, None, "d-1.0-py3-none-any.whl", "wheel", "d", "1.0", &[]).code(1).says("401");
     assert_eq!(world.log_size(), 1);
 }
 

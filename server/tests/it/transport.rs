@@ -20,27 +20,17 @@ fn pull_over_tls_with_a_pinned_ca() {
     world.server = Some(Server::start_tls(config));
     let url = world.url().replace("http://", "https://");
     world.write("t-1.0-py3-none-any.whl", b"over tls");
+    let token = world.publish_token.clone();
     world
-        .cli(&[
-            "--ca-cert",
-            "tls/cert.pem",
-            "publish",
-            "t-1.0-py3-none-any.whl",
-            "--kind",
-            "wheel",
-            "--name",
-            "t",
-            "--version",
-            "1.0",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
+        .publish_to(
             &url,
-            "--token",
-            &world.publish_token.clone(),
-        ])
+            Some(&token),
+            "t-1.0-py3-none-any.whl",
+            "wheel",
+            "t",
+            "1.0",
+            &["--ca-cert", "tls/cert.pem"],
+        )
         .ok();
     world
         .cli(&[
