@@ -11,12 +11,12 @@ use std::path::Path;
 use airlock_proto::api::{
     BundleBlob, BundleManifest, ImportedState, BUNDLE_BLOB_PREFIX, BUNDLE_FORMAT, BUNDLE_MANIFEST,
 };
-use airlock_proto::{codec, Envelope, FileEntry, Statement};
+use airlock_proto::{codec, Clock, Envelope, FileEntry, Statement};
 use anyhow::Context;
 
 use crate::follow;
 use crate::fsutil::AtomicFile;
-use crate::progress::Progress;
+use crate::progress::Reporter;
 use crate::pull::download_verified;
 use crate::remote::Remote;
 use crate::state::StateStore;
@@ -66,16 +66,18 @@ pub fn referenced_files(leaves: &[Vec<u8>]) -> anyhow::Result<Vec<FileEntry>> {
 }
 
 /// Verifies the registry's log up to its newest checkpoint and writes the segment from `from`
-/// with its blobs to `out` (atomically: a half-written bundle never appears at `out`).
+/// with its blobs to `out` (atomically: a half-written bundle never appears at `out`). Checkpoint
+/// freshness is judged at `clock`'s time.
 pub async fn export(
     remote: &Remote,
     store: &StateStore,
     from: ExportFrom,
     out: &Path,
-    show_progress: bool,
+    clock: &Clock,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<ExportReport> {
     let before = store.load()?;
-    let after = follow::update(remote, &before, show_progress).await?;
+    let after = follow::update(remote, &before, clock, reporter).await?;
     store.save(&after)?;
     let to_size = after.log.size();
     let from_size = match from {
@@ -106,8 +108,9 @@ pub async fn export(
     let staging = tempfile::Builder::new().prefix(".airlock-export-").tempdir_in(&parent)?;
     let mut blob_bytes = 0u64;
     for file in &files {
-        let progress = Progress::bytes("fetching", file.size, show_progress);
-        download_verified(remote, file, &staging.path().join(file.blake3.to_hex()), &progress).await?;
+        let progress = reporter.bytes("fetching", file.size);
+        download_verified(remote, file, &staging.path().join(file.blake3.to_hex()), progress.as_ref())
+            .await?;
         progress.finish();
         blob_bytes += file.size;
     }

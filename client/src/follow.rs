@@ -3,9 +3,9 @@
 //! accepts it.
 
 use airlock_keys::{ExpiredCheckpoint, LogError};
-use airlock_proto::{Checkpoint, Envelope};
+use airlock_proto::{Checkpoint, Clock, Envelope};
 
-use crate::progress::Progress;
+use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
 use crate::state::ClientLog;
 
@@ -39,25 +39,23 @@ pub struct Notices {
     pub accepted_expired: bool,
 }
 
-/// Current time in integer seconds.
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Brings `state` up to the registry's newest checkpoint. On any error `state` is unchanged.
+/// Brings `state` up to the registry's newest checkpoint, judging freshness at `clock`'s time.
+/// On any error `state` is unchanged.
 pub async fn update(
     remote: &Remote,
     state: &ClientLog,
-    show_progress: bool,
+    clock: &Clock,
+    reporter: &dyn Reporter,
 ) -> Result<ClientLog, FollowError> {
-    Ok(update_with(remote, state, show_progress, ServerExtension::Refuse).await?.0)
+    Ok(update_with(remote, state, clock, reporter, ServerExtension::Refuse).await?.0)
 }
 
 /// `update`, deciding what to do with a declared unsafe extension.
 pub async fn update_with(
     remote: &Remote,
     state: &ClientLog,
-    show_progress: bool,
+    clock: &Clock,
+    reporter: &dyn Reporter,
     extension: ServerExtension,
 ) -> Result<(ClientLog, Notices), FollowError> {
     let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
@@ -70,8 +68,8 @@ pub async fn update_with(
     let have = state.log.size();
     let new_leaves = match offered_size {
         Some(size) if size > have => {
-            let progress = Progress::count("log leaves", size - have, show_progress);
-            let leaves = remote.leaves(have, size, &progress).await?;
+            let progress = reporter.count("log leaves", size - have);
+            let leaves = remote.leaves(have, size, progress.as_ref()).await?;
             progress.finish();
             leaves
         }
@@ -81,13 +79,15 @@ pub async fn update_with(
         (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
         _ => ExpiredCheckpoint::Refuse,
     };
-    let log = match state.log.update_with(&checkpoint_bytes, &new_leaves, now(), expired) {
+    // One reading of the time: the checks below and the verifier see the same instant.
+    let now = clock.now();
+    let log = match state.log.update_with(&checkpoint_bytes, &new_leaves, now, expired) {
         Err(LogError::Stale { expires_at, now }) if extension_until.is_some() => {
             return Err(FollowError::Extension { expires_at, now, until: extension_until.unwrap_or(0) })
         }
         other => other?,
     };
-    let accepted_expired = log.checkpoint_payload().is_some_and(|c| c.expires_at <= now());
+    let accepted_expired = log.checkpoint_payload().is_some_and(|c| c.expires_at <= now);
     let mut leaves = state.leaves.clone();
     leaves.extend(new_leaves);
     Ok((ClientLog { log, leaves }, Notices { extension_until, accepted_expired }))

@@ -65,13 +65,16 @@ impl Drop for AtomicFile {
     }
 }
 
+/// A temp-name suffix unique within this process and unlikely across processes: a counter and
+/// the process id, mixed with the standard library's per-process random hash keys (no clock).
 fn rand_bytes() -> [u8; 8] {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mixed = blake3::hash(&[nanos.to_le_bytes().as_slice(), &std::process::id().to_le_bytes()].concat());
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&mixed.as_bytes()[..8]);
-    out
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.finish().to_le_bytes()
 }
 
 /// Writes `bytes` to `path` atomically and durably.

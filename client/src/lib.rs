@@ -1,11 +1,14 @@
-//! airlock-client: the remote registry API and the client workflows (follow the log, pull,
-//! publish), with the `airlock` CLI as a thin layer on top (`cli`).
+//! airlock-client: the client library of airlock: the remote registry API and the client
+//! workflows (follow the log, pull, export bundles, build statements). The `airlock` CLI is a
+//! thin layer on top of it, in its own crate (`client/cli`).
+//!
+//! The library shows nothing and reads no clock of its own: progress goes through the
+//! [`progress`] traits and every call that compares times takes an [`airlock_proto::Clock`].
 //!
 //! A mirror is a client of its upstream, so the server may use this library; this library never
 //! depends on the server.
 
 pub mod bundle;
-pub mod cli;
 pub mod follow;
 pub mod fsutil;
 pub mod progress;
@@ -13,5 +16,7 @@ pub mod publish;
 pub mod pull;
 pub mod remote;
 pub mod state;
+pub mod statements;
 
+pub use progress::{NoProgress, Progress, Quiet, Reporter};
 pub use remote::{Remote, RemoteError, TlsOptions};

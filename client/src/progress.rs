@@ -1,56 +1,45 @@
-//! Progress bars on long transfers, hidden when stderr is not a terminal or output is JSON.
+//! Progress of long transfers, as seen by the library: a small trait the caller implements (the
+//! `airlock` CLI draws bars on a terminal; a server's mirror shows nothing). The library never
+//! decides how progress is shown, only what advanced.
 
-use std::io::IsTerminal;
-
-use indicatif::{ProgressBar, ProgressStyle};
-
-/// A progress reporter; cheap to clone, and a no-op when hidden.
-#[derive(Debug, Clone)]
-pub struct Progress(ProgressBar);
-
-impl Progress {
-    /// A byte-transfer bar labelled `what`, shown only on an interactive stderr.
-    pub fn bytes(what: &str, len: u64, visible: bool) -> Self {
-        if !visible || !std::io::stderr().is_terminal() {
-            return Self::hidden();
-        }
-        let bar = ProgressBar::new(len);
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(what.to_owned());
-        Self(bar)
-    }
-
-    /// A count bar (leaves) labelled `what`.
-    pub fn count(what: &str, len: u64, visible: bool) -> Self {
-        if !visible || !std::io::stderr().is_terminal() || len < 1000 {
-            return Self::hidden();
-        }
-        let bar = ProgressBar::new(len);
-        bar.set_message(what.to_owned());
-        Self(bar)
-    }
-
-    /// A reporter that shows nothing.
-    pub fn hidden() -> Self {
-        Self(ProgressBar::hidden())
-    }
-
+/// One transfer or count in progress. Implementations must be cheap: `inc` is called per chunk.
+pub trait Progress: Send + Sync {
+    /// Sets the total (bytes or items).
+    fn set_length(&self, len: u64);
     /// Adds `n` units.
-    pub fn inc(&self, n: u64) {
-        self.0.inc(n);
+    fn inc(&self, n: u64);
+    /// The work is done (or abandoned): remove whatever shows it.
+    fn finish(&self) {}
+}
+
+/// Progress that shows nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn set_length(&self, _len: u64) {}
+    fn inc(&self, _n: u64) {}
+}
+
+/// Makes one [`Progress`] per step, for workflows with several (an export fetches one blob after
+/// another; following a log fetches leaves).
+pub trait Reporter: Send + Sync {
+    /// Progress of a byte transfer of `len` bytes, labelled `what`.
+    fn bytes(&self, what: &str, len: u64) -> Box<dyn Progress>;
+    /// Progress of a count of `len` items (log leaves), labelled `what`.
+    fn count(&self, what: &str, len: u64) -> Box<dyn Progress>;
+}
+
+/// A reporter whose progress shows nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn bytes(&self, _what: &str, _len: u64) -> Box<dyn Progress> {
+        Box::new(NoProgress)
     }
 
-    /// Sets the total.
-    pub fn set_length(&self, len: u64) {
-        self.0.set_length(len);
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        self.0.finish_and_clear();
+    fn count(&self, _what: &str, _len: u64) -> Box<dyn Progress> {
+        Box::new(NoProgress)
     }
 }

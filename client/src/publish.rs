@@ -1,13 +1,13 @@
-//! Building releases: hashing files and assembling the release statement to sign.
+//! Publishing files: hashing them and naming them. The release statement itself is built by
+//! [`crate::statements`] (re-exported here as [`release_envelope`]).
 
 use std::io::Read;
 use std::path::Path;
 
-use airlock_proto::{
-    Digest, Envelope, FileEntry, FileName, Kind, Metadata, PackageName, PayloadType, Release, Sha256,
-    Statement, Version,
-};
+use airlock_proto::{Digest, FileName, Sha256};
 use sha2::Digest as _;
+
+pub use crate::statements::release_envelope;
 
 /// Size and digests of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,32 +44,4 @@ pub fn file_name_of(path: &Path) -> anyhow::Result<FileName> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| anyhow::anyhow!("{} has no usable file name", path.display()))?;
     Ok(FileName::new(name)?)
-}
-
-/// An unsigned release envelope for one file.
-pub fn release_envelope(
-    kind: Kind,
-    name: PackageName,
-    version: Version,
-    file: (FileName, FileDigests),
-    metadata: Metadata,
-    published_at: u64,
-) -> anyhow::Result<Envelope> {
-    let (filename, digests) = file;
-    let release = Release {
-        payload_type: PayloadType::Release,
-        kind,
-        name,
-        version,
-        files: vec![FileEntry {
-            filename,
-            size: digests.size,
-            blake3: digests.blake3,
-            sha256: digests.sha256,
-        }],
-        metadata,
-        published_at,
-    };
-    let (payload_type, payload) = Statement::Release(release).encode()?;
-    Ok(Envelope::unsigned(payload_type.as_str(), payload))
 }

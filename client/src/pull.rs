@@ -122,7 +122,7 @@ pub async fn download_verified(
     remote: &Remote,
     file: &FileEntry,
     path: &Path,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> anyhow::Result<()> {
     let mut output = AtomicFile::create(path, 0o644)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

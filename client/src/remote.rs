@@ -5,8 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_proto::api::routes::{self, Route};
 use airlock_proto::api::{
-    BlobStored, ErrorBody, LeavesPage, Proof, Submitted, MAX_PAGE_BYTES, MAX_PROOF_BYTES,
+    BlobStored, ErrorBody, ErrorCode, ImportReport, LeavesPage, MirrorStatus, Proof, Submitted, SyncReport,
+    MAX_PAGE_BYTES, MAX_PROOF_BYTES,
 };
 use airlock_proto::{codec, Checkpoint, Digest};
 use bytes::Bytes;
@@ -39,8 +41,6 @@ impl Default for TransferLimits {
     }
 }
 
-/// Header by which a mirror declares it serves an expired checkpoint under an unsafe extension.
-pub const EXTENSION_HEADER: &str = "x-airlock-unsafe-extension-until";
 /// Cap on small JSON answers.
 const MAX_JSON_BYTES: usize = 4 << 20;
 /// Read size for uploads.
@@ -58,7 +58,7 @@ pub enum RemoteError {
     #[error("{url}: timed out")]
     Timeout { url: String },
     #[error("{url}: server answered {status}: {message}")]
-    Status { url: String, status: StatusCode, message: String },
+    Status { url: String, status: StatusCode, code: Option<ErrorCode>, message: String },
     #[error("{url}: response is over the {cap}-byte cap")]
     TooLarge { url: String, cap: u64 },
     #[error("{url}: invalid response: {detail}")]
@@ -72,6 +72,14 @@ impl RemoteError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The machine-readable code of the server's error answer, if it sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Status { code, .. } => *code,
             _ => None,
         }
     }
@@ -149,11 +157,6 @@ impl Remote {
         self
     }
 
-    /// The base URL.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -188,10 +191,11 @@ impl Remote {
             let status = response.status();
             let body =
                 read_capped(&url, response.into_body(), 64 * 1024, self.limits).await.unwrap_or_default();
-            let message = serde_json::from_slice::<ErrorBody>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(RemoteError::Status { url, status, message });
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(answer) => (Some(answer.code), answer.error),
+                Err(_) => (None, String::from_utf8_lossy(&body).chars().take(200).collect()),
+            };
+            return Err(RemoteError::Status { url, status, code, message });
         }
         Ok((url, response))
     }
@@ -201,18 +205,37 @@ impl Remote {
         read_capped(&url, response.into_body(), cap, self.limits).await
     }
 
+    /// `GET` a JSON body of type `T`.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
+        let bytes = self.get_bytes(path, MAX_JSON_BYTES).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RemoteError::Invalid { url: self.url(path), detail: e.to_string() })
+    }
+
+    /// Sends `body` and reads a JSON answer of type `T`.
+    async fn call_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+        content_type: Option<&str>,
+    ) -> Result<T, RemoteError> {
+        let (url, response) = self.send(method, path, body, content_type).await?;
+        json_answer(url, response, self.limits).await
+    }
+
     /// `GET /v1/log/checkpoint`: the signed checkpoint envelope bytes.
     pub async fn checkpoint(&self) -> Result<Vec<u8>, RemoteError> {
         Ok(self.checkpoint_with_extension().await?.0)
     }
 
     /// The checkpoint, and the time until which the server says it serves an expired checkpoint
-    /// under an operator's unsafe extension (header `x-airlock-unsafe-extension-until`), if it does.
+    /// under an operator's unsafe extension (header [`routes::EXTENSION_UNTIL_HEADER`]), if it does.
     pub async fn checkpoint_with_extension(&self) -> Result<(Vec<u8>, Option<u64>), RemoteError> {
-        let (url, response) = self.send(Method::GET, "/v1/log/checkpoint", empty(), None).await?;
+        let (url, response) = self.send(Method::GET, &Route::Checkpoint.path(), empty(), None).await?;
         let extension = response
             .headers()
-            .get(EXTENSION_HEADER)
+            .get(routes::EXTENSION_UNTIL_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let bytes =
@@ -226,12 +249,12 @@ impl Remote {
         &self,
         start: u64,
         end: u64,
-        progress: &Progress,
+        progress: &dyn Progress,
     ) -> Result<Vec<Vec<u8>>, RemoteError> {
         let mut out = Vec::new();
         let mut next = start;
         while next < end {
-            let path = format!("/v1/log/leaves?start={next}&end={end}");
+            let path = routes::leaves_path(next, end);
             let bytes = self.get_bytes(&path, MAX_PAGE_BYTES).await?;
             let url = self.url(&path);
             let page: LeavesPage = codec::decode("leaves page", &bytes, MAX_PAGE_BYTES)
@@ -251,32 +274,16 @@ impl Remote {
 
     /// `GET /v1/log/proof/inclusion`
     pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Proof, RemoteError> {
-        let path = format!("/v1/log/proof/inclusion?index={index}&size={size}");
+        let path = routes::inclusion_path(index, size);
         let bytes = self.get_bytes(&path, MAX_PROOF_BYTES).await?;
         codec::decode("proof", &bytes, MAX_PROOF_BYTES)
             .map_err(|e| RemoteError::Invalid { url: self.url(&path), detail: e.to_string() })
     }
 
-    /// `GET` a JSON document.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
-        let bytes = self.get_bytes(path, MAX_JSON_BYTES).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| RemoteError::Invalid { url: self.url(path), detail: e.to_string() })
-    }
-
-    /// `POST` with an empty body, answered with JSON.
-    pub async fn post_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
-        let (url, response) = self.send(Method::POST, path, empty(), None).await?;
-        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES, self.limits).await?;
-        serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
-    }
-
-    /// `POST /v1/statements`
+    /// `POST /v1/statements`: submits a signed statement envelope. The answer is unverified:
+    /// check it with `airlock_keys::verify_included` before trusting it.
     pub async fn submit(&self, envelope: Vec<u8>) -> Result<Submitted, RemoteError> {
-        let (url, response) =
-            self.send(Method::POST, "/v1/statements", full(envelope), Some("application/cbor")).await?;
-        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES, self.limits).await?;
-        serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
+        self.call_json(Method::POST, &Route::Statements.path(), full(envelope), Some(routes::CBOR)).await
     }
 
     /// `PUT /v1/blobs/blake3/<hex>`: streams the file at `path` (which must hash to `digest`).
@@ -284,31 +291,68 @@ impl Remote {
         &self,
         path: &Path,
         digest: &Digest,
-        progress: &Progress,
+        progress: &dyn Progress,
     ) -> Result<BlobStored, RemoteError> {
-        self.send_file(Method::PUT, &format!("/v1/blobs/blake3/{}", digest.to_hex()), path, progress).await
+        self.send_file(Method::PUT, &routes::blob_path(digest), path, progress).await
     }
 
-    /// Streams the file at `path` as a request body and reads a JSON answer.
-    pub async fn send_file<T: serde::de::DeserializeOwned>(
+    /// `POST /v1/mirror/sync` (admin): makes a mirror sync from its upstream now.
+    pub async fn mirror_sync(&self) -> Result<SyncReport, RemoteError> {
+        self.call_json(Method::POST, &Route::MirrorSync.path(), empty(), None).await
+    }
+
+    /// `GET /v1/mirror/status`: how far behind its upstream a mirror is.
+    pub async fn mirror_status(&self) -> Result<MirrorStatus, RemoteError> {
+        self.get_json(&Route::MirrorStatus.path()).await
+    }
+
+    /// `POST /v1/mirror/import` (admin): streams the bundle at `path` into a running mirror.
+    pub async fn import_bundle(
+        &self,
+        path: &Path,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, RemoteError> {
+        self.send_file(Method::POST, &Route::MirrorImport.path(), path, progress).await
+    }
+
+    /// Streams the file at `path` as a request body and reads a JSON answer. The body is sent
+    /// from the connection's task, so it reports the bytes it sent over a channel and they are
+    /// passed to `progress` here while the request runs.
+    async fn send_file<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         url_path: &str,
         path: &Path,
-        progress: &Progress,
+        progress: &dyn Progress,
     ) -> Result<T, RemoteError> {
         let file_err = |source| RemoteError::File { path: path.display().to_string(), source };
         let file = tokio::fs::File::open(path).await.map_err(file_err)?;
         let len = file.metadata().await.map_err(file_err)?.len();
         progress.set_length(len);
-        let reporter = progress.clone();
+        let (sent, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), UPLOAD_CHUNK)
-            .inspect_ok(move |chunk| reporter.inc(chunk.len() as u64))
+            .inspect_ok(move |chunk| {
+                // The receiver is gone only once the request is over; nothing to report then.
+                let _ = sent.send(chunk.len() as u64);
+            })
             .map_ok(Frame::data);
         let body = StreamBody::new(stream).boxed();
-        let (url, response) = self.send(method, url_path, body, Some("application/octet-stream")).await?;
-        let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES, self.limits).await?;
-        serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
+        let request = self.send(method, url_path, body, Some(routes::OCTET_STREAM));
+        tokio::pin!(request);
+        let mut reporting = true;
+        let (url, response) = loop {
+            tokio::select! {
+                result = &mut request => break result?,
+                n = sent_rx.recv(), if reporting => match n {
+                    Some(n) => progress.inc(n),
+                    None => reporting = false,
+                },
+            }
+        };
+        while let Ok(n) = sent_rx.try_recv() {
+            progress.inc(n);
+        }
+        json_answer(url, response, self.limits).await
     }
 
     /// `GET /v1/blobs/blake3/<hex>`: streams the blob into `sink`, refusing more than
@@ -317,11 +361,10 @@ impl Remote {
         &self,
         digest: &Digest,
         max_bytes: u64,
-        progress: &Progress,
+        progress: &dyn Progress,
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, RemoteError> {
-        let (url, response) =
-            self.send(Method::GET, &format!("/v1/blobs/blake3/{}", digest.to_hex()), empty(), None).await?;
+        let (url, response) = self.send(Method::GET, &routes::blob_path(digest), empty(), None).await?;
         let mut reader = BodyReader::new(&url, response.into_body(), self.limits);
         let mut total = 0u64;
         while let Some(chunk) = reader.next().await? {
@@ -334,6 +377,16 @@ impl Remote {
         }
         Ok(total)
     }
+}
+
+/// Reads a JSON answer of type `T`, capped.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    url: String,
+    response: http::Response<Incoming>,
+    limits: TransferLimits,
+) -> Result<T, RemoteError> {
+    let bytes = read_capped(&url, response.into_body(), MAX_JSON_BYTES, limits).await?;
+    serde_json::from_slice(&bytes).map_err(|e| RemoteError::Invalid { url, detail: e.to_string() })
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -415,4 +468,129 @@ async fn read_capped(
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use airlock_proto::api::ImportedState;
+    use airlock_proto::{Hash32, Sha256};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    /// Answers the routes the typed methods use, as the server would, from proto types.
+    async fn answer(request: Request<Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+        let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let json = |value: serde_json::Result<Vec<u8>>| {
+            http::Response::builder()
+                .header(header::CONTENT_TYPE, routes::JSON)
+                .body(Full::new(Bytes::from(value.unwrap())))
+                .unwrap()
+        };
+        let response = match (method, Route::parse(&path)) {
+            (Method::PUT, Some(Route::Blob(hex))) => {
+                assert_eq!(content_type.unwrap(), routes::OCTET_STREAM);
+                json(serde_json::to_vec(&BlobStored {
+                    digest: format!("blake3:{hex}").parse().unwrap(),
+                    size: body.len() as u64,
+                    sha256: Sha256([1; 32]),
+                }))
+            }
+            (Method::POST, Some(Route::MirrorImport)) => json(serde_json::to_vec(&ImportReport {
+                from_size: 0,
+                to_size: 3,
+                blobs_stored: body.len() as u64,
+                state: ImportedState { origin: "o".into(), size: 3, root_hash: Hash32([2; 32]) },
+            })),
+            (Method::POST, Some(Route::MirrorSync)) => json(serde_json::to_vec(&SyncReport {
+                upstream: "http://up".into(),
+                to_size: 9,
+                ..SyncReport::default()
+            })),
+            (Method::GET, Some(Route::MirrorStatus)) => json(serde_json::to_vec(&MirrorStatus {
+                upstream: "http://up".into(),
+                last_error: Some("down".into()),
+                ..MirrorStatus::default()
+            })),
+            (Method::GET, Some(Route::Checkpoint)) => http::Response::builder()
+                .header(routes::EXTENSION_UNTIL_HEADER, "77")
+                .body(Full::new(Bytes::from_static(b"checkpoint")))
+                .unwrap(),
+            _ => http::Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Full::new(Bytes::from(
+                    serde_json::to_vec(&ErrorBody {
+                        error: "no such route".into(),
+                        code: ErrorCode::NotFound,
+                    })
+                    .unwrap(),
+                )))
+                .unwrap(),
+        };
+        Ok(response)
+    }
+
+    async fn server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service_fn(answer)),
+                );
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[derive(Debug, Default)]
+    struct Counted {
+        length: AtomicU64,
+        done: AtomicU64,
+    }
+
+    impl Progress for Counted {
+        fn set_length(&self, len: u64) {
+            self.length.store(len, Ordering::SeqCst);
+        }
+
+        fn inc(&self, n: u64) {
+            self.done.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn typed_methods_use_the_proto_routes_and_bodies() {
+        let remote = Remote::new(&server().await, None, &TlsOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("blob");
+        let bytes = vec![7u8; 3 * UPLOAD_CHUNK + 5];
+        std::fs::write(&file, &bytes).unwrap();
+        let digest = Digest::of(&bytes);
+
+        let progress = Counted::default();
+        let stored = remote.upload_blob(&file, &digest, &progress).await.unwrap();
+        assert_eq!((stored.digest, stored.size), (digest, bytes.len() as u64));
+        assert_eq!(progress.length.load(Ordering::SeqCst), bytes.len() as u64);
+        assert_eq!(progress.done.load(Ordering::SeqCst), bytes.len() as u64, "every sent byte reported");
+
+        let report = remote.import_bundle(&file, &crate::progress::NoProgress).await.unwrap();
+        assert_eq!((report.to_size, report.blobs_stored), (3, bytes.len() as u64));
+        assert_eq!(report.state.root_hash, Hash32([2; 32]));
+        assert_eq!(remote.mirror_sync().await.unwrap().to_size, 9);
+        assert_eq!(remote.mirror_status().await.unwrap().last_error.as_deref(), Some("down"));
+        assert_eq!(remote.checkpoint_with_extension().await.unwrap(), (b"checkpoint".to_vec(), Some(77)));
+
+        let error = remote.inclusion_proof(0, 1).await.unwrap_err();
+        assert_eq!((error.status(), error.code()), (Some(StatusCode::NOT_FOUND), Some(ErrorCode::NotFound)));
+        assert!(error.to_string().contains("no such route"), "{error}");
+    }
 }

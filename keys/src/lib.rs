@@ -6,6 +6,7 @@
 //! state plus a new checkpoint and leaves into a new trusted state or the reason it refused.
 //! No I/O except reading and writing key files.
 
+pub mod inclusion;
 pub mod keyfile;
 pub mod log;
 pub mod registry;
@@ -13,11 +14,12 @@ pub mod threshold;
 pub mod trust;
 mod verified;
 
+pub use inclusion::{verify_included, Included, InclusionClaim};
 pub use keyfile::{
     read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,
 };
 pub use log::{ExpiredCheckpoint, LogError, TrustedLog};
 pub use registry::{ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};
 pub use threshold::{check_threshold, sign_envelope, ThresholdError};
-pub use trust::{RoleName, TrustError, TrustedRoot};
+pub use trust::{RoleName, TrustError, TrustedRoot, UnverifiedRoot};
 pub use verified::Verified;

@@ -67,6 +67,10 @@ pub enum LogError {
     Fork { trusted: CheckpointSummary, offered: CheckpointSummary },
     #[error("SECURITY ERROR: inconsistent log: the new leaves do not extend the verified prefix to the offered checkpoint (computed root {computed})\n  trusted: {trusted}\n  offered: {offered}")]
     Inconsistent { trusted: CheckpointSummary, offered: CheckpointSummary, computed: Hash32 },
+    #[error("the answer is for tree size {claimed}, its checkpoint for size {checkpoint}")]
+    SizeMismatch { claimed: u64, checkpoint: u64 },
+    #[error("inclusion proof of leaf {index} in the tree of {size} leaves: {detail}")]
+    Inclusion { index: u64, size: u64, detail: String },
     #[error("SECURITY ERROR: the log contradicts itself: {source}\n  offered: {offered}")]
     Conflict { source: ApplyError, offered: CheckpointSummary },
 }
@@ -91,12 +95,45 @@ pub struct TrustedLog {
     newest_issued_at: Timestamp,
 }
 
-struct Decoded {
-    checkpoint: Checkpoint,
-    envelope: Envelope,
+pub(crate) struct Decoded {
+    pub(crate) checkpoint: Checkpoint,
+    pub(crate) envelope: Envelope,
 }
 
-fn decode_checkpoint(bytes: &[u8]) -> Result<Decoded, LogError> {
+/// The freshness rules every checkpoint meets at `now`: not issued in the future (beyond the
+/// allowed skew), not expired (unless an unsafe extension is chosen), under a root that has not
+/// expired.
+pub(crate) fn check_fresh(
+    checkpoint: &Checkpoint,
+    root: &TrustedRoot,
+    now: Timestamp,
+    expired: ExpiredCheckpoint,
+) -> Result<(), LogError> {
+    if checkpoint.issued_at > now.saturating_add(CLOCK_SKEW) {
+        return Err(LogError::FromTheFuture { issued_at: checkpoint.issued_at, now });
+    }
+    let extended = matches!(expired, ExpiredCheckpoint::UnsafeAcceptUntil(until) if now < until);
+    if checkpoint.expires_at <= now && !extended {
+        return Err(LogError::Stale { expires_at: checkpoint.expires_at, now });
+    }
+    if root.is_expired(now) {
+        return Err(LogError::RootExpired { version: root.root().version, expires: root.root().expires });
+    }
+    Ok(())
+}
+
+/// The origin rule: a checkpoint names the origin of the root it is checked against.
+pub(crate) fn check_origin(checkpoint: &Checkpoint, root: &TrustedRoot) -> Result<(), LogError> {
+    if checkpoint.origin != root.origin() {
+        return Err(LogError::WrongOrigin {
+            expected: root.origin().to_owned(),
+            found: checkpoint.origin.clone(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Result<Decoded, LogError> {
     if bytes.len() > Checkpoint::MAX_ENVELOPE_BYTES {
         return Err(LogError::CheckpointEncoding(CodecError::TooLarge {
             what: "checkpoint",
@@ -171,7 +208,7 @@ impl TrustedLog {
         now: Timestamp,
         expired: ExpiredCheckpoint,
     ) -> Result<Verified<Self>, LogError> {
-        if now + CLOCK_SKEW < self.newest_issued_at {
+        if now.saturating_add(CLOCK_SKEW) < self.newest_issued_at {
             return Err(LogError::ClockBehind { now, newest: self.newest_issued_at });
         }
         let next = self.apply(checkpoint_bytes, new_leaves, Freshness::Enforce(now, expired))?;
@@ -186,12 +223,7 @@ impl TrustedLog {
     ) -> Result<Self, LogError> {
         let Decoded { checkpoint, envelope } = decode_checkpoint(checkpoint_bytes)?;
         let offered = || summary(&checkpoint, checkpoint_bytes);
-        if checkpoint.origin != self.registry.root().origin() {
-            return Err(LogError::WrongOrigin {
-                expected: self.registry.root().origin().to_owned(),
-                found: checkpoint.origin.clone(),
-            });
-        }
+        check_origin(&checkpoint, self.registry.root())?;
         let size = self.frontier.size();
         // A security error is evidence against the log, so it is raised only for checkpoints the
         // log role really signed: the signature is checked before any of them.
@@ -242,19 +274,7 @@ impl TrustedLog {
             return Err(LogError::Conflict { source, offered: offered() });
         }
         if let Freshness::Enforce(now, expired) = freshness {
-            if checkpoint.issued_at > now + CLOCK_SKEW {
-                return Err(LogError::FromTheFuture { issued_at: checkpoint.issued_at, now });
-            }
-            let extended = matches!(expired, ExpiredCheckpoint::UnsafeAcceptUntil(until) if now < until);
-            if checkpoint.expires_at <= now && !extended {
-                return Err(LogError::Stale { expires_at: checkpoint.expires_at, now });
-            }
-            if root.is_expired(now) {
-                return Err(LogError::RootExpired {
-                    version: root.root().version,
-                    expires: root.root().expires,
-                });
-            }
+            check_fresh(&checkpoint, root, now, expired)?;
         }
         // Keep the newer of two valid checkpoints of the same size.
         let keep_old = checkpoint.size == size

@@ -46,7 +46,8 @@ pub enum TrustError {
     OriginChanged { version: u64, expected: String, found: String },
 }
 
-/// A root whose keys parsed (no weak keys) and whose signatures met its thresholds.
+/// A root whose keys parsed (no weak keys) and whose signatures met its thresholds. The only
+/// ways to get one are [`TrustedRoot::pin`] and [`TrustedRoot::next`], which check signatures.
 #[derive(Debug, Clone)]
 pub struct TrustedRoot {
     root: Root,
@@ -54,11 +55,38 @@ pub struct TrustedRoot {
     envelope_bytes: Vec<u8>,
 }
 
+/// A root statement that decoded and whose keys parsed, but whose signatures nobody checked.
+/// For tools that show, sign or inspect a root before it is complete; nothing may trust it.
+#[derive(Debug, Clone)]
+pub struct UnverifiedRoot(TrustedRoot);
+
+impl UnverifiedRoot {
+    /// Decodes and structurally checks a root without checking any signature.
+    pub fn parse(envelope_bytes: &[u8]) -> Result<Self, TrustError> {
+        TrustedRoot::decode(envelope_bytes).map(Self)
+    }
+
+    /// The root statement (unverified).
+    pub fn root(&self) -> &Root {
+        &self.0.root
+    }
+
+    /// Whether `key` is one of `role`'s keys in this (unverified) root.
+    pub fn authorises(&self, key: &PublicKey, role: RoleName) -> bool {
+        self.0.authorises(key, role)
+    }
+
+    /// Checks that `envelope` carries a threshold of `role`'s signatures of this root.
+    pub fn check_role(&self, envelope: &Envelope, role: RoleName) -> Result<(), ThresholdError> {
+        self.0.check_role(envelope, role)
+    }
+}
+
 impl TrustedRoot {
     /// Loads a root the operator pins (a root file): it must be a well-formed root whose own
     /// root-role threshold signed it.
     pub fn pin(envelope_bytes: &[u8]) -> Result<Verified<Self>, TrustError> {
-        let candidate = Self::parse(envelope_bytes)?;
+        let candidate = Self::decode(envelope_bytes)?;
         let envelope = Envelope::from_bytes(envelope_bytes)?;
         candidate.check_signed_by(&envelope, &candidate, "its own root")?;
         Ok(Verified::new(candidate))
@@ -67,7 +95,7 @@ impl TrustedRoot {
     /// Verifies `envelope_bytes` as the successor of `self`: version exactly N+1, same origin,
     /// signed by a threshold of N's root keys and of its own.
     pub fn next(&self, envelope_bytes: &[u8]) -> Result<Verified<Self>, TrustError> {
-        let candidate = Self::parse(envelope_bytes)?;
+        let candidate = Self::decode(envelope_bytes)?;
         if candidate.root.version != self.root.version + 1 {
             return Err(TrustError::WrongVersion {
                 current: self.root.version,
@@ -87,9 +115,8 @@ impl TrustedRoot {
         Ok(Verified::new(candidate))
     }
 
-    /// Decodes and structurally checks a root without checking signatures. Exposed for tools
-    /// that show or sign a root before it is complete.
-    pub fn parse(envelope_bytes: &[u8]) -> Result<Self, TrustError> {
+    /// Decodes and structurally checks a root without checking signatures.
+    fn decode(envelope_bytes: &[u8]) -> Result<Self, TrustError> {
         let envelope = Envelope::from_bytes(envelope_bytes)?;
         let root = match Statement::decode(&envelope.payload_type, &envelope.payload)? {
             Statement::Root(root) => root,

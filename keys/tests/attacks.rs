@@ -209,7 +209,7 @@ fn same_public_key_listed_twice_in_root_rejected_at_load() {
     let err = TrustedRoot::pin(&bytes).unwrap_err();
     assert!(matches!(err, TrustError::Statement(StatementError::Invalid { .. })), "{err:?}");
     assert!(err.to_string().contains("listed twice"), "{err}");
-    assert!(TrustedRoot::parse(&bytes).is_err());
+    assert!(airlock_keys::UnverifiedRoot::parse(&bytes).is_err());
 
     let mut role_twice = keys.root(1, NOW + YEAR);
     let publisher = role_twice.roles.publisher.keys[0];

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod bytes;
+pub mod clock;
 pub mod codec;
 pub mod digest;
 pub mod envelope;
@@ -16,6 +17,7 @@ pub mod names;
 pub mod statement;
 
 pub use bytes::{Hash32, KeyId, PublicKeyBytes, Sha256, SignatureBytes};
+pub use clock::{Clock, ManualClock};
 pub use codec::{decode, encode, CodecError};
 pub use digest::{Digest, DigestParseError};
 pub use envelope::{pae, Envelope, Signature};

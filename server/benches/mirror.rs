@@ -169,7 +169,14 @@ fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let store = StateStore::open(&tmp.path().join("client-state"), &bundle_world.root_file)?;
     let remote = Remote::new(&format!("http://{}", bundle_primary.addr), None, &TlsOptions::default())?;
-    let report = runtime.block_on(export(&remote, &store, ExportFrom::All, &bundle_file, false))?;
+    let report = runtime.block_on(export(
+        &remote,
+        &store,
+        ExportFrom::All,
+        &bundle_file,
+        &airlock_proto::Clock::system(),
+        &airlock_client::progress::Quiet,
+    ))?;
     let export_time = started.elapsed();
     ensure!(
         report.blob_bytes == blob_bytes && report.blobs == blob_count,

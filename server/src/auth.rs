@@ -3,8 +3,7 @@
 use std::fmt;
 
 use crate::error::ApiError;
-use crate::service::{now, Service};
-use crate::store::TokenRecord;
+use crate::store::{Store, TokenRecord};
 
 /// What a token allows. Each scope includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,17 +47,17 @@ fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// Creates a token with `scope`, stores its hash, and returns the token (shown once).
-pub fn create_token(db: &crate::store::Db, scope: Scope, label: &str) -> anyhow::Result<String> {
+pub fn create_token(store: &Store, scope: Scope, label: &str, now: u64) -> anyhow::Result<String> {
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
-    db.put_token(
+    store.put_token(
         &token_hash(&token),
-        &TokenRecord { scope: scope.as_str().to_owned(), label: label.to_owned(), created_at: now() },
+        &TokenRecord { scope: scope.as_str().to_owned(), label: label.to_owned(), created_at: now },
     )?;
     Ok(token)
 }
 
 /// The scope granted by the request's `Authorization: Bearer` header, if any.
-pub fn scope_of(service: &Service, headers: &http::HeaderMap) -> Result<Option<Scope>, ApiError> {
+pub fn scope_of(store: &Store, headers: &http::HeaderMap) -> Result<Option<Scope>, ApiError> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -68,13 +67,13 @@ pub fn scope_of(service: &Service, headers: &http::HeaderMap) -> Result<Option<S
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() <= 128)
         .ok_or(ApiError::Unauthorized)?;
-    let record = service.db().token(&token_hash(token))?.ok_or(ApiError::Unauthorized)?;
+    let record = store.token(&token_hash(token))?.ok_or(ApiError::Unauthorized)?;
     Ok(Scope::parse(&record.scope))
 }
 
 /// Requires a token with at least `needed`. 401 without a valid token, 403 with too weak a one.
-pub fn require(service: &Service, headers: &http::HeaderMap, needed: Scope) -> Result<Scope, ApiError> {
-    match scope_of(service, headers)? {
+pub fn require(store: &Store, headers: &http::HeaderMap, needed: Scope) -> Result<Scope, ApiError> {
+    match scope_of(store, headers)? {
         None => Err(ApiError::Unauthorized),
         Some(scope) if scope >= needed => Ok(scope),
         Some(scope) => {

@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{create_token, Scope};
 use crate::config::{Config, FileConfig, ReadAccess, TlsFiles};
-use crate::service::{DB_DIR, LOG_KEY_FILE, LOG_PUB_FILE};
-use crate::store::Db;
+use crate::registry::{Registry, LOG_KEY_FILE, LOG_PUB_FILE};
+use crate::store::Store;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
@@ -150,7 +150,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Import { data, root, file, state_out } => import(&data, root, &file, state_out),
         Command::VerifyStore { data } => {
-            let report = crate::bundle::verify_store(&data)?;
+            let store = Store::open(&data, airlock_proto::Clock::system())?;
+            let report = crate::verify_store::verify_store(&store)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::ensure!(
                 report.problems.is_empty(),
@@ -163,8 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command: TokenCommand::Create { data, scope, label } } => {
             let scope = Scope::parse(&scope)
                 .with_context(|| format!("unknown scope {scope:?}: use read, publish or admin"))?;
-            let db = Db::open(&data.join(DB_DIR))?;
-            let token = create_token(&db, scope, &label)?;
+            let token = token_create(&data, scope, &label)?;
             println!("{token}");
             Ok(())
         }
@@ -175,14 +175,17 @@ fn import(data: &Path, root: Option<PathBuf>, file: &Path, state_out: Option<Pat
     let mut config = Config::new(data);
     config.root = root;
     config.mirror = true;
-    let service = std::sync::Arc::new(crate::service::Service::open(config)?);
+    let store = Store::open(data, config.clock.clone())?;
+    let registry = Registry::open(&config, store)?;
+    let mirror = registry.mirror().context("the data directory does not hold a mirror")?;
     let reader =
         std::fs::File::open(file).with_context(|| format!("cannot read bundle {}", file.display()))?;
-    let report = crate::bundle::import(&service, std::io::BufReader::with_capacity(1 << 20, reader))
+    let report = crate::mirror::import::import(mirror, std::io::BufReader::with_capacity(1 << 20, reader))
         .with_context(|| format!("bundle {} refused", file.display()))?;
     let state_path = state_out.unwrap_or_else(|| data.join("imported-state.json"));
     let state = serde_json::to_vec_pretty(&report.state)?;
-    std::fs::write(&state_path, state).with_context(|| format!("cannot write {}", state_path.display()))?;
+    airlock_client::fsutil::write_atomic(&state_path, &state, 0o644)
+        .with_context(|| format!("cannot write {}", state_path.display()))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     eprintln!(
         "imported leaves {}..{} and {} blob(s); state written to {}",
@@ -192,6 +195,12 @@ fn import(data: &Path, root: Option<PathBuf>, file: &Path, state_out: Option<Pat
         state_path.display()
     );
     Ok(())
+}
+
+/// `airlockd token create`: opens the store of a stopped server and adds a token grant.
+pub fn token_create(data: &Path, scope: Scope, label: &str) -> anyhow::Result<String> {
+    let store = Store::open(data, airlock_proto::Clock::system())?;
+    create_token(&store, scope, label, airlock_proto::clock::system_now())
 }
 
 /// `airlockd init`: makes the data directory (0700) and the log key.

@@ -120,6 +120,8 @@ pub struct Config {
     pub unsafe_serve_expired_checkpoint_for: Option<Duration>,
     /// How often a mirror syncs on its own (`None`: only on demand, `POST /v1/mirror/sync`).
     pub sync_interval: Option<Duration>,
+    /// Where the time comes from (the system clock; tests set it).
+    pub clock: airlock_proto::Clock,
 }
 
 impl Config {
@@ -138,7 +140,13 @@ impl Config {
             carry: CarryFilter::default(),
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),
+            clock: airlock_proto::Clock::system(),
         }
+    }
+
+    /// Whether this server mirrors another registry (and refuses writes of its own).
+    pub fn is_mirror(&self) -> bool {
+        self.mirror || self.upstream.is_some()
     }
 }
 

@@ -1,6 +1,14 @@
-//! The one place that maps errors to HTTP statuses. Internal details are logged, never sent.
+//! The one place that maps errors to HTTP statuses. Domain errors (submit, ingest, import,
+//! checkpoint) become an `ApiError` here and nowhere else; internal details are logged, never
+//! sent.
 
+use airlock_proto::api::ErrorCode;
 use http::StatusCode;
+
+use crate::mirror::import::ImportError;
+use crate::mirror::CheckpointError;
+use crate::primary::SubmitError;
+use crate::store::IngestError;
 
 /// An error a request handler returns.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +34,11 @@ pub enum ApiError {
     #[error("request body timed out")]
     Timeout,
     #[error("{0}")]
+    Stale(String),
+    #[error("{0}")]
     Unavailable(String),
+    #[error("the server's storage is full: {0}")]
+    InsufficientStorage(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -45,32 +57,116 @@ impl ApiError {
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Stale(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// A short machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// The machine-readable code.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::Conflict(_) => "conflict",
-            Self::TooLarge(_) => "too_large",
-            Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
-            Self::Unprocessable(_) => "rejected",
-            Self::Timeout => "timeout",
-            Self::Unavailable(_) => "stale",
-            Self::Internal(_) => "internal",
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            Self::Unprocessable(_) => ErrorCode::Rejected,
+            Self::Timeout => ErrorCode::Timeout,
+            Self::Stale(_) => ErrorCode::Stale,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::InsufficientStorage(_) => ErrorCode::InsufficientStorage,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }
 
+/// An I/O error: a full disk is named as such; anything else stays internal.
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
-        Self::Internal(e.into())
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            Self::InsufficientStorage(e.to_string())
+        } else {
+            Self::Internal(e.into())
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Rejected(message) => Self::Unprocessable(message),
+            SubmitError::Conflict(message) => Self::Conflict(message),
+            SubmitError::Internal(inner) => Self::Internal(inner),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            IngestError::Size { .. } | IngestError::Blake3 { .. } | IngestError::Sha256 { .. } => {
+                Self::BadRequest(e.to_string())
+            }
+            IngestError::Io(io) => io.into(),
+            IngestError::Record(inner) => Self::Internal(inner),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Internal(inner) => Self::Internal(inner),
+            ImportError::Blob { source: IngestError::Io(io), .. } => io.into(),
+            ImportError::Blob { source: IngestError::Record(inner), .. } => Self::Internal(inner),
+            other => Self::Unprocessable(other.to_string()),
+        }
+    }
+}
+
+impl From<CheckpointError> for ApiError {
+    fn from(e: CheckpointError) -> Self {
+        match e {
+            CheckpointError::NotSynced => Self::Unavailable(e.to_string()),
+            CheckpointError::Stale { .. } => Self::Stale(e.to_string()),
+            CheckpointError::Internal(inner) => Self::Internal(inner),
+        }
+    }
+}
+
+/// A failed mirror sync, answered to the admin who asked for it.
+pub fn sync_failed(e: &anyhow::Error) -> ApiError {
+    ApiError::Unprocessable(format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_and_answered_507() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let error = ApiError::from(IngestError::Io(full));
+        assert_eq!(error.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(error.to_string().contains("storage is full"), "{error}");
+    }
+
+    #[test]
+    fn bytes_that_do_not_match_are_the_sender_s_fault() {
+        let a = airlock_proto::Digest::of(b"a");
+        let b = airlock_proto::Digest::of(b"b");
+        assert_eq!(
+            ApiError::from(IngestError::Blake3 { expected: a, actual: b }).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::from(IngestError::TooLarge { digest: a, max: 1 }).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

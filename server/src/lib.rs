@@ -3,17 +3,19 @@
 //! `run(listener, config, shutdown)` opens a data directory and serves it; tests call it
 //! in-process on `127.0.0.1:0`. The binary is a thin CLI over `cli::main`.
 
+pub mod app;
 pub mod auth;
-pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod mirror;
+pub mod primary;
+pub mod registry;
 pub mod server;
-pub mod service;
 pub mod store;
+pub mod verify_store;
 
+pub use app::App;
 pub use config::{Config, ReadAccess};
 pub use server::{run, serve};
-pub use service::Service;

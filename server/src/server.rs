@@ -14,9 +14,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::app::App;
 use crate::config::{Config, TlsFiles};
 use crate::http;
-use crate::service::Service;
+use crate::mirror::follow::Follower;
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,30 +32,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
-    let service = Arc::new(tokio::task::spawn_blocking(move || Service::open(config)).await??);
-    let follower = match (service.follower(), service.config().sync_interval) {
+    let app = Arc::new(tokio::task::spawn_blocking(move || App::open(config)).await??);
+    let periodic = match (&app.follower, app.config.sync_interval) {
         (Some(follower), Some(interval)) => {
-            Some(tokio::spawn(follower.run_periodically(Arc::clone(&service), interval)))
+            Some(tokio::spawn(Arc::clone(follower).run_periodically(interval)))
         }
         _ => None,
     };
-    let on_signal =
-        service.follower().map(|follower| tokio::spawn(sync_on_sighup(follower, Arc::clone(&service))));
-    let result = serve(listener, service, tls, shutdown).await;
-    for task in [follower, on_signal].into_iter().flatten() {
+    let on_signal = app.follower.as_ref().map(|follower| tokio::spawn(sync_on_sighup(Arc::clone(follower))));
+    let result = serve(listener, app, tls, shutdown).await;
+    for task in [periodic, on_signal].into_iter().flatten() {
         task.abort();
     }
     result
 }
 
 /// A mirror syncs now when it receives SIGHUP.
-async fn sync_on_sighup(follower: Arc<crate::mirror::Mirror>, service: Arc<Service>) {
+async fn sync_on_sighup(follower: Arc<Follower>) {
     let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return tracing::warn!("cannot listen for SIGHUP; sync on demand with `airlock mirror sync`");
     };
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP: syncing from the upstream now");
-        if let Err(e) = follower.sync_once(&service).await {
+        if let Err(e) = follower.sync_once().await {
             tracing::warn!(error = format!("{e:#}"), "mirror sync failed");
         }
     }
@@ -63,11 +63,11 @@ async fn sync_on_sighup(follower: Arc<crate::mirror::Mirror>, service: Arc<Servi
 /// Serves an opened registry.
 pub async fn serve(
     listener: TcpListener,
-    service: Arc<Service>,
+    app: Arc<App>,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let limits = service.config().limits.clone();
+    let limits = app.config.limits.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -99,9 +99,9 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::warn!(error = %e, "set_nodelay failed");
         }
-        let service = Arc::clone(&service);
+        let app = Arc::clone(&app);
         let builder = Arc::clone(&builder);
-        let hyper_service = service_fn(move |request| http::handle(Arc::clone(&service), request));
+        let hyper_service = service_fn(move |request| http::handle(Arc::clone(&app), request));
         match &tls {
             None => {
                 let connection = builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();

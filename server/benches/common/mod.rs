@@ -8,13 +8,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use airlock_keys::{read_public_key, sign_envelope, PublicKey, SecretKey};
 use airlock_proto::{Envelope, PayloadType, PublicKeyBytes, Role, Roles, Root, Statement};
-use airlock_server::auth::{create_token, Scope};
-use airlock_server::service::{DB_DIR, LOG_PUB_FILE};
-use airlock_server::store::Db;
+use airlock_server::auth::Scope;
+use airlock_server::cli::token_create;
+use airlock_server::registry::LOG_PUB_FILE;
 use anyhow::{bail, ensure, Context};
 
 pub const KIB: usize = 1 << 10;
@@ -64,7 +64,7 @@ pub fn mb_per_s(bytes: u64, time: Duration) -> f64 {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    airlock_proto::clock::system_now()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -106,10 +106,7 @@ impl World {
         };
         let root_file = dir.join("root.cbor");
         std::fs::write(&root_file, signed(Statement::Root(root), &root_key)?.to_bytes()?)?;
-        let token = {
-            let db = Db::open(&data.join(DB_DIR))?;
-            create_token(&db, Scope::Publish, token_label)?
-        };
+        let token = token_create(&data, Scope::Publish, token_label)?;
         Ok(Self { dir: dir.to_owned(), data, root_file, publisher, token })
     }
 }

@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
+use airlock_proto::api::{routes, BlobStored};
 use airlock_proto::Digest;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::app::App;
 use crate::auth::{self, Scope};
 use crate::config::ReadAccess;
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
-use crate::service::Service;
-use crate::store::blobs::FinishError;
+use crate::store::Expected;
 
 /// Parses the hex path segment of a blob URL.
 pub fn parse_digest(hex: &str) -> Result<Digest, ApiError> {
@@ -21,20 +22,20 @@ pub fn parse_digest(hex: &str) -> Result<Digest, ApiError> {
 
 /// Serves a blob. It is visible when a logged release references it, or to a publisher.
 pub async fn get(
-    service: &Service,
+    app: &App,
     method: &Method,
     headers: &HeaderMap,
     digest: Digest,
 ) -> Result<Response<Body>, ApiError> {
-    let scope = match service.config().read_access {
-        ReadAccess::TokenRequired => Some(auth::require(service, headers, Scope::Read)?),
+    let scope = match app.config.read_access {
+        ReadAccess::TokenRequired => Some(auth::require(&app.store, headers, Scope::Read)?),
         // With open reads a missing or unknown token reads as anonymous.
-        ReadAccess::Open => auth::scope_of(service, headers).unwrap_or(None),
+        ReadAccess::Open => auth::scope_of(&app.store, headers).unwrap_or(None),
     };
     let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
-    let referenced = service.db().digest_leaf(&digest)?.is_some();
-    let Some(record) = service.db().blob(&digest)? else {
-        if referenced && service.is_mirror() {
+    let referenced = app.store.is_referenced(&digest)?;
+    let Some(record) = app.store.blob(&digest)? else {
+        if referenced && app.registry.mirror().is_some() {
             return Err(ApiError::NotFound(format!(
                 "this mirror does not carry blob {digest}: it holds only some releases; fetch it from the upstream"
             )));
@@ -49,8 +50,8 @@ pub async fn get(
         .header(header::ETAG, &etag)
         .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header("x-airlock-sha256", record.sha256.to_hex());
+        .header(header::CONTENT_TYPE, routes::OCTET_STREAM)
+        .header(routes::SHA256_HEADER, record.sha256.to_hex());
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return builder
             .status(StatusCode::NOT_MODIFIED)
@@ -72,8 +73,7 @@ pub async fn get(
     let body = if method == Method::HEAD {
         body::empty()
     } else {
-        let file = std::fs::File::open(service.blobs().path(&digest))?;
-        body::file_stream(file, start, len)
+        body::blob_stream(app.store.open_blob(&digest, start, len)?, len)
     };
     builder.body(body).map_err(|e| ApiError::Internal(e.into()))
 }
@@ -107,20 +107,20 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     Ok(Some((start, end)))
 }
 
-/// Receives a blob: streamed to a temp file while hashed, then checked against the digest in the
-/// URL. A mismatch is a 400 and leaves nothing behind.
+/// Receives a blob through the one ingest path: streamed to the backend while hashed, then
+/// checked against the digest in the URL. A mismatch is a 400 and leaves nothing behind.
 pub async fn put(
-    service: &Arc<Service>,
+    app: &Arc<App>,
     headers: &HeaderMap,
     digest: Digest,
     mut request_body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    auth::require(service, headers, Scope::Publish)?;
-    if service.is_mirror() {
+    auth::require(&app.store, headers, Scope::Publish)?;
+    if app.registry.mirror().is_some() {
         return Err(ApiError::Forbidden("this server is a mirror; publish upstream".to_owned()));
     }
-    let idle = service.config().limits.body_idle_timeout;
-    if let Some(record) = service.db().blob(&digest)? {
+    let idle = app.config.limits.body_idle_timeout;
+    if let Some(record) = app.store.blob(&digest)? {
         // Read (and discard) what the client sends so it sees the answer, not a reset.
         let mut discarded = 0u64;
         while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
@@ -129,22 +129,24 @@ pub async fn put(
                 return Err(ApiError::BadRequest(format!("blob {digest} is {} bytes", record.size)));
             }
         }
-        return Ok(stored_response(StatusCode::OK, &digest, record.size, &record.sha256));
+        return Ok(stored_response(
+            StatusCode::OK,
+            &BlobStored { digest, size: record.size, sha256: record.sha256 },
+        ));
     }
-    let max = service.config().limits.max_blob_bytes;
+    let max = app.config.limits.max_blob_bytes;
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max) {
         return Err(ApiError::TooLarge(format!("blob is over the {max}-byte cap")));
     }
+    let mut ingest = app.store.ingest(Expected::address(digest, max))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let writer_service = Arc::clone(service);
     let writer_task = tokio::task::spawn_blocking(move || {
-        let mut writer = writer_service.blobs().begin()?;
         while let Some(chunk) = rx.blocking_recv() {
-            writer.write_bytes(chunk)?;
+            ingest.write(chunk)?;
         }
-        Ok::<_, std::io::Error>(writer)
+        ingest.finish()
     });
     let mut received = 0u64;
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
@@ -153,44 +155,23 @@ pub async fn put(
             return Err(ApiError::TooLarge(format!("blob is over the {max}-byte cap")));
         }
         if tx.send(chunk).await.is_err() {
-            break;
+            break; // The ingest stopped early; its error is the answer.
         }
     }
     drop(tx);
-    let writer = writer_task.await.map_err(|e| ApiError::Internal(e.into()))??;
-    if writer.size() != received {
-        return Err(ApiError::Internal(anyhow::anyhow!("blob writer stopped early")));
-    }
-    let finish_service = Arc::clone(service);
-    let stored = tokio::task::spawn_blocking(move || {
-        let stored = writer.finish(finish_service.blobs(), &digest)?;
-        finish_service.record_blob(&stored).map_err(|e| FinishError::Io(std::io::Error::other(e)))?;
-        Ok::<_, FinishError>(stored)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-    .map_err(|e| match e {
-        FinishError::DigestMismatch { .. } => ApiError::BadRequest(e.to_string()),
-        FinishError::Io(io) => ApiError::Internal(io.into()),
-    })?;
+    let stored = writer_task.await.map_err(|e| ApiError::Internal(e.into()))??;
     tracing::info!(digest = %stored.digest, size = stored.size, "blob stored");
-    Ok(stored_response(StatusCode::CREATED, &stored.digest, stored.size, &stored.sha256))
+    Ok(stored_response(
+        StatusCode::CREATED,
+        &BlobStored { digest: stored.digest, size: stored.size, sha256: stored.sha256 },
+    ))
 }
 
-fn stored_response(
-    status: StatusCode,
-    digest: &Digest,
-    size: u64,
-    sha256: &airlock_proto::Sha256,
-) -> Response<Body> {
-    let mut response = body::json(
-        status,
-        &serde_json::json!({ "digest": digest.to_string(), "size": size, "sha256": sha256.to_hex() }),
-    );
+fn stored_response(status: StatusCode, stored: &BlobStored) -> Response<Body> {
+    let mut response = body::json(status, stored);
     response.headers_mut().insert(
         header::LOCATION,
-        HeaderValue::from_str(&format!("/v1/blobs/blake3/{}", digest.to_hex()))
-            .unwrap_or(HeaderValue::from_static("/")),
+        HeaderValue::from_str(&routes::blob_path(&stored.digest)).unwrap_or(HeaderValue::from_static("/")),
     );
     response
 }

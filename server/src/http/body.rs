@@ -10,7 +10,10 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::Serialize;
 
+use airlock_proto::api::{routes, ErrorBody};
+
 use crate::error::ApiError;
+use crate::store::BlobRead;
 
 /// Every response body.
 pub type Body = BoxBody<Bytes, io::Error>;
@@ -35,35 +38,30 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let bytes = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(routes::JSON));
     response
 }
 
 /// A CBOR response of exact bytes.
 pub fn cbor(bytes: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(full(bytes));
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/cbor"));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(routes::CBOR));
     response
 }
 
-/// Streams `len` bytes of `file` from `start`. A blocking thread reads large chunks straight into
-/// fresh buffers (one copy, no zeroing) and hands them over a small bounded channel, so disk
+/// Streams `len` bytes of an opened blob range. A blocking thread reads large chunks straight
+/// into fresh buffers (one copy, no zeroing) and hands them over a small bounded channel, so disk
 /// reads overlap socket writes and memory stays bounded.
-pub fn file_stream(mut file: std::fs::File, start: u64, len: u64) -> Body {
+pub fn blob_stream(blob: BlobRead, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Seek, SeekFrom};
-        if start > 0 {
-            if let Err(e) = file.seek(SeekFrom::Start(start)) {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        }
+        use std::io::Read;
+        let mut reader = blob.into_reader();
         let mut remaining = len;
         while remaining > 0 {
             let want = remaining.min(FILE_CHUNK as u64);
             let mut chunk = Vec::with_capacity(usize::try_from(want).unwrap_or(FILE_CHUNK));
-            let item = match (&mut file).take(want).read_to_end(&mut chunk) {
+            let item = match (&mut reader).take(want).read_to_end(&mut chunk) {
                 Ok(0) => {
                     Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob file is shorter than its record"))
                 }
@@ -89,8 +87,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     if let ApiError::Internal(inner) = error {
         tracing::error!(error = format!("{inner:#}"), "internal error");
     }
-    let mut response =
-        json(error.status(), &serde_json::json!({ "error": error.to_string(), "code": error.code() }));
+    let mut response = json(error.status(), &ErrorBody { error: error.to_string(), code: error.code() });
     if let ApiError::RangeNotSatisfiable { size } = error {
         if let Ok(value) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
             response.headers_mut().insert(header::CONTENT_RANGE, value);
@@ -131,4 +128,32 @@ pub async fn read_capped(body: &mut Incoming, cap: usize, idle: Duration) -> Res
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// A blocking reader over request-body chunks sent from the async side.
+#[derive(Debug)]
+pub struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    /// Reads what is sent on `rx` until the sender is dropped.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        Self { rx, current: Bytes::new() }
+    }
+}
+
+impl io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use airlock_proto::merkle::{Hash, NodeSource};
+use airlock_proto::merkle::Hash;
 use airlock_proto::{codec, Digest, Sha256, Timestamp};
 use anyhow::{Context, Result};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
@@ -202,6 +202,14 @@ impl Db {
         self.put_sync(CF_BLOBS, digest.as_bytes(), &codec::encode("blob record", record)?)
     }
 
+    /// Removes a blob's record.
+    pub fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_BLOBS)?, digest.as_bytes());
+        self.db.write_opt(batch, &Self::sync_options())?;
+        Ok(())
+    }
+
     /// Every recorded blob digest (for verification tools).
     pub fn blob_digests(&self) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
@@ -226,11 +234,9 @@ impl Db {
     }
 }
 
-/// Reads tree nodes from the database.
-impl NodeSource for Db {
-    type Error = anyhow::Error;
-
-    fn node(&self, level: u32, index: u64) -> Result<Hash> {
+impl Db {
+    /// A stored tree node.
+    pub fn node(&self, level: u32, index: u64) -> Result<Hash> {
         let value = self
             .get(CF_NODES, &node_key(level, index))?
             .with_context(|| format!("tree node ({level}, {index}) missing from storage"))?;

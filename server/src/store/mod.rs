@@ -1,11 +1,174 @@
-//! Storage: RocksDB for metadata, the log and indexes; the filesystem for blob bytes.
+//! Storage: RocksDB for metadata, the log and indexes; a blob backend for blob bytes.
 //!
-//! Only this module touches RocksDB or the blob directory. Every logical change is one
-//! `WriteBatch` written with sync, so an acknowledged change survives a crash and a partial one
-//! is never visible.
+//! Only this module touches RocksDB or the blob directory (an architecture test checks it). The
+//! rest of the server holds a [`Store`]: the log (leaves, tree nodes, checkpoint), blob records
+//! and reads, the one ingest path, and tokens. Every logical change is one `WriteBatch` written
+//! with sync, so an acknowledged change survives a crash and a partial one is never visible.
 
-pub mod blobs;
-pub mod db;
+mod backend;
+#[cfg(test)]
+mod conformance;
+mod db;
+mod fs;
+mod ingest;
 
-pub use blobs::{BlobStore, BlobWriter, StoredBlob};
-pub use db::{BlobRecord, Db, LeafBatch, TokenRecord};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_proto::merkle::{Hash, NodeSource};
+use airlock_proto::{Clock, Digest};
+use anyhow::Context;
+
+pub use backend::{BlobBackend, BlobRead, BlobStage, StreamRead};
+pub use db::{BlobRecord, LeafBatch, TokenRecord};
+pub use fs::FsBackend;
+pub use ingest::{Expected, Ingest, IngestError, StoredBlob};
+
+use db::Db;
+
+/// The database directory inside a data directory.
+const DB_DIR: &str = "db";
+
+/// The server's storage: the database and the blob backend.
+pub struct Store {
+    db: Db,
+    blobs: Box<dyn BlobBackend>,
+    clock: Clock,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("blobs", &self.blobs).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store in a data directory: the database (which takes the directory's lock, so
+    /// a second process fails here, before touching anything) and the filesystem blob backend.
+    pub fn open(data: &Path, clock: Clock) -> anyhow::Result<Arc<Self>> {
+        let db = Db::open(&data.join(DB_DIR))?;
+        let blobs =
+            FsBackend::open(data).with_context(|| format!("cannot open blob store in {}", data.display()))?;
+        Ok(Arc::new(Self { db, blobs: Box::new(blobs), clock }))
+    }
+
+    /// Opens the database in `data` over another blob backend.
+    pub fn open_with(data: &Path, blobs: Box<dyn BlobBackend>, clock: Clock) -> anyhow::Result<Arc<Self>> {
+        let db = Db::open(&data.join(DB_DIR))?;
+        Ok(Arc::new(Self { db, blobs, clock }))
+    }
+
+    fn backend(&self) -> &dyn BlobBackend {
+        self.blobs.as_ref()
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    // The log.
+
+    /// Number of leaves in the log.
+    pub fn log_size(&self) -> anyhow::Result<u64> {
+        self.db.log_size()
+    }
+
+    /// Leaf `index`'s exact bytes.
+    pub fn leaf(&self, index: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        self.db.leaf(index)
+    }
+
+    /// Every leaf `[0, size)`, in order; a missing one is an error naming it.
+    pub fn all_leaves(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let size = self.log_size()?;
+        (0..size)
+            .map(|index| self.leaf(index)?.with_context(|| format!("log leaf {index} missing from storage")))
+            .collect()
+    }
+
+    /// Leaves `[start, end)`, stopping early once `byte_cap` bytes are collected (at least one
+    /// leaf is returned when any exists).
+    pub fn leaves(&self, start: u64, end: u64, byte_cap: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.db.leaves(start, end, byte_cap)
+    }
+
+    /// The newest signed checkpoint.
+    pub fn checkpoint(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.db.checkpoint()
+    }
+
+    /// Replaces the checkpoint (a newer one for the same tree).
+    pub fn put_checkpoint(&self, checkpoint: &[u8]) -> anyhow::Result<()> {
+        self.db.put_checkpoint(checkpoint)
+    }
+
+    /// Appends leaves with everything they change and the checkpoint that covers them, durably,
+    /// in one batch: all of them become visible together or none does.
+    pub fn append(&self, changes: &[LeafBatch], checkpoint: &[u8]) -> anyhow::Result<()> {
+        self.db.append(changes, checkpoint)
+    }
+
+    /// Whether a logged release references a blob (which makes it public).
+    pub fn is_referenced(&self, digest: &Digest) -> anyhow::Result<bool> {
+        Ok(self.db.digest_leaf(digest)?.is_some())
+    }
+
+    // Blobs.
+
+    /// The record of a stored blob.
+    pub fn blob(&self, digest: &Digest) -> anyhow::Result<Option<BlobRecord>> {
+        self.db.blob(digest)
+    }
+
+    /// Every recorded blob digest.
+    pub fn blob_digests(&self) -> anyhow::Result<Vec<Digest>> {
+        self.db.blob_digests()
+    }
+
+    /// Opens `len` bytes of a recorded blob from `offset`.
+    pub fn open_blob(&self, digest: &Digest, offset: u64, len: u64) -> std::io::Result<BlobRead> {
+        self.blobs.open(digest, offset, len)
+    }
+
+    /// Starts ingesting a blob (see `store/ingest.rs`).
+    pub fn ingest(self: &Arc<Self>, expected: Expected) -> Result<Ingest, IngestError> {
+        Ingest::begin(Arc::clone(self), expected)
+    }
+
+    fn record_blob(&self, digest: &Digest, record: &BlobRecord) -> anyhow::Result<()> {
+        self.db.put_blob(digest, record)
+    }
+
+    /// Removes a blob that no logged release references: the record first, then the bytes, so
+    /// a file whose record exists is never deleted. Refused (`false`) for a referenced blob.
+    pub fn discard_unreferenced(&self, digest: &Digest) -> anyhow::Result<bool> {
+        if self.is_referenced(digest)? {
+            return Ok(false);
+        }
+        self.db.delete_blob(digest)?;
+        self.blobs.delete(digest)?;
+        Ok(true)
+    }
+
+    // Tokens.
+
+    /// Stores a token grant under the hash of the token.
+    pub fn put_token(&self, token_hash: &[u8; 32], record: &TokenRecord) -> anyhow::Result<()> {
+        self.db.put_token(token_hash, record)
+    }
+
+    /// Looks a token grant up by the hash of the token.
+    pub fn token(&self, token_hash: &[u8; 32]) -> anyhow::Result<Option<TokenRecord>> {
+        self.db.token(token_hash)
+    }
+}
+
+/// Reads tree nodes from the database.
+impl NodeSource for Store {
+    type Error = anyhow::Error;
+
+    fn node(&self, level: u32, index: u64) -> anyhow::Result<Hash> {
+        self.db.node(level, index)
+    }
+}

@@ -56,7 +56,7 @@ fn full_bundle_restores_an_empty_server_and_bundles_chain() {
     export(&world, &["--all"], "full.tar");
     new_site(&world, "site");
     airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "full.tar"]).ok();
-    let report = world.cli(&["--json", "verify-store", "--data", "site"]).ok();
+    let report = airlockd(&world, &["verify-store", "--data", "site"]).ok();
     let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
     assert_eq!((report["log_size"].clone(), report["blobs"].clone()), (3.into(), 2.into()));
     assert!(report["problems"].as_array().unwrap().is_empty());
@@ -64,7 +64,9 @@ fn full_bundle_restores_an_empty_server_and_bundles_chain() {
     let blob = crate::publish_pull::walk_files(&world.path("site/blobs")).remove(0);
     let good = std::fs::read(&blob).unwrap();
     std::fs::write(&blob, b"damaged").unwrap();
-    world.cli(&["verify-store", "--data", "site"]).code(1).says("problems");
+    let damaged = airlockd(&world, &["verify-store", "--data", "site"]).code(1).says("problem(s) found");
+    let damaged: serde_json::Value = serde_json::from_str(&damaged.stdout).unwrap();
+    assert_eq!(damaged["problems"].as_array().unwrap().len(), 1, "{damaged}");
     std::fs::write(&blob, good).unwrap();
 
     // Bundles chain: the next export starts where the import ended.
@@ -158,8 +160,8 @@ fn bundle_imported_into_a_running_mirror() {
     export(&world, &["--all"], "full.tar");
     new_site(&world, "site");
     let admin = {
-        let db = airlock_server::store::Db::open(&world.path("site/db")).unwrap();
-        airlock_server::auth::create_token(&db, airlock_server::auth::Scope::Admin, "test").unwrap()
+        airlock_server::cli::token_create(&world.path("site"), airlock_server::auth::Scope::Admin, "test")
+            .unwrap()
     };
     let mut config = mirror_config(&world, "site");
     config.root = Some(world.path("root.cbor"));

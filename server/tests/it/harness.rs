@@ -4,24 +4,38 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use airlock_server::{auth, service, store::Db, Config};
+use airlock_server::{auth, registry, Config};
 
 /// The `airlock` binary, built beside `airlockd`. Built on demand when it is missing or older
-/// than `airlockd` (which links the whole client library, so any client change rebuilds it):
-/// cargo builds only the binaries of packages with integration tests.
+/// than `airlockd` or than any source of the client library or CLI (cargo builds only the
+/// binaries of packages with integration tests, and `airlock` is in another package).
 pub fn airlock_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let server = Path::new(env!("CARGO_BIN_EXE_airlockd"));
         let path = server.with_file_name("airlock");
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let stale = match (modified(&path), modified(server)) {
-            (Some(client), Some(server)) => client < server,
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let mut inputs = vec![server.to_path_buf()];
+        let mut dirs = vec![workspace.join("client/src"), workspace.join("client/cli/src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let entry = entry.path();
+                if entry.is_dir() {
+                    dirs.push(entry);
+                } else {
+                    inputs.push(entry);
+                }
+            }
+        }
+        let newest_input = inputs.iter().filter_map(|p| modified(p)).max();
+        let stale = match (modified(&path), newest_input) {
+            (Some(binary), Some(input)) => binary < input,
             _ => true,
         };
         if stale {
             let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "airlock-client", "--bin", "airlock"])
+                .args(["build", "-p", "airlock-cli", "--bin", "airlock"])
                 .status()
                 .expect("run cargo build for the airlock CLI");
             assert!(status.success(), "building the airlock CLI failed");
@@ -250,14 +264,14 @@ impl World {
             args.push(format!("keys/pub{i}.pub"));
         }
         args.extend(["--publisher-threshold".into(), threshold.to_string(), "--log-key".into()]);
-        args.push(data.join(service::LOG_PUB_FILE).display().to_string());
+        args.push(data.join(registry::LOG_PUB_FILE).display().to_string());
         args.extend(["-o".into(), "root.cbor".into()]);
         world.cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
         world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
         {
-            let db = Db::open(&data.join(service::DB_DIR)).expect("open db");
-            world.publish_token = auth::create_token(&db, auth::Scope::Publish, "test").expect("token");
-            world.read_token = auth::create_token(&db, auth::Scope::Read, "test").expect("token");
+            let token = |scope| airlock_server::cli::token_create(&data, scope, "test").expect("token");
+            world.publish_token = token(auth::Scope::Publish);
+            world.read_token = token(auth::Scope::Read);
         }
         world
     }

@@ -1,8 +1,10 @@
 //! End-to-end tests: `airlockd` in-process on 127.0.0.1:0, driven by the real `airlock` CLI.
 #![allow(clippy::unwrap_used)]
 
+mod architecture;
 mod attacks;
 mod bundle;
+mod clock;
 mod crash;
 mod harness;
 mod keepalive;

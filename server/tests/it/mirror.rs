@@ -16,10 +16,8 @@ fn start_mirror_with(
 ) -> (Server, String) {
     let data = world.path(name);
     airlock_server::cli::init(&data).unwrap();
-    let admin = {
-        let db = airlock_server::store::Db::open(&data.join(airlock_server::service::DB_DIR)).unwrap();
-        airlock_server::auth::create_token(&db, airlock_server::auth::Scope::Admin, "test").unwrap()
-    };
+    let admin =
+        { airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "test").unwrap() };
     let mut config = airlock_server::Config::new(&data);
     config.root = Some(world.path("root.cbor"));
     config.upstream = Some(upstream_url.to_owned());
@@ -333,23 +331,35 @@ fn sigkill_at_twenty_points_of_a_sync_leaves_a_consistent_mirror_that_then_compl
 
 #[test]
 fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_clients() {
+    // The registry and the mirrors run on set clocks two days in the past; the CLI reads the
+    // real clock. Moving the mirrors' clocks to now expires what they hold, without sleeping.
+    const DAY: u64 = 86_400;
+    let real_now = airlock_proto::clock::system_now();
+    let past = real_now - 2 * DAY;
     let mut world = World::prepared(1, 1);
     let mut config = world.config();
-    config.checkpoint_validity = std::time::Duration::from_secs(2);
+    let (clock, _primary_time) = airlock_proto::Clock::manual(past);
+    config.clock = clock;
     world.server = Some(Server::start(config));
     world.write("s-1.0-py3-none-any.whl", b"fresh once");
-    world.publish("s-1.0-py3-none-any.whl", "s", "1.0").ok();
+    world.sign_only("s-1.0-py3-none-any.whl", "wheel", "s", "1.0", "s.cbor").ok();
+    world.cli(&["submit", "s.cbor", "--server", &world.url(), "--token", &world.publish_token]).ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
-    let (plain, plain_admin) = start_mirror(&world, "plain", &proxy.url);
+    let (plain_clock, plain_time) = airlock_proto::Clock::manual(past + 60);
+    let (plain, plain_admin) =
+        start_mirror_with(&world, "plain", &proxy.url, |config| config.clock = plain_clock);
+    let (extended_clock, extended_time) = airlock_proto::Clock::manual(past + 60);
     let (extended, extended_admin) = start_mirror_with(&world, "extended", &proxy.url, |config| {
-        config.unsafe_serve_expired_checkpoint_for = Some(std::time::Duration::from_secs(600));
+        config.clock = extended_clock;
+        config.unsafe_serve_expired_checkpoint_for = Some(std::time::Duration::from_secs(2 * DAY));
     });
     sync(&plain, &plain_admin);
     sync(&extended, &extended_admin);
-    world.pull_from(&plain.url, "s==1.0", "fresh.whl").ok();
+    assert_eq!(http_get(&plain.url, "/v1/log/checkpoint").0, 200, "fresh on the mirror's clock");
     // The upstream becomes unreachable and the checkpoint the mirrors hold expires.
     proxy.set(|_, _| b"upstream unreachable".to_vec());
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    plain_time.set(real_now);
+    extended_time.set(real_now);
     let (status, body) = http_get(&plain.url, "/v1/log/checkpoint");
     assert_eq!(status, 503);
     assert!(String::from_utf8_lossy(&body).contains("stale"), "{}", String::from_utf8_lossy(&body));
@@ -372,6 +382,9 @@ fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_cli
         .ok();
     assert!(run.stderr.contains("WARNING: accepted an EXPIRED checkpoint"), "{}", run.stderr);
     assert_eq!(std::fs::read(world.path("c.whl")).unwrap(), b"fresh once");
+    // Past the extension's end the mirror is stale again.
+    extended_time.set(real_now + 2 * DAY);
+    assert_eq!(http_get(&extended.url, "/v1/log/checkpoint").0, 503);
 }
 
 #[test]

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use airlock_client::bundle::{export as export_bundle, ExportFrom};
+use airlock_client::progress::Reporter;
+use airlock_client::state::StateStore;
+use serde_json::json;
 
 use super::{Context, ServerArgs};
-use crate::bundle::{export as export_bundle, ExportFrom};
-use crate::progress::Progress;
-use crate::state::StateStore;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -47,7 +47,7 @@ pub async fn export(args: ExportArgs, context: &Context) -> anyhow::Result<()> {
     };
     let store = StateStore::open(&context.state_dir, &args.root)?;
     let remote = context.remote(&args.server)?;
-    let report = export_bundle(&remote, &store, from, &args.output, !context.json).await?;
+    let report = export_bundle(&remote, &store, from, &args.output, &context.clock, &context.bars).await?;
     context.finish(
         &json!({ "file": args.output, "report": report }),
         format!(
@@ -64,14 +64,13 @@ pub async fn export(args: ExportArgs, context: &Context) -> anyhow::Result<()> {
 
 pub async fn import(args: ImportArgs, context: &Context) -> anyhow::Result<()> {
     let remote = context.remote(&args.server)?;
-    let progress = Progress::bytes("importing", 0, !context.json);
-    let report: Value =
-        remote.send_file(http::Method::POST, "/v1/mirror/import", &args.file, &progress).await?;
+    let progress = context.bars.bytes("importing", 0);
+    let report = remote.import_bundle(&args.file, progress.as_ref()).await?;
     progress.finish();
     let human = format!(
         "imported leaves {}..{} and {} blob(s)",
-        report["from_size"], report["to_size"], report["blobs_stored"]
+        report.from_size, report.to_size, report.blobs_stored
     );
-    context.finish(&report, human);
+    context.finish(&serde_json::to_value(&report)?, human);
     Ok(())
 }

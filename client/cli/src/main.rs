@@ -1,5 +1,7 @@
-//! The `airlock` command line. Each subcommand lives in a file of its own; this file holds the
-//! argument tree, the output conventions and the exit codes.
+//! `airlock`: the airlock client CLI, a thin layer over the `airlock-client` library. Each
+//! subcommand lives in a file of its own; this file holds the argument tree, the output
+//! conventions and the exit codes. The CLI is the one place that reads the system clock
+//! (`Clock::system()`) and draws progress bars.
 //!
 //! Exit codes: 0 success; 1 error (network, files, the server refused); 2 invalid usage;
 //! 3 verification failed (a signature, threshold, digest, size or freshness check);
@@ -9,16 +11,20 @@
 mod bundle;
 mod keys;
 mod mirror;
+mod progress;
 mod publish;
 mod pull;
-mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use airlock_client::follow::FollowError;
+use airlock_client::pull::{NotFound, VerifyError};
+use airlock_client::{Remote, TlsOptions};
+use airlock_proto::Clock;
 use clap::{Parser, Subcommand};
 
-use crate::remote::{Remote, TlsOptions};
+use crate::progress::Bars;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -96,9 +102,6 @@ enum Command {
     Export(bundle::ExportArgs),
     /// Import a bundle into a running mirror.
     Import(bundle::ImportArgs),
-    /// Check a server's data directory: every blob against its digest, the log against its
-    /// checkpoint (runs `airlockd verify-store`; the server must be stopped).
-    VerifyStore(store::VerifyStoreArgs),
     /// Mirrors: sync now, show lag.
     Mirror {
         #[command(subcommand)]
@@ -106,12 +109,14 @@ enum Command {
     },
 }
 
-/// Output settings shared by all commands.
+/// Output settings, the clock and progress shared by all commands.
 #[derive(Debug, Clone)]
 struct Context {
     json: bool,
     state_dir: PathBuf,
     tls: TlsOptions,
+    clock: Clock,
+    bars: Bars,
 }
 
 impl Context {
@@ -149,8 +154,7 @@ fn print_stdout(text: &str) {
     }
 }
 
-/// Runs the CLI with the process arguments.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -160,8 +164,10 @@ pub fn main() -> ExitCode {
     };
     let context = Context {
         json: cli.json,
-        state_dir: cli.state_dir.clone().unwrap_or_else(crate::state::default_state_dir),
+        state_dir: cli.state_dir.clone().unwrap_or_else(airlock_client::state::default_state_dir),
         tls: TlsOptions { ca_cert: cli.ca_cert.clone() },
+        clock: Clock::system(),
+        bars: Bars::new(cli.json),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -197,7 +203,6 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Upload(args) => publish::upload(args, context).await,
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
-        Command::VerifyStore(args) => store::verify_store(args, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,
@@ -210,20 +215,20 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<airlock_keys::LogError>() {
             return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
         }
-        match cause.downcast_ref::<crate::follow::FollowError>() {
-            Some(crate::follow::FollowError::Log(e)) => {
+        match cause.downcast_ref::<FollowError>() {
+            Some(FollowError::Log(e)) => {
                 return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
             }
-            Some(crate::follow::FollowError::Extension { .. }) => return EXIT_VERIFY,
+            Some(FollowError::Extension { .. }) => return EXIT_VERIFY,
             _ => {}
         }
-        if cause.is::<crate::pull::VerifyError>()
+        if cause.is::<VerifyError>()
             || cause.is::<airlock_keys::TrustError>()
             || cause.is::<airlock_keys::ThresholdError>()
         {
             return EXIT_VERIFY;
         }
-        if cause.is::<crate::pull::NotFound>() {
+        if cause.is::<NotFound>() {
             return EXIT_NOT_FOUND;
         }
     }

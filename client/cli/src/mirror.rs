@@ -1,7 +1,5 @@
 //! `airlock mirror sync` and `airlock mirror status`: drive and watch a mirror.
 
-use serde_json::Value;
-
 use super::{Context, ServerArgs};
 
 #[derive(Debug, clap::Subcommand)]
@@ -21,30 +19,26 @@ pub enum MirrorCommand {
 pub async fn mirror(command: MirrorCommand, context: &Context) -> anyhow::Result<()> {
     match command {
         MirrorCommand::Sync { server } => {
-            let report: Value = context.remote(&server)?.post_json("/v1/mirror/sync").await?;
+            let report = context.remote(&server)?.mirror_sync().await?;
             let human = format!(
                 "synced from {}: leaves {}..{}, {} blob(s), {} bytes fetched",
-                report["upstream"].as_str().unwrap_or("?"),
-                report["from_size"],
-                report["to_size"],
-                report["blobs_fetched"],
-                report["bytes_fetched"]
+                report.upstream, report.from_size, report.to_size, report.blobs_fetched, report.bytes_fetched
             );
-            context.finish(&report, human);
+            context.finish(&serde_json::to_value(&report)?, human);
         }
         MirrorCommand::Status { server } => {
-            let status: Value = context.remote(&server)?.get_json("/v1/mirror/status").await?;
+            let status = context.remote(&server)?.mirror_status().await?;
             let human = format!(
                 "upstream {}\nsize {} of {} ({} leaves behind, {} s)\nlast success {}\nlast error {}",
-                status["upstream"].as_str().unwrap_or("?"),
-                status["size"],
-                status["upstream_size"],
-                status["lag_leaves"],
-                status["lag_seconds"],
-                status["last_success_at"],
-                status["last_error"].as_str().unwrap_or("none")
+                status.upstream,
+                status.size,
+                status.upstream_size,
+                status.lag_leaves,
+                status.lag_seconds,
+                status.last_success_at.map_or_else(|| "null".to_owned(), |t| t.to_string()),
+                status.last_error.as_deref().unwrap_or("none")
             );
-            context.finish(&status, human);
+            context.finish(&serde_json::to_value(&status)?, human);
         }
     }
     Ok(())

@@ -2,17 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
+use airlock_client::fsutil;
+use airlock_client::statements::{self, RoleKeys, RootRoles};
 use airlock_keys::{
     read_public_key, read_secret_key, sign_envelope, write_public_key, write_secret_key, RoleName, SecretKey,
-    TrustedRoot,
+    UnverifiedRoot,
 };
-use airlock_proto::{Envelope, KeyId, PayloadType, PublicKeyBytes, Role, Roles, Root, Statement};
+use airlock_proto::{Envelope, KeyId, PublicKeyBytes, Statement};
 use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::json;
 
 use super::Context;
-use crate::fsutil;
 
 /// Largest statement file accepted.
 pub const MAX_STATEMENT_FILE: u64 = 1 << 20;
@@ -125,40 +126,29 @@ pub fn key(command: KeyCommand, context: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn role_from(paths: &[PathBuf], threshold: u32, keys: &mut Vec<PublicKeyBytes>) -> anyhow::Result<Role> {
+/// Reads the public key files of one role.
+fn role_from(paths: &[PathBuf], threshold: u32) -> anyhow::Result<RoleKeys> {
     let mut ids: Vec<KeyId> = Vec::new();
+    let mut keys = Vec::new();
     for path in paths {
         let key = read_public_key(path)?;
-        let bytes = PublicKeyBytes(key.to_bytes());
-        if !keys.contains(&bytes) {
-            keys.push(bytes);
-        }
         anyhow::ensure!(!ids.contains(&key.id()), "{} is given twice for the same role", path.display());
         ids.push(key.id());
+        keys.push(PublicKeyBytes(key.to_bytes()));
     }
-    Ok(Role { keys: ids, threshold })
+    Ok(RoleKeys { keys, threshold })
 }
 
 pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
     match command {
         RootCommand::Create(args) => {
-            let mut keys = Vec::new();
-            let roles = Roles {
-                root: role_from(&args.root_keys, args.root_threshold, &mut keys)?,
-                publisher: role_from(&args.publisher_keys, args.publisher_threshold, &mut keys)?,
-                log: role_from(&args.log_keys, args.log_threshold, &mut keys)?,
+            let roles = RootRoles {
+                root: role_from(&args.root_keys, args.root_threshold)?,
+                publisher: role_from(&args.publisher_keys, args.publisher_threshold)?,
+                log: role_from(&args.log_keys, args.log_threshold)?,
             };
-            let root = Root {
-                payload_type: PayloadType::Root,
-                origin: args.origin,
-                version: args.version,
-                expires: crate::follow::now() + args.expires_in_days * 86_400,
-                keys,
-                roles,
-            };
-            root.check()?;
-            let (payload_type, payload) = Statement::Root(root).encode()?;
-            let envelope = Envelope::unsigned(payload_type.as_str(), payload);
+            let expires = context.clock.now().saturating_add(args.expires_in_days.saturating_mul(86_400));
+            let envelope = statements::root(&args.origin, args.version, &roles, expires)?;
             write_envelope(&args.output, &envelope)?;
             context.finish(
                 &json!({ "file": args.output, "payload": envelope.payload_digest().to_string() }),
@@ -174,12 +164,12 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
         RootCommand::Sign { file, key, previous, output } => {
             let mut envelope = read_envelope(&file)?;
             let bytes = envelope.to_bytes()?;
-            let candidate = TrustedRoot::parse(&bytes)?;
+            let candidate = UnverifiedRoot::parse(&bytes)?;
             let secret = read_secret_key(&key)?;
             let public = secret.public();
             let authorised = candidate.authorises(&public, RoleName::Root)
                 || match &previous {
-                    Some(path) => TrustedRoot::parse(&fsutil::read_capped(path, MAX_STATEMENT_FILE)?)?
+                    Some(path) => UnverifiedRoot::parse(&fsutil::read_capped(path, MAX_STATEMENT_FILE)?)?
                         .authorises(&public, RoleName::Root),
                     None => false,
                 };

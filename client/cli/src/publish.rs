@@ -2,19 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_keys::{read_secret_key, sign_envelope, RoleName, TrustedRoot};
+use airlock_client::fsutil;
+use airlock_client::progress::Reporter;
+use airlock_client::publish::{file_name_of, hash_file};
+use airlock_client::statements;
+use airlock_client::Remote;
+use airlock_keys::{
+    read_secret_key, sign_envelope, verify_included, Included, InclusionClaim, LogError, RoleName,
+    TrustedRoot, Verified,
+};
 use airlock_proto::api::Submitted;
-use airlock_proto::merkle::{leaf_hash, verify_inclusion};
-use airlock_proto::{Checkpoint, Envelope, Hash32, Kind, Metadata, PackageName, Statement, Version};
+use airlock_proto::{Clock, Envelope, Kind, Metadata, PackageName, Statement, Version};
 use anyhow::Context as _;
 use serde_json::json;
 
 use super::keys::{read_envelope, write_envelope, MAX_STATEMENT_FILE};
 use super::{Context, ServerArgs};
-use crate::fsutil;
-use crate::progress::Progress;
-use crate::publish::{file_name_of, hash_file, release_envelope};
-use crate::remote::Remote;
 
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
@@ -85,7 +88,7 @@ pub struct UploadArgs {
     server: ServerArgs,
 }
 
-fn load_root(path: &Path) -> anyhow::Result<airlock_keys::Verified<TrustedRoot>> {
+fn load_root(path: &Path) -> anyhow::Result<Verified<TrustedRoot>> {
     let bytes = fsutil::read_capped(path, MAX_STATEMENT_FILE)?;
     TrustedRoot::pin(&bytes).with_context(|| format!("root file {} does not verify", path.display()))
 }
@@ -145,8 +148,8 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
         None => anyhow::bail!("--server is required unless --sign-only is given"),
     };
     if let Some(remote) = &remote {
-        let progress = Progress::bytes("uploading", digests.size, !context.json);
-        remote.upload_blob(&args.file, &digests.blake3, &progress).await?;
+        let progress = context.bars.bytes("uploading", digests.size);
+        remote.upload_blob(&args.file, &digests.blake3, progress.as_ref()).await?;
         progress.finish();
         context.say(format!("uploaded {} ({} bytes, {})", filename, digests.size, digests.blake3));
     }
@@ -159,13 +162,13 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
         source_commit: args.source_commit,
         scan_report: None,
     };
-    let mut envelope = release_envelope(
+    let mut envelope = statements::release(
         args.kind,
         name.clone(),
         version.clone(),
-        (filename, digests),
+        vec![statements::file_entry(filename, digests)],
         metadata,
-        crate::follow::now(),
+        context.clock.now(),
     )?;
     sign_as_publisher(&mut envelope, &args.key, &root, context)?;
     if args.sign_only {
@@ -181,7 +184,7 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
     let remote = remote.context("--server is required")?;
     let leaf = envelope.to_bytes()?;
     let submitted = remote.submit(leaf.clone()).await?;
-    check_submitted(&submitted, &leaf, &root)?;
+    check_included(&root, &leaf, &submitted, &context.clock)?;
     context.finish(
         &json!({
             "kind": args.kind, "name": name, "version": version,
@@ -196,24 +199,23 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Checks a submission answer: the checkpoint is signed by the log role and the inclusion proof
-/// leads from our exact leaf to its root hash.
-fn check_submitted(submitted: &Submitted, leaf: &[u8], root: &TrustedRoot) -> anyhow::Result<()> {
-    let checkpoint_bytes =
-        hex::decode(&submitted.checkpoint).context("server sent a checkpoint that is not hex")?;
-    let envelope = Envelope::from_bytes(&checkpoint_bytes)?;
-    let checkpoint = Checkpoint::decode(&envelope.payload_type, &envelope.payload)?;
-    root.check_role(&envelope, RoleName::Log)
-        .context("the server's checkpoint is not signed by the log role")?;
-    anyhow::ensure!(checkpoint.size == submitted.size, "the server's checkpoint is for another tree size");
-    let proof: Vec<[u8; 32]> = submitted
-        .inclusion_proof
-        .iter()
-        .map(|h| Hash32::from_hex(h).map(|h| h.0).context("server sent an invalid proof hash"))
-        .collect::<Result<_, _>>()?;
-    verify_inclusion(&leaf_hash(leaf), submitted.index, submitted.size, &proof, &checkpoint.root_hash.0)
-        .context("the server's inclusion proof does not verify")?;
-    Ok(())
+/// Checks a submission answer with the one verifier: the checkpoint is for the pinned root's
+/// origin, signed by its log role, fresh now, and the inclusion proof leads from our exact leaf to
+/// its root hash.
+fn check_included(
+    root: &Verified<TrustedRoot>,
+    leaf: &[u8],
+    submitted: &Submitted,
+    clock: &Clock,
+) -> Result<Verified<Included>, LogError> {
+    let claim = InclusionClaim {
+        leaf,
+        index: submitted.index,
+        size: submitted.size,
+        checkpoint: &submitted.checkpoint.0,
+        proof: &submitted.inclusion_proof,
+    };
+    verify_included(root, claim, clock.now())
 }
 
 pub fn approve(args: ApproveArgs, context: &Context) -> anyhow::Result<()> {
@@ -237,7 +239,7 @@ pub async fn submit(args: SubmitArgs, context: &Context) -> anyhow::Result<()> {
     let submitted = remote.submit(leaf.clone()).await?;
     if let Some(root) = &args.root {
         let root = load_root(root)?;
-        check_submitted(&submitted, &leaf, &root)?;
+        check_included(&root, &leaf, &submitted, &context.clock)?;
     }
     context.finish(
         &serde_json::to_value(&submitted)?,
@@ -254,8 +256,8 @@ pub async fn submit(args: SubmitArgs, context: &Context) -> anyhow::Result<()> {
 pub async fn upload(args: UploadArgs, context: &Context) -> anyhow::Result<()> {
     let digests = hash_file(&args.file)?;
     let remote = context.remote(&args.server)?;
-    let progress = Progress::bytes("uploading", digests.size, !context.json);
-    let stored = remote.upload_blob(&args.file, &digests.blake3, &progress).await?;
+    let progress = context.bars.bytes("uploading", digests.size);
+    let stored = remote.upload_blob(&args.file, &digests.blake3, progress.as_ref()).await?;
     progress.finish();
     context.finish(
         &serde_json::to_value(&stored)?,

@@ -2,15 +2,15 @@
 
 use std::path::PathBuf;
 
+use airlock_client::follow;
+use airlock_client::progress::Reporter;
+use airlock_client::publish::hash_file;
+use airlock_client::pull::{check_status, download_verified, output_paths, resolve, Target, VerifyError};
+use airlock_client::state::StateStore;
 use airlock_proto::{Digest, Kind};
 use serde_json::json;
 
 use super::{Context, ServerArgs};
-use crate::follow;
-use crate::progress::Progress;
-use crate::publish::hash_file;
-use crate::pull::{check_status, download_verified, output_paths, resolve, Target, VerifyError};
-use crate::state::StateStore;
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
@@ -50,7 +50,8 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
     } else {
         follow::ServerExtension::Refuse
     };
-    let (after, notices) = follow::update_with(&remote, &before, !context.json, policy).await?;
+    let (after, notices) =
+        follow::update_with(&remote, &before, &context.clock, &context.bars, policy).await?;
     if notices.accepted_expired {
         eprintln!(
             "WARNING: accepted an EXPIRED checkpoint under the server's unsafe extension (until {}); freeze protection is off",
@@ -72,8 +73,8 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
     let paths = output_paths(&args.output, &files)?;
     let mut written = Vec::new();
     for (file, path) in files.iter().zip(&paths) {
-        let progress = Progress::bytes("downloading", file.size, !context.json);
-        download_verified(&remote, file, path, &progress).await?;
+        let progress = context.bars.bytes("downloading", file.size);
+        download_verified(&remote, file, path, progress.as_ref()).await?;
         progress.finish();
         written.push(json!({
             "path": path, "filename": file.filename, "size": file.size,

@@ -1,0 +1,516 @@
+//! Statement builders: each returns an unsigned [`Envelope`] ready for signing
+//! (`airlock_keys::sign_envelope`), approval by other key holders and submission.
+//!
+//! Every builder encodes its payload and decodes it back with [`Statement::decode`], so a
+//! builder never hands out a statement the log would refuse on its structure (an invalid name,
+//! a root whose thresholds cannot be met, text with control characters). Times are parameters:
+//! the caller passes `published_at`, `issued_at` and `expires`, usually from its
+//! [`airlock_proto::Clock`].
+
+use airlock_keys::RoleName;
+use airlock_proto::{
+    ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, Kind, Metadata,
+    PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement, StatementError, Status,
+    StatusAction, Timestamp, Version,
+};
+
+use crate::publish::FileDigests;
+
+/// Why a statement could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("root version {requested} does not follow version {current}")]
+    NotNext { current: u64, requested: u64 },
+    #[error("the current root's {role} role names key {id}, which the root does not list")]
+    UnlistedKey { role: &'static str, id: KeyId },
+}
+
+/// Encodes `statement`, checks it as the log will, and wraps it in an unsigned envelope.
+fn seal(statement: Statement) -> Result<Envelope, BuildError> {
+    let (payload_type, payload) = statement.encode()?;
+    Statement::decode(payload_type.as_str(), &payload)?;
+    Ok(Envelope::unsigned(payload_type.as_str(), payload))
+}
+
+/// The entry of a release for a file published under `filename`.
+pub fn file_entry(filename: FileName, digests: FileDigests) -> FileEntry {
+    FileEntry { filename, size: digests.size, blake3: digests.blake3, sha256: digests.sha256 }
+}
+
+/// An unsigned release of `files` (one or several; each file name once).
+pub fn release(
+    kind: Kind,
+    name: PackageName,
+    version: Version,
+    files: Vec<FileEntry>,
+    metadata: Metadata,
+    published_at: Timestamp,
+) -> Result<Envelope, BuildError> {
+    seal(Statement::Release(Release {
+        payload_type: PayloadType::Release,
+        kind,
+        name,
+        version,
+        files,
+        metadata,
+        published_at,
+    }))
+}
+
+/// An unsigned release for one file.
+pub fn release_envelope(
+    kind: Kind,
+    name: PackageName,
+    version: Version,
+    file: (FileName, FileDigests),
+    metadata: Metadata,
+    published_at: Timestamp,
+) -> Result<Envelope, BuildError> {
+    let (filename, digests) = file;
+    release(kind, name, version, vec![file_entry(filename, digests)], metadata, published_at)
+}
+
+/// An unsigned status statement: yank, unyank or revoke the release `kind` `name`==`version`,
+/// saying why.
+pub fn status(
+    kind: Kind,
+    name: PackageName,
+    version: Version,
+    action: StatusAction,
+    reason: impl Into<String>,
+    issued_at: Timestamp,
+) -> Result<Envelope, BuildError> {
+    seal(Statement::Status(Status {
+        payload_type: PayloadType::Status,
+        kind,
+        name,
+        version,
+        action,
+        reason: reason.into(),
+        issued_at,
+    }))
+}
+
+/// An unsigned channel statement: put the release `kind` `name`==`version` into `channel`.
+pub fn channel(
+    channel: ChannelName,
+    kind: Kind,
+    name: PackageName,
+    version: Version,
+    issued_at: Timestamp,
+) -> Result<Envelope, BuildError> {
+    seal(Statement::Channel(ChannelStatement {
+        payload_type: PayloadType::Channel,
+        channel,
+        kind,
+        name,
+        version,
+        issued_at,
+    }))
+}
+
+/// A role as the root builders take it: the public keys that hold it and how many distinct ones
+/// must sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleKeys {
+    pub keys: Vec<PublicKeyBytes>,
+    pub threshold: u32,
+}
+
+/// The three roles of a root, as public keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootRoles {
+    pub root: RoleKeys,
+    pub publisher: RoleKeys,
+    pub log: RoleKeys,
+}
+
+impl RootRoles {
+    /// The roles of `root`, each key id looked up in the keys the root lists.
+    pub fn of(root: &Root) -> Result<Self, BuildError> {
+        let role = |name: &'static str, role: &Role| -> Result<RoleKeys, BuildError> {
+            let keys = role
+                .keys
+                .iter()
+                .map(|id| {
+                    root.keys
+                        .iter()
+                        .find(|key| KeyId::of(key) == *id)
+                        .copied()
+                        .ok_or(BuildError::UnlistedKey { role: name, id: *id })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(RoleKeys { keys, threshold: role.threshold })
+        };
+        Ok(Self {
+            root: role("root", &root.roles.root)?,
+            publisher: role("publisher", &root.roles.publisher)?,
+            log: role("log", &root.roles.log)?,
+        })
+    }
+
+    /// One role.
+    pub fn get(&self, role: RoleName) -> &RoleKeys {
+        match role {
+            RoleName::Root => &self.root,
+            RoleName::Publisher => &self.publisher,
+            RoleName::Log => &self.log,
+        }
+    }
+
+    fn get_mut(&mut self, role: RoleName) -> &mut RoleKeys {
+        match role {
+            RoleName::Root => &mut self.root,
+            RoleName::Publisher => &mut self.publisher,
+            RoleName::Log => &mut self.log,
+        }
+    }
+
+    /// The root payload: every key listed once (root keys first, then publisher, then log keys,
+    /// in the order given), each role naming its keys by id.
+    fn to_root(&self, origin: &str, version: u64, expires: Timestamp) -> Root {
+        let mut keys: Vec<PublicKeyBytes> = Vec::new();
+        let mut role = |role: &RoleKeys| {
+            for key in &role.keys {
+                if !keys.contains(key) {
+                    keys.push(*key);
+                }
+            }
+            Role { keys: role.keys.iter().map(KeyId::of).collect(), threshold: role.threshold }
+        };
+        let roles = Roles { root: role(&self.root), publisher: role(&self.publisher), log: role(&self.log) };
+        Root { payload_type: PayloadType::Root, origin: origin.to_owned(), version, expires, keys, roles }
+    }
+}
+
+/// An unsigned root for the log `origin`, as `airlock root create` writes it (the first root is
+/// version 1). Each root-role key holder then signs it.
+pub fn root(
+    origin: &str,
+    version: u64,
+    roles: &RootRoles,
+    expires: Timestamp,
+) -> Result<Envelope, BuildError> {
+    seal(Statement::Root(roles.to_root(origin, version, expires)))
+}
+
+/// Root version N+1, starting from root N's content: same origin, keys, thresholds and expiry
+/// until changed. The result must be signed by the root role of both N and N+1.
+pub fn next_root(current: &Root) -> Result<NextRoot, BuildError> {
+    Ok(NextRoot {
+        current: current.version,
+        version: current.version.checked_add(1),
+        origin: current.origin.clone(),
+        roles: RootRoles::of(current)?,
+        expires: current.expires,
+    })
+}
+
+/// The builder [`next_root`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct NextRoot {
+    current: u64,
+    /// `None` when the current version is the last one `u64` can count.
+    version: Option<u64>,
+    origin: String,
+    roles: RootRoles,
+    expires: Timestamp,
+}
+
+impl NextRoot {
+    /// States the version explicitly; [`NextRoot::build`] refuses any but the current + 1.
+    pub fn version(mut self, version: u64) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// Replaces the keys and threshold of `role`.
+    pub fn role(mut self, role: RoleName, keys: Vec<PublicKeyBytes>, threshold: u32) -> Self {
+        *self.roles.get_mut(role) = RoleKeys { keys, threshold };
+        self
+    }
+
+    /// Replaces the keys of `role`, keeping its threshold.
+    pub fn keys(mut self, role: RoleName, keys: Vec<PublicKeyBytes>) -> Self {
+        self.roles.get_mut(role).keys = keys;
+        self
+    }
+
+    /// Replaces the threshold of `role`, keeping its keys.
+    pub fn threshold(mut self, role: RoleName, threshold: u32) -> Self {
+        self.roles.get_mut(role).threshold = threshold;
+        self
+    }
+
+    /// Replaces the expiry.
+    pub fn expires(mut self, expires: Timestamp) -> Self {
+        self.expires = expires;
+        self
+    }
+
+    /// The roles the next root will define, as changed so far.
+    pub fn roles(&self) -> &RootRoles {
+        &self.roles
+    }
+
+    /// The unsigned next root. Keys no role names any more are no longer listed.
+    pub fn build(self) -> Result<Envelope, BuildError> {
+        let expected = self.current.checked_add(1);
+        let version = match self.version {
+            Some(version) if Some(version) == expected => version,
+            requested => {
+                return Err(BuildError::NotNext {
+                    current: self.current,
+                    requested: requested.unwrap_or(self.current),
+                })
+            }
+        };
+        root(&self.origin, version, &self.roles, self.expires)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airlock_keys::{sign_envelope, SecretKey, TrustedRoot};
+    use airlock_proto::{Digest, Sha256};
+
+    use super::*;
+
+    fn decode(envelope: &Envelope) -> Statement {
+        assert!(envelope.signatures.is_empty(), "builders return unsigned envelopes");
+        Statement::decode(&envelope.payload_type, &envelope.payload).unwrap()
+    }
+
+    fn name(text: &str) -> PackageName {
+        PackageName::new(Kind::Wheel, text).unwrap()
+    }
+
+    fn digests(bytes: &[u8]) -> FileDigests {
+        FileDigests { size: bytes.len() as u64, blake3: Digest::of(bytes), sha256: Sha256([7; 32]) }
+    }
+
+    fn public(key: &SecretKey) -> PublicKeyBytes {
+        PublicKeyBytes(key.public().to_bytes())
+    }
+
+    #[test]
+    fn release_of_one_file_decodes_back() {
+        let metadata = Metadata { summary: Some("a pack".into()), ..Metadata::default() };
+        let envelope = release_envelope(
+            Kind::Wheel,
+            name("demo"),
+            Version::new("1.0").unwrap(),
+            (FileName::new("demo-1.0-py3-none-any.whl").unwrap(), digests(b"demo")),
+            metadata.clone(),
+            1_700_000_000,
+        )
+        .unwrap();
+        assert_eq!(envelope.payload_type, PayloadType::Release.as_str());
+        let Statement::Release(release) = decode(&envelope) else { panic!("not a release") };
+        assert_eq!(
+            (release.kind, release.name.as_str(), release.version.as_str()),
+            (Kind::Wheel, "demo", "1.0")
+        );
+        assert_eq!(release.published_at, 1_700_000_000);
+        assert_eq!(release.metadata, metadata);
+        assert_eq!(release.files.len(), 1);
+        assert_eq!(release.files[0].filename.as_str(), "demo-1.0-py3-none-any.whl");
+        assert_eq!((release.files[0].size, release.files[0].blake3), (4, Digest::of(b"demo")));
+        assert_eq!(release.files[0].sha256, Sha256([7; 32]));
+    }
+
+    #[test]
+    fn release_of_several_files_keeps_their_order_and_refuses_a_name_twice() {
+        let files = vec![
+            file_entry(FileName::new("a.whl").unwrap(), digests(b"a")),
+            file_entry(FileName::new("b.whl").unwrap(), digests(b"b")),
+        ];
+        let envelope = release(
+            Kind::Node,
+            PackageName::new(Kind::Node, "impact-pack").unwrap(),
+            Version::new("2.0").unwrap(),
+            files.clone(),
+            Metadata::default(),
+            5,
+        )
+        .unwrap();
+        let Statement::Release(decoded) = decode(&envelope) else { panic!("not a release") };
+        assert_eq!(decoded.files, files);
+        assert_eq!(decoded.kind, Kind::Node);
+
+        let twice = vec![files[0].clone(), files[0].clone()];
+        let refused =
+            release(Kind::Wheel, name("demo"), Version::new("1").unwrap(), twice, Metadata::default(), 5);
+        assert!(matches!(refused, Err(BuildError::Statement(_))), "{refused:?}");
+        let none =
+            release(Kind::Wheel, name("demo"), Version::new("1").unwrap(), vec![], Metadata::default(), 5);
+        assert!(none.is_err());
+    }
+
+    #[test]
+    fn status_statements_carry_action_and_reason() {
+        for action in [StatusAction::Yank, StatusAction::Unyank, StatusAction::Revoke] {
+            let envelope =
+                status(Kind::Wheel, name("demo"), Version::new("1.0").unwrap(), action, "CVE-2024-0001", 42)
+                    .unwrap();
+            assert_eq!(envelope.payload_type, PayloadType::Status.as_str());
+            let Statement::Status(decoded) = decode(&envelope) else { panic!("not a status") };
+            assert_eq!(decoded.action, action);
+            assert_eq!(decoded.reason, "CVE-2024-0001");
+            assert_eq!(
+                (decoded.name.as_str(), decoded.version.as_str(), decoded.issued_at),
+                ("demo", "1.0", 42)
+            );
+        }
+        let control = status(
+            Kind::Wheel,
+            name("demo"),
+            Version::new("1.0").unwrap(),
+            StatusAction::Yank,
+            "bad\u{7}",
+            1,
+        );
+        assert!(control.is_err(), "a reason with control characters must be refused");
+    }
+
+    #[test]
+    fn channel_statement_names_the_release_and_channel() {
+        let envelope = channel(
+            ChannelName::new("prod").unwrap(),
+            Kind::Wheel,
+            name("demo"),
+            Version::new("1.0").unwrap(),
+            99,
+        )
+        .unwrap();
+        assert_eq!(envelope.payload_type, PayloadType::Channel.as_str());
+        let Statement::Channel(decoded) = decode(&envelope) else { panic!("not a channel statement") };
+        assert_eq!(decoded.channel.as_str(), "prod");
+        assert_eq!(
+            (decoded.kind, decoded.name.as_str(), decoded.version.as_str()),
+            (Kind::Wheel, "demo", "1.0")
+        );
+        assert_eq!(decoded.issued_at, 99);
+    }
+
+    struct Keys {
+        root: SecretKey,
+        alice: SecretKey,
+        bob: SecretKey,
+        log: SecretKey,
+    }
+
+    fn keys() -> Keys {
+        Keys {
+            root: SecretKey::generate(),
+            alice: SecretKey::generate(),
+            bob: SecretKey::generate(),
+            log: SecretKey::generate(),
+        }
+    }
+
+    fn first(keys: &Keys) -> (Envelope, Root) {
+        let roles = RootRoles {
+            root: RoleKeys { keys: vec![public(&keys.root)], threshold: 1 },
+            publisher: RoleKeys { keys: vec![public(&keys.alice), public(&keys.bob)], threshold: 2 },
+            log: RoleKeys { keys: vec![public(&keys.log)], threshold: 1 },
+        };
+        let envelope = root("registry.example.internal", 1, &roles, 2_000_000_000).unwrap();
+        let Statement::Root(decoded) = decode(&envelope) else { panic!("not a root") };
+        (envelope, decoded)
+    }
+
+    #[test]
+    fn first_root_lists_each_key_once_and_names_roles_by_id() {
+        let keys = keys();
+        let (mut envelope, decoded) = first(&keys);
+        assert_eq!(
+            (decoded.origin.as_str(), decoded.version, decoded.expires),
+            ("registry.example.internal", 1, 2_000_000_000)
+        );
+        let listed = [&keys.root, &keys.alice, &keys.bob, &keys.log].map(public);
+        assert_eq!(decoded.keys, listed);
+        assert_eq!(decoded.roles.publisher.keys, vec![keys.alice.public().id(), keys.bob.public().id()]);
+        assert_eq!(decoded.roles.publisher.threshold, 2);
+        assert_eq!(RootRoles::of(&decoded).unwrap().get(RoleName::Log).keys, vec![public(&keys.log)]);
+        // A key in two roles is listed once.
+        let shared = RootRoles {
+            root: RoleKeys { keys: vec![public(&keys.root)], threshold: 1 },
+            publisher: RoleKeys { keys: vec![public(&keys.root)], threshold: 1 },
+            log: RoleKeys { keys: vec![public(&keys.log)], threshold: 1 },
+        };
+        let Statement::Root(shared) = decode(&root("o", 1, &shared, 1).unwrap()) else { panic!() };
+        assert_eq!(shared.keys.len(), 2);
+        // A threshold no set of keys can meet is refused.
+        let mut impossible = RootRoles::of(&decoded).unwrap();
+        impossible.log.threshold = 2;
+        assert!(root("o", 1, &impossible, 1).is_err());
+        // Signed by its root key, it pins.
+        sign_envelope(&mut envelope, &keys.root);
+        TrustedRoot::pin(&envelope.to_bytes().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn next_root_starts_from_the_current_and_replaces_what_it_is_told() {
+        let keys = keys();
+        let (mut first_envelope, current) = first(&keys);
+        let carol = SecretKey::generate();
+        let new_root = SecretKey::generate();
+
+        let unchanged = next_root(&current).unwrap().build().unwrap();
+        let Statement::Root(same) = decode(&unchanged) else { panic!("not a root") };
+        assert_eq!(same, Root { version: 2, ..current.clone() });
+
+        let next = next_root(&current)
+            .unwrap()
+            .role(RoleName::Publisher, vec![public(&keys.alice), public(&carol)], 1)
+            .keys(RoleName::Root, vec![public(&new_root)])
+            .threshold(RoleName::Publisher, 2)
+            .expires(2_100_000_000);
+        assert_eq!(next.roles().get(RoleName::Publisher).keys, vec![public(&keys.alice), public(&carol)]);
+        let mut envelope = next.build().unwrap();
+        let Statement::Root(decoded) = decode(&envelope) else { panic!("not a root") };
+        assert_eq!(
+            (decoded.version, decoded.expires, decoded.origin.as_str()),
+            (2, 2_100_000_000, current.origin.as_str())
+        );
+        assert_eq!(decoded.roles.publisher.keys, vec![keys.alice.public().id(), carol.public().id()]);
+        assert_eq!(decoded.roles.publisher.threshold, 2);
+        assert_eq!(decoded.roles.root.keys, vec![new_root.public().id()]);
+        assert_eq!(decoded.roles.log, current.roles.log);
+        // The old root key and bob are no longer listed.
+        assert_eq!(decoded.keys, [&new_root, &keys.alice, &carol, &keys.log].map(public));
+
+        // Signed by the old and the new root role, the verifier walks to it.
+        sign_envelope(&mut first_envelope, &keys.root);
+        let pinned = TrustedRoot::pin(&first_envelope.to_bytes().unwrap()).unwrap();
+        sign_envelope(&mut envelope, &keys.root);
+        sign_envelope(&mut envelope, &new_root);
+        let walked = pinned.next(&envelope.to_bytes().unwrap()).unwrap();
+        assert_eq!(walked.root().version, 2);
+    }
+
+    #[test]
+    fn next_root_refuses_a_version_that_does_not_follow() {
+        let keys = keys();
+        let (_, current) = first(&keys);
+        assert!(next_root(&current).unwrap().version(2).build().is_ok());
+        for version in [0, 1, 3, u64::MAX] {
+            let refused = next_root(&current).unwrap().version(version).build();
+            assert!(
+                matches!(refused, Err(BuildError::NotNext { current: 1, requested }) if requested == version),
+                "version {version}: {refused:?}"
+            );
+        }
+        let last = Root { version: u64::MAX, ..current.clone() };
+        assert!(matches!(next_root(&last).unwrap().build(), Err(BuildError::NotNext { .. })));
+        // A root whose role names an unlisted key is not a base for the next one.
+        let broken = Root { keys: current.keys[1..].to_vec(), ..current };
+        assert!(matches!(next_root(&broken), Err(BuildError::UnlistedKey { role: "root", .. })));
+    }
+}

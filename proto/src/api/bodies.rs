@@ -1,0 +1,246 @@
+//! Bodies of the native HTTP API (`/v1/`), bundles and state files. Log data travels as CBOR so
+//! leaves and checkpoints keep their exact bytes; reports for people and scripts travel as JSON.
+//! The server writes these types and the client reads them: neither builds a body by hand.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::{Hash32, Sha256};
+use crate::{Digest, FileEntry, Kind, Metadata, PackageName, Timestamp, Version};
+
+/// Most leaves one page may carry.
+pub const MAX_PAGE_LEAVES: u64 = 1000;
+/// Largest encoded leaves page a client accepts.
+pub const MAX_PAGE_BYTES: usize = 16 << 20;
+/// Largest encoded proof a client accepts.
+pub const MAX_PROOF_BYTES: usize = 8 * 1024;
+
+/// `GET /v1/log/leaves?start=&end=` (CBOR): leaves `start..start + leaves.len()`, exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeavesPage {
+    pub start: u64,
+    pub leaves: Vec<serde_bytes::ByteBuf>,
+}
+
+/// `GET /v1/log/proof/...` (CBOR): the proof hashes, in RFC 6962 order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    pub hashes: Vec<Hash32>,
+}
+
+/// `POST /v1/statements` answer (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// Leaf index of the statement.
+    pub index: u64,
+    /// Tree size of the checkpoint below.
+    pub size: u64,
+    /// The signed checkpoint envelope (hex in JSON).
+    pub checkpoint: HexBytes,
+    /// Inclusion proof of `index` in the checkpoint's tree, in RFC 6962 order.
+    pub inclusion_proof: Vec<Hash32>,
+    /// True when the identical statement was already logged.
+    pub existing: bool,
+}
+
+/// Bytes written as lowercase hex in JSON (and as a byte string in CBOR).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HexBytes(pub Vec<u8>);
+
+impl Serialize for HexBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&hex::encode(&self.0))
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HexBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            hex::decode(&text).map(Self).map_err(serde::de::Error::custom)
+        } else {
+            serde_bytes::ByteBuf::deserialize(deserializer).map(|b| Self(b.into_vec()))
+        }
+    }
+}
+
+/// `PUT /v1/blobs/blake3/<hex>` answer (JSON): what the server stored, as it computed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobStored {
+    pub digest: Digest,
+    pub size: u64,
+    pub sha256: Sha256,
+}
+
+/// The machine-readable code of an error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    TooLarge,
+    RangeNotSatisfiable,
+    Rejected,
+    Timeout,
+    Stale,
+    Unavailable,
+    InsufficientStorage,
+    Internal,
+    /// A code this client does not know (a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+/// Error body of every failed request (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: ErrorCode,
+}
+
+/// `GET /healthz` (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` while the server serves.
+    pub status: String,
+    /// `primary` or `mirror`.
+    pub role: String,
+    /// Leaves in the log this server serves.
+    pub log_size: u64,
+}
+
+/// The lifecycle state of a release, as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ReleaseState {
+    Active,
+    Yanked { reason: String },
+    Revoked { reason: String },
+}
+
+/// One logged release (JSON): `GET /v1/releases/<kind>/<name>/<version>` and
+/// `GET /v1/releases/by-digest/<digest>`, and each entry of a [`ReleaseList`]. For people and
+/// scripts: clients that install verify through the log, never through this answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    pub kind: Kind,
+    pub name: PackageName,
+    pub version: Version,
+    pub leaf_index: u64,
+    pub status: ReleaseState,
+    pub published_at: Timestamp,
+    pub files: Vec<FileEntry>,
+    pub metadata: Metadata,
+}
+
+/// `GET /v1/releases/<kind>/<name>` (JSON): every logged release of a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseList {
+    pub kind: Kind,
+    pub name: PackageName,
+    pub releases: Vec<ReleaseInfo>,
+}
+
+/// `POST /v1/mirror/sync` answer (JSON): what one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub upstream: String,
+    pub from_size: u64,
+    pub to_size: u64,
+    pub blobs_fetched: u64,
+    pub bytes_fetched: u64,
+}
+
+/// `GET /v1/mirror/status` (JSON): how far behind its upstream a mirror is, as of its last sync
+/// attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorStatus {
+    pub upstream: String,
+    /// Leaves this mirror serves.
+    pub size: u64,
+    /// The upstream's size at the last successful checkpoint fetch.
+    pub upstream_size: u64,
+    pub lag_leaves: u64,
+    /// Seconds between the upstream checkpoint last seen and the one this mirror serves.
+    pub lag_seconds: u64,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// `POST /v1/mirror/import` answer and `airlockd import` output (JSON): what an import did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub from_size: u64,
+    pub to_size: u64,
+    pub blobs_stored: u64,
+    pub state: ImportedState,
+}
+
+/// `airlockd verify-store` output (JSON): what a check of a data directory found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyStoreReport {
+    pub log_size: u64,
+    /// Root hash of the stored log (none while it is empty or does not verify).
+    pub root_hash: Option<Hash32>,
+    /// Blobs recorded in the store.
+    pub blobs: u64,
+    /// Logged blobs this store does not hold (a partial mirror's uncarried releases).
+    pub not_held: u64,
+    /// Every problem found, each naming what failed.
+    pub problems: Vec<String>,
+}
+
+/// A client's or mirror's verified view of a log as saved on disk (CBOR): the leaves it has
+/// verified, the newest checkpoint, and the newest issued-at it has seen. Loading re-verifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedLog {
+    pub leaves: Vec<serde_bytes::ByteBuf>,
+    pub checkpoint: Option<serde_bytes::ByteBuf>,
+    pub newest_issued_at: u64,
+}
+
+/// Largest saved log accepted.
+pub const MAX_SAVED_LOG_BYTES: usize = 1 << 30;
+
+/// Name of the first member of a bundle.
+pub const BUNDLE_MANIFEST: &str = "manifest.cbor";
+/// Prefix of blob members of a bundle: `blobs/<64 hex>`.
+pub const BUNDLE_BLOB_PREFIX: &str = "blobs/";
+/// Bundle format version.
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// The first member of a bundle (a tar file): a log segment `from_size..to_size` with the
+/// checkpoint that covers it, and the blobs that follow it in the tar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format: u32,
+    pub origin: String,
+    pub from_size: u64,
+    pub to_size: u64,
+    pub checkpoint: serde_bytes::ByteBuf,
+    pub leaves: Vec<serde_bytes::ByteBuf>,
+    pub blobs: Vec<BundleBlob>,
+}
+
+/// A blob a bundle carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleBlob {
+    pub digest: crate::Digest,
+    pub size: u64,
+}
+
+/// What an import leaves behind so that the next export can start where it ended (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedState {
+    pub origin: String,
+    pub size: u64,
+    pub root_hash: Hash32,
+}

@@ -1,0 +1,10 @@
+//! airlock's own wire contract: the routes and header names of the native HTTP API
+//! ([`routes`]) and every body it carries ([`bodies`]), plus the bundle and state-file formats.
+//! Formats defined by others (the Python Simple API, the Comfy Registry's JSON, Prometheus text)
+//! live beside the code that serves them.
+
+mod bodies;
+pub mod routes;
+
+pub use bodies::*;
+pub use routes::Route;

@@ -1,0 +1,72 @@
+//! The mirror endpoints: sync now, status, and a bundle streamed into a running mirror.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::auth::{self, Scope};
+use crate::error::{self, ApiError};
+use crate::http::body::{self, Body, ChannelReader};
+use crate::mirror::Mirror;
+
+fn the_mirror(app: &App) -> Result<&Arc<Mirror>, ApiError> {
+    app.registry.mirror().ok_or_else(|| ApiError::NotFound("this server is not a mirror".to_owned()))
+}
+
+/// `POST /v1/mirror/sync` (admin): sync from the upstream now.
+pub async fn sync(app: &Arc<App>, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    auth::require(&app.store, headers, Scope::Admin)?;
+    let follower = app
+        .follower
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this server has no upstream to sync from".to_owned()))?;
+    let report = follower.sync_once().await.map_err(|e| error::sync_failed(&e))?;
+    Ok(body::json(StatusCode::OK, &report))
+}
+
+/// `GET /v1/mirror/status`
+pub fn status(app: &App) -> Result<Response<Body>, ApiError> {
+    Ok(body::json(StatusCode::OK, &the_mirror(app)?.status()))
+}
+
+/// `POST /v1/mirror/import` (admin): a bundle streamed into a running mirror.
+pub async fn import(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    mut request_body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    auth::require(&app.store, headers, Scope::Admin)?;
+    let mirror = Arc::clone(app.registry.mirror().ok_or_else(|| {
+        ApiError::Forbidden(
+            "this server is not a mirror; import bundles into a mirror (`airlockd serve --mirror`)"
+                .to_owned(),
+        )
+    })?);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let task =
+        tokio::task::spawn_blocking(move || crate::mirror::import::import(&mirror, ChannelReader::new(rx)));
+    let idle = app.config.limits.body_idle_timeout;
+    let mut read_error = None;
+    loop {
+        match body::next_frame(&mut request_body, idle).await {
+            Ok(Some(chunk)) => {
+                if tx.send(chunk).await.is_err() {
+                    break; // The importer stopped early (it refused the bundle).
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let outcome = task.await.map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    Ok(body::json(StatusCode::OK, &outcome?))
+}

@@ -1,0 +1,203 @@
+//! Following an upstream over the network: the server owns a `Follower` for a mirror with an
+//! upstream. Each sync fetches the upstream's checkpoint and new leaves, verifies them with the
+//! one log verifier, fetches and ingests every blob they reference that the mirror carries, and
+//! only then commits, through the mirror's one writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_client::progress::NoProgress;
+use airlock_client::remote::TransferLimits;
+use airlock_client::{Remote, TlsOptions};
+use airlock_keys::TrustedLog;
+use airlock_proto::api::SyncReport;
+use airlock_proto::{Checkpoint, Envelope, FileEntry, Statement};
+use anyhow::Context;
+use futures_util::StreamExt;
+
+use super::{Mirror, MirrorWriter};
+use crate::config::CarryFilter;
+use crate::store::Expected;
+
+/// Blobs fetched at once during a sync.
+pub const FETCH_CONCURRENCY: usize = 4;
+
+/// Follows one upstream for one mirror.
+#[derive(Debug)]
+pub struct Follower {
+    mirror: Arc<Mirror>,
+    remote: Remote,
+    upstream: String,
+}
+
+impl Follower {
+    /// A follower of `upstream` for `mirror`.
+    pub fn new(mirror: Arc<Mirror>, upstream: &str, limits: TransferLimits) -> anyhow::Result<Self> {
+        Ok(Self {
+            mirror,
+            remote: Remote::new(upstream, None, &TlsOptions::default())?.with_limits(limits),
+            upstream: upstream.to_owned(),
+        })
+    }
+
+    /// Syncs once and records the outcome in the mirror's status.
+    pub async fn sync_once(&self) -> anyhow::Result<SyncReport> {
+        let result = self.sync_inner().await;
+        self.mirror.note_attempt(result.as_ref().err().map(|e| format!("{e:#}")));
+        result
+    }
+
+    /// Brings the mirror up to the upstream's newest checkpoint. With nothing new it costs one
+    /// checkpoint request. On any failure nothing new becomes visible; blobs already fetched stay
+    /// recorded, so the next sync does not download them again.
+    async fn sync_inner(&self) -> anyhow::Result<SyncReport> {
+        let writer = self.mirror.writer().await;
+        let trusted = writer.trusted();
+        let mut report = SyncReport {
+            upstream: self.upstream.clone(),
+            from_size: trusted.size(),
+            to_size: trusted.size(),
+            ..SyncReport::default()
+        };
+        let checkpoint = self.remote.checkpoint().await?;
+        if trusted.checkpoint() == Some(checkpoint.as_slice()) {
+            return Ok(report);
+        }
+        // Read the size before verification only to know how many leaves to fetch; the verifier
+        // checks everything, including this size.
+        let offered = Envelope::from_bytes(&checkpoint)
+            .ok()
+            .and_then(|e| Checkpoint::decode(&e.payload_type, &e.payload).ok());
+        if let Some(offered) = &offered {
+            self.mirror.note_upstream(offered.size, offered.issued_at);
+        }
+        let offered = offered.map_or(0, |c| c.size);
+        let leaves = if offered > trusted.size() {
+            tracing::info!(upstream = %self.upstream, have = trusted.size(), upstream_size = offered, "mirror behind upstream; syncing");
+            self.remote.leaves(trusted.size(), offered, &NoProgress).await?
+        } else {
+            Vec::new()
+        };
+        let now = self.mirror.clock().now();
+        let (next, leaves) = tokio::task::spawn_blocking(move || {
+            let next = trusted.update(&checkpoint, &leaves, now);
+            (next, leaves)
+        })
+        .await?;
+        let next = next.with_context(|| format!("upstream {} did not verify", self.upstream))?;
+        let missing = self.missing_blobs(&leaves, &next)?;
+        self.fetch_all(missing, &mut report).await?;
+        report.to_size = next.size();
+        let blobs = report.blobs_fetched;
+        commit(writer, leaves, next).await?;
+        if report.to_size > report.from_size {
+            tracing::info!(upstream = %self.upstream, from = report.from_size, to = report.to_size, blobs, "mirror synced");
+        }
+        Ok(report)
+    }
+
+    /// The carried blobs of `leaves` the store does not hold yet, each once.
+    fn missing_blobs(&self, leaves: &[Vec<u8>], next: &TrustedLog) -> anyhow::Result<Vec<FileEntry>> {
+        let mut missing: Vec<FileEntry> = Vec::new();
+        for file in carried_files(leaves, next, self.mirror.carry())? {
+            if self.mirror.store().blob(&file.blake3)?.is_none()
+                && !missing.iter().any(|f| f.blake3 == file.blake3)
+            {
+                missing.push(file);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Fetches blobs a few at a time. Every transfer finishes even after one fails, so that what
+    /// completed is recorded and the next sync does not fetch it again.
+    async fn fetch_all(&self, missing: Vec<FileEntry>, report: &mut SyncReport) -> anyhow::Result<()> {
+        let mut fetches = futures_util::stream::iter(
+            missing.into_iter().map(|file| async move { self.fetch_blob(&file).await }),
+        )
+        .buffer_unordered(FETCH_CONCURRENCY);
+        let mut first_error = None;
+        while let Some(fetched) = fetches.next().await {
+            match fetched {
+                Ok(bytes) => {
+                    report.bytes_fetched += bytes;
+                    report.blobs_fetched += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Downloads one blob through the ingest path (size, BLAKE3 and SHA-256 checked before it is
+    /// recorded).
+    async fn fetch_blob(&self, file: &FileEntry) -> anyhow::Result<u64> {
+        let mut ingest = self.mirror.store().ingest(Expected::logged(file.blake3, file.size, file.sha256))?;
+        let mut refused = None;
+        self.remote
+            .download_blob(&file.blake3, file.size + 1, &NoProgress, |chunk| {
+                ingest.write(bytes::Bytes::copy_from_slice(chunk)).map_err(|e| {
+                    let io = std::io::Error::other(e.to_string());
+                    refused = Some(e);
+                    io
+                })
+            })
+            .await
+            .map_err(|e| match refused.take() {
+                Some(refused) => anyhow::Error::from(refused),
+                None => anyhow::Error::from(e),
+            })
+            .with_context(|| format!("fetching blob {} from {}", file.blake3, self.upstream))?;
+        let received = ingest.size();
+        tokio::task::spawn_blocking(move || ingest.finish())
+            .await?
+            .with_context(|| format!("blob {} from {}", file.blake3, self.upstream))?;
+        Ok(received)
+    }
+
+    /// Syncs now and then every `interval`, until the task is aborted. Errors are logged.
+    pub async fn run_periodically(self: Arc<Self>, interval: Duration) {
+        loop {
+            if let Err(e) = self.sync_once().await {
+                tracing::warn!(upstream = %self.upstream, error = format!("{e:#}"), "mirror sync failed");
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Commits through the writer on a blocking thread (it fsyncs).
+async fn commit(
+    writer: MirrorWriter,
+    leaves: Vec<Vec<u8>>,
+    next: airlock_keys::Verified<TrustedLog>,
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || writer.commit(&leaves, next)).await?
+}
+
+/// The files a mirror must hold after `leaves`: those of new releases it carries, and those of
+/// releases that a new channel statement moves into a carried channel.
+fn carried_files(
+    leaves: &[Vec<u8>],
+    next: &TrustedLog,
+    carry: &CarryFilter,
+) -> anyhow::Result<Vec<FileEntry>> {
+    let state = next.registry();
+    let mut files = Vec::new();
+    for leaf in leaves {
+        let envelope = Envelope::from_bytes(leaf)?;
+        let release = match Statement::decode(&envelope.payload_type, &envelope.payload)? {
+            Statement::Release(release) => Some(release),
+            Statement::Channel(c) => state.release(c.kind, &c.name, &c.version).map(|r| r.release.clone()),
+            Statement::Root(_) | Statement::Status(_) => None,
+        };
+        if let Some(release) = release {
+            if carry.carries(&release, state) {
+                files.extend(release.files);
+            }
+        }
+    }
+    Ok(files)
+}

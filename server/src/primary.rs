@@ -1,0 +1,207 @@
+//! A primary: the registry that signs its own log. It verifies each submitted statement against
+//! the registry state (the one fold, in `keys`), appends it with its tree nodes and a freshly
+//! signed checkpoint in one durable batch, and re-signs the checkpoint as it ages. Appends are
+//! serialised by the state lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_keys::{
+    sign_envelope, ApplyError, Prepared, RegistryState, RoleName, SecretKey, TrustedRoot, UnverifiedRoot,
+    Verified,
+};
+use airlock_proto::merkle::{self, Hash};
+use airlock_proto::{Checkpoint, Clock, Digest, Envelope, Hash32, PayloadType, Sha256, Statement, Timestamp};
+use anyhow::Context;
+
+use crate::registry::{decode_checkpoint, leaf_batch, locked, Overlay};
+use crate::store::Store;
+
+/// What an accepted statement became.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub index: u64,
+    pub size: u64,
+    pub checkpoint: Vec<u8>,
+    /// True when the identical statement was already logged (nothing was appended).
+    pub existing: bool,
+}
+
+/// Why a statement was not appended. Each names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The statement does not verify or does not apply to the state.
+    #[error("{0}")]
+    Rejected(String),
+    /// It contradicts what the log holds (a name@version already logged with other bytes).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The registry that signs its log.
+#[derive(Debug)]
+pub struct Primary {
+    store: Arc<Store>,
+    log_key: SecretKey,
+    state: Mutex<RegistryState>,
+    origin: String,
+    validity: Duration,
+    clock: Clock,
+}
+
+impl Primary {
+    /// Replays the stored log into the registry state, checks the log key is in the root's log
+    /// role, and on an empty log appends the pinned root as leaf 0.
+    pub fn open(
+        store: Arc<Store>,
+        log_key: SecretKey,
+        pinned: (Verified<TrustedRoot>, Vec<u8>),
+        validity: Duration,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
+        let (pinned, pinned_bytes) = pinned;
+        let origin = pinned.origin().to_owned();
+        let mut state = RegistryState::new(pinned);
+        let size = store.log_size()?;
+        for (index, leaf) in store.all_leaves()?.iter().enumerate() {
+            state.apply(leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
+        }
+        let public = log_key.public();
+        anyhow::ensure!(
+            state.root().authorises(&public, RoleName::Log),
+            "this server's log key {} is not in the root's log role",
+            public.id()
+        );
+        let primary = Self { store, log_key, state: Mutex::new(state), origin, validity, clock };
+        if size == 0 {
+            let mut state = locked(&primary.state);
+            let prepared = state.prepare(&pinned_bytes)?;
+            primary.append(&mut state, prepared, pinned_bytes)?;
+        }
+        Ok(primary)
+    }
+
+    /// Runs `f` with the registry state.
+    pub fn with_state<R>(&self, f: impl FnOnce(&RegistryState) -> R) -> R {
+        f(&locked(&self.state))
+    }
+
+    /// Verifies a statement against the state and appends it. Blocking (fsync).
+    pub fn submit(&self, leaf: Vec<u8>) -> Result<Appended, SubmitError> {
+        let mut state = locked(&self.state);
+        let root = state.root();
+        let now = self.clock.now();
+        if root.is_expired(now) {
+            return Err(SubmitError::Rejected(format!(
+                "the root in force (version {}) expired at {}; sign a new root first",
+                root.root().version,
+                root.root().expires
+            )));
+        }
+        let prepared = match state.prepare(&leaf) {
+            Ok(prepared) => prepared,
+            Err(e) => match e.existing_leaf() {
+                Some(existing)
+                    if matches!(e, ApplyError::Duplicate { .. })
+                        || self.store.leaf(existing)?.as_deref() == Some(&leaf) =>
+                {
+                    let checkpoint = self.store.checkpoint()?.context("log has no checkpoint")?;
+                    return Ok(Appended { index: existing, size: state.size(), checkpoint, existing: true });
+                }
+                Some(_) => return Err(SubmitError::Conflict(e.to_string())),
+                None => return Err(SubmitError::Rejected(e.to_string())),
+            },
+        };
+        match prepared.statement() {
+            Statement::Release(release) => {
+                for file in &release.files {
+                    self.check_blob(&file.blake3, file.size, &file.sha256, file.filename.as_str())?;
+                }
+            }
+            Statement::Root(_) => {
+                let next = UnverifiedRoot::parse(&leaf).map_err(|e| SubmitError::Rejected(e.to_string()))?;
+                if !next.authorises(&self.log_key.public(), RoleName::Log) {
+                    return Err(SubmitError::Rejected(
+                        "the new root does not authorise this server's log key".to_owned(),
+                    ));
+                }
+            }
+            Statement::Status(_) | Statement::Channel(_) => {}
+        }
+        Ok(self.append(&mut state, prepared, leaf)?)
+    }
+
+    fn check_blob(&self, digest: &Digest, size: u64, sha256: &Sha256, name: &str) -> Result<(), SubmitError> {
+        let record = self.store.blob(digest)?.ok_or_else(|| {
+            SubmitError::Rejected(format!("file {name}: blob {digest} has not been uploaded"))
+        })?;
+        if record.size != size {
+            return Err(SubmitError::Rejected(format!(
+                "file {name}: blob {digest} is {} bytes, the statement says {size}",
+                record.size
+            )));
+        }
+        if record.sha256 != *sha256 {
+            return Err(SubmitError::Rejected(format!(
+                "file {name}: blob {digest} has sha256 {}, the statement says {sha256}",
+                record.sha256
+            )));
+        }
+        Ok(())
+    }
+
+    fn append(
+        &self,
+        state: &mut RegistryState,
+        prepared: Prepared,
+        leaf: Vec<u8>,
+    ) -> anyhow::Result<Appended> {
+        let index = prepared.index();
+        let nodes = merkle::nodes_completed_by_append(self.store.as_ref(), index, merkle::leaf_hash(&leaf))?;
+        let pending: HashMap<(u32, u64), Hash> =
+            nodes.iter().map(|&(level, i, hash)| ((level, i), hash)).collect();
+        let overlay = Overlay { store: self.store.as_ref(), pending: &pending };
+        let root_hash = merkle::root_from_source(&overlay, index + 1)?;
+        let checkpoint = self.sign_checkpoint(index + 1, root_hash, self.clock.now())?;
+        self.store.append(&[leaf_batch(index, leaf, nodes, prepared.statement())], &checkpoint)?;
+        state.commit(prepared);
+        Ok(Appended { index, size: index + 1, checkpoint, existing: false })
+    }
+
+    fn sign_checkpoint(&self, size: u64, root_hash: Hash, issued_at: Timestamp) -> anyhow::Result<Vec<u8>> {
+        let checkpoint = Checkpoint {
+            payload_type: PayloadType::Checkpoint,
+            origin: self.origin.clone(),
+            size,
+            root_hash: Hash32(root_hash),
+            issued_at,
+            expires_at: issued_at.saturating_add(self.validity.as_secs()),
+        };
+        let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode()?);
+        sign_envelope(&mut envelope, &self.log_key);
+        Ok(envelope.to_bytes()?)
+    }
+
+    /// The checkpoint to serve, re-signed first if half of its validity has passed.
+    pub fn checkpoint(&self) -> anyhow::Result<Vec<u8>> {
+        let _one_writer = locked(&self.state);
+        let bytes = self.store.checkpoint()?.context("log has no checkpoint")?;
+        let current = decode_checkpoint(&bytes)?;
+        let now = self.clock.now();
+        let half_life = self.validity.as_secs() / 2;
+        if now < current.issued_at.saturating_add(half_life) && now >= current.issued_at {
+            return Ok(bytes);
+        }
+        let fresh = self.sign_checkpoint(current.size, current.root_hash.0, now)?;
+        self.store.put_checkpoint(&fresh)?;
+        Ok(fresh)
+    }
+
+    /// Leaves in the log.
+    pub fn size(&self) -> u64 {
+        locked(&self.state).size()
+    }
+}

@@ -1,0 +1,74 @@
+//! The blob backend: where blob bytes live. The filesystem is the one implementation today; an
+//! S3-compatible object store is the next. Every implementation passes the conformance suite in
+//! `store/conformance.rs`.
+//!
+//! A backend stores bytes and nothing else: hashing, size checks and the database record are the
+//! ingest path's job (`store/ingest.rs`), so no backend can make an unverified blob visible.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+
+use airlock_proto::Digest;
+use bytes::Bytes;
+
+/// A backend of blob bytes, addressed by BLAKE3.
+pub trait BlobBackend: Send + Sync + fmt::Debug {
+    /// Starts staging a new blob. Staged bytes are invisible to `open`, `stat` and `list` until
+    /// `commit`; a stage dropped without commit leaves nothing behind.
+    fn stage(&self) -> io::Result<Box<dyn BlobStage>>;
+
+    /// Opens `len` bytes of a blob from `offset`. The caller has checked the range against the
+    /// recorded size.
+    fn open(&self, digest: &Digest, offset: u64, len: u64) -> io::Result<BlobRead>;
+
+    /// The stored size of a blob, or `None` when the backend does not hold it.
+    fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
+
+    /// Every blob the backend holds (committed blobs only).
+    fn list(&self) -> io::Result<Vec<Digest>>;
+
+    /// Removes a blob; `false` when it was not there. Only the store calls this, and only for a
+    /// blob whose record it removed first.
+    fn delete(&self, digest: &Digest) -> io::Result<bool>;
+}
+
+/// A blob being written. Bytes go in with `write`; `commit` makes them durable and visible
+/// under a digest the ingest path has already verified.
+pub trait BlobStage: Send + fmt::Debug {
+    /// Appends a chunk.
+    fn write(&mut self, chunk: Bytes) -> io::Result<()>;
+
+    /// Makes the staged bytes durable, then visible under `digest`. After an error nothing is
+    /// visible under `digest` that was not there before.
+    fn commit(self: Box<Self>, digest: &Digest) -> io::Result<()>;
+}
+
+/// The bytes of an opened blob range. The filesystem hands out the open file positioned at the
+/// range start, so that a zero-copy send path can use it directly; other backends stream.
+#[derive(Debug)]
+pub enum BlobRead {
+    /// An open file positioned at the range start; read `len` bytes.
+    File { file: File, len: u64 },
+    /// A stream of exactly the range's bytes.
+    Stream(StreamRead),
+}
+
+/// A boxed reader of a blob range.
+pub struct StreamRead(pub Box<dyn Read + Send>);
+
+impl fmt::Debug for StreamRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamRead")
+    }
+}
+
+impl BlobRead {
+    /// A reader over the range, whatever the backend handed out.
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        match self {
+            Self::File { file, len } => Box::new(file.take(len)),
+            Self::Stream(stream) => stream.0,
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The conformance suite every blob backend must pass, run through the store's public API (the
+//! one ingest path, ranged reads, stat, list, delete) and through the backend trait itself.
+//! Each case takes a function that opens the store afresh over the same place, so that a case can
+//! also stand for a crash and a restart. The filesystem backend runs it below; a second backend
+//! adds one line per case.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use airlock_proto::{Clock, Digest, Sha256};
+use bytes::Bytes;
+use sha2::Digest as _;
+
+use super::{Expected, IngestError, Store};
+
+type Open<'a> = &'a dyn Fn() -> Arc<Store>;
+
+fn sha256(bytes: &[u8]) -> Sha256 {
+    Sha256(sha2::Sha256::digest(bytes).into())
+}
+
+fn ingest(store: &Arc<Store>, bytes: &[u8], expected: Expected) -> Result<super::StoredBlob, IngestError> {
+    let mut ingest = store.ingest(expected)?;
+    for chunk in bytes.chunks(7) {
+        ingest.write(Bytes::copy_from_slice(chunk))?;
+    }
+    ingest.finish()
+}
+
+fn read_range(store: &Store, digest: &Digest, offset: u64, len: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    store.open_blob(digest, offset, len).expect("open").into_reader().read_to_end(&mut out).expect("read");
+    out
+}
+
+fn held(store: &Store) -> Vec<Digest> {
+    store.backend().list().expect("list")
+}
+
+/// Written blobs are durable, recorded with both digests, and readable in any range.
+pub fn write_then_read_ranges(open: Open<'_>) {
+    let store = open();
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::of(&bytes);
+    let stored =
+        ingest(&store, &bytes, Expected::logged(digest, bytes.len() as u64, sha256(&bytes))).unwrap();
+    assert_eq!((stored.digest, stored.size, stored.sha256), (digest, 10_000, sha256(&bytes)));
+    let record = store.blob(&digest).unwrap().expect("recorded");
+    assert_eq!((record.size, record.sha256), (10_000, sha256(&bytes)));
+    assert_eq!(read_range(&store, &digest, 0, 10_000), bytes);
+    assert_eq!(read_range(&store, &digest, 1234, 100), bytes[1234..1334]);
+    assert_eq!(read_range(&store, &digest, 9_999, 1), bytes[9_999..]);
+    drop(store);
+    let reopened = open();
+    assert_eq!(read_range(&reopened, &digest, 0, 10_000), bytes, "not durable across a reopen");
+}
+
+/// `stat` and `list` see committed blobs only; `delete` removes one.
+pub fn stat_list_delete(open: Open<'_>) {
+    let store = open();
+    let a = b"first blob".to_vec();
+    let b = b"second, longer blob".to_vec();
+    for bytes in [&a, &b] {
+        ingest(&store, bytes, Expected::address(Digest::of(bytes), 1 << 20)).unwrap();
+    }
+    let mut want = vec![Digest::of(&a), Digest::of(&b)];
+    want.sort();
+    assert_eq!(held(&store), want);
+    assert_eq!(store.backend().stat(&Digest::of(&b)).unwrap(), Some(b.len() as u64));
+    assert_eq!(store.backend().stat(&Digest::of(b"absent")).unwrap(), None);
+    assert!(store.discard_unreferenced(&Digest::of(&a)).unwrap());
+    assert_eq!(held(&store), vec![Digest::of(&b)]);
+    assert!(store.blob(&Digest::of(&a)).unwrap().is_none(), "the record outlived the bytes");
+    assert!(!store.backend().delete(&Digest::of(&a)).unwrap(), "deleting twice reports nothing deleted");
+}
+
+/// Bytes that do not match what was expected leave nothing: no record, no blob, no stage.
+pub fn mismatch_leaves_nothing(open: Open<'_>) {
+    let store = open();
+    let bytes = b"the real bytes".to_vec();
+    let digest = Digest::of(&bytes);
+    let wrong_blake3 = Expected::logged(Digest::of(b"other"), bytes.len() as u64, sha256(&bytes));
+    assert!(matches!(ingest(&store, &bytes, wrong_blake3), Err(IngestError::Blake3 { .. })));
+    let wrong_sha = Expected::logged(digest, bytes.len() as u64, sha256(b"other"));
+    assert!(matches!(ingest(&store, &bytes, wrong_sha), Err(IngestError::Sha256 { .. })));
+    let wrong_size = Expected::logged(digest, bytes.len() as u64 - 1, sha256(&bytes));
+    assert!(matches!(ingest(&store, &bytes, wrong_size), Err(IngestError::Size { .. })));
+    let short = Expected::logged(digest, bytes.len() as u64 + 1, sha256(&bytes));
+    assert!(matches!(ingest(&store, &bytes, short), Err(IngestError::Size { .. })));
+    let capped = Expected::address(digest, 3);
+    assert!(matches!(ingest(&store, &bytes, capped), Err(IngestError::TooLarge { .. })));
+    assert!(held(&store).is_empty(), "a refused blob is visible");
+    assert!(store.blob(&digest).unwrap().is_none() && store.blob_digests().unwrap().is_empty());
+    drop(store);
+    assert!(held(&open()).is_empty());
+}
+
+/// An ingest abandoned before it finished — dropped, or cut off by a crash that runs no
+/// destructor — leaves nothing visible, before or after a restart.
+pub fn crash_before_durability_leaves_nothing(open: Open<'_>) {
+    let store = open();
+    let bytes = vec![7u8; 100_000];
+    let digest = Digest::of(&bytes);
+    let mut dropped = store.ingest(Expected::address(digest, 1 << 20)).unwrap();
+    dropped.write(Bytes::from(bytes.clone())).unwrap();
+    drop(dropped);
+    // A stage cut off by a crash: the process dies, no destructor runs, nothing is committed.
+    let mut crashed = store.backend().stage().unwrap();
+    crashed.write(Bytes::from(bytes)).unwrap();
+    std::mem::forget(crashed);
+    assert!(held(&store).is_empty());
+    assert!(store.backend().stat(&digest).unwrap().is_none());
+    drop(store);
+    let restarted = open();
+    assert!(held(&restarted).is_empty(), "a blob that never became durable is visible after restart");
+    assert!(restarted.blob(&digest).unwrap().is_none());
+}
+
+/// The filesystem backend.
+mod fs {
+    use super::*;
+
+    fn fs_store(dir: &tempfile::TempDir) -> impl Fn() -> Arc<Store> + '_ {
+        move || Store::open(dir.path(), Clock::system()).expect("open store")
+    }
+
+    fn staged_files(dir: &tempfile::TempDir) -> usize {
+        std::fs::read_dir(dir.path().join("tmp")).expect("tmp dir").count()
+    }
+
+    #[test]
+    fn write_then_read_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        super::write_then_read_ranges(&fs_store(&dir));
+    }
+
+    #[test]
+    fn stat_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        super::stat_list_delete(&fs_store(&dir));
+    }
+
+    #[test]
+    fn mismatch_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        super::mismatch_leaves_nothing(&fs_store(&dir));
+        assert_eq!(staged_files(&dir), 0);
+    }
+
+    #[test]
+    fn crash_before_durability_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        super::crash_before_durability_leaves_nothing(&fs_store(&dir));
+        assert_eq!(staged_files(&dir), 0, "a restart leaves stale stages behind");
+    }
+}
