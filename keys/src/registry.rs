@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use airlock_proto::envelope::MAX_ENTRY_BYTES;
 use airlock_proto::{
     ChannelName, CodecError, Digest, Envelope, Kind, PackageName, Release, Statement, StatementError,
     StatusAction, Version,
@@ -42,6 +43,10 @@ pub enum ApplyError {
     Envelope { index: u64, source: CodecError },
     #[error("leaf {index}: payload: {source}")]
     Payload { index: u64, source: StatementError },
+    #[error(
+        "leaf {index}: the statement is {len} bytes, over the log's entry limit of {MAX_ENTRY_BYTES} bytes"
+    )]
+    TooLarge { index: u64, len: usize },
     #[error("leaf 0 must be the pinned root, byte for byte")]
     FirstLeafNotPinnedRoot,
     #[error("leaf {index}: {source}")]
@@ -181,6 +186,9 @@ impl RegistryState {
     /// Changes nothing.
     pub fn prepare(&self, leaf_bytes: &[u8]) -> Result<Prepared, ApplyError> {
         let index = self.size;
+        if leaf_bytes.len() > MAX_ENTRY_BYTES {
+            return Err(ApplyError::TooLarge { index, len: leaf_bytes.len() });
+        }
         let envelope =
             Envelope::from_bytes(leaf_bytes).map_err(|source| ApplyError::Envelope { index, source })?;
         let statement = Statement::decode(&envelope.payload_type, &envelope.payload)

@@ -12,6 +12,9 @@ use crate::digest::Digest;
 
 /// Largest encoded envelope accepted anywhere (a statement or a checkpoint).
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
+/// Largest log entry (a leaf's envelope bytes): the 65,535 bytes a tlog-tiles entry bundle can
+/// carry, so that every leaf can be served as a tile entry.
+pub const MAX_ENTRY_BYTES: usize = 65_535;
 /// Most signatures one envelope may carry.
 pub const MAX_SIGNATURES: usize = 32;
 /// Longest payload type accepted.

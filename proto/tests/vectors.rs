@@ -39,8 +39,8 @@ a76474797065726169726c6f636b2e72656c656173652e7631646b696e646577
 const CHECKPOINT_PAYLOAD: &str = "
 a66474797065756169726c6f636b2e636865636b706f696e742e7631666f7269
 67696e6c64656d6f2e6169726c6f636b6473697a650569726f6f745f68617368
-582056e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c
-24fd696973737565645f61741a6553f1006a657870697265735f61741a655542
+5820b6748f6ed7a99de7da84fd97e1a3bac6fab8999f4a43695cab9528a2de43
+1147696973737565645f61741a6553f1006a657870697265735f61741a655542
 80";
 
 /// Strips the whitespace of a wrapped hex constant.
@@ -131,14 +131,14 @@ fn pae_vector() {
 #[test]
 fn merkle_hashes() {
     // From the module documentation of `merkle`.
-    assert_eq!(h(&empty_root()), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+    assert_eq!(h(&empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     let empty_leaf = leaf_hash(b"");
     let airlock_leaf = leaf_hash(b"airlock");
-    assert_eq!(h(&empty_leaf), "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213");
-    assert_eq!(h(&airlock_leaf), "b959690af96f2414635e92254816f123ae14950a5ca245efac5837c906a28729");
+    assert_eq!(h(&empty_leaf), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+    assert_eq!(h(&airlock_leaf), "4108e661db4f88f580aa1409f2946e03227e8b2fa3a056df0d6237a7101f63f3");
     assert_eq!(
         h(&node_hash(&empty_leaf, &airlock_leaf)),
-        "81bc5a7888719cb2b2ee4f682fcbd4d5ed640f8e424c1a261248a0cb4eced598"
+        "0ceba9ae7d2786cbd047dc0449fdbcd916a6433036617e5cb7a7d5fcec81d33c"
     );
 
     // The 5-leaf tree.
@@ -146,11 +146,11 @@ fn merkle_hashes() {
     assert_eq!(
         hex_list(&leaves),
         [
-            "cee3711265465771f95d011c72d0d4d140868431ffb921f0260279ca1e5d71e8", // leaf_hash(b"0")
-            "73405c602a6e41dda2010107b3a9befbbe8639eb06dc79f356ea83bf7265d973", // leaf_hash(b"1")
-            "b476295a035301e373b7152684dc6c891bc14976a89a2f2dc5977c7881cbac8a", // leaf_hash(b"2")
-            "bed1553e944c1f60caad77749acd1505d7b760208777c714f35ffdc0f2de766d", // leaf_hash(b"3")
-            "f78f3fb8b978938192b4ab3dad85f28ea21e5f2b08c981c68bef10485e434b37", // leaf_hash(b"4")
+            "db3426e878068d28d269b6c87172322ce5372b65756d0789001d34835f601c03", // leaf_hash(b"0")
+            "2215e8ac4e2b871c2a48189e79738c956c081e23ac2f2415bf77da199dfd920c", // leaf_hash(b"1")
+            "fa61e3dec3439589f4784c893bf321d0084f04c572c7af2b68e3f3360a35b486", // leaf_hash(b"2")
+            "906c5d2485cae722073a430f4d04fe1767507592cef226629aeadb85a2ec909d", // leaf_hash(b"3")
+            "11e1f558223f4c71b6be1cecfd1f0de87146d2594877c27b29ec519f9040213c", // leaf_hash(b"4")
         ]
     );
     let n01 = node_hash(&leaves[0], &leaves[1]);
@@ -158,11 +158,11 @@ fn merkle_hashes() {
     let n0123 = node_hash(&n01, &n23);
     let root3 = node_hash(&n01, &leaves[2]);
     let root5 = node_hash(&n0123, &leaves[4]);
-    assert_eq!(h(&n01), "a962016eae8fb94bf6d939b3d7553bb1ab8108fd2153d334b247c5e44837e19a");
-    assert_eq!(h(&n23), "2238e4584751e077217a3baf5d1f3cceb2a3b96fb39bdcb289cee07262585429");
-    assert_eq!(h(&n0123), "bdd9bd037eb590a1dcd4e02d37f44cf00dac20e6e80bc81682b3c214a2adef93");
-    assert_eq!(h(&root3), "b5fb6ca3c2800976f62c7daa3b2bc537cacbe6aae225a9bf0ee700cde86589cc");
-    assert_eq!(h(&root5), "56e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c24fd");
+    assert_eq!(h(&n01), "cb00989d94a569c0a678ae042b63dcd4625db96440517f37a6eb7976ea24ed4b");
+    assert_eq!(h(&n23), "d51f2dfecb59566dabdbb6b40bf651cdf39e677b4425165e217590ff3e010edb");
+    assert_eq!(h(&n0123), "9f4a3fc20d4162dc37d4e23d907848731a76043ffff6d69288bf1abfbcff478e");
+    assert_eq!(h(&root3), "725d5230db68f557470dc35f1d8865813acd7ebb07ad152774141decbae71327");
+    assert_eq!(h(&root5), "b6748f6ed7a99de7da84fd97e1a3bac6fab8999f4a43695cab9528a2de431147");
 
     // The tree code agrees with the hand-built hashes, for every size.
     let tree = five();
@@ -183,12 +183,12 @@ fn inclusion_proof_2_in_5() {
     assert_eq!(
         hex_list(&proof),
         [
-            "bed1553e944c1f60caad77749acd1505d7b760208777c714f35ffdc0f2de766d", // leaf_hash(b"3")
-            "a962016eae8fb94bf6d939b3d7553bb1ab8108fd2153d334b247c5e44837e19a", // node(0,1)
-            "f78f3fb8b978938192b4ab3dad85f28ea21e5f2b08c981c68bef10485e434b37", // leaf_hash(b"4")
+            "906c5d2485cae722073a430f4d04fe1767507592cef226629aeadb85a2ec909d", // leaf_hash(b"3")
+            "cb00989d94a569c0a678ae042b63dcd4625db96440517f37a6eb7976ea24ed4b", // node(0,1)
+            "11e1f558223f4c71b6be1cecfd1f0de87146d2594877c27b29ec519f9040213c", // leaf_hash(b"4")
         ]
     );
-    let root5 = unhex32("56e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c24fd");
+    let root5 = unhex32("b6748f6ed7a99de7da84fd97e1a3bac6fab8999f4a43695cab9528a2de431147");
     verify_inclusion(&leaf_hash(b"2"), 2, 5, &proof, &root5).unwrap();
     assert!(verify_inclusion(&leaf_hash(b"2"), 3, 5, &proof, &root5).is_err());
 
@@ -199,10 +199,10 @@ fn inclusion_proof_2_in_5() {
         hex::encode(&bytes),
         unwrap_hex(
             "
-a166686173686573835820bed1553e944c1f60caad77749acd1505d7b7602087
-77c714f35ffdc0f2de766d5820a962016eae8fb94bf6d939b3d7553bb1ab8108
-fd2153d334b247c5e44837e19a5820f78f3fb8b978938192b4ab3dad85f28ea2
-1e5f2b08c981c68bef10485e434b37"
+a166686173686573835820906c5d2485cae722073a430f4d04fe1767507592ce
+f226629aeadb85a2ec909d5820cb00989d94a569c0a678ae042b63dcd4625db9
+6440517f37a6eb7976ea24ed4b582011e1f558223f4c71b6be1cecfd1f0de871
+46d2594877c27b29ec519f9040213c"
         )
     );
     assert_eq!(codec::decode::<Proof>("proof", &bytes, 8 * 1024).unwrap(), body);
@@ -215,14 +215,14 @@ fn consistency_proof_3_to_5() {
     assert_eq!(
         hex_list(&proof),
         [
-            "b476295a035301e373b7152684dc6c891bc14976a89a2f2dc5977c7881cbac8a", // leaf_hash(b"2")
-            "bed1553e944c1f60caad77749acd1505d7b760208777c714f35ffdc0f2de766d", // leaf_hash(b"3")
-            "a962016eae8fb94bf6d939b3d7553bb1ab8108fd2153d334b247c5e44837e19a", // node(0,1)
-            "f78f3fb8b978938192b4ab3dad85f28ea21e5f2b08c981c68bef10485e434b37", // leaf_hash(b"4")
+            "fa61e3dec3439589f4784c893bf321d0084f04c572c7af2b68e3f3360a35b486", // leaf_hash(b"2")
+            "906c5d2485cae722073a430f4d04fe1767507592cef226629aeadb85a2ec909d", // leaf_hash(b"3")
+            "cb00989d94a569c0a678ae042b63dcd4625db96440517f37a6eb7976ea24ed4b", // node(0,1)
+            "11e1f558223f4c71b6be1cecfd1f0de87146d2594877c27b29ec519f9040213c", // leaf_hash(b"4")
         ]
     );
-    let root3 = unhex32("b5fb6ca3c2800976f62c7daa3b2bc537cacbe6aae225a9bf0ee700cde86589cc");
-    let root5 = unhex32("56e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c24fd");
+    let root3 = unhex32("725d5230db68f557470dc35f1d8865813acd7ebb07ad152774141decbae71327");
+    let root5 = unhex32("b6748f6ed7a99de7da84fd97e1a3bac6fab8999f4a43695cab9528a2de431147");
     verify_consistency(3, 5, &root3, &root5, &proof).unwrap();
     assert!(verify_consistency(3, 5, &root5, &root5, &proof).is_err());
 }
@@ -251,4 +251,36 @@ fn checkpoint_payload_cbor() {
     assert_eq!(hex::encode(&bytes), unwrap_hex(CHECKPOINT_PAYLOAD));
     assert_eq!(Checkpoint::decode("airlock.checkpoint.v1", &bytes).unwrap(), demo_checkpoint());
     assert!(Statement::decode("airlock.checkpoint.v1", &bytes).is_err());
+}
+
+/// The tree is RFC 6962's: the roots of the reference data set published with Certificate
+/// Transparency's Merkle tree tests (eight leaves of growing length), for every size 1 to 8.
+#[test]
+fn rfc6962_reference_roots() {
+    use airlock_proto::merkle::{leaf_hash, MemoryTree};
+    let data: [&[u8]; 8] = [
+        b"",
+        b"\x00",
+        b"\x10",
+        b"\x20\x21",
+        b"\x30\x31",
+        b"\x40\x41\x42\x43",
+        b"\x50\x51\x52\x53\x54\x55\x56\x57",
+        b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+    ];
+    let roots = [
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+    let mut tree = MemoryTree::new();
+    for (entry, root) in data.iter().zip(roots) {
+        tree.push(leaf_hash(entry));
+        assert_eq!(hex::encode(tree.root()), root, "size {}", tree.size());
+    }
 }

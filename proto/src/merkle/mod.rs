@@ -1,11 +1,12 @@
 //! Merkle log math: the append-only tree behind the airlock transparency log.
 //!
-//! The tree has the shape of RFC 6962 / RFC 9162 (Certificate Transparency), with BLAKE3-256 in
-//! place of SHA-256:
+//! The tree is RFC 6962 / RFC 9162 (Certificate Transparency) with SHA-256, the form the C2SP
+//! transparency-log specifications fix, so that standard witnesses, monitors and proof tools can
+//! check airlock's log (BLAKE3 stays the address of blobs):
 //!
-//! * leaf hash  = BLAKE3(0x00 ‖ data)
-//! * node hash  = BLAKE3(0x01 ‖ left ‖ right)
-//! * empty tree = BLAKE3 of the empty input
+//! * leaf hash  = SHA-256(0x00 ‖ data)
+//! * node hash  = SHA-256(0x01 ‖ left ‖ right)
+//! * empty tree = SHA-256 of the empty input
 //!
 //! The distinct prefixes keep a leaf from ever being mistaken for an interior node (second
 //! preimage resistance). A tree of `n` leaves splits at the largest power of two below `n`, so
@@ -28,12 +29,14 @@
 //! The 5-leaf tree has the leaves `leaf_hash(b"0")` to `leaf_hash(b"4")`.
 //!
 //! ```text
-//! leaf_hash(b"")          = 2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213
-//! leaf_hash(b"airlock")   = b959690af96f2414635e92254816f123ae14950a5ca245efac5837c906a28729
-//! node_hash(those two)    = 81bc5a7888719cb2b2ee4f682fcbd4d5ed640f8e424c1a261248a0cb4eced598
-//! root(b"0", .., b"4")    = 56e784598f2a9ba3033c82f03adc88042f938ae8ef33b8040f986638977c24fd
-//! empty_root()            = af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+//! leaf_hash(b"")          = 6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d
+//! leaf_hash(b"airlock")   = 4108e661db4f88f580aa1409f2946e03227e8b2fa3a056df0d6237a7101f63f3
+//! node_hash(those two)    = 0ceba9ae7d2786cbd047dc0449fdbcd916a6433036617e5cb7a7d5fcec81d33c
+//! root(b"0", .., b"4")    = b6748f6ed7a99de7da84fd97e1a3bac6fab8999f4a43695cab9528a2de431147
+//! empty_root()            = e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 //! ```
+
+use sha2::{Digest as _, Sha256};
 
 mod build;
 mod frontier;
@@ -48,7 +51,7 @@ pub use frontier::Frontier;
 pub use memory::MemoryTree;
 pub use verify::{verify_consistency, verify_inclusion};
 
-/// A BLAKE3-256 digest: a leaf hash, a node hash or a tree root.
+/// A SHA-256 digest: a leaf hash, a node hash or a tree root.
 pub type Hash = [u8; 32];
 
 /// The longest proof any verifier here accepts. A proof longer than this is rejected before any
@@ -61,26 +64,26 @@ const LEAF_PREFIX: u8 = 0x00;
 /// Domain separation prefix of an interior node hash.
 const NODE_PREFIX: u8 = 0x01;
 
-/// Hash of one log entry: BLAKE3(0x00 ‖ data).
+/// Hash of one log entry: SHA-256(0x00 ‖ data).
 pub fn leaf_hash(data: &[u8]) -> Hash {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&[LEAF_PREFIX]);
+    let mut hasher = Sha256::new();
+    hasher.update([LEAF_PREFIX]);
     hasher.update(data);
-    *hasher.finalize().as_bytes()
+    hasher.finalize().into()
 }
 
-/// Hash of an interior node: BLAKE3(0x01 ‖ left ‖ right).
+/// Hash of an interior node: SHA-256(0x01 ‖ left ‖ right).
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&[NODE_PREFIX]);
+    let mut hasher = Sha256::new();
+    hasher.update([NODE_PREFIX]);
     hasher.update(left);
     hasher.update(right);
-    *hasher.finalize().as_bytes()
+    hasher.finalize().into()
 }
 
-/// Root of the tree with no leaves: BLAKE3 of the empty input.
+/// Root of the tree with no leaves: SHA-256 of the empty input.
 pub fn empty_root() -> Hash {
-    *blake3::hash(&[]).as_bytes()
+    Sha256::digest([]).into()
 }
 
 /// Why a proof (or a frontier) was rejected.

@@ -237,3 +237,47 @@ pub fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_statement_over_the_64_kib_entry_limit_is_refused_at_submit() {
+    let world = World::new(1, 1);
+    world.write("big-1.0-py3-none-any.whl", b"a small file with a large statement");
+    let line = format!("dep{}", "x".repeat(3_990));
+    let mut extra = Vec::new();
+    for _ in 0..20 {
+        extra.extend(["--dependency", line.as_str()]);
+    }
+    let before = world.log_size();
+    let run = world
+        .publish_to(
+            &world.url(),
+            Some(&world.publish_token),
+            "big-1.0-py3-none-any.whl",
+            "wheel",
+            "big",
+            "1.0",
+            &extra,
+        )
+        .code(1);
+    assert!(
+        run.stderr.contains("422") && run.stderr.contains("entry limit of 65535 bytes"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(world.log_size(), before, "nothing was logged");
+    // Just under the limit is accepted: the limit is on bytes, not on the kind of content.
+    let fits: Vec<&str> = extra[..26].to_vec();
+    world.write("fits-1.0-py3-none-any.whl", b"a statement that fits");
+    world
+        .publish_to(
+            &world.url(),
+            Some(&world.publish_token),
+            "fits-1.0-py3-none-any.whl",
+            "wheel",
+            "fits",
+            "1.0",
+            &fits,
+        )
+        .ok();
+    assert_eq!(world.log_size(), before + 1);
+}
