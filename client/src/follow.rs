@@ -3,7 +3,7 @@
 //! accepts it.
 
 use airlock_keys::{ExpiredCheckpoint, LogError};
-use airlock_proto::{Checkpoint, Clock, Envelope};
+use airlock_proto::{Checkpoint, Clock};
 
 use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
@@ -61,10 +61,7 @@ pub async fn update_with(
     let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
     // Read the size before verification only to know how many leaves to fetch; the verifier
     // checks everything, including this size.
-    let offered_size = Envelope::from_bytes(&checkpoint_bytes)
-        .ok()
-        .and_then(|e| Checkpoint::decode(&e.payload_type, &e.payload).ok())
-        .map(|c| c.size);
+    let offered_size = Checkpoint::from_note_unverified(&checkpoint_bytes).ok().map(|c| c.size);
     let have = state.log.size();
     let new_leaves = match offered_size {
         Some(size) if size > have => {

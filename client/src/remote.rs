@@ -10,7 +10,7 @@ use airlock_proto::api::{
     BlobStored, ErrorBody, ErrorCode, ImportReport, LeavesPage, MirrorStatus, Proof, Submitted, SyncReport,
     MAX_PAGE_BYTES, MAX_PROOF_BYTES,
 };
-use airlock_proto::{codec, Checkpoint, Digest};
+use airlock_proto::{codec, Digest};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http::{header, Method, Request, StatusCode, Uri};
@@ -239,7 +239,7 @@ impl Remote {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let bytes =
-            read_capped(&url, response.into_body(), Checkpoint::MAX_ENVELOPE_BYTES, self.limits).await?;
+            read_capped(&url, response.into_body(), airlock_proto::note::MAX_NOTE_BYTES, self.limits).await?;
         Ok((bytes, extension))
     }
 

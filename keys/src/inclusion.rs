@@ -7,7 +7,7 @@ use airlock_proto::merkle::{leaf_hash, verify_inclusion};
 use airlock_proto::{Hash32, Statement, Timestamp};
 
 use crate::log::{check_fresh, check_origin, decode_checkpoint, Decoded, ExpiredCheckpoint, LogError};
-use crate::trust::{RoleName, TrustedRoot};
+use crate::trust::TrustedRoot;
 use crate::verified::Verified;
 
 /// A statement proven to be leaf `index` of the tree a valid checkpoint commits to.
@@ -38,11 +38,11 @@ pub fn verify_included(
     claim: InclusionClaim<'_>,
     now: Timestamp,
 ) -> Result<Verified<Included>, LogError> {
-    let Decoded { checkpoint, envelope } = decode_checkpoint(claim.checkpoint)?;
+    let Decoded { checkpoint, note } = decode_checkpoint(claim.checkpoint)?;
     let successor = next_root(root, claim.leaf);
     let in_force: &TrustedRoot = successor.as_deref().unwrap_or(root);
     check_origin(&checkpoint, in_force)?;
-    in_force.check_role(&envelope, RoleName::Log).map_err(LogError::CheckpointSignature)?;
+    in_force.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
     if checkpoint.size != claim.size {
         return Err(LogError::SizeMismatch { claimed: claim.size, checkpoint: checkpoint.size });
     }

@@ -11,11 +11,12 @@
 use std::fmt;
 
 use airlock_proto::merkle::{leaf_hash, Frontier};
-use airlock_proto::{Checkpoint, CodecError, Envelope, Hash32, StatementError, Timestamp};
+use airlock_proto::note::MAX_NOTE_BYTES;
+use airlock_proto::{Checkpoint, Hash32, Note, NoteError, StatementError, Timestamp};
 
 use crate::registry::{ApplyError, RegistryState};
 use crate::threshold::ThresholdError;
-use crate::trust::{RoleName, TrustedRoot};
+use crate::trust::TrustedRoot;
 use crate::verified::Verified;
 
 /// Allowed clock skew, in seconds, when comparing the local clock with issued-at times.
@@ -27,8 +28,8 @@ pub struct CheckpointSummary {
     pub size: u64,
     pub root_hash: Hash32,
     pub issued_at: Timestamp,
-    /// The signed envelope bytes, hex-encoded, so the evidence can be re-verified elsewhere.
-    pub envelope_hex: String,
+    /// The signed note, as served, so the evidence can be re-verified elsewhere.
+    pub note: String,
 }
 
 impl fmt::Display for CheckpointSummary {
@@ -41,9 +42,9 @@ impl fmt::Display for CheckpointSummary {
 /// that lied (rollback, fork, inconsistent leaves): they carry both checkpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("checkpoint envelope: {0}")]
-    CheckpointEncoding(CodecError),
-    #[error("checkpoint payload: {0}")]
+    #[error("checkpoint note: {0}")]
+    CheckpointEncoding(NoteError),
+    #[error("checkpoint text: {0}")]
     CheckpointPayload(StatementError),
     #[error("checkpoint names origin {found:?}, the pinned root names {expected:?}")]
     WrongOrigin { expected: String, found: String },
@@ -97,7 +98,7 @@ pub struct TrustedLog {
 
 pub(crate) struct Decoded {
     pub(crate) checkpoint: Checkpoint,
-    pub(crate) envelope: Envelope,
+    pub(crate) note: Note,
 }
 
 /// The freshness rules every checkpoint meets at `now`: not issued in the future (beyond the
@@ -134,17 +135,12 @@ pub(crate) fn check_origin(checkpoint: &Checkpoint, root: &TrustedRoot) -> Resul
 }
 
 pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Result<Decoded, LogError> {
-    if bytes.len() > Checkpoint::MAX_ENVELOPE_BYTES {
-        return Err(LogError::CheckpointEncoding(CodecError::TooLarge {
-            what: "checkpoint",
-            len: bytes.len(),
-            cap: Checkpoint::MAX_ENVELOPE_BYTES,
-        }));
+    if bytes.len() > MAX_NOTE_BYTES {
+        return Err(LogError::CheckpointEncoding(NoteError::TooLarge { len: bytes.len() }));
     }
-    let envelope = Envelope::from_bytes(bytes).map_err(LogError::CheckpointEncoding)?;
-    let checkpoint =
-        Checkpoint::decode(&envelope.payload_type, &envelope.payload).map_err(LogError::CheckpointPayload)?;
-    Ok(Decoded { checkpoint, envelope })
+    let note = Note::parse(bytes).map_err(LogError::CheckpointEncoding)?;
+    let checkpoint = Checkpoint::from_text(note.text()).map_err(LogError::CheckpointPayload)?;
+    Ok(Decoded { checkpoint, note })
 }
 
 fn summary(checkpoint: &Checkpoint, bytes: &[u8]) -> CheckpointSummary {
@@ -152,7 +148,7 @@ fn summary(checkpoint: &Checkpoint, bytes: &[u8]) -> CheckpointSummary {
         size: checkpoint.size,
         root_hash: checkpoint.root_hash,
         issued_at: checkpoint.issued_at,
-        envelope_hex: hex::encode(bytes),
+        note: String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -221,17 +217,14 @@ impl TrustedLog {
         new_leaves: &[Vec<u8>],
         freshness: Freshness,
     ) -> Result<Self, LogError> {
-        let Decoded { checkpoint, envelope } = decode_checkpoint(checkpoint_bytes)?;
+        let Decoded { checkpoint, note } = decode_checkpoint(checkpoint_bytes)?;
         let offered = || summary(&checkpoint, checkpoint_bytes);
         check_origin(&checkpoint, self.registry.root())?;
         let size = self.frontier.size();
         // A security error is evidence against the log, so it is raised only for checkpoints the
         // log role really signed: the signature is checked before any of them.
         if checkpoint.size <= size {
-            self.registry
-                .root()
-                .check_role(&envelope, RoleName::Log)
-                .map_err(LogError::CheckpointSignature)?;
+            self.registry.root().check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
             if checkpoint.size < size {
                 return Err(LogError::Rollback { trusted: self.trusted_summary(), offered: offered() });
             }
@@ -261,7 +254,7 @@ impl TrustedLog {
             next.frontier.push(leaf_hash(leaf));
         }
         let root = next.registry.root();
-        root.check_role(&envelope, RoleName::Log).map_err(LogError::CheckpointSignature)?;
+        root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
         let computed = next.frontier.root();
         if computed != checkpoint.root_hash.0 {
             return Err(LogError::Inconsistent {
@@ -297,7 +290,7 @@ impl TrustedLog {
                 size: self.frontier.size(),
                 root_hash: Hash32(self.frontier.root()),
                 issued_at: 0,
-                envelope_hex: String::new(),
+                note: String::new(),
             },
         }
     }

@@ -147,6 +147,13 @@ impl TrustedRoot {
         check_threshold(envelope, role.as_str(), self.role(role), &self.keys).map(|_| ())
     }
 
+    /// Checks that a checkpoint note carries the log role's threshold of signatures, under the
+    /// root's origin as key name.
+    pub fn check_checkpoint(&self, note: &airlock_proto::Note) -> Result<(), ThresholdError> {
+        crate::note::check_note_threshold(note, &self.root.origin, "log", &self.root.roles.log, &self.keys)
+            .map(|_| ())
+    }
+
     /// The role definition.
     pub fn role(&self, role: RoleName) -> &Role {
         match role {

@@ -16,8 +16,8 @@ use airlock_keys::{
     TrustedLog, TrustedRoot,
 };
 use airlock_proto::{
-    Checkpoint, CodecError, Digest, Envelope, KeyId, PayloadType, PublicKeyBytes, Signature, SignatureBytes,
-    Statement, StatementError, StatusAction,
+    CodecError, Digest, Envelope, KeyId, PayloadType, PublicKeyBytes, Signature, SignatureBytes, Statement,
+    StatementError, StatusAction,
 };
 use common::*;
 
@@ -187,12 +187,15 @@ fn duplicate_signature_counts_once_for_root() {
 fn duplicate_signature_counts_once_for_log() {
     let fx = Fixture::with_keys(KeySet::new((1, 1), (1, 1), (2, 2)));
     let first_log_key = &fx.keys.log.keys[0];
-    let mut doubled = checkpoint_envelope(1, tree_root(&fx.leaves), NOW, NOW + DAY, &[first_log_key]);
-    doubled.signatures.push(doubled.signatures[0].clone());
-    let err = refused(&fx.empty_log(), &doubled.to_bytes().unwrap(), &fx.leaves, LATER);
-    let t = checkpoint_threshold(&err);
-    assert_threshold(t, "log", 2, 1);
-    assert!(t.problems.iter().any(|p| p.contains("more than once")), "{t}");
+    let once = String::from_utf8(
+        checkpoint_note(1, tree_root(&fx.leaves), NOW, NOW + DAY, &[first_log_key]).to_bytes(),
+    )
+    .unwrap();
+    let line = once.lines().last().unwrap();
+    let doubled = format!("{once}{line}\n");
+    assert_eq!(airlock_proto::Note::parse(doubled.as_bytes()).unwrap().signatures().len(), 2);
+    let err = refused(&fx.empty_log(), doubled.as_bytes(), &fx.leaves, LATER);
+    assert_threshold(checkpoint_threshold(&err), "log", 2, 1);
     // Control: both log keys.
     let log = fx.synced_log();
     assert_eq!(log.size(), 1);
@@ -287,9 +290,16 @@ fn signature_claiming_key_a_made_by_key_b_rejected() {
 
     // The same for a checkpoint that names the log key.
     let fx = Fixture::new();
-    let mut cp = checkpoint_envelope(1, tree_root(&fx.leaves), NOW, NOW + DAY, &[]);
-    cp.signatures.push(signature_by(&cp, fx.keys.log.keys[0].public().id(), &mallory));
-    let err = refused(&fx.empty_log(), &cp.to_bytes().unwrap(), &fx.leaves, LATER);
+    let mut cp = checkpoint_note(1, tree_root(&fx.leaves), NOW, NOW + DAY, &[]);
+    let named = airlock_keys::note_key_id(ORIGIN, &fx.keys.log.keys[0].public());
+    let by_mallory = mallory.sign(cp.text().as_bytes()).to_vec();
+    cp.add_signature(airlock_proto::NoteSignature {
+        name: ORIGIN.to_owned(),
+        key_id: named,
+        signature: by_mallory,
+    })
+    .unwrap();
+    let err = refused(&fx.empty_log(), &cp.to_bytes(), &fx.leaves, LATER);
     assert_threshold(checkpoint_threshold(&err), "log", 1, 0);
 }
 
@@ -318,7 +328,7 @@ fn publisher_key_signing_checkpoint_rejected() {
         let err = refused(&fx.empty_log(), &cp, &fx.leaves, LATER);
         let t = checkpoint_threshold(&err);
         assert_threshold(t, "log", 1, 0);
-        assert!(t.problems[0].contains("is not a log key"), "{t}");
+        assert!(t.problems.iter().any(|p| p.contains("is not a log key")), "{t}");
     }
 }
 
@@ -342,11 +352,14 @@ fn malleable_signature_rejected() {
 
     // The same on a checkpoint.
     let fx = Fixture::new();
-    let mut cp = checkpoint_envelope(1, tree_root(&fx.leaves), NOW, NOW + DAY, &fx.keys.log.quorum());
-    let mut sig = cp.signatures[0].sig.0;
+    let cp = checkpoint_note(1, tree_root(&fx.leaves), NOW, NOW + DAY, &fx.keys.log.quorum());
+    let mut line = cp.signatures()[0].clone();
+    let mut sig: [u8; 64] = line.signature.as_slice().try_into().unwrap();
     malleate(&mut sig);
-    cp.signatures[0].sig = SignatureBytes(sig);
-    let err = refused(&fx.empty_log(), &cp.to_bytes().unwrap(), &fx.leaves, LATER);
+    line.signature = sig.to_vec();
+    let mut malleated = checkpoint_note(1, tree_root(&fx.leaves), NOW, NOW + DAY, &[]);
+    malleated.add_signature(line).unwrap();
+    let err = refused(&fx.empty_log(), &malleated.to_bytes(), &fx.leaves, LATER);
     assert_threshold(checkpoint_threshold(&err), "log", 1, 0);
 }
 
@@ -419,17 +432,13 @@ fn payload_type_confusion_checkpoint_and_statement_rejected() {
     let mut history = fx.leaves.clone();
     history.push(cp_as_leaf.clone());
     let err = refused(&log, &fx.checkpoint_of(&history), &[cp_as_leaf], LATER);
-    assert!(
-        matches!(
-            err,
-            LogError::Leaf(ApplyError::Payload { source: StatementError::CheckpointAsStatement, .. })
-        ),
-        "{err}"
-    );
+    // A checkpoint note is not even an envelope.
+    assert!(matches!(err, LogError::Leaf(ApplyError::Envelope { .. })), "{err}");
 
     let release_as_cp = leaf(&release("demo-pkg", "1.0.0", b"x"), &fx.keys.log.quorum());
     let err = refused(&log, &release_as_cp, &[], LATER);
-    assert!(matches!(err, LogError::CheckpointPayload(_)), "{err}");
+    // A signed statement is not a note.
+    assert!(matches!(err, LogError::CheckpointEncoding(_)), "{err}");
 }
 
 /// A8: flipping any single bit of a signed payload is refused (here, a bit of the file digest
@@ -476,9 +485,17 @@ fn junk_signature_outside_payload_is_ignored() {
     sign_envelope(&mut e, &stranger);
     fx.push(e.to_bytes().unwrap());
 
-    let mut cp = checkpoint_envelope(2, tree_root(&fx.leaves), NOW, NOW + DAY, &fx.keys.log.quorum());
-    cp.signatures.insert(0, junk);
-    let log = accepted(&fx.empty_log(), &cp.to_bytes().unwrap(), &fx.leaves, LATER);
+    let mut cp = checkpoint_note(2, tree_root(&fx.leaves), NOW, NOW + DAY, &[]);
+    cp.add_signature(airlock_proto::NoteSignature {
+        name: "junk.example".into(),
+        key_id: [0xab; 4],
+        signature: vec![0x5a; 64],
+    })
+    .unwrap();
+    for signer in fx.keys.log.quorum() {
+        airlock_keys::sign_note(&mut cp, ORIGIN, signer).unwrap();
+    }
+    let log = accepted(&fx.empty_log(), &cp.to_bytes(), &fx.leaves, LATER);
     assert_eq!(log.size(), 2);
     assert_eq!(log.registry().releases().count(), 1);
     assert_restores(&fx, &log);
@@ -517,17 +534,21 @@ fn leaf_with_indefinite_length_encoding_rejected() {
     assert!(matches!(err, LogError::Leaf(ApplyError::Envelope { index: 1, .. })), "{err}");
 }
 
-/// A9: checkpoints with trailing bytes, or over the size cap, are refused before any work.
+/// A9: checkpoints with trailing bytes, a body not in canonical form, or over the size cap, are
+/// refused before any signature is checked.
 #[test]
 fn malformed_checkpoint_rejected() {
     let fx = Fixture::new();
     let mut trailing = fx.checkpoint();
-    trailing.push(0);
+    trailing.push(b'x');
     let err = refused(&fx.empty_log(), &trailing, &fx.leaves, LATER);
-    assert!(matches!(err, LogError::CheckpointEncoding(CodecError::TrailingBytes { .. })), "{err}");
-    let huge = vec![0u8; 16 * 1024 + 1];
+    assert!(matches!(err, LogError::CheckpointEncoding(airlock_proto::NoteError::NoSignatures)), "{err}");
+    let padded = String::from_utf8(fx.checkpoint()).unwrap().replacen("\n1\n", "\n01\n", 1);
+    let err = refused(&fx.empty_log(), padded.as_bytes(), &fx.leaves, LATER);
+    assert!(matches!(err, LogError::CheckpointPayload(_)), "{err}");
+    let huge = vec![b'a'; 16 * 1024 + 1];
     let err = refused(&fx.empty_log(), &huge, &fx.leaves, LATER);
-    assert!(matches!(err, LogError::CheckpointEncoding(CodecError::TooLarge { .. })), "{err}");
+    assert!(matches!(err, LogError::CheckpointEncoding(airlock_proto::NoteError::TooLarge { .. })), "{err}");
 }
 
 /// Leaf 0 must be the pinned root byte for byte: the same root with one more (valid) signature
@@ -546,16 +567,15 @@ fn first_leaf_not_the_pinned_root_bytes_rejected() {
 #[test]
 fn checkpoint_for_another_origin_rejected() {
     let fx = Fixture::new();
-    let payload = Checkpoint {
-        payload_type: PayloadType::Checkpoint,
-        origin: "evil.example/log".to_owned(),
-        size: 1,
-        root_hash: tree_root(&fx.leaves),
-        issued_at: NOW,
-        expires_at: NOW + DAY,
-    };
-    let unsigned = Envelope::unsigned(PayloadType::Checkpoint.as_str(), payload.encode().unwrap());
-    let cp = signed(unsigned, &fx.keys.log.quorum()).to_bytes().unwrap();
+    let cp = checkpoint_note_of(
+        "evil.example/log",
+        1,
+        tree_root(&fx.leaves),
+        NOW,
+        NOW + DAY,
+        &fx.keys.log.quorum(),
+    )
+    .to_bytes();
     let err = refused(&fx.empty_log(), &cp, &fx.leaves, LATER);
     assert!(matches!(err, LogError::WrongOrigin { .. }), "{err}");
 }
@@ -735,8 +755,8 @@ fn rollback_checkpoint_rejected() {
     assert_security(&err, "rollback");
     let LogError::Rollback { trusted, offered } = &err else { panic!("{err}") };
     assert_eq!((trusted.size, offered.size), (2, 1));
-    assert_eq!(trusted.envelope_hex, hex::encode(&new_cp));
-    assert_eq!(offered.envelope_hex, hex::encode(&old_cp));
+    assert_eq!(trusted.note.as_bytes(), new_cp.as_slice());
+    assert_eq!(offered.note.as_bytes(), old_cp.as_slice());
     assert_restores(&fx, &at_two);
 }
 

@@ -85,21 +85,9 @@ fn an_expired_or_future_checkpoint_is_refused_as_everywhere_else() {
 fn a_checkpoint_of_another_origin_is_refused() {
     let mut fx = Fixture::new();
     let (leaf, proof) = logged(&mut fx, 1);
-    let other_origin = {
-        let payload = airlock_proto::Checkpoint {
-            payload_type: airlock_proto::PayloadType::Checkpoint,
-            origin: "another.log".to_owned(),
-            size: 4,
-            root_hash: tree_root(&fx.leaves),
-            issued_at: NOW,
-            expires_at: NOW + DAY,
-        }
-        .encode()
-        .unwrap();
-        let envelope =
-            airlock_proto::Envelope::unsigned(airlock_proto::PayloadType::Checkpoint.as_str(), payload);
-        signed(envelope, &fx.keys.log.quorum()).to_bytes().unwrap()
-    };
+    let other_origin =
+        checkpoint_note_of("another.log", 4, tree_root(&fx.leaves), NOW, NOW + DAY, &fx.keys.log.quorum())
+            .to_bytes();
     let err = verify_included(&fx.pinned(), claim(&leaf, 1, 4, &other_origin, &proof), LATER).unwrap_err();
     assert!(matches!(err, LogError::WrongOrigin { .. }), "{err}");
 }

@@ -11,11 +11,14 @@
 
 use std::collections::BTreeMap;
 
-use airlock_keys::{check_threshold, sign_envelope, PublicKey, SecretKey, TrustedLog, TrustedRoot};
+use airlock_keys::{
+    check_threshold, note_key_id, sign_envelope, sign_note, verifier_key, PublicKey, SecretKey, TrustedLog,
+    TrustedRoot,
+};
 use airlock_proto::merkle::{leaf_hash, node_hash};
 use airlock_proto::{
-    Checkpoint, Digest, Envelope, FileEntry, FileName, Hash32, Kind, Metadata, PackageName, PayloadType,
-    PublicKeyBytes, Release, Role, Roles, Root, Sha256, Statement, Version,
+    Checkpoint, Digest, Envelope, FileEntry, FileName, Hash32, Kind, Metadata, Note, PackageName,
+    PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Sha256, Statement, Version,
 };
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -81,18 +84,11 @@ e9e8b4cc27a40f
 ";
 
 /// The signed checkpoint envelope (299 bytes) of the two-leaf log.
-const CHECKPOINT_ENVELOPE: &str = "
-a36c7061796c6f61645f74797065756169726c6f636b2e636865636b706f696e
-742e7631677061796c6f61645881a66474797065756169726c6f636b2e636865
-636b706f696e742e7631666f726967696e6c64656d6f2e6169726c6f636b6473
-697a650269726f6f745f6861736858200ac17b00ee5d419281d324f23bc8ffe6
-fb116fc76598fca8b8a755590e70f79f696973737565645f61741a6553f1006a
-657870697265735f61741a655542806a7369676e61747572657381a2666b6579
-5f696458200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17
-ed25792433637369675840370e963557e8fd7055b15191d07620b28631136a77
-a56c6cd648c02d50d6e619f233874da441aaa8b98c7bf8acc682ea9245e023a0
-39cb318547cc35ea793009
-";
+/// The log's note key id for the key above under the name `demo.airlock`, and its verifier key.
+const NOTE_KEY_ID: &str = "89af7de8";
+const VERIFIER_KEY: &str = "demo.airlock+89af7de8+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
+/// The checkpoint note of the two-leaf log, signed by the key above as the log key.
+const CHECKPOINT_NOTE: &str = "demo.airlock\n2\nCsF7AO5dQZKB0yTyO8j/5vsRb8dlmPyouKdVWQ5w958=\nissued-at 1700000000\nexpires-at 1700086400\n\n— demo.airlock ia996KB9NR8i18id/4S8JdQbhLQvhB7zzEDHFTkoS7N8Y/Vih/66c+ssyvfEGSDyCdTZ8i34+79IQzPALv0JkAWDRQg=\n";
 
 /// Strips the whitespace of a wrapped hex constant.
 fn unwrap_hex(text: &str) -> String {
@@ -228,23 +224,18 @@ fn two_leaf_log_verifies() {
     assert_eq!(hex::encode(root_hash), "0ac17b00ee5d419281d324f23bc8ffe6fb116fc76598fca8b8a755590e70f79f");
 
     let checkpoint = Checkpoint {
-        payload_type: PayloadType::Checkpoint,
         origin: "demo.airlock".to_owned(),
         size: 2,
         root_hash: Hash32(root_hash),
         issued_at: 1_700_000_000,
         expires_at: 1_700_086_400,
     };
-    let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode().unwrap());
-    sign_envelope(&mut envelope, &key);
-    assert_eq!(
-        envelope.signatures[0].sig.to_hex(),
-        "370e963557e8fd7055b15191d07620b28631136a77a56c6cd648c02d50d6e619\
-         f233874da441aaa8b98c7bf8acc682ea9245e023a039cb318547cc35ea793009"
-    );
-    let checkpoint_bytes = envelope.to_bytes().unwrap();
-    assert_eq!(checkpoint_bytes.len(), 299);
-    assert_eq!(hex::encode(&checkpoint_bytes), unwrap_hex(CHECKPOINT_ENVELOPE));
+    let mut note = Note::new(checkpoint.to_text()).unwrap();
+    sign_note(&mut note, "demo.airlock", &key).unwrap();
+    assert_eq!(hex::encode(note_key_id("demo.airlock", &key.public())), NOTE_KEY_ID);
+    assert_eq!(verifier_key("demo.airlock", &key.public()), VERIFIER_KEY);
+    let checkpoint_bytes = note.to_bytes();
+    assert_eq!(String::from_utf8(checkpoint_bytes.clone()).unwrap(), CHECKPOINT_NOTE);
 
     // A client that pins the root and has seen nothing accepts the checkpoint and both leaves.
     let log = TrustedLog::new(TrustedRoot::pin(&root_leaf).unwrap());

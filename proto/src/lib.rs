@@ -8,22 +8,26 @@
 
 pub mod api;
 pub mod bytes;
+pub mod checkpoint;
 pub mod clock;
 pub mod codec;
 pub mod digest;
 pub mod envelope;
 pub mod merkle;
 pub mod names;
+pub mod note;
 pub mod statement;
 
 pub use bytes::{Hash32, KeyId, PublicKeyBytes, Sha256, SignatureBytes};
+pub use checkpoint::Checkpoint;
 pub use clock::{Clock, ManualClock};
 pub use codec::{decode, encode, CodecError};
 pub use digest::{Digest, DigestParseError};
 pub use envelope::{pae, Envelope, Signature};
 pub use names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
+pub use note::{Note, NoteError, NoteSignature};
 pub use statement::{
-    ChannelStatement, Checkpoint, FileEntry, Metadata, PayloadType, Release, Role, Roles, Root, Statement,
+    ChannelStatement, FileEntry, Metadata, PayloadType, Release, Role, Roles, Root, Statement,
     StatementError, Status, StatusAction,
 };
 

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bytes::{Hash32, KeyId, PublicKeyBytes, Sha256};
+use crate::bytes::{KeyId, PublicKeyBytes, Sha256};
 use crate::codec::{self, CodecError};
 use crate::digest::Digest;
 use crate::names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
@@ -40,14 +40,11 @@ pub enum PayloadType {
     Status,
     #[serde(rename = "airlock.channel.v1")]
     Channel,
-    #[serde(rename = "airlock.checkpoint.v1")]
-    Checkpoint,
 }
 
 impl PayloadType {
     /// All payload types.
-    pub const ALL: [PayloadType; 5] =
-        [Self::Root, Self::Release, Self::Status, Self::Channel, Self::Checkpoint];
+    pub const ALL: [PayloadType; 4] = [Self::Root, Self::Release, Self::Status, Self::Channel];
 
     /// The string used in envelopes and in the payload's `type` field.
     pub const fn as_str(self) -> &'static str {
@@ -56,7 +53,6 @@ impl PayloadType {
             Self::Release => "airlock.release.v1",
             Self::Status => "airlock.status.v1",
             Self::Channel => "airlock.channel.v1",
-            Self::Checkpoint => "airlock.checkpoint.v1",
         }
     }
 
@@ -79,8 +75,6 @@ pub enum StatementError {
     UnknownType(String),
     #[error("payload says it is {inner} but the envelope says {outer}")]
     TypeMismatch { outer: String, inner: PayloadType },
-    #[error("a checkpoint is not a log statement")]
-    CheckpointAsStatement,
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error(transparent)]
@@ -192,18 +186,6 @@ pub struct ChannelStatement {
     pub issued_at: Timestamp,
 }
 
-/// A signed statement of the log's size and root hash at a moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    #[serde(rename = "type")]
-    pub payload_type: PayloadType,
-    pub origin: String,
-    pub size: u64,
-    pub root_hash: Hash32,
-    pub issued_at: Timestamp,
-    pub expires_at: Timestamp,
-}
-
 /// A decoded log statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
@@ -228,7 +210,6 @@ impl Statement {
             PayloadType::Channel => {
                 Self::Channel(codec::decode("channel payload", payload, MAX_PAYLOAD_BYTES)?)
             }
-            PayloadType::Checkpoint => return Err(StatementError::CheckpointAsStatement),
         };
         let inner = statement.payload_type();
         if inner != outer {
@@ -285,12 +266,16 @@ fn check_text(what: &'static str, text: &str) -> Result<(), StatementError> {
     Ok(())
 }
 
-/// Checks an origin string: 1-128 printable ASCII characters without spaces.
+/// Checks an origin string: 1-128 printable ASCII characters without spaces or `+` (the origin
+/// is also the key name of the log's checkpoint signatures, and key names exclude both).
 pub fn check_origin(origin: &str) -> Result<(), StatementError> {
-    if origin.is_empty() || origin.len() > MAX_ORIGIN_LEN || !origin.bytes().all(|b| b.is_ascii_graphic()) {
+    if origin.is_empty()
+        || origin.len() > MAX_ORIGIN_LEN
+        || !origin.bytes().all(|b| b.is_ascii_graphic() && b != b'+')
+    {
         return Err(invalid(
             "origin",
-            format!("{origin:?} must be 1-{MAX_ORIGIN_LEN} printable ASCII characters"),
+            format!("{origin:?} must be 1-{MAX_ORIGIN_LEN} printable ASCII characters other than '+'"),
         ));
     }
     Ok(())
@@ -374,35 +359,6 @@ impl Release {
     }
 }
 
-impl Checkpoint {
-    /// Largest encoded checkpoint envelope accepted.
-    pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024;
-
-    /// Decodes a checkpoint payload (the envelope type must be the checkpoint type).
-    pub fn decode(payload_type: &str, payload: &[u8]) -> Result<Self, StatementError> {
-        if PayloadType::parse(payload_type) != Some(PayloadType::Checkpoint) {
-            return Err(StatementError::UnknownType(payload_type.to_owned()));
-        }
-        let checkpoint: Self = codec::decode("checkpoint payload", payload, 4096)?;
-        if checkpoint.payload_type != PayloadType::Checkpoint {
-            return Err(StatementError::TypeMismatch {
-                outer: payload_type.to_owned(),
-                inner: checkpoint.payload_type,
-            });
-        }
-        check_origin(&checkpoint.origin)?;
-        if checkpoint.expires_at < checkpoint.issued_at {
-            return Err(invalid("checkpoint", "expires before it is issued"));
-        }
-        Ok(checkpoint)
-    }
-
-    /// Encodes the payload.
-    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        codec::encode("checkpoint payload", self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,21 +409,6 @@ mod tests {
         lying.payload_type = PayloadType::Status;
         let bytes = codec::encode("x", &lying).unwrap();
         assert!(Statement::decode(PayloadType::Release.as_str(), &bytes).is_err());
-    }
-
-    #[test]
-    fn checkpoint_is_not_a_statement() {
-        let c = Checkpoint {
-            payload_type: PayloadType::Checkpoint,
-            origin: "o".into(),
-            size: 1,
-            root_hash: Hash32([0; 32]),
-            issued_at: 1,
-            expires_at: 2,
-        };
-        let bytes = c.encode().unwrap();
-        assert!(Statement::decode(PayloadType::Checkpoint.as_str(), &bytes).is_err());
-        assert_eq!(Checkpoint::decode(PayloadType::Checkpoint.as_str(), &bytes).unwrap(), c);
     }
 
     #[test]

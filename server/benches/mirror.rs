@@ -51,7 +51,7 @@ use airlock_client::publish::{release_envelope, FileDigests};
 use airlock_client::state::StateStore;
 use airlock_client::{Remote, TlsOptions};
 use airlock_keys::sign_envelope;
-use airlock_proto::{Checkpoint, Digest, Envelope, FileName, Kind, Metadata, PackageName, Sha256, Version};
+use airlock_proto::{Checkpoint, Digest, FileName, Kind, Metadata, PackageName, Sha256, Version};
 use anyhow::{bail, ensure, Context};
 use common::{
     airlockd_init, exit_with, free_addr, mb_per_s, now, number_arg, positional_args, Client, ServerProcess,
@@ -367,8 +367,7 @@ fn publish_release(
 fn checkpoint_size(addr: SocketAddr) -> anyhow::Result<u64> {
     let (status, body) = Client::new(addr, None).request("GET", "/v1/log/checkpoint", None, &[])?;
     ensure!(status == 200, "GET /v1/log/checkpoint: HTTP {status}");
-    let envelope = Envelope::from_bytes(&body)?;
-    Ok(Checkpoint::decode(&envelope.payload_type, &envelope.payload)?.size)
+    Ok(Checkpoint::from_note_unverified(&body)?.size)
 }
 
 /// Polls the mirror's status until it serves `size` leaves; fails if it exits, reports a sync

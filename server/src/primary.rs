@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_keys::{
-    sign_envelope, ApplyError, Prepared, RegistryState, RoleName, SecretKey, TrustedRoot, UnverifiedRoot,
+    sign_note, ApplyError, Prepared, RegistryState, RoleName, SecretKey, TrustedRoot, UnverifiedRoot,
     Verified,
 };
 use airlock_proto::merkle::{self, Hash};
-use airlock_proto::{Checkpoint, Clock, Digest, Envelope, Hash32, PayloadType, Sha256, Statement, Timestamp};
+use airlock_proto::{Checkpoint, Clock, Digest, Hash32, Note, Sha256, Statement, Timestamp};
 use anyhow::Context;
 
 use crate::registry::{decode_checkpoint, leaf_batch, locked, Overlay};
@@ -173,16 +173,15 @@ impl Primary {
 
     fn sign_checkpoint(&self, size: u64, root_hash: Hash, issued_at: Timestamp) -> anyhow::Result<Vec<u8>> {
         let checkpoint = Checkpoint {
-            payload_type: PayloadType::Checkpoint,
             origin: self.origin.clone(),
             size,
             root_hash: Hash32(root_hash),
             issued_at,
             expires_at: issued_at.saturating_add(self.validity.as_secs()),
         };
-        let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode()?);
-        sign_envelope(&mut envelope, &self.log_key);
-        Ok(envelope.to_bytes()?)
+        let mut note = Note::new(checkpoint.to_text())?;
+        sign_note(&mut note, &self.origin, &self.log_key)?;
+        Ok(note.to_bytes())
     }
 
     /// The checkpoint to serve, re-signed first if half of its validity has passed.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use airlock_keys::{read_secret_key, RegistryState, TrustedRoot};
 use airlock_proto::merkle::{Hash, NodeSource};
-use airlock_proto::{Checkpoint, Envelope, Statement, Timestamp};
+use airlock_proto::{Checkpoint, Statement, Timestamp};
 use anyhow::Context;
 
 use crate::config::Config;
@@ -152,10 +152,9 @@ pub(crate) fn leaf_batch(
     LeafBatch { index, leaf, nodes, digests }
 }
 
-/// Decodes a stored checkpoint envelope (one this server stored after verifying or signing it).
+/// Reads a stored checkpoint note (one this server stored after verifying or signing it).
 pub(crate) fn decode_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
-    let envelope = Envelope::from_bytes(bytes)?;
-    Ok(Checkpoint::decode(&envelope.payload_type, &envelope.payload)?)
+    Ok(Checkpoint::from_note_unverified(bytes)?)
 }
 
 /// Reads a root file (at most 1 MiB).

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use airlock_keys::{sign_envelope, LogError, SecretKey, TrustedLog, TrustedRoot, Verified};
+use airlock_keys::{sign_envelope, sign_note, LogError, SecretKey, TrustedLog, TrustedRoot, Verified};
 use airlock_proto::merkle::{leaf_hash, MemoryTree};
 use airlock_proto::{
     ChannelName, ChannelStatement, Checkpoint, Digest, Envelope, FileEntry, FileName, Hash32, Kind, Metadata,
-    PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Sha256, Statement, Status,
+    Note, PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Sha256, Statement, Status,
     StatusAction, Timestamp, Version,
 };
 
@@ -151,25 +151,33 @@ pub fn tree_root(leaves: &[Vec<u8>]) -> Hash32 {
     Hash32(tree.root())
 }
 
-/// A checkpoint envelope with any size and root hash, signed by `signers`.
-pub fn checkpoint_envelope(
+/// A checkpoint note of `origin` with any size and root hash, signed by `signers` under the
+/// origin as key name.
+pub fn checkpoint_note_of(
+    origin: &str,
     size: u64,
     root_hash: Hash32,
     issued_at: Timestamp,
     expires_at: Timestamp,
     signers: &[&SecretKey],
-) -> Envelope {
-    let payload = Checkpoint {
-        payload_type: PayloadType::Checkpoint,
-        origin: ORIGIN.to_owned(),
-        size,
-        root_hash,
-        issued_at,
-        expires_at,
+) -> Note {
+    let checkpoint = Checkpoint { origin: origin.to_owned(), size, root_hash, issued_at, expires_at };
+    let mut note = Note::new(checkpoint.to_text()).unwrap();
+    for signer in signers {
+        sign_note(&mut note, origin, signer).unwrap();
     }
-    .encode()
-    .unwrap();
-    signed(Envelope::unsigned(PayloadType::Checkpoint.as_str(), payload), signers)
+    note
+}
+
+/// A checkpoint note with any size and root hash, signed by `signers`.
+pub fn checkpoint_note(
+    size: u64,
+    root_hash: Hash32,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    signers: &[&SecretKey],
+) -> Note {
+    checkpoint_note_of(ORIGIN, size, root_hash, issued_at, expires_at, signers)
 }
 
 /// A checkpoint over all of `leaves`, valid from `issued_at` to `expires_at`.
@@ -179,9 +187,7 @@ pub fn checkpoint(
     expires_at: Timestamp,
     signers: &[&SecretKey],
 ) -> Vec<u8> {
-    checkpoint_envelope(leaves.len() as u64, tree_root(leaves), issued_at, expires_at, signers)
-        .to_bytes()
-        .unwrap()
+    checkpoint_note(leaves.len() as u64, tree_root(leaves), issued_at, expires_at, signers).to_bytes()
 }
 
 /// The registry side of a test: the current keys and every leaf logged so far (leaf 0 is root

@@ -13,6 +13,8 @@ pub const SHA256_HEADER: &str = "x-airlock-sha256";
 pub const CBOR: &str = "application/cbor";
 /// Media type of JSON bodies (answers for people and scripts).
 pub const JSON: &str = "application/json";
+/// Media type of signed notes (the checkpoint).
+pub const NOTE: &str = "text/plain; charset=utf-8";
 /// Media type of blob bytes.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -27,7 +29,7 @@ pub enum Route<'a> {
     Health,
     /// `GET|HEAD|PUT /v1/blobs/blake3/<hex>`: blob bytes; a PUT is answered [`super::BlobStored`].
     Blob(&'a str),
-    /// `GET /v1/log/checkpoint`: the signed checkpoint envelope (CBOR bytes).
+    /// `GET /v1/log/checkpoint`: the checkpoint, a C2SP signed note (text).
     Checkpoint,
     /// `GET /v1/log/leaves?start=&end=` → [`super::LeavesPage`] (CBOR).
     Leaves,

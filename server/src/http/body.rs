@@ -42,6 +42,13 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     response
 }
 
+/// A signed note (the checkpoint), exact bytes.
+pub fn note(bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(full(bytes));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(routes::NOTE));
+    response
+}
+
 /// A CBOR response of exact bytes.
 pub fn cbor(bytes: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(full(bytes));

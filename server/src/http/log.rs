@@ -18,7 +18,7 @@ use crate::store::Store;
 /// `GET /v1/log/checkpoint`
 pub fn checkpoint(app: &App) -> Result<Response<Body>, ApiError> {
     let (bytes, extension) = app.registry.checkpoint()?;
-    let mut response = body::cbor(bytes);
+    let mut response = body::note(bytes);
     if let Some(until) = extension {
         response.headers_mut().insert(routes::EXTENSION_UNTIL_HEADER, http::HeaderValue::from(until));
     }

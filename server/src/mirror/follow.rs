@@ -65,9 +65,7 @@ impl Follower {
         }
         // Read the size before verification only to know how many leaves to fetch; the verifier
         // checks everything, including this size.
-        let offered = Envelope::from_bytes(&checkpoint)
-            .ok()
-            .and_then(|e| Checkpoint::decode(&e.payload_type, &e.payload).ok());
+        let offered = Checkpoint::from_note_unverified(&checkpoint).ok();
         if let Some(offered) = &offered {
             self.mirror.note_upstream(offered.size, offered.issued_at);
         }

@@ -32,16 +32,15 @@ fn no_output_left(world: &World, name: &str) {
 fn forged_checkpoint(world: &World, size: u64, root_hash: [u8; 32], issued_at: u64) -> Vec<u8> {
     let key = read_secret_key(&world.path("data/log.key")).unwrap();
     let checkpoint = Checkpoint {
-        payload_type: PayloadType::Checkpoint,
         origin: "test.airlock".into(),
         size,
         root_hash: Hash32(root_hash),
         issued_at,
         expires_at: issued_at + 3600,
     };
-    let mut envelope = Envelope::unsigned(PayloadType::Checkpoint.as_str(), checkpoint.encode().unwrap());
-    sign_envelope(&mut envelope, &key);
-    envelope.to_bytes().unwrap()
+    let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
+    airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
+    note.to_bytes()
 }
 
 fn now() -> u64 {

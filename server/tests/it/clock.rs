@@ -6,7 +6,7 @@ use airlock_client::progress::Quiet;
 use airlock_client::state::StateStore;
 use airlock_client::{Remote, TlsOptions};
 use airlock_keys::LogError;
-use airlock_proto::{Checkpoint, Clock, Envelope};
+use airlock_proto::{Checkpoint, Clock};
 
 use crate::harness::{http_get, Server, World};
 
@@ -26,8 +26,7 @@ fn world_on_a_set_clock() -> (World, airlock_proto::ManualClock) {
 fn served_checkpoint(world: &World) -> Checkpoint {
     let (status, bytes) = http_get(&world.url(), "/v1/log/checkpoint");
     assert_eq!(status, 200);
-    let envelope = Envelope::from_bytes(&bytes).unwrap();
-    Checkpoint::decode(&envelope.payload_type, &envelope.payload).unwrap()
+    Checkpoint::from_note_unverified(&bytes).unwrap()
 }
 
 /// Runs the library's `follow::update` for `world` at `clock`'s time, from a saved state.

@@ -164,8 +164,7 @@ fn mirror_refuses_a_lying_upstream_and_keeps_its_state() {
     assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
     // Nothing of the failed sync is visible: the mirror still serves the old log.
     let (_, checkpoint) = http_get(&mirror.url, "/v1/log/checkpoint");
-    let envelope = airlock_proto::Envelope::from_bytes(&checkpoint).unwrap();
-    assert_eq!(airlock_proto::Checkpoint::decode(&envelope.payload_type, &envelope.payload).unwrap().size, 2);
+    assert_eq!(airlock_proto::Checkpoint::from_note_unverified(&checkpoint).unwrap().size, 2);
     // Once the upstream is honest again the sync completes.
     proxy.set(|_, body| body);
     assert_eq!(sync(&mirror, &admin)["to_size"], 3);
@@ -205,19 +204,15 @@ fn mirror_pointed_at_a_forked_upstream_raises_security_error_and_keeps_state() {
     let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let forked = airlock_proto::Checkpoint {
-        payload_type: airlock_proto::PayloadType::Checkpoint,
         origin: "test.airlock".into(),
         size: 2,
         root_hash: airlock_proto::Hash32([5; 32]),
         issued_at: now,
         expires_at: now + 3600,
     };
-    let mut envelope = airlock_proto::Envelope::unsigned(
-        airlock_proto::PayloadType::Checkpoint.as_str(),
-        forked.encode().unwrap(),
-    );
-    airlock_keys::sign_envelope(&mut envelope, &key);
-    let forged = envelope.to_bytes().unwrap();
+    let mut note = airlock_proto::Note::new(forked.to_text()).unwrap();
+    airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
+    let forged = note.to_bytes();
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forged.clone() } else { body });
     let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
     assert_eq!(status, 422);
