@@ -49,6 +49,15 @@ pub fn note(bytes: Vec<u8>) -> Response<Body> {
     response
 }
 
+/// A response of opaque bytes.
+pub fn bytes(bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(full(bytes));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(routes::OCTET_STREAM));
+    response
+}
+
 /// A CBOR response of exact bytes.
 pub fn cbor(bytes: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(full(bytes));

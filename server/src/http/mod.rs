@@ -7,6 +7,7 @@ pub mod log;
 pub mod mirror;
 pub mod query;
 pub mod releases;
+pub mod tiles;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -37,8 +38,6 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
     if path.len() > airlock_proto::api::routes::MAX_PATH_LEN {
         return Err(ApiError::BadRequest("request path is too long".to_owned()));
     }
-    let route = Route::parse(path).ok_or_else(|| ApiError::NotFound(format!("no such endpoint: {path}")))?;
-    let query = Query::parse(parts.uri.query())?;
     let method = &parts.method;
     let headers = &parts.headers;
     let read = || -> Result<(), ApiError> {
@@ -48,6 +47,19 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
         Ok(())
     };
     let is_get = *method == Method::GET || *method == Method::HEAD;
+    // The tlog-tiles paths, defined by that specification rather than by airlock's own API.
+    if path == "/checkpoint" || path.starts_with("/tile/") {
+        if !is_get {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        read()?;
+        return match path.strip_prefix("/tile/") {
+            Some(rest) => tiles::get(app, rest),
+            None => log::checkpoint(app),
+        };
+    }
+    let route = Route::parse(path).ok_or_else(|| ApiError::NotFound(format!("no such endpoint: {path}")))?;
+    let query = Query::parse(parts.uri.query())?;
     match route {
         Route::Health if is_get => Ok(health(app)),
         Route::Blob(hex) if is_get => blobs::get(app, method, headers, blobs::parse_digest(hex)?).await,

@@ -11,4 +11,5 @@ mod keepalive;
 mod mirror;
 mod proxy;
 mod publish_pull;
+mod tiles;
 mod transport;
