@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod follow;
 pub mod fsutil;
 pub mod progress;
+pub mod proof;
 pub mod publish;
 pub mod pull;
 pub mod remote;

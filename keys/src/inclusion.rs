@@ -30,13 +30,22 @@ pub struct InclusionClaim<'a> {
     pub proof: &'a [Hash32],
 }
 
-/// Verifies `claim` against `root` at `now`. When the leaf is itself the next root (a root
-/// rotation just logged), the checkpoint is checked against that root if it verifies as the
-/// successor of `root`: a rotation may change the log key.
+/// Whether the checkpoint must be fresh: a submit answer is checked at the current time; an
+/// offline proof is evidence of what the log committed to when it signed, and stays so after the
+/// checkpoint expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    At(Timestamp),
+    Historic,
+}
+
+/// Verifies `claim` against `root`. When the leaf is itself the next root (a root rotation just
+/// logged), the checkpoint is checked against that root if it verifies as the successor of
+/// `root`: a rotation may change the log key.
 pub fn verify_included(
-    root: &Verified<TrustedRoot>,
+    root: &TrustedRoot,
     claim: InclusionClaim<'_>,
-    now: Timestamp,
+    freshness: Freshness,
 ) -> Result<Verified<Included>, LogError> {
     let Decoded { checkpoint, note } = decode_checkpoint(claim.checkpoint)?;
     let successor = next_root(root, claim.leaf);
@@ -46,7 +55,9 @@ pub fn verify_included(
     if checkpoint.size != claim.size {
         return Err(LogError::SizeMismatch { claimed: claim.size, checkpoint: checkpoint.size });
     }
-    check_fresh(&checkpoint, in_force, now, ExpiredCheckpoint::Refuse)?;
+    if let Freshness::At(now) = freshness {
+        check_fresh(&checkpoint, in_force, now, ExpiredCheckpoint::Refuse)?;
+    }
     let proof: Vec<[u8; 32]> = claim.proof.iter().map(|h| h.0).collect();
     verify_inclusion(&leaf_hash(claim.leaf), claim.index, claim.size, &proof, &checkpoint.root_hash.0)
         .map_err(|e| LogError::Inclusion { index: claim.index, size: claim.size, detail: e.to_string() })?;

@@ -15,7 +15,7 @@ pub mod threshold;
 pub mod trust;
 mod verified;
 
-pub use inclusion::{verify_included, Included, InclusionClaim};
+pub use inclusion::{verify_included, Freshness, Included, InclusionClaim};
 pub use keyfile::{
     read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,
 };

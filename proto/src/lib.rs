@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod merkle;
 pub mod names;
 pub mod note;
+pub mod proof;
 pub mod statement;
 
 pub use bytes::{Hash32, KeyId, PublicKeyBytes, Sha256, SignatureBytes};

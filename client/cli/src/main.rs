@@ -12,6 +12,7 @@ mod bundle;
 mod keys;
 mod mirror;
 mod progress;
+mod proof;
 mod publish;
 mod pull;
 
@@ -102,6 +103,8 @@ enum Command {
     Export(bundle::ExportArgs),
     /// Import a bundle into a running mirror.
     Import(bundle::ImportArgs),
+    /// Write an offline proof (C2SP tlog-proof) of a logged release, or verify one offline.
+    Proof(proof::ProofArgs),
     /// Mirrors: sync now, show lag.
     Mirror {
         #[command(subcommand)]
@@ -205,6 +208,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Verify(args) => pull::verify(args, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,
+        Command::Proof(args) => proof::proof(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,
     }
 }
@@ -223,6 +227,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             _ => {}
         }
         if cause.is::<VerifyError>()
+            || cause.is::<airlock_proto::proof::ProofFileError>()
+            || cause.is::<airlock_proto::NoteError>()
+            || cause.is::<airlock_proto::StatementError>()
             || cause.is::<airlock_keys::TrustError>()
             || cause.is::<airlock_keys::ThresholdError>()
         {

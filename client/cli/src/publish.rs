@@ -8,7 +8,7 @@ use airlock_client::publish::{file_name_of, hash_file};
 use airlock_client::statements;
 use airlock_client::Remote;
 use airlock_keys::{
-    read_secret_key, sign_envelope, verify_included, Included, InclusionClaim, LogError, RoleName,
+    read_secret_key, sign_envelope, verify_included, Freshness, Included, InclusionClaim, LogError, RoleName,
     TrustedRoot, Verified,
 };
 use airlock_proto::api::Submitted;
@@ -215,7 +215,7 @@ fn check_included(
         checkpoint: &submitted.checkpoint.0,
         proof: &submitted.inclusion_proof,
     };
-    verify_included(root, claim, clock.now())
+    verify_included(root, claim, Freshness::At(clock.now()))
 }
 
 pub fn approve(args: ApproveArgs, context: &Context) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ mod crash;
 mod harness;
 mod keepalive;
 mod mirror;
+mod proof;
 mod proxy;
 mod publish_pull;
 mod tiles;
