@@ -11,7 +11,7 @@ use airlock_keys::RoleName;
 use airlock_proto::{
     ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, Kind, Metadata,
     PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement, StatementError, Status,
-    StatusAction, Timestamp, Version,
+    StatusAction, Timestamp, Version, WitnessKey,
 };
 
 use crate::publish::FileDigests;
@@ -172,7 +172,7 @@ impl RootRoles {
 
     /// The root payload: every key listed once (root keys first, then publisher, then log keys,
     /// in the order given), each role naming its keys by id.
-    fn to_root(&self, origin: &str, version: u64, expires: Timestamp) -> Root {
+    fn to_root(&self, origin: &str, version: u64, witnesses: &Witnesses, expires: Timestamp) -> Root {
         let mut keys: Vec<PublicKeyBytes> = Vec::new();
         let mut role = |role: &RoleKeys| {
             for key in &role.keys {
@@ -183,8 +183,24 @@ impl RootRoles {
             Role { keys: role.keys.iter().map(KeyId::of).collect(), threshold: role.threshold }
         };
         let roles = Roles { root: role(&self.root), publisher: role(&self.publisher), log: role(&self.log) };
-        Root { payload_type: PayloadType::Root, origin: origin.to_owned(), version, expires, keys, roles }
+        Root {
+            payload_type: PayloadType::Root,
+            origin: origin.to_owned(),
+            version,
+            expires,
+            keys,
+            roles,
+            witnesses: witnesses.keys.clone(),
+            witness_quorum: witnesses.quorum,
+        }
     }
+}
+
+/// The witnesses a root names and how many of them must cosign a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Witnesses {
+    pub keys: Vec<WitnessKey>,
+    pub quorum: u32,
 }
 
 /// An unsigned root for the log `origin`, as `airlock root create` writes it (the first root is
@@ -193,9 +209,10 @@ pub fn root(
     origin: &str,
     version: u64,
     roles: &RootRoles,
+    witnesses: &Witnesses,
     expires: Timestamp,
 ) -> Result<Envelope, BuildError> {
-    seal(Statement::Root(roles.to_root(origin, version, expires)))
+    seal(Statement::Root(roles.to_root(origin, version, witnesses, expires)))
 }
 
 /// Root version N+1, starting from root N's content: same origin, keys, thresholds and expiry
@@ -206,6 +223,7 @@ pub fn next_root(current: &Root) -> Result<NextRoot, BuildError> {
         version: current.version.checked_add(1),
         origin: current.origin.clone(),
         roles: RootRoles::of(current)?,
+        witnesses: Witnesses { keys: current.witnesses.clone(), quorum: current.witness_quorum },
         expires: current.expires,
     })
 }
@@ -219,10 +237,17 @@ pub struct NextRoot {
     version: Option<u64>,
     origin: String,
     roles: RootRoles,
+    witnesses: Witnesses,
     expires: Timestamp,
 }
 
 impl NextRoot {
+    /// Replaces the witnesses and their quorum.
+    pub fn witnesses(mut self, witnesses: Witnesses) -> Self {
+        self.witnesses = witnesses;
+        self
+    }
+
     /// States the version explicitly; [`NextRoot::build`] refuses any but the current + 1.
     pub fn version(mut self, version: u64) -> Self {
         self.version = Some(version);
@@ -270,7 +295,7 @@ impl NextRoot {
                 })
             }
         };
-        root(&self.origin, version, &self.roles, self.expires)
+        root(&self.origin, version, &self.roles, &self.witnesses, self.expires)
     }
 }
 
@@ -420,7 +445,8 @@ mod tests {
             publisher: RoleKeys { keys: vec![public(&keys.alice), public(&keys.bob)], threshold: 2 },
             log: RoleKeys { keys: vec![public(&keys.log)], threshold: 1 },
         };
-        let envelope = root("registry.example.internal", 1, &roles, 2_000_000_000).unwrap();
+        let envelope =
+            root("registry.example.internal", 1, &roles, &Witnesses::default(), 2_000_000_000).unwrap();
         let Statement::Root(decoded) = decode(&envelope) else { panic!("not a root") };
         (envelope, decoded)
     }
@@ -444,12 +470,15 @@ mod tests {
             publisher: RoleKeys { keys: vec![public(&keys.root)], threshold: 1 },
             log: RoleKeys { keys: vec![public(&keys.log)], threshold: 1 },
         };
-        let Statement::Root(shared) = decode(&root("o", 1, &shared, 1).unwrap()) else { panic!() };
+        let Statement::Root(shared) = decode(&root("o", 1, &shared, &Witnesses::default(), 1).unwrap())
+        else {
+            panic!()
+        };
         assert_eq!(shared.keys.len(), 2);
         // A threshold no set of keys can meet is refused.
         let mut impossible = RootRoles::of(&decoded).unwrap();
         impossible.log.threshold = 2;
-        assert!(root("o", 1, &impossible, 1).is_err());
+        assert!(root("o", 1, &impossible, &Witnesses::default(), 1).is_err());
         // Signed by its root key, it pins.
         sign_envelope(&mut envelope, &keys.root);
         TrustedRoot::pin(&envelope.to_bytes().unwrap()).unwrap();

@@ -6,6 +6,7 @@
 //! state plus a new checkpoint and leaves into a new trusted state or the reason it refused.
 //! No I/O except reading and writing key files.
 
+pub mod cosignature;
 pub mod inclusion;
 pub mod keyfile;
 pub mod log;
@@ -15,6 +16,7 @@ pub mod threshold;
 pub mod trust;
 mod verified;
 
+pub use cosignature::{cosign, cosigned_at, witness_key_id, WitnessError};
 pub use inclusion::{verify_included, Freshness, Included, InclusionClaim};
 pub use keyfile::{
     read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,

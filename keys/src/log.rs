@@ -68,6 +68,8 @@ pub enum LogError {
     Fork { trusted: CheckpointSummary, offered: CheckpointSummary },
     #[error("SECURITY ERROR: inconsistent log: the new leaves do not extend the verified prefix to the offered checkpoint (computed root {computed})\n  trusted: {trusted}\n  offered: {offered}")]
     Inconsistent { trusted: CheckpointSummary, offered: CheckpointSummary, computed: Hash32 },
+    #[error("{0}")]
+    Witnesses(crate::cosignature::WitnessError),
     #[error("the answer is for tree size {claimed}, its checkpoint for size {checkpoint}")]
     SizeMismatch { claimed: u64, checkpoint: u64 },
     #[error("inclusion proof of leaf {index} in the tree of {size} leaves: {detail}")]
@@ -255,6 +257,7 @@ impl TrustedLog {
         }
         let root = next.registry.root();
         root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
+        root.check_witnesses(&note).map_err(LogError::Witnesses)?;
         let computed = next.frontier.root();
         if computed != checkpoint.root_hash.0 {
             return Err(LogError::Inconsistent {

@@ -52,6 +52,8 @@ pub enum TrustError {
 pub struct TrustedRoot {
     root: Root,
     keys: BTreeMap<KeyId, PublicKey>,
+    /// The witnesses the root names, keys parsed (no weak keys).
+    witnesses: Vec<(String, PublicKey)>,
     envelope_bytes: Vec<u8>,
 }
 
@@ -128,7 +130,16 @@ impl TrustedRoot {
                 .map_err(|source| TrustError::BadKey { key: raw.to_hex(), source })?;
             keys.insert(key.id(), key);
         }
-        Ok(Self { root, keys, envelope_bytes: envelope_bytes.to_vec() })
+        let witnesses = root
+            .witnesses
+            .iter()
+            .map(|w| {
+                PublicKey::from_bytes(&w.key.0)
+                    .map(|key| (w.name.clone(), key))
+                    .map_err(|source| TrustError::BadKey { key: w.key.to_hex(), source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { root, keys, witnesses, envelope_bytes: envelope_bytes.to_vec() })
     }
 
     fn check_signed_by(
@@ -152,6 +163,31 @@ impl TrustedRoot {
     pub fn check_checkpoint(&self, note: &airlock_proto::Note) -> Result<(), ThresholdError> {
         crate::note::check_note_threshold(note, &self.root.origin, "log", &self.root.roles.log, &self.keys)
             .map(|_| ())
+    }
+
+    /// Checks that a checkpoint note carries valid cosignatures of at least the root's witness
+    /// quorum of distinct witnesses; the error names every witness whose cosignature is missing.
+    pub fn check_witnesses(
+        &self,
+        note: &airlock_proto::Note,
+    ) -> Result<(), crate::cosignature::WitnessError> {
+        let needed = self.root.witness_quorum;
+        if needed == 0 {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut valid = 0;
+        for (name, key) in &self.witnesses {
+            match crate::cosignature::cosigned_at(note, name, key) {
+                Some(_) => valid += 1,
+                None => missing.push(name.clone()),
+            }
+        }
+        if valid >= needed as usize {
+            Ok(())
+        } else {
+            Err(crate::cosignature::WitnessError { needed, valid, missing })
+        }
     }
 
     /// The role definition.

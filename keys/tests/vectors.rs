@@ -112,6 +112,8 @@ fn demo_root(public: &PublicKey) -> Root {
         expires: 1_731_536_000,
         keys: vec![PublicKeyBytes(public.to_bytes())],
         roles: Roles { root: role.clone(), publisher: role.clone(), log: role },
+        witnesses: Vec::new(),
+        witness_quorum: 0,
     }
 }
 

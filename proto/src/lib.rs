@@ -29,7 +29,7 @@ pub use names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
 pub use note::{Note, NoteError, NoteSignature};
 pub use statement::{
     ChannelStatement, FileEntry, Metadata, PayloadType, Release, Role, Roles, Root, Statement,
-    StatementError, Status, StatusAction,
+    StatementError, Status, StatusAction, WitnessKey,
 };
 
 /// Seconds since the Unix epoch. Time in airlock is always an integer number of seconds.

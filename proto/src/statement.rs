@@ -116,7 +116,30 @@ pub struct Root {
     pub expires: Timestamp,
     pub keys: Vec<PublicKeyBytes>,
     pub roles: Roles,
+    /// Witnesses that cosign checkpoints (c2sp.org/tlog-cosignature), each under its own name.
+    /// Absent from the encoding when empty, so a root without witnesses keeps its bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<WitnessKey>,
+    /// How many distinct witnesses of `witnesses` must have cosigned a checkpoint for a client,
+    /// mirror or bundle import to accept it (0: none; the log's signature alone).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub witness_quorum: u32,
 }
+
+/// A witness a root names: its key name (the name on its cosignature lines) and Ed25519 key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessKey {
+    pub name: String,
+    pub key: PublicKeyBytes,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// Most witnesses one root may name.
+pub const MAX_WITNESSES: usize = 32;
 
 /// One file of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +343,34 @@ impl Root {
                     format!("role {name} has threshold {} with {} keys", role.threshold, role.keys.len()),
                 ));
             }
+        }
+        self.check_witnesses()
+    }
+
+    fn check_witnesses(&self) -> Result<(), StatementError> {
+        if self.witnesses.len() > MAX_WITNESSES {
+            return Err(invalid(
+                "root",
+                format!("names {} witnesses, over the cap of {MAX_WITNESSES}", self.witnesses.len()),
+            ));
+        }
+        let (mut names, mut keys) = (BTreeSet::new(), BTreeSet::new());
+        for witness in &self.witnesses {
+            if !crate::note::is_key_name_valid(&witness.name) || witness.name.len() > MAX_ORIGIN_LEN {
+                return Err(invalid(
+                    "root",
+                    format!("witness name {:?} is not a valid key name", witness.name),
+                ));
+            }
+            if !names.insert(witness.name.as_str()) || !keys.insert(witness.key) {
+                return Err(invalid("root", format!("witness {} is listed twice", witness.name)));
+            }
+        }
+        if self.witness_quorum as usize > self.witnesses.len() {
+            return Err(invalid(
+                "root",
+                format!("witness quorum {} with {} witnesses", self.witness_quorum, self.witnesses.len()),
+            ));
         }
         Ok(())
     }

@@ -67,6 +67,12 @@ pub struct CreateArgs {
     log_keys: Vec<PathBuf>,
     #[arg(long, default_value_t = 1)]
     log_threshold: u32,
+    /// A witness that cosigns checkpoints: NAME=PUBLIC_KEY_FILE (repeat).
+    #[arg(long = "witness", value_name = "NAME=PUBFILE")]
+    witnesses: Vec<String>,
+    /// How many of the witnesses must cosign a checkpoint before clients accept it (0: none).
+    #[arg(long, default_value_t = 0)]
+    witness_quorum: u32,
     /// Days until the root expires.
     #[arg(long, default_value_t = 365)]
     expires_in_days: u64,
@@ -147,8 +153,19 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
                 publisher: role_from(&args.publisher_keys, args.publisher_threshold)?,
                 log: role_from(&args.log_keys, args.log_threshold)?,
             };
+            let mut witnesses = statements::Witnesses { keys: Vec::new(), quorum: args.witness_quorum };
+            for spec in &args.witnesses {
+                let (name, path) = spec
+                    .split_once('=')
+                    .with_context(|| format!("--witness {spec:?}: expected NAME=PUBLIC_KEY_FILE"))?;
+                let key = read_public_key(std::path::Path::new(path))?;
+                witnesses.keys.push(airlock_proto::WitnessKey {
+                    name: name.to_owned(),
+                    key: PublicKeyBytes(key.to_bytes()),
+                });
+            }
             let expires = context.clock.now().saturating_add(args.expires_in_days.saturating_mul(86_400));
-            let envelope = statements::root(&args.origin, args.version, &roles, expires)?;
+            let envelope = statements::root(&args.origin, args.version, &roles, &witnesses, expires)?;
             write_envelope(&args.output, &envelope)?;
             context.finish(
                 &json!({ "file": args.output, "payload": envelope.payload_digest().to_string() }),

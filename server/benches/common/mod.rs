@@ -103,6 +103,8 @@ impl World {
                 publisher: role(&publisher.public()),
                 log: role(&log_key),
             },
+            witnesses: Vec::new(),
+            witness_quorum: 0,
         };
         let root_file = dir.join("root.cbor");
         std::fs::write(&root_file, signed(Statement::Root(root), &root_key)?.to_bytes()?)?;

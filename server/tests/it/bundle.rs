@@ -338,3 +338,66 @@ fn chain_of_three_incremental_bundles_carried_to_a_fresh_mirror() {
         assert_eq!(std::fs::read(world.path(&format!("{name}.whl"))).unwrap(), name.as_bytes());
     }
 }
+
+#[test]
+fn a_bundle_whose_checkpoint_lacks_the_witness_quorum_is_refused_naming_the_witnesses() {
+    let mut world = World::prepared(1, 1);
+    // The security team's root names two witnesses and needs one cosignature.
+    for witness in ["w1", "w2"] {
+        world.cli(&["key", "generate", witness, "--dir", "keys"]).ok();
+    }
+    let log_pub = world.path("data/log.pub").display().to_string();
+    world
+        .cli(&[
+            "root",
+            "create",
+            "--origin",
+            "test.airlock",
+            "--root-key",
+            "keys/root1.pub",
+            "--publisher-key",
+            "keys/pub1.pub",
+            "--log-key",
+            &log_pub,
+            "--witness",
+            "w1.example=keys/w1.pub",
+            "--witness",
+            "w2.example=keys/w2.pub",
+            "--witness-quorum",
+            "1",
+            "-o",
+            "root.cbor",
+        ])
+        .ok();
+    world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+    world.server = Some(Server::start(world.config()));
+    world.write("a-1.0-py3-none-any.whl", b"alpha");
+    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "a.cbor").ok();
+    world.cli(&["submit", "a.cbor", "--server", &world.url(), "--token", &world.publish_token]).ok();
+    // No witness has cosigned the log's checkpoint: a client refuses it and names them.
+    let url = world.url();
+    world
+        .cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "full.tar"])
+        .code(3)
+        .says("lacks the witness quorum: 0 valid cosignature(s), 1 needed; missing: w1.example, w2.example");
+    // A bundle carrying that checkpoint, built by hand, is refused by the import as well.
+    let (_, leaves) = http_get(&url, "/v1/log/leaves?start=0&end=2");
+    let leaves: airlock_proto::api::LeavesPage = airlock_proto::decode("page", &leaves, 1 << 24).unwrap();
+    let (_, checkpoint) = http_get(&url, "/v1/log/checkpoint");
+    let manifest = airlock_proto::api::BundleManifest {
+        format: airlock_proto::api::BUNDLE_FORMAT,
+        origin: "test.airlock".into(),
+        from_size: 0,
+        to_size: 2,
+        checkpoint: serde_bytes::ByteBuf::from(checkpoint),
+        leaves: leaves.leaves,
+        blobs: vec![airlock_proto::api::BundleBlob { digest: airlock_proto::Digest::of(b"alpha"), size: 5 }],
+    };
+    let blob = (format!("blobs/{}", airlock_proto::Digest::of(b"alpha").to_hex()), b"alpha".to_vec());
+    std::fs::write(world.path("unwitnessed.tar"), build_bundle(&manifest, &[blob])).unwrap();
+    new_site(&world, "site");
+    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "unwitnessed.tar"])
+        .code(1)
+        .says("missing: w1.example, w2.example");
+    assert_eq!(blob_files(&world, "site"), 0);
+}

@@ -1,0 +1,118 @@
+//! The root's witness policy: a client, mirror or bundle import accepts a checkpoint only with
+//! valid cosignatures (c2sp.org/tlog-cosignature) of the root's quorum of distinct witnesses, and
+//! the refusal names the witnesses that are missing.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use airlock_keys::{cosign, verify_included, Freshness, InclusionClaim, LogError, SecretKey};
+use airlock_proto::merkle::{leaf_hash, MemoryTree};
+use airlock_proto::{Hash32, Note, PublicKeyBytes, WitnessKey};
+use common::*;
+
+struct Witnessed {
+    fx: Fixture,
+    witnesses: Vec<(String, SecretKey)>,
+}
+
+/// A log whose root names `count` witnesses with `quorum`, and holds one release.
+fn witnessed(count: usize, quorum: u32) -> Witnessed {
+    let keys = KeySet::single();
+    let witnesses: Vec<(String, SecretKey)> =
+        (1..=count).map(|i| (format!("w{i}.example"), SecretKey::generate())).collect();
+    let mut root = keys.root(1, NOW + YEAR);
+    root.witnesses = witnesses
+        .iter()
+        .map(|(name, key)| WitnessKey { name: name.clone(), key: PublicKeyBytes(key.public().to_bytes()) })
+        .collect();
+    root.witness_quorum = quorum;
+    let v1 = root_leaf(root, &keys.root.quorum());
+    let mut fx = Fixture { keys, version: 1, leaves: vec![v1] };
+    let release = fx.release("demo-pkg", "1.0.0");
+    fx.push(release);
+    Witnessed { fx, witnesses }
+}
+
+impl Witnessed {
+    /// The log's checkpoint with cosignatures by the witnesses at `by` (indexes).
+    fn checkpoint(&self, by: &[usize]) -> Vec<u8> {
+        let mut note = Note::parse(&self.fx.checkpoint()).unwrap();
+        for &i in by {
+            let (name, key) = &self.witnesses[i];
+            cosign(&mut note, name, key, NOW).unwrap();
+        }
+        note.to_bytes()
+    }
+}
+
+#[test]
+fn a_checkpoint_without_the_quorum_is_refused_naming_the_missing_witnesses() {
+    let w = witnessed(3, 2);
+    let err = refused(&w.fx.empty_log(), &w.checkpoint(&[]), &w.fx.leaves, LATER);
+    let LogError::Witnesses(missing) = &err else { panic!("expected a witness error, got {err}") };
+    assert_eq!((missing.needed, missing.valid), (2, 0));
+    assert_eq!(missing.missing, ["w1.example", "w2.example", "w3.example"]);
+    let err = refused(&w.fx.empty_log(), &w.checkpoint(&[1]), &w.fx.leaves, LATER);
+    assert!(
+        err.to_string().contains("1 valid cosignature(s), 2 needed; missing: w1.example, w3.example"),
+        "{err}"
+    );
+    let log = accepted(&w.fx.empty_log(), &w.checkpoint(&[0, 2]), &w.fx.leaves, LATER);
+    assert_eq!(log.size(), 2);
+}
+
+#[test]
+fn a_cosignature_counts_only_for_its_own_witness_and_text() {
+    let w = witnessed(2, 1);
+    // A stranger cosigning under a listed witness's name counts for nothing.
+    let mut note = Note::parse(&w.fx.checkpoint()).unwrap();
+    cosign(&mut note, "w1.example", &SecretKey::generate(), NOW).unwrap();
+    assert!(matches!(
+        refused(&w.fx.empty_log(), &note.to_bytes(), &w.fx.leaves, LATER),
+        LogError::Witnesses(_)
+    ));
+    // One witness cosigning twice is one cosignature.
+    let w3 = witnessed(2, 2);
+    let mut note = Note::parse(&w3.fx.checkpoint()).unwrap();
+    cosign(&mut note, "w1.example", &w3.witnesses[0].1, NOW).unwrap();
+    cosign(&mut note, "w1.example", &w3.witnesses[0].1, NOW + 1).unwrap();
+    assert!(matches!(
+        refused(&w3.fx.empty_log(), &note.to_bytes(), &w3.fx.leaves, LATER),
+        LogError::Witnesses(_)
+    ));
+    // A cosignature moved onto another checkpoint text does not verify there.
+    let cosigned = String::from_utf8(w.checkpoint(&[0])).unwrap();
+    let line = cosigned.lines().last().unwrap().to_owned();
+    let other = checkpoint_note(2, Hash32([4; 32]), NOW, NOW + DAY, &w.fx.keys.log.quorum());
+    let moved = format!("{}{line}\n", String::from_utf8(other.to_bytes()).unwrap());
+    let err = refused(&w.fx.empty_log(), moved.as_bytes(), &w.fx.leaves, LATER);
+    assert!(!matches!(err, LogError::Witnesses(ref e) if e.valid > 0), "{err}");
+}
+
+#[test]
+fn a_quorum_of_zero_needs_no_cosignature() {
+    let w = witnessed(2, 0);
+    accepted(&w.fx.empty_log(), &w.checkpoint(&[]), &w.fx.leaves, LATER);
+}
+
+#[test]
+fn an_inclusion_answer_needs_the_quorum_too() {
+    let w = witnessed(1, 1);
+    let mut tree = MemoryTree::new();
+    for leaf in &w.fx.leaves {
+        tree.push(leaf_hash(leaf));
+    }
+    let proof: Vec<Hash32> = tree.inclusion_proof(1, 2).unwrap().into_iter().map(Hash32).collect();
+    let pinned = w.fx.pinned();
+    for (checkpoint, ok) in [(w.checkpoint(&[]), false), (w.checkpoint(&[0]), true)] {
+        let claim = InclusionClaim {
+            leaf: &w.fx.leaves[1],
+            index: 1,
+            size: 2,
+            checkpoint: &checkpoint,
+            proof: &proof,
+        };
+        assert_eq!(verify_included(&pinned, claim, Freshness::At(LATER)).is_ok(), ok);
+    }
+}
