@@ -4,7 +4,6 @@
 //! key id is the first four bytes of SHA-256(name ‖ "\n" ‖ 0x04 ‖ public key).
 
 use airlock_proto::{Note, NoteError, NoteSignature, Timestamp};
-use sha2::{Digest as _, Sha256};
 
 use crate::keyfile::{PublicKey, SecretKey};
 
@@ -13,13 +12,7 @@ const COSIGNATURE_V1: u8 = 0x04;
 
 /// The key id of a witness key under its name.
 pub fn witness_key_id(name: &str, key: &PublicKey) -> [u8; 4] {
-    let mut hasher = Sha256::new();
-    hasher.update(name.as_bytes());
-    hasher.update(b"\n");
-    hasher.update([COSIGNATURE_V1]);
-    hasher.update(key.to_bytes());
-    let hash = hasher.finalize();
-    [hash[0], hash[1], hash[2], hash[3]]
+    crate::note::key_id(name, COSIGNATURE_V1, key)
 }
 
 fn signed_message(text: &str, time: Timestamp) -> Vec<u8> {

@@ -15,10 +15,15 @@ const ED25519: u8 = 0x01;
 
 /// The note key id of `key` under `name`.
 pub fn note_key_id(name: &str, key: &PublicKey) -> [u8; 4] {
+    key_id(name, ED25519, key)
+}
+
+/// A signed-note key id: the first four bytes of SHA-256(name ‖ "\n" ‖ signature type ‖ key).
+pub(crate) fn key_id(name: &str, signature_type: u8, key: &PublicKey) -> [u8; 4] {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
     hasher.update(b"\n");
-    hasher.update([ED25519]);
+    hasher.update([signature_type]);
     hasher.update(key.to_bytes());
     let hash = hasher.finalize();
     [hash[0], hash[1], hash[2], hash[3]]
