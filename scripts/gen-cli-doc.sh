@@ -34,7 +34,7 @@ EOF
 for cmd in "" "key generate" "root create" "root sign" "merge" "show" "publish" "approve" "submit" "upload" "pull" "verify" "export" "import" "proof" "proof verify" "mirror sync" "mirror status"; do
   printf '\n## `%s`\n\n```\n' "$(echo "airlock $cmd" | sed 's/ *$//')"; $B/airlock $cmd --help; echo '```'
 done
-for cmd in "" "init" "serve" "import" "verify-store" "token create"; do
+for cmd in "" "init" "serve" "import" "verify-store" "witness" "token create"; do
   printf '\n## `%s`\n\n```\n' "$(echo "airlockd $cmd" | sed 's/ *$//')"; $B/airlockd $cmd --help; echo '```'
 done
 } > docs/cli.md

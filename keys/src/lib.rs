@@ -22,7 +22,7 @@ pub use keyfile::{
     read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,
 };
 pub use log::{ExpiredCheckpoint, LogError, TrustedLog};
-pub use note::{check_note_threshold, note_key_id, sign_note, verifier_key};
+pub use note::{check_note_threshold, note_key_id, parse_verifier_key, sign_note, verifier_key};
 pub use registry::{ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};
 pub use threshold::{check_threshold, sign_envelope, ThresholdError};
 pub use trust::{RoleName, TrustError, TrustedRoot, UnverifiedRoot};

@@ -42,6 +42,27 @@ pub fn verifier_key(name: &str, key: &PublicKey) -> String {
     )
 }
 
+/// Parses a verifier key string (`name+<key id hex>+base64(0x01 ‖ key)`), checking that its key
+/// id is the one the key computes to. Returns the name and the key.
+pub fn parse_verifier_key(text: &str) -> Result<(String, PublicKey), String> {
+    use base64::Engine as _;
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("{text:?} is not a verifier key (name+id+key)"));
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map_err(|_| format!("{text:?}: the key is not base64"))?;
+    let (&[ED25519], key) = raw.split_at(1.min(raw.len())) else {
+        return Err(format!("{text:?}: not an Ed25519 verifier key"));
+    };
+    let key = PublicKey::from_bytes(key).map_err(|e| format!("{text:?}: {e}"))?;
+    if !airlock_proto::note::is_key_name_valid(name) || hex::encode(note_key_id(name, &key)) != id {
+        return Err(format!("{text:?}: the key id does not match the name and key"));
+    }
+    Ok((name.to_owned(), key))
+}
+
 /// Signs `note`'s text with `key` under `name` and adds the signature line.
 pub fn sign_note(note: &mut Note, name: &str, key: &SecretKey) -> Result<(), NoteError> {
     let signature = key.sign(note.text().as_bytes());
@@ -124,6 +145,16 @@ mod tests {
         // The same key signing under another name does not count for this name.
         let (role, keys) = role_of(&[&witness.public()], 1);
         assert!(check_note_threshold(&parsed, "log.example", "log", &role, &keys).is_err());
+    }
+
+    #[test]
+    fn verifier_keys_parse_back_and_a_wrong_id_is_refused() {
+        let key = SecretKey::generate();
+        let text = verifier_key("log.example", &key.public());
+        assert_eq!(parse_verifier_key(&text).unwrap(), ("log.example".to_owned(), key.public()));
+        let other = verifier_key("other.example", &key.public()).replacen("other.example", "log.example", 1);
+        assert!(parse_verifier_key(&other).is_err());
+        assert!(parse_verifier_key("log.example").is_err());
     }
 
     #[test]

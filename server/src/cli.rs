@@ -54,6 +54,25 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Run a witness: cosign checkpoints of the logs it witnesses, each only if it extends the
+    /// last one it cosigned (c2sp.org/tlog-witness `POST /add-checkpoint`).
+    Witness {
+        /// Directory for the witness's state and the evidence it keeps.
+        #[arg(long)]
+        data: PathBuf,
+        /// The witness's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The witness's name, as the root lists it.
+        #[arg(long)]
+        name: String,
+        /// A log to witness, as its verifier key `origin+id+key` (repeat).
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        listen: String,
+    },
     /// Manage bearer tokens (run while the server is stopped).
     Token {
         #[command(subcommand)]
@@ -161,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
         Command::Token { command: TokenCommand::Create { data, scope, label } } => {
             let scope = Scope::parse(&scope)
                 .with_context(|| format!("unknown scope {scope:?}: use read, publish or admin"))?;
@@ -195,6 +215,28 @@ fn import(data: &Path, root: Option<PathBuf>, file: &Path, state_out: Option<Pat
         state_path.display()
     );
     Ok(())
+}
+
+fn witness(data: &Path, key: &Path, name: &str, logs: &[String], listen: &str) -> anyhow::Result<()> {
+    let key = airlock_keys::read_secret_key(key)?;
+    let logs = logs
+        .iter()
+        .map(|text| airlock_keys::parse_verifier_key(text).map_err(|e| anyhow::anyhow!("--log {e}")))
+        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+    let witness = std::sync::Arc::new(crate::witness::Witness::open(
+        data,
+        name,
+        key,
+        logs,
+        airlock_proto::Clock::system(),
+    )?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        crate::witness::http::serve(listener, witness, shutdown_signal()).await
+    })
 }
 
 /// `airlockd token create`: opens the store of a stopped server and adds a token grant.

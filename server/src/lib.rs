@@ -15,6 +15,7 @@ pub mod registry;
 pub mod server;
 pub mod store;
 pub mod verify_store;
+pub mod witness;
 
 pub use app::App;
 pub use config::{Config, ReadAccess};

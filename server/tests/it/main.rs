@@ -14,3 +14,4 @@ mod proxy;
 mod publish_pull;
 mod tiles;
 mod transport;
+mod witness;

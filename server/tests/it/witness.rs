@@ -1,0 +1,303 @@
+//! Split views and the witness (c2sp.org/tlog-witness): a primary that holds the log key shows
+//! two different extensions of one prefix to two sites. The witness cosigns only the first one it
+//! sees and keeps the second as evidence; with a witness quorum of 1 in the root, the site shown
+//! the other view refuses it. With a quorum of 0 the split goes unnoticed: each site checks only
+//! against what it saw itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use airlock_client::publish::FileDigests;
+use airlock_client::statements::{self, RoleKeys, RootRoles, Witnesses};
+use airlock_keys::{sign_envelope, sign_note, LogError, SecretKey, TrustedLog, TrustedRoot};
+use airlock_proto::merkle::{leaf_hash, MemoryTree};
+use airlock_proto::{
+    Checkpoint, Digest, FileName, Hash32, Kind, Metadata, Note, PackageName, PublicKeyBytes, Sha256, Version,
+    WitnessKey,
+};
+
+use crate::harness::http_request;
+
+const ORIGIN: &str = "split.example";
+const WITNESS: &str = "w.example";
+
+struct Keys {
+    root: SecretKey,
+    publisher: SecretKey,
+    log: SecretKey,
+    witness: SecretKey,
+}
+
+fn bytes_of(key: &SecretKey) -> PublicKeyBytes {
+    PublicKeyBytes(key.public().to_bytes())
+}
+
+fn root_leaf(keys: &Keys, quorum: u32) -> Vec<u8> {
+    let role = |key: &SecretKey| RoleKeys { keys: vec![bytes_of(key)], threshold: 1 };
+    let roles = RootRoles { root: role(&keys.root), publisher: role(&keys.publisher), log: role(&keys.log) };
+    let witnesses =
+        Witnesses { keys: vec![WitnessKey { name: WITNESS.into(), key: bytes_of(&keys.witness) }], quorum };
+    let now = airlock_proto::clock::system_now();
+    let mut envelope = statements::root(ORIGIN, 1, &roles, &witnesses, now + 86_400).unwrap();
+    sign_envelope(&mut envelope, &keys.root);
+    envelope.to_bytes().unwrap()
+}
+
+fn release_leaf(keys: &Keys, name: &str) -> Vec<u8> {
+    let content = name.as_bytes();
+    let digests =
+        FileDigests { size: content.len() as u64, blake3: Digest::of(content), sha256: Sha256([1; 32]) };
+    let mut envelope = statements::release_envelope(
+        Kind::Wheel,
+        PackageName::normalize(Kind::Wheel, name).unwrap(),
+        Version::new("1.0").unwrap(),
+        (FileName::new(&format!("{name}-1.0-py3-none-any.whl")).unwrap(), digests),
+        Metadata::default(),
+        1_700_000_000,
+    )
+    .unwrap();
+    sign_envelope(&mut envelope, &keys.publisher);
+    envelope.to_bytes().unwrap()
+}
+
+fn tree(leaves: &[Vec<u8>]) -> MemoryTree {
+    let mut tree = MemoryTree::new();
+    for leaf in leaves {
+        tree.push(leaf_hash(leaf));
+    }
+    tree
+}
+
+/// The log's checkpoint note of `leaves`, signed with the real log key.
+fn checkpoint(keys: &Keys, leaves: &[Vec<u8>]) -> Vec<u8> {
+    let now = airlock_proto::clock::system_now();
+    let checkpoint = Checkpoint {
+        origin: ORIGIN.into(),
+        size: leaves.len() as u64,
+        root_hash: Hash32(tree(leaves).root()),
+        issued_at: now,
+        expires_at: now + 3_600,
+    };
+    let mut note = Note::new(checkpoint.to_text()).unwrap();
+    sign_note(&mut note, ORIGIN, &keys.log).unwrap();
+    note.to_bytes()
+}
+
+/// A witness served in-process on 127.0.0.1:0.
+struct RunningWitness {
+    url: String,
+    dir: tempfile::TempDir,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+fn start_witness(keys: &Keys) -> RunningWitness {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = BTreeMap::from([(ORIGIN.to_owned(), keys.log.public())]);
+    let witness = airlock_server::witness::Witness::open(
+        dir.path(),
+        WITNESS,
+        SecretKey::from_pkcs8_pem(&keys.witness.to_pkcs8_pem()).unwrap(),
+        logs,
+        airlock_proto::Clock::system(),
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            airlock_server::witness::http::serve(listener, Arc::new(witness), std::future::pending())
+                .await
+                .unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    RunningWitness { url: format!("http://{addr}"), dir, _thread: thread }
+}
+
+/// `POST /add-checkpoint`: (status, body).
+fn add_checkpoint(witness: &RunningWitness, old: u64, proof: &[[u8; 32]], note: &[u8]) -> (u16, Vec<u8>) {
+    post_checkpoint(&witness.url, old, proof, note)
+}
+
+fn post_checkpoint(url: &str, old: u64, proof: &[[u8; 32]], note: &[u8]) -> (u16, Vec<u8>) {
+    let proof: Vec<Hash32> = proof.iter().copied().map(Hash32).collect();
+    let body = airlock_server::witness::request_body(old, &proof, note);
+    http_request("POST", url, "/add-checkpoint", None, &body)
+}
+
+fn verify(root: &[u8], checkpoint: &[u8], leaves: &[Vec<u8>]) -> Result<u64, LogError> {
+    let log = TrustedLog::new(TrustedRoot::pin(root).unwrap());
+    log.update(checkpoint, leaves, airlock_proto::clock::system_now()).map(|next| next.size())
+}
+
+#[test]
+fn a_split_view_gets_one_cosignature_and_the_other_view_is_refused() {
+    let keys = Keys {
+        root: SecretKey::generate(),
+        publisher: SecretKey::generate(),
+        log: SecretKey::generate(),
+        witness: SecretKey::generate(),
+    };
+    let root = root_leaf(&keys, 1);
+    let prefix = vec![root.clone(), release_leaf(&keys, "a")];
+    let view_a = [prefix.clone(), vec![release_leaf(&keys, "b")]].concat();
+    let view_b = [prefix.clone(), vec![release_leaf(&keys, "c")]].concat();
+    let witness = start_witness(&keys);
+
+    // The witness cosigns the prefix, then view A, which extends it.
+    let (status, _) = add_checkpoint(&witness, 0, &[], &checkpoint(&keys, &prefix));
+    assert_eq!(status, 200);
+    let note_a = checkpoint(&keys, &view_a);
+    let (status, line) =
+        add_checkpoint(&witness, 2, &tree(&view_a).consistency_proof(2, 3).unwrap(), &note_a);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&line));
+    assert!(line.starts_with("\u{2014} w.example ".as_bytes()), "{}", String::from_utf8_lossy(&line));
+    let cosigned_a = [note_a.clone(), line].concat();
+
+    // View B, the other extension of the same prefix, gets no cosignature: from the old size the
+    // witness no longer holds it is a 409 with the size it holds; claiming that size, the proof
+    // cannot lead to B's root, and the request is kept as evidence.
+    let note_b = checkpoint(&keys, &view_b);
+    let (status, held) =
+        add_checkpoint(&witness, 2, &tree(&view_b).consistency_proof(2, 3).unwrap(), &note_b);
+    assert_eq!((status, String::from_utf8_lossy(&held).trim()), (409, "3"));
+    let (status, why) = add_checkpoint(&witness, 3, &[], &note_b);
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&why));
+    let evidence: Vec<_> = std::fs::read_dir(witness.dir.path().join("evidence")).unwrap().collect();
+    assert_eq!(evidence.len(), 1, "the conflicting request is kept");
+    let kept = std::fs::read(evidence[0].as_ref().unwrap().path()).unwrap();
+    assert!(
+        kept.windows(note_b.len()).any(|w| w == note_b.as_slice()),
+        "the evidence holds view B's checkpoint"
+    );
+
+    // The site shown view A accepts it; the site shown view B refuses it, naming the witness.
+    assert_eq!(verify(&root, &cosigned_a, &view_a).unwrap(), 3);
+    let err = verify(&root, &note_b, &view_b).unwrap_err();
+    assert!(matches!(err, LogError::Witnesses(_)) && err.to_string().contains("missing: w.example"), "{err}");
+
+    // With a quorum of 0, both sites accept their own view: the split is not detected.
+    let unwitnessed_root = root_leaf(&keys, 0);
+    let prefix0 = [unwitnessed_root.clone(), prefix[1].clone()];
+    let a0 = [prefix0.to_vec(), vec![view_a[2].clone()]].concat();
+    let b0 = [prefix0.to_vec(), vec![view_b[2].clone()]].concat();
+    assert_eq!(verify(&unwitnessed_root, &checkpoint(&keys, &a0), &a0).unwrap(), 3);
+    assert_eq!(verify(&unwitnessed_root, &checkpoint(&keys, &b0), &b0).unwrap(), 3);
+}
+
+#[test]
+fn the_witness_refuses_unknown_logs_bad_signatures_and_malformed_requests() {
+    let keys = Keys {
+        root: SecretKey::generate(),
+        publisher: SecretKey::generate(),
+        log: SecretKey::generate(),
+        witness: SecretKey::generate(),
+    };
+    let witness = start_witness(&keys);
+    let leaves = vec![root_leaf(&keys, 1)];
+    let good = checkpoint(&keys, &leaves);
+    let forged = {
+        let mut note = Note::new(Note::parse(&good).unwrap().text()).unwrap();
+        sign_note(&mut note, ORIGIN, &SecretKey::generate()).unwrap();
+        note.to_bytes()
+    };
+    assert_eq!(add_checkpoint(&witness, 0, &[], &forged).0, 403);
+    let other_origin = String::from_utf8(good.clone()).unwrap().replace(ORIGIN, "other.example");
+    assert_eq!(add_checkpoint(&witness, 0, &[], other_origin.as_bytes()).0, 404);
+    assert_eq!(http_request("POST", &witness.url, "/add-checkpoint", None, b"no blank line").0, 400);
+    assert_eq!(add_checkpoint(&witness, 0, &[[0; 32]], &good).0, 422, "a proof from size 0 must be empty");
+    assert_eq!(add_checkpoint(&witness, 0, &[], &good).0, 200);
+    assert_eq!(add_checkpoint(&witness, 0, &[], &good).0, 409, "the witness now holds size 1");
+}
+
+/// SIGKILL at random points of a stream of add-checkpoint requests for two diverging histories
+/// of one log: across every restart, the witness never cosigns checkpoints of both branches.
+#[test]
+fn the_witness_survives_sigkill_without_cosigning_two_inconsistent_checkpoints() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let log = SecretKey::generate();
+    airlock_keys::write_secret_key(&dir.path().join("witness.key"), &SecretKey::generate()).unwrap();
+    let vkey = airlock_keys::verifier_key(ORIGIN, &log.public());
+    let prefix: Vec<Vec<u8>> = (0..3).map(|i| format!("prefix {i}").into_bytes()).collect();
+    let branch = |tag: &str| -> Vec<Vec<u8>> {
+        [prefix.clone(), (0..40).map(|i| format!("{tag} {i}").into_bytes()).collect()].concat()
+    };
+    let (a, b) = (branch("a"), branch("b"));
+    let (tree_a, tree_b) = (tree(&a), tree(&b));
+    let note_of = |leaves: &[Vec<u8>]| {
+        let now = airlock_proto::clock::system_now();
+        let checkpoint = Checkpoint {
+            origin: ORIGIN.into(),
+            size: leaves.len() as u64,
+            root_hash: Hash32(tree(leaves).root()),
+            issued_at: now,
+            expires_at: now + 3_600,
+        };
+        let mut note = Note::new(checkpoint.to_text()).unwrap();
+        sign_note(&mut note, ORIGIN, &log).unwrap();
+        note.to_bytes()
+    };
+    let mut cosigned: Vec<(char, u64)> = Vec::new();
+    let mut attempted: Vec<(char, u16)> = Vec::new();
+    let mut held = 0u64;
+    let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next_random = move |n: u64| {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state % n
+    };
+    for point in 0..10u64 {
+        let port = crate::crash::free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args(["witness", "--data", "state", "--key", "witness.key", "--name", WITNESS, "--log", &vkey])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while crate::harness::http_get(&url, "/healthz").0 != 200 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "witness did not start");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let kill_after = 2 + next_random(8);
+        for request in 0..12u64 {
+            if request == kill_after {
+                let _ = child.kill(); // SIGKILL, possibly mid-request on the server side
+            }
+            let (tag, leaves, tree) =
+                if next_random(3) == 0 { ('b', &b, &tree_b) } else { ('a', &a, &tree_a) };
+            let size = (held + 1 + next_random(3)).min(leaves.len() as u64);
+            let proof = if held == 0 { Vec::new() } else { tree.consistency_proof(held, size).unwrap() };
+            let (status, body) = post_checkpoint(&url, held, &proof, &note_of(&leaves[..size as usize]));
+            if size > prefix.len() as u64 {
+                attempted.push((tag, status));
+            }
+            match status {
+                200 => {
+                    cosigned.push((tag, size));
+                    held = size;
+                }
+                409 => held = String::from_utf8_lossy(&body).trim().parse().unwrap(),
+                _ => {}
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(point < 10);
+    }
+    assert!(cosigned.len() >= 5, "too few cosignatures to mean anything: {cosigned:?}");
+    let beyond_prefix = |tag: char| cosigned.iter().any(|&(t, size)| t == tag && size > prefix.len() as u64);
+    assert!(!(beyond_prefix('a') && beyond_prefix('b')), "cosigned both branches: {cosigned:?}");
+    // Both branches were tried beyond the prefix, so the loser really was refused.
+    for tag in ['a', 'b'] {
+        assert!(attempted.iter().any(|&(t, _)| t == tag), "branch {tag} was never tried: {attempted:?}");
+    }
+}
