@@ -85,6 +85,15 @@ impl RemoteError {
     }
 }
 
+/// A witness's answer to `add-checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessAnswer {
+    /// The cosignature line(s) to append to the checkpoint note.
+    Cosigned(Vec<u8>),
+    /// The witness holds this size of the log, not the `old` one the request named.
+    Holds(u64),
+}
+
 /// TLS trust for HTTPS servers: the system's roots plus an optional extra CA certificate.
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
@@ -224,7 +233,25 @@ impl Remote {
         json_answer(url, response, self.limits).await
     }
 
-    /// `GET /v1/log/checkpoint`: the signed checkpoint envelope bytes.
+    /// `POST /add-checkpoint` to a witness (c2sp.org/tlog-witness): its cosignature line, or the
+    /// size it holds when that is not the `old` size the request named.
+    pub async fn add_checkpoint(&self, body: Vec<u8>) -> Result<WitnessAnswer, RemoteError> {
+        match self.send(Method::POST, "/add-checkpoint", full(body), Some("text/plain")).await {
+            Ok((url, response)) => {
+                let line = read_capped(&url, response.into_body(), 4096, self.limits).await?;
+                Ok(WitnessAnswer::Cosigned(line))
+            }
+            Err(RemoteError::Status { status: StatusCode::CONFLICT, message, url, .. }) => {
+                message.trim().parse().map(WitnessAnswer::Holds).map_err(|_| RemoteError::Invalid {
+                    url,
+                    detail: format!("409 without a size: {message:?}"),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/log/checkpoint`: the signed checkpoint note bytes.
     pub async fn checkpoint(&self) -> Result<Vec<u8>, RemoteError> {
         Ok(self.checkpoint_with_extension().await?.0)
     }

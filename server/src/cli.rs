@@ -119,6 +119,9 @@ struct ServeArgs {
     /// after it expires, declaring the extension to clients. Freeze protection is off meanwhile.
     #[arg(long, value_name = "SECS")]
     unsafe_serve_expired_checkpoint_for: Option<u64>,
+    /// A witness to send each new checkpoint to for a cosignature, by base URL (repeat).
+    #[arg(long = "witness-url")]
+    witness_urls: Vec<String>,
     /// Seconds between a mirror's syncs.
     #[arg(long)]
     sync_interval: Option<u64>,
@@ -322,6 +325,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::ensure!(secs >= 1, "sync interval must be at least 1 second");
         config.sync_interval = Some(Duration::from_secs(secs));
     }
+    config.witnesses =
+        if args.witness_urls.is_empty() { file.witnesses.unwrap_or_default() } else { args.witness_urls };
     if let Some(max) = file.max_blob_bytes {
         config.limits.max_blob_bytes = max;
     }

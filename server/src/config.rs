@@ -122,6 +122,8 @@ pub struct Config {
     pub sync_interval: Option<Duration>,
     /// Where the time comes from (the system clock; tests set it).
     pub clock: airlock_proto::Clock,
+    /// Witnesses (their base URLs) a primary sends each new checkpoint to for a cosignature.
+    pub witnesses: Vec<String>,
 }
 
 impl Config {
@@ -141,6 +143,7 @@ impl Config {
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),
             clock: airlock_proto::Clock::system(),
+            witnesses: Vec::new(),
         }
     }
 
@@ -168,6 +171,7 @@ pub struct FileConfig {
     pub carry_kinds: Option<Vec<airlock_proto::Kind>>,
     pub carry_names: Option<Vec<String>>,
     pub carry_channels: Option<Vec<airlock_proto::ChannelName>>,
+    pub witnesses: Option<Vec<String>>,
 }
 
 impl FileConfig {

@@ -11,9 +11,12 @@ use airlock_keys::{
     sign_note, ApplyError, Prepared, RegistryState, RoleName, SecretKey, TrustedRoot, UnverifiedRoot,
     Verified,
 };
-use airlock_proto::merkle::{self, Hash};
+use airlock_proto::merkle::{self, Hash, NodeSource};
 use airlock_proto::{Checkpoint, Clock, Digest, Hash32, Note, Sha256, Statement, Timestamp};
 use anyhow::Context;
+
+use airlock_client::remote::WitnessAnswer;
+use airlock_client::{Remote, TlsOptions};
 
 use crate::registry::{decode_checkpoint, leaf_batch, locked, Overlay};
 use crate::store::Store;
@@ -50,6 +53,45 @@ pub struct Primary {
     origin: String,
     validity: Duration,
     clock: Clock,
+    witnesses: Vec<WitnessClient>,
+}
+
+/// A witness the primary sends each new checkpoint to, and the size it last knew it to hold.
+#[derive(Debug)]
+struct WitnessClient {
+    url: String,
+    remote: Remote,
+    holds: Mutex<u64>,
+}
+
+impl WitnessClient {
+    /// Asks the witness to cosign `note` (a checkpoint of `size` leaves): from the size it holds,
+    /// with the consistency proof to `size`. One retry when it holds another size than assumed.
+    async fn cosign(
+        &self,
+        proof_from: &(dyn Fn(u64) -> anyhow::Result<Vec<Hash>> + Sync),
+        note: &[u8],
+        size: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut old = *locked(&self.holds);
+        for _ in 0..2 {
+            anyhow::ensure!(old <= size, "witness {} holds size {old}, beyond this log's {size}", self.url);
+            let proof = if old == 0 || old == size {
+                Vec::new()
+            } else {
+                proof_from(old)?.into_iter().map(Hash32).collect()
+            };
+            let body = crate::witness::request_body(old, &proof, note);
+            match self.remote.add_checkpoint(body).await? {
+                WitnessAnswer::Cosigned(line) => {
+                    *locked(&self.holds) = size;
+                    return Ok(line);
+                }
+                WitnessAnswer::Holds(held) => old = held,
+            }
+        }
+        anyhow::bail!("witness {} did not agree on the size it holds", self.url)
+    }
 }
 
 impl Primary {
@@ -61,6 +103,7 @@ impl Primary {
         pinned: (Verified<TrustedRoot>, Vec<u8>),
         validity: Duration,
         clock: Clock,
+        witness_urls: &[String],
     ) -> anyhow::Result<Self> {
         let (pinned, pinned_bytes) = pinned;
         let origin = pinned.origin().to_owned();
@@ -75,7 +118,17 @@ impl Primary {
             "this server's log key {} is not in the root's log role",
             public.id()
         );
-        let primary = Self { store, log_key, state: Mutex::new(state), origin, validity, clock };
+        let witnesses = witness_urls
+            .iter()
+            .map(|url| {
+                Ok(WitnessClient {
+                    url: url.clone(),
+                    remote: Remote::new(url, None, &TlsOptions::default())?,
+                    holds: Mutex::new(0),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let primary = Self { store, log_key, state: Mutex::new(state), origin, validity, clock, witnesses };
         if size == 0 {
             let mut state = locked(&primary.state);
             let prepared = state.prepare(&pinned_bytes)?;
@@ -165,13 +218,20 @@ impl Primary {
             nodes.iter().map(|&(level, i, hash)| ((level, i), hash)).collect();
         let overlay = Overlay { store: self.store.as_ref(), pending: &pending };
         let root_hash = merkle::root_from_source(&overlay, index + 1)?;
-        let checkpoint = self.sign_checkpoint(index + 1, root_hash, self.clock.now())?;
+        let checkpoint = self.sign_checkpoint(index + 1, root_hash, self.clock.now(), &overlay)?;
         self.store.append(&[leaf_batch(index, leaf, nodes, prepared.statement())], &checkpoint)?;
         state.commit(prepared);
         Ok(Appended { index, size: index + 1, checkpoint, existing: false })
     }
 
-    fn sign_checkpoint(&self, size: u64, root_hash: Hash, issued_at: Timestamp) -> anyhow::Result<Vec<u8>> {
+    /// Signs the checkpoint of the tree `source` holds at `size` and has the witnesses cosign it.
+    fn sign_checkpoint<S: NodeSource<Error = anyhow::Error> + Sync>(
+        &self,
+        size: u64,
+        root_hash: Hash,
+        issued_at: Timestamp,
+        source: &S,
+    ) -> anyhow::Result<Vec<u8>> {
         let checkpoint = Checkpoint {
             origin: self.origin.clone(),
             size,
@@ -181,7 +241,37 @@ impl Primary {
         };
         let mut note = Note::new(checkpoint.to_text())?;
         sign_note(&mut note, &self.origin, &self.log_key)?;
-        Ok(note.to_bytes())
+        Ok(self.cosigned(note.to_bytes(), size, source))
+    }
+
+    /// The note with the cosignature of every configured witness that gives one. A witness that
+    /// is unreachable or refuses is logged; the note is stored without its cosignature, and
+    /// clients whose root needs it refuse it until a later checkpoint is cosigned. Blocking: it
+    /// runs on the blocking threads appends and re-signing run on.
+    fn cosigned<S: NodeSource<Error = anyhow::Error> + Sync>(
+        &self,
+        note: Vec<u8>,
+        size: u64,
+        source: &S,
+    ) -> Vec<u8> {
+        if self.witnesses.is_empty() {
+            return note;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no runtime to reach the witnesses; checkpoint stored without cosignatures");
+            return note;
+        };
+        let mut out = note.clone();
+        for witness in &self.witnesses {
+            let proof_from = |old: u64| merkle::consistency_proof(source, old, size);
+            match runtime.block_on(witness.cosign(&proof_from, &note, size)) {
+                Ok(line) => out.extend_from_slice(&line),
+                Err(e) => {
+                    tracing::warn!(witness = %witness.url, error = format!("{e:#}"), "no cosignature for the checkpoint")
+                }
+            }
+        }
+        out
     }
 
     /// The checkpoint to serve, re-signed first if half of its validity has passed.
@@ -194,7 +284,7 @@ impl Primary {
         if now < current.issued_at.saturating_add(half_life) && now >= current.issued_at {
             return Ok(bytes);
         }
-        let fresh = self.sign_checkpoint(current.size, current.root_hash.0, now)?;
+        let fresh = self.sign_checkpoint(current.size, current.root_hash.0, now, self.store.as_ref())?;
         self.store.put_checkpoint(&fresh)?;
         Ok(fresh)
     }

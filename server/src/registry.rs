@@ -63,6 +63,7 @@ impl Registry {
                 (pinned, pinned_bytes),
                 config.checkpoint_validity,
                 config.clock.clone(),
+                &config.witnesses,
             )?;
             Ok(Self::Primary(Box::new(primary)))
         }

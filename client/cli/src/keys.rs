@@ -28,6 +28,14 @@ pub enum KeyCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Print the signed-note verifier key (`name+id+key`) of a public key under a name: the log's
+    /// (name = the root's origin, key = the server's log.pub), for `airlockd witness --log`.
+    Verifier {
+        /// The key name: the log's origin, or a witness's name.
+        name: String,
+        /// The public key file.
+        public_key: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,7 +117,18 @@ pub fn write_envelope(path: &Path, envelope: &Envelope) -> anyhow::Result<()> {
 }
 
 pub fn key(command: KeyCommand, context: &Context) -> anyhow::Result<()> {
-    let KeyCommand::Generate { name, dir } = command;
+    let (name, dir) = match command {
+        KeyCommand::Generate { name, dir } => (name, dir),
+        KeyCommand::Verifier { name, public_key } => {
+            anyhow::ensure!(
+                airlock_proto::note::is_key_name_valid(&name),
+                "{name:?} is not a valid key name"
+            );
+            let vkey = airlock_keys::verifier_key(&name, &read_public_key(&public_key)?);
+            context.finish(&json!({ "verifier_key": vkey }), &vkey);
+            return Ok(());
+        }
+    };
     anyhow::ensure!(
         !name.is_empty() && !name.contains('/') && !name.starts_with('.'),
         "key name {name:?} must be a plain file name"

@@ -15,9 +15,13 @@ use crate::http::body::{self, Body};
 use crate::http::query::Query;
 use crate::store::Store;
 
-/// `GET /v1/log/checkpoint`
-pub fn checkpoint(app: &App) -> Result<Response<Body>, ApiError> {
-    let (bytes, extension) = app.registry.checkpoint()?;
+/// `GET /v1/log/checkpoint` (and `/checkpoint`). A primary may re-sign, and then ask its
+/// witnesses to cosign, so the work runs on a blocking thread.
+pub async fn checkpoint(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
+    let worker = Arc::clone(app);
+    let (bytes, extension) = tokio::task::spawn_blocking(move || worker.registry.checkpoint())
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
     let mut response = body::note(bytes);
     if let Some(until) = extension {
         response.headers_mut().insert(routes::EXTENSION_UNTIL_HEADER, http::HeaderValue::from(until));

@@ -55,7 +55,7 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
         read()?;
         return match path.strip_prefix("/tile/") {
             Some(rest) => tiles::get(app, rest),
-            None => log::checkpoint(app),
+            None => log::checkpoint(app).await,
         };
     }
     let route = Route::parse(path).ok_or_else(|| ApiError::NotFound(format!("no such endpoint: {path}")))?;
@@ -67,7 +67,10 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
             blobs::put(app, headers, blobs::parse_digest(hex)?, request_body).await
         }
         Route::Statements if *method == Method::POST => log::submit(app, headers, request_body).await,
-        Route::Checkpoint if is_get => read().and_then(|()| log::checkpoint(app)),
+        Route::Checkpoint if is_get => {
+            read()?;
+            log::checkpoint(app).await
+        }
         Route::Leaves if is_get => read().and_then(|()| log::leaves(app, &query)),
         Route::InclusionProof if is_get => read().and_then(|()| log::inclusion(app, &query)),
         Route::ConsistencyProof if is_get => read().and_then(|()| log::consistency(app, &query)),

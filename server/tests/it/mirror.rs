@@ -4,7 +4,7 @@
 use crate::harness::{http_get, http_request, Server, World};
 
 /// A mirror of `upstream_url` in its own data directory inside `world`, pinned to the same root.
-fn start_mirror(world: &World, name: &str, upstream_url: &str) -> (Server, String) {
+pub(crate) fn start_mirror(world: &World, name: &str, upstream_url: &str) -> (Server, String) {
     start_mirror_with(world, name, upstream_url, |_| {})
 }
 
@@ -26,7 +26,7 @@ fn start_mirror_with(
     (Server::start(config), admin)
 }
 
-fn sync(mirror: &Server, admin: &str) -> serde_json::Value {
+pub(crate) fn sync(mirror: &Server, admin: &str) -> serde_json::Value {
     let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(admin), b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).unwrap()

@@ -91,16 +91,20 @@ struct RunningWitness {
 }
 
 fn start_witness(keys: &Keys) -> RunningWitness {
-    let dir = tempfile::tempdir().unwrap();
     let logs = BTreeMap::from([(ORIGIN.to_owned(), keys.log.public())]);
-    let witness = airlock_server::witness::Witness::open(
-        dir.path(),
-        WITNESS,
-        SecretKey::from_pkcs8_pem(&keys.witness.to_pkcs8_pem()).unwrap(),
-        logs,
-        airlock_proto::Clock::system(),
-    )
-    .unwrap();
+    let key = SecretKey::from_pkcs8_pem(&keys.witness.to_pkcs8_pem()).unwrap();
+    start_witness_of(WITNESS, key, logs)
+}
+
+fn start_witness_of(
+    name: &str,
+    key: SecretKey,
+    logs: BTreeMap<String, airlock_keys::PublicKey>,
+) -> RunningWitness {
+    let dir = tempfile::tempdir().unwrap();
+    let witness =
+        airlock_server::witness::Witness::open(dir.path(), name, key, logs, airlock_proto::Clock::system())
+            .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         let runtime =
@@ -300,4 +304,71 @@ fn the_witness_survives_sigkill_without_cosigning_two_inconsistent_checkpoints()
     for tag in ['a', 'b'] {
         assert!(attempted.iter().any(|&(t, _)| t == tag), "branch {tag} was never tried: {attempted:?}");
     }
+}
+
+#[test]
+fn a_primary_with_a_witness_serves_cosigned_checkpoints_that_clients_bundles_and_mirrors_accept() {
+    let mut world = crate::harness::World::prepared(1, 1);
+    world.cli(&["key", "generate", "w1", "--dir", "keys"]).ok();
+    let log_pub = world.path("data/log.pub").display().to_string();
+    world
+        .cli(&[
+            "root",
+            "create",
+            "--origin",
+            "test.airlock",
+            "--root-key",
+            "keys/root1.pub",
+            "--publisher-key",
+            "keys/pub1.pub",
+            "--log-key",
+            &log_pub,
+            "--witness",
+            "w1.example=keys/w1.pub",
+            "--witness-quorum",
+            "1",
+            "-o",
+            "root.cbor",
+        ])
+        .ok();
+    world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+    // The log's verifier key, as an operator gets it for `airlockd witness --log`.
+    let vkey = world.cli(&["key", "verifier", "test.airlock", &log_pub]).ok().stdout;
+    let logs = BTreeMap::from([airlock_keys::parse_verifier_key(vkey.trim()).unwrap()]);
+    assert_eq!(logs["test.airlock"], airlock_keys::read_public_key(&world.path("data/log.pub")).unwrap());
+    let witness = start_witness_of(
+        "w1.example",
+        airlock_keys::read_secret_key(&world.path("keys/w1.key")).unwrap(),
+        logs,
+    );
+    let mut config = world.config();
+    config.witnesses = vec![witness.url.clone()];
+    world.server = Some(crate::harness::Server::start(config));
+    // Publishing verifies the submit answer, whose checkpoint must carry the quorum.
+    world.write("a-1.0-py3-none-any.whl", b"witnessed");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    let (_, note) = crate::harness::http_get(&world.url(), "/v1/log/checkpoint");
+    assert!(
+        String::from_utf8_lossy(&note).contains("\u{2014} w1.example "),
+        "{}",
+        String::from_utf8_lossy(&note)
+    );
+    world.pull("a==1.0", "a.whl").ok();
+    // A bundle carries the cosigned checkpoint; a site imports it and serves it.
+    let url = world.url();
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "full.tar"]).ok();
+    airlock_server::cli::init(&world.path("site")).unwrap();
+    let import = std::process::Command::new(env!("CARGO_BIN_EXE_airlockd"))
+        .args(["import", "--data", "site", "--root", "root.cbor", "full.tar"])
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    // A mirror follows it, verifying the quorum, and serves it to clients.
+    let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &url);
+    crate::mirror::sync(&mirror, &admin);
+    world.pull_from(&mirror.url, "a==1.0", "from-mirror.whl").ok();
+    // The witness holds the log's size: the primary kept it current.
+    let held = std::fs::read_dir(witness.dir.path().join("logs")).unwrap().count();
+    assert_eq!(held, 1);
 }
