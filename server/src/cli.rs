@@ -34,7 +34,7 @@ enum Command {
         data: PathBuf,
     },
     /// Serve a data directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Import a bundle into a mirror's data directory (run while the server is stopped).
     Import {
         #[arg(long)]
@@ -122,6 +122,12 @@ struct ServeArgs {
     /// A witness to send each new checkpoint to for a cosignature, by base URL (repeat).
     #[arg(long = "witness-url")]
     witness_urls: Vec<String>,
+    /// Mirrors: act as this site's witness under this name, cosigning each checkpoint verified.
+    #[arg(long, requires = "witness_key")]
+    witness_name: Option<String>,
+    /// Mirrors: the witness's secret key file.
+    #[arg(long, requires = "witness_name")]
+    witness_key: Option<PathBuf>,
     /// Seconds between a mirror's syncs.
     #[arg(long)]
     sync_interval: Option<u64>,
@@ -169,7 +175,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { data } => init(&data),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Import { data, root, file, state_out } => import(&data, root, &file, state_out),
         Command::VerifyStore { data } => {
             let store = Store::open(&data, airlock_proto::Clock::system())?;
@@ -327,6 +333,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.witnesses =
         if args.witness_urls.is_empty() { file.witnesses.unwrap_or_default() } else { args.witness_urls };
+    config.mirror_witness =
+        match (args.witness_name.or(file.witness_name), args.witness_key.or(file.witness_key)) {
+            (Some(name), Some(key)) => {
+                anyhow::ensure!(config.is_mirror(), "--witness-name and --witness-key are for mirrors");
+                Some((name, key))
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("a mirror's witness needs both a name and a key"),
+        };
     if let Some(max) = file.max_blob_bytes {
         config.limits.max_blob_bytes = max;
     }

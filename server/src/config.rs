@@ -124,6 +124,9 @@ pub struct Config {
     pub clock: airlock_proto::Clock,
     /// Witnesses (their base URLs) a primary sends each new checkpoint to for a cosignature.
     pub witnesses: Vec<String>,
+    /// A mirror acting as its site's witness: the witness name and secret key file with which it
+    /// cosigns each checkpoint it verified.
+    pub mirror_witness: Option<(String, PathBuf)>,
 }
 
 impl Config {
@@ -144,6 +147,7 @@ impl Config {
             sync_interval: Some(Duration::from_secs(60)),
             clock: airlock_proto::Clock::system(),
             witnesses: Vec::new(),
+            mirror_witness: None,
         }
     }
 
@@ -172,6 +176,8 @@ pub struct FileConfig {
     pub carry_names: Option<Vec<String>>,
     pub carry_channels: Option<Vec<airlock_proto::ChannelName>>,
     pub witnesses: Option<Vec<String>>,
+    pub witness_name: Option<String>,
+    pub witness_key: Option<PathBuf>,
 }
 
 impl FileConfig {

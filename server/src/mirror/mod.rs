@@ -9,10 +9,10 @@ pub mod import;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use airlock_keys::{RegistryState, TrustedLog, TrustedRoot, Verified};
+use airlock_keys::{cosign, read_secret_key, RegistryState, SecretKey, TrustedLog, TrustedRoot, Verified};
 use airlock_proto::api::MirrorStatus;
 use airlock_proto::merkle;
-use airlock_proto::{Clock, Envelope, Statement, Timestamp};
+use airlock_proto::{Clock, Envelope, Note, Statement, Timestamp};
 use anyhow::Context;
 
 use crate::config::{CarryFilter, Config};
@@ -40,6 +40,9 @@ pub struct Mirror {
     carry: CarryFilter,
     unsafe_extension: Option<u64>,
     clock: Clock,
+    /// The site's own witness: a name and key with which the mirror cosigns each checkpoint it
+    /// verified (a cosignature, never a log signature).
+    witness: Option<(String, SecretKey)>,
 }
 
 impl Mirror {
@@ -62,6 +65,14 @@ impl Mirror {
             carry: config.carry.clone(),
             unsafe_extension: config.unsafe_serve_expired_checkpoint_for.map(|d| d.as_secs()),
             clock: config.clock.clone(),
+            witness: match &config.mirror_witness {
+                Some((name, path)) => Some((
+                    name.clone(),
+                    read_secret_key(path)
+                        .with_context(|| format!("cannot load the witness key {}", path.display()))?,
+                )),
+                None => None,
+            },
         })
     }
 
@@ -190,7 +201,13 @@ impl MirrorWriter {
             start + leaves.len() as u64 == next.size(),
             "mirrored leaves do not follow the stored log"
         );
-        let checkpoint = next.checkpoint().context("a verified log has a checkpoint")?.to_vec();
+        let mut checkpoint = next.checkpoint().context("a verified log has a checkpoint")?.to_vec();
+        if let Some((name, key)) = &self.mirror.witness {
+            // Only what the verifier just accepted, which extends everything accepted before.
+            let mut note = Note::parse(&checkpoint)?;
+            cosign(&mut note, name, key, self.mirror.clock.now())?;
+            checkpoint = note.to_bytes();
+        }
         let mut pending = HashMap::new();
         let mut changes = Vec::with_capacity(leaves.len());
         for (offset, leaf) in leaves.iter().enumerate() {

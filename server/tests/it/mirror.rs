@@ -8,7 +8,7 @@ pub(crate) fn start_mirror(world: &World, name: &str, upstream_url: &str) -> (Se
     start_mirror_with(world, name, upstream_url, |_| {})
 }
 
-fn start_mirror_with(
+pub(crate) fn start_mirror_with(
     world: &World,
     name: &str,
     upstream_url: &str,

@@ -372,3 +372,94 @@ fn a_primary_with_a_witness_serves_cosigned_checkpoints_that_clients_bundles_and
     let held = std::fs::read_dir(witness.dir.path().join("logs")).unwrap().count();
     assert_eq!(held, 1);
 }
+
+/// A site mirror acting as its own witness cosigns the checkpoints it verified, and nothing else:
+/// a fork offered by its upstream gets no cosignature from it.
+#[test]
+fn a_mirror_acting_as_a_witness_cosigns_only_what_it_verified() {
+    let mut world = crate::harness::World::prepared(1, 1);
+    for witness in ["w1", "site"] {
+        world.cli(&["key", "generate", witness, "--dir", "keys"]).ok();
+    }
+    let log_pub = world.path("data/log.pub").display().to_string();
+    world
+        .cli(&[
+            "root",
+            "create",
+            "--origin",
+            "test.airlock",
+            "--root-key",
+            "keys/root1.pub",
+            "--publisher-key",
+            "keys/pub1.pub",
+            "--log-key",
+            &log_pub,
+            "--witness",
+            "w1.example=keys/w1.pub",
+            "--witness",
+            "site.example=keys/site.pub",
+            "--witness-quorum",
+            "1",
+            "-o",
+            "root.cbor",
+        ])
+        .ok();
+    world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+    let log_key = airlock_keys::read_public_key(&world.path("data/log.pub")).unwrap();
+    let team_key = airlock_keys::read_secret_key(&world.path("keys/w1.key")).unwrap();
+    let team = start_witness_of(
+        "w1.example",
+        SecretKey::from_pkcs8_pem(&team_key.to_pkcs8_pem()).unwrap(),
+        BTreeMap::from([("test.airlock".to_owned(), log_key)]),
+    );
+    let mut config = world.config();
+    config.witnesses = vec![team.url.clone()];
+    world.server = Some(crate::harness::Server::start(config));
+    world.write("a-1.0-py3-none-any.whl", b"witnessed twice");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let (mirror, admin) = crate::mirror::start_mirror_with(&world, "site", &proxy.url, |config| {
+        config.mirror_witness = Some(("site.example".into(), world.path("keys/site.key")));
+    });
+    crate::mirror::sync(&mirror, &admin);
+    let site_key = airlock_keys::read_public_key(&world.path("keys/site.pub")).unwrap();
+    let served = crate::harness::http_get(&mirror.url, "/v1/log/checkpoint").1;
+    let note = Note::parse(&served).unwrap();
+    assert!(
+        airlock_keys::cosigned_at(&note, "site.example", &site_key).is_some(),
+        "{}",
+        String::from_utf8_lossy(&served)
+    );
+    assert!(airlock_keys::cosigned_at(&note, "w1.example", &team_key.public()).is_some());
+    world.pull_from(&mirror.url, "a==1.0", "a.whl").ok();
+
+    // The upstream offers a fork (same size, other root), signed by the log key and even cosigned
+    // by the team's witness key: the mirror refuses it and cosigns nothing new.
+    let now = airlock_proto::clock::system_now();
+    let forked = Checkpoint {
+        origin: "test.airlock".into(),
+        size: 2,
+        root_hash: Hash32([5; 32]),
+        issued_at: now,
+        expires_at: now + 3_600,
+    };
+    let mut fork = Note::new(forked.to_text()).unwrap();
+    sign_note(
+        &mut fork,
+        "test.airlock",
+        &airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap(),
+    )
+    .unwrap();
+    airlock_keys::cosign(&mut fork, "w1.example", &team_key, now).unwrap();
+    let fork = fork.to_bytes();
+    proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { fork.clone() } else { body });
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(status, 422);
+    assert!(String::from_utf8_lossy(&body).contains("SECURITY ERROR"), "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        crate::harness::http_get(&mirror.url, "/v1/log/checkpoint").1,
+        served,
+        "nothing new was cosigned"
+    );
+}
