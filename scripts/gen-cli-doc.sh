@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/cli.md from the binaries' --help output: cargo build, then run this.
 set -euo pipefail
+trap 'rm -f docs/cli.md.tmp' EXIT
 cd "$(dirname "$0")/.."
 B="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}/debug"
 {
@@ -37,4 +38,5 @@ done
 for cmd in "" "init" "serve" "import" "verify-store" "witness" "token create"; do
   printf '\n## `%s`\n\n```\n' "$(echo "airlockd $cmd" | sed 's/ *$//')"; $B/airlockd $cmd --help; echo '```'
 done
-} > docs/cli.md
+} > docs/cli.md.tmp
+mv docs/cli.md.tmp docs/cli.md
