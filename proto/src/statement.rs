@@ -20,12 +20,15 @@ use crate::Timestamp;
 pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
 /// Most keys a root may list.
 pub const MAX_ROOT_KEYS: usize = 64;
-/// Most files one release may hold.
-pub const MAX_RELEASE_FILES: usize = 256;
+/// Most files one release may hold (a release with every field at its cap still fits the log's
+/// 64 KiB entry limit; `every_statement_at_its_caps_fits_one_log_entry` checks it).
+pub const MAX_RELEASE_FILES: usize = 64;
 /// Most dependency lines one release may declare.
-pub const MAX_DEPENDENCIES: usize = 1024;
+pub const MAX_DEPENDENCIES: usize = 512;
 /// Longest free-text metadata field.
 pub const MAX_TEXT_LEN: usize = 4096;
+/// Most bytes of text a release's metadata may hold in all (every field and dependency line).
+pub const MAX_METADATA_TEXT_BYTES: usize = 16 * 1024;
 /// Longest origin (log identity) string.
 pub const MAX_ORIGIN_LEN: usize = 128;
 
@@ -399,12 +402,20 @@ impl Release {
         if m.dependencies.len() > MAX_DEPENDENCIES {
             return Err(invalid("release", format!("over {MAX_DEPENDENCIES} dependencies")));
         }
+        let mut total = 0;
         for text in [&m.summary, &m.requires_python, &m.comfyui, &m.source_url, &m.source_commit]
             .into_iter()
             .flatten()
             .chain(&m.dependencies)
         {
             check_text("release metadata", text)?;
+            total += text.len();
+        }
+        if total > MAX_METADATA_TEXT_BYTES {
+            return Err(invalid(
+                "release",
+                format!("metadata holds {total} bytes of text, over the cap of {MAX_METADATA_TEXT_BYTES}"),
+            ));
         }
         Ok(())
     }

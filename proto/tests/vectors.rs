@@ -279,3 +279,82 @@ fn rfc6962_reference_roots() {
         assert_eq!(hex::encode(tree.root()), root, "size {}", tree.size());
     }
 }
+
+/// Every statement kind with every field at its cap, carrying the most signatures an envelope
+/// may, still fits one log entry (65,535 bytes, the tlog-tiles entry limit): a valid statement is
+/// never refused for its size.
+#[test]
+fn every_statement_at_its_caps_fits_one_log_entry() {
+    use airlock_proto::envelope::{MAX_ENTRY_BYTES, MAX_SIGNATURES};
+    use airlock_proto::names::{MAX_FILE_NAME_LEN, MAX_NAME_LEN, MAX_VERSION_LEN};
+    use airlock_proto::statement::{
+        MAX_DEPENDENCIES, MAX_METADATA_TEXT_BYTES, MAX_RELEASE_FILES, MAX_ROOT_KEYS, MAX_TEXT_LEN,
+        MAX_WITNESSES,
+    };
+    use airlock_proto::{
+        Envelope, KeyId, PublicKeyBytes, Role, Roles, Root, Signature, SignatureBytes, Status, StatusAction,
+        WitnessKey,
+    };
+
+    let name = PackageName::new(Kind::Wheel, &"n".repeat(MAX_NAME_LEN)).unwrap();
+    let version = Version::new(&"9".repeat(MAX_VERSION_LEN)).unwrap();
+    let files = (0..MAX_RELEASE_FILES)
+        .map(|i| FileEntry {
+            filename: FileName::new(&format!("{i:03}{}", "f".repeat(MAX_FILE_NAME_LEN - 3))).unwrap(),
+            size: u64::MAX,
+            blake3: Digest::of(&i.to_be_bytes()),
+            sha256: Sha256([0xff; 32]),
+        })
+        .collect();
+    // The metadata's text budget, spent on the most dependency lines (the most CBOR overhead).
+    let line = (MAX_METADATA_TEXT_BYTES / MAX_DEPENDENCIES).min(MAX_TEXT_LEN);
+    let metadata = Metadata {
+        dependencies: (0..MAX_DEPENDENCIES).map(|_| "d".repeat(line)).collect(),
+        scan_report: Some(Digest::of(b"report")),
+        ..Metadata::default()
+    };
+    let release = Release {
+        payload_type: PayloadType::Release,
+        kind: Kind::Wheel,
+        name: name.clone(),
+        version: version.clone(),
+        files,
+        metadata,
+        published_at: u64::MAX,
+    };
+    let status = Status {
+        payload_type: PayloadType::Status,
+        kind: Kind::Wheel,
+        name,
+        version,
+        action: StatusAction::Revoke,
+        reason: "r".repeat(MAX_TEXT_LEN),
+        issued_at: u64::MAX,
+    };
+    let keys: Vec<PublicKeyBytes> = (0..MAX_ROOT_KEYS).map(|i| PublicKeyBytes([i as u8; 32])).collect();
+    let role = Role { keys: keys.iter().map(KeyId::of).collect(), threshold: 1 };
+    let root = Root {
+        payload_type: PayloadType::Root,
+        origin: "o".repeat(128),
+        version: u64::MAX,
+        expires: u64::MAX,
+        keys,
+        roles: Roles { root: role.clone(), publisher: role.clone(), log: role },
+        witnesses: (0..MAX_WITNESSES)
+            .map(|i| WitnessKey {
+                name: format!("{i:03}{}", "w".repeat(125)),
+                key: PublicKeyBytes([200 + (i % 50) as u8; 32]),
+            })
+            .collect(),
+        witness_quorum: 1,
+    };
+    for statement in [Statement::Release(release), Statement::Status(status), Statement::Root(root)] {
+        let (payload_type, payload) = statement.encode().unwrap();
+        let mut envelope = Envelope::unsigned(payload_type.as_str(), payload);
+        envelope.signatures = (0..MAX_SIGNATURES)
+            .map(|i| Signature { key_id: KeyId([i as u8; 32]), sig: SignatureBytes([0xff; 64]) })
+            .collect();
+        let len = envelope.to_bytes().unwrap().len();
+        assert!(len <= MAX_ENTRY_BYTES, "{payload_type}: {len} bytes at its caps");
+    }
+}

@@ -229,7 +229,6 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if cause.is::<VerifyError>()
             || cause.is::<airlock_proto::proof::ProofFileError>()
             || cause.is::<airlock_proto::NoteError>()
-            || cause.is::<airlock_proto::StatementError>()
             || cause.is::<airlock_keys::TrustError>()
             || cause.is::<airlock_keys::ThresholdError>()
         {
