@@ -130,15 +130,18 @@ impl Note {
         let mut out = self.text.clone();
         out.push('\n');
         for signature in &self.signatures {
-            let mut raw = signature.key_id.to_vec();
-            raw.extend_from_slice(&signature.signature);
-            out.push_str(SIGNATURE_PREFIX);
-            out.push_str(&signature.name);
-            out.push(' ');
-            out.push_str(&base64::engine::general_purpose::STANDARD.encode(raw));
-            out.push('\n');
+            out.push_str(&signature.to_line());
         }
         out.into_bytes()
+    }
+}
+
+impl NoteSignature {
+    /// The signature line, newline included: `— <name> <base64(key id ‖ signature)>`.
+    pub fn to_line(&self) -> String {
+        let mut raw = self.key_id.to_vec();
+        raw.extend_from_slice(&self.signature);
+        format!("{SIGNATURE_PREFIX}{} {}\n", self.name, base64::engine::general_purpose::STANDARD.encode(raw))
     }
 }
 

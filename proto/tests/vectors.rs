@@ -350,6 +350,8 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
     };
     for statement in [Statement::Release(release), Statement::Status(status), Statement::Root(root)] {
         let (payload_type, payload) = statement.encode().unwrap();
+        // A valid statement: the decoder, with every check, accepts it as it is.
+        assert_eq!(Statement::decode(payload_type.as_str(), &payload).unwrap(), statement);
         let mut envelope = Envelope::unsigned(payload_type.as_str(), payload);
         envelope.signatures = (0..MAX_SIGNATURES)
             .map(|i| Signature { key_id: KeyId([i as u8; 32]), sig: SignatureBytes([0xff; 64]) })

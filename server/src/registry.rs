@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use airlock_keys::{read_secret_key, RegistryState, TrustedRoot};
 use airlock_proto::merkle::{Hash, NodeSource};
-use airlock_proto::{Checkpoint, Statement, Timestamp};
+use airlock_proto::{Statement, Timestamp};
 use anyhow::Context;
 
 use crate::config::Config;
@@ -151,11 +151,6 @@ pub(crate) fn leaf_batch(
         _ => Vec::new(),
     };
     LeafBatch { index, leaf, nodes, digests }
-}
-
-/// Reads a stored checkpoint note (one this server stored after verifying or signing it).
-pub(crate) fn decode_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
-    Ok(Checkpoint::from_note_unverified(bytes)?)
 }
 
 /// Reads a root file (at most 1 MiB).

@@ -1,12 +1,15 @@
 //! The accept loop: TCP (with `TCP_NODELAY`), optional TLS, HTTP/1.1 and h2, timeouts, and
 //! graceful shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::{Request, Response};
 use anyhow::Context;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -15,8 +18,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
-use crate::config::{Config, TlsFiles};
+use crate::config::{Config, Limits, TlsFiles};
 use crate::http;
+use crate::http::body::Body;
 use crate::mirror::follow::Follower;
 
 /// How long in-flight requests get to finish after shutdown is requested.
@@ -68,6 +72,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let limits = app.config.limits.clone();
+    let handler = move |request| http::handle(Arc::clone(&app), request);
+    serve_with(listener, &limits, tls, handler, shutdown).await
+}
+
+/// The accept loop every airlock HTTP service runs (the registry and the witness): `handler`
+/// answers each request.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    limits: &Limits,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -99,9 +120,8 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::warn!(error = %e, "set_nodelay failed");
         }
-        let app = Arc::clone(&app);
         let builder = Arc::clone(&builder);
-        let hyper_service = service_fn(move |request| http::handle(Arc::clone(&app), request));
+        let hyper_service = service_fn(handler.clone());
         match &tls {
             None => {
                 let connection = builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();

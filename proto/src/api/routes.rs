@@ -2,7 +2,7 @@
 //! request paths with [`Route::parse`]; the client builds them with [`Route::path`] and the query
 //! helpers below, so the two sides cannot drift apart.
 
-use crate::{Digest, Kind, PackageName, Version};
+use crate::Digest;
 
 /// Header by which a mirror declares it serves an expired checkpoint under an operator's unsafe
 /// extension; its value is the end of the extension (integer seconds).
@@ -120,16 +120,6 @@ pub fn inclusion_path(index: u64, size: u64) -> String {
     format!("{}?index={index}&size={size}", Route::InclusionProof.path())
 }
 
-/// The path of the consistency proof between tree sizes `old` and `new`.
-pub fn consistency_path(old: u64, new: u64) -> String {
-    format!("{}?old={old}&new={new}", Route::ConsistencyProof.path())
-}
-
-/// The path of one release.
-pub fn release_path(kind: Kind, name: &PackageName, version: &Version) -> String {
-    Route::Release { kind: kind.as_str(), name: name.as_str(), version: version.as_str() }.path()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +170,5 @@ mod tests {
         assert_eq!(Route::parse(&blob_path(&digest)), Some(Route::Blob(&digest.to_hex())));
         assert_eq!(leaves_path(3, 9), "/v1/log/leaves?start=3&end=9");
         assert_eq!(inclusion_path(1, 2), "/v1/log/proof/inclusion?index=1&size=2");
-        assert_eq!(consistency_path(1, 2), "/v1/log/proof/consistency?old=1&new=2");
     }
 }

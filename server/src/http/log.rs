@@ -16,12 +16,16 @@ use crate::http::query::Query;
 use crate::store::Store;
 
 /// `GET /v1/log/checkpoint` (and `/checkpoint`). A primary may re-sign, and then ask its
-/// witnesses to cosign, so the work runs on a blocking thread.
+/// witnesses to cosign, so its work runs on a blocking thread; a mirror's is a read.
 pub async fn checkpoint(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
-    let worker = Arc::clone(app);
-    let (bytes, extension) = tokio::task::spawn_blocking(move || worker.registry.checkpoint())
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??;
+    let (bytes, extension) = if app.registry.primary().is_some() {
+        let worker = Arc::clone(app);
+        tokio::task::spawn_blocking(move || worker.registry.checkpoint())
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))??
+    } else {
+        app.registry.checkpoint()?
+    };
     let mut response = body::note(bytes);
     if let Some(until) = extension {
         response.headers_mut().insert(routes::EXTENSION_UNTIL_HEADER, http::HeaderValue::from(until));

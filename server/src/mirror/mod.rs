@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use airlock_keys::{cosign, read_secret_key, RegistryState, SecretKey, TrustedLog, TrustedRoot, Verified};
 use airlock_proto::api::MirrorStatus;
 use airlock_proto::merkle;
-use airlock_proto::{Clock, Envelope, Note, Statement, Timestamp};
+use airlock_proto::{Checkpoint, Clock, Envelope, Note, Statement, Timestamp};
 use anyhow::Context;
 
 use crate::config::{CarryFilter, Config};
-use crate::registry::{decode_checkpoint, leaf_batch, locked, Overlay};
+use crate::registry::{leaf_batch, locked, Overlay};
 use crate::store::Store;
 
 /// Why a mirror has no checkpoint to serve.
@@ -52,11 +52,9 @@ impl Mirror {
         let checkpoint = store.checkpoint()?;
         let trusted = TrustedLog::restore(pinned, &leaves, checkpoint.as_deref(), 0)
             .context("the mirrored log does not verify")?;
-        let status = MirrorStatus {
-            upstream: config.upstream.clone().unwrap_or_default(),
-            size: trusted.size(),
-            ..MirrorStatus::default()
-        };
+        // The size and lag are derived when the status is read.
+        let status =
+            MirrorStatus { upstream: config.upstream.clone().unwrap_or_default(), ..MirrorStatus::default() };
         Ok(Self {
             store,
             trusted: Mutex::new(trusted),
@@ -146,7 +144,8 @@ impl Mirror {
     /// declared to clients.
     pub fn checkpoint(&self) -> Result<(Vec<u8>, Option<Timestamp>), CheckpointError> {
         let bytes = self.store.checkpoint()?.ok_or(CheckpointError::NotSynced)?;
-        let current = decode_checkpoint(&bytes)?;
+        // A checkpoint this server stored after signing or verifying it.
+        let current = Checkpoint::from_note_unverified(&bytes).map_err(anyhow::Error::from)?;
         let now = self.clock.now();
         if now < current.expires_at {
             return Ok((bytes, None));

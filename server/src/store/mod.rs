@@ -53,12 +53,6 @@ impl Store {
         Ok(Arc::new(Self { db, blobs: Box::new(blobs), clock }))
     }
 
-    /// Opens the database in `data` over another blob backend.
-    pub fn open_with(data: &Path, blobs: Box<dyn BlobBackend>, clock: Clock) -> anyhow::Result<Arc<Self>> {
-        let db = Db::open(&data.join(DB_DIR))?;
-        Ok(Arc::new(Self { db, blobs, clock }))
-    }
-
     fn backend(&self) -> &dyn BlobBackend {
         self.blobs.as_ref()
     }
@@ -170,5 +164,30 @@ impl NodeSource for Store {
 
     fn node(&self, level: u32, index: u64) -> anyhow::Result<Hash> {
         self.db.node(level, index)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// `verify-store` checks a blob's recorded SHA-256 as well as its size and BLAKE3: a record
+    /// whose SHA-256 no longer matches the bytes is reported, naming it.
+    #[test]
+    fn verify_store_reports_a_recorded_sha256_that_does_not_match_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Clock::system()).unwrap();
+        let bytes = bytes::Bytes::from_static(b"verified bytes");
+        let digest = Digest::of(&bytes);
+        let mut ingest = store.ingest(Expected::address(digest, 1 << 10)).unwrap();
+        ingest.write(bytes).unwrap();
+        let stored = ingest.finish().unwrap();
+        assert!(crate::verify_store::verify_store(&store).unwrap().problems.is_empty());
+        let wrong = BlobRecord { size: stored.size, sha256: airlock_proto::Sha256([0; 32]), stored_at: 0 };
+        store.db.put_blob(&digest, &wrong).unwrap();
+        let problems = crate::verify_store::verify_store(&store).unwrap().problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("SHA-256") && problems[0].contains(&digest.to_string()), "{problems:?}");
     }
 }

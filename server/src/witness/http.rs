@@ -3,17 +3,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::{AddError, Witness, MAX_REQUEST_BYTES};
+use crate::config::Limits;
 use crate::http::body::{self, Body};
 
 fn text(status: StatusCode, content_type: &'static str, bytes: Vec<u8>) -> Response<Body> {
@@ -28,7 +24,9 @@ async fn handle(witness: Arc<Witness>, request: Request<Incoming>) -> Result<Res
     let response = match (parts.method.clone(), parts.uri.path()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "text/plain; charset=utf-8", b"ok\n".to_vec()),
         (Method::POST, "/add-checkpoint") => {
-            match body::read_capped(&mut request_body, MAX_REQUEST_BYTES, Duration::from_secs(30)).await {
+            match body::read_capped(&mut request_body, MAX_REQUEST_BYTES, Limits::default().body_idle_timeout)
+                .await
+            {
                 Err(e) => body::error_response(&e),
                 Ok(bytes) => {
                     let outcome = tokio::task::spawn_blocking(move || witness.add_checkpoint(&bytes)).await;
@@ -71,38 +69,13 @@ async fn handle(witness: Arc<Witness>, request: Request<Incoming>) -> Result<Res
     Ok(response)
 }
 
-/// Serves the witness on `listener` until `shutdown` completes.
+/// Serves the witness on `listener` until `shutdown` completes, with the registry's accept loop
+/// and default limits.
 pub async fn serve(
     listener: TcpListener,
     witness: Arc<Witness>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    tracing::info!(addr = %listener.local_addr()?, "witness serving");
-    loop {
-        let (stream, _) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let witness = Arc::clone(&witness);
-        let service = service_fn(move |request| handle(Arc::clone(&witness), request));
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = watched.await;
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
-    Ok(())
+    let handler = move |request| handle(Arc::clone(&witness), request);
+    crate::server::serve_with(listener, &Limits::default(), None, handler, shutdown).await
 }

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use airlock_keys::{check_note_threshold, cosign, PublicKey, SecretKey};
 use airlock_proto::merkle::{verify_consistency, MAX_PROOF_LEN};
 use airlock_proto::note::MAX_NOTE_BYTES;
-use airlock_proto::{Checkpoint, Clock, Hash32, Note, NoteSignature, Role};
+use airlock_proto::{Checkpoint, Clock, Hash32, Note, Role};
 use anyhow::Context;
 use base64::Engine as _;
 use sha2::Digest as _;
@@ -179,17 +179,9 @@ impl Witness {
         let mut cosigned = Note::new(note.text()).map_err(|e| AddError::Malformed(e.to_string()))?;
         cosign(&mut cosigned, &self.name, &self.key, self.clock.now())
             .map_err(|e| AddError::Internal(e.into()))?;
-        let line: &NoteSignature = cosigned.signatures().first().context("cosignature missing")?;
-        let bytes = cosigned.to_bytes();
-        let start = bytes.len() - signature_line_len(line);
-        Ok(bytes[start..].to_vec())
+        let line = cosigned.signatures().first().context("cosignature missing")?;
+        Ok(line.to_line().into_bytes())
     }
-}
-
-fn signature_line_len(line: &NoteSignature) -> usize {
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode([&line.key_id[..], &line.signature].concat());
-    "\u{2014} ".len() + line.name.len() + 1 + encoded.len() + 1
 }
 
 /// Splits a request into `old`, the proof hashes and the checkpoint note.

@@ -343,33 +343,7 @@ fn chain_of_three_incremental_bundles_carried_to_a_fresh_mirror() {
 fn a_bundle_whose_checkpoint_lacks_the_witness_quorum_is_refused_naming_the_witnesses() {
     let mut world = World::prepared(1, 1);
     // The security team's root names two witnesses and needs one cosignature.
-    for witness in ["w1", "w2"] {
-        world.cli(&["key", "generate", witness, "--dir", "keys"]).ok();
-    }
-    let log_pub = world.path("data/log.pub").display().to_string();
-    world
-        .cli(&[
-            "root",
-            "create",
-            "--origin",
-            "test.airlock",
-            "--root-key",
-            "keys/root1.pub",
-            "--publisher-key",
-            "keys/pub1.pub",
-            "--log-key",
-            &log_pub,
-            "--witness",
-            "w1.example=keys/w1.pub",
-            "--witness",
-            "w2.example=keys/w2.pub",
-            "--witness-quorum",
-            "1",
-            "-o",
-            "root.cbor",
-        ])
-        .ok();
-    world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+    world.witnessed_root(&["w1", "w2"], 1);
     world.server = Some(Server::start(world.config()));
     world.write("a-1.0-py3-none-any.whl", b"alpha");
     world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "a.cbor").ok();

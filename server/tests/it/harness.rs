@@ -276,6 +276,49 @@ impl World {
         world
     }
 
+    /// Replaces the world's root (before its server starts) with one that also names witnesses:
+    /// for each `name` a key pair `keys/<name>.key|.pub` and a witness `<name>.example`, with
+    /// `quorum`. Made through `airlock key generate`, `root create --witness` and `root sign`.
+    pub fn witnessed_root(&self, witnesses: &[&str], quorum: u32) {
+        let log_pub = self.path("data/log.pub").display().to_string();
+        let mut args: Vec<String> = [
+            "root",
+            "create",
+            "--origin",
+            "test.airlock",
+            "--root-key",
+            "keys/root1.pub",
+            "--publisher-key",
+            "keys/pub1.pub",
+            "--log-key",
+            &log_pub,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for name in witnesses {
+            self.cli(&["key", "generate", name, "--dir", "keys"]).ok();
+            args.extend(["--witness".to_owned(), format!("{name}.example=keys/{name}.pub")]);
+        }
+        args.extend([
+            "--witness-quorum".to_owned(),
+            quorum.to_string(),
+            "-o".to_owned(),
+            "root.cbor".to_owned(),
+        ]);
+        self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+        self.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+    }
+
+    /// Signs `envelope` with publisher 1's key and posts it to `POST /v1/statements`:
+    /// (status, body).
+    pub fn submit_signed_by_publisher(&self, mut envelope: airlock_proto::Envelope) -> (u16, Vec<u8>) {
+        let key = airlock_keys::read_secret_key(&self.path("keys/pub1.key")).expect("publisher key");
+        airlock_keys::sign_envelope(&mut envelope, &key);
+        let leaf = envelope.to_bytes().expect("envelope bytes");
+        http_request("POST", &self.url(), "/v1/statements", Some(&self.publish_token), &leaf)
+    }
+
     /// The server configuration for this world.
     pub fn config(&self) -> Config {
         let mut config = Config::new(self.path("data"));

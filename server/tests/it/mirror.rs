@@ -430,18 +430,8 @@ fn partial_mirror_by_channel_fetches_a_release_when_it_is_promoted() {
         issued_at: 1,
     });
     let (payload_type, payload) = statement.encode().unwrap();
-    let mut envelope = airlock_proto::Envelope::unsigned(payload_type.as_str(), payload);
-    airlock_keys::sign_envelope(
-        &mut envelope,
-        &airlock_keys::read_secret_key(&world.path("keys/pub1.key")).unwrap(),
-    );
-    let (status, _) = http_request(
-        "POST",
-        &world.url(),
-        "/v1/statements",
-        Some(&world.publish_token),
-        &envelope.to_bytes().unwrap(),
-    );
+    let (status, _) =
+        world.submit_signed_by_publisher(airlock_proto::Envelope::unsigned(payload_type.as_str(), payload));
     assert_eq!(status, 201);
     assert_eq!(sync(&mirror, &admin)["blobs_fetched"], 1, "fetched once promoted");
     world.pull_from(&mirror.url, "p==1.0", "p.whl").ok();

@@ -263,16 +263,8 @@ fn a_statement_over_the_64_kib_entry_limit_is_refused_at_submit() {
         .code(1)
         .says("over the cap of 16384");
     // ...and the server refuses any entry over the limit, whatever it holds, naming the limit.
-    let key = airlock_keys::read_secret_key(&world.path("keys/pub1.key")).unwrap();
-    let mut envelope = Envelope::unsigned("airlock.release.v1", vec![0xa0; 70_000]);
-    airlock_keys::sign_envelope(&mut envelope, &key);
-    let (status, body) = http_request(
-        "POST",
-        &world.url(),
-        "/v1/statements",
-        Some(&world.publish_token),
-        &envelope.to_bytes().unwrap(),
-    );
+    let (status, body) =
+        world.submit_signed_by_publisher(Envelope::unsigned("airlock.release.v1", vec![0xa0; 70_000]));
     assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
     assert!(
         String::from_utf8_lossy(&body).contains("entry limit of 65535 bytes"),

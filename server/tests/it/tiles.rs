@@ -13,10 +13,9 @@ use crate::harness::{http_get, http_request, World};
 fn log_of_300(world: &World) -> u64 {
     world.write("t-1.0-py3-none-any.whl", b"tiled");
     world.publish("t-1.0-py3-none-any.whl", "t", "1.0").ok();
-    let key = airlock_keys::read_secret_key(&world.path("keys/pub1.key")).unwrap();
     let name = PackageName::normalize(Kind::Wheel, "t").unwrap();
     for i in 0..298 {
-        let mut envelope = airlock_client::statements::channel(
+        let envelope = airlock_client::statements::channel(
             ChannelName::new(&format!("c{i}")).unwrap(),
             Kind::Wheel,
             name.clone(),
@@ -24,14 +23,7 @@ fn log_of_300(world: &World) -> u64 {
             1_700_000_000,
         )
         .unwrap();
-        airlock_keys::sign_envelope(&mut envelope, &key);
-        let (status, body) = http_request(
-            "POST",
-            &world.url(),
-            "/v1/statements",
-            Some(&world.publish_token),
-            &envelope.to_bytes().unwrap(),
-        );
+        let (status, body) = world.submit_signed_by_publisher(envelope);
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     }
     world.log_size()

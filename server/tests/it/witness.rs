@@ -309,29 +309,8 @@ fn the_witness_survives_sigkill_without_cosigning_two_inconsistent_checkpoints()
 #[test]
 fn a_primary_with_a_witness_serves_cosigned_checkpoints_that_clients_bundles_and_mirrors_accept() {
     let mut world = crate::harness::World::prepared(1, 1);
-    world.cli(&["key", "generate", "w1", "--dir", "keys"]).ok();
+    world.witnessed_root(&["w1"], 1);
     let log_pub = world.path("data/log.pub").display().to_string();
-    world
-        .cli(&[
-            "root",
-            "create",
-            "--origin",
-            "test.airlock",
-            "--root-key",
-            "keys/root1.pub",
-            "--publisher-key",
-            "keys/pub1.pub",
-            "--log-key",
-            &log_pub,
-            "--witness",
-            "w1.example=keys/w1.pub",
-            "--witness-quorum",
-            "1",
-            "-o",
-            "root.cbor",
-        ])
-        .ok();
-    world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
     // The log's verifier key, as an operator gets it for `airlockd witness --log`.
     let vkey = world.cli(&["key", "verifier", "test.airlock", &log_pub]).ok().stdout;
     let logs = BTreeMap::from([airlock_keys::parse_verifier_key(vkey.trim()).unwrap()]);
@@ -378,33 +357,7 @@ fn a_primary_with_a_witness_serves_cosigned_checkpoints_that_clients_bundles_and
 #[test]
 fn a_mirror_acting_as_a_witness_cosigns_only_what_it_verified() {
     let mut world = crate::harness::World::prepared(1, 1);
-    for witness in ["w1", "site"] {
-        world.cli(&["key", "generate", witness, "--dir", "keys"]).ok();
-    }
-    let log_pub = world.path("data/log.pub").display().to_string();
-    world
-        .cli(&[
-            "root",
-            "create",
-            "--origin",
-            "test.airlock",
-            "--root-key",
-            "keys/root1.pub",
-            "--publisher-key",
-            "keys/pub1.pub",
-            "--log-key",
-            &log_pub,
-            "--witness",
-            "w1.example=keys/w1.pub",
-            "--witness",
-            "site.example=keys/site.pub",
-            "--witness-quorum",
-            "1",
-            "-o",
-            "root.cbor",
-        ])
-        .ok();
-    world.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+    world.witnessed_root(&["w1", "site"], 1);
     let log_key = airlock_keys::read_public_key(&world.path("data/log.pub")).unwrap();
     let team_key = airlock_keys::read_secret_key(&world.path("keys/w1.key")).unwrap();
     let team = start_witness_of(
