@@ -1,9 +1,9 @@
 //! Offline proofs of one release (C2SP tlog-proof files): made from the client's verified view
 //! of the log, and checked later without the log — by an auditor who holds only a root.
 
-use airlock_keys::{verify_included, Freshness, Included, InclusionClaim, TrustedRoot, Verified};
+use airlock_keys::{verify_included, Freshness, Included, InclusionClaim, LogError, TrustedRoot, Verified};
 use airlock_proto::proof::TlogProof;
-use airlock_proto::{Checkpoint, Clock, Envelope, Statement};
+use airlock_proto::{Checkpoint, Clock, Envelope, Note, Statement};
 use anyhow::Context;
 
 use crate::pull::{resolve, Target};
@@ -51,7 +51,10 @@ pub fn verify_file(root: &TrustedRoot, bytes: &[u8]) -> anyhow::Result<ProvenSta
 
 fn check(root: &TrustedRoot, proof: &TlogProof, freshness: Freshness) -> anyhow::Result<ProvenStatement> {
     let leaf = proof.extra.as_deref().context("the proof does not carry the statement (no extra line)")?;
-    let size = Checkpoint::from_note_unverified(&proof.checkpoint)?.size;
+    // The size the proof is for is the checkpoint's; a checkpoint that does not even parse is
+    // refused with the verifier's own errors.
+    let note = Note::parse(&proof.checkpoint).map_err(LogError::CheckpointEncoding)?;
+    let size = Checkpoint::from_text(note.text()).map_err(LogError::CheckpointPayload)?.size;
     let claim = InclusionClaim {
         leaf,
         index: proof.index,

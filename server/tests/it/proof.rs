@@ -47,9 +47,14 @@ fn a_proof_verifies_offline_and_fails_after_any_byte_changes() {
             "byte {at} changed and still verified"
         );
     }
-    for at in [30, bytes.len() / 2, bytes.len() - 10] {
+    // Positions in the header, the entry and the checkpoint's signature line, and one byte of
+    // that line made invalid base64 outright: every one is a verification failure (exit 3).
+    let signature_line = bytes.len() - 10;
+    for (at, replacement) in
+        [(30, None), (bytes.len() / 2, None), (signature_line, None), (signature_line, Some(b'!'))]
+    {
         let mut changed = bytes.clone();
-        changed[at] ^= 0x01;
+        changed[at] = replacement.unwrap_or(changed[at] ^ 0x01);
         std::fs::write(world.path("changed.tlog-proof"), &changed).unwrap();
         let output = verify("changed.tlog-proof");
         assert_eq!(output.status.code(), Some(3), "byte {at}: {}", String::from_utf8_lossy(&output.stderr));
