@@ -14,7 +14,7 @@ use crate::state::ClientLog;
 pub enum FollowError {
     #[error(transparent)]
     Remote(#[from] RemoteError),
-    #[error("{0}")]
+    #[error(transparent)]
     Log(#[from] LogError),
     #[error("checkpoint is stale: it expired at {expires_at}, the time is now {now}; the server declares an operator's UNSAFE extension until {until}. Accept it only knowingly: --unsafe-accept-server-extension")]
     Extension { expires_at: u64, now: u64, until: u64 },

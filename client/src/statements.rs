@@ -11,7 +11,7 @@ use airlock_keys::RoleName;
 use airlock_proto::{
     ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, Kind, Metadata,
     PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement, StatementError, Status,
-    StatusAction, Timestamp, Version, WitnessKey,
+    StatusAction, Timestamp, Version, WitnessGroup, WitnessKey,
 };
 
 use crate::publish::FileDigests;
@@ -191,16 +191,35 @@ impl RootRoles {
             keys,
             roles,
             witnesses: witnesses.keys.clone(),
-            witness_quorum: witnesses.quorum,
+            witness_groups: witnesses.groups.clone(),
+            witness_quorum: witnesses.quorum.clone(),
         }
     }
 }
 
-/// The witnesses a root names and how many of them must cosign a checkpoint.
+/// A root's witness policy (c2sp.org/tlog-policy): the witnesses, their groups, and the witness
+/// or group whose cosignature a checkpoint needs (`None`: none).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Witnesses {
     pub keys: Vec<WitnessKey>,
-    pub quorum: u32,
+    pub groups: Vec<WitnessGroup>,
+    pub quorum: Option<String>,
+}
+
+/// The name of the group [`Witnesses::k_of_all`] defines.
+pub const K_OF_ALL_GROUP: &str = "witnesses";
+
+impl Witnesses {
+    /// The simplest policy: `k` of all `keys` must cosign (a group named `witnesses`); `k == 0`
+    /// needs no cosignature.
+    pub fn k_of_all(keys: Vec<WitnessKey>, k: u32) -> Self {
+        if k == 0 {
+            return Self { keys, groups: Vec::new(), quorum: None };
+        }
+        let members = keys.iter().map(|w| w.name.clone()).collect();
+        let group = WitnessGroup { name: K_OF_ALL_GROUP.to_owned(), threshold: k, members };
+        Self { keys, groups: vec![group], quorum: Some(K_OF_ALL_GROUP.to_owned()) }
+    }
 }
 
 /// An unsigned root for the log `origin`, as `airlock root create` writes it (the first root is
@@ -223,7 +242,11 @@ pub fn next_root(current: &Root) -> Result<NextRoot, BuildError> {
         version: current.version.checked_add(1),
         origin: current.origin.clone(),
         roles: RootRoles::of(current)?,
-        witnesses: Witnesses { keys: current.witnesses.clone(), quorum: current.witness_quorum },
+        witnesses: Witnesses {
+            keys: current.witnesses.clone(),
+            groups: current.witness_groups.clone(),
+            quorum: current.witness_quorum.clone(),
+        },
         expires: current.expires,
     })
 }

@@ -15,6 +15,17 @@ pub fn witness_key_id(name: &str, key: &PublicKey) -> [u8; 4] {
     crate::note::key_id(name, COSIGNATURE_V1, key)
 }
 
+/// The verifier key string of a witness key (`name+<key id hex>+base64(0x04 ‖ key)`), the form
+/// tlog-policy files name witnesses with.
+pub fn witness_verifier_key(name: &str, key: &PublicKey) -> String {
+    crate::note::format_verifier_key(name, COSIGNATURE_V1, key)
+}
+
+/// Parses a witness verifier key string (signature type 0x04), checking its key id.
+pub fn parse_witness_verifier_key(text: &str) -> Result<(String, PublicKey), String> {
+    crate::note::parse_verifier_key_of(text, COSIGNATURE_V1)
+}
+
 fn signed_message(text: &str, time: Timestamp) -> Vec<u8> {
     format!("cosignature/v1\ntime {time}\n{text}").into_bytes()
 }
@@ -41,14 +52,27 @@ pub fn cosigned_at(note: &Note, name: &str, key: &PublicKey) -> Option<Timestamp
     })
 }
 
-/// Why a checkpoint was refused for its witnesses: it names the ones whose cosignature is
-/// missing (or does not verify).
+/// Why a checkpoint was refused for its witnesses: the quorum rule it did not meet, the
+/// witnesses whose cosignature verified, and the ones whose cosignature is missing (or does not
+/// verify).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the checkpoint lacks the witness quorum: {valid} valid cosignature(s), {needed} needed; missing: {}", missing.join(", "))]
+#[error(
+    "the checkpoint lacks the witness quorum [{quorum}]: valid cosignatures from {}; missing: {}",
+    list(valid),
+    list(missing)
+)]
 pub struct WitnessError {
-    pub needed: u32,
-    pub valid: usize,
+    pub quorum: String,
+    pub valid: Vec<String>,
     pub missing: Vec<String>,
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 #[cfg(test)]

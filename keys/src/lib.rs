@@ -11,18 +11,22 @@ pub mod inclusion;
 pub mod keyfile;
 pub mod log;
 pub mod note;
+pub mod policy;
 pub mod registry;
 pub mod threshold;
 pub mod trust;
 mod verified;
 
-pub use cosignature::{cosign, cosigned_at, witness_key_id, WitnessError};
+pub use cosignature::{
+    cosign, cosigned_at, parse_witness_verifier_key, witness_key_id, witness_verifier_key, WitnessError,
+};
 pub use inclusion::{verify_included, Freshness, Included, InclusionClaim};
 pub use keyfile::{
     read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,
 };
 pub use log::{ExpiredCheckpoint, LogError, TrustedLog};
 pub use note::{check_note_threshold, note_key_id, parse_verifier_key, sign_note, verifier_key};
+pub use policy::{format_policy, parse_policy, PolicyError, PolicyFile};
 pub use registry::{ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};
 pub use threshold::{check_threshold, sign_envelope, ThresholdError};
 pub use trust::{RoleName, TrustError, TrustedRoot, UnverifiedRoot};

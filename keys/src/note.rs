@@ -32,12 +32,17 @@ pub(crate) fn key_id(name: &str, signature_type: u8, key: &PublicKey) -> [u8; 4]
 /// The verifier key string of `key` under `name` (`name+<key id hex>+base64(0x01 ‖ key)`), the
 /// form standard note tools are configured with.
 pub fn verifier_key(name: &str, key: &PublicKey) -> String {
+    format_verifier_key(name, ED25519, key)
+}
+
+/// A verifier key string of `signature_type` (0x01 for log keys, 0x04 for witness keys).
+pub(crate) fn format_verifier_key(name: &str, signature_type: u8, key: &PublicKey) -> String {
     use base64::Engine as _;
-    let mut raw = vec![ED25519];
+    let mut raw = vec![signature_type];
     raw.extend_from_slice(&key.to_bytes());
     format!(
         "{name}+{}+{}",
-        hex::encode(note_key_id(name, key)),
+        hex::encode(key_id(name, signature_type, key)),
         base64::engine::general_purpose::STANDARD.encode(raw)
     )
 }
@@ -45,6 +50,11 @@ pub fn verifier_key(name: &str, key: &PublicKey) -> String {
 /// Parses a verifier key string (`name+<key id hex>+base64(0x01 ‖ key)`), checking that its key
 /// id is the one the key computes to. Returns the name and the key.
 pub fn parse_verifier_key(text: &str) -> Result<(String, PublicKey), String> {
+    parse_verifier_key_of(text, ED25519)
+}
+
+/// Parses a verifier key string whose signature type must be `signature_type`.
+pub(crate) fn parse_verifier_key_of(text: &str, signature_type: u8) -> Result<(String, PublicKey), String> {
     use base64::Engine as _;
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
@@ -53,11 +63,17 @@ pub fn parse_verifier_key(text: &str) -> Result<(String, PublicKey), String> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(key)
         .map_err(|_| format!("{text:?}: the key is not base64"))?;
-    let (&[ED25519], key) = raw.split_at(1.min(raw.len())) else {
-        return Err(format!("{text:?}: not an Ed25519 verifier key"));
+    let (&[found], key) = raw.split_at(1.min(raw.len())) else {
+        return Err(format!("{text:?}: the key is empty"));
     };
+    if found != signature_type {
+        return Err(format!(
+            "{text:?}: a verifier key of signature type {found:#04x}, where type {signature_type:#04x} is needed"
+        ));
+    }
     let key = PublicKey::from_bytes(key).map_err(|e| format!("{text:?}: {e}"))?;
-    if !airlock_proto::note::is_key_name_valid(name) || hex::encode(note_key_id(name, &key)) != id {
+    if !airlock_proto::note::is_key_name_valid(name) || hex::encode(key_id(name, signature_type, &key)) != id
+    {
         return Err(format!("{text:?}: the key id does not match the name and key"));
     }
     Ok((name.to_owned(), key))

@@ -90,7 +90,7 @@ pub struct Prepared {
 
 #[derive(Debug)]
 enum Change {
-    Root(TrustedRoot),
+    Root(Box<TrustedRoot>),
     Release,
     Status(ReleaseKey, ReleaseStatus),
     Channel(ChannelName, ReleaseKey),
@@ -198,7 +198,7 @@ impl RegistryState {
             if leaf_bytes != self.pinned.envelope_bytes() {
                 return Err(ApplyError::FirstLeafNotPinnedRoot);
             }
-            return Ok(Prepared { index, payload, change: Change::Root(self.pinned.clone()), statement });
+            return Ok(Prepared { index, payload, change: Change::Root(Box::new(self.pinned.clone())), statement });
         }
         if let Some(&existing) = self.payloads.get(&payload) {
             return Err(ApplyError::Duplicate { index, existing });
@@ -206,7 +206,7 @@ impl RegistryState {
         let change = match &statement {
             Statement::Root(_) => {
                 let next = self.root.next(leaf_bytes).map_err(|source| ApplyError::Root { index, source })?;
-                Change::Root(next.into_inner())
+                Change::Root(Box::new(next.into_inner()))
             }
             Statement::Release(release) => {
                 let key = (release.kind, release.name.clone(), release.version.clone());
@@ -273,7 +273,7 @@ impl RegistryState {
         let index = prepared.index;
         self.payloads.insert(prepared.payload, index);
         match (prepared.change, prepared.statement) {
-            (Change::Root(root), _) => self.root = root,
+            (Change::Root(root), _) => self.root = *root,
             (Change::Release, Statement::Release(release)) => {
                 let key = (release.kind, release.name.clone(), release.version.clone());
                 for file in &release.files {

@@ -165,28 +165,28 @@ impl TrustedRoot {
             .map(|_| ())
     }
 
-    /// Checks that a checkpoint note carries valid cosignatures of at least the root's witness
-    /// quorum of distinct witnesses; the error names every witness whose cosignature is missing.
+    /// Checks that a checkpoint note carries valid cosignatures that meet the root's witness
+    /// policy (c2sp.org/tlog-policy); the error states the rule and names every witness whose
+    /// cosignature is missing or does not verify.
     pub fn check_witnesses(
         &self,
         note: &airlock_proto::Note,
     ) -> Result<(), crate::cosignature::WitnessError> {
-        let needed = self.root.witness_quorum;
-        if needed == 0 {
+        let policy = self.root.witness_policy();
+        if policy.quorum.is_none() {
             return Ok(());
         }
-        let mut missing = Vec::new();
-        let mut valid = 0;
+        let (mut valid, mut missing) = (Vec::new(), Vec::new());
         for (name, key) in &self.witnesses {
             match crate::cosignature::cosigned_at(note, name, key) {
-                Some(_) => valid += 1,
+                Some(_) => valid.push(name.clone()),
                 None => missing.push(name.clone()),
             }
         }
-        if valid >= needed as usize {
+        if policy.is_met(&|name| valid.iter().any(|v| v == name)) {
             Ok(())
         } else {
-            Err(crate::cosignature::WitnessError { needed, valid, missing })
+            Err(crate::cosignature::WitnessError { quorum: policy.describe(), valid, missing })
         }
     }
 

@@ -32,7 +32,7 @@ const NOW: u64 = 1_700_000_060;
 
 /// The `Root` payload (286 bytes).
 const ROOT_PAYLOAD: &str = "
-a664747970656f6169726c6f636b2e726f6f742e7631666f726967696e6c6465
+a664747970656f6169726c6f636b2e726f6f742e7632666f726967696e6c6465
 6d6f2e6169726c6f636b6776657273696f6e0167657870697265731a67352480
 646b657973815820ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92
 421eea691446d22c65726f6c6573a364726f6f74a2646b6579738158200871f3
@@ -45,8 +45,8 @@ aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433697468
 
 /// The signed root envelope (451 bytes): leaf 0 of the two-leaf log.
 const ROOT_ENVELOPE: &str = "
-a36c7061796c6f61645f747970656f6169726c6f636b2e726f6f742e76316770
-61796c6f616459011ea664747970656f6169726c6f636b2e726f6f742e763166
+a36c7061796c6f61645f747970656f6169726c6f636b2e726f6f742e76326770
+61796c6f616459011ea664747970656f6169726c6f636b2e726f6f742e763266
 6f726967696e6c64656d6f2e6169726c6f636b6776657273696f6e0167657870
 697265731a67352480646b657973815820ea4a6c63e29c520abef5507b132ec5
 f9954776aebebe7b92421eea691446d22c65726f6c6573a364726f6f74a2646b
@@ -57,9 +57,9 @@ f9954776aebebe7b92421eea691446d22c65726f6c6573a364726f6f74a2646b
 bc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed2579243369746872
 6573686f6c64016a7369676e61747572657381a2666b65795f696458200871f3
 aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433637369
-675840db230077e534a4770bf41dad7d4c8926771cd3d90155a17d7c9702c608
-995d81a9f4572d6502741eeae04c25a5c2fda13fbd084287833c000fbd4abc1b
-13f709
+675840bee275f064b7fcd3b5266105598cd07d39ff44459b567f7cfaf25e04c4
+e8de7e6542c0bc305559e7ed65838241d3be91e736de8aaf92a2f379aab34292
+5bd408
 ";
 
 /// The signed release envelope (487 bytes); its payload is the release payload of
@@ -88,7 +88,7 @@ e9e8b4cc27a40f
 const NOTE_KEY_ID: &str = "89af7de8";
 const VERIFIER_KEY: &str = "demo.airlock+89af7de8+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
 /// The checkpoint note of the two-leaf log, signed by the key above as the log key.
-const CHECKPOINT_NOTE: &str = "demo.airlock\n2\nCsF7AO5dQZKB0yTyO8j/5vsRb8dlmPyouKdVWQ5w958=\nissued-at 1700000000\nexpires-at 1700086400\n\n— demo.airlock ia996KB9NR8i18id/4S8JdQbhLQvhB7zzEDHFTkoS7N8Y/Vih/66c+ssyvfEGSDyCdTZ8i34+79IQzPALv0JkAWDRQg=\n";
+const CHECKPOINT_NOTE: &str = "demo.airlock\n2\nmUcuGsCFA0fS0TbIKV71iq2sFQrJiIJojPKSgg+jLmM=\nissued-at 1700000000\nexpires-at 1700086400\n\n— demo.airlock ia996GRexc2JnfFtWZV0/8ZumJW83x0v7ZVZPr8ouvyz+RaudtjSH42o0zkmkGTv+e/Lak6Qy8cWpXQ6L7iMhEoFNww=\n";
 
 /// Strips the whitespace of a wrapped hex constant.
 fn unwrap_hex(text: &str) -> String {
@@ -113,7 +113,8 @@ fn demo_root(public: &PublicKey) -> Root {
         keys: vec![PublicKeyBytes(public.to_bytes())],
         roles: Roles { root: role.clone(), publisher: role.clone(), log: role },
         witnesses: Vec::new(),
-        witness_quorum: 0,
+        witness_groups: Vec::new(),
+        witness_quorum: None,
     }
 }
 
@@ -202,8 +203,8 @@ fn root_envelope() {
     let envelope = signed(Statement::Root(demo_root(&key.public())), &key);
     assert_eq!(
         envelope.signatures[0].sig.to_hex(),
-        "db230077e534a4770bf41dad7d4c8926771cd3d90155a17d7c9702c608995d81\
-         a9f4572d6502741eeae04c25a5c2fda13fbd084287833c000fbd4abc1b13f709"
+        "bee275f064b7fcd3b5266105598cd07d39ff44459b567f7cfaf25e04c4e8de7e\
+         6542c0bc305559e7ed65838241d3be91e736de8aaf92a2f379aab342925bd408"
     );
     let bytes = envelope.to_bytes().unwrap();
     assert_eq!(bytes.len(), 451);
@@ -221,9 +222,9 @@ fn two_leaf_log_verifies() {
     let l0 = leaf_hash(&root_leaf);
     let l1 = leaf_hash(&release_leaf);
     let root_hash = node_hash(&l0, &l1);
-    assert_eq!(hex::encode(l0), "bb9dc298228b1c07e822539e7ef45e46f9f09dbff3ad23fea023f90eee22c3b1");
+    assert_eq!(hex::encode(l0), "14d10b1854c4481d3ddc356e09668ca250ce08a97c0bfc3ae695fe09db23cee8");
     assert_eq!(hex::encode(l1), "1ed227ab7619eeed56d824fc0e3ae27075f127e7818f58450b08cfb7f44905e3");
-    assert_eq!(hex::encode(root_hash), "0ac17b00ee5d419281d324f23bc8ffe6fb116fc76598fca8b8a755590e70f79f");
+    assert_eq!(hex::encode(root_hash), "99472e1ac0850347d2d136c8295ef58aadac150ac98882688cf292820fa32e63");
 
     let checkpoint = Checkpoint {
         origin: "demo.airlock".to_owned(),

@@ -8,7 +8,7 @@ mod common;
 
 use airlock_keys::{cosign, verify_included, Freshness, InclusionClaim, LogError, SecretKey};
 use airlock_proto::merkle::{leaf_hash, MemoryTree};
-use airlock_proto::{Hash32, Note, PublicKeyBytes, WitnessKey};
+use airlock_proto::{Hash32, Note, PublicKeyBytes, WitnessGroup, WitnessKey};
 use common::*;
 
 struct Witnessed {
@@ -18,6 +18,19 @@ struct Witnessed {
 
 /// A log whose root names `count` witnesses with `quorum`, and holds one release.
 fn witnessed(count: usize, quorum: u32) -> Witnessed {
+    if quorum == 0 {
+        return witnessed_with(count, Vec::new(), None);
+    }
+    let members = (1..=count).map(|i| format!("w{i}.example")).collect();
+    witnessed_with(
+        count,
+        vec![WitnessGroup { name: "witnesses".into(), threshold: quorum, members }],
+        Some("witnesses"),
+    )
+}
+
+/// A log whose root names `count` witnesses `w1.example`.. with the given groups and quorum.
+fn witnessed_with(count: usize, groups: Vec<WitnessGroup>, quorum: Option<&str>) -> Witnessed {
     let keys = KeySet::single();
     let witnesses: Vec<(String, SecretKey)> =
         (1..=count).map(|i| (format!("w{i}.example"), SecretKey::generate())).collect();
@@ -26,7 +39,8 @@ fn witnessed(count: usize, quorum: u32) -> Witnessed {
         .iter()
         .map(|(name, key)| WitnessKey { name: name.clone(), key: PublicKeyBytes(key.public().to_bytes()) })
         .collect();
-    root.witness_quorum = quorum;
+    root.witness_groups = groups;
+    root.witness_quorum = quorum.map(str::to_owned);
     let v1 = root_leaf(root, &keys.root.quorum());
     let mut fx = Fixture { keys, version: 1, leaves: vec![v1] };
     let release = fx.release("demo-pkg", "1.0.0");
@@ -51,11 +65,14 @@ fn a_checkpoint_without_the_quorum_is_refused_naming_the_missing_witnesses() {
     let w = witnessed(3, 2);
     let err = refused(&w.fx.empty_log(), &w.checkpoint(&[]), &w.fx.leaves, LATER);
     let LogError::Witnesses(missing) = &err else { panic!("expected a witness error, got {err}") };
-    assert_eq!((missing.needed, missing.valid), (2, 0));
+    assert_eq!(missing.valid, Vec::<String>::new());
     assert_eq!(missing.missing, ["w1.example", "w2.example", "w3.example"]);
     let err = refused(&w.fx.empty_log(), &w.checkpoint(&[1]), &w.fx.leaves, LATER);
     assert!(
-        err.to_string().contains("1 valid cosignature(s), 2 needed; missing: w1.example, w3.example"),
+        err.to_string().contains(
+            "witness quorum [witnesses = 2 of w1.example, w2.example, w3.example]: valid cosignatures from \
+             w2.example; missing: w1.example, w3.example"
+        ),
         "{err}"
     );
     let log = accepted(&w.fx.empty_log(), &w.checkpoint(&[0, 2]), &w.fx.leaves, LATER);
@@ -87,7 +104,43 @@ fn a_cosignature_counts_only_for_its_own_witness_and_text() {
     let other = checkpoint_note(2, Hash32([4; 32]), NOW, NOW + DAY, &w.fx.keys.log.quorum());
     let moved = format!("{}{line}\n", String::from_utf8(other.to_bytes()).unwrap());
     let err = refused(&w.fx.empty_log(), moved.as_bytes(), &w.fx.leaves, LATER);
-    assert!(!matches!(err, LogError::Witnesses(ref e) if e.valid > 0), "{err}");
+    assert!(!matches!(err, LogError::Witnesses(ref e) if !e.valid.is_empty()), "{err}");
+}
+
+#[test]
+fn nested_witness_groups_decide_which_cosignatures_suffice() {
+    // tlog-policy's two-level form: 2 of the security team's three witnesses, and any one of the
+    // two site witnesses.
+    let group = |name: &str, threshold, members: &[&str]| WitnessGroup {
+        name: name.into(),
+        threshold,
+        members: members.iter().map(|m| (*m).into()).collect(),
+    };
+    let w = witnessed_with(
+        5,
+        vec![
+            group("team", 2, &["w1.example", "w2.example", "w3.example"]),
+            group("sites", 1, &["w4.example", "w5.example"]),
+            group("team-and-a-site", 2, &["team", "sites"]),
+        ],
+        Some("team-and-a-site"),
+    );
+    accepted(&w.fx.empty_log(), &w.checkpoint(&[0, 2, 4]), &w.fx.leaves, LATER);
+    accepted(&w.fx.empty_log(), &w.checkpoint(&[1, 2, 3]), &w.fx.leaves, LATER);
+    // Four cosignatures, but only one of the team: refused, and the message states the rule.
+    let err = refused(&w.fx.empty_log(), &w.checkpoint(&[0, 3, 4]), &w.fx.leaves, LATER);
+    let LogError::Witnesses(why) = &err else { panic!("expected a witness error, got {err}") };
+    assert_eq!(why.valid, ["w1.example", "w4.example", "w5.example"]);
+    assert_eq!(why.missing, ["w2.example", "w3.example"]);
+    assert!(
+        err.to_string().contains(
+            "[team-and-a-site = all of team, sites; team = 2 of w1.example, w2.example, w3.example; \
+             sites = any of w4.example, w5.example]"
+        ),
+        "{err}"
+    );
+    // The whole team without a site: refused.
+    refused(&w.fx.empty_log(), &w.checkpoint(&[0, 1, 2]), &w.fx.leaves, LATER);
 }
 
 #[test]

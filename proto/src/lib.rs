@@ -18,6 +18,7 @@ pub mod names;
 pub mod note;
 pub mod proof;
 pub mod statement;
+pub mod witness_policy;
 
 pub use bytes::{Hash32, KeyId, PublicKeyBytes, Sha256, SignatureBytes};
 pub use checkpoint::Checkpoint;
@@ -29,8 +30,9 @@ pub use names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
 pub use note::{Note, NoteError, NoteSignature};
 pub use statement::{
     ChannelStatement, FileEntry, Metadata, PayloadType, Release, Role, Roles, Root, Statement,
-    StatementError, Status, StatusAction, WitnessKey,
+    StatementError, Status, StatusAction,
 };
+pub use witness_policy::{WitnessGroup, WitnessKey, WitnessPolicy};
 
 /// Seconds since the Unix epoch. Time in airlock is always an integer number of seconds.
 pub type Timestamp = u64;

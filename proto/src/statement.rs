@@ -14,6 +14,7 @@ use crate::bytes::{KeyId, PublicKeyBytes, Sha256};
 use crate::codec::{self, CodecError};
 use crate::digest::Digest;
 use crate::names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
+use crate::witness_policy::{WitnessGroup, WitnessKey, WitnessPolicy};
 use crate::Timestamp;
 
 /// Largest encoded payload accepted.
@@ -35,7 +36,7 @@ pub const MAX_ORIGIN_LEN: usize = 128;
 /// The payload types airlock signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PayloadType {
-    #[serde(rename = "airlock.root.v1")]
+    #[serde(rename = "airlock.root.v2")]
     Root,
     #[serde(rename = "airlock.release.v1")]
     Release,
@@ -52,7 +53,7 @@ impl PayloadType {
     /// The string used in envelopes and in the payload's `type` field.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::Root => "airlock.root.v1",
+            Self::Root => "airlock.root.v2",
             Self::Release => "airlock.release.v1",
             Self::Status => "airlock.status.v1",
             Self::Channel => "airlock.channel.v1",
@@ -120,29 +121,18 @@ pub struct Root {
     pub keys: Vec<PublicKeyBytes>,
     pub roles: Roles,
     /// Witnesses that cosign checkpoints (c2sp.org/tlog-cosignature), each under its own name.
-    /// Absent from the encoding when empty, so a root without witnesses keeps its bytes.
+    /// This and the next two fields are the root's witness policy (c2sp.org/tlog-policy, see
+    /// `witness_policy`); each is absent from the encoding when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub witnesses: Vec<WitnessKey>,
-    /// How many distinct witnesses of `witnesses` must have cosigned a checkpoint for a client,
-    /// mirror or bundle import to accept it (0: none; the log's signature alone).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub witness_quorum: u32,
+    /// Groups of witnesses and earlier groups, each with its threshold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witness_groups: Vec<WitnessGroup>,
+    /// The witness or group whose cosignature a client, mirror or bundle import needs before it
+    /// accepts a checkpoint; absent: none (the log's signature alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_quorum: Option<String>,
 }
-
-/// A witness a root names: its key name (the name on its cosignature lines) and Ed25519 key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WitnessKey {
-    pub name: String,
-    pub key: PublicKeyBytes,
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
-fn is_zero(value: &u32) -> bool {
-    *value == 0
-}
-
-/// Most witnesses one root may name.
-pub const MAX_WITNESSES: usize = 32;
 
 /// One file of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,31 +341,16 @@ impl Root {
     }
 
     fn check_witnesses(&self) -> Result<(), StatementError> {
-        if self.witnesses.len() > MAX_WITNESSES {
-            return Err(invalid(
-                "root",
-                format!("names {} witnesses, over the cap of {MAX_WITNESSES}", self.witnesses.len()),
-            ));
+        self.witness_policy().check().map_err(|reason| invalid("root", reason))
+    }
+
+    /// The root's witness policy.
+    pub fn witness_policy(&self) -> WitnessPolicy<'_> {
+        WitnessPolicy {
+            witnesses: &self.witnesses,
+            groups: &self.witness_groups,
+            quorum: self.witness_quorum.as_deref(),
         }
-        let (mut names, mut keys) = (BTreeSet::new(), BTreeSet::new());
-        for witness in &self.witnesses {
-            if !crate::note::is_key_name_valid(&witness.name) || witness.name.len() > MAX_ORIGIN_LEN {
-                return Err(invalid(
-                    "root",
-                    format!("witness name {:?} is not a valid key name", witness.name),
-                ));
-            }
-            if !names.insert(witness.name.as_str()) || !keys.insert(witness.key) {
-                return Err(invalid("root", format!("witness {} is listed twice", witness.name)));
-            }
-        }
-        if self.witness_quorum as usize > self.witnesses.len() {
-            return Err(invalid(
-                "root",
-                format!("witness quorum {} with {} witnesses", self.witness_quorum, self.witnesses.len()),
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -289,8 +289,8 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
     use airlock_proto::names::{MAX_FILE_NAME_LEN, MAX_NAME_LEN, MAX_VERSION_LEN};
     use airlock_proto::statement::{
         MAX_DEPENDENCIES, MAX_METADATA_TEXT_BYTES, MAX_RELEASE_FILES, MAX_ROOT_KEYS, MAX_TEXT_LEN,
-        MAX_WITNESSES,
     };
+    use airlock_proto::witness_policy::{MAX_GROUP_MEMBERS, MAX_WITNESSES, MAX_WITNESS_GROUPS};
     use airlock_proto::{
         Envelope, KeyId, PublicKeyBytes, Role, Roles, Root, Signature, SignatureBytes, Status, StatusAction,
         WitnessKey,
@@ -346,7 +346,17 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
                 key: PublicKeyBytes([200 + (i % 50) as u8; 32]),
             })
             .collect(),
-        witness_quorum: 1,
+        // Every group at the longest name, the members spread over the groups up to the cap.
+        witness_groups: (0..MAX_WITNESS_GROUPS)
+            .map(|i| airlock_proto::WitnessGroup {
+                name: format!("{i:03}{}", "g".repeat(125)),
+                threshold: 1,
+                members: (0..MAX_GROUP_MEMBERS / MAX_WITNESS_GROUPS)
+                    .map(|w| format!("{w:03}{}", "w".repeat(125)))
+                    .collect(),
+            })
+            .collect(),
+        witness_quorum: Some(format!("000{}", "w".repeat(125))),
     };
     for statement in [Statement::Release(release), Statement::Status(status), Statement::Root(root)] {
         let (payload_type, payload) = statement.encode().unwrap();

@@ -35,6 +35,10 @@ pub enum KeyCommand {
         name: String,
         /// The public key file.
         public_key: PathBuf,
+        /// Print the witness (cosignature, type 0x04) verifier key, the form policy files name
+        /// witnesses with.
+        #[arg(long)]
+        witness: bool,
     },
 }
 
@@ -53,6 +57,8 @@ pub enum RootCommand {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
+    /// Print a root's log keys and witness policy as a c2sp.org/tlog-policy file.
+    Policy { file: PathBuf },
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +87,11 @@ pub struct CreateArgs {
     /// How many of the witnesses must cosign a checkpoint before clients accept it (0: none).
     #[arg(long, default_value_t = 0)]
     witness_quorum: u32,
+    /// The witnesses, groups and quorum from a c2sp.org/tlog-policy file (`witness NAME VKEY`,
+    /// `group NAME all|any|K MEMBER...`, `quorum NAME|none`), instead of --witness and
+    /// --witness-quorum. Its `log` lines, if any, must name log keys given with --log-key.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["witnesses", "witness_quorum"])]
+    witness_policy: Option<PathBuf>,
     /// Days until the root expires.
     #[arg(long, default_value_t = 365)]
     expires_in_days: u64,
@@ -119,12 +130,17 @@ pub fn write_envelope(path: &Path, envelope: &Envelope) -> anyhow::Result<()> {
 pub fn key(command: KeyCommand, context: &Context) -> anyhow::Result<()> {
     let (name, dir) = match command {
         KeyCommand::Generate { name, dir } => (name, dir),
-        KeyCommand::Verifier { name, public_key } => {
+        KeyCommand::Verifier { name, public_key, witness } => {
             anyhow::ensure!(
                 airlock_proto::note::is_key_name_valid(&name),
                 "{name:?} is not a valid key name"
             );
-            let vkey = airlock_keys::verifier_key(&name, &read_public_key(&public_key)?);
+            let key = read_public_key(&public_key)?;
+            let vkey = if witness {
+                airlock_keys::witness_verifier_key(&name, &key)
+            } else {
+                airlock_keys::verifier_key(&name, &key)
+            };
             context.finish(&json!({ "verifier_key": vkey }), &vkey);
             return Ok(());
         }
@@ -172,17 +188,7 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
                 publisher: role_from(&args.publisher_keys, args.publisher_threshold)?,
                 log: role_from(&args.log_keys, args.log_threshold)?,
             };
-            let mut witnesses = statements::Witnesses { keys: Vec::new(), quorum: args.witness_quorum };
-            for spec in &args.witnesses {
-                let (name, path) = spec
-                    .split_once('=')
-                    .with_context(|| format!("--witness {spec:?}: expected NAME=PUBLIC_KEY_FILE"))?;
-                let key = read_public_key(std::path::Path::new(path))?;
-                witnesses.keys.push(airlock_proto::WitnessKey {
-                    name: name.to_owned(),
-                    key: PublicKeyBytes(key.to_bytes()),
-                });
-            }
+            let witnesses = witnesses_from(&args, &roles.log)?;
             let expires = context.clock.now().saturating_add(args.expires_in_days.saturating_mul(86_400));
             let envelope = statements::root(&args.origin, args.version, &roles, &witnesses, expires)?;
             write_envelope(&args.output, &envelope)?;
@@ -195,6 +201,13 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
                     args.output.display()
                 ),
             );
+            Ok(())
+        }
+        RootCommand::Policy { file } => {
+            let bytes = read_envelope(&file)?.to_bytes()?;
+            let root = UnverifiedRoot::parse(&bytes)?;
+            let text = airlock_keys::format_policy(root.root());
+            context.finish(&json!({ "policy": text }), text.trim_end());
             Ok(())
         }
         RootCommand::Sign { file, key, previous, output } => {
@@ -232,6 +245,36 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The witness policy `root create` was given: a policy file, or --witness keys with a k-of-all
+/// quorum.
+fn witnesses_from(args: &CreateArgs, log: &RoleKeys) -> anyhow::Result<statements::Witnesses> {
+    if let Some(path) = &args.witness_policy {
+        let bytes = fsutil::read_capped(path, airlock_keys::policy::MAX_POLICY_BYTES as u64)?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+        let file = airlock_keys::parse_policy(&text)
+            .with_context(|| format!("{} is not a policy file", path.display()))?;
+        for (name, key) in &file.logs {
+            anyhow::ensure!(
+                name == &args.origin && log.keys.contains(&PublicKeyBytes(key.to_bytes())),
+                "{}: its log line for {name} names a key that is not one of this root's --log-key keys under origin {}",
+                path.display(),
+                args.origin
+            );
+        }
+        return Ok(statements::Witnesses { keys: file.witnesses, groups: file.groups, quorum: file.quorum });
+    }
+    let mut keys = Vec::new();
+    for spec in &args.witnesses {
+        let (name, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--witness {spec:?}: expected NAME=PUBLIC_KEY_FILE"))?;
+        let key = read_public_key(std::path::Path::new(path))?;
+        keys.push(airlock_proto::WitnessKey { name: name.to_owned(), key: PublicKeyBytes(key.to_bytes()) });
+    }
+    Ok(statements::Witnesses::k_of_all(keys, args.witness_quorum))
 }
 
 pub fn merge(args: MergeArgs, context: &Context) -> anyhow::Result<()> {

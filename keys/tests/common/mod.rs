@@ -74,7 +74,8 @@ impl KeySet {
             keys: all.map(|k| PublicKeyBytes(k.public().to_bytes())).collect(),
             roles: Roles { root: self.root.role(), publisher: self.publisher.role(), log: self.log.role() },
             witnesses: Vec::new(),
-            witness_quorum: 0,
+            witness_groups: Vec::new(),
+            witness_quorum: None,
         }
     }
 }

@@ -104,7 +104,8 @@ impl World {
                 log: role(&log_key),
             },
             witnesses: Vec::new(),
-            witness_quorum: 0,
+            witness_groups: Vec::new(),
+            witness_quorum: None,
         };
         let root_file = dir.join("root.cbor");
         std::fs::write(&root_file, signed(Statement::Root(root), &root_key)?.to_bytes()?)?;

@@ -353,7 +353,8 @@ fn a_bundle_whose_checkpoint_lacks_the_witness_quorum_is_refused_naming_the_witn
     world
         .cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "full.tar"])
         .code(3)
-        .says("lacks the witness quorum: 0 valid cosignature(s), 1 needed; missing: w1.example, w2.example");
+        .says("lacks the witness quorum [witnesses = any of w1.example, w2.example]: valid cosignatures from none; \
+             missing: w1.example, w2.example");
     // A bundle carrying that checkpoint, built by hand, is refused by the import as well.
     let (_, leaves) = http_get(&url, "/v1/log/leaves?start=0&end=2");
     let leaves: airlock_proto::api::LeavesPage = airlock_proto::decode("page", &leaves, 1 << 24).unwrap();

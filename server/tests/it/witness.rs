@@ -36,7 +36,7 @@ fn root_leaf(keys: &Keys, quorum: u32) -> Vec<u8> {
     let role = |key: &SecretKey| RoleKeys { keys: vec![bytes_of(key)], threshold: 1 };
     let roles = RootRoles { root: role(&keys.root), publisher: role(&keys.publisher), log: role(&keys.log) };
     let witnesses =
-        Witnesses { keys: vec![WitnessKey { name: WITNESS.into(), key: bytes_of(&keys.witness) }], quorum };
+        Witnesses::k_of_all(vec![WitnessKey { name: WITNESS.into(), key: bytes_of(&keys.witness) }], quorum);
     let now = airlock_proto::clock::system_now();
     let mut envelope = statements::root(ORIGIN, 1, &roles, &witnesses, now + 86_400).unwrap();
     sign_envelope(&mut envelope, &keys.root);
@@ -415,4 +415,122 @@ fn a_mirror_acting_as_a_witness_cosigns_only_what_it_verified() {
         served,
         "nothing new was cosigned"
     );
+}
+
+/// A root made with `airlock root create --witness-policy` from a c2sp.org/tlog-policy file (the
+/// witness keys printed by `airlock key verifier --witness`) enforces its groups: with the
+/// policy `all of (w1, any of (w2, w3))`, checkpoints cosigned by w1 and w2 are accepted, and
+/// once the primary reaches only w2 and w3 its new checkpoint is refused, naming the rule and
+/// the missing witness. `airlock root policy` prints the policy back.
+#[test]
+fn a_root_made_from_a_policy_file_enforces_its_witness_groups() {
+    let mut world = crate::harness::World::prepared(1, 1);
+    let log_pub = world.path("data/log.pub").display().to_string();
+    let log_vkey = world.cli(&["key", "verifier", "test.airlock", &log_pub]).ok().stdout;
+    let mut policy = format!("# the security team's witness and a site's two\nlog {}\n", log_vkey.trim());
+    for name in ["w1", "w2", "w3"] {
+        world.cli(&["key", "generate", name, "--dir", "keys"]).ok();
+        let vkey = world
+            .cli(&["key", "verifier", "--witness", &format!("{name}.example"), &format!("keys/{name}.pub")])
+            .ok()
+            .stdout;
+        policy.push_str(&format!("witness {name} {}\n", vkey.trim()));
+    }
+    policy.push_str("group backup any w2 w3\ngroup both all w1 backup\nquorum both\n");
+    world.write("policy.txt", policy.as_bytes());
+    let create = |policy_file: &str, out: &str| {
+        world
+            .cli(&[
+                "root",
+                "create",
+                "--origin",
+                "test.airlock",
+                "--root-key",
+                "keys/root1.pub",
+                "--publisher-key",
+                "keys/pub1.pub",
+                "--log-key",
+                &log_pub,
+                "--witness-policy",
+                policy_file,
+                "-o",
+                out,
+            ])
+            .ok();
+        world.cli(&["root", "sign", out, "--key", "keys/root1.key"]).ok();
+    };
+    create("policy.txt", "root.cbor");
+    // The printed policy is the file's, with the witnesses under their key names.
+    let printed = world.cli(&["root", "policy", "root.cbor"]).ok().stdout;
+    let parsed = airlock_keys::parse_policy(&printed).unwrap();
+    assert_eq!(parsed.logs.len(), 1);
+    assert_eq!(
+        parsed.witnesses.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        ["w1.example", "w2.example", "w3.example"]
+    );
+    assert!(
+        printed
+            .contains("group backup 1 w2.example w3.example\ngroup both 2 w1.example backup\nquorum both\n"),
+        "{printed}"
+    );
+    // A policy whose log line names another key is refused.
+    world.write(
+        "other-log.txt",
+        policy
+            .replace(
+                log_vkey.trim(),
+                &airlock_keys::verifier_key("test.airlock", &SecretKey::generate().public()),
+            )
+            .as_bytes(),
+    );
+    let refused = world
+        .cli(&[
+            "root",
+            "create",
+            "--origin",
+            "test.airlock",
+            "--root-key",
+            "keys/root1.pub",
+            "--publisher-key",
+            "keys/pub1.pub",
+            "--log-key",
+            &log_pub,
+            "--witness-policy",
+            "other-log.txt",
+            "-o",
+            "x.cbor",
+        ])
+        .code(1);
+    assert!(refused.stderr.contains("not one of this root's --log-key keys"), "{}", refused.stderr);
+
+    let logs = BTreeMap::from([airlock_keys::parse_verifier_key(log_vkey.trim()).unwrap()]);
+    let witness = |name: &str| {
+        let key = airlock_keys::read_secret_key(&world.path(&format!("keys/{name}.key"))).unwrap();
+        start_witness_of(&format!("{name}.example"), key, logs.clone())
+    };
+    let (w1, w2, w3) = (witness("w1"), witness("w2"), witness("w3"));
+    let mut config = world.config();
+    config.witnesses = vec![w1.url.clone(), w2.url.clone()];
+    world.server = Some(crate::harness::Server::start(config));
+    world.write("a-1.0-py3-none-any.whl", b"first");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.pull("a==1.0", "a.whl").ok();
+
+    // The primary now reaches only the site's witnesses: w1's cosignature is missing.
+    world.server = None;
+    let mut config = world.config();
+    config.witnesses = vec![w2.url.clone(), w3.url.clone()];
+    world.server = Some(crate::harness::Server::start(config));
+    world.write("b-1.0-py3-none-any.whl", b"second");
+    let run = world.publish("b-1.0-py3-none-any.whl", "b", "1.0");
+    assert_ne!(run.code, 0, "a checkpoint without w1 was accepted:\n{}", run.stdout);
+    assert!(
+        run.stderr.contains("lacks the witness quorum [both = all of w1.example, backup; backup = any of w2.example, w3.example]")
+            && run.stderr.contains("missing: w1.example"),
+        "{}",
+        run.stderr
+    );
+    let run = world.pull("a==1.0", "again.whl");
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("missing: w1.example"), "{}", run.stderr);
 }
