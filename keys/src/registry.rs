@@ -198,7 +198,12 @@ impl RegistryState {
             if leaf_bytes != self.pinned.envelope_bytes() {
                 return Err(ApplyError::FirstLeafNotPinnedRoot);
             }
-            return Ok(Prepared { index, payload, change: Change::Root(Box::new(self.pinned.clone())), statement });
+            return Ok(Prepared {
+                index,
+                payload,
+                change: Change::Root(Box::new(self.pinned.clone())),
+                statement,
+            });
         }
         if let Some(&existing) = self.payloads.get(&payload) {
             return Err(ApplyError::Duplicate { index, existing });

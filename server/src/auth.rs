@@ -56,25 +56,61 @@ pub fn create_token(store: &Store, scope: Scope, label: &str, now: u64) -> anyho
     Ok(token)
 }
 
-/// The scope granted by the request's `Authorization: Bearer` header, if any.
-pub fn scope_of(store: &Store, headers: &http::HeaderMap) -> Result<Option<Scope>, ApiError> {
+/// Who sent a request, from its `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No `Authorization` header.
+    Anonymous,
+    /// A known token: its scope and the label it was created with (never the token itself).
+    Token { scope: Scope, label: String },
+}
+
+/// Who sent the request. A header that is not `Bearer alk_...` or names no known token is a 401,
+/// whatever the route: a client that sends credentials learns when they are not recognised.
+pub fn caller(store: &Store, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Ok(None);
+        return Ok(Caller::Anonymous);
     };
     let token = value
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() <= 128)
-        .ok_or(ApiError::Unauthorized)?;
-    let record = store.token(&token_hash(token))?.ok_or(ApiError::Unauthorized)?;
-    Ok(Scope::parse(&record.scope))
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "the Authorization header is not a bearer token (`Bearer alk_...`)".to_owned(),
+            )
+        })?;
+    let record = store
+        .token(&token_hash(token))?
+        .ok_or_else(|| ApiError::Unauthorized("the bearer token is not recognised".to_owned()))?;
+    let scope = Scope::parse(&record.scope)
+        .ok_or_else(|| ApiError::Unauthorized("the bearer token has an unknown scope".to_owned()))?;
+    Ok(Caller::Token { scope, label: record.label })
+}
+
+/// The scope granted by the request's `Authorization: Bearer` header, if any.
+pub fn scope_of(store: &Store, headers: &http::HeaderMap) -> Result<Option<Scope>, ApiError> {
+    Ok(match caller(store, headers)? {
+        Caller::Anonymous => None,
+        Caller::Token { scope, .. } => Some(scope),
+    })
+}
+
+/// Who sent the request, for the audit log: a token's label and scope, `anonymous`, or that the
+/// credentials were not recognised. Never the token.
+pub fn who(store: &Store, headers: &http::HeaderMap) -> String {
+    match caller(store, headers) {
+        Ok(Caller::Anonymous) => "anonymous".to_owned(),
+        Ok(Caller::Token { scope, label }) => format!("token {label:?} ({scope})"),
+        Err(_) => "unrecognised credentials".to_owned(),
+    }
 }
 
 /// Requires a token with at least `needed`. 401 without a valid token, 403 with too weak a one.
 pub fn require(store: &Store, headers: &http::HeaderMap, needed: Scope) -> Result<Scope, ApiError> {
     match scope_of(store, headers)? {
-        None => Err(ApiError::Unauthorized),
+        None => Err(ApiError::Unauthorized("a bearer token is required".to_owned())),
         Some(scope) if scope >= needed => Ok(scope),
         Some(scope) => {
             Err(ApiError::Forbidden(format!("this token has scope {scope}; {needed} is required")))

@@ -15,8 +15,8 @@ use crate::store::IngestError;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("a bearer token is required")]
-    Unauthorized,
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -40,7 +40,7 @@ pub enum ApiError {
     #[error("the server's storage is full: {0}")]
     InsufficientStorage(String),
     #[error("internal error")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl ApiError {
@@ -48,7 +48,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -67,7 +67,7 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::BadRequest(_) => ErrorCode::BadRequest,
-            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -82,6 +82,28 @@ impl ApiError {
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
+}
+
+/// An internal error, unless a full disk caused it (an I/O error of that kind, or RocksDB's
+/// report of one, anywhere in its chain): that is named, so operator and client learn why.
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        match storage_full(&e) {
+            Some(why) => Self::InsufficientStorage(why),
+            None => Self::Internal(e),
+        }
+    }
+}
+
+/// Why `error` is a full disk, if it is one.
+pub fn storage_full(error: &anyhow::Error) -> Option<String> {
+    error.chain().find_map(|cause| {
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull);
+        let text = cause.to_string();
+        (io || text.contains("No space left on device")).then_some(text)
+    })
 }
 
 /// An I/O error: a full disk is named as such; anything else stays internal.
@@ -100,7 +122,7 @@ impl From<SubmitError> for ApiError {
         match e {
             SubmitError::Rejected(message) => Self::Unprocessable(message),
             SubmitError::Conflict(message) => Self::Conflict(message),
-            SubmitError::Internal(inner) => Self::Internal(inner),
+            SubmitError::Internal(inner) => inner.into(),
         }
     }
 }
@@ -113,7 +135,7 @@ impl From<IngestError> for ApiError {
                 Self::BadRequest(e.to_string())
             }
             IngestError::Io(io) => io.into(),
-            IngestError::Record(inner) => Self::Internal(inner),
+            IngestError::Record(inner) => inner.into(),
         }
     }
 }
@@ -121,9 +143,9 @@ impl From<IngestError> for ApiError {
 impl From<ImportError> for ApiError {
     fn from(e: ImportError) -> Self {
         match e {
-            ImportError::Internal(inner) => Self::Internal(inner),
+            ImportError::Internal(inner) => inner.into(),
             ImportError::Blob { source: IngestError::Io(io), .. } => io.into(),
-            ImportError::Blob { source: IngestError::Record(inner), .. } => Self::Internal(inner),
+            ImportError::Blob { source: IngestError::Record(inner), .. } => inner.into(),
             other => Self::Unprocessable(other.to_string()),
         }
     }
@@ -134,14 +156,17 @@ impl From<CheckpointError> for ApiError {
         match e {
             CheckpointError::NotSynced => Self::Unavailable(e.to_string()),
             CheckpointError::Stale { .. } => Self::Stale(e.to_string()),
-            CheckpointError::Internal(inner) => Self::Internal(inner),
+            CheckpointError::Internal(inner) => inner.into(),
         }
     }
 }
 
 /// A failed mirror sync, answered to the admin who asked for it.
 pub fn sync_failed(e: &anyhow::Error) -> ApiError {
-    ApiError::Unprocessable(format!("{e:#}"))
+    match storage_full(e) {
+        Some(why) => ApiError::InsufficientStorage(why),
+        None => ApiError::Unprocessable(format!("{e:#}")),
+    }
 }
 
 #[cfg(test)]

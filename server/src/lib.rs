@@ -4,6 +4,7 @@
 //! in-process on `127.0.0.1:0`. The binary is a thin CLI over `cli::main`.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -118,6 +118,11 @@ impl Primary {
             "this server's log key {} is not in the root's log role",
             public.id()
         );
+        let needed = state.root().root().roles.log.threshold;
+        anyhow::ensure!(
+            needed == 1,
+            "the root's log role needs {needed} signatures on each checkpoint; this server signs with one log key"
+        );
         let witnesses = witness_urls
             .iter()
             .map(|url| {
@@ -145,15 +150,7 @@ impl Primary {
     /// Verifies a statement against the state and appends it. Blocking (fsync).
     pub fn submit(&self, leaf: Vec<u8>) -> Result<Appended, SubmitError> {
         let mut state = locked(&self.state);
-        let root = state.root();
         let now = self.clock.now();
-        if root.is_expired(now) {
-            return Err(SubmitError::Rejected(format!(
-                "the root in force (version {}) expired at {}; sign a new root first",
-                root.root().version,
-                root.root().expires
-            )));
-        }
         let prepared = match state.prepare(&leaf) {
             Ok(prepared) => prepared,
             Err(e) => match e.existing_leaf() {
@@ -168,6 +165,16 @@ impl Primary {
                 None => return Err(SubmitError::Rejected(e.to_string())),
             },
         };
+        // While the root in force is expired, only the next root is taken: it is what ends the
+        // lapse (it carries the old root role's signatures, which do not expire).
+        let root = state.root();
+        if root.is_expired(now) && !matches!(prepared.statement(), Statement::Root(_)) {
+            return Err(SubmitError::Rejected(format!(
+                "the root in force (version {}) expired at {}; submit the next root first",
+                root.root().version,
+                root.root().expires
+            )));
+        }
         match prepared.statement() {
             Statement::Release(release) => {
                 for file in &release.files {
@@ -180,6 +187,18 @@ impl Primary {
                     return Err(SubmitError::Rejected(
                         "the new root does not authorise this server's log key".to_owned(),
                     ));
+                }
+                let (version, expires) = (next.root().version, next.root().expires);
+                if expires <= now {
+                    return Err(SubmitError::Rejected(format!(
+                        "the new root (version {version}) expired at {expires}, before it could be logged at {now}"
+                    )));
+                }
+                let needed = next.root().roles.log.threshold;
+                if needed > 1 {
+                    return Err(SubmitError::Rejected(format!(
+                        "the new root needs {needed} log signatures on each checkpoint; this server signs with one log key"
+                    )));
                 }
             }
             Statement::Status(_) | Statement::Channel(_) => {}

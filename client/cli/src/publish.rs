@@ -208,6 +208,24 @@ fn check_included(
     submitted: &Submitted,
     clock: &Clock,
 ) -> Result<Verified<Included>, LogError> {
+    // A payload logged before, maybe under other signatures: the proof is for the logged leaf,
+    // which must carry the same payload as ours.
+    let leaf = match &submitted.logged_leaf {
+        Some(logged) if submitted.existing => {
+            let same = |bytes: &[u8]| Envelope::from_bytes(bytes).ok().map(|e| (e.payload_type, e.payload));
+            if same(&logged.0).is_none() || same(&logged.0) != same(leaf) {
+                return Err(LogError::Inclusion {
+                    index: submitted.index,
+                    size: submitted.size,
+                    detail:
+                        "the leaf the registry says is already logged does not carry this statement's payload"
+                            .to_owned(),
+                });
+            }
+            logged.0.as_slice()
+        }
+        _ => leaf,
+    };
     let claim = InclusionClaim {
         leaf,
         index: submitted.index,

@@ -38,8 +38,12 @@ pub struct Submitted {
     pub checkpoint: HexBytes,
     /// Inclusion proof of `index` in the checkpoint's tree, in RFC 6962 order.
     pub inclusion_proof: Vec<Hash32>,
-    /// True when the identical statement was already logged.
+    /// True when the statement's payload was already logged.
     pub existing: bool,
+    /// When `existing`: the leaf as it was logged, whose signatures may differ from the ones
+    /// submitted (the inclusion proof is for these bytes). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_leaf: Option<HexBytes>,
 }
 
 /// Bytes written as lowercase hex in JSON (and as a byte string in CBOR).

@@ -29,8 +29,9 @@ pub async fn get(
 ) -> Result<Response<Body>, ApiError> {
     let scope = match app.config.read_access {
         ReadAccess::TokenRequired => Some(auth::require(&app.store, headers, Scope::Read)?),
-        // With open reads a missing or unknown token reads as anonymous.
-        ReadAccess::Open => auth::scope_of(&app.store, headers).unwrap_or(None),
+        // With open reads a request without a token reads as anonymous; a malformed or unknown
+        // token is a 401 (checked for every request in `dispatch`).
+        ReadAccess::Open => auth::scope_of(&app.store, headers)?,
     };
     let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
     let referenced = app.store.is_referenced(&digest)?;
@@ -149,13 +150,16 @@ pub async fn put(
         ingest.finish()
     });
     let mut received = 0u64;
+    let mut ingesting = true;
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
         received += chunk.len() as u64;
         if received > max {
             return Err(ApiError::TooLarge(format!("blob is over the {max}-byte cap")));
         }
-        if tx.send(chunk).await.is_err() {
-            break; // The ingest stopped early; its error is the answer.
+        // Once the ingest stopped (a full disk, say), the rest of the body is read and dropped
+        // so that the client gets the answer that names why, not a reset connection.
+        if ingesting && tx.send(chunk).await.is_err() {
+            ingesting = false;
         }
     }
     drop(tx);

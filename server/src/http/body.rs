@@ -100,8 +100,10 @@ pub fn blob_stream(blob: BlobRead, len: u64) -> Body {
 
 /// The error response for `error`, logging internals instead of sending them.
 pub fn error_response(error: &ApiError) -> Response<Body> {
-    if let ApiError::Internal(inner) = error {
-        tracing::error!(error = format!("{inner:#}"), "internal error");
+    match error {
+        ApiError::Internal(inner) => tracing::error!(error = format!("{inner:#}"), "internal error"),
+        ApiError::InsufficientStorage(why) => tracing::error!(error = why.as_str(), "storage full"),
+        _ => {}
     }
     let mut response = json(error.status(), &ErrorBody { error: error.to_string(), code: error.code() });
     if let ApiError::RangeNotSatisfiable { size } = error {
@@ -109,7 +111,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
             response.headers_mut().insert(header::CONTENT_RANGE, value);
         }
     }
-    if matches!(error, ApiError::Unauthorized) {
+    if matches!(error, ApiError::Unauthorized(_)) {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     }
     response

@@ -117,6 +117,7 @@ pub async fn submit(
             checkpoint: HexBytes(appended.checkpoint),
             inclusion_proof: proof.into_iter().map(Hash32).collect(),
             existing: appended.existing,
+            logged_leaf: if appended.existing { app.store.leaf(appended.index)?.map(HexBytes) } else { None },
         },
     ))
 }

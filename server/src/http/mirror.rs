@@ -49,11 +49,14 @@ pub async fn import(
         tokio::task::spawn_blocking(move || crate::mirror::import::import(&mirror, ChannelReader::new(rx)));
     let idle = app.config.limits.body_idle_timeout;
     let mut read_error = None;
+    let mut importing = true;
     loop {
         match body::next_frame(&mut request_body, idle).await {
             Ok(Some(chunk)) => {
-                if tx.send(chunk).await.is_err() {
-                    break; // The importer stopped early (it refused the bundle).
+                // Once the importer stopped (it refused the bundle, or the disk is full), the
+                // rest is read and dropped so that the client gets the answer, not a reset.
+                if importing && tx.send(chunk).await.is_err() {
+                    importing = false;
                 }
             }
             Ok(None) => break,

@@ -38,8 +38,27 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
     if path.len() > airlock_proto::api::routes::MAX_PATH_LEN {
         return Err(ApiError::BadRequest("request path is too long".to_owned()));
     }
+    let is_write = matches!(parts.method, Method::PUT | Method::POST | Method::DELETE | Method::PATCH);
+    if !is_write {
+        return route(app, &parts, request_body).await;
+    }
+    let who = auth::who(&app.store, &parts.headers);
+    let what = format!("{} {path}", parts.method);
+    let outcome = route(app, &parts, request_body).await;
+    crate::audit::record(&who, &what, &outcome);
+    outcome
+}
+
+async fn route(
+    app: &Arc<App>,
+    parts: &http::request::Parts,
+    request_body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let path = parts.uri.path();
     let method = &parts.method;
     let headers = &parts.headers;
+    // Credentials that are sent must be valid, on every route (a 401 otherwise).
+    auth::caller(&app.store, headers)?;
     let read = || -> Result<(), ApiError> {
         if app.config.read_access == ReadAccess::TokenRequired {
             auth::require(&app.store, headers, auth::Scope::Read)?;

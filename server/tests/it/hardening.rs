@@ -1,0 +1,269 @@
+//! The defects an adversarial review found (issue "Hardening"), one test each, named after what
+//! it shows.
+
+use airlock_proto::Clock;
+
+use crate::harness::{http_get, http_request, Server, World};
+
+const DAY: u64 = 86_400;
+
+/// `airlock root create` for the world's keys with extra arguments.
+fn create_root(world: &World, out: &str, extra: &[&str]) {
+    let log_pub = world.path("data/log.pub").display().to_string();
+    let mut args = vec![
+        "root",
+        "create",
+        "--origin",
+        "test.airlock",
+        "--root-key",
+        "keys/root1.pub",
+        "--publisher-key",
+        "keys/pub1.pub",
+        "--log-key",
+        &log_pub,
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    world.cli(&args).ok();
+    world.cli(&["root", "sign", out, "--key", "keys/root1.key", "--previous", "root.cbor"]).ok();
+}
+
+fn submit(world: &World, file: &str) -> crate::harness::Run {
+    world.cli(&["submit", file, "--server", &world.url(), "--token", &world.publish_token])
+}
+
+/// Defect 1: once the root in force lapsed, the registry refused every statement, including the
+/// next root that would end the lapse; and a root already expired when logged was accepted. Also
+/// (defect 9) a root whose log threshold this server's one key cannot meet was accepted.
+#[test]
+fn an_expired_root_is_replaced_by_the_next_root_and_a_root_expired_when_logged_is_refused() {
+    let mut world = World::prepared(1, 1);
+    let mut config = world.config();
+    let (clock, time) = Clock::manual(airlock_proto::clock::system_now());
+    config.clock = clock;
+    world.server = Some(Server::start(config));
+    world.write("a-1.0-py3-none-any.whl", b"after the lapse");
+    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "a.cbor").ok();
+
+    // The root (365 days) lapses on the server's clock.
+    time.advance(366 * DAY);
+    let refused = submit(&world, "a.cbor").code(1);
+    assert!(
+        refused.stderr.contains("expired") && refused.stderr.contains("submit the next root first"),
+        "{}",
+        refused.stderr
+    );
+
+    // A next root that is itself already expired at the server's time is refused.
+    create_root(&world, "short.cbor", &["--version", "2", "--expires-in-days", "30"]);
+    let refused = submit(&world, "short.cbor").code(1);
+    assert!(refused.stderr.contains("before it could be logged"), "{}", refused.stderr);
+
+    // A next root the server could never sign checkpoints for is refused.
+    world.cli(&["key", "generate", "log2", "--dir", "keys"]).ok();
+    create_root(
+        &world,
+        "two-logs.cbor",
+        &["--version", "2", "--expires-in-days", "800", "--log-key", "keys/log2.pub", "--log-threshold", "2"],
+    );
+    let refused = submit(&world, "two-logs.cbor").code(1);
+    assert!(refused.stderr.contains("needs 2 log signatures"), "{}", refused.stderr);
+
+    // The next root, valid at the server's time, ends the lapse; statements are taken again.
+    create_root(&world, "next.cbor", &["--version", "2", "--expires-in-days", "800"]);
+    submit(&world, "next.cbor").ok();
+    submit(&world, "a.cbor").ok();
+    assert_eq!(world.log_size(), 3);
+}
+
+/// `airlockd serve` for the world as a process whose log (stderr) goes to `log`.
+fn spawn_logged(world: &World, log: &std::path::Path) -> (std::process::Child, String) {
+    let port = crate::crash::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlockd"))
+        .args(["serve", "--data", "data", "--listen", &format!("127.0.0.1:{port}"), "--root", "root.cbor"])
+        .current_dir(world.dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while http_get(&url, "/healthz").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "airlockd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    (child, url)
+}
+
+/// Defect 11 (and the token message and colour of defect 10): every accepted and refused write
+/// is logged under `airlock::audit` with the token's label, never the token; a wrong token is
+/// "not recognised" rather than "required"; a log written to a file has no colour codes.
+#[test]
+fn the_audit_log_records_every_write_by_token_label_and_never_the_token() {
+    let world = World::prepared(1, 1);
+    let data = world.path("data");
+    let alice =
+        airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Publish, "alice").unwrap();
+    let reader = airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Read, "bob").unwrap();
+    let log = world.path("airlockd.log");
+    let (mut child, url) = spawn_logged(&world, &log);
+    let blob = b"audited bytes";
+    let path = format!("/v1/blobs/blake3/{}", airlock_proto::Digest::of(blob).to_hex());
+    assert_eq!(http_request("PUT", &url, &path, Some(&alice), blob).0, 201);
+    assert_eq!(http_request("PUT", &url, &path, Some(&reader), blob).0, 403);
+    let (status, body) = http_request("POST", &url, "/v1/statements", Some("alk_0000"), b"x");
+    assert_eq!(status, 401);
+    assert!(
+        String::from_utf8_lossy(&body).contains("the bearer token is not recognised"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, body) = http_request("POST", &url, "/v1/statements", None, b"x");
+    assert_eq!(status, 401);
+    assert!(String::from_utf8_lossy(&body).contains("a bearer token is required"));
+    assert_eq!(http_request("POST", &url, "/v1/statements", Some(&alice), b"not cbor").0, 422);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let audit: Vec<&str> = text.lines().filter(|line| line.contains("airlock::audit")).collect();
+    let has = |needles: &[&str]| audit.iter().any(|line| needles.iter().all(|n| line.contains(n)));
+    assert!(has(&["write accepted", r#"who="token \"alice\" (publish)""#, &path, "status=201"]), "{text}");
+    assert!(
+        has(&[
+            "write refused",
+            r#"who="token \"bob\" (read)""#,
+            &path,
+            "status=403",
+            "this token has scope read"
+        ]),
+        "{text}"
+    );
+    assert!(
+        has(&["write refused", r#"who="unrecognised credentials""#, "POST /v1/statements", "status=401"]),
+        "{text}"
+    );
+    assert!(
+        has(&["write refused", r#"who="anonymous""#, "status=401", "a bearer token is required"]),
+        "{text}"
+    );
+    assert!(
+        has(&["write refused", r#"who="token \"alice\" (publish)""#, "POST /v1/statements", "status=422"]),
+        "{text}"
+    );
+    assert_eq!(audit.len(), 5, "{text}");
+    for secret in [&alice, &reader, &world.publish_token] {
+        assert!(!text.contains(secret.as_str()), "a token reached the log");
+    }
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text}");
+}
+
+/// Defect 9: a malformed or unknown `Authorization` header is a 401 even where reads are open
+/// (a blob GET treated it as anonymous).
+#[test]
+fn a_malformed_authorization_header_is_refused_even_on_open_reads() {
+    let world = World::new(1, 1);
+    world.write("a-1.0-py3-none-any.whl", b"open read");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    let path = format!("/v1/blobs/blake3/{}", airlock_proto::Digest::of(b"open read").to_hex());
+    let url = world.url();
+    assert_eq!(http_get(&url, &path).0, 200, "open reads need no token");
+    assert_eq!(http_request("GET", &url, &path, Some(&world.read_token), b"").0, 200);
+    for bad in ["not-a-token", "alk_unknown"] {
+        let (status, body) = http_request("GET", &url, &path, Some(bad), b"");
+        assert_eq!(status, 401, "{bad}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(http_request("GET", &url, "/v1/log/checkpoint", Some(bad), b"").0, 401);
+    }
+}
+
+/// A tmpfs of `size` mounted on `dir` for the test's life (tests run as root here).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Defect 10: a full disk is answered 507 naming the cause — on an upload, a mirror sync and a
+/// bundle import into a mirror — nothing partial is left, and the server keeps serving.
+#[test]
+fn a_full_disk_is_answered_507_naming_the_cause_and_leaves_nothing_partial() {
+    let mut world = World::prepared(1, 1);
+    // The primary's data directory: copied onto a 64 MiB tmpfs.
+    let original = world.path("data-original");
+    std::fs::rename(world.path("data"), &original).unwrap();
+    let _primary_disk = Tmpfs::mount(&world.path("data"), "64m");
+    let copied =
+        std::process::Command::new("cp").arg("-a").arg(original.join(".")).arg(world.path("data")).status();
+    assert!(copied.unwrap().success());
+    world.server = Some(Server::start(world.config()));
+    let url = world.url();
+    let big: Vec<u8> = (0..100u32 << 20).map(|i| (i % 251) as u8).collect();
+    let path = format!("/v1/blobs/blake3/{}", airlock_proto::Digest::of(&big).to_hex());
+    let (status, body) = http_request("PUT", &url, &path, Some(&world.publish_token), &big);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("storage is full") && body.contains("No space left on device"), "{body}");
+    assert_eq!(std::fs::read_dir(world.path("data/tmp")).unwrap().count(), 0, "a partial upload was left");
+    assert_eq!(http_get(&url, &path).0, 404);
+    // Still serving, and a small write fits.
+    world.write("a-1.0-py3-none-any.whl", b"small");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    drop(world.server.take());
+
+    // A 100 MiB release on a primary with room, then a mirror on a 64 MiB tmpfs.
+    let mut world = World::new(1, 1);
+    world.write("big-1.0-py3-none-any.whl", &big);
+    world.publish("big-1.0-py3-none-any.whl", "big", "1.0").ok();
+    let url = world.url();
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "full.tar"]).ok();
+    let _mirror_disk = Tmpfs::mount(&world.path("mirror"), "64m");
+    let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &url);
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 507, "sync: {body}");
+    assert!(body.contains("storage is full"), "{body}");
+    let bundle = std::fs::read(world.path("full.tar")).unwrap();
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/import", Some(&admin), &bundle);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 507, "import: {body}");
+    assert!(body.contains("storage is full"), "{body}");
+    assert_eq!(http_get(&mirror.url, "/healthz").0, 200);
+    assert_eq!(std::fs::read_dir(world.path("mirror/tmp")).unwrap().count(), 0, "a partial blob was left");
+    world.server = None;
+}
+
+/// Defect 8: a payload already logged, submitted again under another set of signatures, was
+/// reported by `airlock submit --root` as an inclusion failure (the proof is for the logged leaf).
+#[test]
+fn resubmitting_a_logged_payload_with_other_signatures_verifies_its_inclusion() {
+    let world = World::new(2, 1);
+    world.write("a-1.0-py3-none-any.whl", b"signed twice");
+    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "a.cbor").ok();
+    let url = world.url();
+    let submit = |file: &str| {
+        world.cli(&["submit", file, "--server", &url, "--token", &world.publish_token, "--root", "root.cbor"])
+    };
+    let first = submit("a.cbor").ok();
+    assert!(!first.stdout.contains("already logged"), "{}", first.stdout);
+    world.cli(&["approve", "a.cbor", "--key", "keys/pub2.key", "--root", "root.cbor", "-o", "b.cbor"]).ok();
+    let again = submit("b.cbor").ok();
+    assert!(again.stdout.contains("logged at leaf 1 of 2 (already logged)"), "{}", again.stdout);
+    assert_eq!(world.log_size(), 2);
+}
