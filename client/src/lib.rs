@@ -9,6 +9,7 @@
 //! depends on the server.
 
 pub mod bundle;
+pub mod bundle_reader;
 pub mod follow;
 pub mod fsutil;
 pub mod progress;

@@ -106,6 +106,18 @@ pub fn storage_full(error: &anyhow::Error) -> Option<String> {
     })
 }
 
+/// A malformed query string or range.
+impl From<airlock_proto::api::query::RequestError> for ApiError {
+    fn from(e: airlock_proto::api::query::RequestError) -> Self {
+        match e {
+            airlock_proto::api::query::RequestError::Invalid(message) => Self::BadRequest(message),
+            airlock_proto::api::query::RequestError::Unsatisfiable { size } => {
+                Self::RangeNotSatisfiable { size }
+            }
+        }
+    }
+}
+
 /// An I/O error: a full disk is named as such; anything else stays internal.
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {

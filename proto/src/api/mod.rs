@@ -4,6 +4,7 @@
 //! live beside the code that serves them.
 
 mod bodies;
+pub mod query;
 pub mod routes;
 
 pub use bodies::*;

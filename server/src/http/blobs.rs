@@ -61,7 +61,7 @@ pub async fn get(
     }
     let (start, len, status) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => (0, record.size, StatusCode::OK),
-        Some(value) => match parse_range(value, record.size)? {
+        Some(value) => match airlock_proto::api::query::parse_range(value, record.size)? {
             None => (0, record.size, StatusCode::OK),
             Some((start, end)) => {
                 builder =
@@ -77,35 +77,6 @@ pub async fn get(
         body::blob_stream(app.store.open_blob(&digest, start, len)?, len)
     };
     builder.body(body).map_err(|e| ApiError::Internal(e.into()))
-}
-
-/// Parses a single `bytes=` range against `size`. `Ok(None)` means "serve the whole blob" (a
-/// form we do not support, such as several ranges); an unsatisfiable range is a 416.
-fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
-    let Some(spec) = value.strip_prefix("bytes=") else { return Ok(None) };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else { return Ok(None) };
-    let unsatisfiable = ApiError::RangeNotSatisfiable { size };
-    let parse =
-        |s: &str| s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid range {value:?}")));
-    let (start, end) = if first.is_empty() {
-        let suffix = parse(last)?;
-        if suffix == 0 || size == 0 {
-            return Err(unsatisfiable);
-        }
-        (size.saturating_sub(suffix), size - 1)
-    } else {
-        let start = parse(first)?;
-        let end =
-            if last.is_empty() { size.saturating_sub(1) } else { parse(last)?.min(size.saturating_sub(1)) };
-        (start, end)
-    };
-    if start >= size || start > end {
-        return Err(unsatisfiable);
-    }
-    Ok(Some((start, end)))
 }
 
 /// Receives a blob through the one ingest path: streamed to the backend while hashed, then
@@ -178,21 +149,4 @@ fn stored_response(status: StatusCode, stored: &BlobStored) -> Response<Body> {
         HeaderValue::from_str(&routes::blob_path(&stored.digest)).unwrap_or(HeaderValue::from_static("/")),
     );
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100).ok().flatten(), Some((0, 9)));
-        assert_eq!(parse_range("bytes=90-", 100).ok().flatten(), Some((90, 99)));
-        assert_eq!(parse_range("bytes=-10", 100).ok().flatten(), Some((90, 99)));
-        assert_eq!(parse_range("bytes=0-1000", 100).ok().flatten(), Some((0, 99)));
-        assert!(parse_range("bytes=100-", 100).is_err());
-        assert!(parse_range("bytes=5-2", 100).is_err());
-        assert_eq!(parse_range("bytes=0-1,5-6", 100).ok().flatten(), None);
-        assert!(parse_range("bytes=x-1", 100).is_err());
-    }
 }

@@ -12,8 +12,8 @@ use crate::app::App;
 use crate::auth::{self, Scope};
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
-use crate::http::query::Query;
 use crate::store::Store;
+use airlock_proto::api::query::Query;
 
 /// `GET /v1/log/checkpoint` (and `/checkpoint`). A primary may re-sign, and then ask its
 /// witnesses to cosign, so its work runs on a blocking thread; a mirror's is a read.

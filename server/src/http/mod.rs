@@ -5,7 +5,6 @@ pub mod blobs;
 pub mod body;
 pub mod log;
 pub mod mirror;
-pub mod query;
 pub mod releases;
 pub mod tiles;
 
@@ -20,8 +19,8 @@ use crate::app::App;
 use crate::auth;
 use crate::config::ReadAccess;
 use crate::error::ApiError;
+use airlock_proto::api::query::Query;
 use body::Body;
-use query::Query;
 
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {

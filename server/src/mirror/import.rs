@@ -10,10 +10,9 @@ use std::io::Read;
 use std::sync::Arc;
 
 use airlock_client::bundle::referenced_files;
-use airlock_proto::api::{
-    BundleManifest, ImportReport, ImportedState, BUNDLE_BLOB_PREFIX, BUNDLE_MANIFEST, MAX_SAVED_LOG_BYTES,
-};
-use airlock_proto::{codec, Digest, FileEntry};
+use airlock_client::bundle_reader::{read_bundle, BundleReadError};
+use airlock_proto::api::{BundleManifest, ImportReport, ImportedState};
+use airlock_proto::{Digest, FileEntry};
 
 use super::Mirror;
 use crate::store::{Expected, IngestError, Store};
@@ -60,67 +59,65 @@ impl Drop for Stored<'_> {
     }
 }
 
+/// What the manifest of a bundle gave: the verified segment and the blobs still needed.
+struct Segment {
+    origin: String,
+    new_leaves: Vec<Vec<u8>>,
+    next: airlock_keys::Verified<airlock_keys::TrustedLog>,
+    needed: HashMap<Digest, FileEntry>,
+}
+
 /// Imports a bundle read from `reader` into the mirror. Blocking: it waits for the mirror's
 /// writer, so it must not run on an async worker thread.
 pub fn import(mirror: &Arc<Mirror>, reader: impl Read) -> Result<ImportReport, ImportError> {
     let writer = mirror.blocking_writer();
     let trusted = writer.trusted();
     let store = mirror.store();
-    let mut archive = tar::Archive::new(reader);
-    let mut entries = archive.entries().map_err(|e| format_error(e.to_string()))?;
-
-    // 1. The manifest comes first and is verified before any blob is read.
-    let mut first =
-        entries.next().ok_or_else(|| format_error("empty file"))?.map_err(|e| format_error(e.to_string()))?;
-    check_member(&first)?;
-    if member_path(&first)? != BUNDLE_MANIFEST {
-        return Err(format_error(format!("the first member must be {BUNDLE_MANIFEST}")));
-    }
-    let manifest_bytes = read_member(&mut first, MAX_SAVED_LOG_BYTES as u64)?;
-    let manifest: BundleManifest = codec::decode("bundle manifest", &manifest_bytes, MAX_SAVED_LOG_BYTES)
-        .map_err(|e| format_error(e.to_string()))?;
     let have = trusted.size();
-    if manifest.to_size < have {
-        return Err(ImportError::Older { bundle: manifest.to_size, mirror: have });
-    }
-    if manifest.from_size > have {
-        return Err(ImportError::Gap { from: manifest.from_size, mirror: have });
-    }
-    if manifest.leaves.len() as u64 != manifest.to_size - manifest.from_size {
-        return Err(format_error("the leaf count does not match the segment bounds"));
-    }
-    let skip = usize::try_from(have - manifest.from_size).map_err(|e| format_error(e.to_string()))?;
-    let new_leaves: Vec<Vec<u8>> = manifest.leaves[skip..].iter().map(|b| b.to_vec()).collect();
-    let next = trusted
-        .update(&manifest.checkpoint, &new_leaves, mirror.clock().now())
-        .map_err(|e| ImportError::Verification(e.into()))?;
-
-    // 2. Blobs: only those the new leaves reference and the mirror lacks; each through ingest.
-    let mut needed: HashMap<Digest, FileEntry> = HashMap::new();
-    for file in referenced_files(&new_leaves).map_err(ImportError::Internal)? {
-        if store.blob(&file.blake3)?.is_none() {
-            needed.insert(file.blake3, file);
-        }
-    }
     let mut stored = Stored { store: store.as_ref(), digests: Vec::new(), committed: false };
-    for entry in entries {
-        let entry = entry.map_err(|e| format_error(e.to_string()))?;
-        check_member(&entry)?;
-        let path = member_path(&entry)?;
-        let hex = path
-            .strip_prefix(BUNDLE_BLOB_PREFIX)
-            .ok_or_else(|| format_error(format!("unexpected member {path:?}")))?;
-        let digest =
-            Digest::from_hex(hex).map_err(|_| format_error(format!("unexpected member {path:?}")))?;
-        let Some(file) = needed.remove(&digest) else {
-            continue; // Not needed (already held, or referenced by no new release): skip its bytes.
-        };
-        let blob = store
-            .ingest(Expected::logged(digest, file.size, file.sha256))
-            .and_then(|ingest| ingest.from_reader(entry))
-            .map_err(|source| ImportError::Blob { digest, source })?;
-        stored.digests.push(blob.digest);
-    }
+    let read = read_bundle(
+        reader,
+        // 1. The manifest comes first and is verified before any blob is read.
+        |manifest: BundleManifest| -> Result<Segment, ImportError> {
+            if manifest.to_size < have {
+                return Err(ImportError::Older { bundle: manifest.to_size, mirror: have });
+            }
+            if manifest.from_size > have {
+                return Err(ImportError::Gap { from: manifest.from_size, mirror: have });
+            }
+            if manifest.leaves.len() as u64 != manifest.to_size - manifest.from_size {
+                return Err(format_error("the leaf count does not match the segment bounds"));
+            }
+            let skip = usize::try_from(have - manifest.from_size).map_err(|e| format_error(e.to_string()))?;
+            let new_leaves: Vec<Vec<u8>> = manifest.leaves[skip..].iter().map(|b| b.to_vec()).collect();
+            let next = trusted
+                .update(&manifest.checkpoint, &new_leaves, mirror.clock().now())
+                .map_err(|e| ImportError::Verification(e.into()))?;
+            // 2. Blobs: only those the new leaves reference and the mirror lacks.
+            let mut needed: HashMap<Digest, FileEntry> = HashMap::new();
+            for file in referenced_files(&new_leaves).map_err(ImportError::Internal)? {
+                if store.blob(&file.blake3)?.is_none() {
+                    needed.insert(file.blake3, file);
+                }
+            }
+            Ok(Segment { origin: manifest.origin, new_leaves, next, needed })
+        },
+        // Each needed blob through the one ingest path; others are skipped unread.
+        |segment: &mut Segment, digest, member| {
+            let Some(file) = segment.needed.remove(&digest) else { return Ok(()) };
+            let blob = store
+                .ingest(Expected::logged(digest, file.size, file.sha256))
+                .and_then(|ingest| ingest.from_reader(member))
+                .map_err(|source| ImportError::Blob { digest, source })?;
+            stored.digests.push(blob.digest);
+            Ok(())
+        },
+    );
+    let Segment { origin, new_leaves, next, needed } = match read {
+        Ok(segment) => segment,
+        Err(BundleReadError::Format(detail)) => return Err(ImportError::Format(detail)),
+        Err(BundleReadError::Refused(e)) => return Err(e),
+    };
     if let Some(missing) = needed.keys().next() {
         return Err(ImportError::MissingBlob(*missing));
     }
@@ -134,37 +131,6 @@ pub fn import(mirror: &Arc<Mirror>, reader: impl Read) -> Result<ImportReport, I
         from_size: have,
         to_size: log.size(),
         blobs_stored,
-        state: ImportedState { origin: manifest.origin, size: log.size(), root_hash: log.root_hash() },
+        state: ImportedState { origin, size: log.size(), root_hash: log.root_hash() },
     })
-}
-
-/// Only plain files with plain relative names are accepted.
-fn check_member<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(), ImportError> {
-    let kind = entry.header().entry_type();
-    if !matches!(kind, tar::EntryType::Regular) {
-        return Err(format_error(format!("member of type {kind:?} refused: only regular files are allowed")));
-    }
-    Ok(())
-}
-
-fn member_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String, ImportError> {
-    let raw = entry.path_bytes();
-    let path = std::str::from_utf8(&raw).map_err(|_| format_error("member name is not UTF-8"))?.to_owned();
-    if path.starts_with('/')
-        || path.split('/').any(|c| c == ".." || c == "." || c.is_empty())
-        || path.contains('\\')
-    {
-        return Err(format_error(format!("member name {path:?} refused")));
-    }
-    Ok(path)
-}
-
-fn read_member<R: Read>(entry: &mut tar::Entry<'_, R>, cap: u64) -> Result<Vec<u8>, ImportError> {
-    let size = entry.header().size().map_err(|e| format_error(e.to_string()))?;
-    if size > cap {
-        return Err(format_error(format!("member is {size} bytes, over the {cap}-byte cap")));
-    }
-    let mut bytes = Vec::new();
-    entry.take(cap + 1).read_to_end(&mut bytes).map_err(|e| format_error(e.to_string()))?;
-    Ok(bytes)
 }
