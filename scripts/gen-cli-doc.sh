@@ -21,6 +21,7 @@ described in [architecture.md](architecture.md) and [protocol.md](protocol.md).
 | 3 | verification failed: a signature, threshold, digest, size or freshness check (the message names it) |
 | 4 | SECURITY ERROR: the registry served a rollback, a fork, an inconsistent log or contradicting statements; the message carries both checkpoints |
 | 5 | not found: the name or digest is not in the verified log |
+| 6 | the registry is behind: it serves an older checkpoint that matches the log this client already verified (a lagging mirror); nothing changed, retry later or ask another mirror |
 
 `airlockd` exits 0 on a clean shutdown (SIGINT or SIGTERM drain connections for up to 10 s) and 1 on an error.
 

@@ -39,6 +39,16 @@ pub struct Notices {
     pub accepted_expired: bool,
 }
 
+/// The root of the tree over the first `size` of `leaves`.
+fn prefix_root(leaves: &[Vec<u8>], size: u64) -> Option<airlock_proto::Hash32> {
+    let prefix = leaves.get(..usize::try_from(size).ok()?)?;
+    let mut tree = airlock_proto::merkle::MemoryTree::new();
+    for leaf in prefix {
+        tree.push(airlock_proto::merkle::leaf_hash(leaf));
+    }
+    Some(airlock_proto::Hash32(tree.root()))
+}
+
 /// Brings `state` up to the registry's newest checkpoint, judging freshness at `clock`'s time.
 /// On any error `state` is unchanged.
 pub async fn update(
@@ -81,6 +91,12 @@ pub async fn update_with(
     let log = match state.log.update_with(&checkpoint_bytes, &new_leaves, now, expired) {
         Err(LogError::Stale { expires_at, now }) if extension_until.is_some() => {
             return Err(FollowError::Extension { expires_at, now, until: extension_until.unwrap_or(0) })
+        }
+        // An older checkpoint: a lagging mirror if it matches our own leaves at that size.
+        Err(LogError::Rollback { .. }) => {
+            return Err(FollowError::Log(
+                state.log.judge_older(&checkpoint_bytes, |size| prefix_root(&state.leaves, size)),
+            ))
         }
         other => other?,
     };

@@ -62,6 +62,8 @@ pub enum LogError {
     LeafCount { expected: u64, got: u64, size: u64 },
     #[error("{0}")]
     Leaf(ApplyError),
+    #[error("the registry is behind: it serves the log at size {offered}, and size {trusted} was already verified here; its checkpoint matches the verified log at that size (a lagging mirror, not a rollback), so nothing changed")]
+    Behind { offered: u64, trusted: u64 },
     #[error("SECURITY ERROR: rollback: the registry offered a checkpoint smaller than one already verified\n  trusted: {trusted}\n  offered: {offered}")]
     Rollback { trusted: CheckpointSummary, offered: CheckpointSummary },
     #[error("SECURITY ERROR: fork: two checkpoints of the same size with different root hashes\n  trusted: {trusted}\n  offered: {offered}")]
@@ -284,6 +286,35 @@ impl TrustedLog {
         }
         next.newest_issued_at = next.newest_issued_at.max(checkpoint.issued_at);
         Ok(next)
+    }
+
+    /// Judges a checkpoint smaller than the trusted one (which `update` refused as a rollback),
+    /// given `prefix_root`, the root of this log's own verified leaves at that smaller size: if
+    /// the log role signed it and its root is that root, the registry is only behind (`Behind`,
+    /// not a security error); otherwise it stays a rollback. Any other error is returned as is.
+    pub fn judge_older(
+        &self,
+        checkpoint_bytes: &[u8],
+        prefix_root: impl FnOnce(u64) -> Option<Hash32>,
+    ) -> LogError {
+        let Decoded { checkpoint, note } = match decode_checkpoint(checkpoint_bytes) {
+            Ok(decoded) => decoded,
+            Err(e) => return e,
+        };
+        if let Err(e) = check_origin(&checkpoint, self.registry.root()) {
+            return e;
+        }
+        if let Err(e) = self.registry.root().check_checkpoint(&note) {
+            return LogError::CheckpointSignature(e);
+        }
+        let trusted = self.frontier.size();
+        if checkpoint.size < trusted && prefix_root(checkpoint.size) == Some(checkpoint.root_hash) {
+            return LogError::Behind { offered: checkpoint.size, trusted };
+        }
+        LogError::Rollback {
+            trusted: self.trusted_summary(),
+            offered: summary(&checkpoint, checkpoint_bytes),
+        }
     }
 
     fn trusted_summary(&self) -> CheckpointSummary {

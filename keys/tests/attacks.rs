@@ -760,6 +760,30 @@ fn rollback_checkpoint_rejected() {
     assert_restores(&fx, &at_two);
 }
 
+/// Defect 6: an honest mirror that lags serves an older checkpoint whose root is the verified
+/// log's root at that size: that is "behind", not a rollback. Only a different root at the
+/// smaller size (or an unsigned checkpoint) stays a refusal, and only the former is security.
+#[test]
+fn an_honest_lagging_mirror_is_behind_not_a_rollback() {
+    let mut fx = Fixture::new();
+    let old_cp = fx.checkpoint();
+    fx.push(fx.release("demo-pkg", "1.0.0"));
+    let at_two = accepted(&fx.empty_log(), &fx.checkpoint(), &fx.leaves, LATER);
+    let verified_prefix = common::tree_root(&fx.leaves[..1]);
+    let judged = at_two.judge_older(&old_cp, |size| (size == 1).then_some(verified_prefix));
+    assert!(matches!(judged, LogError::Behind { offered: 1, trusted: 2 }), "{judged}");
+    assert!(!judged.is_security());
+    // Another history at size 1, signed by the log key: a rollback to a fork.
+    let forked = fx.checkpoint_of(&[fx.release("other", "1.0")]);
+    let judged = at_two.judge_older(&forked, |size| (size == 1).then_some(verified_prefix));
+    assert_security(&judged, "rollback");
+    // An older checkpoint the log key did not sign proves nothing either way.
+    let stranger = SecretKey::generate();
+    let unsigned = checkpoint(&fx.leaves[..1], NOW, NOW + DAY, &[&stranger]);
+    let judged = at_two.judge_older(&unsigned, |_| Some(verified_prefix));
+    assert!(matches!(judged, LogError::CheckpointSignature(_)), "{judged}");
+}
+
 /// C18: the same checkpoint again is a no-op that succeeds.
 #[test]
 fn same_checkpoint_again_is_noop() {

@@ -39,6 +39,8 @@ pub const EXIT_VERIFY: u8 = 3;
 pub const EXIT_SECURITY: u8 = 4;
 /// Exit code: not in the log.
 pub const EXIT_NOT_FOUND: u8 = 5;
+/// Exit code: the registry is behind what this client already verified (a lagging mirror).
+pub const EXIT_BEHIND: u8 = 6;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -215,14 +217,17 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
 
 /// Maps an error to the documented exit code by what caused it.
 fn exit_code(error: &anyhow::Error) -> u8 {
+    let of_log = |e: &airlock_keys::LogError| match e {
+        airlock_keys::LogError::Behind { .. } => EXIT_BEHIND,
+        e if e.is_security() => EXIT_SECURITY,
+        _ => EXIT_VERIFY,
+    };
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<airlock_keys::LogError>() {
-            return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
+            return of_log(e);
         }
         match cause.downcast_ref::<FollowError>() {
-            Some(FollowError::Log(e)) => {
-                return if e.is_security() { EXIT_SECURITY } else { EXIT_VERIFY };
-            }
+            Some(FollowError::Log(e)) => return of_log(e),
             Some(FollowError::Extension { .. }) => return EXIT_VERIFY,
             _ => {}
         }

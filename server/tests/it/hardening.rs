@@ -267,3 +267,29 @@ fn resubmitting_a_logged_payload_with_other_signatures_verifies_its_inclusion() 
     assert!(again.stdout.contains("logged at leaf 1 of 2 (already logged)"), "{}", again.stdout);
     assert_eq!(world.log_size(), 2);
 }
+
+/// Defect 6: a client that verified size 3 from the primary and then asks an honest mirror still
+/// at size 2 is told the mirror is behind (exit 6), not SECURITY ERROR, and keeps its state.
+#[test]
+fn an_honest_lagging_mirror_is_reported_as_behind_not_as_a_rollback() {
+    let world = World::new(1, 1);
+    world.write("a-1.0-py3-none-any.whl", b"first");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &world.url());
+    crate::mirror::sync(&mirror, &admin);
+    world.write("b-1.0-py3-none-any.whl", b"second");
+    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
+    world.pull("b==1.0", "b.whl").ok();
+    let behind = world.pull_from(&mirror.url, "a==1.0", "a.whl").code(6);
+    assert!(
+        behind.stderr.contains("the registry is behind: it serves the log at size 2, and size 3"),
+        "{}",
+        behind.stderr
+    );
+    assert!(!behind.stderr.contains("SECURITY"), "{}", behind.stderr);
+    // The client kept its state: the primary is still followed from size 3, and once the
+    // mirror catches up it is accepted.
+    world.pull("a==1.0", "a-from-primary.whl").ok();
+    crate::mirror::sync(&mirror, &admin);
+    world.pull_from(&mirror.url, "b==1.0", "b-from-mirror.whl").ok();
+}
