@@ -130,7 +130,7 @@ pub async fn download_verified(
     let mut sha256 = sha2::Sha256::new();
     // Cap at size + 1: a longer answer is cut there and refused below.
     let received = remote
-        .download_blob(&file.blake3, file.size + 1, progress, |chunk| {
+        .download_blob(&file.blake3, file.size.saturating_add(1), progress, |chunk| {
             blake3.update(chunk);
             sha256.update(chunk);
             output.write_all_bytes(chunk)
@@ -139,7 +139,9 @@ pub async fn download_verified(
     let what = format!("blob {} ({})", file.blake3, file.filename);
     let received = match received {
         Err(crate::remote::RemoteError::TooLarge { .. }) => {
-            return Err(VerifyError::Size { what, expected: file.size, actual: file.size + 1 }.into())
+            return Err(
+                VerifyError::Size { what, expected: file.size, actual: file.size.saturating_add(1) }.into()
+            )
         }
         other => other?,
     };

@@ -117,7 +117,10 @@ pub(crate) fn check_fresh(
     if checkpoint.issued_at > now.saturating_add(CLOCK_SKEW) {
         return Err(LogError::FromTheFuture { issued_at: checkpoint.issued_at, now });
     }
-    let extended = matches!(expired, ExpiredCheckpoint::UnsafeAcceptUntil(until) if now < until);
+    // The end of an unsafe extension comes from an unauthenticated header: it is capped here
+    // against the signed expiry, whatever the server declares.
+    let cap = checkpoint.expires_at.saturating_add(MAX_UNSAFE_EXTENSION);
+    let extended = matches!(expired, ExpiredCheckpoint::UnsafeAcceptUntil(until) if now < until.min(cap));
     if checkpoint.expires_at <= now && !extended {
         return Err(LogError::Stale { expires_at: checkpoint.expires_at, now });
     }
@@ -365,6 +368,10 @@ enum Freshness {
     Enforce(Timestamp, ExpiredCheckpoint),
     Ignore,
 }
+
+/// The longest an expired checkpoint is ever accepted past its signed expiry under an unsafe
+/// extension (7 days), whatever end a server declares.
+pub const MAX_UNSAFE_EXTENSION: u64 = 7 * 86_400;
 
 /// What to do with an expired checkpoint. The unsafe choice exists for break-glass situations
 /// (an upstream unreachable for longer than a checkpoint lives) and must be chosen explicitly.

@@ -38,7 +38,7 @@ pub enum TrustError {
     NotARoot(String),
     #[error("root lists an unusable public key {key}: {source}")]
     BadKey { key: String, source: KeyError },
-    #[error("root version {found} does not follow version {current} (must be exactly {})", .current + 1)]
+    #[error("root version {found} does not follow version {current} (must be exactly {})", .current.checked_add(1).map_or_else(|| "one more, and none can follow the last version".to_owned(), |v| v.to_string()))]
     WrongVersion { current: u64, found: u64 },
     #[error("root version {version} is not signed by the {which} keys: {source}")]
     Signatures { version: u64, which: &'static str, source: ThresholdError },
@@ -98,7 +98,7 @@ impl TrustedRoot {
     /// signed by a threshold of N's root keys and of its own.
     pub fn next(&self, envelope_bytes: &[u8]) -> Result<Verified<Self>, TrustError> {
         let candidate = Self::decode(envelope_bytes)?;
-        if candidate.root.version != self.root.version + 1 {
+        if self.root.version.checked_add(1) != Some(candidate.root.version) {
             return Err(TrustError::WrongVersion {
                 current: self.root.version,
                 found: candidate.root.version,

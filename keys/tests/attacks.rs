@@ -664,6 +664,19 @@ fn root_version_not_exactly_next_rejected() {
     fx.pinned().next(&fx.next_root(&new, NOW + YEAR)).unwrap();
 }
 
+/// Defect 9: absurd signed versions do not overflow: after version u64::MAX no root follows
+/// (computing `MAX + 1` panicked in a debug build and wrapped in a release build).
+#[test]
+fn the_last_root_version_has_no_successor_and_does_not_overflow() {
+    let keys = KeySet::single();
+    let last = root_leaf(keys.root(u64::MAX, NOW + YEAR), &keys.root.quorum());
+    let pinned = TrustedRoot::pin(&last).unwrap();
+    let first = root_leaf(keys.root(1, NOW + YEAR), &keys.root.quorum());
+    let err = pinned.next(&first).unwrap_err();
+    assert!(matches!(err, TrustError::WrongVersion { current: u64::MAX, found: 1 }), "{err}");
+    assert!(err.to_string().contains("none can follow the last version"), "{err}");
+}
+
 /// B14: the root in force after the new leaves has expired.
 #[test]
 fn latest_root_expired_rejected() {
@@ -859,6 +872,23 @@ fn stale_checkpoint_rejected() {
     // The checkpoint already trusted does not become fresh again by being replayed.
     let err = refused(&log, &cp, &[], NOW + DAY);
     assert!(matches!(err, LogError::Stale { .. }), "{err}");
+}
+
+/// Defect 9: the end of an unsafe extension comes from an unauthenticated header; the verifier
+/// caps it at the signed expiry plus `MAX_UNSAFE_EXTENSION`, whatever end is declared.
+#[test]
+fn an_unsafe_extension_is_capped_whatever_end_the_server_declares() {
+    use airlock_keys::log::{ExpiredCheckpoint, MAX_UNSAFE_EXTENSION};
+    let fx = Fixture::new();
+    let cp = checkpoint(&fx.leaves, NOW, NOW + DAY, &fx.keys.log.quorum());
+    let declared = ExpiredCheckpoint::UnsafeAcceptUntil(u64::MAX);
+    let at = |now| fx.empty_log().update_with(&cp, &fx.leaves, now, declared);
+    at(NOW + DAY + MAX_UNSAFE_EXTENSION - 1).unwrap();
+    let err = at(NOW + DAY + MAX_UNSAFE_EXTENSION).unwrap_err();
+    assert!(matches!(err, LogError::Stale { .. }), "{err}");
+    // A declared end before the cap still ends it.
+    let short = ExpiredCheckpoint::UnsafeAcceptUntil(NOW + DAY + 60);
+    assert!(fx.empty_log().update_with(&cp, &fx.leaves, NOW + DAY + 60, short).is_err());
 }
 
 /// C22: the local clock is earlier than the newest issued-at seen, beyond the allowed skew.

@@ -23,9 +23,7 @@ impl App {
         let store = Store::open(&config.data, config.clock.clone())?;
         let registry = Registry::open(&config, Arc::clone(&store))?;
         let follower = match (&config.upstream, registry.mirror()) {
-            (Some(url), Some(mirror)) => {
-                Some(Arc::new(Follower::new(Arc::clone(mirror), url, config.upstream_limits)?))
-            }
+            (Some(url), Some(mirror)) => Some(Arc::new(Follower::new(Arc::clone(mirror), url, &config)?)),
             _ => None,
         };
         Ok(Self { config, store, registry, follower })

@@ -103,6 +103,13 @@ struct ServeArgs {
     /// Mirror mode: follow this upstream registry (verifying everything against --root).
     #[arg(long)]
     upstream: Option<String>,
+    /// Mirrors: a file holding the bearer token to present to the upstream (one that requires a
+    /// read token). A file, so that the token is never on a command line.
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    upstream_token_file: Option<PathBuf>,
+    /// Mirrors: an extra CA certificate (PEM) to trust for an https:// upstream.
+    #[arg(long, value_name = "PEM", requires = "upstream")]
+    upstream_ca_cert: Option<PathBuf>,
     /// Mirror mode without a network upstream: fed by `airlock import` of bundles.
     #[arg(long)]
     mirror: bool,
@@ -304,6 +311,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.checkpoint_validity = Duration::from_secs(secs);
     }
     config.upstream = args.upstream.or(file.upstream);
+    config.upstream_ca_cert = args.upstream_ca_cert.or(file.upstream_ca_cert);
+    if let Some(path) = args.upstream_token_file.or(file.upstream_token_file) {
+        let bytes = airlock_client::fsutil::read_capped(&path, 4096)
+            .with_context(|| format!("cannot read the upstream token file {}", path.display()))?;
+        let token = String::from_utf8(bytes).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        let token = token.with_context(|| format!("{} holds no token", path.display()))?;
+        config.upstream_token = Some(crate::config::UpstreamToken(token));
+    }
     config.mirror = args.mirror || file.mirror.unwrap_or(false);
     if let Some(secs) = args.unsafe_serve_expired_checkpoint_for {
         tracing::warn!(

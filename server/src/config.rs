@@ -114,6 +114,11 @@ pub struct Config {
     pub carry: CarryFilter,
     /// How slow the upstream may be before a mirror abandons a transfer.
     pub upstream_limits: airlock_client::remote::TransferLimits,
+    /// The bearer token a mirror presents to its upstream (for an upstream that requires a read
+    /// token). Never printed: its `Debug` is redacted.
+    pub upstream_token: Option<UpstreamToken>,
+    /// An extra CA certificate (PEM) a mirror trusts for an `https://` upstream with a private CA.
+    pub upstream_ca_cert: Option<PathBuf>,
     /// Break-glass for a mirror whose upstream is unreachable: keep serving the newest upstream
     /// checkpoint for this long after it expires, declaring the extension to clients. Unsafe:
     /// freeze protection is off for clients that accept it. Logged loudly.
@@ -142,6 +147,8 @@ impl Config {
             mirror: false,
             unsafe_serve_expired_checkpoint_for: None,
             upstream_limits: airlock_client::remote::TransferLimits::default(),
+            upstream_token: None,
+            upstream_ca_cert: None,
             carry: CarryFilter::default(),
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),
@@ -154,6 +161,16 @@ impl Config {
     /// Whether this server mirrors another registry (and refuses writes of its own).
     pub fn is_mirror(&self) -> bool {
         self.mirror || self.upstream.is_some()
+    }
+}
+
+/// A token kept out of logs and debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamToken(pub String);
+
+impl std::fmt::Debug for UpstreamToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamToken(<redacted>)")
     }
 }
 
@@ -171,6 +188,8 @@ pub struct FileConfig {
     pub max_blob_bytes: Option<u64>,
     pub mirror: Option<bool>,
     pub upstream: Option<String>,
+    pub upstream_token_file: Option<PathBuf>,
+    pub upstream_ca_cert: Option<PathBuf>,
     pub sync_interval_secs: Option<u64>,
     pub carry_kinds: Option<Vec<airlock_proto::Kind>>,
     pub carry_names: Option<Vec<String>>,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_client::progress::NoProgress;
-use airlock_client::remote::TransferLimits;
+
 use airlock_client::{Remote, TlsOptions};
 use airlock_keys::TrustedLog;
 use airlock_proto::api::SyncReport;
@@ -16,7 +16,7 @@ use anyhow::Context;
 use futures_util::StreamExt;
 
 use super::{Mirror, MirrorWriter};
-use crate::config::CarryFilter;
+use crate::config::{CarryFilter, Config};
 use crate::store::Expected;
 
 /// Blobs fetched at once during a sync.
@@ -31,11 +31,14 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// A follower of `upstream` for `mirror`.
-    pub fn new(mirror: Arc<Mirror>, upstream: &str, limits: TransferLimits) -> anyhow::Result<Self> {
+    /// A follower of `upstream` for `mirror`, with the config's upstream token, extra CA and
+    /// transfer limits.
+    pub fn new(mirror: Arc<Mirror>, upstream: &str, config: &Config) -> anyhow::Result<Self> {
+        let tls = TlsOptions { ca_cert: config.upstream_ca_cert.clone() };
+        let token = config.upstream_token.as_ref().map(|t| t.0.clone());
         Ok(Self {
             mirror,
-            remote: Remote::new(upstream, None, &TlsOptions::default())?.with_limits(limits),
+            remote: Remote::new(upstream, token, &tls)?.with_limits(config.upstream_limits),
             upstream: upstream.to_owned(),
         })
     }
@@ -135,7 +138,7 @@ impl Follower {
         let mut ingest = self.mirror.store().ingest(Expected::logged(file.blake3, file.size, file.sha256))?;
         let mut refused = None;
         self.remote
-            .download_blob(&file.blake3, file.size + 1, &NoProgress, |chunk| {
+            .download_blob(&file.blake3, file.size.saturating_add(1), &NoProgress, |chunk| {
                 ingest.write(bytes::Bytes::copy_from_slice(chunk)).map_err(|e| {
                     let io = std::io::Error::other(e.to_string());
                     refused = Some(e);

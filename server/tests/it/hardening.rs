@@ -293,3 +293,92 @@ fn an_honest_lagging_mirror_is_reported_as_behind_not_as_a_rollback() {
     crate::mirror::sync(&mirror, &admin);
     world.pull_from(&mirror.url, "b==1.0", "b-from-mirror.whl").ok();
 }
+
+/// Defect 9: a mirror could not follow an upstream that requires a read token or has a private
+/// CA. `airlockd serve --upstream https://... --upstream-token-file F --upstream-ca-cert PEM`
+/// does; without the token the sync fails naming the 401.
+#[test]
+fn a_mirror_follows_a_token_protected_upstream_with_a_private_ca() {
+    let mut world = World::prepared(1, 1);
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    world.write("tls/cert.pem", cert.cert.pem().as_bytes());
+    world.write("tls/key.pem", cert.key_pair.serialize_pem().as_bytes());
+    let mut config = world.config();
+    config.tls = Some(airlock_server::config::TlsFiles {
+        cert: world.path("tls/cert.pem"),
+        key: world.path("tls/key.pem"),
+    });
+    config.read_access = airlock_server::config::ReadAccess::TokenRequired;
+    world.server = Some(Server::start_tls(config));
+    let upstream = world.url();
+    world.write("a-1.0-py3-none-any.whl", b"behind a token");
+    world
+        .publish_to(
+            &upstream,
+            Some(&world.publish_token.clone()),
+            "a-1.0-py3-none-any.whl",
+            "wheel",
+            "a",
+            "1.0",
+            &["--ca-cert", "tls/cert.pem"],
+        )
+        .ok();
+    world.write("upstream.token", format!("{}\n", world.read_token).as_bytes());
+
+    let mirror = |name: &str, with_token: bool| {
+        let data = world.path(name);
+        airlock_server::cli::init(&data).unwrap();
+        let admin =
+            airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "ops").unwrap();
+        let port = crate::crash::free_port();
+        let mut args = vec![
+            "serve".to_owned(),
+            "--data".to_owned(),
+            name.to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--root".to_owned(),
+            "root.cbor".to_owned(),
+            "--upstream".to_owned(),
+            upstream.clone(),
+            "--upstream-ca-cert".to_owned(),
+            "tls/cert.pem".to_owned(),
+        ];
+        if with_token {
+            args.extend(["--upstream-token-file".to_owned(), "upstream.token".to_owned()]);
+        }
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args(&args)
+            .current_dir(world.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while http_get(&url, "/healthz").0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "airlockd did not start");
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        (KillOnDrop(child), url, admin)
+    };
+    let (_with, url, admin) = mirror("mirror", true);
+    let (status, body) = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    world.pull_from(&url, "a==1.0", "a.whl").ok();
+    let (_without, url, admin) = mirror("no-token", false);
+    let (status, body) = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"");
+    let body = String::from_utf8_lossy(&body);
+    assert_ne!(status, 200);
+    assert!(body.contains("401"), "{body}");
+}
+
+/// A child process killed when the test lets go of it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
