@@ -1,6 +1,6 @@
 //! Reading a bundle (a tar stream) without trusting it: the manifest must come first and is
 //! decoded under a cap before any blob is read; every later member must be a regular file named
-//! `blobs/blake3/<hex>`; nothing is ever written by a member's name. What the bytes mean (does the
+//! `blobs/<hex>`; nothing is ever written by a member's name. What the bytes mean (does the
 //! segment verify, is a blob needed) is the caller's: it gets the manifest, then each blob member
 //! by its address, and may skip a member by not reading it.
 

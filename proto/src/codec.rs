@@ -78,10 +78,9 @@ fn check_depth(what: &'static str, bytes: &[u8]) -> Result<(), CodecError> {
         let head = bytes[pos];
         pos += 1;
         if head == 0xff {
-            // Break: closes an indefinite container.
+            // Break: closes an indefinite container (its parent counted it when it opened).
             if stack.last() == Some(&u64::MAX) {
                 stack.pop();
-                consume_one(&mut stack);
                 continue;
             }
             return Err(CodecError::Malformed { what, detail: "unexpected break".to_owned() });
@@ -245,6 +244,22 @@ mod tests {
         assert!(err.to_string().contains("nested deeper"), "{err}");
         let bytes = vec![0x9f; 100_000];
         assert!(decode::<Sample>("sample", &bytes, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn an_indefinite_item_is_counted_once_by_its_parent() {
+        // [[_ ]]: the break closes the inner array, which the outer one counted when it opened
+        // (counting it again underflowed the outer's count: found by the `envelope` fuzz target).
+        assert!(check_depth("sample", &[0x81, 0x9f, 0xff]).is_ok());
+        // [[_ ], 16 nested arrays]: 17 levels deep. Counted twice, the break closed the outer
+        // array early and the nest below it passed as 16 levels.
+        let mut bytes = vec![0x82, 0x9f, 0xff];
+        bytes.extend_from_slice(&[0x81; MAX_DEPTH]);
+        bytes.push(0x00);
+        let err = check_depth("sample", &bytes).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        bytes.remove(3);
+        assert!(check_depth("sample", &bytes).is_ok());
     }
 
     #[test]

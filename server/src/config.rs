@@ -81,6 +81,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_idle_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Most connections open at once; past it, a new connection takes the place of the oldest
+    /// one that has sent no request yet.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -93,6 +96,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_idle_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
+            max_connections: 1024,
         }
     }
 }

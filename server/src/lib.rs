@@ -3,6 +3,7 @@
 //! `run(listener, config, shutdown)` opens a data directory and serves it; tests call it
 //! in-process on `127.0.0.1:0`. The binary is a thin CLI over `cli::main`.
 
+pub mod admission;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -25,6 +25,8 @@ use crate::mirror::follow::Follower;
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle h2 connection is pinged, and how long the answer may take.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,8 +100,12 @@ where
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // An idle h2 connection is pinged; one that stops answering is closed.
+        .keep_alive_interval(Some(H2_KEEP_ALIVE))
+        .keep_alive_timeout(H2_KEEP_ALIVE);
     let builder = Arc::new(builder);
+    let admission = crate::admission::Admission::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
@@ -120,36 +126,51 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::warn!(error = %e, "set_nodelay failed");
         }
+        let Some(ticket) = admission.admit() else {
+            tracing::debug!(%peer, open = admission.open(), "connection refused: every open connection is busy");
+            continue;
+        };
         let builder = Arc::clone(&builder);
-        let hyper_service = service_fn(handler.clone());
-        match &tls {
-            None => {
-                let connection = builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with error");
+        let handler = handler.clone();
+        let started = Arc::clone(&ticket);
+        let hyper_service = service_fn(move |request| {
+            started.started();
+            handler(request)
+        });
+        let acceptor = tls.clone();
+        let watcher = graceful.watcher();
+        let deadline = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let serve =
+                async move {
+                    match acceptor {
+                        None => {
+                            let connection =
+                                builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
+                            watcher.watch(connection).await.map_err(|e| e.to_string())
+                        }
+                        Some(acceptor) => {
+                            let stream =
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                    .await
+                                {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+                                    Err(_) => return Err("TLS handshake timed out".to_owned()),
+                                };
+                            let connection =
+                                builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
+                            watcher.watch(connection).await.map_err(|e| e.to_string())
+                        }
                     }
-                });
+                };
+            tokio::select! {
+                result = serve => if let Err(error) = result {
+                    tracing::debug!(%peer, error, "connection ended with error");
+                },
+                why = ticket.closed_early(deadline) => tracing::debug!(%peer, why),
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                        };
-                    let connection =
-                        builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
-                    if let Err(e) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with error");
-                    }
-                });
-            }
-        }
+        });
     }
     tracing::info!("shutting down: draining connections");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {

@@ -119,13 +119,33 @@ fn rollback_checkpoint_rejected() {
     proxy.set(
         move |path, body| if path.starts_with("/v1/log/checkpoint") { old_checkpoint.clone() } else { body },
     );
-    let run = world.pull_from(&proxy.url, "w==1.0", "c.whl").code(4).says("SECURITY ERROR").says("rollback");
+    // An older checkpoint of the same log (what a lagging mirror serves, too) never moves the
+    // client back: it is refused as "behind" and the client keeps size 3.
+    let run = world.pull_from(&proxy.url, "w==1.0", "c.whl").code(6).says("the registry is behind");
+    assert!(run.stderr.contains("size 2") && run.stderr.contains("size 3"), "{}", run.stderr);
+    no_output_left(&world, "c.whl");
+    // An older checkpoint of another history, signed by the log key, is a rollback to a fork.
+    let forked = {
+        let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
+        let checkpoint = airlock_proto::Checkpoint {
+            origin: "test.airlock".to_owned(),
+            size: 2,
+            root_hash: airlock_proto::Hash32([7; 32]),
+            issued_at: airlock_proto::clock::system_now(),
+            expires_at: airlock_proto::clock::system_now() + 3600,
+        };
+        let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
+        airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
+        note.to_bytes()
+    };
+    proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forked.clone() } else { body });
+    let run = world.pull_from(&proxy.url, "w==1.0", "d.whl").code(4).says("SECURITY ERROR").says("rollback");
     assert!(
         run.stderr.contains("size 2") && run.stderr.contains("size 3"),
         "evidence names both checkpoints: {}",
         run.stderr
     );
-    no_output_left(&world, "c.whl");
+    no_output_left(&world, "d.whl");
 }
 
 #[test]

@@ -382,3 +382,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Defect 2: connections that send nothing were held open forever (protocol detection had no
+/// timer) and were not capped. Now 2,000 silent connections against a cap of 64 cannot keep a
+/// client out, and each silent one is closed once the header-read time has passed.
+#[test]
+fn connections_that_send_nothing_are_closed_and_cannot_keep_others_out() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let mut world = World::prepared(1, 1);
+    let mut config = world.config();
+    config.limits.max_connections = 64;
+    config.limits.header_read_timeout = Duration::from_secs(2);
+    world.server = Some(Server::start(config));
+    let url = world.url();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let silent: Vec<std::net::TcpStream> =
+        (0..2000).filter_map(|_| std::net::TcpStream::connect(&addr).ok()).collect();
+    assert!(silent.len() >= 1900, "only {} connections opened", silent.len());
+    // Liveness under the load: a real request is answered (a generous bound, not a speed target).
+    let started = Instant::now();
+    assert_eq!(http_get(&url, "/healthz").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    // The silent connections are closed by the server: each read ends (EOF or reset).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for mut stream in silent.into_iter().step_by(97) {
+        stream
+            .set_read_timeout(Some(
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => panic!("a silent connection got bytes"),
+            Err(e) => assert!(
+                !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                "a silent connection was still open after the header-read time: {e}"
+            ),
+        }
+    }
+    assert_eq!(http_get(&url, "/healthz").0, 200);
+}
