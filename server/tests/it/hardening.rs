@@ -424,3 +424,155 @@ fn connections_that_send_nothing_are_closed_and_cannot_keep_others_out() {
     }
     assert_eq!(http_get(&url, "/healthz").0, 200);
 }
+
+/// The bundle at `from` without its member `blobs/<hex of digest>`.
+fn without_member(from: &std::path::Path, digest: &airlock_proto::Digest) -> Vec<u8> {
+    let mut archive = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut out = tar::Builder::new(Vec::new());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if path == format!("blobs/{}", digest.to_hex()) {
+            continue;
+        }
+        let mut header = entry.header().clone();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        out.append_data(&mut header, &path, bytes.as_slice()).unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
+/// Defect 4: a failing import removed the staged blobs whose records a concurrent import had
+/// committed (a logged blob then answered 500). Imports now take the mirror's one writer in
+/// turn, and a failed one takes back only blobs it stored itself: run side by side many times,
+/// the good import's blob is always served and the store verifies.
+#[test]
+fn a_failed_import_never_deletes_a_blob_another_import_recorded() {
+    let world = World::new(1, 1);
+    world.write("a-1.0-py3-none-any.whl", b"shared blob");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("b-1.0-py3-none-any.whl", b"missing from the bad bundle");
+    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
+    let url = world.url();
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "good.tar"]).ok();
+    // The same segment without b's blob: it stores a's blob, then fails (a blob is missing).
+    let bad =
+        without_member(&world.path("good.tar"), &airlock_proto::Digest::of(b"missing from the bad bundle"));
+    let good = std::fs::read(world.path("good.tar")).unwrap();
+    let shared = format!("/v1/blobs/blake3/{}", airlock_proto::Digest::of(b"shared blob").to_hex());
+    for round in 0..6 {
+        let name = format!("site{round}");
+        let _ = std::fs::create_dir_all(world.path(&name));
+        let config = {
+            let data = world.path(&name);
+            airlock_server::cli::init(&data).unwrap();
+            let mut config = airlock_server::Config::new(&data);
+            config.root = Some(world.path("root.cbor"));
+            config.mirror = true;
+            config
+        };
+        let admin =
+            airlock_server::cli::token_create(&config.data, airlock_server::auth::Scope::Admin, "ops")
+                .unwrap();
+        let site = Server::start(config);
+        let (bad, good) = (bad.clone(), good.clone());
+        let (site_url, admin_bad) = (site.url.clone(), admin.clone());
+        let failing = std::thread::spawn(move || {
+            http_request("POST", &site_url, "/v1/mirror/import", Some(&admin_bad), &bad)
+        });
+        let succeeding = http_request("POST", &site.url, "/v1/mirror/import", Some(&admin), &good);
+        let failed = failing.join().unwrap();
+        assert_eq!(succeeding.0, 200, "round {round}: {}", String::from_utf8_lossy(&succeeding.1));
+        // Whichever took the writer first: the bad bundle fails for its missing blob, or, after
+        // the good one, it has nothing new to add.
+        let failed_text = String::from_utf8_lossy(&failed.1);
+        assert!(
+            (failed.0 == 422 && failed_text.contains("lacks blob"))
+                || (failed.0 == 200 && failed_text.contains("\"from_size\": 3")),
+            "round {round}: {} {failed_text}",
+            failed.0
+        );
+        let (status, body) = http_get(&site.url, &shared);
+        assert_eq!((status, body.as_slice()), (200, b"shared blob".as_slice()), "round {round}");
+        drop(site);
+        let report = std::process::Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args(["verify-store", "--data", &name])
+            .current_dir(world.dir.path())
+            .output()
+            .unwrap();
+        assert!(report.status.success(), "round {round}: {}", String::from_utf8_lossy(&report.stdout));
+    }
+}
+
+/// Defect 5: a mirror stored an offered checkpoint without checking it against its leaves, and
+/// kept the offered bytes even when its verifier kept a newer one: a replayed older checkpoint,
+/// or a bundle ending at the mirror's own size, became what it served, and a restart failed.
+/// Now every stored checkpoint is the one the verifier kept.
+#[test]
+fn a_mirror_only_ever_serves_the_newest_checkpoint_that_matches_its_leaves() {
+    const HOUR: u64 = 3_600;
+    let real_now = airlock_proto::clock::system_now();
+    let mut world = World::prepared(1, 1);
+    let mut config = world.config();
+    let (clock, primary_time) = Clock::manual(real_now - 13 * HOUR);
+    config.clock = clock;
+    world.server = Some(Server::start(config));
+    let url = world.url();
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "size1.tar"]).ok();
+    world.write("a-1.0-py3-none-any.whl", b"mirrored");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "size2-older.tar"]).ok();
+    // Past half its validity the primary re-signs the same tree: a newer checkpoint of size 2.
+    primary_time.set(real_now);
+    let newer = http_get(&url, "/v1/log/checkpoint").1;
+    let issued = |bytes: &[u8]| airlock_proto::Checkpoint::from_note_unverified(bytes).unwrap();
+    assert_eq!((issued(&newer).size, issued(&newer).issued_at), (2, real_now));
+
+    let data = world.path("mirror");
+    airlock_server::cli::init(&data).unwrap();
+    let admin = airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "ops").unwrap();
+    let mut mirror_config = airlock_server::Config::new(&data);
+    mirror_config.root = Some(world.path("root.cbor"));
+    mirror_config.upstream = Some(url.clone());
+    mirror_config.sync_interval = None;
+    let mirror = Server::start(mirror_config.clone());
+    crate::mirror::sync(&mirror, &admin);
+    assert_eq!(http_get(&mirror.url, "/v1/log/checkpoint").1, newer);
+    // A bundle ending at the mirror's size with an older checkpoint adds nothing and changes
+    // nothing served; an older bundle is refused.
+    let import = |file: &str| {
+        let bundle = std::fs::read(world.path(file)).unwrap();
+        http_request("POST", &mirror.url, "/v1/mirror/import", Some(&admin), &bundle)
+    };
+    assert_eq!(import("size2-older.tar").0, 200);
+    assert_eq!(http_get(&mirror.url, "/v1/log/checkpoint").1, newer);
+    let (status, body) = import("size1.tar");
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("older than the mirror's state"));
+    // The upstream answering its older checkpoint again (a replay) changes nothing either.
+    let proxy = crate::proxy::Proxy::start(&url);
+    let older = {
+        let tar = std::fs::read(world.path("size2-older.tar")).unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut manifest = archive.entries().unwrap().next().unwrap().unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut manifest, &mut bytes).unwrap();
+        let manifest: airlock_proto::api::BundleManifest =
+            airlock_proto::codec::decode("manifest", &bytes, 1 << 20).unwrap();
+        manifest.checkpoint.to_vec()
+    };
+    assert!(issued(&older).issued_at < real_now);
+    proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { older.clone() } else { body });
+    drop(mirror);
+    let mut via_proxy = mirror_config.clone();
+    via_proxy.upstream = Some(proxy.url.clone());
+    let mirror = Server::start(via_proxy);
+    let _ = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(http_get(&mirror.url, "/v1/log/checkpoint").1, newer);
+    // A restart re-verifies what is stored: it opens and serves the same.
+    drop(mirror);
+    let mirror = Server::start(mirror_config);
+    assert_eq!(http_get(&mirror.url, "/v1/log/checkpoint").1, newer);
+    assert_eq!(http_get(&mirror.url, "/healthz").0, 200);
+}
