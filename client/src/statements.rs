@@ -75,7 +75,8 @@ pub fn release_envelope(
 }
 
 /// An unsigned status statement: yank, unyank or revoke the release `kind` `name`==`version`,
-/// saying why.
+/// saying why. `supersedes` is the leaf of the release's latest status statement in the
+/// verified log (`RegistryState::latest_status_leaf`), `None` for the first.
 pub fn status(
     kind: Kind,
     name: PackageName,
@@ -83,6 +84,7 @@ pub fn status(
     action: StatusAction,
     reason: impl Into<String>,
     issued_at: Timestamp,
+    supersedes: Option<u64>,
 ) -> Result<Envelope, BuildError> {
     seal(Statement::Status(Status {
         payload_type: PayloadType::Status,
@@ -92,16 +94,20 @@ pub fn status(
         action,
         reason: reason.into(),
         issued_at,
+        supersedes,
     }))
 }
 
 /// An unsigned channel statement: put the release `kind` `name`==`version` into `channel`.
+/// `supersedes` is the leaf of the latest channel statement for that channel, kind and name in
+/// the verified log (`RegistryState::latest_channel_leaf`), `None` for the first.
 pub fn channel(
     channel: ChannelName,
     kind: Kind,
     name: PackageName,
     version: Version,
     issued_at: Timestamp,
+    supersedes: Option<u64>,
 ) -> Result<Envelope, BuildError> {
     seal(Statement::Channel(ChannelStatement {
         payload_type: PayloadType::Channel,
@@ -110,6 +116,7 @@ pub fn channel(
         name,
         version,
         issued_at,
+        supersedes,
     }))
 }
 
@@ -403,13 +410,21 @@ mod tests {
     #[test]
     fn status_statements_carry_action_and_reason() {
         for action in [StatusAction::Yank, StatusAction::Unyank, StatusAction::Revoke] {
-            let envelope =
-                status(Kind::Wheel, name("demo"), Version::new("1.0").unwrap(), action, "CVE-2024-0001", 42)
-                    .unwrap();
+            let envelope = status(
+                Kind::Wheel,
+                name("demo"),
+                Version::new("1.0").unwrap(),
+                action,
+                "CVE-2024-0001",
+                42,
+                Some(7),
+            )
+            .unwrap();
             assert_eq!(envelope.payload_type, PayloadType::Status.as_str());
             let Statement::Status(decoded) = decode(&envelope) else { panic!("not a status") };
             assert_eq!(decoded.action, action);
             assert_eq!(decoded.reason, "CVE-2024-0001");
+            assert_eq!(decoded.supersedes, Some(7));
             assert_eq!(
                 (decoded.name.as_str(), decoded.version.as_str(), decoded.issued_at),
                 ("demo", "1.0", 42)
@@ -422,6 +437,7 @@ mod tests {
             StatusAction::Yank,
             "bad\u{7}",
             1,
+            None,
         );
         assert!(control.is_err(), "a reason with control characters must be refused");
     }
@@ -434,6 +450,7 @@ mod tests {
             name("demo"),
             Version::new("1.0").unwrap(),
             99,
+            None,
         )
         .unwrap();
         assert_eq!(envelope.payload_type, PayloadType::Channel.as_str());

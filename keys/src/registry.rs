@@ -59,8 +59,14 @@ pub enum ApplyError {
     UnknownRelease { index: u64, kind: Kind, name: PackageName, version: Version },
     #[error("leaf {index}: this exact statement is already logged at leaf {existing}")]
     Duplicate { index: u64, existing: u64 },
+    #[error("leaf {index}: this {what} statement follows {}, but the latest is {}: it was signed before a newer one was logged, or is out of order; sign it again against the current log", leaf_name(*found), leaf_name(*latest))]
+    Superseded { index: u64, what: &'static str, found: Option<u64>, latest: Option<u64> },
     #[error("leaf {index}: {kind} {name}=={version} is revoked; revocation is final")]
     Revoked { index: u64, kind: Kind, name: PackageName, version: Version },
+}
+
+fn leaf_name(leaf: Option<u64>) -> String {
+    leaf.map_or_else(|| "none (it claims to be the first)".to_owned(), |leaf| format!("leaf {leaf}"))
 }
 
 impl ApplyError {
@@ -118,8 +124,15 @@ pub struct RegistryState {
     by_digest: HashMap<Digest, Vec<ReleaseKey>>,
     /// BLAKE3 of every logged payload, to refuse a replayed statement.
     payloads: HashMap<Digest, u64>,
-    channels: BTreeMap<(ChannelName, Kind, PackageName), Version>,
+    channels: BTreeMap<ChannelKey, Version>,
+    /// The leaf of the latest status statement of each release.
+    status_leaves: HashMap<ReleaseKey, u64>,
+    /// The leaf of the latest channel statement of each channel, kind and name.
+    channel_leaves: HashMap<ChannelKey, u64>,
 }
+
+/// Identifies what a channel statement moves: the channel, kind and name.
+pub type ChannelKey = (ChannelName, Kind, PackageName);
 
 impl RegistryState {
     /// The state of an empty log that will start with `pinned` as leaf 0.
@@ -133,6 +146,8 @@ impl RegistryState {
             by_digest: HashMap::new(),
             payloads: HashMap::new(),
             channels: BTreeMap::new(),
+            status_leaves: HashMap::new(),
+            channel_leaves: HashMap::new(),
         }
     }
 
@@ -180,6 +195,18 @@ impl RegistryState {
     /// The version a channel holds for a package, if any.
     pub fn channel(&self, channel: &ChannelName, kind: Kind, name: &PackageName) -> Option<&Version> {
         self.channels.get(&(channel.clone(), kind, name.clone()))
+    }
+
+    /// The leaf of the latest status statement of a release: what the next one must name as
+    /// `supersedes`.
+    pub fn latest_status_leaf(&self, kind: Kind, name: &PackageName, version: &Version) -> Option<u64> {
+        self.status_leaves.get(&(kind, name.clone(), version.clone())).copied()
+    }
+
+    /// The leaf of the latest channel statement of a channel, kind and name: what the next one
+    /// must name as `supersedes`.
+    pub fn latest_channel_leaf(&self, channel: &ChannelName, kind: Kind, name: &PackageName) -> Option<u64> {
+        self.channel_leaves.get(&(channel.clone(), kind, name.clone())).copied()
     }
 
     /// Checks `leaf_bytes` as leaf number `self.size()` and returns what to commit.
@@ -239,6 +266,15 @@ impl RegistryState {
                 if matches!(record.status, ReleaseStatus::Revoked { .. }) {
                     return Err(ApplyError::Revoked { index, kind: key.0, name: key.1, version: key.2 });
                 }
+                let latest = self.status_leaves.get(&key).copied();
+                if status.supersedes != latest {
+                    return Err(ApplyError::Superseded {
+                        index,
+                        what: "status",
+                        found: status.supersedes,
+                        latest,
+                    });
+                }
                 Change::Status(key, new_status)
             }
             Statement::Channel(channel) => {
@@ -247,6 +283,16 @@ impl RegistryState {
                 let record = self.existing(index, &key)?;
                 if matches!(record.status, ReleaseStatus::Revoked { .. }) {
                     return Err(ApplyError::Revoked { index, kind: key.0, name: key.1, version: key.2 });
+                }
+                let latest =
+                    self.channel_leaves.get(&(channel.channel.clone(), key.0, key.1.clone())).copied();
+                if channel.supersedes != latest {
+                    return Err(ApplyError::Superseded {
+                        index,
+                        what: "channel",
+                        found: channel.supersedes,
+                        latest,
+                    });
                 }
                 Change::Channel(channel.channel.clone(), key)
             }
@@ -291,8 +337,10 @@ impl RegistryState {
                 if let Some(record) = self.releases.get_mut(&key) {
                     record.status = status;
                 }
+                self.status_leaves.insert(key, index);
             }
             (Change::Channel(channel, (kind, name, version)), _) => {
+                self.channel_leaves.insert((channel.clone(), kind, name.clone()), index);
                 self.channels.insert((channel, kind, name), version);
             }
             (Change::Release, _) => {}

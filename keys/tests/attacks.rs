@@ -129,8 +129,8 @@ fn duplicate_signature_counts_once_for_publisher() {
     let bob = &fx.keys.publisher.keys[1];
     let statements = [
         release("demo-pkg", "2.0.0", b"two"),
-        status("demo-pkg", "1.0.0", StatusAction::Yank),
-        channel("prod", "demo-pkg", "1.0.0"),
+        status("demo-pkg", "1.0.0", StatusAction::Yank, None),
+        channel("prod", "demo-pkg", "1.0.0", None),
     ];
     for statement in &statements {
         let mut doubled = envelope(statement, &[alice]);
@@ -401,7 +401,7 @@ fn payload_type_confusion_status_as_release_rejected() {
     let mut fx = Fixture::new();
     fx.push(fx.release("demo-pkg", "1.0.0"));
     let log = fx.synced_log();
-    let (payload_type, payload) = status("demo-pkg", "1.0.0", StatusAction::Revoke).encode().unwrap();
+    let (payload_type, payload) = status("demo-pkg", "1.0.0", StatusAction::Revoke, None).encode().unwrap();
     assert_eq!(payload_type, PayloadType::Status);
     let publisher = fx.keys.publisher.quorum();
 
@@ -967,8 +967,8 @@ fn replayed_status_statement_refused() {
     let mut fx = Fixture::new();
     let publisher = fx.keys.publisher.quorum();
     let published = leaf(&release("demo-pkg", "1.0.0", b"bytes"), &publisher);
-    let yank = leaf(&status("demo-pkg", "1.0.0", StatusAction::Yank), &publisher);
-    let unyank = leaf(&status("demo-pkg", "1.0.0", StatusAction::Unyank), &publisher);
+    let yank = leaf(&status("demo-pkg", "1.0.0", StatusAction::Yank, None), &publisher);
+    let unyank = leaf(&status("demo-pkg", "1.0.0", StatusAction::Unyank, Some(2)), &publisher);
     fx.push(published);
     fx.push(yank.clone());
     fx.push(unyank);
@@ -980,6 +980,52 @@ fn replayed_status_statement_refused() {
     fx.push(yank.clone());
     let err = refused(&log, &fx.checkpoint(), &[yank], LATER);
     assert_security(&err, "contradicts itself");
+}
+
+/// Defect 7: a status or channel statement signed earlier but logged later moved a release's
+/// status or a channel back. Each names the leaf of the latest one it supersedes, so a stale one
+/// (signed before a newer one was logged) is refused, and so is one claiming to be the first.
+#[test]
+fn out_of_order_status_and_channel_statements_are_refused() {
+    let mut fx = Fixture::new();
+    let publisher = fx.keys.publisher.quorum();
+    fx.leaves.push(leaf(&release("demo-pkg", "1.0.0", b"one"), &publisher));
+    fx.leaves.push(leaf(&release("demo-pkg", "2.0.0", b"two"), &publisher));
+    // Both signed while nothing had been said yet: they both claim to be first.
+    let yank_first = leaf(&status("demo-pkg", "1.0.0", StatusAction::Yank, None), &publisher);
+    let unyank_first = leaf(&status("demo-pkg", "1.0.0", StatusAction::Unyank, None), &publisher);
+    let to_one = leaf(&channel("prod", "demo-pkg", "1.0.0", None), &publisher);
+    let to_two_first = leaf(&channel("prod", "demo-pkg", "2.0.0", None), &publisher);
+    fx.leaves.push(yank_first);
+    fx.leaves.push(to_one);
+    let mut state = fx.synced_log().registry().clone();
+    let stale = |state: &airlock_keys::RegistryState, leaf: &[u8]| state.prepare(leaf).unwrap_err();
+    let err = stale(&state, &unyank_first);
+    assert!(
+        matches!(err, ApplyError::Superseded { what: "status", found: None, latest: Some(3), .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("signed before a newer one was logged"), "{err}");
+    let err = stale(&state, &to_two_first);
+    assert!(
+        matches!(err, ApplyError::Superseded { what: "channel", found: None, latest: Some(4), .. }),
+        "{err}"
+    );
+    assert!(!err.is_conflict());
+    // Signed against the current log, they are taken; the older ones stay stale after that.
+    let unyank = leaf(&status("demo-pkg", "1.0.0", StatusAction::Unyank, Some(3)), &publisher);
+    let to_two = leaf(&channel("prod", "demo-pkg", "2.0.0", Some(4)), &publisher);
+    state.apply(&unyank).unwrap();
+    state.apply(&to_two).unwrap();
+    let prod = airlock_proto::ChannelName::new("prod").unwrap();
+    let name = airlock_proto::PackageName::new(airlock_proto::Kind::Wheel, "demo-pkg").unwrap();
+    assert_eq!(state.channel(&prod, airlock_proto::Kind::Wheel, &name).map(|v| v.as_str()), Some("2.0.0"));
+    assert_eq!(state.latest_channel_leaf(&prod, airlock_proto::Kind::Wheel, &name), Some(6));
+    let back_to_one = leaf(&channel("prod", "demo-pkg", "1.0.0", Some(4)), &publisher);
+    assert!(matches!(stale(&state, &back_to_one), ApplyError::Superseded { latest: Some(6), .. }));
+    // Another channel, or another release's status, has its own chain.
+    state.apply(&leaf(&channel("beta", "demo-pkg", "1.0.0", None), &publisher)).unwrap();
+    state.apply(&leaf(&status("demo-pkg", "2.0.0", StatusAction::Yank, None), &publisher)).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,9 +40,9 @@ pub enum PayloadType {
     Root,
     #[serde(rename = "airlock.release.v1")]
     Release,
-    #[serde(rename = "airlock.status.v1")]
+    #[serde(rename = "airlock.status.v2")]
     Status,
-    #[serde(rename = "airlock.channel.v1")]
+    #[serde(rename = "airlock.channel.v2")]
     Channel,
 }
 
@@ -55,8 +55,8 @@ impl PayloadType {
         match self {
             Self::Root => "airlock.root.v2",
             Self::Release => "airlock.release.v1",
-            Self::Status => "airlock.status.v1",
-            Self::Channel => "airlock.channel.v1",
+            Self::Status => "airlock.status.v2",
+            Self::Channel => "airlock.channel.v2",
         }
     }
 
@@ -188,6 +188,10 @@ pub struct Status {
     pub action: StatusAction,
     pub reason: String,
     pub issued_at: Timestamp,
+    /// The leaf of the latest status statement of this release that this one follows; `None`
+    /// for the first. A statement signed before a newer one was logged names a stale leaf and
+    /// is refused, so statuses cannot be replayed out of order.
+    pub supersedes: Option<u64>,
 }
 
 /// Put a logged release into a named channel.
@@ -200,6 +204,10 @@ pub struct ChannelStatement {
     pub name: PackageName,
     pub version: Version,
     pub issued_at: Timestamp,
+    /// The leaf of the latest channel statement for this channel, kind and name that this one
+    /// follows; `None` for the first. A stale one is refused, so a channel cannot be moved back
+    /// by a statement signed earlier.
+    pub supersedes: Option<u64>,
 }
 
 /// A decoded log statement.
@@ -426,6 +434,7 @@ mod tests {
             action: StatusAction::Yank,
             reason: "broken".into(),
             issued_at: 1,
+            supersedes: None,
         }
     }
 

@@ -330,6 +330,7 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
         action: StatusAction::Revoke,
         reason: "r".repeat(MAX_TEXT_LEN),
         issued_at: u64::MAX,
+        supersedes: Some(u64::MAX),
     };
     let keys: Vec<PublicKeyBytes> = (0..MAX_ROOT_KEYS).map(|i| PublicKeyBytes([i as u8; 32])).collect();
     let role = Role { keys: keys.iter().map(KeyId::of).collect(), threshold: 1 };

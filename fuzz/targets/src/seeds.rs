@@ -107,6 +107,7 @@ fn statements(keys: &Keys) -> Result<Vec<Statement>, String> {
         action: StatusAction::Yank,
         reason: "broken wheel".into(),
         issued_at: ISSUED_AT + 1,
+        supersedes: None,
     };
     let channel = ChannelStatement {
         payload_type: PayloadType::Channel,
@@ -115,6 +116,7 @@ fn statements(keys: &Keys) -> Result<Vec<Statement>, String> {
         name,
         version,
         issued_at: ISSUED_AT + 2,
+        supersedes: Some(2),
     };
     Ok(vec![
         Statement::Root(root),

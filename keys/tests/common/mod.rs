@@ -122,7 +122,7 @@ pub fn release(name: &str, version: &str, content: &[u8]) -> Statement {
     })
 }
 
-pub fn status(name: &str, version: &str, action: StatusAction) -> Statement {
+pub fn status(name: &str, version: &str, action: StatusAction, supersedes: Option<u64>) -> Statement {
     Statement::Status(Status {
         payload_type: PayloadType::Status,
         kind: Kind::Wheel,
@@ -131,10 +131,11 @@ pub fn status(name: &str, version: &str, action: StatusAction) -> Statement {
         action,
         reason: "test".to_owned(),
         issued_at: NOW,
+        supersedes,
     })
 }
 
-pub fn channel(channel: &str, name: &str, version: &str) -> Statement {
+pub fn channel(channel: &str, name: &str, version: &str, supersedes: Option<u64>) -> Statement {
     Statement::Channel(ChannelStatement {
         payload_type: PayloadType::Channel,
         channel: ChannelName::new(channel).unwrap(),
@@ -142,6 +143,7 @@ pub fn channel(channel: &str, name: &str, version: &str) -> Statement {
         name: PackageName::new(Kind::Wheel, name).unwrap(),
         version: Version::new(version).unwrap(),
         issued_at: NOW,
+        supersedes,
     })
 }
 

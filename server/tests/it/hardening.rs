@@ -576,3 +576,37 @@ fn a_mirror_only_ever_serves_the_newest_checkpoint_that_matches_its_leaves() {
     assert_eq!(http_get(&mirror.url, "/v1/log/checkpoint").1, newer);
     assert_eq!(http_get(&mirror.url, "/healthz").0, 200);
 }
+
+/// Defect 7, through `POST /v1/statements`: a status statement signed before a newer one was
+/// logged is refused (422), naming the latest leaf; signed against the current log it is taken.
+#[test]
+fn a_stale_status_statement_is_refused_at_submit() {
+    use airlock_proto::{Kind, PackageName, StatusAction, Version};
+    let world = World::new(1, 1);
+    world.write("a-1.0-py3-none-any.whl", b"status chain");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    let status = |action, supersedes| {
+        airlock_client::statements::status(
+            Kind::Wheel,
+            PackageName::new(Kind::Wheel, "a").unwrap(),
+            Version::new("1.0").unwrap(),
+            action,
+            "CVE-2026-0001",
+            1_700_000_000,
+            supersedes,
+        )
+        .unwrap()
+    };
+    // Both signed while the release had no status.
+    let yank = status(StatusAction::Yank, None);
+    let unyank_stale = status(StatusAction::Unyank, None);
+    assert_eq!(world.submit_signed_by_publisher(yank).0, 201);
+    let (code, body) = world.submit_signed_by_publisher(unyank_stale);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("but the latest is leaf 2") && body.contains("signed before a newer one was logged"),
+        "{body}"
+    );
+    assert_eq!(world.submit_signed_by_publisher(status(StatusAction::Unyank, Some(2))).0, 201);
+}

@@ -428,6 +428,7 @@ fn partial_mirror_by_channel_fetches_a_release_when_it_is_promoted() {
         name: airlock_proto::PackageName::new(airlock_proto::Kind::Wheel, "p").unwrap(),
         version: airlock_proto::Version::new("1.0").unwrap(),
         issued_at: 1,
+        supersedes: None,
     });
     let (payload_type, payload) = statement.encode().unwrap();
     let (status, _) =

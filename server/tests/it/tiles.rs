@@ -21,6 +21,7 @@ fn log_of_300(world: &World) -> u64 {
             name.clone(),
             Version::new("1.0").unwrap(),
             1_700_000_000,
+            None,
         )
         .unwrap();
         let (status, body) = world.submit_signed_by_publisher(envelope);
