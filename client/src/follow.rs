@@ -1,8 +1,9 @@
-//! Following a registry's log: fetch the checkpoint and the new leaves, verify them with the one
-//! log verifier, and return the extended state. Nothing is trusted before `TrustedLog::update`
-//! accepts it.
+//! Following a registry's log: fetch the checkpoint, check its signature before any leaf is
+//! fetched, fetch the new leaves page by page folding each as it arrives, and return the
+//! extended state. Nothing is trusted before the one log verifier accepts the whole.
 
 use airlock_keys::{ExpiredCheckpoint, LogError};
+use airlock_proto::api::MAX_SAVED_LOG_BYTES;
 use airlock_proto::{Checkpoint, Clock};
 
 use crate::progress::Reporter;
@@ -69,26 +70,41 @@ pub async fn update_with(
     extension: ServerExtension,
 ) -> Result<(ClientLog, Notices), FollowError> {
     let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
-    // Read the size before verification only to know how many leaves to fetch; the verifier
-    // checks everything, including this size.
-    let offered_size = Checkpoint::from_note_unverified(&checkpoint_bytes).ok().map(|c| c.size);
-    let have = state.log.size();
-    let new_leaves = match offered_size {
-        Some(size) if size > have => {
-            let progress = reporter.count("log leaves", size - have);
-            let leaves = remote.leaves(have, size, progress.as_ref()).await?;
-            progress.finish();
-            leaves
-        }
-        _ => Vec::new(),
-    };
     let expired = match (extension, extension_until) {
         (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
         _ => ExpiredCheckpoint::Refuse,
     };
-    // One reading of the time: the checks below and the verifier see the same instant.
-    let now = clock.now();
-    let log = match state.log.update_with(&checkpoint_bytes, &new_leaves, now, expired) {
+    let have = state.log.size();
+    // The size is read unverified only to see whether leaves are needed at all.
+    let offered_size = Checkpoint::from_note_unverified(&checkpoint_bytes).ok().map(|c| c.size);
+    let result = match offered_size {
+        Some(size) if size > have => {
+            // Before any leaf is fetched, the log key must have signed this size: checked with the
+            // newest root the registry's root chain leads to from ours.
+            let roots = remote.roots().await?;
+            let size = state.log.precheck(&checkpoint_bytes, &roots)?;
+            let mut pending = state.log.begin_update(&checkpoint_bytes)?;
+            let mut new_leaves = Vec::new();
+            let budget = MAX_SAVED_LOG_BYTES.saturating_sub(state.leaves.iter().map(Vec::len).sum());
+            let progress = reporter.count("log leaves", size - have);
+            remote
+                .leaves_each(have, size, budget, progress.as_ref(), |page| {
+                    pending.push(&page)?;
+                    new_leaves.extend(page);
+                    Ok::<(), FollowError>(())
+                })
+                .await?;
+            progress.finish();
+            // One reading of the time: the verifier and the notices see the same instant.
+            let now = clock.now();
+            pending.finish_at(now, expired).map(|log| (log, new_leaves, now))
+        }
+        _ => {
+            let now = clock.now();
+            state.log.update_with(&checkpoint_bytes, &[], now, expired).map(|log| (log, Vec::new(), now))
+        }
+    };
+    let (log, new_leaves, now) = match result {
         Err(LogError::Stale { expires_at, now }) if extension_until.is_some() => {
             return Err(FollowError::Extension { expires_at, now, until: extension_until.unwrap_or(0) })
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use airlock_proto::api::routes::{self, Route};
 use airlock_proto::api::{
-    BlobStored, ErrorBody, ErrorCode, ImportReport, LeavesPage, MirrorStatus, Proof, Submitted, SyncReport,
-    MAX_PAGE_BYTES, MAX_PROOF_BYTES,
+    BlobStored, ErrorBody, ErrorCode, ImportReport, LeavesPage, MirrorStatus, Proof, RootChain, Submitted,
+    SyncReport, MAX_PAGE_BYTES, MAX_PROOF_BYTES, MAX_ROOT_CHAIN_BYTES,
 };
 use airlock_proto::{codec, Digest};
 use bytes::Bytes;
@@ -279,7 +279,27 @@ impl Remote {
         progress: &dyn Progress,
     ) -> Result<Vec<Vec<u8>>, RemoteError> {
         let mut out = Vec::new();
+        self.leaves_each(start, end, usize::MAX, progress, |page| {
+            out.extend(page);
+            Ok::<(), RemoteError>(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Leaves `[start, end)`, handed to `on_page` page by page as they arrive, so that a caller
+    /// can verify each before the next is fetched. Every page must continue exactly where the
+    /// previous one ended; more than `max_total_bytes` of leaves in all is refused.
+    pub async fn leaves_each<E: From<RemoteError>>(
+        &self,
+        start: u64,
+        end: u64,
+        max_total_bytes: usize,
+        progress: &dyn Progress,
+        mut on_page: impl FnMut(Vec<Vec<u8>>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut next = start;
+        let mut total = 0usize;
         while next < end {
             let path = routes::leaves_path(next, end);
             let bytes = self.get_bytes(&path, MAX_PAGE_BYTES).await?;
@@ -290,13 +310,32 @@ impl Remote {
                 return Err(RemoteError::Invalid {
                     url,
                     detail: format!("page does not continue the log at leaf {next}"),
-                });
+                }
+                .into());
+            }
+            total = total.saturating_add(page.leaves.iter().map(|l| l.len()).sum::<usize>());
+            if total > max_total_bytes {
+                return Err(RemoteError::Invalid {
+                    url,
+                    detail: format!("the new leaves are over the {max_total_bytes}-byte cap"),
+                }
+                .into());
             }
             next += page.leaves.len() as u64;
             progress.inc(page.leaves.len() as u64);
-            out.extend(page.leaves.into_iter().map(serde_bytes::ByteBuf::into_vec));
+            on_page(page.leaves.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// `GET /v1/roots`: every logged root's envelope, oldest first (unverified: the caller walks
+    /// them with the root chain rules).
+    pub async fn roots(&self) -> Result<Vec<Vec<u8>>, RemoteError> {
+        let path = routes::Route::Roots.path();
+        let bytes = self.get_bytes(&path, MAX_ROOT_CHAIN_BYTES).await?;
+        let chain: RootChain = codec::decode("root chain", &bytes, MAX_ROOT_CHAIN_BYTES)
+            .map_err(|e| RemoteError::Invalid { url: self.url(&path), detail: e.to_string() })?;
+        Ok(chain.roots.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())
     }
 
     /// `GET /v1/log/proof/inclusion`

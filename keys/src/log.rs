@@ -72,6 +72,8 @@ pub enum LogError {
     Inconsistent { trusted: CheckpointSummary, offered: CheckpointSummary, computed: Hash32 },
     #[error("{0}")]
     Witnesses(crate::cosignature::WitnessError),
+    #[error("the registry's root chain does not verify from the root in force: {0}")]
+    Roots(crate::trust::TrustError),
     #[error("the answer is for tree size {claimed}, its checkpoint for size {checkpoint}")]
     SizeMismatch { claimed: u64, checkpoint: u64 },
     #[error("inclusion proof of leaf {index} in the tree of {size} leaves: {detail}")]
@@ -224,8 +226,35 @@ impl TrustedLog {
         new_leaves: &[Vec<u8>],
         freshness: Freshness,
     ) -> Result<Self, LogError> {
+        let mut pending = self.begin(checkpoint_bytes)?;
+        pending.push(new_leaves)?;
+        pending.finish(freshness)
+    }
+
+    /// Checks a checkpoint before any leaf is fetched: its origin, and the log role's signature
+    /// and the witness policy of the newest root reachable from the root in force through
+    /// `newer_roots` (root envelopes as the registry serves them at `GET /v1/roots`, each checked
+    /// as the next root of the one before; older ones are skipped). Returns the checkpoint's size,
+    /// now a claim the log key signed, so a caller fetches leaves only for a signed size. The
+    /// full verification (`update`) still checks everything.
+    pub fn precheck(&self, checkpoint_bytes: &[u8], newer_roots: &[Vec<u8>]) -> Result<u64, LogError> {
         let Decoded { checkpoint, note } = decode_checkpoint(checkpoint_bytes)?;
-        let offered = || summary(&checkpoint, checkpoint_bytes);
+        check_origin(&checkpoint, self.registry.root())?;
+        let root = self.registry.root().walk(newer_roots).map_err(LogError::Roots)?;
+        root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
+        root.check_witnesses(&note).map_err(LogError::Witnesses)?;
+        Ok(checkpoint.size)
+    }
+
+    /// Starts an update to `checkpoint_bytes` whose new leaves are then given page by page
+    /// (`PendingUpdate::push`), each folded as it arrives, and checked as a whole by `finish`.
+    /// A checkpoint no larger than the trusted one is judged here (signature first).
+    pub fn begin_update(&self, checkpoint_bytes: &[u8]) -> Result<PendingUpdate, LogError> {
+        self.begin(checkpoint_bytes)
+    }
+
+    fn begin(&self, checkpoint_bytes: &[u8]) -> Result<PendingUpdate, LogError> {
+        let Decoded { checkpoint, note } = decode_checkpoint(checkpoint_bytes)?;
         check_origin(&checkpoint, self.registry.root())?;
         let size = self.frontier.size();
         // A security error is evidence against the log, so it is raised only for checkpoints the
@@ -233,62 +262,26 @@ impl TrustedLog {
         if checkpoint.size <= size {
             self.registry.root().check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
             if checkpoint.size < size {
-                return Err(LogError::Rollback { trusted: self.trusted_summary(), offered: offered() });
+                return Err(LogError::Rollback {
+                    trusted: self.trusted_summary(),
+                    offered: summary(&checkpoint, checkpoint_bytes),
+                });
             }
             if checkpoint.root_hash.0 != self.frontier.root() {
-                return Err(LogError::Fork { trusted: self.trusted_summary(), offered: offered() });
+                return Err(LogError::Fork {
+                    trusted: self.trusted_summary(),
+                    offered: summary(&checkpoint, checkpoint_bytes),
+                });
             }
         }
-        let expected = checkpoint.size - size;
-        if new_leaves.len() as u64 != expected {
-            return Err(LogError::LeafCount {
-                expected,
-                got: new_leaves.len() as u64,
-                size: checkpoint.size,
-            });
-        }
-        let mut next = self.clone();
-        let mut conflict = None;
-        for leaf in new_leaves {
-            if conflict.is_none() {
-                match next.registry.apply(leaf) {
-                    Ok(()) => {}
-                    // Hold a contradiction until the checkpoint proves the log really holds it.
-                    Err(source) if source.is_conflict() => conflict = Some(source),
-                    Err(source) => return Err(LogError::Leaf(source)),
-                }
-            }
-            next.frontier.push(leaf_hash(leaf));
-        }
-        let root = next.registry.root();
-        root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
-        root.check_witnesses(&note).map_err(LogError::Witnesses)?;
-        let computed = next.frontier.root();
-        if computed != checkpoint.root_hash.0 {
-            return Err(LogError::Inconsistent {
-                trusted: self.trusted_summary(),
-                offered: offered(),
-                computed: Hash32(computed),
-            });
-        }
-        if let Some(source) = conflict {
-            return Err(LogError::Conflict { source, offered: offered() });
-        }
-        if let Freshness::Enforce(now, expired) = freshness {
-            check_fresh(&checkpoint, root, now, expired)?;
-        }
-        // Keep the newer of two valid checkpoints of the same size.
-        let keep_old = checkpoint.size == size
-            && self
-                .checkpoint
-                .as_deref()
-                .and_then(|b| decode_checkpoint(b).ok())
-                .is_some_and(|old| old.checkpoint.issued_at > checkpoint.issued_at);
-        if !keep_old {
-            next.checkpoint = Some(checkpoint_bytes.to_vec());
-        }
-        next.newest_issued_at = next.newest_issued_at.max(checkpoint.issued_at);
-        Ok(next)
+        Ok(PendingUpdate {
+            base: self.clone(),
+            next: self.clone(),
+            checkpoint,
+            note,
+            checkpoint_bytes: checkpoint_bytes.to_vec(),
+            conflict: None,
+        })
     }
 
     /// Judges a checkpoint smaller than the trusted one (which `update` refused as a rollback),
@@ -360,6 +353,108 @@ impl TrustedLog {
     /// The decoded newest checkpoint.
     pub fn checkpoint_payload(&self) -> Option<Checkpoint> {
         self.checkpoint.as_deref().and_then(|b| decode_checkpoint(b).ok()).map(|d| d.checkpoint)
+    }
+}
+
+/// An update in progress: the checkpoint decoded and, for a larger one, its new leaves folded
+/// page by page as they arrive (`push`), so that a bad leaf is refused before the rest is
+/// fetched. `finish` checks the whole: the leaf count, the log signature and witness policy of
+/// the root in force after the leaves, the tree root, any held contradiction, freshness.
+#[derive(Debug)]
+pub struct PendingUpdate {
+    base: TrustedLog,
+    next: TrustedLog,
+    checkpoint: Checkpoint,
+    note: Note,
+    checkpoint_bytes: Vec<u8>,
+    conflict: Option<ApplyError>,
+}
+
+impl PendingUpdate {
+    /// The size the checkpoint claims (signed only once `finish` or `precheck` says so).
+    pub fn size(&self) -> u64 {
+        self.checkpoint.size
+    }
+
+    /// Leaves folded so far.
+    pub fn folded(&self) -> u64 {
+        self.next.frontier.size()
+    }
+
+    /// Folds the next leaves. More leaves than the checkpoint covers, or a leaf the fold refuses
+    /// for anything but a contradiction, fails at once; a contradiction is held until `finish`
+    /// has checked the checkpoint that claims it.
+    pub fn push(&mut self, leaves: &[Vec<u8>]) -> Result<(), LogError> {
+        let have = self.base.frontier.size();
+        let expected = self.checkpoint.size.saturating_sub(have);
+        let got = self.folded() - have + leaves.len() as u64;
+        if got > expected {
+            return Err(LogError::LeafCount { expected, got, size: self.checkpoint.size });
+        }
+        for leaf in leaves {
+            if self.conflict.is_none() {
+                match self.next.registry.apply(leaf) {
+                    Ok(()) => {}
+                    // Hold a contradiction until the checkpoint proves the log really holds it.
+                    Err(source) if source.is_conflict() => self.conflict = Some(source),
+                    Err(source) => return Err(LogError::Leaf(source)),
+                }
+            }
+            self.next.frontier.push(leaf_hash(leaf));
+        }
+        Ok(())
+    }
+
+    /// Checks the whole update and returns the new trusted state.
+    pub fn finish_at(
+        self,
+        now: Timestamp,
+        expired: ExpiredCheckpoint,
+    ) -> Result<Verified<TrustedLog>, LogError> {
+        if now.saturating_add(CLOCK_SKEW) < self.base.newest_issued_at {
+            return Err(LogError::ClockBehind { now, newest: self.base.newest_issued_at });
+        }
+        self.finish(Freshness::Enforce(now, expired)).map(Verified::new)
+    }
+
+    fn finish(self, freshness: Freshness) -> Result<TrustedLog, LogError> {
+        let Self { base, mut next, checkpoint, note, checkpoint_bytes, conflict } = self;
+        let size = base.frontier.size();
+        let offered = || summary(&checkpoint, &checkpoint_bytes);
+        let expected = checkpoint.size.saturating_sub(size);
+        let got = next.frontier.size() - size;
+        if got != expected {
+            return Err(LogError::LeafCount { expected, got, size: checkpoint.size });
+        }
+        let root = next.registry.root();
+        root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
+        root.check_witnesses(&note).map_err(LogError::Witnesses)?;
+        let computed = next.frontier.root();
+        if computed != checkpoint.root_hash.0 {
+            return Err(LogError::Inconsistent {
+                trusted: base.trusted_summary(),
+                offered: offered(),
+                computed: Hash32(computed),
+            });
+        }
+        if let Some(source) = conflict {
+            return Err(LogError::Conflict { source, offered: offered() });
+        }
+        if let Freshness::Enforce(now, expired) = freshness {
+            check_fresh(&checkpoint, root, now, expired)?;
+        }
+        // Keep the newer of two valid checkpoints of the same size.
+        let keep_old = checkpoint.size == size
+            && base
+                .checkpoint
+                .as_deref()
+                .and_then(|b| decode_checkpoint(b).ok())
+                .is_some_and(|old| old.checkpoint.issued_at > checkpoint.issued_at);
+        if !keep_old {
+            next.checkpoint = Some(checkpoint_bytes);
+        }
+        next.newest_issued_at = next.newest_issued_at.max(checkpoint.issued_at);
+        Ok(next)
     }
 }
 

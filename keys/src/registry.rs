@@ -129,6 +129,8 @@ pub struct RegistryState {
     status_leaves: HashMap<ReleaseKey, u64>,
     /// The leaf of the latest channel statement of each channel, kind and name.
     channel_leaves: HashMap<ChannelKey, u64>,
+    /// The envelope of every root logged so far, oldest first.
+    roots: Vec<Vec<u8>>,
 }
 
 /// Identifies what a channel statement moves: the channel, kind and name.
@@ -148,6 +150,7 @@ impl RegistryState {
             channels: BTreeMap::new(),
             status_leaves: HashMap::new(),
             channel_leaves: HashMap::new(),
+            roots: Vec::new(),
         }
     }
 
@@ -195,6 +198,11 @@ impl RegistryState {
     /// The version a channel holds for a package, if any.
     pub fn channel(&self, channel: &ChannelName, kind: Kind, name: &PackageName) -> Option<&Version> {
         self.channels.get(&(channel.clone(), kind, name.clone()))
+    }
+
+    /// The envelope of every root logged so far, oldest first (`GET /v1/roots`).
+    pub fn root_chain(&self) -> &[Vec<u8>] {
+        &self.roots
     }
 
     /// The leaf of the latest status statement of a release: what the next one must name as
@@ -324,7 +332,10 @@ impl RegistryState {
         let index = prepared.index;
         self.payloads.insert(prepared.payload, index);
         match (prepared.change, prepared.statement) {
-            (Change::Root(root), _) => self.root = *root,
+            (Change::Root(root), _) => {
+                self.roots.push(root.envelope_bytes().to_vec());
+                self.root = *root;
+            }
             (Change::Release, Statement::Release(release)) => {
                 let key = (release.kind, release.name.clone(), release.version.clone());
                 for file in &release.files {

@@ -94,6 +94,21 @@ impl TrustedRoot {
         Ok(Verified::new(candidate))
     }
 
+    /// The newest root reachable from `self` through `chain` (root envelopes, oldest first, as a
+    /// registry serves them): each one newer than the last reached must verify as its next root;
+    /// older ones are skipped. `self` when nothing newer is offered.
+    pub fn walk(&self, chain: &[Vec<u8>]) -> Result<Verified<Self>, TrustError> {
+        let mut root = self.clone();
+        for envelope in chain {
+            let Ok(candidate) = Self::decode(envelope) else { continue };
+            if candidate.root.version <= root.root.version {
+                continue;
+            }
+            root = root.next(envelope)?.into_inner();
+        }
+        Ok(Verified::new(root))
+    }
+
     /// Verifies `envelope_bytes` as the successor of `self`: version exactly N+1, same origin,
     /// signed by a threshold of N's root keys and of its own.
     pub fn next(&self, envelope_bytes: &[u8]) -> Result<Verified<Self>, TrustError> {

@@ -85,6 +85,11 @@ impl Registry {
         }
     }
 
+    /// Every logged root's envelope, oldest first.
+    pub fn root_chain(&self) -> Vec<Vec<u8>> {
+        self.with_state(|state| state.root_chain().to_vec())
+    }
+
     /// The current root's envelope bytes.
     pub fn current_root(&self) -> Vec<u8> {
         self.with_state(|state| state.root().envelope_bytes().to_vec())

@@ -184,7 +184,7 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
     let remote = remote.context("--server is required")?;
     let leaf = envelope.to_bytes()?;
     let submitted = remote.submit(leaf.clone()).await?;
-    check_included(&root, &leaf, &submitted, &context.clock)?;
+    check_included(&root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
     context.finish(
         &json!({
             "kind": args.kind, "name": name, "version": version,
@@ -200,10 +200,12 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
 }
 
 /// Checks a submission answer with the one verifier: the checkpoint is for the pinned root's
-/// origin, signed by its log role, fresh now, and the inclusion proof leads from our exact leaf to
-/// its root hash.
+/// origin, signed by the log role of the newest root the registry's root chain (`chain`) leads
+/// to from the pinned one (so a log-key rotation is followed), fresh now, and the inclusion
+/// proof leads from our exact leaf to its root hash.
 fn check_included(
     root: &Verified<TrustedRoot>,
+    chain: &[Vec<u8>],
     leaf: &[u8],
     submitted: &Submitted,
     clock: &Clock,
@@ -233,7 +235,8 @@ fn check_included(
         checkpoint: &submitted.checkpoint.0,
         proof: &submitted.inclusion_proof,
     };
-    verify_included(root, claim, Freshness::At(clock.now()))
+    let in_force = root.walk(chain).map_err(LogError::Roots)?;
+    verify_included(&in_force, claim, Freshness::At(clock.now()))
 }
 
 pub fn approve(args: ApproveArgs, context: &Context) -> anyhow::Result<()> {
@@ -257,7 +260,7 @@ pub async fn submit(args: SubmitArgs, context: &Context) -> anyhow::Result<()> {
     let submitted = remote.submit(leaf.clone()).await?;
     if let Some(root) = &args.root {
         let root = load_root(root)?;
-        check_included(&root, &leaf, &submitted, &context.clock)?;
+        check_included(&root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
     }
     context.finish(
         &serde_json::to_value(&submitted)?,

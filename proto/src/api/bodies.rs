@@ -21,6 +21,15 @@ pub struct LeavesPage {
     pub leaves: Vec<serde_bytes::ByteBuf>,
 }
 
+/// `GET /v1/roots` (CBOR): the envelope of every logged root, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootChain {
+    pub roots: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Largest root chain a client accepts.
+pub const MAX_ROOT_CHAIN_BYTES: usize = 8 << 20;
+
 /// `GET /v1/log/proof/...` (CBOR): the proof hashes, in RFC 6962 order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proof {

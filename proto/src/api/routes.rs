@@ -39,6 +39,9 @@ pub enum Route<'a> {
     ConsistencyProof,
     /// `GET /v1/roots/current`: the root envelope in force (CBOR bytes).
     CurrentRoot,
+    /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
+    /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
+    Roots,
     /// `POST /v1/statements` (a CBOR envelope) → [`super::Submitted`] (JSON).
     Statements,
     /// `GET /v1/releases/<kind>/<name>` → [`super::ReleaseList`] (JSON).
@@ -73,6 +76,7 @@ impl<'a> Route<'a> {
             ["v1", "log", "proof", "inclusion"] => Self::InclusionProof,
             ["v1", "log", "proof", "consistency"] => Self::ConsistencyProof,
             ["v1", "roots", "current"] => Self::CurrentRoot,
+            ["v1", "roots"] => Self::Roots,
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
             ["v1", "mirror", "status"] => Self::MirrorStatus,
@@ -94,6 +98,7 @@ impl<'a> Route<'a> {
             Self::InclusionProof => "/v1/log/proof/inclusion".to_owned(),
             Self::ConsistencyProof => "/v1/log/proof/consistency".to_owned(),
             Self::CurrentRoot => "/v1/roots/current".to_owned(),
+            Self::Roots => "/v1/roots".to_owned(),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),
             Self::Release { kind, name, version } => format!("/v1/releases/{kind}/{name}/{version}"),
@@ -134,6 +139,7 @@ mod tests {
             Route::InclusionProof,
             Route::ConsistencyProof,
             Route::CurrentRoot,
+            Route::Roots,
             Route::Statements,
             Route::ReleasesOf { kind: "wheel", name: "torch" },
             Route::Release { kind: "node", name: "impact-pack", version: "1.2.3" },

@@ -77,6 +77,16 @@ pub fn consistency(app: &App, query: &Query) -> Result<Response<Body>, ApiError>
     proof_response(merkle::consistency_proof(app.store.as_ref(), old, new)?)
 }
 
+/// `GET /v1/roots`: every logged root, oldest first.
+pub fn roots(app: &App) -> Result<Response<Body>, ApiError> {
+    let chain = airlock_proto::api::RootChain {
+        roots: app.registry.root_chain().into_iter().map(serde_bytes::ByteBuf::from).collect(),
+    };
+    let bytes =
+        airlock_proto::codec::encode("root chain", &chain).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(body::cbor(bytes))
+}
+
 /// `GET /v1/roots/current`
 pub fn current_root(app: &App) -> Response<Body> {
     body::cbor(app.registry.current_root())

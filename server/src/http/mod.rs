@@ -93,6 +93,7 @@ async fn route(
         Route::InclusionProof if is_get => read().and_then(|()| log::inclusion(app, &query)),
         Route::ConsistencyProof if is_get => read().and_then(|()| log::consistency(app, &query)),
         Route::CurrentRoot if is_get => read().map(|()| log::current_root(app)),
+        Route::Roots if is_get => read().and_then(|()| log::roots(app)),
         Route::ReleasesOf { kind, name } if is_get => read().and_then(|()| releases::list(app, kind, name)),
         Route::Release { kind, name, version } if is_get => {
             read().and_then(|()| releases::one(app, kind, name, version))

@@ -10,7 +10,7 @@ use airlock_client::progress::NoProgress;
 
 use airlock_client::{Remote, TlsOptions};
 use airlock_keys::TrustedLog;
-use airlock_proto::api::SyncReport;
+use airlock_proto::api::{SyncReport, MAX_SAVED_LOG_BYTES};
 use airlock_proto::{Checkpoint, Envelope, FileEntry, Statement};
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -73,18 +73,28 @@ impl Follower {
             self.mirror.note_upstream(offered.size, offered.issued_at);
         }
         let offered = offered.map_or(0, |c| c.size);
-        let leaves = if offered > trusted.size() {
-            tracing::info!(upstream = %self.upstream, have = trusted.size(), upstream_size = offered, "mirror behind upstream; syncing");
-            self.remote.leaves(trusted.size(), offered, &NoProgress).await?
-        } else {
-            Vec::new()
-        };
         let now = self.mirror.clock().now();
-        let (next, leaves) = tokio::task::spawn_blocking(move || {
-            let next = trusted.update(&checkpoint, &leaves, now);
-            (next, leaves)
-        })
-        .await?;
+        let (next, leaves) = if offered > trusted.size() {
+            tracing::info!(upstream = %self.upstream, have = trusted.size(), upstream_size = offered, "mirror behind upstream; syncing");
+            // The log key must have signed this size before any leaf is fetched.
+            let roots = self.remote.roots().await?;
+            let size = trusted
+                .precheck(&checkpoint, &roots)
+                .with_context(|| format!("upstream {} did not verify", self.upstream))?;
+            let mut pending = trusted.begin_update(&checkpoint)?;
+            let mut leaves = Vec::new();
+            self.remote
+                .leaves_each(trusted.size(), size, MAX_SAVED_LOG_BYTES, &NoProgress, |page| {
+                    pending.push(&page)?;
+                    leaves.extend(page);
+                    Ok::<(), anyhow::Error>(())
+                })
+                .await
+                .with_context(|| format!("upstream {} did not verify", self.upstream))?;
+            (pending.finish_at(now, airlock_keys::ExpiredCheckpoint::Refuse), leaves)
+        } else {
+            (trusted.update(&checkpoint, &[], now), Vec::new())
+        };
         let next = next.with_context(|| format!("upstream {} did not verify", self.upstream))?;
         let missing = self.missing_blobs(&leaves, &next)?;
         self.fetch_all(missing, &mut report).await?;

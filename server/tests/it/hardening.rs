@@ -610,3 +610,100 @@ fn a_stale_status_statement_is_refused_at_submit() {
     );
     assert_eq!(world.submit_signed_by_publisher(status(StatusAction::Unyank, Some(2))).0, 201);
 }
+
+/// Defect 3: the client fetched (and held) every leaf a checkpoint claimed before checking that
+/// the log key signed it. Now a forged checkpoint claiming a billion leaves is refused before any
+/// leaf is requested; and a client behind a log-key rotation still follows, verifying the new
+/// key through the registry's root chain (`GET /v1/roots`) before fetching leaves.
+#[test]
+fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
+    let mut world = World::new(1, 1);
+    world.write("a-1.0-py3-none-any.whl", b"before the rotation");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let forged = {
+        let stranger = airlock_keys::SecretKey::generate();
+        let checkpoint = airlock_proto::Checkpoint {
+            origin: "test.airlock".to_owned(),
+            size: 1_000_000_000,
+            root_hash: airlock_proto::Hash32([9; 32]),
+            issued_at: airlock_proto::clock::system_now(),
+            expires_at: airlock_proto::clock::system_now() + 3600,
+        };
+        let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
+        airlock_keys::sign_note(&mut note, "test.airlock", &stranger).unwrap();
+        note.to_bytes()
+    };
+    let requested = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::clone(&requested);
+    proxy.set(move |path, body| {
+        seen.lock().unwrap().push(path.to_owned());
+        if path.starts_with("/v1/log/checkpoint") {
+            forged.clone()
+        } else {
+            body
+        }
+    });
+    world.pull_from(&proxy.url, "a==1.0", "a.whl").code(3).says("checkpoint signature");
+    let requested = requested.lock().unwrap().clone();
+    assert!(requested.iter().any(|p| p.starts_with("/v1/log/checkpoint")), "{requested:?}");
+    assert!(!requested.iter().any(|p| p.starts_with("/v1/log/leaves")), "leaves fetched: {requested:?}");
+
+    // A rotation of the log key: root 2 lists the old and a new log key; the server restarts
+    // with the new one, whose checkpoints a client pinned to root 1 must verify.
+    world.cli(&["key", "generate", "log2", "--dir", "keys"]).ok();
+    let log_pub = world.path("data/log.pub").display().to_string();
+    world
+        .cli(&[
+            "root",
+            "create",
+            "--origin",
+            "test.airlock",
+            "--root-key",
+            "keys/root1.pub",
+            "--publisher-key",
+            "keys/pub1.pub",
+            "--log-key",
+            &log_pub,
+            "--log-key",
+            "keys/log2.pub",
+            "--version",
+            "2",
+            "-o",
+            "root2.cbor",
+        ])
+        .ok();
+    world.cli(&["root", "sign", "root2.cbor", "--key", "keys/root1.key", "--previous", "root.cbor"]).ok();
+    world.cli(&["submit", "root2.cbor", "--server", &world.url(), "--token", &world.publish_token]).ok();
+    world.server = None;
+    std::fs::copy(world.path("keys/log2.key"), world.path("data/log.key")).unwrap();
+    world.server = Some(Server::start(world.config()));
+    world.write("b-1.0-py3-none-any.whl", b"after the rotation");
+    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
+    let checkpoint = http_get(&world.url(), "/v1/log/checkpoint").1;
+    let key2 = airlock_keys::read_public_key(&world.path("keys/log2.pub")).unwrap();
+    let note = airlock_proto::Note::parse(&checkpoint).unwrap();
+    let by_key2 = airlock_keys::note_key_id("test.airlock", &key2);
+    assert!(note.signatures().iter().all(|line| line.key_id == by_key2), "not signed by the new key only");
+    let (status, chain) = http_get(&world.url(), "/v1/roots");
+    assert_eq!(status, 200);
+    let chain: airlock_proto::api::RootChain =
+        airlock_proto::codec::decode("roots", &chain, 1 << 20).unwrap();
+    assert_eq!(chain.roots.len(), 2);
+    // A new client pinned to root 1 follows through the rotation.
+    world
+        .cli(&[
+            "pull",
+            "b==1.0",
+            "--server",
+            &world.url(),
+            "--root",
+            "root.cbor",
+            "-o",
+            "b.whl",
+            "--state-dir",
+            "fresh-state",
+        ])
+        .ok();
+    assert_eq!(std::fs::read(world.path("b.whl")).unwrap(), b"after the rotation");
+}
