@@ -8,6 +8,7 @@ mod clock;
 mod crash;
 mod hardening;
 mod harness;
+mod interleave;
 mod keepalive;
 mod mirror;
 mod proof;

@@ -1,0 +1,252 @@
+//! A randomised interleaving test for a mirror: syncs, bundle imports, newer checkpoints of the
+//! same tree, new upstream releases and SIGKILLs, run side by side in an order a seed decides.
+//! After each run the mirror's store verifies (`airlockd verify-store`), the checkpoint it serves
+//! matches the leaves it serves, and every blob its releases name is served.
+//!
+//! The suite runs a fixed list of seeds. A longer run:
+//! `AIRLOCK_INTERLEAVE_SEEDS=200 cargo nextest run -p airlock-server interleave` (seeds 0..N).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock_proto::api::LeavesPage;
+use airlock_proto::merkle::{leaf_hash, MemoryTree};
+use airlock_proto::{Checkpoint, Clock, Envelope, Statement};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::harness::{http_get, http_request, Server, World};
+
+/// The seeds the suite runs.
+const SUITE_SEEDS: [u64; 4] = [1, 7, 42, 1234];
+/// Checkpoint validity of the upstream: a "refresh" moves its clock by half of it, so that it
+/// re-signs the same tree (well inside the verifiers' clock skew).
+const VALIDITY: u64 = 120;
+
+struct Mirror {
+    child: Option<Child>,
+    url: String,
+    port: u16,
+}
+
+impl Mirror {
+    fn start(world: &World, upstream: &str, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args([
+                "serve",
+                "--data",
+                "site",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--root",
+                "root.cbor",
+            ])
+            .args(["--upstream", upstream])
+            .current_dir(world.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(&url, "/healthz").0 != 200 {
+            assert!(Instant::now() < deadline, "the mirror did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child: Some(child), url, port }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn export(world: &World, out: &str) {
+    let url = world.url();
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", out]).ok();
+}
+
+/// What a run did, so that the test can tell the interleavings really happened.
+#[derive(Debug, Default)]
+struct Tally {
+    synced: usize,
+    imported: usize,
+    refused: usize,
+    killed: usize,
+    refreshed: usize,
+    published: usize,
+}
+
+/// One run: a fresh upstream and mirror, `steps` random actions, then the checks.
+fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut world = World::prepared(1, 1);
+    let mut config = world.config();
+    let (clock, upstream_time) = Clock::manual(airlock_proto::clock::system_now());
+    config.clock = clock;
+    config.checkpoint_validity = Duration::from_secs(VALIDITY);
+    world.server = Some(Server::start(config));
+    let upstream = world.url();
+    let mut released = 0;
+    let mut publish = |world: &World| {
+        released += 1;
+        let file = format!("r{released}-1.0-py3-none-any.whl");
+        world.write(&file, format!("seed {seed} release {released}").as_bytes());
+        world.publish(&file, &format!("r{released}"), "1.0").ok();
+    };
+    publish(&world);
+    export(&world, "b0.tar");
+    publish(&world);
+    export(&world, "b1.tar");
+    airlock_server::cli::init(&world.path("site")).unwrap();
+    let admin =
+        airlock_server::cli::token_create(&world.path("site"), airlock_server::auth::Scope::Admin, "ops")
+            .unwrap();
+    let mut mirror = Mirror::start(&world, &upstream, crate::crash::free_port());
+    let mut refreshes = 0;
+    let mut bundles = 2;
+    for _ in 0..steps {
+        // Two actions at once, on threads, racing each other through the mirror's writer.
+        let actions: Vec<u32> = (0..2).map(|_| rng.gen_range(0..6)).collect();
+        let mut threads = Vec::new();
+        for action in actions {
+            match action {
+                0 | 1 => {
+                    let (url, admin, tally) =
+                        (mirror.url.clone(), admin.clone(), std::sync::Arc::clone(tally));
+                    threads.push(std::thread::spawn(move || {
+                        let status = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"").0;
+                        let mut tally = tally.lock().unwrap();
+                        if status == 200 {
+                            tally.synced += 1
+                        } else {
+                            tally.refused += 1
+                        }
+                    }));
+                }
+                2 | 3 => {
+                    let bundle =
+                        std::fs::read(world.path(&format!("b{}.tar", rng.gen_range(0..bundles)))).unwrap();
+                    let (url, admin, tally) =
+                        (mirror.url.clone(), admin.clone(), std::sync::Arc::clone(tally));
+                    threads.push(std::thread::spawn(move || {
+                        let status = http_request("POST", &url, "/v1/mirror/import", Some(&admin), &bundle).0;
+                        let mut tally = tally.lock().unwrap();
+                        if status == 200 {
+                            tally.imported += 1
+                        } else {
+                            tally.refused += 1
+                        }
+                    }));
+                }
+                4 if refreshes < 4 => {
+                    // A newer checkpoint of the same tree upstream.
+                    refreshes += 1;
+                    tally.lock().unwrap().refreshed += 1;
+                    upstream_time.advance(VALIDITY / 2);
+                    let _ = http_get(&upstream, "/v1/log/checkpoint");
+                }
+                4 => {}
+                _ => {
+                    tally.lock().unwrap().published += 1;
+                    publish(&world);
+                    export(&world, &format!("b{bundles}.tar"));
+                    bundles += 1;
+                }
+            }
+        }
+        // Sometimes kill the mirror while the actions run, then restart it.
+        if rng.gen_bool(0.3) {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..40)));
+            mirror.kill();
+            tally.lock().unwrap().killed += 1;
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        if mirror.child.is_none() {
+            mirror = Mirror::start(&world, &upstream, mirror.port);
+        }
+    }
+    mirror.kill();
+    check(&world, seed);
+    let mirror = Mirror::start(&world, &upstream, mirror.port);
+    check_served(&mirror.url, seed);
+}
+
+/// The store verifies with the mirror stopped.
+fn check(world: &World, seed: u64) {
+    let report = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+        .args(["verify-store", "--data", "site"])
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "seed {seed}: verify-store failed:\n{}\n{}",
+        String::from_utf8_lossy(&report.stdout),
+        String::from_utf8_lossy(&report.stderr)
+    );
+}
+
+/// The served checkpoint matches the served leaves, and every blob they name is served.
+fn check_served(url: &str, seed: u64) {
+    let (status, note) = http_get(url, "/v1/log/checkpoint");
+    assert_eq!(status, 200, "seed {seed}: {}", String::from_utf8_lossy(&note));
+    let checkpoint = Checkpoint::from_note_unverified(&note).unwrap();
+    let (status, page) = http_get(url, &format!("/v1/log/leaves?start=0&end={}", checkpoint.size));
+    assert_eq!(status, 200, "seed {seed}");
+    let page: LeavesPage = airlock_proto::codec::decode("page", &page, 64 << 20).unwrap();
+    assert_eq!(page.leaves.len() as u64, checkpoint.size, "seed {seed}: leaves served");
+    let mut tree = MemoryTree::new();
+    for leaf in &page.leaves {
+        tree.push(leaf_hash(leaf));
+        let envelope = Envelope::from_bytes(leaf).unwrap();
+        if let Ok(Statement::Release(release)) = Statement::decode(&envelope.payload_type, &envelope.payload)
+        {
+            for file in release.files {
+                let (status, bytes) = http_get(url, &format!("/v1/blobs/blake3/{}", file.blake3.to_hex()));
+                assert_eq!(status, 200, "seed {seed}: logged blob {} missing", file.blake3);
+                assert_eq!(bytes.len() as u64, file.size);
+            }
+        }
+    }
+    assert_eq!(
+        tree.root(),
+        checkpoint.root_hash.0,
+        "seed {seed}: served checkpoint does not match the leaves"
+    );
+}
+
+#[test]
+fn a_mirror_under_interleaved_syncs_imports_refreshes_and_sigkill_stays_consistent() {
+    let seeds: Vec<u64> = match std::env::var("AIRLOCK_INTERLEAVE_SEEDS").ok().and_then(|n| n.parse().ok()) {
+        Some(n) => (0..n).collect(),
+        None => SUITE_SEEDS.to_vec(),
+    };
+    let tally = std::sync::Arc::new(std::sync::Mutex::new(Tally::default()));
+    for seed in seeds {
+        run(seed, 8, &tally);
+    }
+    // The seeds really interleaved every kind of change (a fixed list, so this holds or the list
+    // is changed with it).
+    let tally = tally.lock().unwrap();
+    eprintln!("{tally:?}");
+    assert!(
+        tally.synced > 0
+            && tally.imported > 0
+            && tally.killed > 0
+            && tally.refreshed > 0
+            && tally.published > 0,
+        "{tally:?}"
+    );
+}
