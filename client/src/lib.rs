@@ -19,6 +19,7 @@ pub mod pull;
 pub mod remote;
 pub mod state;
 pub mod statements;
+pub mod versions;
 
 pub use progress::{NoProgress, Progress, Quiet, Reporter};
 pub use remote::{Remote, RemoteError, TlsOptions};

@@ -26,7 +26,7 @@ pub async fn prove(
     target: &Target,
     clock: &Clock,
 ) -> anyhow::Result<(TlogProof, ProvenStatement)> {
-    let (record, _) = resolve(state.log.registry(), target)?;
+    let (record, _) = resolve(state.log.registry(), target, None)?;
     let index = record.leaf_index;
     let size = state.log.size();
     let leaf = state

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use airlock_keys::{RegistryState, ReleaseRecord, ReleaseStatus};
-use airlock_proto::{Digest, FileEntry, Kind, PackageName, Version};
+use airlock_proto::{ChannelName, Digest, FileEntry, Kind, PackageName, Version};
 use sha2::Digest as _;
 
 use crate::fsutil::AtomicFile;
@@ -16,6 +16,8 @@ use crate::remote::Remote;
 pub enum Target {
     /// `NAME==VERSION`, optionally restricted to one kind.
     Release { kind: Option<Kind>, name: String, version: Version },
+    /// `NAME`: the newest release that is neither yanked nor revoked.
+    Newest { kind: Option<Kind>, name: String },
     /// `blake3:<hex>`: one file of a logged release.
     Digest(Digest),
 }
@@ -39,47 +41,94 @@ pub enum VerifyError {
 pub struct NotFound(pub String);
 
 impl Target {
-    /// Parses `blake3:<hex>` or `NAME==VERSION`.
+    /// Parses `blake3:<hex>`, `NAME==VERSION` or `NAME`.
     pub fn parse(text: &str, kind: Option<Kind>) -> anyhow::Result<Self> {
         if text.starts_with("blake3:") {
             return Ok(Self::Digest(text.parse()?));
         }
-        let (name, version) = text
-            .split_once("==")
-            .ok_or_else(|| anyhow::anyhow!("{text:?}: expected NAME==VERSION or blake3:<hex>"))?;
-        Ok(Self::Release { kind, name: name.to_owned(), version: Version::new(version)? })
+        match text.split_once("==") {
+            Some((name, version)) => {
+                Ok(Self::Release { kind, name: name.to_owned(), version: Version::new(version)? })
+            }
+            None if !text.is_empty() && !text.contains(['=', '<', '>', '~', '!', ' ']) => {
+                Ok(Self::Newest { kind, name: text.to_owned() })
+            }
+            None => anyhow::bail!("{text:?}: expected NAME, NAME==VERSION or blake3:<hex>"),
+        }
     }
 }
 
-/// Finds the release a target names in the verified state.
+/// Finds the release a target names in the verified state; with `channel`, only among the
+/// releases that channel holds. `NAME` takes the newest release (PEP 440 order for wheels,
+/// semantic versions for node packs) that is neither yanked nor revoked.
 pub fn resolve<'a>(
     state: &'a RegistryState,
     target: &Target,
+    channel: Option<&ChannelName>,
 ) -> anyhow::Result<(&'a ReleaseRecord, Vec<&'a FileEntry>)> {
+    let in_channel = |record: &ReleaseRecord| {
+        let r = &record.release;
+        channel.is_none_or(|c| state.channel_holds(c, r.kind, &r.name, &r.version))
+    };
+    let where_ = channel.map(|c| format!(" in channel {c}")).unwrap_or_default();
     match target {
         Target::Digest(digest) => {
             let record = state
                 .release_by_digest(digest)
-                .ok_or_else(|| NotFound(format!("no logged release holds {digest}")))?;
+                .filter(|r| in_channel(r))
+                .ok_or_else(|| NotFound(format!("no logged release{where_} holds {digest}")))?;
             let files = record.release.files.iter().filter(|f| f.blake3 == *digest).collect();
             Ok((record, files))
         }
         Target::Release { kind, name, version } => {
-            let kinds: Vec<Kind> = kind.map_or_else(|| vec![Kind::Wheel, Kind::Node], |k| vec![k]);
             let mut found = Vec::new();
-            for kind in kinds {
+            for kind in kinds(*kind) {
                 let name = PackageName::normalize(kind, name)?;
-                if let Some(record) = state.release(kind, &name, version) {
+                if let Some(record) = state.release(kind, &name, version).filter(|r| in_channel(r)) {
                     found.push(record);
                 }
             }
             match found.as_slice() {
-                [] => Err(NotFound(format!("{name}=={version} is not in the log")).into()),
+                [] => Err(NotFound(format!("{name}=={version} is not in the log{where_}")).into()),
                 [record] => Ok((record, record.release.files.iter().collect())),
                 _ => anyhow::bail!("{name}=={version} exists as both a wheel and a node pack: pass --kind"),
             }
         }
+        Target::Newest { kind, name } => {
+            let mut candidates: Vec<&ReleaseRecord> = Vec::new();
+            let mut kinds_found = Vec::new();
+            for kind in kinds(*kind) {
+                let name = PackageName::normalize(kind, name)?;
+                let of_kind: Vec<&ReleaseRecord> =
+                    state.releases_of(kind, &name).filter(|r| in_channel(r)).collect();
+                if !of_kind.is_empty() {
+                    kinds_found.push(kind);
+                }
+                candidates.extend(of_kind);
+            }
+            anyhow::ensure!(
+                kinds_found.len() < 2,
+                "{name} exists as both a wheel and a node pack: pass --kind"
+            );
+            let total = candidates.len();
+            let newest =
+                candidates.into_iter().filter(|r| r.status == ReleaseStatus::Active).max_by(|a, b| {
+                    crate::versions::compare(a.release.kind, &a.release.version, &b.release.version)
+                });
+            match newest {
+                Some(record) => Ok((record, record.release.files.iter().collect())),
+                None if total == 0 => Err(NotFound(format!("{name} is not in the log{where_}")).into()),
+                None => Err(NotFound(format!(
+                    "every release of {name}{where_} is yanked or revoked ({total}); pull an exact NAME==VERSION to take a yanked one"
+                ))
+                .into()),
+            }
+        }
     }
+}
+
+fn kinds(kind: Option<Kind>) -> Vec<Kind> {
+    kind.map_or_else(|| vec![Kind::Wheel, Kind::Node], |k| vec![k])
 }
 
 /// Refuses revoked releases; returns a warning for yanked ones.

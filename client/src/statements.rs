@@ -9,9 +9,9 @@
 
 use airlock_keys::RoleName;
 use airlock_proto::{
-    ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, Kind, Metadata,
-    PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement, StatementError, Status,
-    StatusAction, Timestamp, Version, WitnessGroup, WitnessKey,
+    ChannelAction, ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, Kind,
+    Metadata, PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement,
+    StatementError, Status, StatusAction, Timestamp, Version, WitnessGroup, WitnessKey,
 };
 
 use crate::publish::FileDigests;
@@ -98,11 +98,13 @@ pub fn status(
     }))
 }
 
-/// An unsigned channel statement: put the release `kind` `name`==`version` into `channel`.
+/// An unsigned channel statement: add the release `kind` `name`==`version` to `channel`, or
+/// remove it.
 /// `supersedes` is the leaf of the latest channel statement for that channel, kind and name in
 /// the verified log (`RegistryState::latest_channel_leaf`), `None` for the first.
 pub fn channel(
     channel: ChannelName,
+    action: ChannelAction,
     kind: Kind,
     name: PackageName,
     version: Version,
@@ -112,6 +114,7 @@ pub fn channel(
     seal(Statement::Channel(ChannelStatement {
         payload_type: PayloadType::Channel,
         channel,
+        action,
         kind,
         name,
         version,
@@ -446,6 +449,7 @@ mod tests {
     fn channel_statement_names_the_release_and_channel() {
         let envelope = channel(
             ChannelName::new("prod").unwrap(),
+            ChannelAction::Add,
             Kind::Wheel,
             name("demo"),
             Version::new("1.0").unwrap(),

@@ -5,12 +5,12 @@
 //! `prepare` checks everything against the current state and changes nothing; `commit` applies
 //! a prepared leaf and cannot fail.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use airlock_proto::envelope::MAX_ENTRY_BYTES;
 use airlock_proto::{
-    ChannelName, CodecError, Digest, Envelope, Kind, PackageName, Release, Statement, StatementError,
-    StatusAction, Version,
+    ChannelAction, ChannelName, CodecError, Digest, Envelope, Kind, PackageName, Release, Statement,
+    StatementError, StatusAction, Version,
 };
 
 use crate::threshold::ThresholdError;
@@ -61,6 +61,15 @@ pub enum ApplyError {
     Duplicate { index: u64, existing: u64 },
     #[error("leaf {index}: this {what} statement follows {}, but the latest is {}: it was signed before a newer one was logged, or is out of order; sign it again against the current log", leaf_name(*found), leaf_name(*latest))]
     Superseded { index: u64, what: &'static str, found: Option<u64>, latest: Option<u64> },
+    #[error("leaf {index}: {kind} {name}=={version} is {} channel {channel}", if *present { "already in" } else { "not in" })]
+    Channel {
+        index: u64,
+        channel: ChannelName,
+        kind: Kind,
+        name: PackageName,
+        version: Version,
+        present: bool,
+    },
     #[error("leaf {index}: {kind} {name}=={version} is revoked; revocation is final")]
     Revoked { index: u64, kind: Kind, name: PackageName, version: Version },
 }
@@ -99,7 +108,7 @@ enum Change {
     Root(Box<TrustedRoot>),
     Release,
     Status(ReleaseKey, ReleaseStatus),
-    Channel(ChannelName, ReleaseKey),
+    Channel(ChannelName, ReleaseKey, ChannelAction),
 }
 
 impl Prepared {
@@ -124,7 +133,8 @@ pub struct RegistryState {
     by_digest: HashMap<Digest, Vec<ReleaseKey>>,
     /// BLAKE3 of every logged payload, to refuse a replayed statement.
     payloads: HashMap<Digest, u64>,
-    channels: BTreeMap<ChannelKey, Version>,
+    /// The releases each channel holds.
+    channels: BTreeMap<ChannelName, BTreeSet<ReleaseKey>>,
     /// The leaf of the latest status statement of each release.
     status_leaves: HashMap<ReleaseKey, u64>,
     /// The leaf of the latest channel statement of each channel, kind and name.
@@ -182,12 +192,13 @@ impl RegistryState {
     }
 
     /// Every release of a name, ordered by version text.
-    pub fn releases_of<'a>(
-        &'a self,
+    pub fn releases_of(
+        &self,
         kind: Kind,
-        name: &'a PackageName,
-    ) -> impl Iterator<Item = &'a ReleaseRecord> {
-        self.releases.values().filter(move |r| r.release.kind == kind && &r.release.name == name)
+        name: &PackageName,
+    ) -> impl Iterator<Item = &ReleaseRecord> + use<'_> {
+        let name = name.clone();
+        self.releases.values().filter(move |r| r.release.kind == kind && r.release.name == name)
     }
 
     /// Every release.
@@ -195,9 +206,30 @@ impl RegistryState {
         self.releases.values()
     }
 
-    /// The version a channel holds for a package, if any.
-    pub fn channel(&self, channel: &ChannelName, kind: Kind, name: &PackageName) -> Option<&Version> {
-        self.channels.get(&(channel.clone(), kind, name.clone()))
+    /// Whether `channel` holds the release `kind` `name`==`version`.
+    pub fn channel_holds(
+        &self,
+        channel: &ChannelName,
+        kind: Kind,
+        name: &PackageName,
+        version: &Version,
+    ) -> bool {
+        self.channels.get(channel).is_some_and(|held| held.contains(&(kind, name.clone(), version.clone())))
+    }
+
+    /// The releases `channel` holds, ordered by kind, name and version text.
+    pub fn channel_releases<'a>(&'a self, channel: &ChannelName) -> impl Iterator<Item = &'a ReleaseRecord> {
+        self.channels.get(channel).into_iter().flatten().filter_map(|key| self.releases.get(key))
+    }
+
+    /// Every channel with at least one release, and the channels holding a given release.
+    pub fn channels(&self) -> impl Iterator<Item = &ChannelName> {
+        self.channels.iter().filter(|(_, held)| !held.is_empty()).map(|(name, _)| name)
+    }
+
+    /// The channels that hold the release `key`.
+    pub fn channels_of<'a>(&'a self, key: &'a ReleaseKey) -> impl Iterator<Item = &'a ChannelName> {
+        self.channels.iter().filter(move |(_, held)| held.contains(key)).map(|(name, _)| name)
     }
 
     /// The envelope of every root logged so far, oldest first (`GET /v1/roots`).
@@ -289,8 +321,22 @@ impl RegistryState {
                 self.check_publisher(index, &envelope)?;
                 let key = (channel.kind, channel.name.clone(), channel.version.clone());
                 let record = self.existing(index, &key)?;
-                if matches!(record.status, ReleaseStatus::Revoked { .. }) {
+                // A revoked release cannot be added; it may still be removed.
+                if channel.action == ChannelAction::Add
+                    && matches!(record.status, ReleaseStatus::Revoked { .. })
+                {
                     return Err(ApplyError::Revoked { index, kind: key.0, name: key.1, version: key.2 });
+                }
+                let present = self.channel_holds(&channel.channel, key.0, &key.1, &key.2);
+                if present == (channel.action == ChannelAction::Add) {
+                    return Err(ApplyError::Channel {
+                        index,
+                        channel: channel.channel.clone(),
+                        kind: key.0,
+                        name: key.1,
+                        version: key.2,
+                        present,
+                    });
                 }
                 let latest =
                     self.channel_leaves.get(&(channel.channel.clone(), key.0, key.1.clone())).copied();
@@ -302,7 +348,7 @@ impl RegistryState {
                         latest,
                     });
                 }
-                Change::Channel(channel.channel.clone(), key)
+                Change::Channel(channel.channel.clone(), key, channel.action)
             }
         };
         Ok(Prepared { index, payload, change, statement })
@@ -350,9 +396,13 @@ impl RegistryState {
                 }
                 self.status_leaves.insert(key, index);
             }
-            (Change::Channel(channel, (kind, name, version)), _) => {
-                self.channel_leaves.insert((channel.clone(), kind, name.clone()), index);
-                self.channels.insert((channel, kind, name), version);
+            (Change::Channel(channel, key, action), _) => {
+                self.channel_leaves.insert((channel.clone(), key.0, key.1.clone()), index);
+                let held = self.channels.entry(channel).or_default();
+                match action {
+                    ChannelAction::Add => held.insert(key),
+                    ChannelAction::Remove => held.remove(&key),
+                };
             }
             (Change::Release, _) => {}
         }

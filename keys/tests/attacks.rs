@@ -1019,13 +1019,58 @@ fn out_of_order_status_and_channel_statements_are_refused() {
     state.apply(&to_two).unwrap();
     let prod = airlock_proto::ChannelName::new("prod").unwrap();
     let name = airlock_proto::PackageName::new(airlock_proto::Kind::Wheel, "demo-pkg").unwrap();
-    assert_eq!(state.channel(&prod, airlock_proto::Kind::Wheel, &name).map(|v| v.as_str()), Some("2.0.0"));
-    assert_eq!(state.latest_channel_leaf(&prod, airlock_proto::Kind::Wheel, &name), Some(6));
-    let back_to_one = leaf(&channel("prod", "demo-pkg", "1.0.0", Some(4)), &publisher);
-    assert!(matches!(stale(&state, &back_to_one), ApplyError::Superseded { latest: Some(6), .. }));
+    let wheel = airlock_proto::Kind::Wheel;
+    let v = |text| airlock_proto::Version::new(text).unwrap();
+    assert!(
+        state.channel_holds(&prod, wheel, &name, &v("2.0.0"))
+            && state.channel_holds(&prod, wheel, &name, &v("1.0.0"))
+    );
+    assert_eq!(state.latest_channel_leaf(&prod, wheel, &name), Some(6));
+    let remove_stale = leaf(
+        &channel_move("prod", airlock_proto::ChannelAction::Remove, "demo-pkg", "1.0.0", Some(4)),
+        &publisher,
+    );
+    assert!(matches!(stale(&state, &remove_stale), ApplyError::Superseded { latest: Some(6), .. }));
     // Another channel, or another release's status, has its own chain.
     state.apply(&leaf(&channel("beta", "demo-pkg", "1.0.0", None), &publisher)).unwrap();
     state.apply(&leaf(&status("demo-pkg", "2.0.0", StatusAction::Yank, None), &publisher)).unwrap();
+}
+
+/// A channel holds a set of releases: several versions of one name may be in it; a release is
+/// added once and removed once; a revoked one cannot be added but can be removed.
+#[test]
+fn a_channel_holds_a_set_of_releases_added_and_removed_by_logged_statements() {
+    use airlock_proto::ChannelAction::{Add, Remove};
+    let mut fx = Fixture::new();
+    let publisher = fx.keys.publisher.quorum();
+    fx.leaves.push(leaf(&release("demo-pkg", "1.0.0", b"one"), &publisher));
+    fx.leaves.push(leaf(&release("demo-pkg", "2.0.0", b"two"), &publisher));
+    let mut state = fx.synced_log().registry().clone();
+    let prod = airlock_proto::ChannelName::new("prod").unwrap();
+    let held = |state: &airlock_keys::RegistryState| -> Vec<String> {
+        state.channel_releases(&prod).map(|r| r.release.version.as_str().to_owned()).collect()
+    };
+    state.apply(&leaf(&channel_move("prod", Add, "demo-pkg", "1.0.0", None), &publisher)).unwrap();
+    state.apply(&leaf(&channel_move("prod", Add, "demo-pkg", "2.0.0", Some(3)), &publisher)).unwrap();
+    assert_eq!(held(&state), ["1.0.0", "2.0.0"]);
+    let twice = state
+        .prepare(&leaf(&channel_move("prod", Add, "demo-pkg", "2.0.0", Some(4)), &publisher))
+        .unwrap_err();
+    assert!(twice.to_string().contains("already in channel prod"), "{twice}");
+    state.apply(&leaf(&channel_move("prod", Remove, "demo-pkg", "1.0.0", Some(4)), &publisher)).unwrap();
+    assert_eq!(held(&state), ["2.0.0"]);
+    let absent = state
+        .prepare(&leaf(&channel_move("prod", Remove, "demo-pkg", "1.0.0", Some(5)), &publisher))
+        .unwrap_err();
+    assert!(absent.to_string().contains("not in channel prod"), "{absent}");
+    // Revoked: it can leave the channel but never join one.
+    state.apply(&leaf(&status("demo-pkg", "2.0.0", StatusAction::Revoke, None), &publisher)).unwrap();
+    let join =
+        state.prepare(&leaf(&channel_move("beta", Add, "demo-pkg", "2.0.0", None), &publisher)).unwrap_err();
+    assert!(matches!(join, ApplyError::Revoked { .. }), "{join}");
+    state.apply(&leaf(&channel_move("prod", Remove, "demo-pkg", "2.0.0", Some(5)), &publisher)).unwrap();
+    assert!(held(&state).is_empty());
+    assert_eq!(state.channels().count(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ pub use envelope::{pae, Envelope, Signature};
 pub use names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
 pub use note::{Note, NoteError, NoteSignature};
 pub use statement::{
-    ChannelStatement, FileEntry, Metadata, PayloadType, Release, Role, Roles, Root, Statement,
+    ChannelAction, ChannelStatement, FileEntry, Metadata, PayloadType, Release, Role, Roles, Root, Statement,
     StatementError, Status, StatusAction,
 };
 pub use witness_policy::{WitnessGroup, WitnessKey, WitnessPolicy};

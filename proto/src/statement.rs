@@ -177,6 +177,14 @@ pub enum StatusAction {
     Revoke,
 }
 
+/// What a channel statement does: add a release to a channel, or remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelAction {
+    Add,
+    Remove,
+}
+
 /// Yank, unyank or revoke a logged release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -194,12 +202,14 @@ pub struct Status {
     pub supersedes: Option<u64>,
 }
 
-/// Put a logged release into a named channel.
+/// Add a logged release to a named channel, or remove it. A channel holds a set of releases
+/// (several versions of one name may be in it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelStatement {
     #[serde(rename = "type")]
     pub payload_type: PayloadType,
     pub channel: ChannelName,
+    pub action: ChannelAction,
     pub kind: Kind,
     pub name: PackageName,
     pub version: Version,

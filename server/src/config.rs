@@ -44,7 +44,7 @@ impl CarryFilter {
                 || self
                     .channels
                     .iter()
-                    .any(|c| state.channel(c, release.kind, &release.name) == Some(&release.version)))
+                    .any(|c| state.channel_holds(c, release.kind, &release.name, &release.version)))
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod bundle;
 mod keys;
+mod lifecycle;
 mod mirror;
 mod progress;
 mod proof;
@@ -97,6 +98,16 @@ enum Command {
     Submit(publish::SubmitArgs),
     /// Upload a file's bytes to the registry (no statement).
     Upload(publish::UploadArgs),
+    /// Yank a logged release: pulls by name skip it; an exact pull still works, with a warning.
+    Yank(lifecycle::StatusArgs),
+    /// Undo a yank.
+    Unyank(lifecycle::StatusArgs),
+    /// Revoke a logged release: refused by every pull, even by digest. Final.
+    Revoke(lifecycle::StatusArgs),
+    /// Add a logged release to a channel (several versions of one name may be in it).
+    Promote(lifecycle::ChannelArgs),
+    /// Remove a release from a channel.
+    Demote(lifecycle::ChannelArgs),
     /// Fetch, verify and write a logged release file.
     Pull(pull::PullArgs),
     /// Check a local file against a digest.
@@ -206,6 +217,13 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Approve(args) => publish::approve(args, context),
         Command::Submit(args) => publish::submit(args, context).await,
         Command::Upload(args) => publish::upload(args, context).await,
+        Command::Yank(args) => lifecycle::status(airlock_proto::StatusAction::Yank, args, context).await,
+        Command::Unyank(args) => lifecycle::status(airlock_proto::StatusAction::Unyank, args, context).await,
+        Command::Revoke(args) => lifecycle::status(airlock_proto::StatusAction::Revoke, args, context).await,
+        Command::Promote(args) => lifecycle::channel(airlock_proto::ChannelAction::Add, args, context).await,
+        Command::Demote(args) => {
+            lifecycle::channel(airlock_proto::ChannelAction::Remove, args, context).await
+        }
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
         Command::Export(args) => bundle::export(args, context).await,

@@ -88,12 +88,12 @@ pub struct UploadArgs {
     server: ServerArgs,
 }
 
-fn load_root(path: &Path) -> anyhow::Result<Verified<TrustedRoot>> {
+pub(crate) fn load_root(path: &Path) -> anyhow::Result<Verified<TrustedRoot>> {
     let bytes = fsutil::read_capped(path, MAX_STATEMENT_FILE)?;
     TrustedRoot::pin(&bytes).with_context(|| format!("root file {} does not verify", path.display()))
 }
 
-fn sign_as_publisher(
+pub(crate) fn sign_as_publisher(
     envelope: &mut Envelope,
     key_path: &Path,
     root: &TrustedRoot,
@@ -123,12 +123,14 @@ fn describe(statement: &Statement) -> String {
     match statement {
         Statement::Release(r) => format!("{} {}=={}", r.kind, r.name, r.version),
         Statement::Status(s) => format!("{:?} {} {}=={}", s.action, s.kind, s.name, s.version),
-        Statement::Channel(c) => format!("{} {}=={} -> {}", c.kind, c.name, c.version, c.channel),
+        Statement::Channel(c) => {
+            format!("{:?} {} {}=={} in channel {}", c.action, c.kind, c.name, c.version, c.channel)
+        }
         Statement::Root(r) => format!("root version {}", r.version),
     }
 }
 
-fn threshold_note(envelope: &Envelope, root: &TrustedRoot) -> String {
+pub(crate) fn threshold_note(envelope: &Envelope, root: &TrustedRoot) -> String {
     let needed = root.role(RoleName::Publisher).threshold;
     match root.check_role(envelope, RoleName::Publisher) {
         Ok(()) => format!("publisher threshold ({needed}) met"),
@@ -203,7 +205,7 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
 /// origin, signed by the log role of the newest root the registry's root chain (`chain`) leads
 /// to from the pinned one (so a log-key rotation is followed), fresh now, and the inclusion
 /// proof leads from our exact leaf to its root hash.
-fn check_included(
+pub(crate) fn check_included(
     root: &Verified<TrustedRoot>,
     chain: &[Vec<u8>],
     leaf: &[u8],

@@ -14,7 +14,8 @@ use super::{Context, ServerArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
-    /// NAME==VERSION or blake3:<hex>.
+    /// NAME (the newest release that is neither yanked nor revoked), NAME==VERSION (a yanked one
+    /// with a warning) or blake3:<hex>. A revoked release is refused.
     target: String,
     #[command(flatten)]
     server: ServerArgs,
@@ -24,9 +25,12 @@ pub struct PullArgs {
     /// Output file (or directory, for a release of several files).
     #[arg(short = 'o', long)]
     output: PathBuf,
-    /// Restrict NAME==VERSION to one kind.
+    /// Restrict NAME or NAME==VERSION to one kind.
     #[arg(long)]
     kind: Option<Kind>,
+    /// Resolve within this channel: only releases the channel holds.
+    #[arg(long)]
+    channel: Option<airlock_proto::ChannelName>,
     /// UNSAFE: accept an expired checkpoint while the server declares an operator's extension
     /// (freeze protection is off until the extension ends).
     #[arg(long)]
@@ -66,7 +70,7 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
             after.log.size()
         ));
     }
-    let (record, files) = resolve(after.log.registry(), &target)?;
+    let (record, files) = resolve(after.log.registry(), &target, args.channel.as_ref())?;
     if let Some(warning) = check_status(record)? {
         context.say(format!("warning: {warning}"));
     }

@@ -112,6 +112,7 @@ fn statements(keys: &Keys) -> Result<Vec<Statement>, String> {
     let channel = ChannelStatement {
         payload_type: PayloadType::Channel,
         channel: ok(ChannelName::new("stable"))?,
+        action: airlock_proto::ChannelAction::Add,
         kind: Kind::Wheel,
         name,
         version,

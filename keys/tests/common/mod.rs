@@ -136,9 +136,21 @@ pub fn status(name: &str, version: &str, action: StatusAction, supersedes: Optio
 }
 
 pub fn channel(channel: &str, name: &str, version: &str, supersedes: Option<u64>) -> Statement {
+    channel_move(channel, airlock_proto::ChannelAction::Add, name, version, supersedes)
+}
+
+/// A channel statement adding or removing a release.
+pub fn channel_move(
+    channel: &str,
+    action: airlock_proto::ChannelAction,
+    name: &str,
+    version: &str,
+    supersedes: Option<u64>,
+) -> Statement {
     Statement::Channel(ChannelStatement {
         payload_type: PayloadType::Channel,
         channel: ChannelName::new(channel).unwrap(),
+        action,
         kind: Kind::Wheel,
         name: PackageName::new(Kind::Wheel, name).unwrap(),
         version: Version::new(version).unwrap(),

@@ -10,6 +10,7 @@ mod hardening;
 mod harness;
 mod interleave;
 mod keepalive;
+mod lifecycle;
 mod mirror;
 mod proof;
 mod proxy;

@@ -424,6 +424,7 @@ fn partial_mirror_by_channel_fetches_a_release_when_it_is_promoted() {
     let statement = airlock_proto::Statement::Channel(airlock_proto::ChannelStatement {
         payload_type: airlock_proto::PayloadType::Channel,
         channel: airlock_proto::ChannelName::new("prod").unwrap(),
+        action: airlock_proto::ChannelAction::Add,
         kind: airlock_proto::Kind::Wheel,
         name: airlock_proto::PackageName::new(airlock_proto::Kind::Wheel, "p").unwrap(),
         version: airlock_proto::Version::new("1.0").unwrap(),

@@ -17,6 +17,7 @@ fn log_of_300(world: &World) -> u64 {
     for i in 0..298 {
         let envelope = airlock_client::statements::channel(
             ChannelName::new(&format!("c{i}")).unwrap(),
+            airlock_proto::ChannelAction::Add,
             Kind::Wheel,
             name.clone(),
             Version::new("1.0").unwrap(),

@@ -1,0 +1,152 @@
+//! `airlock yank`, `unyank`, `revoke`, `promote`, `demote`: status and channel statements about a
+//! logged release. Each follows the registry's verified log first, to find the release and the
+//! leaf of the latest statement the new one supersedes, then signs it as a publisher and submits
+//! it (or writes it with `--sign-only`, for `approve` and `submit`).
+
+use std::path::PathBuf;
+
+use airlock_client::follow;
+use airlock_client::pull::{resolve, Target};
+use airlock_client::state::StateStore;
+use airlock_client::statements;
+use airlock_keys::RegistryState;
+use airlock_proto::{ChannelAction, ChannelName, Envelope, Kind, StatusAction};
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::publish::{check_included, load_root, sign_as_publisher, threshold_note};
+use super::{keys::write_envelope, Context, ServerArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct StatementArgs {
+    /// NAME==VERSION of a logged release.
+    target: String,
+    /// The kind, when a name exists as both a wheel and a node pack.
+    #[arg(long)]
+    kind: Option<Kind>,
+    /// Your publisher key.
+    #[arg(long)]
+    key: PathBuf,
+    /// The pinned root file; the log is verified against it.
+    #[arg(long)]
+    root: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Sign and write the statement to -o instead of submitting it (for `airlock approve` by
+    /// other publishers, then `airlock submit`).
+    #[arg(long, requires = "output")]
+    sign_only: bool,
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    statement: StatementArgs,
+    /// Why (shown to everyone who pulls or audits the release).
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChannelArgs {
+    #[command(flatten)]
+    statement: StatementArgs,
+    /// The channel, e.g. prod.
+    #[arg(long)]
+    channel: ChannelName,
+}
+
+/// What a lifecycle command says about the release.
+enum Change {
+    Status(StatusAction, String),
+    Channel(ChannelAction, ChannelName),
+}
+
+pub async fn status(action: StatusAction, args: StatusArgs, context: &Context) -> anyhow::Result<()> {
+    run(args.statement, Change::Status(action, args.reason), context).await
+}
+
+pub async fn channel(action: ChannelAction, args: ChannelArgs, context: &Context) -> anyhow::Result<()> {
+    run(args.statement, Change::Channel(action, args.channel), context).await
+}
+
+async fn run(args: StatementArgs, change: Change, context: &Context) -> anyhow::Result<()> {
+    let root = load_root(&args.root)?;
+    let target = Target::parse(&args.target, args.kind)?;
+    anyhow::ensure!(matches!(target, Target::Release { .. }), "{}: expected NAME==VERSION", args.target);
+    // The verified log: where the release is, and what the new statement supersedes.
+    let store = StateStore::open(&context.state_dir, &args.root)?;
+    let remote = context.remote(&args.server)?;
+    let state = follow::update(&remote, &store.load()?, &context.clock, &context.bars).await?;
+    store.save(&state)?;
+    let registry: &RegistryState = state.log.registry();
+    let (record, _) = resolve(registry, &target, None)?;
+    let r = &record.release;
+    let (kind, name, version) = (r.kind, r.name.clone(), r.version.clone());
+    let now = context.clock.now();
+    let (mut envelope, what): (Envelope, String) = match &change {
+        Change::Status(action, reason) => {
+            let supersedes = registry.latest_status_leaf(kind, &name, &version);
+            let envelope = statements::status(
+                kind,
+                name.clone(),
+                version.clone(),
+                *action,
+                reason.clone(),
+                now,
+                supersedes,
+            )?;
+            (envelope, format!("{} {kind} {name}=={version}", past(*action)))
+        }
+        Change::Channel(action, channel) => {
+            let supersedes = registry.latest_channel_leaf(channel, kind, &name);
+            let envelope = statements::channel(
+                channel.clone(),
+                *action,
+                kind,
+                name.clone(),
+                version.clone(),
+                now,
+                supersedes,
+            )?;
+            let verb = match action {
+                ChannelAction::Add => "added to",
+                ChannelAction::Remove => "removed from",
+            };
+            (envelope, format!("{kind} {name}=={version} {verb} channel {channel}"))
+        }
+    };
+    sign_as_publisher(&mut envelope, &args.key, &root, context)?;
+    if args.sign_only {
+        let output = args.output.context("--sign-only needs -o FILE")?;
+        write_envelope(&output, &envelope)?;
+        let note = threshold_note(&envelope, &root);
+        context.finish(
+            &json!({ "statement": output, "payload": envelope.payload_digest().to_string() }),
+            format!(
+                "wrote {} ({note}); next: `airlock approve {}` by other publishers, then `airlock submit`",
+                output.display(),
+                output.display()
+            ),
+        );
+        return Ok(());
+    }
+    let leaf = envelope.to_bytes()?;
+    let submitted = remote.submit(leaf.clone()).await?;
+    check_included(&root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
+    context.finish(
+        &json!({ "kind": kind, "name": name, "version": version, "leaf_index": submitted.index, "tree_size": submitted.size }),
+        format!("{what} at leaf {} of {}; inclusion proof verified", submitted.index, submitted.size),
+    );
+    Ok(())
+}
+
+fn past(action: StatusAction) -> &'static str {
+    match action {
+        StatusAction::Yank => "yanked",
+        StatusAction::Unyank => "unyanked",
+        StatusAction::Revoke => "revoked",
+    }
+}

@@ -1,0 +1,95 @@
+//! The trust lifecycle through the real CLI against a running `airlockd`: yank, unyank, revoke,
+//! promote and demote, with `airlock pull`'s resolution checked after each, directly and
+//! through a mirror.
+
+use crate::harness::World;
+
+fn lifecycle(world: &World, command: &str, target: &str, extra: &[&str]) -> crate::harness::Run {
+    let url = world.url();
+    let mut args = vec![
+        command,
+        target,
+        "--key",
+        "keys/pub1.key",
+        "--root",
+        "root.cbor",
+        "--server",
+        &url,
+        "--token",
+        &world.publish_token,
+    ];
+    args.extend_from_slice(extra);
+    world.cli(&args)
+}
+
+/// `airlock pull NAME` (through `server`) and the bytes it wrote.
+fn pulled(world: &World, server: &str, target: &str, extra: &[&str]) -> (crate::harness::Run, Vec<u8>) {
+    let _ = std::fs::remove_file(world.path("out.whl"));
+    let mut args = vec!["pull", target, "--server", server, "--root", "root.cbor", "-o", "out.whl"];
+    args.extend_from_slice(extra);
+    let run = world.cli(&args);
+    let bytes = std::fs::read(world.path("out.whl")).unwrap_or_default();
+    (run, bytes)
+}
+
+#[test]
+fn yank_unyank_revoke_promote_and_demote_steer_what_pull_resolves() {
+    let world = World::new(1, 1);
+    for (version, bytes) in [("1.9", b"one nine".as_slice()), ("1.10", b"one ten"), ("1.10rc1", b"rc")] {
+        let file = format!("tool-{version}-py3-none-any.whl");
+        world.write(&file, bytes);
+        world.publish(&file, "tool", version).ok();
+    }
+    let url = world.url();
+    // NAME takes the newest by PEP 440 (1.10 > 1.10rc1 > 1.9; not text order).
+    assert_eq!(pulled(&world, &url, "tool", &[]).1, b"one ten");
+
+    let run = lifecycle(&world, "yank", "tool==1.10", &["--reason", "CVE-2026-1"]).ok();
+    assert!(run.stdout.contains("yanked wheel tool==1.10"), "{}", run.stdout);
+    assert_eq!(pulled(&world, &url, "tool", &[]).1, b"rc", "a yanked release is skipped by NAME");
+    let (run, bytes) = pulled(&world, &url, "tool==1.10", &[]);
+    assert_eq!(bytes, b"one ten");
+    assert!(run.stderr.contains("is yanked: CVE-2026-1"), "exact pulls warn: {}", run.stderr);
+
+    lifecycle(&world, "unyank", "tool==1.10", &["--reason", "fixed upstream"]).ok();
+    assert_eq!(pulled(&world, &url, "tool", &[]).1, b"one ten");
+
+    // Channels hold sets: 1.9 and 1.10 in prod, then 1.10 leaves it.
+    lifecycle(&world, "promote", "tool==1.9", &["--channel", "prod"]).ok();
+    lifecycle(&world, "promote", "tool==1.10", &["--channel", "prod"]).ok();
+    assert_eq!(pulled(&world, &url, "tool", &["--channel", "prod"]).1, b"one ten");
+    lifecycle(&world, "demote", "tool==1.10", &["--channel", "prod"]).ok();
+    assert_eq!(pulled(&world, &url, "tool", &["--channel", "prod"]).1, b"one nine");
+    pulled(&world, &url, "tool==1.10", &["--channel", "prod"])
+        .0
+        .code(5)
+        .says("not in the log in channel prod");
+
+    // Revocation is final and refused even by digest.
+    lifecycle(&world, "revoke", "tool==1.9", &["--reason", "malicious"]).ok();
+    let digest = airlock_proto::Digest::of(b"one nine").to_string();
+    pulled(&world, &url, &digest, &[]).0.code(3).says("revoked: malicious");
+    pulled(&world, &url, "tool", &["--channel", "prod"]).0.code(5).says("yanked or revoked");
+    lifecycle(&world, "unyank", "tool==1.9", &["--reason", "no"]).code(1).says("revocation is final");
+
+    // A mirror serves the same decisions.
+    let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &url);
+    crate::mirror::sync(&mirror, &admin);
+    assert_eq!(pulled(&world, &mirror.url, "tool", &[]).1, b"one ten");
+    pulled(&world, &mirror.url, &digest, &[]).0.code(3).says("revoked");
+
+    // With a threshold of two, `--sign-only` then `approve` then `submit`.
+    let signed = lifecycle(
+        &world,
+        "yank",
+        "tool==1.10rc1",
+        &["--reason", "superseded", "--sign-only", "-o", "y.cbor"],
+    )
+    .ok();
+    assert!(signed.stdout.contains("publisher threshold (1) met"), "{}", signed.stdout);
+    world
+        .cli(&["submit", "y.cbor", "--server", &url, "--token", &world.publish_token, "--root", "root.cbor"])
+        .ok();
+    let (run, _) = pulled(&world, &url, "tool==1.10rc1", &[]);
+    assert!(run.stderr.contains("is yanked: superseded"), "{}", run.stderr);
+}
