@@ -111,7 +111,9 @@ pub async fn update_with(
         // An older checkpoint: a lagging mirror if it matches our own leaves at that size.
         Err(LogError::Rollback { .. }) => {
             return Err(FollowError::Log(
-                state.log.judge_older(&checkpoint_bytes, |size| prefix_root(&state.leaves, size)),
+                state
+                    .log
+                    .judge_older(&checkpoint_bytes, clock.now(), |size| prefix_root(&state.leaves, size)),
             ))
         }
         other => other?,

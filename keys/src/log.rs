@@ -74,6 +74,10 @@ pub enum LogError {
     Witnesses(crate::cosignature::WitnessError),
     #[error("the registry's root chain does not verify from the root in force: {0}")]
     Roots(crate::trust::TrustError),
+    #[error("this update was abandoned after a refused leaf; start again")]
+    Abandoned,
+    #[error("a checkpoint of size {offered} is not older than the verified size {trusted}")]
+    NotOlder { offered: u64, trusted: u64 },
     #[error("the answer is for tree size {claimed}, its checkpoint for size {checkpoint}")]
     SizeMismatch { claimed: u64, checkpoint: u64 },
     #[error("inclusion proof of leaf {index} in the tree of {size} leaves: {detail}")]
@@ -240,10 +244,24 @@ impl TrustedLog {
     pub fn precheck(&self, checkpoint_bytes: &[u8], newer_roots: &[Vec<u8>]) -> Result<u64, LogError> {
         let Decoded { checkpoint, note } = decode_checkpoint(checkpoint_bytes)?;
         check_origin(&checkpoint, self.registry.root())?;
-        let root = self.registry.root().walk(newer_roots).map_err(LogError::Roots)?;
-        root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
-        root.check_witnesses(&note).map_err(LogError::Witnesses)?;
-        Ok(checkpoint.size)
+        let path = self.registry.root().walk_path(newer_roots).map_err(LogError::Roots)?;
+        // The checkpoint may be older than a root the chain already lists (a rotation logged
+        // between the two requests): any root on the path that verifies it will do. The error
+        // reported is the newest root's.
+        let mut first_error = None;
+        for root in path.iter().rev() {
+            let checked = root
+                .check_checkpoint(&note)
+                .map_err(LogError::CheckpointSignature)
+                .and_then(|()| root.check_witnesses(&note).map_err(LogError::Witnesses));
+            match checked {
+                Ok(()) => return Ok(checkpoint.size),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(LogError::Abandoned))
     }
 
     /// Starts an update to `checkpoint_bytes` whose new leaves are then given page by page
@@ -281,16 +299,19 @@ impl TrustedLog {
             note,
             checkpoint_bytes: checkpoint_bytes.to_vec(),
             conflict: None,
+            failed: false,
         })
     }
 
     /// Judges a checkpoint smaller than the trusted one (which `update` refused as a rollback),
-    /// given `prefix_root`, the root of this log's own verified leaves at that smaller size: if
-    /// the log role signed it and its root is that root, the registry is only behind (`Behind`,
-    /// not a security error); otherwise it stays a rollback. Any other error is returned as is.
+    /// given `prefix_root`, the root of this log's own verified leaves at that smaller size. It
+    /// must carry the signature of the log role in force at that size. With that root it is the
+    /// same log, behind (`Behind`, not a security error; `Stale` once expired at `now`); with
+    /// another root it stays a rollback (a security error).
     pub fn judge_older(
         &self,
         checkpoint_bytes: &[u8],
+        now: Timestamp,
         prefix_root: impl FnOnce(u64) -> Option<Hash32>,
     ) -> LogError {
         let Decoded { checkpoint, note } = match decode_checkpoint(checkpoint_bytes) {
@@ -300,17 +321,27 @@ impl TrustedLog {
         if let Err(e) = check_origin(&checkpoint, self.registry.root()) {
             return e;
         }
-        if let Err(e) = self.registry.root().check_checkpoint(&note) {
+        let trusted = self.frontier.size();
+        if checkpoint.size >= trusted {
+            return LogError::NotOlder { offered: checkpoint.size, trusted };
+        }
+        // Signed by the log role of the root in force at that size (before a later rotation).
+        let root = self.registry.root_at(checkpoint.size);
+        if let Err(e) = root.check_checkpoint(&note) {
             return LogError::CheckpointSignature(e);
         }
-        let trusted = self.frontier.size();
-        if checkpoint.size < trusted && prefix_root(checkpoint.size) == Some(checkpoint.root_hash) {
-            return LogError::Behind { offered: checkpoint.size, trusted };
+        if prefix_root(checkpoint.size) != Some(checkpoint.root_hash) {
+            return LogError::Rollback {
+                trusted: self.trusted_summary(),
+                offered: summary(&checkpoint, checkpoint_bytes),
+            };
         }
-        LogError::Rollback {
-            trusted: self.trusted_summary(),
-            offered: summary(&checkpoint, checkpoint_bytes),
+        // The same log, behind: a lagging mirror, or a replay of an old checkpoint. An expired
+        // one is stale, whichever it is.
+        if checkpoint.expires_at <= now {
+            return LogError::Stale { expires_at: checkpoint.expires_at, now };
         }
+        LogError::Behind { offered: checkpoint.size, trusted }
     }
 
     fn trusted_summary(&self) -> CheckpointSummary {
@@ -368,6 +399,8 @@ pub struct PendingUpdate {
     note: Note,
     checkpoint_bytes: Vec<u8>,
     conflict: Option<ApplyError>,
+    /// Set once `push` failed: the folded state is then incomplete, so nothing may finish it.
+    failed: bool,
 }
 
 impl PendingUpdate {
@@ -385,6 +418,15 @@ impl PendingUpdate {
     /// for anything but a contradiction, fails at once; a contradiction is held until `finish`
     /// has checked the checkpoint that claims it.
     pub fn push(&mut self, leaves: &[Vec<u8>]) -> Result<(), LogError> {
+        if self.failed {
+            return Err(LogError::Abandoned);
+        }
+        let result = self.push_inner(leaves);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn push_inner(&mut self, leaves: &[Vec<u8>]) -> Result<(), LogError> {
         let have = self.base.frontier.size();
         let expected = self.checkpoint.size.saturating_sub(have);
         let got = self.folded() - have + leaves.len() as u64;
@@ -418,7 +460,10 @@ impl PendingUpdate {
     }
 
     fn finish(self, freshness: Freshness) -> Result<TrustedLog, LogError> {
-        let Self { base, mut next, checkpoint, note, checkpoint_bytes, conflict } = self;
+        let Self { base, mut next, checkpoint, note, checkpoint_bytes, conflict, failed } = self;
+        if failed {
+            return Err(LogError::Abandoned);
+        }
         let size = base.frontier.size();
         let offered = || summary(&checkpoint, &checkpoint_bytes);
         let expected = checkpoint.size.saturating_sub(size);

@@ -139,8 +139,8 @@ pub struct RegistryState {
     status_leaves: HashMap<ReleaseKey, u64>,
     /// The leaf of the latest channel statement of each channel, kind and name.
     channel_leaves: HashMap<ChannelKey, u64>,
-    /// The envelope of every root logged so far, oldest first.
-    roots: Vec<Vec<u8>>,
+    /// Every root logged so far with its leaf index, oldest first.
+    roots: Vec<(u64, TrustedRoot)>,
 }
 
 /// Identifies what a channel statement moves: the channel, kind and name.
@@ -233,8 +233,14 @@ impl RegistryState {
     }
 
     /// The envelope of every root logged so far, oldest first (`GET /v1/roots`).
-    pub fn root_chain(&self) -> &[Vec<u8>] {
-        &self.roots
+    pub fn root_chain(&self) -> Vec<Vec<u8>> {
+        self.roots.iter().map(|(_, root)| root.envelope_bytes().to_vec()).collect()
+    }
+
+    /// The root in force for a checkpoint of `size` leaves: the last root logged before leaf
+    /// `size` (the root in force now when `size` is at least the state's size).
+    pub fn root_at(&self, size: u64) -> &TrustedRoot {
+        self.roots.iter().rev().find(|(index, _)| *index < size).map_or(&self.root, |(_, root)| root)
     }
 
     /// The leaf of the latest status statement of a release: what the next one must name as
@@ -379,7 +385,7 @@ impl RegistryState {
         self.payloads.insert(prepared.payload, index);
         match (prepared.change, prepared.statement) {
             (Change::Root(root), _) => {
-                self.roots.push(root.envelope_bytes().to_vec());
+                self.roots.push((index, (*root).clone()));
                 self.root = *root;
             }
             (Change::Release, Statement::Release(release)) => {

@@ -98,15 +98,23 @@ impl TrustedRoot {
     /// registry serves them): each one newer than the last reached must verify as its next root;
     /// older ones are skipped. `self` when nothing newer is offered.
     pub fn walk(&self, chain: &[Vec<u8>]) -> Result<Verified<Self>, TrustError> {
-        let mut root = self.clone();
+        let mut path = self.walk_path(chain)?;
+        Ok(Verified::new(path.pop().unwrap_or_else(|| self.clone())))
+    }
+
+    /// Every root on the way `walk` takes: `self`, then each newer root reached, oldest first.
+    pub fn walk_path(&self, chain: &[Vec<u8>]) -> Result<Vec<Self>, TrustError> {
+        let mut path = vec![self.clone()];
         for envelope in chain {
             let Ok(candidate) = Self::decode(envelope) else { continue };
-            if candidate.root.version <= root.root.version {
+            let last = path.last().unwrap_or(self);
+            if candidate.root.version <= last.root.version {
                 continue;
             }
-            root = root.next(envelope)?.into_inner();
+            let next = last.next(envelope)?.into_inner();
+            path.push(next);
         }
-        Ok(Verified::new(root))
+        Ok(path)
     }
 
     /// Verifies `envelope_bytes` as the successor of `self`: version exactly N+1, same origin,

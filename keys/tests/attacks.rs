@@ -10,7 +10,7 @@
 
 mod common;
 
-use airlock_keys::log::CLOCK_SKEW;
+use airlock_keys::log::{ExpiredCheckpoint, CLOCK_SKEW};
 use airlock_keys::{
     sign_envelope, ApplyError, KeyError, LogError, RoleName, SecretKey, ThresholdError, TrustError,
     TrustedLog, TrustedRoot,
@@ -783,18 +783,80 @@ fn an_honest_lagging_mirror_is_behind_not_a_rollback() {
     fx.push(fx.release("demo-pkg", "1.0.0"));
     let at_two = accepted(&fx.empty_log(), &fx.checkpoint(), &fx.leaves, LATER);
     let verified_prefix = common::tree_root(&fx.leaves[..1]);
-    let judged = at_two.judge_older(&old_cp, |size| (size == 1).then_some(verified_prefix));
+    let judged = at_two.judge_older(&old_cp, LATER, |size| (size == 1).then_some(verified_prefix));
     assert!(matches!(judged, LogError::Behind { offered: 1, trusted: 2 }), "{judged}");
     assert!(!judged.is_security());
     // Another history at size 1, signed by the log key: a rollback to a fork.
     let forked = fx.checkpoint_of(&[fx.release("other", "1.0")]);
-    let judged = at_two.judge_older(&forked, |size| (size == 1).then_some(verified_prefix));
+    let judged = at_two.judge_older(&forked, LATER, |size| (size == 1).then_some(verified_prefix));
     assert_security(&judged, "rollback");
     // An older checkpoint the log key did not sign proves nothing either way.
     let stranger = SecretKey::generate();
     let unsigned = checkpoint(&fx.leaves[..1], NOW, NOW + DAY, &[&stranger]);
-    let judged = at_two.judge_older(&unsigned, |_| Some(verified_prefix));
+    let judged = at_two.judge_older(&unsigned, LATER, |_| Some(verified_prefix));
     assert!(matches!(judged, LogError::CheckpointSignature(_)), "{judged}");
+    // Expired, it is stale whatever it is (an old replay is not a lagging mirror's answer).
+    let judged = at_two.judge_older(&old_cp, NOW + DAY, |_| Some(verified_prefix));
+    assert!(matches!(judged, LogError::Stale { .. }), "{judged}");
+    // A checkpoint that is not older is not judged here.
+    let judged = at_two.judge_older(&fx.checkpoint(), LATER, |_| None);
+    assert!(matches!(judged, LogError::NotOlder { offered: 2, trusted: 2 }), "{judged}");
+}
+
+/// After a log-key rotation, a lagging mirror's checkpoint carries the old key's signature: it is
+/// judged with the root in force at its size, so it is "behind", not a signature failure.
+#[test]
+fn a_lagging_mirror_behind_a_log_key_rotation_is_behind() {
+    let mut fx = Fixture::new();
+    fx.push(fx.release("demo-pkg", "1.0.0"));
+    let old_cp = fx.checkpoint();
+    let prefix = common::tree_root(&fx.leaves);
+    fx.rotate(KeySet::single(), NOW + YEAR);
+    fx.push(fx.release("demo-pkg", "2.0.0"));
+    let synced = accepted(&fx.empty_log(), &fx.checkpoint(), &fx.leaves, LATER);
+    let judged = synced.judge_older(&old_cp, LATER, |size| (size == 2).then_some(prefix));
+    assert!(matches!(judged, LogError::Behind { offered: 2, trusted: 4 }), "{judged}");
+}
+
+/// Defect 3, at the verifier: `precheck` refuses a checkpoint the log key did not sign and a
+/// root chain that does not verify, and accepts one signed by the log key in force at its size
+/// even when the chain already lists a later rotation; an update whose leaf was refused is
+/// abandoned, never finished into a false security error.
+#[test]
+fn precheck_and_page_by_page_updates_refuse_what_they_must() {
+    let mut fx = Fixture::new();
+    let empty = fx.empty_log();
+    fx.push(fx.release("demo-pkg", "1.0.0"));
+    let signed_by_k1 = fx.checkpoint();
+    let old_keys = fx.rotate(KeySet::single(), NOW + YEAR);
+    let chain = vec![fx.leaves[0].clone(), fx.leaves[2].clone()];
+    assert_eq!(empty.precheck(&signed_by_k1, &chain).unwrap(), 2);
+    let stranger = SecretKey::generate();
+    let forged = checkpoint(&fx.leaves, NOW, NOW + DAY, &[&stranger]);
+    assert!(matches!(empty.precheck(&forged, &chain).unwrap_err(), LogError::CheckpointSignature(_)));
+    // A "next root" signed only by keys the root in force does not list breaks the chain.
+    let intruder = KeySet::single();
+    let bad_root = root_leaf(intruder.root(2, NOW + YEAR), &intruder.root.quorum());
+    let err = empty.precheck(&signed_by_k1, &[fx.leaves[0].clone(), bad_root]).unwrap_err();
+    assert!(matches!(err, LogError::Roots(_)), "{err}");
+    drop(old_keys);
+
+    // Page by page: too many leaves, then nothing more; a short update does not finish.
+    let mut pending = empty.begin_update(&signed_by_k1).unwrap();
+    let err = pending.push(&fx.leaves[..3]).unwrap_err();
+    assert!(matches!(err, LogError::LeafCount { expected: 2, got: 3, .. }), "{err}");
+    assert!(matches!(pending.push(&fx.leaves[..2]).unwrap_err(), LogError::Abandoned));
+    assert!(matches!(pending.finish_at(LATER, ExpiredCheckpoint::Refuse).unwrap_err(), LogError::Abandoned));
+    let mut short = empty.begin_update(&signed_by_k1).unwrap();
+    short.push(&fx.leaves[..1]).unwrap();
+    assert!(matches!(
+        short.finish_at(LATER, ExpiredCheckpoint::Refuse).unwrap_err(),
+        LogError::LeafCount { .. }
+    ));
+    let mut whole = empty.begin_update(&signed_by_k1).unwrap();
+    whole.push(&fx.leaves[..1]).unwrap();
+    whole.push(&fx.leaves[1..2]).unwrap();
+    assert_eq!(whole.finish_at(LATER, ExpiredCheckpoint::Refuse).unwrap().size(), 2);
 }
 
 /// C18: the same checkpoint again is a no-op that succeeds.

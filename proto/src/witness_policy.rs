@@ -113,24 +113,19 @@ impl WitnessPolicy<'_> {
     }
 
     /// Whether the quorum is met when exactly the witnesses for which `cosigned` answers true
-    /// have cosigned. A policy that failed `check` is never met (unless it needs nothing).
+    /// have cosigned. Groups are evaluated once each, in the order they are defined (their
+    /// members are defined before them), so the cost is linear in the policy's size. A policy
+    /// that failed `check` is never met (unless it needs nothing).
     pub fn is_met(&self, cosigned: &dyn Fn(&str) -> bool) -> bool {
-        match self.quorum {
-            None => true,
-            Some(name) => self.witnessed(name, cosigned, 0),
+        let Some(quorum) = self.quorum else { return true };
+        let mut witnessed: std::collections::BTreeMap<&str, bool> =
+            self.witnesses.iter().map(|w| (w.name.as_str(), cosigned(&w.name))).collect();
+        for group in self.groups {
+            let count =
+                group.members.iter().filter(|m| witnessed.get(m.as_str()).copied().unwrap_or(false)).count();
+            witnessed.insert(group.name.as_str(), count >= group.threshold as usize);
         }
-    }
-
-    fn witnessed(&self, name: &str, cosigned: &dyn Fn(&str) -> bool, depth: usize) -> bool {
-        if depth > MAX_WITNESS_GROUPS {
-            return false;
-        }
-        if self.witnesses.iter().any(|w| w.name == name) {
-            return cosigned(name);
-        }
-        let Some(group) = self.groups.iter().find(|g| g.name == name) else { return false };
-        let count = group.members.iter().filter(|m| self.witnessed(m, cosigned, depth + 1)).count();
-        count >= group.threshold as usize
+        witnessed.get(quorum).copied().unwrap_or(false)
     }
 
     /// The quorum rule in words, for messages: `none`, a witness's name, or the group's rule
@@ -210,6 +205,30 @@ mod tests {
             policy.describe(),
             "X-and-Y = all of X-witnesses, Y-witnesses; X-witnesses = 2 of X1, X2, X3; Y-witnesses = any of Y1, Y2, Y3"
         );
+    }
+
+    #[test]
+    fn deep_groups_are_evaluated_once_each() {
+        // 32 groups, each naming the four defined before it: a recursive evaluation would
+        // revisit the early ones exponentially often; each witness is asked about once.
+        let witnesses: Vec<WitnessKey> = (0..4u8).map(|i| witness(&format!("w{i}"), i + 1)).collect();
+        let mut names: Vec<String> = witnesses.iter().map(|w| w.name.clone()).collect();
+        let mut groups = Vec::new();
+        for i in 0..MAX_WITNESS_GROUPS {
+            let members: Vec<&str> = names[names.len() - 4..].iter().map(String::as_str).collect();
+            groups.push(group(&format!("g{i}"), 2, &members));
+            names.push(format!("g{i}"));
+        }
+        let last = format!("g{}", MAX_WITNESS_GROUPS - 1);
+        let policy = WitnessPolicy { witnesses: &witnesses, groups: &groups, quorum: Some(&last) };
+        policy.check().unwrap();
+        let asked = std::cell::Cell::new(0);
+        assert!(policy.is_met(&|name| {
+            asked.set(asked.get() + 1);
+            name == "w0" || name == "w1"
+        }));
+        assert_eq!(asked.get(), 4);
+        assert!(!policy.is_met(&|name| name == "w0"));
     }
 
     #[test]

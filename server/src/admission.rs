@@ -1,17 +1,27 @@
 //! Which connections the server keeps: at most `max` open at once, and each must send a complete
 //! request head within the header-read time of being accepted (TLS handshake and protocol
 //! detection included). When the cap is reached, a new connection takes the place of the oldest
-//! one that has not yet sent a request, so connections that send nothing cannot keep others
-//! out; if every open connection is busy with requests, the new one is closed.
+//! one that has never sent a request, or else of the one idle longest (no request in progress,
+//! its last response fully sent), so connections that send nothing, or that send one request and
+//! then sit idle, cannot keep others out. If every open connection has a request in progress, the
+//! new one is closed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 
 use crate::registry::locked;
+
+/// Eviction order: connections that never sent a request first, then idle ones; oldest first.
+type Slot = (u8, u64);
+const SILENT: u8 = 0;
+const IDLE: u8 = 1;
 
 /// The admission state of one server.
 #[derive(Debug)]
@@ -23,17 +33,19 @@ pub struct Admission {
 #[derive(Debug, Default)]
 struct State {
     open: usize,
-    next_id: u64,
-    /// Connections that have not sent a request yet, oldest first.
-    waiting: BTreeMap<u64, Weak<Ticket>>,
+    next_seq: u64,
+    /// Connections that may be closed to make room, in eviction order.
+    evictable: BTreeMap<Slot, Weak<Ticket>>,
 }
 
 /// One admitted connection. It leaves the count when the last reference is dropped.
 #[derive(Debug)]
 pub struct Ticket {
-    id: u64,
     admission: Arc<Admission>,
     started: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Where this connection sits in the eviction order, if it is evictable now.
+    slot: Mutex<Option<Slot>>,
     evict: Notify,
 }
 
@@ -43,8 +55,8 @@ impl Admission {
         Arc::new(Self { max: max.max(1), state: Mutex::new(State::default()) })
     }
 
-    /// Admits a new connection, evicting the oldest silent one when the cap is reached; `None`
-    /// when every open connection has sent a request (the new one is to be closed).
+    /// Admits a new connection, evicting the first evictable one when the cap is reached;
+    /// `None` when every open connection has a request in progress (the new one is to be closed).
     pub fn admit(self: &Arc<Self>) -> Option<Arc<Ticket>> {
         let mut evicted = None;
         let ticket = self.admit_evicting(&mut evicted);
@@ -56,22 +68,24 @@ impl Admission {
     fn admit_evicting(self: &Arc<Self>, evicted: &mut Option<Arc<Ticket>>) -> Option<Arc<Ticket>> {
         let mut state = locked(&self.state);
         if state.open >= self.max {
-            let oldest = state.waiting.pop_first()?;
-            *evicted = oldest.1.upgrade();
+            let (_, oldest) = state.evictable.pop_first()?;
+            *evicted = oldest.upgrade();
             if let Some(ticket) = evicted.as_ref() {
+                *locked(&ticket.slot) = None;
                 ticket.evict.notify_one();
             }
         }
         state.open += 1;
-        let id = state.next_id;
-        state.next_id += 1;
+        let slot = (SILENT, state.next_seq);
+        state.next_seq += 1;
         let ticket = Arc::new(Ticket {
-            id,
             admission: Arc::clone(self),
             started: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            slot: Mutex::new(Some(slot)),
             evict: Notify::new(),
         });
-        state.waiting.insert(id, Arc::downgrade(&ticket));
+        state.evictable.insert(slot, Arc::downgrade(&ticket));
         Some(ticket)
     }
 
@@ -82,26 +96,40 @@ impl Admission {
 }
 
 impl Ticket {
-    /// Marks that the connection sent a complete request head: it is no longer evictable and no
-    /// longer under the first-request deadline.
-    pub fn started(&self) {
-        if !self.started.swap(true, Ordering::AcqRel) {
-            locked(&self.admission.state).waiting.remove(&self.id);
+    /// A request head arrived: the connection is busy (not evictable) until the returned guard,
+    /// held by the response body, is dropped once the response is fully sent or abandoned.
+    pub fn request(self: &Arc<Self>) -> RequestGuard {
+        self.started.store(true, Ordering::Release);
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            let mut state = locked(&self.admission.state);
+            if let Some(slot) = locked(&self.slot).take() {
+                state.evictable.remove(&slot);
+            }
         }
+        RequestGuard(Arc::clone(self))
     }
 
-    /// Completes when the connection must be closed before its first request: it was evicted
-    /// to make room, or `deadline` passed without a request head. Never completes once a
-    /// request was seen.
+    /// Completes when the connection must be closed with no request in progress: it was evicted
+    /// to make room, or `deadline` passed without a first request head.
     pub async fn closed_early(&self, deadline: Duration) -> &'static str {
-        tokio::select! {
-            () = self.evict.notified() => "closed to make room: it had sent no request",
-            () = async {
-                tokio::time::sleep(deadline).await;
-                if self.started.load(Ordering::Acquire) {
-                    std::future::pending::<()>().await;
+        let first_request = async {
+            tokio::time::sleep(deadline).await;
+            if self.started.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
+        let evicted = async {
+            loop {
+                self.evict.notified().await;
+                // A request that began as the eviction was decided keeps the connection.
+                if self.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
                 }
-            } => "closed: no request head within the header-read time",
+            }
+        };
+        tokio::select! {
+            () = evicted => "closed to make room: it had no request in progress",
+            () = first_request => "closed: no request head within the header-read time",
         }
     }
 }
@@ -110,7 +138,65 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut state = locked(&self.admission.state);
         state.open = state.open.saturating_sub(1);
-        state.waiting.remove(&self.id);
+        if let Some(slot) = locked(&self.slot).take() {
+            state.evictable.remove(&slot);
+        }
+    }
+}
+
+/// Marks a request in progress on its connection; dropping it makes the connection idle again
+/// (and evictable, newest idle last) when it was the last one in progress.
+#[derive(Debug)]
+pub struct RequestGuard(Arc<Ticket>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let ticket = &self.0;
+        if ticket.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut state = locked(&ticket.admission.state);
+            let slot = (IDLE, state.next_seq);
+            state.next_seq += 1;
+            state.evictable.insert(slot, Arc::downgrade(ticket));
+            *locked(&ticket.slot) = Some(slot);
+        }
+    }
+}
+
+/// A response body that holds its request's guard until it is fully sent or dropped.
+pub struct Tracked<B> {
+    body: B,
+    _guard: RequestGuard,
+}
+
+impl<B> std::fmt::Debug for Tracked<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked").finish_non_exhaustive()
+    }
+}
+
+impl<B> Tracked<B> {
+    pub fn new(body: B, guard: RequestGuard) -> Self {
+        Self { body, _guard: guard }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -118,34 +204,34 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
+    fn notified(ticket: &Ticket) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut context = Context::from_waker(waker);
+        let future = std::pin::pin!(ticket.evict.notified());
+        future.poll(&mut context).is_ready()
+    }
+
+    use std::future::Future as _;
+
     #[test]
-    fn a_full_server_evicts_the_oldest_silent_connection_and_refuses_when_all_are_busy() {
+    fn a_full_server_evicts_silent_then_idle_connections_and_refuses_when_all_are_busy() {
         let admission = Admission::new(2);
         let first = admission.admit().unwrap();
         let second = admission.admit().unwrap();
-        second.started();
+        let busy = second.request();
         // Full: the third takes the place of the first (silent), not of the second (busy).
         let third = admission.admit().unwrap();
-        assert!(first.evict.notified().now_or_never_ready());
+        assert!(notified(&first));
         drop(first);
         assert_eq!(admission.open(), 2);
-        third.started();
+        let third_busy = third.request();
         // Both open connections are busy: a fourth is refused.
         assert!(admission.admit().is_none());
-        drop(second);
-        assert!(admission.admit().is_some());
-    }
-
-    trait NowOrNever {
-        fn now_or_never_ready(self) -> bool;
-    }
-
-    impl<F: std::future::Future> NowOrNever for F {
-        fn now_or_never_ready(self) -> bool {
-            let waker = std::task::Waker::noop();
-            let mut context = std::task::Context::from_waker(waker);
-            let mut future = std::pin::pin!(self);
-            future.as_mut().poll(&mut context).is_ready()
-        }
+        // Once the second's response is sent it is idle, and the next newcomer takes its place.
+        drop(busy);
+        let fourth = admission.admit().unwrap();
+        assert!(notified(&second));
+        assert!(!notified(&third));
+        drop((third_busy, fourth));
     }
 }

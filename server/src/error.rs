@@ -95,9 +95,10 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-/// Why `error` is a full disk, if it is one.
+/// Why `error` is a full disk of this server, if it is one. The chain is read only up to an
+/// error from another registry: what an upstream says about its own disk is not ours.
 pub fn storage_full(error: &anyhow::Error) -> Option<String> {
-    error.chain().find_map(|cause| {
+    error.chain().take_while(|cause| !cause.is::<airlock_client::RemoteError>()).find_map(|cause| {
         let io = cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull);
@@ -184,6 +185,24 @@ pub fn sync_failed(e: &anyhow::Error) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_s_full_disk_is_not_ours() {
+        let upstream = airlock_client::RemoteError::Status {
+            url: "http://upstream/v1/blobs".into(),
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            code: None,
+            message: "the server's storage is full: No space left on device".into(),
+        };
+        let error = anyhow::Error::from(upstream).context("fetching blob");
+        assert!(storage_full(&error).is_none());
+        assert_eq!(sync_failed(&error).status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let ours = anyhow::Error::from(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "No space left on device",
+        ));
+        assert_eq!(sync_failed(&ours).status(), StatusCode::INSUFFICIENT_STORAGE);
+    }
 
     #[test]
     fn a_full_disk_is_named_and_answered_507() {

@@ -87,7 +87,7 @@ impl Registry {
 
     /// Every logged root's envelope, oldest first.
     pub fn root_chain(&self) -> Vec<Vec<u8>> {
-        self.with_state(|state| state.root_chain().to_vec())
+        self.with_state(RegistryState::root_chain)
     }
 
     /// The current root's envelope bytes.

@@ -132,10 +132,15 @@ where
         };
         let builder = Arc::clone(&builder);
         let handler = handler.clone();
-        let started = Arc::clone(&ticket);
+        let connection_ticket = Arc::clone(&ticket);
         let hyper_service = service_fn(move |request| {
-            started.started();
-            handler(request)
+            // Busy from the request head until the response body is sent or dropped.
+            let guard = connection_ticket.request();
+            let response = handler(request);
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| crate::admission::Tracked::new(body, guard)))
+            }
         });
         let acceptor = tls.clone();
         let watcher = graceful.watcher();

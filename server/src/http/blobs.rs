@@ -121,16 +121,18 @@ pub async fn put(
         ingest.finish()
     });
     let mut received = 0u64;
-    let mut ingesting = true;
+    let mut stopped_at = None;
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
         received += chunk.len() as u64;
         if received > max {
             return Err(ApiError::TooLarge(format!("blob is over the {max}-byte cap")));
         }
-        // Once the ingest stopped (a full disk, say), the rest of the body is read and dropped
+        // Once the ingest stopped (a full disk, say), some more of the body is read and dropped
         // so that the client gets the answer that names why, not a reset connection.
-        if ingesting && tx.send(chunk).await.is_err() {
-            ingesting = false;
+        match stopped_at {
+            None if tx.send(chunk).await.is_err() => stopped_at = Some(received),
+            Some(at) if received - at > body::MAX_DRAIN_BYTES => break,
+            _ => {}
         }
     }
     drop(tx);

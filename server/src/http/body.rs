@@ -117,6 +117,11 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
     response
 }
 
+/// How much of a request body is still read (and dropped) after the server has refused it, so
+/// that the client reads the answer rather than a reset connection. Past it the connection is
+/// closed: a refused multi-gigabyte upload is not read to its end.
+pub const MAX_DRAIN_BYTES: u64 = 256 << 20;
+
 /// Waits for the next body frame, failing after `idle` without one.
 pub async fn next_frame(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, ApiError> {
     loop {

@@ -49,14 +49,24 @@ pub async fn import(
         tokio::task::spawn_blocking(move || crate::mirror::import::import(&mirror, ChannelReader::new(rx)));
     let idle = app.config.limits.body_idle_timeout;
     let mut read_error = None;
-    let mut importing = true;
+    let mut dropped: Option<u64> = None;
     loop {
         match body::next_frame(&mut request_body, idle).await {
             Ok(Some(chunk)) => {
-                // Once the importer stopped (it refused the bundle, or the disk is full), the
-                // rest is read and dropped so that the client gets the answer, not a reset.
-                if importing && tx.send(chunk).await.is_err() {
-                    importing = false;
+                // Once the importer stopped (it refused the bundle, or the disk is full), some
+                // more is read and dropped so that the client gets the answer, not a reset.
+                match dropped.as_mut() {
+                    None => {
+                        if tx.send(chunk).await.is_err() {
+                            dropped = Some(0);
+                        }
+                    }
+                    Some(bytes) => {
+                        *bytes += chunk.len() as u64;
+                        if *bytes > body::MAX_DRAIN_BYTES {
+                            break;
+                        }
+                    }
                 }
             }
             Ok(None) => break,

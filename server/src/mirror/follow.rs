@@ -73,7 +73,6 @@ impl Follower {
             self.mirror.note_upstream(offered.size, offered.issued_at);
         }
         let offered = offered.map_or(0, |c| c.size);
-        let now = self.mirror.clock().now();
         let (next, leaves) = if offered > trusted.size() {
             tracing::info!(upstream = %self.upstream, have = trusted.size(), upstream_size = offered, "mirror behind upstream; syncing");
             // The log key must have signed this size before any leaf is fetched.
@@ -85,15 +84,31 @@ impl Follower {
             let mut leaves = Vec::new();
             self.remote
                 .leaves_each(trusted.size(), size, MAX_SAVED_LOG_BYTES, &NoProgress, |page| {
-                    pending.push(&page)?;
+                    // Folding checks every signature: off the async workers' hands.
+                    blocking(|| pending.push(&page))?;
                     leaves.extend(page);
                     Ok::<(), anyhow::Error>(())
                 })
                 .await
                 .with_context(|| format!("upstream {} did not verify", self.upstream))?;
+            let now = self.mirror.clock().now();
             (pending.finish_at(now, airlock_keys::ExpiredCheckpoint::Refuse), leaves)
         } else {
-            (trusted.update(&checkpoint, &[], now), Vec::new())
+            let now = self.mirror.clock().now();
+            let next = match trusted.update(&checkpoint, &[], now) {
+                // An upstream behind this mirror (a lagging mirror upstream, say) is not a
+                // rollback when its checkpoint matches this mirror's own log at that size.
+                Err(airlock_keys::LogError::Rollback { .. }) => {
+                    let store = self.mirror.store();
+                    Err(trusted.judge_older(&checkpoint, now, |size| {
+                        airlock_proto::merkle::root_from_source(store.as_ref(), size)
+                            .ok()
+                            .map(airlock_proto::Hash32)
+                    }))
+                }
+                other => other,
+            };
+            (next, Vec::new())
         };
         let next = next.with_context(|| format!("upstream {} did not verify", self.upstream))?;
         let missing = self.missing_blobs(&leaves, &next)?;
@@ -211,4 +226,13 @@ fn carried_files(
         }
     }
     Ok(files)
+}
+
+/// Runs CPU-heavy work without stalling the async workers: in place on a multi-threaded
+/// runtime (the worker hands its other tasks on), directly otherwise.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }

@@ -404,9 +404,11 @@ fn connections_that_send_nothing_are_closed_and_cannot_keep_others_out() {
     let started = Instant::now();
     assert_eq!(http_get(&url, "/healthz").0, 200);
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
-    // The silent connections are closed by the server: each read ends (EOF or reset).
+    // The last ones admitted were never evicted: the header-read timer closes them.
     let deadline = Instant::now() + Duration::from_secs(15);
-    for mut stream in silent.into_iter().step_by(97) {
+    let last: Vec<std::net::TcpStream> =
+        silent.iter().rev().take(3).map(|s| s.try_clone().unwrap()).collect();
+    for mut stream in last.into_iter().chain(silent.into_iter().step_by(97)) {
         stream
             .set_read_timeout(Some(
                 deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
@@ -423,6 +425,38 @@ fn connections_that_send_nothing_are_closed_and_cannot_keep_others_out() {
         }
     }
     assert_eq!(http_get(&url, "/healthz").0, 200);
+
+    // Connections that send one keep-alive request and then sit idle cannot hold every slot
+    // either: a newcomer takes the place of the one idle longest.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            std::io::Write::write_all(&mut stream, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut answer = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !answer.ends_with(b"}") {
+                let n = stream.read(&mut buffer).unwrap();
+                assert!(n > 0, "closed before answering");
+                answer.extend_from_slice(&buffer[..n]);
+            }
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(http_get(&url, "/healthz").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let mut oldest = idle.into_iter().next().unwrap();
+    oldest.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut byte = [0u8; 1];
+    match oldest.read(&mut byte) {
+        Ok(0) => {}
+        Ok(_) => panic!("an idle connection got bytes"),
+        Err(e) => assert!(
+            !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "the longest-idle connection was kept: {e}"
+        ),
+    }
 }
 
 /// The bundle at `from` without its member `blobs/<hex of digest>`.
