@@ -36,6 +36,17 @@ impl Follower {
     pub fn new(mirror: Arc<Mirror>, upstream: &str, config: &Config) -> anyhow::Result<Self> {
         let tls = TlsOptions { ca_cert: config.upstream_ca_cert.clone() };
         let token = config.upstream_token.as_ref().map(|t| t.0.clone());
+        if !upstream.starts_with("https://") {
+            if token.is_some() {
+                tracing::warn!(
+                    upstream,
+                    "the upstream token is sent in clear text: the upstream is not https://"
+                );
+            }
+            if tls.ca_cert.is_some() {
+                tracing::warn!(upstream, "--upstream-ca-cert is unused: the upstream is not https://");
+            }
+        }
         Ok(Self {
             mirror,
             remote: Remote::new(upstream, token, &tls)?.with_limits(config.upstream_limits),

@@ -741,3 +741,25 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
         .ok();
     assert_eq!(std::fs::read(world.path("b.whl")).unwrap(), b"after the rotation");
 }
+
+/// Defect 6 for mirrors: a mirror whose upstream answers an older checkpoint of the same log (an
+/// upstream mirror that lags) reports it as behind and keeps its state; no SECURITY ERROR.
+#[test]
+fn a_mirror_ahead_of_its_upstream_reports_it_behind_and_keeps_its_state() {
+    let world = World::new(1, 1);
+    world.write("a-1.0-py3-none-any.whl", b"first");
+    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    let older = http_get(&world.url(), "/v1/log/checkpoint").1;
+    world.write("b-1.0-py3-none-any.whl", b"second");
+    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
+    let proxy = crate::proxy::Proxy::start(&world.url());
+    let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &proxy.url);
+    assert_eq!(crate::mirror::sync(&mirror, &admin)["to_size"], 3);
+    proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { older.clone() } else { body });
+    let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
+    let body = String::from_utf8_lossy(&body);
+    assert_ne!(status, 200);
+    assert!(body.contains("the registry is behind") && !body.contains("SECURITY"), "{body}");
+    assert_eq!(crate::harness::http_get(&mirror.url, "/healthz").0, 200);
+    world.pull_from(&mirror.url, "b==1.0", "b.whl").ok();
+}
