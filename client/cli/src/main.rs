@@ -8,6 +8,7 @@
 //! 4 SECURITY ERROR (the registry served a rollback, a fork or an inconsistent log);
 //! 5 not found (the name or digest is not in the verified log).
 
+mod audit;
 mod bundle;
 mod keys;
 mod lifecycle;
@@ -110,6 +111,8 @@ enum Command {
     Demote(lifecycle::ChannelArgs),
     /// Fetch, verify and write a logged release file.
     Pull(pull::PullArgs),
+    /// List the files at a path whose releases are yanked or revoked (exit 3 on a revoked one).
+    Audit(audit::AuditArgs),
     /// Check a local file against a digest.
     Verify(pull::VerifyArgs),
     /// Write a bundle (log segment, checkpoint and blobs) to carry across the air gap.
@@ -226,6 +229,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         }
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
+        Command::Audit(args) => audit::audit(args, context).await,
         Command::Export(args) => bundle::export(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,
         Command::Proof(args) => proof::proof(args, context).await,

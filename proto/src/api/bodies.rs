@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::{Hash32, Sha256};
-use crate::{Digest, FileEntry, Kind, Metadata, PackageName, Timestamp, Version};
+use crate::{ChannelName, Digest, FileEntry, Kind, Metadata, PackageName, Timestamp, Version};
 
 /// Most leaves one page may carry.
 pub const MAX_PAGE_LEAVES: u64 = 1000;
@@ -151,6 +151,15 @@ pub struct ReleaseInfo {
     pub published_at: Timestamp,
     pub files: Vec<FileEntry>,
     pub metadata: Metadata,
+    /// The channels that hold this release.
+    pub channels: Vec<ChannelName>,
+}
+
+/// `GET /v1/channels/<name>` (JSON): the releases a channel holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelList {
+    pub channel: ChannelName,
+    pub releases: Vec<ReleaseInfo>,
 }
 
 /// `GET /v1/releases/<kind>/<name>` (JSON): every logged release of a name.

@@ -39,6 +39,8 @@ pub enum Route<'a> {
     ConsistencyProof,
     /// `GET /v1/roots/current`: the root envelope in force (CBOR bytes).
     CurrentRoot,
+    /// `GET /v1/channels/<name>` → [`super::ChannelList`] (JSON).
+    Channel(&'a str),
     /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
     /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
     Roots,
@@ -77,6 +79,7 @@ impl<'a> Route<'a> {
             ["v1", "log", "proof", "consistency"] => Self::ConsistencyProof,
             ["v1", "roots", "current"] => Self::CurrentRoot,
             ["v1", "roots"] => Self::Roots,
+            ["v1", "channels", name] => Self::Channel(name),
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
             ["v1", "mirror", "status"] => Self::MirrorStatus,
@@ -99,6 +102,7 @@ impl<'a> Route<'a> {
             Self::ConsistencyProof => "/v1/log/proof/consistency".to_owned(),
             Self::CurrentRoot => "/v1/roots/current".to_owned(),
             Self::Roots => "/v1/roots".to_owned(),
+            Self::Channel(name) => format!("/v1/channels/{name}"),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),
             Self::Release { kind, name, version } => format!("/v1/releases/{kind}/{name}/{version}"),
@@ -140,6 +144,7 @@ mod tests {
             Route::ConsistencyProof,
             Route::CurrentRoot,
             Route::Roots,
+            Route::Channel("prod"),
             Route::Statements,
             Route::ReleasesOf { kind: "wheel", name: "torch" },
             Route::Release { kind: "node", name: "impact-pack", version: "1.2.3" },

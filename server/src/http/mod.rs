@@ -94,6 +94,7 @@ async fn route(
         Route::ConsistencyProof if is_get => read().and_then(|()| log::consistency(app, &query)),
         Route::CurrentRoot if is_get => read().map(|()| log::current_root(app)),
         Route::Roots if is_get => read().and_then(|()| log::roots(app)),
+        Route::Channel(name) if is_get => read().and_then(|()| releases::channel(app, name)),
         Route::ReleasesOf { kind, name } if is_get => read().and_then(|()| releases::list(app, kind, name)),
         Route::Release { kind, name, version } if is_get => {
             read().and_then(|()| releases::one(app, kind, name, version))

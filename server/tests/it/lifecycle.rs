@@ -92,4 +92,37 @@ fn yank_unyank_revoke_promote_and_demote_steer_what_pull_resolves() {
         .ok();
     let (run, _) = pulled(&world, &url, "tool==1.10rc1", &[]);
     assert!(run.stderr.contains("is yanked: superseded"), "{}", run.stderr);
+
+    // What a channel holds, and which channels hold a release, for people and scripts.
+    let (status, body) = crate::harness::http_get(&url, "/v1/channels/prod");
+    assert_eq!(status, 200);
+    let held: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let versions: Vec<&str> =
+        held["releases"].as_array().unwrap().iter().map(|r| r["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["1.9"]);
+    let (_, body) = crate::harness::http_get(&url, "/v1/releases/wheel/tool/1.9");
+    let release: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(release["channels"], serde_json::json!(["prod"]));
+
+    // `airlock audit DIR`: yanked and unlogged files are listed; a revoked one fails the audit.
+    world.write("installed/tool-1.10.whl", b"one ten");
+    world.write("installed/sub/tool-rc.whl", b"rc");
+    world.write("installed/notes.txt", b"not a release");
+    let audit = |world: &World| world.cli(&["audit", "installed", "--server", &url, "--root", "root.cbor"]);
+    let run = audit(&world).ok();
+    assert!(
+        run.stdout.contains("yanked") && run.stdout.contains("tool==1.10rc1: superseded"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("not logged") && run.stdout.contains("notes.txt"), "{}", run.stdout);
+    assert!(run.stdout.contains("audited 3 file(s)"), "{}", run.stdout);
+    world.write("installed/old/tool-1.9.whl", b"one nine");
+    let run = audit(&world).code(3);
+    assert!(
+        run.stdout.contains("revoked") && run.stderr.contains("revoked: malicious"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
 }
