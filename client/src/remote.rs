@@ -362,6 +362,28 @@ impl Remote {
         self.send_file(Method::PUT, &routes::blob_path(digest), path, progress).await
     }
 
+    /// `GET /v1/admin/tokens` (admin): the token grants of a running server (never a token).
+    pub async fn list_tokens(&self) -> Result<airlock_proto::api::TokenList, RemoteError> {
+        self.get_json(&Route::AdminTokens.path()).await
+    }
+
+    /// `POST /v1/admin/tokens` (admin): creates a token on a running server.
+    pub async fn create_token(
+        &self,
+        wanted: &airlock_proto::api::TokenCreate,
+    ) -> Result<airlock_proto::api::TokenCreated, RemoteError> {
+        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
+            url: self.url(&Route::AdminTokens.path()),
+            detail: e.to_string(),
+        })?;
+        self.call_json(Method::POST, &Route::AdminTokens.path(), full(body), Some("application/json")).await
+    }
+
+    /// `DELETE /v1/admin/tokens/<id or label>` (admin): revokes tokens on a running server.
+    pub async fn revoke_token(&self, which: &str) -> Result<airlock_proto::api::TokensRevoked, RemoteError> {
+        self.call_json(Method::DELETE, &Route::AdminToken(which).path(), empty(), None).await
+    }
+
     /// `POST /v1/mirror/sync` (admin): makes a mirror sync from its upstream now.
     pub async fn mirror_sync(&self) -> Result<SyncReport, RemoteError> {
         self.call_json(Method::POST, &Route::MirrorSync.path(), empty(), None).await

@@ -46,14 +46,61 @@ fn token_hash(token: &str) -> [u8; 32] {
     *blake3::hash(token.as_bytes()).as_bytes()
 }
 
-/// Creates a token with `scope`, stores its hash, and returns the token (shown once).
-pub fn create_token(store: &Store, scope: Scope, label: &str, now: u64) -> anyhow::Result<String> {
+/// Creates a token with `scope`, stores its hash, and returns the token (shown once) and its id.
+pub fn create_token(
+    store: &Store,
+    scope: Scope,
+    label: &str,
+    now: u64,
+    expires_at: Option<u64>,
+) -> anyhow::Result<(String, String)> {
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
+    let hash = token_hash(&token);
     store.put_token(
-        &token_hash(&token),
-        &TokenRecord { scope: scope.as_str().to_owned(), label: label.to_owned(), created_at: now },
+        &hash,
+        &TokenRecord {
+            scope: scope.as_str().to_owned(),
+            label: label.to_owned(),
+            created_at: now,
+            expires_at,
+        },
     )?;
-    Ok(token)
+    Ok((token, token_id(&hash)))
+}
+
+/// A token's public id: the first 16 hex digits of its hash (it reveals nothing of the token).
+pub fn token_id(hash: &[u8; 32]) -> String {
+    hex::encode(&hash[..8])
+}
+
+/// Every token grant (never a token), oldest first.
+pub fn list_tokens(store: &Store) -> anyhow::Result<Vec<airlock_proto::api::TokenInfo>> {
+    let mut tokens: Vec<airlock_proto::api::TokenInfo> = store
+        .tokens()?
+        .into_iter()
+        .map(|(hash, record)| airlock_proto::api::TokenInfo {
+            id: token_id(&hash),
+            scope: record.scope,
+            label: record.label,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+        })
+        .collect();
+    tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(tokens)
+}
+
+/// Revokes every token whose id or label is `which`; returns how many. Effective at once: the
+/// next request with such a token is refused.
+pub fn revoke_tokens(store: &Store, which: &str) -> anyhow::Result<usize> {
+    let mut revoked = 0;
+    for (hash, record) in store.tokens()? {
+        if token_id(&hash) == which || (!record.label.is_empty() && record.label == which) {
+            store.delete_token(&hash)?;
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
 }
 
 /// Who sent a request, from its `Authorization` header.
@@ -84,6 +131,9 @@ pub fn caller(store: &Store, headers: &http::HeaderMap) -> Result<Caller, ApiErr
     let record = store
         .token(&token_hash(token))?
         .ok_or_else(|| ApiError::Unauthorized("the bearer token is not recognised".to_owned()))?;
+    if let Some(expires_at) = record.expires_at.filter(|&at| at <= store.now()) {
+        return Err(ApiError::Unauthorized(format!("the bearer token expired at {expires_at}")));
+    }
     let scope = Scope::parse(&record.scope)
         .ok_or_else(|| ApiError::Unauthorized("the bearer token has an unknown scope".to_owned()))?;
     Ok(Caller::Token { scope, label: record.label })

@@ -73,7 +73,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8480")]
         listen: String,
     },
-    /// Manage bearer tokens (run while the server is stopped).
+    /// Manage bearer tokens: on a stopped server's data directory, or through a running server.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -146,18 +146,47 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
+/// Where token commands act: a stopped server's data directory, or a running server.
+#[derive(Debug, clap::Args)]
+struct TokenTarget {
+    /// The data directory of a stopped server (RocksDB admits one process).
+    #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+    data: Option<PathBuf>,
+    /// A running server's URL; needs --admin-token-file.
+    #[arg(long, requires = "admin_token_file")]
+    server: Option<String>,
+    /// A file holding an admin token for --server (a file keeps it off the command line).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token and print it (shown once; only its hash is stored).
     Create {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: TokenTarget,
         /// read, publish or admin.
         #[arg(long)]
         scope: String,
         /// A note on who or what the token is for.
         #[arg(long, default_value = "")]
         label: String,
+        /// Days until the token stops being accepted (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    /// List token grants: id, scope, label, creation and expiry (never a token).
+    List {
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+    /// Revoke the tokens with this id or label; a running server refuses them at once.
+    Revoke {
+        #[command(flatten)]
+        target: TokenTarget,
+        /// A token id (from `token list`) or label.
+        which: String,
     },
 }
 
@@ -199,13 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
-        Command::Token { command: TokenCommand::Create { data, scope, label } } => {
-            let scope = Scope::parse(&scope)
-                .with_context(|| format!("unknown scope {scope:?}: use read, publish or admin"))?;
-            let token = token_create(&data, scope, &label)?;
-            println!("{token}");
-            Ok(())
-        }
+        Command::Token { command } => tokens(command),
     }
 }
 
@@ -260,7 +283,83 @@ fn witness(data: &Path, key: &Path, name: &str, logs: &[String], listen: &str) -
 /// `airlockd token create`: opens the store of a stopped server and adds a token grant.
 pub fn token_create(data: &Path, scope: Scope, label: &str) -> anyhow::Result<String> {
     let store = Store::open(data, airlock_proto::Clock::system())?;
-    create_token(&store, scope, label, airlock_proto::clock::system_now())
+    Ok(create_token(&store, scope, label, airlock_proto::clock::system_now(), None)?.0)
+}
+
+/// `airlockd token create|list|revoke`, on a stopped server's store or through a running one.
+fn tokens(command: TokenCommand) -> anyhow::Result<()> {
+    let target = match &command {
+        TokenCommand::Create { target, .. }
+        | TokenCommand::List { target }
+        | TokenCommand::Revoke { target, .. } => target,
+    };
+    if let Some(data) = &target.data {
+        let store = Store::open(data, airlock_proto::Clock::system())?;
+        let now = store.now();
+        return match command {
+            TokenCommand::Create { scope, label, expires_in_days, .. } => {
+                let scope = parse_scope(&scope)?;
+                let expires_at = expires_in_days.map(|days| now.saturating_add(days.saturating_mul(86_400)));
+                let (token, id) = create_token(&store, scope, &label, now, expires_at)?;
+                eprintln!("token {id} ({scope}{})", expiry_note(expires_at));
+                println!("{token}");
+                Ok(())
+            }
+            TokenCommand::List { .. } => print_tokens(&crate::auth::list_tokens(&store)?),
+            TokenCommand::Revoke { which, .. } => {
+                report_revoked(crate::auth::revoke_tokens(&store, &which)?, &which)
+            }
+        };
+    }
+    let (Some(server), Some(file)) = (&target.server, &target.admin_token_file) else {
+        anyhow::bail!("pass --data DIR (server stopped) or --server URL --admin-token-file FILE");
+    };
+    let token = String::from_utf8(airlock_client::fsutil::read_capped(file, 4096)?)
+        .context("the admin token file is not text")?
+        .trim()
+        .to_owned();
+    let remote = airlock_client::Remote::new(server, Some(token), &airlock_client::TlsOptions::default())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match command {
+            TokenCommand::Create { scope, label, expires_in_days, .. } => {
+                parse_scope(&scope)?;
+                let now = airlock_proto::clock::system_now();
+                let expires_at = expires_in_days.map(|days| now.saturating_add(days.saturating_mul(86_400)));
+                let wanted = airlock_proto::api::TokenCreate { scope: scope.clone(), label, expires_at };
+                let created = remote.create_token(&wanted).await?;
+                eprintln!("token {} ({scope}{})", created.id, expiry_note(expires_at));
+                println!("{}", created.token);
+                Ok(())
+            }
+            TokenCommand::List { .. } => print_tokens(&remote.list_tokens().await?.tokens),
+            TokenCommand::Revoke { which, .. } => {
+                report_revoked(usize::try_from(remote.revoke_token(&which).await?.revoked)?, &which)
+            }
+        }
+    })
+}
+
+fn parse_scope(scope: &str) -> anyhow::Result<Scope> {
+    Scope::parse(scope).with_context(|| format!("unknown scope {scope:?}: use read, publish or admin"))
+}
+
+fn expiry_note(expires_at: Option<u64>) -> String {
+    expires_at.map(|at| format!(", expires at {at}")).unwrap_or_default()
+}
+
+fn print_tokens(tokens: &[airlock_proto::api::TokenInfo]) -> anyhow::Result<()> {
+    for t in tokens {
+        let expires = t.expires_at.map_or_else(|| "never".to_owned(), |at| at.to_string());
+        println!("{}  {:<7}  created {}  expires {expires}  {}", t.id, t.scope, t.created_at, t.label);
+    }
+    Ok(())
+}
+
+fn report_revoked(revoked: usize, which: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(revoked > 0, "no token has id or label {which:?}");
+    println!("revoked {revoked} token(s) matching {which:?}");
+    Ok(())
 }
 
 /// `airlockd init`: makes the data directory (0700) and the log key.

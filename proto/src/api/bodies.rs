@@ -155,6 +155,46 @@ pub struct ReleaseInfo {
     pub channels: Vec<ChannelName>,
 }
 
+/// `POST /v1/admin/tokens` (JSON): a token to create on a running server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreate {
+    /// `read`, `publish` or `admin`.
+    pub scope: String,
+    pub label: String,
+    /// When it stops being accepted; `None`: never.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// The answer to `POST /v1/admin/tokens` (JSON): the token, shown once, and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub token: String,
+    pub id: String,
+}
+
+/// A token grant as listed (never the token): its id is the first 16 hex digits of the token's
+/// BLAKE3 hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub scope: String,
+    pub label: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// The answer to `DELETE /v1/admin/tokens/<id or label>` (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensRevoked {
+    pub revoked: u64,
+}
+
+/// `GET /v1/admin/tokens` (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
 /// `GET /v1/channels/<name>` (JSON): the releases a channel holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelList {

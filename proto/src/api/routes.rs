@@ -41,6 +41,11 @@ pub enum Route<'a> {
     CurrentRoot,
     /// `GET /v1/channels/<name>` → [`super::ChannelList`] (JSON).
     Channel(&'a str),
+    /// `GET /v1/admin/tokens` → [`super::TokenList`]; `POST` a [`super::TokenCreate`] →
+    /// [`super::TokenCreated`] (JSON, admin).
+    AdminTokens,
+    /// `DELETE /v1/admin/tokens/<id or label>`: revokes the matching tokens (admin).
+    AdminToken(&'a str),
     /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
     /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
     Roots,
@@ -80,6 +85,8 @@ impl<'a> Route<'a> {
             ["v1", "roots", "current"] => Self::CurrentRoot,
             ["v1", "roots"] => Self::Roots,
             ["v1", "channels", name] => Self::Channel(name),
+            ["v1", "admin", "tokens"] => Self::AdminTokens,
+            ["v1", "admin", "tokens", which] => Self::AdminToken(which),
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
             ["v1", "mirror", "status"] => Self::MirrorStatus,
@@ -103,6 +110,8 @@ impl<'a> Route<'a> {
             Self::CurrentRoot => "/v1/roots/current".to_owned(),
             Self::Roots => "/v1/roots".to_owned(),
             Self::Channel(name) => format!("/v1/channels/{name}"),
+            Self::AdminTokens => "/v1/admin/tokens".to_owned(),
+            Self::AdminToken(which) => format!("/v1/admin/tokens/{which}"),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),
             Self::Release { kind, name, version } => format!("/v1/releases/{kind}/{name}/{version}"),
@@ -145,6 +154,8 @@ mod tests {
             Route::CurrentRoot,
             Route::Roots,
             Route::Channel("prod"),
+            Route::AdminTokens,
+            Route::AdminToken("0123456789abcdef"),
             Route::Statements,
             Route::ReleasesOf { kind: "wheel", name: "torch" },
             Route::Release { kind: "node", name: "impact-pack", version: "1.2.3" },

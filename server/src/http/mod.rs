@@ -1,6 +1,7 @@
 //! The HTTP surface: a request path is parsed into a proto `Route` first, then dispatched to the
 //! handler of its resource. Handlers return `ApiError`, which `error.rs` maps to a status.
 
+pub mod admin;
 pub mod blobs;
 pub mod body;
 pub mod log;
@@ -95,6 +96,10 @@ async fn route(
         Route::CurrentRoot if is_get => read().map(|()| log::current_root(app)),
         Route::Roots if is_get => read().and_then(|()| log::roots(app)),
         Route::Channel(name) if is_get => read().and_then(|()| releases::channel(app, name)),
+        Route::AdminTokens if *method == Method::GET || *method == Method::POST => {
+            admin::tokens(app, method, headers, request_body).await
+        }
+        Route::AdminToken(which) if *method == Method::DELETE => admin::revoke(app, headers, which),
         Route::ReleasesOf { kind, name } if is_get => read().and_then(|()| releases::list(app, kind, name)),
         Route::Release { kind, name, version } if is_get => {
             read().and_then(|()| releases::one(app, kind, name, version))

@@ -38,6 +38,8 @@ pub struct TokenRecord {
     pub scope: String,
     pub label: String,
     pub created_at: Timestamp,
+    /// When the token stops being accepted; `None`: never.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// The RocksDB handle.
@@ -224,6 +226,26 @@ impl Db {
     /// Stores a token grant under the hash of the token.
     pub fn put_token(&self, token_hash: &[u8; 32], record: &TokenRecord) -> Result<()> {
         self.put_sync(CF_TOKENS, token_hash, &codec::encode("token record", record)?)
+    }
+
+    /// Every token grant, by the hash of its token.
+    pub fn tokens(&self) -> Result<Vec<([u8; 32], TokenRecord)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_TOKENS)?, IteratorMode::Start) {
+            let (key, value) = item?;
+            let hash: [u8; 32] =
+                key.as_ref().try_into().map_err(|_| anyhow::anyhow!("a token key is not 32 bytes"))?;
+            out.push((hash, codec::decode("token record", &value, MAX_RECORD_BYTES)?));
+        }
+        Ok(out)
+    }
+
+    /// Removes a token grant, durably.
+    pub fn delete_token(&self, token_hash: &[u8; 32]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_TOKENS)?, token_hash);
+        self.db.write_opt(batch, &Self::sync_options())?;
+        Ok(())
     }
 
     /// Looks a token grant up by the hash of the token.

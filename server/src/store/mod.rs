@@ -156,6 +156,21 @@ impl Store {
     pub fn token(&self, token_hash: &[u8; 32]) -> anyhow::Result<Option<TokenRecord>> {
         self.db.token(token_hash)
     }
+
+    /// Every token grant, by the hash of its token.
+    pub fn tokens(&self) -> anyhow::Result<Vec<([u8; 32], TokenRecord)>> {
+        self.db.tokens()
+    }
+
+    /// Removes a token grant, durably.
+    pub fn delete_token(&self, token_hash: &[u8; 32]) -> anyhow::Result<()> {
+        self.db.delete_token(token_hash)
+    }
+
+    /// The time now, by the store's clock.
+    pub fn now(&self) -> airlock_proto::Timestamp {
+        self.clock.now()
+    }
 }
 
 /// Reads tree nodes from the database.

@@ -16,5 +16,6 @@ mod proof;
 mod proxy;
 mod publish_pull;
 mod tiles;
+mod tokens;
 mod transport;
 mod witness;

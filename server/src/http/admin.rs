@@ -1,0 +1,55 @@
+//! `/v1/admin/tokens`: token grants on a running server (RocksDB admits one process, so while
+//! the server runs it does the work): list them, create one, revoke by id or label. Admin scope.
+//! A created token appears once, in the answer; it is never logged.
+
+use std::sync::Arc;
+
+use airlock_proto::api::{TokenCreate, TokenCreated, TokenList, TokensRevoked};
+use http::{HeaderMap, Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::auth::{self, Scope};
+use crate::error::ApiError;
+use crate::http::body::{self, Body};
+
+/// Largest token request body.
+const MAX_TOKEN_REQUEST: usize = 4096;
+
+/// `GET` (list) or `POST` (create) `/v1/admin/tokens`.
+pub async fn tokens(
+    app: &Arc<App>,
+    method: &Method,
+    headers: &HeaderMap,
+    mut request: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    auth::require(&app.store, headers, Scope::Admin)?;
+    if method == Method::GET {
+        return Ok(body::json(StatusCode::OK, &TokenList { tokens: auth::list_tokens(&app.store)? }));
+    }
+    let bytes =
+        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
+    let wanted: TokenCreate = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("not a token request: {e}")))?;
+    let scope = Scope::parse(&wanted.scope).ok_or_else(|| {
+        ApiError::BadRequest(format!("unknown scope {:?}: use read, publish or admin", wanted.scope))
+    })?;
+    let now = app.store.now();
+    if wanted.expires_at.is_some_and(|at| at <= now) {
+        return Err(ApiError::BadRequest("the token would expire before it is created".to_owned()));
+    }
+    let (token, id) = auth::create_token(&app.store, scope, &wanted.label, now, wanted.expires_at)?;
+    tracing::info!(target: crate::audit::TARGET, id, label = wanted.label, scope = %scope, "token created");
+    Ok(body::json(StatusCode::CREATED, &TokenCreated { token, id }))
+}
+
+/// `DELETE /v1/admin/tokens/<id or label>`
+pub fn revoke(app: &App, headers: &HeaderMap, which: &str) -> Result<Response<Body>, ApiError> {
+    auth::require(&app.store, headers, Scope::Admin)?;
+    let revoked = auth::revoke_tokens(&app.store, which)?;
+    if revoked == 0 {
+        return Err(ApiError::NotFound(format!("no token has id or label {which:?}")));
+    }
+    tracing::info!(target: crate::audit::TARGET, which, revoked, "tokens revoked");
+    Ok(body::json(StatusCode::OK, &TokensRevoked { revoked: revoked as u64 }))
+}
