@@ -3,7 +3,7 @@
 //! extended state. Nothing is trusted before the one log verifier accepts the whole.
 
 use airlock_keys::{ExpiredCheckpoint, LogError};
-use airlock_proto::api::MAX_SAVED_LOG_BYTES;
+use airlock_proto::api::{Evidence, EVIDENCE_FORMAT, MAX_SAVED_LOG_BYTES};
 use airlock_proto::{Checkpoint, Clock};
 
 use crate::progress::Reporter;
@@ -17,6 +17,9 @@ pub enum FollowError {
     Remote(#[from] RemoteError),
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A SECURITY ERROR, with the evidence that shows it.
+    #[error("{error}")]
+    Security { error: LogError, evidence: Box<Evidence> },
     #[error("checkpoint is stale: it expired at {expires_at}, the time is now {now}; the server declares an operator's UNSAFE extension until {until}. Accept it only knowingly: --unsafe-accept-server-extension")]
     Extension { expires_at: u64, now: u64, until: u64 },
 }
@@ -97,26 +100,45 @@ pub async fn update_with(
             progress.finish();
             // One reading of the time: the verifier and the notices see the same instant.
             let now = clock.now();
-            pending.finish_at(now, expired).map(|log| (log, new_leaves, now))
+            (pending.finish_at(now, expired), new_leaves, now)
         }
         _ => {
             let now = clock.now();
-            state.log.update_with(&checkpoint_bytes, &[], now, expired).map(|log| (log, Vec::new(), now))
+            (state.log.update_with(&checkpoint_bytes, &[], now, expired), Vec::new(), now)
         }
     };
-    let (log, new_leaves, now) = match result {
+    let (result, new_leaves, now) = result;
+    let log = match result {
+        Ok(log) => log,
         Err(LogError::Stale { expires_at, now }) if extension_until.is_some() => {
             return Err(FollowError::Extension { expires_at, now, until: extension_until.unwrap_or(0) })
         }
-        // An older checkpoint: a lagging mirror if it matches our own leaves at that size.
-        Err(LogError::Rollback { .. }) => {
-            return Err(FollowError::Log(
-                state
-                    .log
-                    .judge_older(&checkpoint_bytes, clock.now(), |size| prefix_root(&state.leaves, size)),
-            ))
+        Err(error) => {
+            // An older checkpoint: a lagging mirror if it matches our own leaves at that size.
+            let error = match error {
+                LogError::Rollback { .. } => {
+                    state.log.judge_older(&checkpoint_bytes, now, |size| prefix_root(&state.leaves, size))
+                }
+                other => other,
+            };
+            if !error.is_security() {
+                return Err(FollowError::Log(error));
+            }
+            // Evidence that stands on its own: both checkpoints and the leaves behind them.
+            let evidence = Evidence {
+                format: EVIDENCE_FORMAT,
+                what: error.to_string(),
+                trusted: state.log.checkpoint().map(|c| serde_bytes::ByteBuf::from(c.to_vec())),
+                offered: serde_bytes::ByteBuf::from(checkpoint_bytes),
+                leaves: state
+                    .leaves
+                    .iter()
+                    .chain(&new_leaves)
+                    .map(|l| serde_bytes::ByteBuf::from(l.clone()))
+                    .collect(),
+            };
+            return Err(FollowError::Security { error, evidence: Box::new(evidence) });
         }
-        other => other?,
     };
     let accepted_expired = log.checkpoint_payload().is_some_and(|c| c.expires_at <= now);
     let mut leaves = state.leaves.clone();

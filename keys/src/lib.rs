@@ -24,7 +24,7 @@ pub use inclusion::{verify_included, Freshness, Included, InclusionClaim};
 pub use keyfile::{
     read_public_key, read_secret_key, write_public_key, write_secret_key, KeyError, PublicKey, SecretKey,
 };
-pub use log::{ExpiredCheckpoint, LogError, TrustedLog};
+pub use log::{verify_evidence, ExpiredCheckpoint, LogError, Proven, TrustedLog};
 pub use note::{check_note_threshold, note_key_id, parse_verifier_key, sign_note, verifier_key};
 pub use policy::{format_policy, parse_policy, PolicyError, PolicyFile};
 pub use registry::{ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};

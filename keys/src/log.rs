@@ -76,6 +76,8 @@ pub enum LogError {
     Roots(crate::trust::TrustError),
     #[error("this update was abandoned after a refused leaf; start again")]
     Abandoned,
+    #[error("the evidence proves nothing: {0}")]
+    NoEvidence(String),
     #[error("a checkpoint of size {offered} is not older than the verified size {trusted}")]
     NotOlder { offered: u64, trusted: u64 },
     #[error("the answer is for tree size {claimed}, its checkpoint for size {checkpoint}")]
@@ -447,6 +449,12 @@ impl PendingUpdate {
         Ok(())
     }
 
+    /// `finish` without the freshness rules: for checking evidence offline, where what matters
+    /// is what the log signed, not when. Never use it to accept a log.
+    pub fn finish_for_evidence(self) -> Result<TrustedLog, LogError> {
+        self.finish(Freshness::Ignore)
+    }
+
     /// Checks the whole update and returns the new trusted state.
     pub fn finish_at(
         self,
@@ -521,4 +529,86 @@ pub enum ExpiredCheckpoint {
     Refuse,
     /// Accept an expired checkpoint until this time. Freeze protection is off until then.
     UnsafeAcceptUntil(Timestamp),
+}
+
+/// What a piece of evidence proves about the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proven {
+    /// Two checkpoints of the same size with different roots, both signed by the log.
+    Fork,
+    /// A signed checkpoint smaller than another signed one, whose root is not the root of the
+    /// larger one's leaves at that size.
+    Rollback,
+    /// A signed checkpoint over leaves that contradict each other (the same release twice with
+    /// other bytes, or one statement logged twice).
+    Contradiction,
+}
+
+impl fmt::Display for Proven {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fork => "a fork: the log signed two different trees of the same size",
+            Self::Rollback => "a rollback to another history: the log signed a smaller tree that is not a prefix of a larger one it signed",
+            Self::Contradiction => "a contradiction: the log signed a tree whose leaves contradict each other",
+        })
+    }
+}
+
+/// Checks evidence offline against a pinned root: `trusted` must verify (signature and root)
+/// over the first leaves; then `offered`, signed by the log role in force at its size, must be
+/// inconsistent with them. Returns what that proves, or the reason it proves nothing.
+pub fn verify_evidence(
+    pinned: Verified<TrustedRoot>,
+    trusted: Option<&[u8]>,
+    offered: &[u8],
+    leaves: &[Vec<u8>],
+) -> Result<Proven, LogError> {
+    let trusted_size = match trusted {
+        Some(bytes) => decode_checkpoint(bytes)?.checkpoint.size,
+        None => 0,
+    };
+    let offered_size = decode_checkpoint(offered)?.checkpoint.size;
+    let t = usize::try_from(trusted_size).map_err(|_| LogError::LeafCount {
+        expected: trusted_size,
+        got: 0,
+        size: trusted_size,
+    })?;
+    let prefix = leaves.get(..t).ok_or(LogError::LeafCount {
+        expected: trusted_size,
+        got: leaves.len() as u64,
+        size: trusted_size,
+    })?;
+    let base = TrustedLog::restore(pinned, prefix, trusted, 0)?.into_inner();
+    if offered_size < trusted_size {
+        let mut tree = airlock_proto::merkle::MemoryTree::new();
+        for leaf in prefix {
+            tree.push(leaf_hash(leaf));
+        }
+        let judged = base.judge_older(offered, 0, |size| tree.root_at(size).ok().map(Hash32));
+        return match judged {
+            LogError::Rollback { .. } => Ok(Proven::Rollback),
+            LogError::Behind { .. } => {
+                Err(LogError::NoEvidence("the smaller checkpoint is a prefix of the trusted one".to_owned()))
+            }
+            other => Err(other),
+        };
+    }
+    let mut pending = match base.begin_update(offered) {
+        Err(LogError::Fork { .. }) => return Ok(Proven::Fork),
+        other => other?,
+    };
+    let o = usize::try_from(offered_size).unwrap_or(usize::MAX);
+    let new = leaves.get(t..o).ok_or(LogError::LeafCount {
+        expected: offered_size - trusted_size,
+        got: leaves.len().saturating_sub(t) as u64,
+        size: offered_size,
+    })?;
+    pending.push(new)?;
+    match pending.finish_for_evidence() {
+        Err(LogError::Conflict { .. }) => Ok(Proven::Contradiction),
+        Err(e) => Err(e),
+        Ok(_) => Err(LogError::NoEvidence(
+            "the offered checkpoint extends the trusted one consistently".to_owned(),
+        )),
+    }
 }

@@ -859,6 +859,42 @@ fn precheck_and_page_by_page_updates_refuse_what_they_must() {
     assert_eq!(whole.finish_at(LATER, ExpiredCheckpoint::Refuse).unwrap().size(), 2);
 }
 
+/// Evidence files: what `verify_evidence` proves from two signed checkpoints and the leaves.
+#[test]
+fn evidence_proves_forks_rollbacks_and_contradictions_and_nothing_else() {
+    use airlock_keys::{verify_evidence, Proven};
+    let mut fx = Fixture::new();
+    fx.push(fx.release("demo-pkg", "1.0.0"));
+    let at_two = fx.checkpoint();
+    fx.push(fx.release("demo-pkg", "2.0.0"));
+    let at_three = fx.checkpoint();
+    let other = checkpoint_note(3, airlock_proto::Hash32([5; 32]), NOW, NOW + DAY, &fx.keys.log.quorum()).to_bytes();
+    assert_eq!(verify_evidence(fx.pinned(), Some(&at_three), &other, &fx.leaves).unwrap(), Proven::Fork);
+    let rolled = checkpoint_note(2, airlock_proto::Hash32([6; 32]), NOW, NOW + DAY, &fx.keys.log.quorum()).to_bytes();
+    assert_eq!(verify_evidence(fx.pinned(), Some(&at_three), &rolled, &fx.leaves).unwrap(), Proven::Rollback);
+    // The same release logged twice with other bytes, under a signed checkpoint.
+    let mut twice = fx.leaves.clone();
+    twice.push(leaf(&release("demo-pkg", "1.0.0", b"other bytes"), &fx.keys.publisher.quorum()));
+    let over_twice = fx.checkpoint_of(&twice);
+    assert_eq!(
+        verify_evidence(fx.pinned(), Some(&at_three), &over_twice, &twice).unwrap(),
+        Proven::Contradiction
+    );
+    // An honest older checkpoint, or a consistent extension, proves nothing.
+    assert!(matches!(
+        verify_evidence(fx.pinned(), Some(&at_three), &at_two, &fx.leaves),
+        Err(LogError::NoEvidence(_))
+    ));
+    assert!(matches!(
+        verify_evidence(fx.pinned(), Some(&at_two), &at_three, &fx.leaves),
+        Err(LogError::NoEvidence(_))
+    ));
+    // A checkpoint the log key did not sign proves nothing either.
+    let stranger = SecretKey::generate();
+    let unsigned = checkpoint_note(3, airlock_proto::Hash32([5; 32]), NOW, NOW + DAY, &[&stranger]).to_bytes();
+    assert!(verify_evidence(fx.pinned(), Some(&at_three), &unsigned, &fx.leaves).is_err());
+}
+
 /// C18: the same checkpoint again is a no-op that succeeds.
 #[test]
 fn same_checkpoint_again_is_noop() {

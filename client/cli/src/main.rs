@@ -10,6 +10,7 @@
 
 mod audit;
 mod bundle;
+mod evidence;
 mod keys;
 mod lifecycle;
 mod mirror;
@@ -113,6 +114,11 @@ enum Command {
     Pull(pull::PullArgs),
     /// List the files at a path whose releases are yanked or revoked (exit 3 on a revoked one).
     Audit(audit::AuditArgs),
+    /// Evidence of a registry's misbehaviour (written on a SECURITY ERROR): verify it offline.
+    Evidence {
+        #[command(subcommand)]
+        command: evidence::EvidenceCommand,
+    },
     /// Check a local file against a digest.
     Verify(pull::VerifyArgs),
     /// Write a bundle (log segment, checkpoint and blobs) to carry across the air gap.
@@ -200,6 +206,13 @@ fn main() -> ExitCode {
         Err(error) => {
             let code = exit_code(&error);
             eprintln!("error: {error:#}");
+            if let Some(path) = evidence::write_if_any(&error, &context.state_dir, context.clock.now()) {
+                eprintln!(
+                    "evidence written to {} (check it anywhere with `airlock evidence verify {} --root ROOT`)",
+                    path.display(),
+                    path.display()
+                );
+            }
             if context.json {
                 print_stdout(
                     &serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }).to_string(),
@@ -230,6 +243,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
         Command::Audit(args) => audit::audit(args, context).await,
+        Command::Evidence { command } => evidence::evidence(command, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,
         Command::Proof(args) => proof::proof(args, context).await,
@@ -249,7 +263,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             return of_log(e);
         }
         match cause.downcast_ref::<FollowError>() {
-            Some(FollowError::Log(e)) => return of_log(e),
+            Some(FollowError::Log(e) | FollowError::Security { error: e, .. }) => return of_log(e),
             Some(FollowError::Extension { .. }) => return EXIT_VERIFY,
             _ => {}
         }

@@ -269,6 +269,24 @@ pub struct SavedLog {
     pub newest_issued_at: u64,
 }
 
+/// A SECURITY ERROR's evidence (CBOR), written by the client under its state directory: the
+/// checkpoint it trusted, the one it was offered, and the leaves it holds (its verified leaves,
+/// then any new ones served with the offered checkpoint), so that `airlock evidence verify` can
+/// check offline what they prove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub format: u32,
+    /// The error as the client reported it.
+    pub what: String,
+    /// `None` when the client had verified no checkpoint yet.
+    pub trusted: Option<serde_bytes::ByteBuf>,
+    pub offered: serde_bytes::ByteBuf,
+    pub leaves: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Evidence file format version.
+pub const EVIDENCE_FORMAT: u32 = 1;
+
 /// Largest saved log accepted.
 pub const MAX_SAVED_LOG_BYTES: usize = 1 << 30;
 

@@ -327,3 +327,45 @@ fn corrupt_or_foreign_key_file_rejected_naming_the_file() {
         .code(1)
         .says("bad.key");
 }
+
+/// A forked server: the client's SECURITY ERROR writes the evidence (both signed checkpoints and
+/// the leaves behind them) under its state directory and names it; `airlock evidence verify`
+/// confirms the fork with only the root, from another state directory; a changed byte proves
+/// nothing.
+#[test]
+fn a_fork_leaves_evidence_that_verifies_offline() {
+    let world = published_world(b"first");
+    let proxy = Proxy::start(&world.url());
+    world.pull_from(&proxy.url, "w==1.0", "a.whl").ok();
+    let forked = {
+        let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
+        let size = world.log_size();
+        let checkpoint = airlock_proto::Checkpoint {
+            origin: "test.airlock".to_owned(),
+            size,
+            root_hash: airlock_proto::Hash32([7; 32]),
+            issued_at: airlock_proto::clock::system_now(),
+            expires_at: airlock_proto::clock::system_now() + 3600,
+        };
+        let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
+        airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
+        note.to_bytes()
+    };
+    proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forked.clone() } else { body });
+    let run = world.pull_from(&proxy.url, "w==1.0", "b.whl").code(4).says("SECURITY ERROR").says("fork");
+    let line =
+        run.stderr.lines().find(|l| l.starts_with("evidence written to ")).expect("names the evidence file");
+    let file = line.trim_start_matches("evidence written to ").split(' ').next().unwrap().to_owned();
+    assert!(std::path::Path::new(&file).starts_with(world.path("state")), "{file}");
+    let verified =
+        world.cli(&["evidence", "verify", &file, "--root", "root.cbor", "--state-dir", "elsewhere"]).ok();
+    assert!(verified.stdout.contains("proves a fork"), "{}", verified.stdout);
+    // One changed byte in the offered checkpoint: its signature fails, and nothing is proven.
+    let mut evidence: airlock_proto::api::Evidence =
+        airlock_proto::codec::decode("evidence", &std::fs::read(&file).unwrap(), 1 << 30).unwrap();
+    let offered = evidence.offered.as_mut();
+    let last_line = offered.len() - 10;
+    offered[last_line] ^= 1;
+    world.write("tampered.evidence", &airlock_proto::codec::encode("evidence", &evidence).unwrap());
+    world.cli(&["evidence", "verify", "tampered.evidence", "--root", "root.cbor"]).code(3);
+}
