@@ -868,9 +868,11 @@ fn evidence_proves_forks_rollbacks_and_contradictions_and_nothing_else() {
     let at_two = fx.checkpoint();
     fx.push(fx.release("demo-pkg", "2.0.0"));
     let at_three = fx.checkpoint();
-    let other = checkpoint_note(3, airlock_proto::Hash32([5; 32]), NOW, NOW + DAY, &fx.keys.log.quorum()).to_bytes();
+    let other =
+        checkpoint_note(3, airlock_proto::Hash32([5; 32]), NOW, NOW + DAY, &fx.keys.log.quorum()).to_bytes();
     assert_eq!(verify_evidence(fx.pinned(), Some(&at_three), &other, &fx.leaves).unwrap(), Proven::Fork);
-    let rolled = checkpoint_note(2, airlock_proto::Hash32([6; 32]), NOW, NOW + DAY, &fx.keys.log.quorum()).to_bytes();
+    let rolled =
+        checkpoint_note(2, airlock_proto::Hash32([6; 32]), NOW, NOW + DAY, &fx.keys.log.quorum()).to_bytes();
     assert_eq!(verify_evidence(fx.pinned(), Some(&at_three), &rolled, &fx.leaves).unwrap(), Proven::Rollback);
     // The same release logged twice with other bytes, under a signed checkpoint.
     let mut twice = fx.leaves.clone();
@@ -891,7 +893,8 @@ fn evidence_proves_forks_rollbacks_and_contradictions_and_nothing_else() {
     ));
     // A checkpoint the log key did not sign proves nothing either.
     let stranger = SecretKey::generate();
-    let unsigned = checkpoint_note(3, airlock_proto::Hash32([5; 32]), NOW, NOW + DAY, &[&stranger]).to_bytes();
+    let unsigned =
+        checkpoint_note(3, airlock_proto::Hash32([5; 32]), NOW, NOW + DAY, &[&stranger]).to_bytes();
     assert!(verify_evidence(fx.pinned(), Some(&at_three), &unsigned, &fx.leaves).is_err());
 }
 
