@@ -9,8 +9,8 @@
 
 use airlock_keys::RoleName;
 use airlock_proto::{
-    ChannelAction, ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, Kind,
-    Metadata, PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement,
+    ChannelAction, ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, KeyName,
+    Kind, Metadata, PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement,
     StatementError, Status, StatusAction, Timestamp, Version, WitnessGroup, WitnessKey,
 };
 
@@ -203,6 +203,7 @@ impl RootRoles {
             witnesses: witnesses.keys.clone(),
             witness_groups: witnesses.groups.clone(),
             witness_quorum: witnesses.quorum.clone(),
+            key_names: Vec::new(),
         }
     }
 }
@@ -241,7 +242,23 @@ pub fn root(
     witnesses: &Witnesses,
     expires: Timestamp,
 ) -> Result<Envelope, BuildError> {
-    seal(Statement::Root(roles.to_root(origin, version, witnesses, expires)))
+    root_named(origin, version, roles, witnesses, &[], expires)
+}
+
+/// `root`, with a name for people for the keys it lists (names of keys it does not list are
+/// dropped).
+pub fn root_named(
+    origin: &str,
+    version: u64,
+    roles: &RootRoles,
+    witnesses: &Witnesses,
+    names: &[KeyName],
+    expires: Timestamp,
+) -> Result<Envelope, BuildError> {
+    let mut root = roles.to_root(origin, version, witnesses, expires);
+    root.key_names =
+        names.iter().filter(|n| root.keys.iter().any(|k| KeyId::of(k) == n.key)).cloned().collect();
+    seal(Statement::Root(root))
 }
 
 /// Root version N+1, starting from root N's content: same origin, keys, thresholds and expiry
@@ -257,6 +274,7 @@ pub fn next_root(current: &Root) -> Result<NextRoot, BuildError> {
             groups: current.witness_groups.clone(),
             quorum: current.witness_quorum.clone(),
         },
+        names: current.key_names.clone(),
         expires: current.expires,
     })
 }
@@ -271,10 +289,20 @@ pub struct NextRoot {
     origin: String,
     roles: RootRoles,
     witnesses: Witnesses,
+    names: Vec<KeyName>,
     expires: Timestamp,
 }
 
 impl NextRoot {
+    /// Adds or replaces key names (kept for keys the new root still lists).
+    pub fn names(mut self, names: &[KeyName]) -> Self {
+        for name in names {
+            self.names.retain(|n| n.key != name.key && n.name != name.name);
+            self.names.push(name.clone());
+        }
+        self
+    }
+
     /// Replaces the witnesses and their quorum.
     pub fn witnesses(mut self, witnesses: Witnesses) -> Self {
         self.witnesses = witnesses;
@@ -328,7 +356,7 @@ impl NextRoot {
                 })
             }
         };
-        root(&self.origin, version, &self.roles, &self.witnesses, self.expires)
+        root_named(&self.origin, version, &self.roles, &self.witnesses, &self.names, self.expires)
     }
 }
 

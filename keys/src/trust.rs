@@ -181,6 +181,14 @@ impl TrustedRoot {
         check_threshold(envelope, role.as_str(), self.role(role), &self.keys).map(|_| ())
     }
 
+    /// The keys of `role` whose signature over `envelope` verifies (each once); empty when the
+    /// threshold is not met.
+    pub fn signers(&self, envelope: &Envelope, role: RoleName) -> Vec<KeyId> {
+        check_threshold(envelope, role.as_str(), self.role(role), &self.keys)
+            .map(|ids| ids.into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Checks that a checkpoint note carries the log role's threshold of signatures, under the
     /// root's origin as key name.
     pub fn check_checkpoint(&self, note: &airlock_proto::Note) -> Result<(), ThresholdError> {

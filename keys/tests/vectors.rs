@@ -115,6 +115,7 @@ fn demo_root(public: &PublicKey) -> Root {
         witnesses: Vec::new(),
         witness_groups: Vec::new(),
         witness_quorum: None,
+        key_names: Vec::new(),
     }
 }
 

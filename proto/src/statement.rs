@@ -132,7 +132,21 @@ pub struct Root {
     /// accepts a checkpoint; absent: none (the log's signature alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness_quorum: Option<String>,
+    /// A name for people for each listed key (who holds it), shown in history and reports.
+    /// Absent from the encoding when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_names: Vec<KeyName>,
 }
+
+/// The name of one of a root's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyName {
+    pub key: KeyId,
+    pub name: String,
+}
+
+/// Longest key name.
+pub const MAX_KEY_NAME_LEN: usize = 64;
 
 /// One file of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,7 +373,42 @@ impl Root {
     }
 
     fn check_witnesses(&self) -> Result<(), StatementError> {
-        self.witness_policy().check().map_err(|reason| invalid("root", reason))
+        self.witness_policy().check().map_err(|reason| invalid("root", reason))?;
+        self.check_key_names()
+    }
+
+    fn check_key_names(&self) -> Result<(), StatementError> {
+        let listed: BTreeSet<KeyId> = self.keys.iter().map(KeyId::of).collect();
+        let (mut keys, mut names) = (BTreeSet::new(), BTreeSet::new());
+        for entry in &self.key_names {
+            let valid = !entry.name.is_empty()
+                && entry.name.len() <= MAX_KEY_NAME_LEN
+                && entry.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+            if !valid {
+                return Err(invalid(
+                    "root",
+                    format!(
+                        "key name {:?} is not 1-{MAX_KEY_NAME_LEN} letters, digits, '.', '_', '-' or '@'",
+                        entry.name
+                    ),
+                ));
+            }
+            if !listed.contains(&entry.key) {
+                return Err(invalid(
+                    "root",
+                    format!("key name {} is for key {}, which the root does not list", entry.name, entry.key),
+                ));
+            }
+            if !keys.insert(entry.key) || !names.insert(entry.name.as_str()) {
+                return Err(invalid("root", format!("key name {} is given twice", entry.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The name given to `key`, if any.
+    pub fn key_name(&self, key: &KeyId) -> Option<&str> {
+        self.key_names.iter().find(|n| n.key == *key).map(|n| n.name.as_str())
     }
 
     /// The root's witness policy.

@@ -334,6 +334,7 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
     };
     let keys: Vec<PublicKeyBytes> = (0..MAX_ROOT_KEYS).map(|i| PublicKeyBytes([i as u8; 32])).collect();
     let role = Role { keys: keys.iter().map(KeyId::of).collect(), threshold: 1 };
+    let keys_for_names = keys.clone();
     let root = Root {
         payload_type: PayloadType::Root,
         origin: "o".repeat(128),
@@ -358,6 +359,14 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
             })
             .collect(),
         witness_quorum: Some(format!("000{}", "w".repeat(125))),
+        key_names: keys_for_names
+            .iter()
+            .enumerate()
+            .map(|(i, key)| airlock_proto::KeyName {
+                key: KeyId::of(key),
+                name: format!("{i:02}{}", "n".repeat(airlock_proto::statement::MAX_KEY_NAME_LEN - 2)),
+            })
+            .collect(),
     };
     for statement in [Statement::Release(release), Statement::Status(status), Statement::Root(root)] {
         let (payload_type, payload) = statement.encode().unwrap();

@@ -190,7 +190,9 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
             };
             let witnesses = witnesses_from(&args, &roles.log)?;
             let expires = context.clock.now().saturating_add(args.expires_in_days.saturating_mul(86_400));
-            let envelope = statements::root(&args.origin, args.version, &roles, &witnesses, expires)?;
+            let names = key_names(args.root_keys.iter().chain(&args.publisher_keys).chain(&args.log_keys))?;
+            let envelope =
+                statements::root_named(&args.origin, args.version, &roles, &witnesses, &names, expires)?;
             write_envelope(&args.output, &envelope)?;
             context.finish(
                 &json!({ "file": args.output, "payload": envelope.payload_digest().to_string() }),
@@ -245,6 +247,23 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Names for people for the root's keys: each key file's name without its extension
+/// (`keys/alice.pub` is "alice"), the first one given for a key.
+fn key_names<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> anyhow::Result<Vec<airlock_proto::KeyName>> {
+    let mut names: Vec<airlock_proto::KeyName> = Vec::new();
+    for path in paths {
+        let key = read_public_key(path)?.id();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let usable = !stem.is_empty()
+            && stem.len() <= airlock_proto::statement::MAX_KEY_NAME_LEN
+            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+        if usable && !names.iter().any(|n| n.key == key || n.name == stem) {
+            names.push(airlock_proto::KeyName { key, name: stem.to_owned() });
+        }
+    }
+    Ok(names)
 }
 
 /// The witness policy `root create` was given: a policy file, or --witness keys with a k-of-all

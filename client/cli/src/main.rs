@@ -11,6 +11,7 @@
 mod audit;
 mod bundle;
 mod evidence;
+mod history;
 mod keys;
 mod lifecycle;
 mod mirror;
@@ -119,6 +120,8 @@ enum Command {
         #[command(subcommand)]
         command: evidence::EvidenceCommand,
     },
+    /// The verified log's history: each leaf, what it says, and who signed it (by key names).
+    Log(history::LogArgs),
     /// Check a local file against a digest.
     Verify(pull::VerifyArgs),
     /// Write a bundle (log segment, checkpoint and blobs) to carry across the air gap.
@@ -243,6 +246,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Pull(args) => pull::pull(args, context).await,
         Command::Verify(args) => pull::verify(args, context),
         Command::Audit(args) => audit::audit(args, context).await,
+        Command::Log(args) => history::log(args, context).await,
         Command::Evidence { command } => evidence::evidence(command, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,

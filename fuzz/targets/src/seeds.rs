@@ -79,6 +79,7 @@ fn statements(keys: &Keys) -> Result<Vec<Statement>, String> {
             members: vec![WITNESS.into()],
         }],
         witness_quorum: Some("any".into()),
+        key_names: Vec::new(),
     };
     let release = Release {
         payload_type: PayloadType::Release,

@@ -76,6 +76,7 @@ impl KeySet {
             witnesses: Vec::new(),
             witness_groups: Vec::new(),
             witness_quorum: None,
+            key_names: Vec::new(),
         }
     }
 }

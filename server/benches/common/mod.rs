@@ -106,6 +106,7 @@ impl World {
             witnesses: Vec::new(),
             witness_groups: Vec::new(),
             witness_quorum: None,
+            key_names: Vec::new(),
         };
         let root_file = dir.join("root.cbor");
         std::fs::write(&root_file, signed(Statement::Root(root), &root_key)?.to_bytes()?)?;

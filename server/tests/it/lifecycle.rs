@@ -117,6 +117,20 @@ fn yank_unyank_revoke_promote_and_demote_steer_what_pull_resolves() {
     );
     assert!(run.stdout.contains("not logged") && run.stdout.contains("notes.txt"), "{}", run.stdout);
     assert!(run.stdout.contains("audited 3 file(s)"), "{}", run.stdout);
+    // `airlock log` names who signed each leaf by the key names the root gives them (the key
+    // files' names at `root create`).
+    let history = world.cli(&["log", "--server", &url, "--root", "root.cbor"]).ok().stdout;
+    assert!(history.contains("root version 1") && history.contains("signed by root1"), "{history}");
+    assert!(
+        history.contains("release   wheel tool==1.10") && history.contains("signed by pub1"),
+        "{history}"
+    );
+    assert!(history.contains("revoke wheel tool==1.9: malicious"), "{history}");
+    assert!(history.contains("remove from prod: wheel tool==1.10"), "{history}");
+    let json = world.cli(&["--json", "log", "--server", &url, "--root", "root.cbor"]).ok().stdout;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["leaves"][1]["signed_by"], serde_json::json!(["pub1"]));
+
     world.write("installed/old/tool-1.9.whl", b"one nine");
     let run = audit(&world).code(3);
     assert!(
