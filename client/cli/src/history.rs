@@ -12,6 +12,18 @@ use serde_json::json;
 use super::{Context, ServerArgs};
 
 #[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The pinned root file; the log is verified against it.
+    #[arg(long)]
+    root: PathBuf,
+    /// Where to write the report (JSON).
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct LogArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -79,4 +91,70 @@ fn names(root: &TrustedRoot, envelope: &Envelope, role: RoleName) -> Vec<String>
         .into_iter()
         .map(|id| root.root().key_name(&id).map_or_else(|| id.to_string()[..16].to_owned(), str::to_owned))
         .collect()
+}
+
+/// `airlock report -o FILE`: a compliance report at the verified checkpoint — every release with
+/// its approvers, every status change and channel move with its reason and signers, every root
+/// version with its key sets — as JSON that depends only on the log: two runs at one checkpoint
+/// on two machines write identical bytes.
+pub async fn report(args: ReportArgs, context: &Context) -> anyhow::Result<()> {
+    let store = StateStore::open(&context.state_dir, &args.root)?;
+    let remote = context.remote(&args.server)?;
+    let state = follow::update(&remote, &store.load()?, &context.clock, &context.bars).await?;
+    store.save(&state)?;
+    let registry = state.log.registry();
+    let (mut releases, mut statuses, mut channels, mut roots) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (index, leaf) in state.leaves.iter().enumerate() {
+        let envelope = Envelope::from_bytes(leaf)?;
+        let statement = Statement::decode(&envelope.payload_type, &envelope.payload)?;
+        let index = index as u64;
+        let in_force =
+            registry.root_at(if matches!(statement, Statement::Root(_)) { index + 1 } else { index });
+        match &statement {
+            Statement::Root(r) => {
+                let role = |role: &airlock_proto::Role| {
+                    let keys: Vec<String> = role
+                        .keys
+                        .iter()
+                        .map(|id| r.key_name(id).map_or_else(|| id.to_string(), str::to_owned))
+                        .collect();
+                    json!({ "keys": keys, "threshold": role.threshold })
+                };
+                roots.push(json!({
+                    "leaf": index, "version": r.version, "expires": r.expires,
+                    "root": role(&r.roles.root), "publisher": role(&r.roles.publisher), "log": role(&r.roles.log),
+                    "signed_by": names(in_force, &envelope, RoleName::Root),
+                }));
+            }
+            Statement::Release(r) => releases.push(json!({
+                "leaf": index, "kind": r.kind, "name": r.name, "version": r.version,
+                "published_at": r.published_at,
+                "files": r.files.iter().map(|f| json!({ "filename": f.filename, "size": f.size, "blake3": f.blake3.to_string() })).collect::<Vec<_>>(),
+                "approved_by": names(in_force, &envelope, RoleName::Publisher),
+            })),
+            Statement::Status(s) => statuses.push(json!({
+                "leaf": index, "action": s.action, "kind": s.kind, "name": s.name, "version": s.version,
+                "reason": s.reason, "issued_at": s.issued_at, "signed_by": names(in_force, &envelope, RoleName::Publisher),
+            })),
+            Statement::Channel(c) => channels.push(json!({
+                "leaf": index, "action": c.action, "channel": c.channel, "kind": c.kind, "name": c.name,
+                "version": c.version, "issued_at": c.issued_at, "signed_by": names(in_force, &envelope, RoleName::Publisher),
+            })),
+        }
+    }
+    let checkpoint = state.log.checkpoint_payload();
+    let report = json!({
+        "origin": registry.root().origin(),
+        "checkpoint": checkpoint.map(|c| json!({ "size": c.size, "root_hash": c.root_hash.to_string(), "issued_at": c.issued_at })),
+        "roots": roots, "releases": releases, "statuses": statuses, "channel_moves": channels,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&report)?;
+    bytes.push(b'\n');
+    airlock_client::fsutil::write_atomic(&args.output, &bytes, 0o644)?;
+    context.finish(
+        &json!({ "report": args.output, "size": state.log.size() }),
+        format!("wrote the report at log size {} to {}", state.log.size(), args.output.display()),
+    );
+    Ok(())
 }

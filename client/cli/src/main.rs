@@ -122,6 +122,9 @@ enum Command {
     },
     /// The verified log's history: each leaf, what it says, and who signed it (by key names).
     Log(history::LogArgs),
+    /// A compliance report (JSON) at the verified checkpoint: releases with approvers, status
+    /// changes, channel moves and roots; identical bytes for one checkpoint anywhere.
+    Report(history::ReportArgs),
     /// Check a local file against a digest.
     Verify(pull::VerifyArgs),
     /// Write a bundle (log segment, checkpoint and blobs) to carry across the air gap.
@@ -247,6 +250,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Verify(args) => pull::verify(args, context),
         Command::Audit(args) => audit::audit(args, context).await,
         Command::Log(args) => history::log(args, context).await,
+        Command::Report(args) => history::report(args, context).await,
         Command::Evidence { command } => evidence::evidence(command, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,

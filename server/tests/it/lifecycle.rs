@@ -131,6 +131,34 @@ fn yank_unyank_revoke_promote_and_demote_steer_what_pull_resolves() {
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["leaves"][1]["signed_by"], serde_json::json!(["pub1"]));
 
+    // `airlock report`: identical bytes for one checkpoint, from two state directories.
+    world.cli(&["report", "--server", &url, "--root", "root.cbor", "-o", "r1.json"]).ok();
+    world
+        .cli(&[
+            "report",
+            "--server",
+            &url,
+            "--root",
+            "root.cbor",
+            "-o",
+            "r2.json",
+            "--state-dir",
+            "other-state",
+        ])
+        .ok();
+    let (r1, r2) =
+        (std::fs::read(world.path("r1.json")).unwrap(), std::fs::read(world.path("r2.json")).unwrap());
+    assert_eq!(r1, r2, "two reports at one checkpoint differ");
+    let report: serde_json::Value = serde_json::from_slice(&r1).unwrap();
+    assert_eq!(report["releases"].as_array().unwrap().len(), 3);
+    assert_eq!(report["releases"][0]["approved_by"], serde_json::json!(["pub1"]));
+    let actions: Vec<&str> =
+        report["statuses"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["yank", "unyank", "revoke", "yank"]);
+    assert_eq!(report["channel_moves"].as_array().unwrap().len(), 3);
+    assert_eq!(report["roots"][0]["publisher"]["keys"], serde_json::json!(["pub1"]));
+    assert_eq!(report["checkpoint"]["size"], json["size"]);
+
     world.write("installed/old/tool-1.9.whl", b"one nine");
     let run = audit(&world).code(3);
     assert!(
