@@ -247,23 +247,20 @@ impl TrustedLog {
         let Decoded { checkpoint, note } = decode_checkpoint(checkpoint_bytes)?;
         check_origin(&checkpoint, self.registry.root())?;
         let path = self.registry.root().walk_path(newer_roots).map_err(LogError::Roots)?;
+        let check = |root: &TrustedRoot| {
+            root.check_checkpoint(&note)
+                .map_err(LogError::CheckpointSignature)
+                .and_then(|()| root.check_witnesses(&note).map_err(LogError::Witnesses))
+        };
         // The checkpoint may be older than a root the chain already lists (a rotation logged
         // between the two requests): any root on the path that verifies it will do. The error
-        // reported is the newest root's.
-        let mut first_error = None;
-        for root in path.iter().rev() {
-            let checked = root
-                .check_checkpoint(&note)
-                .map_err(LogError::CheckpointSignature)
-                .and_then(|()| root.check_witnesses(&note).map_err(LogError::Witnesses));
-            match checked {
-                Ok(()) => return Ok(checkpoint.size),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
+        // reported is the newest root's (the path always holds the root in force).
+        let mut newest_first = path.iter().rev();
+        let newest = newest_first.next().unwrap_or(self.registry.root());
+        match check(newest) {
+            Err(e) if !newest_first.any(|root| check(root).is_ok()) => Err(e),
+            _ => Ok(checkpoint.size),
         }
-        Err(first_error.unwrap_or(LogError::Abandoned))
     }
 
     /// Starts an update to `checkpoint_bytes` whose new leaves are then given page by page

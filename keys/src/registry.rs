@@ -127,7 +127,6 @@ impl Prepared {
 #[derive(Debug, Clone)]
 pub struct RegistryState {
     pinned: TrustedRoot,
-    root: TrustedRoot,
     size: u64,
     releases: BTreeMap<ReleaseKey, ReleaseRecord>,
     by_digest: HashMap<Digest, Vec<ReleaseKey>>,
@@ -151,7 +150,6 @@ impl RegistryState {
     pub fn new(pinned: Verified<TrustedRoot>) -> Self {
         let pinned = pinned.into_inner();
         Self {
-            root: pinned.clone(),
             pinned,
             size: 0,
             releases: BTreeMap::new(),
@@ -169,9 +167,9 @@ impl RegistryState {
         self.size
     }
 
-    /// The root in force.
+    /// The root in force: the last one logged (the pinned root before leaf 0).
     pub fn root(&self) -> &TrustedRoot {
-        &self.root
+        self.roots.last().map_or(&self.pinned, |(_, root)| root)
     }
 
     /// Looks a release up by kind, name and version.
@@ -240,7 +238,7 @@ impl RegistryState {
     /// The root in force for a checkpoint of `size` leaves: the last root logged before leaf
     /// `size` (the root in force now when `size` is at least the state's size).
     pub fn root_at(&self, size: u64) -> &TrustedRoot {
-        self.roots.iter().rev().find(|(index, _)| *index < size).map_or(&self.root, |(_, root)| root)
+        self.roots.iter().rev().find(|(index, _)| *index < size).map_or(self.root(), |(_, root)| root)
     }
 
     /// The leaf of the latest status statement of a release: what the next one must name as
@@ -283,7 +281,8 @@ impl RegistryState {
         }
         let change = match &statement {
             Statement::Root(_) => {
-                let next = self.root.next(leaf_bytes).map_err(|source| ApplyError::Root { index, source })?;
+                let next =
+                    self.root().next(leaf_bytes).map_err(|source| ApplyError::Root { index, source })?;
                 Change::Root(Box::new(next.into_inner()))
             }
             Statement::Release(release) => {
@@ -361,7 +360,7 @@ impl RegistryState {
     }
 
     fn check_publisher(&self, index: u64, envelope: &Envelope) -> Result<(), ApplyError> {
-        self.root
+        self.root()
             .check_role(envelope, RoleName::Publisher)
             .map_err(|source| ApplyError::Signatures { index, source })
     }
@@ -385,8 +384,7 @@ impl RegistryState {
         self.payloads.insert(prepared.payload, index);
         match (prepared.change, prepared.statement) {
             (Change::Root(root), _) => {
-                self.roots.push((index, (*root).clone()));
-                self.root = *root;
+                self.roots.push((index, *root));
             }
             (Change::Release, Statement::Release(release)) => {
                 let key = (release.kind, release.name.clone(), release.version.clone());

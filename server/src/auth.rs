@@ -139,31 +139,33 @@ pub fn caller(store: &Store, headers: &http::HeaderMap) -> Result<Caller, ApiErr
     Ok(Caller::Token { scope, label: record.label })
 }
 
-/// The scope granted by the request's `Authorization: Bearer` header, if any.
-pub fn scope_of(store: &Store, headers: &http::HeaderMap) -> Result<Option<Scope>, ApiError> {
-    Ok(match caller(store, headers)? {
-        Caller::Anonymous => None,
-        Caller::Token { scope, .. } => Some(scope),
-    })
-}
+impl Caller {
+    /// The scope the caller's token grants, if it sent one.
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Self::Anonymous => None,
+            Self::Token { scope, .. } => Some(*scope),
+        }
+    }
 
-/// Who sent the request, for the audit log: a token's label and scope, `anonymous`, or that the
-/// credentials were not recognised. Never the token.
-pub fn who(store: &Store, headers: &http::HeaderMap) -> String {
-    match caller(store, headers) {
-        Ok(Caller::Anonymous) => "anonymous".to_owned(),
-        Ok(Caller::Token { scope, label }) => format!("token {label:?} ({scope})"),
-        Err(_) => "unrecognised credentials".to_owned(),
+    /// Requires a token with at least `needed`: 401 without one, 403 with too weak a one.
+    pub fn require(&self, needed: Scope) -> Result<Scope, ApiError> {
+        match self.scope() {
+            None => Err(ApiError::Unauthorized("a bearer token is required".to_owned())),
+            Some(scope) if scope >= needed => Ok(scope),
+            Some(scope) => {
+                Err(ApiError::Forbidden(format!("this token has scope {scope}; {needed} is required")))
+            }
+        }
     }
 }
 
-/// Requires a token with at least `needed`. 401 without a valid token, 403 with too weak a one.
-pub fn require(store: &Store, headers: &http::HeaderMap, needed: Scope) -> Result<Scope, ApiError> {
-    match scope_of(store, headers)? {
-        None => Err(ApiError::Unauthorized("a bearer token is required".to_owned())),
-        Some(scope) if scope >= needed => Ok(scope),
-        Some(scope) => {
-            Err(ApiError::Forbidden(format!("this token has scope {scope}; {needed} is required")))
-        }
+/// Who sent a request, for the audit log: a token's label and scope, `anonymous`, or that the
+/// credentials were not recognised. Never the token.
+pub fn who(caller: &Result<Caller, ApiError>) -> String {
+    match caller {
+        Ok(Caller::Anonymous) => "anonymous".to_owned(),
+        Ok(Caller::Token { scope, label }) => format!("token {label:?} ({scope})"),
+        Err(_) => "unrecognised credentials".to_owned(),
     }
 }

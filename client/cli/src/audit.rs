@@ -4,10 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_client::follow;
 use airlock_client::publish::hash_file;
 use airlock_client::pull::VerifyError;
-use airlock_client::state::StateStore;
 use airlock_keys::ReleaseStatus;
 use serde_json::json;
 
@@ -28,10 +26,8 @@ pub struct AuditArgs {
 }
 
 pub async fn audit(args: AuditArgs, context: &Context) -> anyhow::Result<()> {
-    let store = StateStore::open(&context.state_dir, &args.root)?;
     let remote = context.remote(&args.server)?;
-    let state = follow::update(&remote, &store.load()?, &context.clock, &context.bars).await?;
-    store.save(&state)?;
+    let state = context.follow(&remote, &args.root).await?;
     let registry = state.log.registry();
     let mut files = Vec::new();
     collect(&args.path, &mut files)?;

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use airlock_client::follow;
-use airlock_client::state::StateStore;
 use airlock_keys::{RoleName, TrustedRoot};
 use airlock_proto::{ChannelAction, Envelope, Statement};
 use serde_json::json;
@@ -33,19 +31,12 @@ pub struct LogArgs {
 }
 
 pub async fn log(args: LogArgs, context: &Context) -> anyhow::Result<()> {
-    let store = StateStore::open(&context.state_dir, &args.root)?;
     let remote = context.remote(&args.server)?;
-    let state = follow::update(&remote, &store.load()?, &context.clock, &context.bars).await?;
-    store.save(&state)?;
+    let state = context.follow(&remote, &args.root).await?;
     let registry = state.log.registry();
     let (mut rows, mut lines) = (Vec::new(), Vec::new());
-    for (index, leaf) in state.leaves.iter().enumerate() {
-        let envelope = Envelope::from_bytes(leaf)?;
-        let statement = Statement::decode(&envelope.payload_type, &envelope.payload)?;
-        let index = index as u64;
-        // The root in force when this leaf was logged (a root leaf: the root it makes).
-        let in_force =
-            registry.root_at(if matches!(statement, Statement::Root(_)) { index + 1 } else { index });
+    for (index, envelope, statement) in decoded(&state.leaves)? {
+        let in_force = in_force(registry, index, &statement);
         let (kind, what, time, role) = describe(&statement);
         let signers = names(in_force, &envelope, role);
         lines.push(format!("{index:>6}  {kind:<8}  {what}  (at {time}; signed by {})", signers.join(", ")));
@@ -53,6 +44,29 @@ pub async fn log(args: LogArgs, context: &Context) -> anyhow::Result<()> {
     }
     context.finish(&json!({ "size": state.log.size(), "leaves": rows }), lines.join("\n"));
     Ok(())
+}
+
+/// Every leaf of the verified log, decoded, with its index.
+fn decoded(leaves: &[Vec<u8>]) -> anyhow::Result<Vec<(u64, Envelope, Statement)>> {
+    leaves
+        .iter()
+        .zip(0u64..)
+        .map(|(leaf, index)| {
+            let envelope = Envelope::from_bytes(leaf)?;
+            let statement = Statement::decode(&envelope.payload_type, &envelope.payload)?;
+            Ok((index, envelope, statement))
+        })
+        .collect()
+}
+
+/// The root in force when leaf `index` was logged (for a root leaf, the root it makes): the one
+/// whose keys' signatures count on it.
+fn in_force<'a>(
+    registry: &'a airlock_keys::RegistryState,
+    index: u64,
+    statement: &Statement,
+) -> &'a TrustedRoot {
+    registry.root_at(if matches!(statement, Statement::Root(_)) { index + 1 } else { index })
 }
 
 /// The leaf's type, what it says, its signed time, and the role whose signatures count.
@@ -98,19 +112,13 @@ fn names(root: &TrustedRoot, envelope: &Envelope, role: RoleName) -> Vec<String>
 /// version with its key sets — as JSON that depends only on the log: two runs at one checkpoint
 /// on two machines write identical bytes.
 pub async fn report(args: ReportArgs, context: &Context) -> anyhow::Result<()> {
-    let store = StateStore::open(&context.state_dir, &args.root)?;
     let remote = context.remote(&args.server)?;
-    let state = follow::update(&remote, &store.load()?, &context.clock, &context.bars).await?;
-    store.save(&state)?;
+    let state = context.follow(&remote, &args.root).await?;
     let registry = state.log.registry();
     let (mut releases, mut statuses, mut channels, mut roots) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (index, leaf) in state.leaves.iter().enumerate() {
-        let envelope = Envelope::from_bytes(leaf)?;
-        let statement = Statement::decode(&envelope.payload_type, &envelope.payload)?;
-        let index = index as u64;
-        let in_force =
-            registry.root_at(if matches!(statement, Statement::Root(_)) { index + 1 } else { index });
+    for (index, envelope, statement) in decoded(&state.leaves)? {
+        let in_force = in_force(registry, index, &statement);
         match &statement {
             Statement::Root(r) => {
                 let role = |role: &airlock_proto::Role| {

@@ -190,7 +190,10 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
             };
             let witnesses = witnesses_from(&args, &roles.log)?;
             let expires = context.clock.now().saturating_add(args.expires_in_days.saturating_mul(86_400));
-            let names = key_names(args.root_keys.iter().chain(&args.publisher_keys).chain(&args.log_keys))?;
+            // The keys as read for the roles (paths and keys in the same order): no file is read twice.
+            let paths = args.root_keys.iter().chain(&args.publisher_keys).chain(&args.log_keys);
+            let keys = roles.root.keys.iter().chain(&roles.publisher.keys).chain(&roles.log.keys);
+            let names = key_names(paths.zip(keys));
             let envelope =
                 statements::root_named(&args.origin, args.version, &roles, &witnesses, &names, expires)?;
             write_envelope(&args.output, &envelope)?;
@@ -251,10 +254,12 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
 
 /// Names for people for the root's keys: each key file's name without its extension
 /// (`keys/alice.pub` is "alice"), the first one given for a key.
-fn key_names<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> anyhow::Result<Vec<airlock_proto::KeyName>> {
+fn key_names<'a>(
+    keys: impl Iterator<Item = (&'a PathBuf, &'a PublicKeyBytes)>,
+) -> Vec<airlock_proto::KeyName> {
     let mut names: Vec<airlock_proto::KeyName> = Vec::new();
-    for path in paths {
-        let key = read_public_key(path)?.id();
+    for (path, key) in keys {
+        let key = KeyId::of(key);
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         let usable = !stem.is_empty()
             && stem.len() <= airlock_proto::statement::MAX_KEY_NAME_LEN
@@ -263,7 +268,7 @@ fn key_names<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> anyhow::Result<Vec
             names.push(airlock_proto::KeyName { key, name: stem.to_owned() });
         }
     }
-    Ok(names)
+    names
 }
 
 /// The witness policy `root create` was given: a policy file, or --witness keys with a k-of-all

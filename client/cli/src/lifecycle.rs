@@ -5,17 +5,14 @@
 
 use std::path::PathBuf;
 
-use airlock_client::follow;
 use airlock_client::pull::{resolve, Target};
-use airlock_client::state::StateStore;
 use airlock_client::statements;
 use airlock_keys::RegistryState;
 use airlock_proto::{ChannelAction, ChannelName, Envelope, Kind, StatusAction};
-use anyhow::Context as _;
 use serde_json::json;
 
-use super::publish::{check_included, load_root, sign_as_publisher, threshold_note};
-use super::{keys::write_envelope, Context, ServerArgs};
+use super::publish::{load_root, sign_as_publisher, submit_verified, write_for_approval};
+use super::{Context, ServerArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct StatementArgs {
@@ -77,10 +74,8 @@ async fn run(args: StatementArgs, change: Change, context: &Context) -> anyhow::
     let target = Target::parse(&args.target, args.kind)?;
     anyhow::ensure!(matches!(target, Target::Release { .. }), "{}: expected NAME==VERSION", args.target);
     // The verified log: where the release is, and what the new statement supersedes.
-    let store = StateStore::open(&context.state_dir, &args.root)?;
     let remote = context.remote(&args.server)?;
-    let state = follow::update(&remote, &store.load()?, &context.clock, &context.bars).await?;
-    store.save(&state)?;
+    let state = context.follow(&remote, &args.root).await?;
     let registry: &RegistryState = state.log.registry();
     let (record, _) = resolve(registry, &target, None)?;
     let r = &record.release;
@@ -120,22 +115,9 @@ async fn run(args: StatementArgs, change: Change, context: &Context) -> anyhow::
     };
     sign_as_publisher(&mut envelope, &args.key, &root, context)?;
     if args.sign_only {
-        let output = args.output.context("--sign-only needs -o FILE")?;
-        write_envelope(&output, &envelope)?;
-        let note = threshold_note(&envelope, &root);
-        context.finish(
-            &json!({ "statement": output, "payload": envelope.payload_digest().to_string() }),
-            format!(
-                "wrote {} ({note}); next: `airlock approve {}` by other publishers, then `airlock submit`",
-                output.display(),
-                output.display()
-            ),
-        );
-        return Ok(());
+        return write_for_approval(args.output, &envelope, &root, json!({}), context);
     }
-    let leaf = envelope.to_bytes()?;
-    let submitted = remote.submit(leaf.clone()).await?;
-    check_included(&root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
+    let submitted = submit_verified(&remote, &envelope, &root, context).await?;
     context.finish(
         &json!({ "kind": kind, "name": name, "version": version, "leaf_index": submitted.index, "tree_size": submitted.size }),
         format!("{what} at leaf {} of {}; inclusion proof verified", submitted.index, submitted.size),

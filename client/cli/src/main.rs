@@ -155,6 +155,18 @@ impl Context {
         Remote::new(&server.server, server.token.clone(), &self.tls)
     }
 
+    /// Brings the saved log for `root` up to `remote`'s newest checkpoint, verified, and saves it.
+    async fn follow(
+        &self,
+        remote: &Remote,
+        root: &std::path::Path,
+    ) -> anyhow::Result<airlock_client::state::ClientLog> {
+        let store = airlock_client::state::StateStore::open(&self.state_dir, root)?;
+        let state = airlock_client::follow::update(remote, &store.load()?, &self.clock, &self.bars).await?;
+        store.save(&state)?;
+        Ok(state)
+    }
+
     /// Prints a human line to stderr unless JSON output was asked for (then stdout stays JSON).
     fn say(&self, line: impl AsRef<str>) {
         if !self.json {

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use airlock_client::fsutil;
 use airlock_client::proof::{prove, verify_file, ProvenStatement};
 use airlock_client::pull::Target;
-use airlock_client::state::StateStore;
-use airlock_client::{follow, Remote};
+use airlock_client::Remote;
 use airlock_keys::TrustedRoot;
 use airlock_proto::proof::MAX_PROOF_FILE_BYTES;
 use airlock_proto::{Kind, Statement};
@@ -84,10 +83,8 @@ pub async fn proof(args: ProofArgs, context: &Context) -> anyhow::Result<()> {
     let root = args.root.context("--root is required")?;
     let output = args.output.context("-o FILE is required")?;
     let target = Target::parse(&target, args.kind)?;
-    let store = StateStore::open(&context.state_dir, &root)?;
     let remote = Remote::new(&server, args.token, &context.tls)?;
-    let state = follow::update(&remote, &store.load()?, &context.clock, &context.bars).await?;
-    store.save(&state)?;
+    let state = context.follow(&remote, &root).await?;
     let (proof, proven) = prove(&remote, &state, &target, &context.clock).await?;
     fsutil::write_atomic(&output, &proof.to_bytes(), 0o644)
         .with_context(|| format!("cannot write {}", output.display()))?;

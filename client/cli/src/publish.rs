@@ -174,19 +174,11 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
     )?;
     sign_as_publisher(&mut envelope, &args.key, &root, context)?;
     if args.sign_only {
-        let output = args.output.context("--sign-only needs -o FILE")?;
-        write_envelope(&output, &envelope)?;
-        let note = threshold_note(&envelope, &root);
-        context.finish(
-            &json!({ "statement": output, "payload": envelope.payload_digest().to_string(), "blake3": digests.blake3.to_string() }),
-            format!("wrote {} ({note}); next: `airlock approve {}` by other publishers, then `airlock submit`", output.display(), output.display()),
-        );
-        return Ok(());
+        let extra = json!({ "blake3": digests.blake3.to_string() });
+        return write_for_approval(args.output, &envelope, &root, extra, context);
     }
     let remote = remote.context("--server is required")?;
-    let leaf = envelope.to_bytes()?;
-    let submitted = remote.submit(leaf.clone()).await?;
-    check_included(&root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
+    let submitted = submit_verified(&remote, &envelope, &root, context).await?;
     context.finish(
         &json!({
             "kind": args.kind, "name": name, "version": version,
@@ -199,6 +191,44 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
         ),
     );
     Ok(())
+}
+
+/// `--sign-only`: writes the signed statement for other publishers to approve, saying how far
+/// its threshold is met; `extra` adds fields to the JSON output.
+pub(crate) fn write_for_approval(
+    output: Option<PathBuf>,
+    envelope: &Envelope,
+    root: &TrustedRoot,
+    mut extra: serde_json::Value,
+    context: &Context,
+) -> anyhow::Result<()> {
+    let output = output.context("--sign-only needs -o FILE")?;
+    write_envelope(&output, envelope)?;
+    let note = threshold_note(envelope, root);
+    extra["statement"] = json!(output);
+    extra["payload"] = json!(envelope.payload_digest().to_string());
+    context.finish(
+        &extra,
+        format!(
+            "wrote {} ({note}); next: `airlock approve {}` by other publishers, then `airlock submit`",
+            output.display(),
+            output.display()
+        ),
+    );
+    Ok(())
+}
+
+/// Submits a signed statement and verifies the answer's checkpoint and inclusion proof.
+pub(crate) async fn submit_verified(
+    remote: &Remote,
+    envelope: &Envelope,
+    root: &Verified<TrustedRoot>,
+    context: &Context,
+) -> anyhow::Result<Submitted> {
+    let leaf = envelope.to_bytes()?;
+    let submitted = remote.submit(leaf.clone()).await?;
+    check_included(root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
+    Ok(submitted)
 }
 
 /// Checks a submission answer with the one verifier: the checkpoint is for the pinned root's

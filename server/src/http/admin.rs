@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use airlock_proto::api::{TokenCreate, TokenCreated, TokenList, TokensRevoked};
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::auth::{self, Scope};
+use crate::auth::{self, Caller, Scope};
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
 
@@ -20,10 +20,10 @@ const MAX_TOKEN_REQUEST: usize = 4096;
 pub async fn tokens(
     app: &Arc<App>,
     method: &Method,
-    headers: &HeaderMap,
+    caller: &Caller,
     mut request: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    auth::require(&app.store, headers, Scope::Admin)?;
+    caller.require(Scope::Admin)?;
     if method == Method::GET {
         return Ok(body::json(StatusCode::OK, &TokenList { tokens: auth::list_tokens(&app.store)? }));
     }
@@ -44,8 +44,8 @@ pub async fn tokens(
 }
 
 /// `DELETE /v1/admin/tokens/<id or label>`
-pub fn revoke(app: &App, headers: &HeaderMap, which: &str) -> Result<Response<Body>, ApiError> {
-    auth::require(&app.store, headers, Scope::Admin)?;
+pub fn revoke(app: &App, caller: &Caller, which: &str) -> Result<Response<Body>, ApiError> {
+    caller.require(Scope::Admin)?;
     let revoked = auth::revoke_tokens(&app.store, which)?;
     if revoked == 0 {
         return Err(ApiError::NotFound(format!("no token has id or label {which:?}")));

@@ -9,7 +9,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::auth::{self, Scope};
+use crate::auth::{Caller, Scope};
 use crate::config::ReadAccess;
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
@@ -25,13 +25,14 @@ pub async fn get(
     app: &App,
     method: &Method,
     headers: &HeaderMap,
+    caller: &Caller,
     digest: Digest,
 ) -> Result<Response<Body>, ApiError> {
     let scope = match app.config.read_access {
-        ReadAccess::TokenRequired => Some(auth::require(&app.store, headers, Scope::Read)?),
+        ReadAccess::TokenRequired => Some(caller.require(Scope::Read)?),
         // With open reads a request without a token reads as anonymous; a malformed or unknown
         // token is a 401 (checked for every request in `dispatch`).
-        ReadAccess::Open => auth::scope_of(&app.store, headers)?,
+        ReadAccess::Open => caller.scope(),
     };
     let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
     let referenced = app.store.is_referenced(&digest)?;
@@ -84,10 +85,11 @@ pub async fn get(
 pub async fn put(
     app: &Arc<App>,
     headers: &HeaderMap,
+    caller: &Caller,
     digest: Digest,
     mut request_body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    auth::require(&app.store, headers, Scope::Publish)?;
+    caller.require(Scope::Publish)?;
     if app.registry.mirror().is_some() {
         return Err(ApiError::Forbidden("this server is a mirror; publish upstream".to_owned()));
     }

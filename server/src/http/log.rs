@@ -5,11 +5,11 @@ use std::sync::Arc;
 use airlock_proto::api::{routes, HexBytes, LeavesPage, Proof, Submitted, MAX_PAGE_LEAVES};
 use airlock_proto::merkle::{self, Hash};
 use airlock_proto::{codec, Hash32};
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::auth::{self, Scope};
+use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
 use crate::store::Store;
@@ -95,10 +95,10 @@ pub fn current_root(app: &App) -> Response<Body> {
 /// `POST /v1/statements`: a signed statement (CBOR envelope) to verify and append.
 pub async fn submit(
     app: &Arc<App>,
-    headers: &HeaderMap,
+    caller: &Caller,
     mut request: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    auth::require(&app.store, headers, Scope::Publish)?;
+    caller.require(Scope::Publish)?;
     if app.registry.primary().is_none() {
         return Err(ApiError::Forbidden(format!(
             "this server mirrors {}; publish upstream",

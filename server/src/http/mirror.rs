@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::auth::{self, Scope};
+use crate::auth::{Caller, Scope};
 use crate::error::{self, ApiError};
 use crate::http::body::{self, Body, ChannelReader};
 use crate::mirror::Mirror;
@@ -16,8 +16,8 @@ fn the_mirror(app: &App) -> Result<&Arc<Mirror>, ApiError> {
 }
 
 /// `POST /v1/mirror/sync` (admin): sync from the upstream now.
-pub async fn sync(app: &Arc<App>, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
-    auth::require(&app.store, headers, Scope::Admin)?;
+pub async fn sync(app: &Arc<App>, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    caller.require(Scope::Admin)?;
     let follower = app
         .follower
         .as_ref()
@@ -34,10 +34,10 @@ pub fn status(app: &App) -> Result<Response<Body>, ApiError> {
 /// `POST /v1/mirror/import` (admin): a bundle streamed into a running mirror.
 pub async fn import(
     app: &Arc<App>,
-    headers: &HeaderMap,
+    caller: &Caller,
     mut request_body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    auth::require(&app.store, headers, Scope::Admin)?;
+    caller.require(Scope::Admin)?;
     let mirror = Arc::clone(app.registry.mirror().ok_or_else(|| {
         ApiError::Forbidden(
             "this server is not a mirror; import bundles into a mirror (`airlockd serve --mirror`)"

@@ -38,13 +38,19 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
     if path.len() > airlock_proto::api::routes::MAX_PATH_LEN {
         return Err(ApiError::BadRequest("request path is too long".to_owned()));
     }
+    // Who is asking, looked up once per request. Credentials that are sent must be valid, on
+    // every route (a 401 otherwise).
+    let caller = auth::caller(&app.store, &parts.headers);
     let is_write = matches!(parts.method, Method::PUT | Method::POST | Method::DELETE | Method::PATCH);
     if !is_write {
-        return route(app, &parts, request_body).await;
+        return route(app, &parts, caller?, request_body).await;
     }
-    let who = auth::who(&app.store, &parts.headers);
+    let who = auth::who(&caller);
     let what = format!("{} {path}", parts.method);
-    let outcome = route(app, &parts, request_body).await;
+    let outcome = match caller {
+        Ok(caller) => route(app, &parts, caller, request_body).await,
+        Err(e) => Err(e),
+    };
     crate::audit::record(&who, &what, &outcome);
     outcome
 }
@@ -52,16 +58,16 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
 async fn route(
     app: &Arc<App>,
     parts: &http::request::Parts,
+    caller: auth::Caller,
     request_body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     let path = parts.uri.path();
     let method = &parts.method;
     let headers = &parts.headers;
-    // Credentials that are sent must be valid, on every route (a 401 otherwise).
-    auth::caller(&app.store, headers)?;
+    let caller = &caller;
     let read = || -> Result<(), ApiError> {
         if app.config.read_access == ReadAccess::TokenRequired {
-            auth::require(&app.store, headers, auth::Scope::Read)?;
+            caller.require(auth::Scope::Read)?;
         }
         Ok(())
     };
@@ -81,11 +87,13 @@ async fn route(
     let query = Query::parse(parts.uri.query())?;
     match route {
         Route::Health if is_get => Ok(health(app)),
-        Route::Blob(hex) if is_get => blobs::get(app, method, headers, blobs::parse_digest(hex)?).await,
-        Route::Blob(hex) if *method == Method::PUT => {
-            blobs::put(app, headers, blobs::parse_digest(hex)?, request_body).await
+        Route::Blob(hex) if is_get => {
+            blobs::get(app, method, headers, caller, blobs::parse_digest(hex)?).await
         }
-        Route::Statements if *method == Method::POST => log::submit(app, headers, request_body).await,
+        Route::Blob(hex) if *method == Method::PUT => {
+            blobs::put(app, headers, caller, blobs::parse_digest(hex)?, request_body).await
+        }
+        Route::Statements if *method == Method::POST => log::submit(app, caller, request_body).await,
         Route::Checkpoint if is_get => {
             read()?;
             log::checkpoint(app).await
@@ -97,17 +105,17 @@ async fn route(
         Route::Roots if is_get => read().and_then(|()| log::roots(app)),
         Route::Channel(name) if is_get => read().and_then(|()| releases::channel(app, name)),
         Route::AdminTokens if *method == Method::GET || *method == Method::POST => {
-            admin::tokens(app, method, headers, request_body).await
+            admin::tokens(app, method, caller, request_body).await
         }
-        Route::AdminToken(which) if *method == Method::DELETE => admin::revoke(app, headers, which),
+        Route::AdminToken(which) if *method == Method::DELETE => admin::revoke(app, caller, which),
         Route::ReleasesOf { kind, name } if is_get => read().and_then(|()| releases::list(app, kind, name)),
         Route::Release { kind, name, version } if is_get => {
             read().and_then(|()| releases::one(app, kind, name, version))
         }
         Route::ReleaseByDigest(digest) if is_get => read().and_then(|()| releases::by_digest(app, digest)),
-        Route::MirrorSync if *method == Method::POST => mirror::sync(app, headers).await,
+        Route::MirrorSync if *method == Method::POST => mirror::sync(app, caller).await,
         Route::MirrorStatus if is_get => read().and_then(|()| mirror::status(app)),
-        Route::MirrorImport if *method == Method::POST => mirror::import(app, headers, request_body).await,
+        Route::MirrorImport if *method == Method::POST => mirror::import(app, caller, request_body).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

@@ -4,7 +4,7 @@
 //! cases in `proto`.)
 
 use airlock_keys::{read_secret_key, sign_envelope};
-use airlock_proto::{Checkpoint, Digest, Envelope, Hash32, PayloadType};
+use airlock_proto::{Digest, Envelope, PayloadType};
 
 use crate::harness::{http_request, World};
 use crate::proxy::Proxy;
@@ -31,16 +31,7 @@ fn no_output_left(world: &World, name: &str) {
 /// could produce.
 fn forged_checkpoint(world: &World, size: u64, root_hash: [u8; 32], issued_at: u64) -> Vec<u8> {
     let key = read_secret_key(&world.path("data/log.key")).unwrap();
-    let checkpoint = Checkpoint {
-        origin: "test.airlock".into(),
-        size,
-        root_hash: Hash32(root_hash),
-        issued_at,
-        expires_at: issued_at + 3600,
-    };
-    let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
-    airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
-    note.to_bytes()
+    crate::harness::signed_checkpoint(&key, size, root_hash, issued_at)
 }
 
 fn now() -> u64 {
@@ -125,19 +116,7 @@ fn rollback_checkpoint_rejected() {
     assert!(run.stderr.contains("size 2") && run.stderr.contains("size 3"), "{}", run.stderr);
     no_output_left(&world, "c.whl");
     // An older checkpoint of another history, signed by the log key, is a rollback to a fork.
-    let forked = {
-        let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
-        let checkpoint = airlock_proto::Checkpoint {
-            origin: "test.airlock".to_owned(),
-            size: 2,
-            root_hash: airlock_proto::Hash32([7; 32]),
-            issued_at: airlock_proto::clock::system_now(),
-            expires_at: airlock_proto::clock::system_now() + 3600,
-        };
-        let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
-        airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
-        note.to_bytes()
-    };
+    let forked = forged_checkpoint(&world, 2, [7; 32], now());
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forked.clone() } else { body });
     let run = world.pull_from(&proxy.url, "w==1.0", "d.whl").code(4).says("SECURITY ERROR").says("rollback");
     assert!(
@@ -337,20 +316,7 @@ fn a_fork_leaves_evidence_that_verifies_offline() {
     let world = published_world(b"first");
     let proxy = Proxy::start(&world.url());
     world.pull_from(&proxy.url, "w==1.0", "a.whl").ok();
-    let forked = {
-        let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
-        let size = world.log_size();
-        let checkpoint = airlock_proto::Checkpoint {
-            origin: "test.airlock".to_owned(),
-            size,
-            root_hash: airlock_proto::Hash32([7; 32]),
-            issued_at: airlock_proto::clock::system_now(),
-            expires_at: airlock_proto::clock::system_now() + 3600,
-        };
-        let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
-        airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
-        note.to_bytes()
-    };
+    let forked = forged_checkpoint(&world, world.log_size(), [7; 32], now());
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forked.clone() } else { body });
     let run = world.pull_from(&proxy.url, "w==1.0", "b.whl").code(4).says("SECURITY ERROR").says("fork");
     let line =

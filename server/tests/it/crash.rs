@@ -2,9 +2,9 @@
 //! After a restart, every acknowledged write is served with the right bytes, and nothing partial
 //! is visible or recorded.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use airlock_keys::{read_secret_key, sign_envelope};
 use airlock_proto::{Digest, Kind, Metadata, PackageName, Version};
@@ -17,20 +17,7 @@ pub fn free_port() -> u16 {
 }
 
 fn spawn_server(world: &World, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .args(["serve", "--data", "data", "--listen", &format!("127.0.0.1:{port}"), "--root", "root.cbor"])
-        .current_dir(world.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_get(&url, "/healthz").0 != 200 {
-        assert!(Instant::now() < deadline, "airlockd did not start");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    child
+    crate::harness::spawn_airlockd(world, "data", port, &[], None)
 }
 
 struct Acked {

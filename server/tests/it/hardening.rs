@@ -7,25 +7,12 @@ use crate::harness::{http_get, http_request, Server, World};
 
 const DAY: u64 = 86_400;
 
-/// `airlock root create` for the world's keys with extra arguments.
+/// `airlock root create` for the world's keys with extra arguments, signed by root1 as the next
+/// root of `root.cbor`.
 fn create_root(world: &World, out: &str, extra: &[&str]) {
-    let log_pub = world.path("data/log.pub").display().to_string();
-    let mut args = vec![
-        "root",
-        "create",
-        "--origin",
-        "test.airlock",
-        "--root-key",
-        "keys/root1.pub",
-        "--publisher-key",
-        "keys/pub1.pub",
-        "--log-key",
-        &log_pub,
-        "-o",
-        out,
-    ];
+    let mut args = vec!["-o", out];
     args.extend_from_slice(extra);
-    world.cli(&args).ok();
+    world.root_create(&args).ok();
     world.cli(&["root", "sign", out, "--key", "keys/root1.key", "--previous", "root.cbor"]).ok();
 }
 
@@ -80,21 +67,9 @@ fn an_expired_root_is_replaced_by_the_next_root_and_a_root_expired_when_logged_i
 /// `airlockd serve` for the world as a process whose log (stderr) goes to `log`.
 fn spawn_logged(world: &World, log: &std::path::Path) -> (std::process::Child, String) {
     let port = crate::crash::free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .args(["serve", "--data", "data", "--listen", &format!("127.0.0.1:{port}"), "--root", "root.cbor"])
-        .current_dir(world.dir.path())
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while http_get(&url, "/healthz").0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "airlockd did not start");
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    (child, url)
+    let child =
+        crate::harness::spawn_airlockd(world, "data", port, &[], Some(std::fs::File::create(log).unwrap()));
+    (child, format!("http://127.0.0.1:{port}"))
 }
 
 /// Defect 11 (and the token message and colour of defect 10): every accepted and refused write
@@ -331,36 +306,12 @@ fn a_mirror_follows_a_token_protected_upstream_with_a_private_ca() {
         let admin =
             airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "ops").unwrap();
         let port = crate::crash::free_port();
-        let mut args = vec![
-            "serve".to_owned(),
-            "--data".to_owned(),
-            name.to_owned(),
-            "--listen".to_owned(),
-            format!("127.0.0.1:{port}"),
-            "--root".to_owned(),
-            "root.cbor".to_owned(),
-            "--upstream".to_owned(),
-            upstream.clone(),
-            "--upstream-ca-cert".to_owned(),
-            "tls/cert.pem".to_owned(),
-        ];
+        let mut extra = vec!["--upstream", upstream.as_str(), "--upstream-ca-cert", "tls/cert.pem"];
         if with_token {
-            args.extend(["--upstream-token-file".to_owned(), "upstream.token".to_owned()]);
+            extra.extend(["--upstream-token-file", "upstream.token"]);
         }
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_airlockd"))
-            .args(&args)
-            .current_dir(world.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while http_get(&url, "/healthz").0 != 200 {
-            assert!(std::time::Instant::now() < deadline, "airlockd did not start");
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        (KillOnDrop(child), url, admin)
+        let child = crate::harness::spawn_airlockd(&world, name, port, &extra, None);
+        (KillOnDrop(child), format!("http://127.0.0.1:{port}"), admin)
     };
     let (_with, url, admin) = mirror("mirror", true);
     let (status, body) = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"");
@@ -655,19 +606,13 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
     world.write("a-1.0-py3-none-any.whl", b"before the rotation");
     world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
-    let forged = {
-        let stranger = airlock_keys::SecretKey::generate();
-        let checkpoint = airlock_proto::Checkpoint {
-            origin: "test.airlock".to_owned(),
-            size: 1_000_000_000,
-            root_hash: airlock_proto::Hash32([9; 32]),
-            issued_at: airlock_proto::clock::system_now(),
-            expires_at: airlock_proto::clock::system_now() + 3600,
-        };
-        let mut note = airlock_proto::Note::new(checkpoint.to_text()).unwrap();
-        airlock_keys::sign_note(&mut note, "test.airlock", &stranger).unwrap();
-        note.to_bytes()
-    };
+    let stranger = airlock_keys::SecretKey::generate();
+    let forged = crate::harness::signed_checkpoint(
+        &stranger,
+        1_000_000_000,
+        [9; 32],
+        airlock_proto::clock::system_now(),
+    );
     let requested = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = std::sync::Arc::clone(&requested);
     proxy.set(move |path, body| {
@@ -686,28 +631,7 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
     // A rotation of the log key: root 2 lists the old and a new log key; the server restarts
     // with the new one, whose checkpoints a client pinned to root 1 must verify.
     world.cli(&["key", "generate", "log2", "--dir", "keys"]).ok();
-    let log_pub = world.path("data/log.pub").display().to_string();
-    world
-        .cli(&[
-            "root",
-            "create",
-            "--origin",
-            "test.airlock",
-            "--root-key",
-            "keys/root1.pub",
-            "--publisher-key",
-            "keys/pub1.pub",
-            "--log-key",
-            &log_pub,
-            "--log-key",
-            "keys/log2.pub",
-            "--version",
-            "2",
-            "-o",
-            "root2.cbor",
-        ])
-        .ok();
-    world.cli(&["root", "sign", "root2.cbor", "--key", "keys/root1.key", "--previous", "root.cbor"]).ok();
+    create_root(&world, "root2.cbor", &["--log-key", "keys/log2.pub", "--version", "2"]);
     world.cli(&["submit", "root2.cbor", "--server", &world.url(), "--token", &world.publish_token]).ok();
     world.server = None;
     std::fs::copy(world.path("keys/log2.key"), world.path("data/log.key")).unwrap();

@@ -280,22 +280,7 @@ impl World {
     /// for each `name` a key pair `keys/<name>.key|.pub` and a witness `<name>.example`, with
     /// `quorum`. Made through `airlock key generate`, `root create --witness` and `root sign`.
     pub fn witnessed_root(&self, witnesses: &[&str], quorum: u32) {
-        let log_pub = self.path("data/log.pub").display().to_string();
-        let mut args: Vec<String> = [
-            "root",
-            "create",
-            "--origin",
-            "test.airlock",
-            "--root-key",
-            "keys/root1.pub",
-            "--publisher-key",
-            "keys/pub1.pub",
-            "--log-key",
-            &log_pub,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let mut args: Vec<String> = Vec::new();
         for name in witnesses {
             self.cli(&["key", "generate", name, "--dir", "keys"]).ok();
             args.extend(["--witness".to_owned(), format!("{name}.example=keys/{name}.pub")]);
@@ -306,8 +291,28 @@ impl World {
             "-o".to_owned(),
             "root.cbor".to_owned(),
         ]);
-        self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+        self.root_create(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
         self.cli(&["root", "sign", "root.cbor", "--key", "keys/root1.key"]).ok();
+    }
+
+    /// `airlock root create` over the world's keys (root1, pub1 and the server's log key, origin
+    /// `test.airlock`) with `extra` arguments (which name the output with -o); unsigned.
+    pub fn root_create(&self, extra: &[&str]) -> Run {
+        let log_pub = self.path("data/log.pub").display().to_string();
+        let mut args = vec![
+            "root",
+            "create",
+            "--origin",
+            "test.airlock",
+            "--root-key",
+            "keys/root1.pub",
+            "--publisher-key",
+            "keys/pub1.pub",
+            "--log-key",
+            &log_pub,
+        ];
+        args.extend_from_slice(extra);
+        self.cli(&args)
     }
 
     /// Signs `envelope` with publisher 1's key and posts it to `POST /v1/statements`:
@@ -431,4 +436,53 @@ impl World {
         assert_eq!(status, 200);
         airlock_proto::Checkpoint::from_note_unverified(&bytes).expect("checkpoint note").size
     }
+}
+
+/// A checkpoint note for origin `test.airlock` claiming `size` and `root_hash`, issued at
+/// `issued_at` and valid for an hour, signed by `key`: with the server's log key, a view a
+/// compromised or lying server could produce.
+pub fn signed_checkpoint(
+    key: &airlock_keys::SecretKey,
+    size: u64,
+    root_hash: [u8; 32],
+    issued_at: u64,
+) -> Vec<u8> {
+    let checkpoint = airlock_proto::Checkpoint {
+        origin: "test.airlock".to_owned(),
+        size,
+        root_hash: airlock_proto::Hash32(root_hash),
+        issued_at,
+        expires_at: issued_at + 3600,
+    };
+    let mut note = airlock_proto::Note::new(checkpoint.to_text()).expect("checkpoint text");
+    airlock_keys::sign_note(&mut note, "test.airlock", key).expect("sign");
+    note.to_bytes()
+}
+
+/// Starts `airlockd serve --data DATA --listen 127.0.0.1:PORT --root root.cbor EXTRA...` in the
+/// world's directory as a process (its log to `log`, or dropped) and waits until it answers.
+pub fn spawn_airlockd(
+    world: &World,
+    data: &str,
+    port: u16,
+    extra: &[&str],
+    log: Option<std::fs::File>,
+) -> std::process::Child {
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+        .args(["serve", "--data", data, "--listen", &listen, "--root", "root.cbor"])
+        .args(extra)
+        .current_dir(world.dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.map_or_else(std::process::Stdio::null, std::process::Stdio::from))
+        .spawn()
+        .expect("start airlockd");
+    let url = format!("http://{listen}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http_get(&url, "/healthz").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "airlockd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    child
 }

@@ -6,8 +6,8 @@
 //! The suite runs a fixed list of seeds. A longer run:
 //! `AIRLOCK_INTERLEAVE_SEEDS=200 cargo nextest run -p airlock-server interleave` (seeds 0..N).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use airlock_proto::api::LeavesPage;
 use airlock_proto::merkle::{leaf_hash, MemoryTree};
@@ -32,29 +32,8 @@ struct Mirror {
 
 impl Mirror {
     fn start(world: &World, upstream: &str, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-            .args([
-                "serve",
-                "--data",
-                "site",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--root",
-                "root.cbor",
-            ])
-            .args(["--upstream", upstream])
-            .current_dir(world.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(&url, "/healthz").0 != 200 {
-            assert!(Instant::now() < deadline, "the mirror did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child: Some(child), url, port }
+        let child = crate::harness::spawn_airlockd(world, "site", port, &["--upstream", upstream], None);
+        Self { child: Some(child), url: format!("http://127.0.0.1:{port}"), port }
     }
 
     fn kill(&mut self) {

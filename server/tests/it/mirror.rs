@@ -202,17 +202,8 @@ fn mirror_pointed_at_a_forked_upstream_raises_security_error_and_keeps_state() {
     let served = http_get(&mirror.url, "/v1/log/checkpoint").1;
     // The upstream signs a checkpoint of the same size with another root hash.
     let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let forked = airlock_proto::Checkpoint {
-        origin: "test.airlock".into(),
-        size: 2,
-        root_hash: airlock_proto::Hash32([5; 32]),
-        issued_at: now,
-        expires_at: now + 3600,
-    };
-    let mut note = airlock_proto::Note::new(forked.to_text()).unwrap();
-    airlock_keys::sign_note(&mut note, "test.airlock", &key).unwrap();
-    let forged = note.to_bytes();
+    let now = airlock_proto::clock::system_now();
+    let forged = crate::harness::signed_checkpoint(&key, 2, [5; 32], now);
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forged.clone() } else { body });
     let (status, body) = http_request("POST", &mirror.url, "/v1/mirror/sync", Some(&admin), b"");
     assert_eq!(status, 422);

@@ -439,24 +439,7 @@ fn a_root_made_from_a_policy_file_enforces_its_witness_groups() {
     policy.push_str("group backup any w2 w3\ngroup both all w1 backup\nquorum both\n");
     world.write("policy.txt", policy.as_bytes());
     let create = |policy_file: &str, out: &str| {
-        world
-            .cli(&[
-                "root",
-                "create",
-                "--origin",
-                "test.airlock",
-                "--root-key",
-                "keys/root1.pub",
-                "--publisher-key",
-                "keys/pub1.pub",
-                "--log-key",
-                &log_pub,
-                "--witness-policy",
-                policy_file,
-                "-o",
-                out,
-            ])
-            .ok();
+        world.root_create(&["--witness-policy", policy_file, "-o", out]).ok();
         world.cli(&["root", "sign", out, "--key", "keys/root1.key"]).ok();
     };
     create("policy.txt", "root.cbor");
@@ -483,24 +466,7 @@ fn a_root_made_from_a_policy_file_enforces_its_witness_groups() {
             )
             .as_bytes(),
     );
-    let refused = world
-        .cli(&[
-            "root",
-            "create",
-            "--origin",
-            "test.airlock",
-            "--root-key",
-            "keys/root1.pub",
-            "--publisher-key",
-            "keys/pub1.pub",
-            "--log-key",
-            &log_pub,
-            "--witness-policy",
-            "other-log.txt",
-            "-o",
-            "x.cbor",
-        ])
-        .code(1);
+    let refused = world.root_create(&["--witness-policy", "other-log.txt", "-o", "x.cbor"]).code(1);
     assert!(refused.stderr.contains("not one of this root's --log-key keys"), "{}", refused.stderr);
 
     let logs = BTreeMap::from([airlock_keys::parse_verifier_key(log_vkey.trim()).unwrap()]);
