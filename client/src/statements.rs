@@ -9,8 +9,8 @@
 
 use airlock_keys::RoleName;
 use airlock_proto::{
-    ChannelAction, ChannelName, ChannelStatement, CodecError, Envelope, FileEntry, FileName, KeyId, KeyName,
-    Kind, Metadata, PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement,
+    ChannelAction, ChannelName, ChannelStatement, CodecError, Digest, Envelope, FileEntry, FileName, KeyId,
+    KeyName, Kind, Metadata, PackageName, PayloadType, PublicKeyBytes, Release, Role, Roles, Root, Statement,
     StatementError, Status, StatusAction, Timestamp, Version, WitnessGroup, WitnessKey,
 };
 
@@ -25,6 +25,8 @@ pub enum BuildError {
     Codec(#[from] CodecError),
     #[error("root version {requested} does not follow version {current}")]
     NotNext { current: u64, requested: u64 },
+    #[error("expected a root statement, found {0}")]
+    NotARoot(String),
     #[error("the current root's {role} role names key {id}, which the root does not list")]
     UnlistedKey { role: &'static str, id: KeyId },
 }
@@ -180,9 +182,9 @@ impl RootRoles {
         }
     }
 
-    /// The root payload: every key listed once (root keys first, then publisher, then log keys,
-    /// in the order given), each role naming its keys by id.
-    fn to_root(&self, origin: &str, version: u64, witnesses: &Witnesses, expires: Timestamp) -> Root {
+    /// The keys each role names, every key listed once (root keys first, then publisher, then
+    /// log keys, in the order given), and the roles naming their keys by id.
+    fn to_keys_and_roles(&self) -> (Vec<PublicKeyBytes>, Roles) {
         let mut keys: Vec<PublicKeyBytes> = Vec::new();
         let mut role = |role: &RoleKeys| {
             for key in &role.keys {
@@ -193,18 +195,43 @@ impl RootRoles {
             Role { keys: role.keys.iter().map(KeyId::of).collect(), threshold: role.threshold }
         };
         let roles = Roles { root: role(&self.root), publisher: role(&self.publisher), log: role(&self.log) };
-        Root {
+        (keys, roles)
+    }
+}
+
+/// Everything a root states, before it is encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RootParts {
+    origin: String,
+    version: u64,
+    previous: Option<Digest>,
+    max_checkpoint_validity: u64,
+    roles: RootRoles,
+    witnesses: Witnesses,
+    names: Vec<KeyName>,
+    expires: Timestamp,
+}
+
+impl RootParts {
+    /// The unsigned root; names of keys it does not list are dropped.
+    fn seal(&self) -> Result<Envelope, BuildError> {
+        let (keys, roles) = self.roles.to_keys_and_roles();
+        let key_names =
+            self.names.iter().filter(|n| keys.iter().any(|k| KeyId::of(k) == n.key)).cloned().collect();
+        seal(Statement::Root(Root {
             payload_type: PayloadType::Root,
-            origin: origin.to_owned(),
-            version,
-            expires,
+            origin: self.origin.clone(),
+            version: self.version,
+            expires: self.expires,
+            previous: self.previous,
+            max_checkpoint_validity: self.max_checkpoint_validity,
             keys,
             roles,
-            witnesses: witnesses.keys.clone(),
-            witness_groups: witnesses.groups.clone(),
-            witness_quorum: witnesses.quorum.clone(),
-            key_names: Vec::new(),
-        }
+            witnesses: self.witnesses.keys.clone(),
+            witness_groups: self.witnesses.groups.clone(),
+            witness_quorum: self.witnesses.quorum.clone(),
+            key_names,
+        }))
     }
 }
 
@@ -233,49 +260,70 @@ impl Witnesses {
     }
 }
 
-/// An unsigned root for the log `origin`, as `airlock root create` writes it (the first root is
-/// version 1). Each root-role key holder then signs it.
+/// The longest validity a checkpoint may claim under a root unless its creator says otherwise:
+/// 45 days, room for a monthly delivery across the air gap.
+pub const DEFAULT_MAX_CHECKPOINT_VALIDITY: u64 = 45 * 86_400;
+
+/// The first root (version 1) of the log `origin`, as `airlock root create` writes it,
+/// allowing checkpoints [`DEFAULT_MAX_CHECKPOINT_VALIDITY`]. Each root-role key holder then
+/// signs it.
 pub fn root(
     origin: &str,
-    version: u64,
     roles: &RootRoles,
     witnesses: &Witnesses,
     expires: Timestamp,
 ) -> Result<Envelope, BuildError> {
-    root_named(origin, version, roles, witnesses, &[], expires)
+    root_named(origin, roles, witnesses, &[], expires, DEFAULT_MAX_CHECKPOINT_VALIDITY)
 }
 
 /// `root`, with a name for people for the keys it lists (names of keys it does not list are
-/// dropped).
+/// dropped) and the longest validity a checkpoint may claim, in seconds.
 pub fn root_named(
     origin: &str,
-    version: u64,
     roles: &RootRoles,
     witnesses: &Witnesses,
     names: &[KeyName],
     expires: Timestamp,
+    max_checkpoint_validity: u64,
 ) -> Result<Envelope, BuildError> {
-    let mut root = roles.to_root(origin, version, witnesses, expires);
-    root.key_names =
-        names.iter().filter(|n| root.keys.iter().any(|k| KeyId::of(k) == n.key)).cloned().collect();
-    seal(Statement::Root(root))
+    RootParts {
+        origin: origin.to_owned(),
+        version: 1,
+        previous: None,
+        max_checkpoint_validity,
+        roles: roles.clone(),
+        witnesses: witnesses.clone(),
+        names: names.to_vec(),
+        expires,
+    }
+    .seal()
 }
 
-/// Root version N+1, starting from root N's content: same origin, keys, thresholds and expiry
-/// until changed. The result must be signed by the root role of both N and N+1.
-pub fn next_root(current: &Root) -> Result<NextRoot, BuildError> {
+/// Root version N+1, starting from root N's content (`current`, a root envelope): same origin,
+/// keys, names, witnesses, thresholds, checkpoint validity and expiry until changed, and the
+/// BLAKE3 of N's payload as `previous`. The result must be signed by the root role of both N
+/// and N+1.
+pub fn next_root(current: &Envelope) -> Result<NextRoot, BuildError> {
+    let Statement::Root(root) = Statement::decode(&current.payload_type, &current.payload)? else {
+        return Err(BuildError::NotARoot(current.payload_type.clone()));
+    };
     Ok(NextRoot {
-        current: current.version,
-        version: current.version.checked_add(1),
-        origin: current.origin.clone(),
-        roles: RootRoles::of(current)?,
-        witnesses: Witnesses {
-            keys: current.witnesses.clone(),
-            groups: current.witness_groups.clone(),
-            quorum: current.witness_quorum.clone(),
+        current: root.version,
+        version: root.version.checked_add(1),
+        parts: RootParts {
+            origin: root.origin.clone(),
+            version: 0,
+            previous: Some(current.payload_digest()),
+            max_checkpoint_validity: root.max_checkpoint_validity,
+            roles: RootRoles::of(&root)?,
+            witnesses: Witnesses {
+                keys: root.witnesses.clone(),
+                groups: root.witness_groups.clone(),
+                quorum: root.witness_quorum.clone(),
+            },
+            names: root.key_names.clone(),
+            expires: root.expires,
         },
-        names: current.key_names.clone(),
-        expires: current.expires,
     })
 }
 
@@ -286,26 +334,22 @@ pub struct NextRoot {
     current: u64,
     /// `None` when the current version is the last one `u64` can count.
     version: Option<u64>,
-    origin: String,
-    roles: RootRoles,
-    witnesses: Witnesses,
-    names: Vec<KeyName>,
-    expires: Timestamp,
+    parts: RootParts,
 }
 
 impl NextRoot {
     /// Adds or replaces key names (kept for keys the new root still lists).
     pub fn names(mut self, names: &[KeyName]) -> Self {
         for name in names {
-            self.names.retain(|n| n.key != name.key && n.name != name.name);
-            self.names.push(name.clone());
+            self.parts.names.retain(|n| n.key != name.key && n.name != name.name);
+            self.parts.names.push(name.clone());
         }
         self
     }
 
     /// Replaces the witnesses and their quorum.
     pub fn witnesses(mut self, witnesses: Witnesses) -> Self {
-        self.witnesses = witnesses;
+        self.parts.witnesses = witnesses;
         self
     }
 
@@ -317,31 +361,58 @@ impl NextRoot {
 
     /// Replaces the keys and threshold of `role`.
     pub fn role(mut self, role: RoleName, keys: Vec<PublicKeyBytes>, threshold: u32) -> Self {
-        *self.roles.get_mut(role) = RoleKeys { keys, threshold };
+        *self.parts.roles.get_mut(role) = RoleKeys { keys, threshold };
         self
     }
 
     /// Replaces the keys of `role`, keeping its threshold.
     pub fn keys(mut self, role: RoleName, keys: Vec<PublicKeyBytes>) -> Self {
-        self.roles.get_mut(role).keys = keys;
+        self.parts.roles.get_mut(role).keys = keys;
         self
     }
 
     /// Replaces the threshold of `role`, keeping its keys.
     pub fn threshold(mut self, role: RoleName, threshold: u32) -> Self {
-        self.roles.get_mut(role).threshold = threshold;
+        self.parts.roles.get_mut(role).threshold = threshold;
         self
     }
 
     /// Replaces the expiry.
     pub fn expires(mut self, expires: Timestamp) -> Self {
-        self.expires = expires;
+        self.parts.expires = expires;
         self
+    }
+
+    /// Replaces the longest validity a checkpoint may claim, in seconds.
+    pub fn max_checkpoint_validity(mut self, secs: u64) -> Self {
+        self.parts.max_checkpoint_validity = secs;
+        self
+    }
+
+    /// Adds `key` to `role` (nothing when the role already holds it).
+    pub fn add_key(mut self, role: RoleName, key: PublicKeyBytes) -> Self {
+        let keys = &mut self.parts.roles.get_mut(role).keys;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+        self
+    }
+
+    /// Removes the key with id `id` from every role; false when no role held it.
+    pub fn remove_key(&mut self, id: &KeyId) -> bool {
+        let mut removed = false;
+        for role in [RoleName::Root, RoleName::Publisher, RoleName::Log] {
+            let keys = &mut self.parts.roles.get_mut(role).keys;
+            let before = keys.len();
+            keys.retain(|key| KeyId::of(key) != *id);
+            removed |= keys.len() != before;
+        }
+        removed
     }
 
     /// The roles the next root will define, as changed so far.
     pub fn roles(&self) -> &RootRoles {
-        &self.roles
+        &self.parts.roles
     }
 
     /// The unsigned next root. Keys no role names any more are no longer listed.
@@ -356,7 +427,7 @@ impl NextRoot {
                 })
             }
         };
-        root_named(&self.origin, version, &self.roles, &self.witnesses, &self.names, self.expires)
+        RootParts { version, ..self.parts }.seal()
     }
 }
 
@@ -518,7 +589,7 @@ mod tests {
             log: RoleKeys { keys: vec![public(&keys.log)], threshold: 1 },
         };
         let envelope =
-            root("registry.example.internal", 1, &roles, &Witnesses::default(), 2_000_000_000).unwrap();
+            root("registry.example.internal", &roles, &Witnesses::default(), 2_000_000_000).unwrap();
         let Statement::Root(decoded) = decode(&envelope) else { panic!("not a root") };
         (envelope, decoded)
     }
@@ -542,15 +613,14 @@ mod tests {
             publisher: RoleKeys { keys: vec![public(&keys.root)], threshold: 1 },
             log: RoleKeys { keys: vec![public(&keys.log)], threshold: 1 },
         };
-        let Statement::Root(shared) = decode(&root("o", 1, &shared, &Witnesses::default(), 1).unwrap())
-        else {
+        let Statement::Root(shared) = decode(&root("o", &shared, &Witnesses::default(), 1).unwrap()) else {
             panic!()
         };
         assert_eq!(shared.keys.len(), 2);
         // A threshold no set of keys can meet is refused.
         let mut impossible = RootRoles::of(&decoded).unwrap();
         impossible.log.threshold = 2;
-        assert!(root("o", 1, &impossible, &Witnesses::default(), 1).is_err());
+        assert!(root("o", &impossible, &Witnesses::default(), 1).is_err());
         // Signed by its root key, it pins.
         sign_envelope(&mut envelope, &keys.root);
         TrustedRoot::pin(&envelope.to_bytes().unwrap()).unwrap();
@@ -563,16 +633,22 @@ mod tests {
         let carol = SecretKey::generate();
         let new_root = SecretKey::generate();
 
-        let unchanged = next_root(&current).unwrap().build().unwrap();
+        let unchanged = next_root(&first_envelope).unwrap().build().unwrap();
         let Statement::Root(same) = decode(&unchanged) else { panic!("not a root") };
-        assert_eq!(same, Root { version: 2, ..current.clone() });
+        let previous = Some(first_envelope.payload_digest());
+        assert_eq!(same, Root { version: 2, previous, ..current.clone() });
 
-        let next = next_root(&current)
+        let mut next = next_root(&first_envelope)
             .unwrap()
             .role(RoleName::Publisher, vec![public(&keys.alice), public(&carol)], 1)
             .keys(RoleName::Root, vec![public(&new_root)])
             .threshold(RoleName::Publisher, 2)
+            .add_key(RoleName::Log, public(&carol))
+            .max_checkpoint_validity(30 * 86_400)
             .expires(2_100_000_000);
+        assert!(next.remove_key(&carol.public().id()), "carol held two roles");
+        assert!(!next.remove_key(&carol.public().id()), "and now none");
+        next = next.add_key(RoleName::Publisher, public(&carol));
         assert_eq!(next.roles().get(RoleName::Publisher).keys, vec![public(&keys.alice), public(&carol)]);
         let mut envelope = next.build().unwrap();
         let Statement::Root(decoded) = decode(&envelope) else { panic!("not a root") };
@@ -584,6 +660,7 @@ mod tests {
         assert_eq!(decoded.roles.publisher.threshold, 2);
         assert_eq!(decoded.roles.root.keys, vec![new_root.public().id()]);
         assert_eq!(decoded.roles.log, current.roles.log);
+        assert_eq!((decoded.previous, decoded.max_checkpoint_validity), (previous, 30 * 86_400));
         // The old root key and bob are no longer listed.
         assert_eq!(decoded.keys, [&new_root, &keys.alice, &carol, &keys.log].map(public));
 
@@ -599,19 +676,31 @@ mod tests {
     #[test]
     fn next_root_refuses_a_version_that_does_not_follow() {
         let keys = keys();
-        let (_, current) = first(&keys);
-        assert!(next_root(&current).unwrap().version(2).build().is_ok());
+        let (envelope, current) = first(&keys);
+        assert!(next_root(&envelope).unwrap().version(2).build().is_ok());
         for version in [0, 1, 3, u64::MAX] {
-            let refused = next_root(&current).unwrap().version(version).build();
+            let refused = next_root(&envelope).unwrap().version(version).build();
             assert!(
                 matches!(refused, Err(BuildError::NotNext { current: 1, requested }) if requested == version),
                 "version {version}: {refused:?}"
             );
         }
-        let last = Root { version: u64::MAX, ..current.clone() };
-        assert!(matches!(next_root(&last).unwrap().build(), Err(BuildError::NotNext { .. })));
-        // A root whose role names an unlisted key is not a base for the next one.
-        let broken = Root { keys: current.keys[1..].to_vec(), ..current };
-        assert!(matches!(next_root(&broken), Err(BuildError::UnlistedKey { role: "root", .. })));
+        let wrap = |root: Root| {
+            let (payload_type, payload) = Statement::Root(root).encode().unwrap();
+            Envelope::unsigned(payload_type.as_str(), payload)
+        };
+        let last = Root { version: u64::MAX, previous: Some(Digest::of(b"n-1")), ..current.clone() };
+        assert!(matches!(next_root(&wrap(last)).unwrap().build(), Err(BuildError::NotNext { .. })));
+        // A statement that is not a root is not a base for the next one.
+        let release = release_envelope(
+            Kind::Wheel,
+            name("demo"),
+            Version::new("1.0").unwrap(),
+            (FileName::new("demo-1.0-py3-none-any.whl").unwrap(), digests(b"demo")),
+            Metadata::default(),
+            1,
+        )
+        .unwrap();
+        assert!(matches!(next_root(&release), Err(BuildError::NotARoot(_))));
     }
 }

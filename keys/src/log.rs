@@ -58,6 +58,8 @@ pub enum LogError {
     FromTheFuture { issued_at: Timestamp, now: Timestamp },
     #[error("the root in force (version {version}) expired at {expires}")]
     RootExpired { version: u64, expires: Timestamp },
+    #[error("checkpoint claims {} of validity (issued {issued_at}, expires {expires_at}); root version {version} allows at most {}", airlock_proto::clock::format_duration(.expires_at.saturating_sub(*.issued_at)), airlock_proto::clock::format_duration(*.allowed))]
+    ValidityTooLong { issued_at: Timestamp, expires_at: Timestamp, allowed: u64, version: u64 },
     #[error("expected {expected} new leaves for checkpoint size {size}, got {got}")]
     LeafCount { expected: u64, got: u64, size: u64 },
     #[error("{0}")]
@@ -72,6 +74,8 @@ pub enum LogError {
     Inconsistent { trusted: CheckpointSummary, offered: CheckpointSummary, computed: Hash32 },
     #[error("{0}")]
     Witnesses(crate::cosignature::WitnessError),
+    #[error("the log of {size} leaves holds root versions up to {reached}, short of the pinned version {pinned}: it cannot be authenticated from the pinned root")]
+    NotAnchored { pinned: u64, reached: u64, size: u64 },
     #[error("the registry's root chain does not verify from the root in force: {0}")]
     Roots(crate::trust::TrustError),
     #[error("this update was abandoned after a refused leaf; start again")]
@@ -113,15 +117,24 @@ pub(crate) struct Decoded {
     pub(crate) note: Note,
 }
 
-/// The freshness rules every checkpoint meets at `now`: not issued in the future (beyond the
-/// allowed skew), not expired (unless an unsafe extension is chosen), under a root that has not
-/// expired.
+/// The freshness rules every checkpoint meets at `now`: it claims no more validity than the
+/// root allows, is not issued in the future (beyond the allowed skew), not expired (unless an
+/// unsafe extension is chosen), under a root that has not expired.
 pub(crate) fn check_fresh(
     checkpoint: &Checkpoint,
     root: &TrustedRoot,
     now: Timestamp,
     expired: ExpiredCheckpoint,
 ) -> Result<(), LogError> {
+    let allowed = root.root().max_checkpoint_validity;
+    if checkpoint.expires_at.saturating_sub(checkpoint.issued_at) > allowed {
+        return Err(LogError::ValidityTooLong {
+            issued_at: checkpoint.issued_at,
+            expires_at: checkpoint.expires_at,
+            allowed,
+            version: root.root().version,
+        });
+    }
     if checkpoint.issued_at > now.saturating_add(CLOCK_SKEW) {
         return Err(LogError::FromTheFuture { issued_at: checkpoint.issued_at, now });
     }
@@ -475,6 +488,13 @@ impl PendingUpdate {
         let got = next.frontier.size() - size;
         if got != expected {
             return Err(LogError::LeafCount { expected, got, size: checkpoint.size });
+        }
+        if !next.registry.is_anchored() {
+            return Err(LogError::NotAnchored {
+                pinned: next.registry.pinned().root().version,
+                reached: next.registry.newest_logged_version(),
+                size: checkpoint.size,
+            });
         }
         let root = next.registry.root();
         root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;

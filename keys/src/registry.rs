@@ -49,6 +49,10 @@ pub enum ApplyError {
     TooLarge { index: u64, len: usize },
     #[error("leaf 0 must be the pinned root, byte for byte")]
     FirstLeafNotPinnedRoot,
+    #[error("leaf 0 must be root version 1 (the pinned root is version {pinned}): {detail}")]
+    FirstLeafNotARoot { pinned: u64, detail: String },
+    #[error("leaf {index}: root version {version} has payload {found}, the pinned root version {version} has payload {pinned}: this is not the log the pinned root belongs to")]
+    NotThePinnedRoot { index: u64, version: u64, pinned: Digest, found: Digest },
     #[error("leaf {index}: {source}")]
     Root { index: u64, source: TrustError },
     #[error("leaf {index}: {source}")]
@@ -266,15 +270,8 @@ impl RegistryState {
             .map_err(|source| ApplyError::Payload { index, source })?;
         let payload = Digest::of(&envelope.payload);
         if index == 0 {
-            if leaf_bytes != self.pinned.envelope_bytes() {
-                return Err(ApplyError::FirstLeafNotPinnedRoot);
-            }
-            return Ok(Prepared {
-                index,
-                payload,
-                change: Change::Root(Box::new(self.pinned.clone())),
-                statement,
-            });
+            let first = self.first_root(leaf_bytes)?;
+            return Ok(Prepared { index, payload, change: Change::Root(Box::new(first)), statement });
         }
         if let Some(&existing) = self.payloads.get(&payload) {
             return Err(ApplyError::Duplicate { index, existing });
@@ -283,6 +280,7 @@ impl RegistryState {
             Statement::Root(_) => {
                 let next =
                     self.root().next(leaf_bytes).map_err(|source| ApplyError::Root { index, source })?;
+                self.check_pinned_version(index, &next)?;
                 Change::Root(Box::new(next.into_inner()))
             }
             Statement::Release(release) => {
@@ -357,6 +355,62 @@ impl RegistryState {
             }
         };
         Ok(Prepared { index, payload, change, statement })
+    }
+
+    /// Leaf 0. Pinned on version 1, it must be the pinned root byte for byte. Pinned on a later
+    /// version K, it must be a version 1 root its own root role signed; it is authenticated when
+    /// the log reaches version K: each root names its predecessor's payload digest, and version
+    /// K must be the pinned one (`check_pinned_version`). Until then the state is not anchored.
+    fn first_root(&self, leaf_bytes: &[u8]) -> Result<TrustedRoot, ApplyError> {
+        let pinned = self.pinned.root().version;
+        if pinned == 1 {
+            if leaf_bytes != self.pinned.envelope_bytes() {
+                return Err(ApplyError::FirstLeafNotPinnedRoot);
+            }
+            return Ok(self.pinned.clone());
+        }
+        let first = TrustedRoot::pin(leaf_bytes)
+            .map_err(|e| ApplyError::FirstLeafNotARoot { pinned, detail: e.to_string() })?
+            .into_inner();
+        if first.root().version != 1 || first.origin() != self.pinned.origin() {
+            return Err(ApplyError::FirstLeafNotARoot {
+                pinned,
+                detail: format!("it is version {} of origin {:?}", first.root().version, first.origin()),
+            });
+        }
+        self.check_pinned_version(0, &first)?;
+        Ok(first)
+    }
+
+    /// A logged root of the pinned version must be the pinned root.
+    fn check_pinned_version(&self, index: u64, root: &TrustedRoot) -> Result<(), ApplyError> {
+        let version = root.root().version;
+        if version == self.pinned.root().version && root.payload_digest() != self.pinned.payload_digest() {
+            return Err(ApplyError::NotThePinnedRoot {
+                index,
+                version,
+                pinned: self.pinned.payload_digest(),
+                found: root.payload_digest(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the leaves folded so far reach the pinned root (always, once the log is not
+    /// empty, for a state pinned on version 1). Before that, the roots logged so far are not
+    /// yet authenticated, and no caller may trust the state.
+    pub fn is_anchored(&self) -> bool {
+        self.roots.iter().any(|(_, root)| root.root().version == self.pinned.root().version)
+    }
+
+    /// The version of the newest root logged so far (0 before leaf 0).
+    pub fn newest_logged_version(&self) -> u64 {
+        self.roots.last().map_or(0, |(_, root)| root.root().version)
+    }
+
+    /// The root the state was pinned on.
+    pub fn pinned(&self) -> &TrustedRoot {
+        &self.pinned
     }
 
     fn check_publisher(&self, index: u64, envelope: &Envelope) -> Result<(), ApplyError> {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use airlock_proto::{CodecError, Envelope, KeyId, Role, Root, Statement, StatementError, Timestamp};
+use airlock_proto::{CodecError, Digest, Envelope, KeyId, Role, Root, Statement, StatementError, Timestamp};
 
 use crate::keyfile::{KeyError, PublicKey};
 use crate::threshold::{check_threshold, ThresholdError};
@@ -44,6 +44,8 @@ pub enum TrustError {
     Signatures { version: u64, which: &'static str, source: ThresholdError },
     #[error("root version {version} names origin {found:?}, expected {expected:?}")]
     OriginChanged { version: u64, expected: String, found: String },
+    #[error("root version {version} names previous root payload {}, but version {} has payload {expected}: the roots do not form one hash chain", .found.map_or_else(|| "none".to_owned(), |d| d.to_string()), .version.saturating_sub(1))]
+    BrokenChain { version: u64, expected: Digest, found: Option<Digest> },
 }
 
 /// A root whose keys parsed (no weak keys) and whose signatures met its thresholds. The only
@@ -55,6 +57,8 @@ pub struct TrustedRoot {
     /// The witnesses the root names, keys parsed (no weak keys).
     witnesses: Vec<(String, PublicKey)>,
     envelope_bytes: Vec<u8>,
+    /// BLAKE3 of the payload: what the next root names as `previous`.
+    payload_digest: Digest,
 }
 
 /// A root statement that decoded and whose keys parsed, but whose signatures nobody checked.
@@ -118,13 +122,21 @@ impl TrustedRoot {
     }
 
     /// Verifies `envelope_bytes` as the successor of `self`: version exactly N+1, same origin,
-    /// signed by a threshold of N's root keys and of its own.
+    /// naming N's payload digest as `previous`, signed by a threshold of N's root keys and of
+    /// its own.
     pub fn next(&self, envelope_bytes: &[u8]) -> Result<Verified<Self>, TrustError> {
         let candidate = Self::decode(envelope_bytes)?;
         if self.root.version.checked_add(1) != Some(candidate.root.version) {
             return Err(TrustError::WrongVersion {
                 current: self.root.version,
                 found: candidate.root.version,
+            });
+        }
+        if candidate.root.previous != Some(self.payload_digest) {
+            return Err(TrustError::BrokenChain {
+                version: candidate.root.version,
+                expected: self.payload_digest,
+                found: candidate.root.previous,
             });
         }
         if candidate.root.origin != self.root.origin {
@@ -162,7 +174,8 @@ impl TrustedRoot {
                     .map_err(|source| TrustError::BadKey { key: w.key.to_hex(), source })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { root, keys, witnesses, envelope_bytes: envelope_bytes.to_vec() })
+        let payload_digest = envelope.payload_digest();
+        Ok(Self { root, keys, witnesses, envelope_bytes: envelope_bytes.to_vec(), payload_digest })
     }
 
     fn check_signed_by(
@@ -243,6 +256,11 @@ impl TrustedRoot {
     /// The exact envelope bytes this root was loaded from.
     pub fn envelope_bytes(&self) -> &[u8] {
         &self.envelope_bytes
+    }
+
+    /// BLAKE3 of the root's payload (what the next root names as `previous`).
+    pub fn payload_digest(&self) -> Digest {
+        self.payload_digest
     }
 
     /// The log identity.

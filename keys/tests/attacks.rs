@@ -164,7 +164,7 @@ fn duplicate_signature_counts_once_for_root() {
     assert_threshold(source, "root", 2, 1);
 
     // Root v2 with the same keys: r0 twice is one signature of two needed, old and new alike.
-    let mut v2 = envelope(&Statement::Root(fx.keys.root(2, NOW + YEAR)), &[r0]);
+    let mut v2 = envelope(&Statement::Root(fx.chain(fx.keys.root(2, NOW + YEAR))), &[r0]);
     v2.signatures.push(v2.signatures[0].clone());
     let v2 = v2.to_bytes().unwrap();
     let err = fx.pinned().next(&v2).unwrap_err();
@@ -178,7 +178,7 @@ fn duplicate_signature_counts_once_for_root() {
     assert!(matches!(root_leaf_error(&err), TrustError::Signatures { version: 2, .. }), "{err}");
 
     // Control: two distinct root keys.
-    let good = root_leaf(fx.keys.root(2, NOW + YEAR), &[r0, r1]);
+    let good = root_leaf(fx.chain(fx.keys.root(2, NOW + YEAR)), &[r0, r1]);
     fx.pinned().next(&good).unwrap();
 }
 
@@ -223,7 +223,7 @@ fn same_public_key_listed_twice_in_root_rejected_at_load() {
 
     // The same refusal when such a root arrives as v2 in the log.
     let fx = Fixture::with_keys(keys);
-    let mut v2 = twice;
+    let mut v2 = fx.chain(twice);
     v2.version = 2;
     let v2 = root_leaf(v2, &fx.keys.root.quorum());
     let mut history = fx.leaves.clone();
@@ -385,7 +385,7 @@ fn weak_public_key_in_root_rejected_at_load() {
         assert!(matches!(err, TrustError::BadKey { source: KeyError::WeakKey, .. }), "{err:?}");
 
         let fx = Fixture::with_keys(keys);
-        let v2 = root_leaf(with_weak(&fx.keys, 2), &fx.keys.root.quorum());
+        let v2 = root_leaf(fx.chain(with_weak(&fx.keys, 2)), &fx.keys.root.quorum());
         assert!(matches!(fx.pinned().next(&v2), Err(TrustError::BadKey { .. })));
         let mut history = fx.leaves.clone();
         history.push(v2.clone());
@@ -611,7 +611,7 @@ fn root_chain_v1_to_v5_walked() {
 fn root_signed_only_by_new_keys_rejected() {
     let fx = Fixture::new();
     let new = KeySet::single();
-    let v2 = root_leaf(new.root(2, NOW + YEAR), &new.root.quorum());
+    let v2 = root_leaf(fx.chain(new.root(2, NOW + YEAR)), &new.root.quorum());
     let err = fx.pinned().next(&v2).unwrap_err();
     assert!(matches!(err, TrustError::Signatures { version: 2, which: "the previous root", .. }), "{err}");
 
@@ -630,7 +630,7 @@ fn root_signed_only_by_new_keys_rejected() {
 fn root_signed_only_by_old_keys_rejected() {
     let fx = Fixture::new();
     let new = KeySet::single();
-    let v2 = root_leaf(new.root(2, NOW + YEAR), &fx.keys.root.quorum());
+    let v2 = root_leaf(fx.chain(new.root(2, NOW + YEAR)), &fx.keys.root.quorum());
     let err = fx.pinned().next(&v2).unwrap_err();
     assert!(matches!(err, TrustError::Signatures { version: 2, which: "its own root", .. }), "{err}");
 
@@ -650,7 +650,8 @@ fn root_version_not_exactly_next_rejected() {
     for found in [3, 1] {
         let mut signers = fx.keys.root.quorum();
         signers.extend(new.root.quorum());
-        let bad = root_leaf(new.root(found, NOW + YEAR), &signers);
+        let bad = new.root(found, NOW + YEAR);
+        let bad = root_leaf(if found > 1 { fx.chain(bad) } else { bad }, &signers);
         let err = fx.pinned().next(&bad).unwrap_err();
         assert!(matches!(err, TrustError::WrongVersion { current: 1, found: f } if f == found), "{err}");
         assert!(err.to_string().contains("must be exactly 2"), "{err}");
@@ -669,9 +670,9 @@ fn root_version_not_exactly_next_rejected() {
 #[test]
 fn the_last_root_version_has_no_successor_and_does_not_overflow() {
     let keys = KeySet::single();
-    let last = root_leaf(keys.root(u64::MAX, NOW + YEAR), &keys.root.quorum());
-    let pinned = TrustedRoot::pin(&last).unwrap();
     let first = root_leaf(keys.root(1, NOW + YEAR), &keys.root.quorum());
+    let last = root_leaf(chained(keys.root(u64::MAX, NOW + YEAR), &first), &keys.root.quorum());
+    let pinned = TrustedRoot::pin(&last).unwrap();
     let err = pinned.next(&first).unwrap_err();
     assert!(matches!(err, TrustError::WrongVersion { current: u64::MAX, found: 1 }), "{err}");
     assert!(err.to_string().contains("none can follow the last version"), "{err}");
@@ -721,7 +722,7 @@ fn key_rotated_out_signs_after_rotation_rejected() {
     assert!(t.problems[0].contains("is not a publisher key"), "{t}");
 
     // The old root key cannot sign the next root either.
-    let v3 = root_leaf(KeySet::single().root(3, NOW + YEAR), &old.root.quorum());
+    let v3 = root_leaf(fx.chain(KeySet::single().root(3, NOW + YEAR)), &old.root.quorum());
     assert!(log.registry().root().next(&v3).is_err());
     // Control: the new publisher key.
     fx.push(fx.release("late-pkg", "1.0.0"));
@@ -836,7 +837,7 @@ fn precheck_and_page_by_page_updates_refuse_what_they_must() {
     assert!(matches!(empty.precheck(&forged, &chain).unwrap_err(), LogError::CheckpointSignature(_)));
     // A "next root" signed only by keys the root in force does not list breaks the chain.
     let intruder = KeySet::single();
-    let bad_root = root_leaf(intruder.root(2, NOW + YEAR), &intruder.root.quorum());
+    let bad_root = root_leaf(fx.chain(intruder.root(2, NOW + YEAR)), &intruder.root.quorum());
     let err = empty.precheck(&signed_by_k1, &[fx.leaves[0].clone(), bad_root]).unwrap_err();
     assert!(matches!(err, LogError::Roots(_)), "{err}");
     drop(old_keys);

@@ -30,36 +30,37 @@ const KEY_ID: &str = "0871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25
 /// Time of the update in `two_leaf_log_verifies` (a minute after the checkpoint was issued).
 const NOW: u64 = 1_700_000_060;
 
-/// The `Root` payload (286 bytes).
+/// The `Root` payload (315 bytes).
 const ROOT_PAYLOAD: &str = "
-a664747970656f6169726c6f636b2e726f6f742e7632666f726967696e6c6465
+a764747970656f6169726c6f636b2e726f6f742e7633666f726967696e6c6465
 6d6f2e6169726c6f636b6776657273696f6e0167657870697265731a67352480
-646b657973815820ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92
-421eea691446d22c65726f6c6573a364726f6f74a2646b6579738158200871f3
-aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433697468
-726573686f6c6401697075626c6973686572a2646b6579738158200871f3aabc
-26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed257924336974687265
-73686f6c6401636c6f67a2646b6579738158200871f3aabc26e4582c508af5c0
-3884e6a96f0989d1dd8cfb49cd17ed25792433697468726573686f6c6401
+776d61785f636865636b706f696e745f76616c69646974791a003b5380646b65
+7973815820ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea
+691446d22c65726f6c6573a364726f6f74a2646b6579738158200871f3aabc26
+e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433697468726573
+686f6c6401697075626c6973686572a2646b6579738158200871f3aabc26e458
+2c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433697468726573686f
+6c6401636c6f67a2646b6579738158200871f3aabc26e4582c508af5c03884e6
+a96f0989d1dd8cfb49cd17ed25792433697468726573686f6c6401
 ";
 
-/// The signed root envelope (451 bytes): leaf 0 of the two-leaf log.
+/// The signed root envelope (480 bytes): leaf 0 of the two-leaf log.
 const ROOT_ENVELOPE: &str = "
-a36c7061796c6f61645f747970656f6169726c6f636b2e726f6f742e76326770
-61796c6f616459011ea664747970656f6169726c6f636b2e726f6f742e763266
+a36c7061796c6f61645f747970656f6169726c6f636b2e726f6f742e76336770
+61796c6f616459013ba764747970656f6169726c6f636b2e726f6f742e763366
 6f726967696e6c64656d6f2e6169726c6f636b6776657273696f6e0167657870
-697265731a67352480646b657973815820ea4a6c63e29c520abef5507b132ec5
-f9954776aebebe7b92421eea691446d22c65726f6c6573a364726f6f74a2646b
-6579738158200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd
-17ed25792433697468726573686f6c6401697075626c6973686572a2646b6579
-738158200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed
-25792433697468726573686f6c6401636c6f67a2646b6579738158200871f3aa
-bc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed2579243369746872
-6573686f6c64016a7369676e61747572657381a2666b65795f696458200871f3
-aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433637369
-675840bee275f064b7fcd3b5266105598cd07d39ff44459b567f7cfaf25e04c4
-e8de7e6542c0bc305559e7ed65838241d3be91e736de8aaf92a2f379aab34292
-5bd408
+697265731a67352480776d61785f636865636b706f696e745f76616c69646974
+791a003b5380646b657973815820ea4a6c63e29c520abef5507b132ec5f99547
+76aebebe7b92421eea691446d22c65726f6c6573a364726f6f74a2646b657973
+8158200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25
+792433697468726573686f6c6401697075626c6973686572a2646b6579738158
+200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed257924
+33697468726573686f6c6401636c6f67a2646b6579738158200871f3aabc26e4
+582c508af5c03884e6a96f0989d1dd8cfb49cd17ed2579243369746872657368
+6f6c64016a7369676e61747572657381a2666b65795f696458200871f3aabc26
+e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed25792433637369675840
+b4b5bc8a443aeef4c1fc2f45be96e0df58a9c3956830f7421c2b0e5249b111bb
+bce9af22ede532889e188f3f79aa9a8786a281cb25a5998e4aa1a5c6a74ca204
 ";
 
 /// The signed release envelope (487 bytes); its payload is the release payload of
@@ -88,7 +89,7 @@ e9e8b4cc27a40f
 const NOTE_KEY_ID: &str = "89af7de8";
 const VERIFIER_KEY: &str = "demo.airlock+89af7de8+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
 /// The checkpoint note of the two-leaf log, signed by the key above as the log key.
-const CHECKPOINT_NOTE: &str = "demo.airlock\n2\nmUcuGsCFA0fS0TbIKV71iq2sFQrJiIJojPKSgg+jLmM=\nissued-at 1700000000\nexpires-at 1700086400\n\n— demo.airlock ia996GRexc2JnfFtWZV0/8ZumJW83x0v7ZVZPr8ouvyz+RaudtjSH42o0zkmkGTv+e/Lak6Qy8cWpXQ6L7iMhEoFNww=\n";
+const CHECKPOINT_NOTE: &str = "demo.airlock\n2\ntHkpBNdFkRna8uk53DTiZwnv42MeB7DY8Hk1nSPYNPs=\nissued-at 1700000000\nexpires-at 1700086400\n\n— demo.airlock ia996HLPMrda2FjEwUogLlX38tflwWNleb06DuCLoFWVitYsQVxxp3uJoSVIJJVblxv+yigifZi+RfRmVdHwIUvrrQQ=\n";
 
 /// Strips the whitespace of a wrapped hex constant.
 fn unwrap_hex(text: &str) -> String {
@@ -110,6 +111,8 @@ fn demo_root(public: &PublicKey) -> Root {
         origin: "demo.airlock".to_owned(),
         version: 1,
         expires: 1_731_536_000,
+        previous: None,
+        max_checkpoint_validity: 45 * 86_400,
         keys: vec![PublicKeyBytes(public.to_bytes())],
         roles: Roles { root: role.clone(), publisher: role.clone(), log: role },
         witnesses: Vec::new(),
@@ -199,16 +202,16 @@ fn release_envelope_signature() {
 fn root_envelope() {
     let key = secret_key();
     let (_, payload) = Statement::Root(demo_root(&key.public())).encode().unwrap();
-    assert_eq!(payload.len(), 286);
+    assert_eq!(payload.len(), 315);
     assert_eq!(hex::encode(&payload), unwrap_hex(ROOT_PAYLOAD));
     let envelope = signed(Statement::Root(demo_root(&key.public())), &key);
     assert_eq!(
         envelope.signatures[0].sig.to_hex(),
-        "bee275f064b7fcd3b5266105598cd07d39ff44459b567f7cfaf25e04c4e8de7e\
-         6542c0bc305559e7ed65838241d3be91e736de8aaf92a2f379aab342925bd408"
+        "b4b5bc8a443aeef4c1fc2f45be96e0df58a9c3956830f7421c2b0e5249b111bb\
+         bce9af22ede532889e188f3f79aa9a8786a281cb25a5998e4aa1a5c6a74ca204"
     );
     let bytes = envelope.to_bytes().unwrap();
-    assert_eq!(bytes.len(), 451);
+    assert_eq!(bytes.len(), 480);
     assert_eq!(hex::encode(&bytes), unwrap_hex(ROOT_ENVELOPE));
     let pinned = TrustedRoot::pin(&bytes).unwrap();
     assert_eq!(pinned.origin(), "demo.airlock");
@@ -223,9 +226,9 @@ fn two_leaf_log_verifies() {
     let l0 = leaf_hash(&root_leaf);
     let l1 = leaf_hash(&release_leaf);
     let root_hash = node_hash(&l0, &l1);
-    assert_eq!(hex::encode(l0), "14d10b1854c4481d3ddc356e09668ca250ce08a97c0bfc3ae695fe09db23cee8");
+    assert_eq!(hex::encode(l0), "c554eac44754536f2483fe6aa49a243ed726a23f25de41bcab41fec78c5bf28e");
     assert_eq!(hex::encode(l1), "1ed227ab7619eeed56d824fc0e3ae27075f127e7818f58450b08cfb7f44905e3");
-    assert_eq!(hex::encode(root_hash), "99472e1ac0850347d2d136c8295ef58aadac150ac98882688cf292820fa32e63");
+    assert_eq!(hex::encode(root_hash), "b4792904d7459119daf2e939dc34e26709efe3631e07b0d8f079359d23d834fb");
 
     let checkpoint = Checkpoint {
         origin: "demo.airlock".to_owned(),

@@ -60,9 +60,56 @@ pub fn system_now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// A duration for people: `30d`, `6d 23h`, `5h 2m`, `40s`.
+pub fn format_duration(secs: u64) -> String {
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// Parses a duration as people write it: a whole number with a unit, `s`, `m`, `h` or `d`
+/// (`30d`, `12h`); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d (as in 30d)")),
+    };
+    let number: u64 =
+        number.parse().map_err(|_| format!("{text:?} is not a whole number with a unit (as in 30d)"))?;
+    number.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_format_and_parse() {
+        assert_eq!(format_duration(30 * 86_400), "30d");
+        assert_eq!(format_duration(7 * 86_400 - 3_600), "6d 23h");
+        assert_eq!(format_duration(5 * 3_600 + 120), "5h 2m");
+        assert_eq!(format_duration(40), "40s");
+        assert_eq!(parse_duration("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_duration("12h"), Ok(12 * 3_600));
+        assert_eq!(parse_duration("90"), Ok(90));
+        for bad in ["", "d", "30w", "-1d", "1.5d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told_and_clones_share_it() {

@@ -32,11 +32,13 @@ pub const MAX_TEXT_LEN: usize = 4096;
 pub const MAX_METADATA_TEXT_BYTES: usize = 16 * 1024;
 /// Longest origin (log identity) string.
 pub const MAX_ORIGIN_LEN: usize = 128;
+/// The most a root may allow a checkpoint to claim (`Root::max_checkpoint_validity`): 400 days.
+pub const MAX_CHECKPOINT_VALIDITY: u64 = 400 * 86_400;
 
 /// The payload types airlock signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PayloadType {
-    #[serde(rename = "airlock.root.v2")]
+    #[serde(rename = "airlock.root.v3")]
     Root,
     #[serde(rename = "airlock.release.v1")]
     Release,
@@ -53,7 +55,7 @@ impl PayloadType {
     /// The string used in envelopes and in the payload's `type` field.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::Root => "airlock.root.v2",
+            Self::Root => "airlock.root.v3",
             Self::Release => "airlock.release.v1",
             Self::Status => "airlock.status.v2",
             Self::Channel => "airlock.channel.v2",
@@ -118,6 +120,15 @@ pub struct Root {
     pub origin: String,
     pub version: u64,
     pub expires: Timestamp,
+    /// BLAKE3 of the payload of root version N-1: the roots form a hash chain back to version
+    /// 1, so a site pinned on any version authenticates the roots before it. Present exactly
+    /// when the version is above 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Digest>,
+    /// The longest validity (expires-at minus issued-at, in seconds) any checkpoint may claim
+    /// under this root: online checkpoints are short-lived, a bundle's may last the time
+    /// between deliveries, never longer than this.
+    pub max_checkpoint_validity: u64,
     pub keys: Vec<PublicKeyBytes>,
     pub roles: Roles,
     /// Witnesses that cosign checkpoints (c2sp.org/tlog-cosignature), each under its own name.
@@ -336,6 +347,21 @@ impl Root {
         check_origin(&self.origin)?;
         if self.version == 0 {
             return Err(invalid("root", "version must be at least 1"));
+        }
+        if (self.version == 1) != self.previous.is_none() {
+            return Err(invalid(
+                "root",
+                "must name the previous root's payload digest exactly when its version is above 1",
+            ));
+        }
+        if self.max_checkpoint_validity == 0 || self.max_checkpoint_validity > MAX_CHECKPOINT_VALIDITY {
+            return Err(invalid(
+                "root",
+                format!(
+                    "max checkpoint validity {} s is outside 1..={MAX_CHECKPOINT_VALIDITY} s",
+                    self.max_checkpoint_validity
+                ),
+            ));
         }
         if self.keys.len() > MAX_ROOT_KEYS {
             return Err(invalid(

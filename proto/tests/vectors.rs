@@ -340,6 +340,8 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
         origin: "o".repeat(128),
         version: u64::MAX,
         expires: u64::MAX,
+        previous: Some(Digest::of(b"the root before")),
+        max_checkpoint_validity: airlock_proto::statement::MAX_CHECKPOINT_VALIDITY,
         keys,
         roles: Roles { root: role.clone(), publisher: role.clone(), log: role },
         witnesses: (0..MAX_WITNESSES)

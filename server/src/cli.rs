@@ -1,4 +1,5 @@
-//! The `airlockd` command line: `init`, `serve`, `token create`.
+//! The `airlockd` command line: `init`, `serve`, `import`, `verify-store`, `witness`, `key rotate`,
+//! `token create|list|revoke`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -73,6 +74,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8480")]
         listen: String,
     },
+    /// The log key: rotate it.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Manage bearer tokens: on a stopped server's data directory, or through a running server.
     Token {
         #[command(subcommand)]
@@ -144,6 +150,17 @@ struct ServeArgs {
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Write the next log key (log.next.key, log.next.pub) beside the current one. The server,
+    /// running or not, switches to it at the root leaf whose log role lists it in place of the
+    /// current key; checkpoints signed by the retired key after that leaf are refused everywhere.
+    Rotate {
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 /// Where token commands act: a stopped server's data directory, or a running server.
@@ -229,6 +246,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
         Command::Token { command } => tokens(command),
+        Command::Key { command: KeyCommand::Rotate { data } } => {
+            let public = crate::log_keys::LogKeys::rotate(&data)?;
+            let next_pub = data.join(crate::log_keys::LOG_NEXT_PUB_FILE);
+            println!("next log key: {} (key id {})", next_pub.display(), public.id());
+            println!(
+                "next: list it in the next root in place of the current log key:\n  airlock root create --from CURRENT_ROOT --log-key {} --remove-key {} -o NEXT_ROOT\nthen sign NEXT_ROOT with the root keys and submit it; this server signs with the new key from that root on",
+                next_pub.display(),
+                data.join(LOG_PUB_FILE).display()
+            );
+            Ok(())
+        }
     }
 }
 

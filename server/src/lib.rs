@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod log_keys;
 pub mod mirror;
 pub mod primary;
 pub mod registry;

@@ -18,6 +18,7 @@ use anyhow::Context;
 use airlock_client::remote::WitnessAnswer;
 use airlock_client::{Remote, TlsOptions};
 
+use crate::log_keys::{KeyChoice, LogKeys};
 use crate::registry::{leaf_batch, locked, Overlay};
 use crate::store::Store;
 
@@ -48,7 +49,8 @@ pub enum SubmitError {
 #[derive(Debug)]
 pub struct Primary {
     store: Arc<Store>,
-    log_key: SecretKey,
+    /// The log keys; locked after the state lock when both are held.
+    keys: Mutex<LogKeys>,
     state: Mutex<RegistryState>,
     origin: String,
     validity: Duration,
@@ -99,7 +101,7 @@ impl Primary {
     /// role, and on an empty log appends the pinned root as leaf 0.
     pub fn open(
         store: Arc<Store>,
-        log_key: SecretKey,
+        mut keys: LogKeys,
         pinned: (Verified<TrustedRoot>, Vec<u8>),
         validity: Duration,
         clock: Clock,
@@ -112,12 +114,28 @@ impl Primary {
         for (index, leaf) in store.all_leaves()?.iter().enumerate() {
             state.apply(leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
         }
-        let public = log_key.public();
         anyhow::ensure!(
-            state.root().authorises(&public, RoleName::Log),
-            "this server's log key {} is not in the root's log role",
-            public.id()
+            size == 0 || state.is_anchored(),
+            "the stored log does not reach root version {} of the given root file",
+            state.pinned().root().version
         );
+        anyhow::ensure!(
+            size > 0 || state.pinned().root().version == 1,
+            "a new log starts with root version 1; the root file is version {}",
+            state.pinned().root().version
+        );
+        let root = state.root();
+        match keys.for_root(|key| root.authorises(key, RoleName::Log))? {
+            Some(KeyChoice::Current) => {}
+            // The root that lists the next key was logged, and the server stopped before it
+            // moved the key into place: finish the rotation.
+            Some(KeyChoice::Next(next)) => keys.promote(*next)?,
+            None => anyhow::bail!(
+                "this server's log key {} is not in the log role of root version {}, and no next key (airlockd key rotate) is",
+                keys.current().public().id(),
+                root.root().version
+            ),
+        }
         let needed = state.root().root().roles.log.threshold;
         anyhow::ensure!(
             needed == 1,
@@ -133,11 +151,12 @@ impl Primary {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let primary = Self { store, log_key, state: Mutex::new(state), origin, validity, clock, witnesses };
+        let keys = Mutex::new(keys);
+        let primary = Self { store, keys, state: Mutex::new(state), origin, validity, clock, witnesses };
         if size == 0 {
             let mut state = locked(&primary.state);
             let prepared = state.prepare(&pinned_bytes)?;
-            primary.append(&mut state, prepared, pinned_bytes)?;
+            primary.append(&mut state, prepared, pinned_bytes, KeyChoice::Current)?;
         }
         Ok(primary)
     }
@@ -167,6 +186,7 @@ impl Primary {
         };
         // While the root in force is expired, only the next root is taken: it is what ends the
         // lapse (it carries the old root role's signatures, which do not expire).
+        let mut signer = KeyChoice::Current;
         let root = state.root();
         if root.is_expired(now) && !matches!(prepared.statement(), Statement::Root(_)) {
             return Err(SubmitError::Rejected(format!(
@@ -183,11 +203,14 @@ impl Primary {
             }
             Statement::Root(_) => {
                 let next = UnverifiedRoot::parse(&leaf).map_err(|e| SubmitError::Rejected(e.to_string()))?;
-                if !next.authorises(&self.log_key.public(), RoleName::Log) {
-                    return Err(SubmitError::Rejected(
-                        "the new root does not authorise this server's log key".to_owned(),
-                    ));
-                }
+                let Some(choice) = locked(&self.keys).for_root(|key| next.authorises(key, RoleName::Log))?
+                else {
+                    return Err(SubmitError::Rejected(format!(
+                        "the new root's log role lists neither this server's log key {} nor a next key written by `airlockd key rotate`",
+                        locked(&self.keys).current().public().id()
+                    )));
+                };
+                signer = choice;
                 let (version, expires) = (next.root().version, next.root().expires);
                 if expires <= now {
                     return Err(SubmitError::Rejected(format!(
@@ -203,7 +226,7 @@ impl Primary {
             }
             Statement::Status(_) | Statement::Channel(_) => {}
         }
-        Ok(self.append(&mut state, prepared, leaf)?)
+        Ok(self.append(&mut state, prepared, leaf, signer)?)
     }
 
     fn check_blob(&self, digest: &Digest, size: u64, sha256: &Sha256, name: &str) -> Result<(), SubmitError> {
@@ -225,11 +248,14 @@ impl Primary {
         Ok(())
     }
 
+    /// Appends a prepared leaf with its checkpoint, signed by `signer`: the next log key when the
+    /// leaf is the root that lists it, which then becomes the current key.
     fn append(
         &self,
         state: &mut RegistryState,
         prepared: Prepared,
         leaf: Vec<u8>,
+        signer: KeyChoice,
     ) -> anyhow::Result<Appended> {
         let index = prepared.index();
         let nodes = merkle::nodes_completed_by_append(self.store.as_ref(), index, merkle::leaf_hash(&leaf))?;
@@ -237,29 +263,59 @@ impl Primary {
             nodes.iter().map(|&(level, i, hash)| ((level, i), hash)).collect();
         let overlay = Overlay { store: self.store.as_ref(), pending: &pending };
         let root_hash = merkle::root_from_source(&overlay, index + 1)?;
-        let checkpoint = self.sign_checkpoint(index + 1, root_hash, self.clock.now(), &overlay)?;
+        let next_key = match &signer {
+            KeyChoice::Next(key) => Some(key.as_ref()),
+            KeyChoice::Current => None,
+        };
+        let checkpoint = self.sign_checkpoint(index + 1, root_hash, self.clock.now(), &overlay, next_key)?;
         self.store.append(&[leaf_batch(index, leaf, nodes, prepared.statement())], &checkpoint)?;
         state.commit(prepared);
+        if let KeyChoice::Next(key) = signer {
+            // The root is durable; a failure here is repaired on the next start (`open`).
+            if let Err(e) = locked(&self.keys).promote(*key) {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the log key rotation is logged but the key files were not moved; restart to finish it"
+                );
+            }
+        }
         Ok(Appended { index, size: index + 1, checkpoint, existing: false })
     }
 
     /// Signs the checkpoint of the tree `source` holds at `size` and has the witnesses cosign it.
+    /// `key` overrides the current log key (the next one, at the root leaf that lists it).
     fn sign_checkpoint<S: NodeSource<Error = anyhow::Error> + Sync>(
         &self,
         size: u64,
         root_hash: Hash,
         issued_at: Timestamp,
         source: &S,
+        key: Option<&SecretKey>,
+    ) -> anyhow::Result<Vec<u8>> {
+        self.sign_checkpoint_for(size, root_hash, issued_at, self.validity.as_secs(), source, key)
+    }
+
+    fn sign_checkpoint_for<S: NodeSource<Error = anyhow::Error> + Sync>(
+        &self,
+        size: u64,
+        root_hash: Hash,
+        issued_at: Timestamp,
+        validity: u64,
+        source: &S,
+        key: Option<&SecretKey>,
     ) -> anyhow::Result<Vec<u8>> {
         let checkpoint = Checkpoint {
             origin: self.origin.clone(),
             size,
             root_hash: Hash32(root_hash),
             issued_at,
-            expires_at: issued_at.saturating_add(self.validity.as_secs()),
+            expires_at: issued_at.saturating_add(validity),
         };
         let mut note = Note::new(checkpoint.to_text())?;
-        sign_note(&mut note, &self.origin, &self.log_key)?;
+        match key {
+            Some(key) => sign_note(&mut note, &self.origin, key)?,
+            None => sign_note(&mut note, &self.origin, locked(&self.keys).current())?,
+        }
         Ok(self.cosigned(note.to_bytes(), size, source))
     }
 
@@ -304,7 +360,8 @@ impl Primary {
         if now < current.issued_at.saturating_add(half_life) && now >= current.issued_at {
             return Ok(bytes);
         }
-        let fresh = self.sign_checkpoint(current.size, current.root_hash.0, now, self.store.as_ref())?;
+        let fresh =
+            self.sign_checkpoint(current.size, current.root_hash.0, now, self.store.as_ref(), None)?;
         self.store.put_checkpoint(&fresh)?;
         Ok(fresh)
     }

@@ -6,19 +6,18 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use airlock_keys::{read_secret_key, RegistryState, TrustedRoot};
+use airlock_keys::{RegistryState, TrustedRoot};
 use airlock_proto::merkle::{Hash, NodeSource};
 use airlock_proto::{Statement, Timestamp};
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::log_keys::LogKeys;
 use crate::mirror::{CheckpointError, Mirror};
 use crate::primary::Primary;
 use crate::store::{LeafBatch, Store};
 
-/// File names inside the data directory.
-pub const LOG_KEY_FILE: &str = "log.key";
-pub const LOG_PUB_FILE: &str = "log.pub";
+pub use crate::log_keys::{LOG_KEY_FILE, LOG_PUB_FILE};
 
 /// A primary or a mirror.
 #[derive(Debug)]
@@ -28,38 +27,24 @@ pub enum Registry {
 }
 
 impl Registry {
-    /// Opens the registry over `store`: the pinned root is leaf 0 of a stored log, or the root
-    /// file in the config when the log is empty.
+    /// Opens the registry over `store`, pinned on the root file in the config (any version: a
+    /// later one authenticates the roots before it through their hash chain), or on leaf 0 of
+    /// the stored log when none is given.
     pub fn open(config: &Config, store: Arc<Store>) -> anyhow::Result<Self> {
         let size = store.log_size()?;
-        let pinned_bytes = if size == 0 {
-            let path =
-                config.root.as_deref().context("the log is empty: pass --root ROOT_FILE to start it")?;
-            read_root_file(path)?
-        } else {
-            store.leaf(0)?.context("log leaf 0 missing from storage")?
+        let pinned_bytes = match config.root.as_deref() {
+            Some(path) => read_root_file(path)?,
+            None if size == 0 => anyhow::bail!("the log is empty: pass --root ROOT_FILE to start it"),
+            None => store.leaf(0)?.context("log leaf 0 missing from storage")?,
         };
         let pinned = TrustedRoot::pin(&pinned_bytes).context("the root does not verify")?;
-        if size > 0 {
-            if let Some(path) = config.root.as_deref() {
-                let given = read_root_file(path)?;
-                anyhow::ensure!(
-                    given == pinned_bytes,
-                    "{} is not the root this server was started with (leaf 0); the log keeps its first root",
-                    path.display()
-                );
-            }
-        }
         if config.is_mirror() {
             Ok(Self::Mirror(Arc::new(Mirror::open(store, config, pinned)?)))
         } else {
             let data = &config.data;
-            let log_key = read_secret_key(&data.join(LOG_KEY_FILE)).with_context(|| {
-                format!("cannot load the log key; run `airlockd init --data {}` first", data.display())
-            })?;
             let primary = Primary::open(
                 store,
-                log_key,
+                LogKeys::load(data)?,
                 (pinned, pinned_bytes),
                 config.checkpoint_validity,
                 config.clock.clone(),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use airlock_client::fsutil;
-use airlock_client::statements::{self, RoleKeys, RootRoles};
+use airlock_client::statements::RoleKeys;
 use airlock_keys::{
     read_public_key, read_secret_key, sign_envelope, write_public_key, write_secret_key, RoleName, SecretKey,
     UnverifiedRoot,
@@ -44,8 +44,8 @@ pub enum KeyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RootCommand {
-    /// Write an unsigned root statement.
-    Create(CreateArgs),
+    /// Write an unsigned root statement: version 1, or with --from the next version of a root.
+    Create(crate::root_create::CreateArgs),
     /// Add a signature to a root statement (in place unless -o is given).
     Sign {
         file: PathBuf,
@@ -59,46 +59,6 @@ pub enum RootCommand {
     },
     /// Print a root's log keys and witness policy as a c2sp.org/tlog-policy file.
     Policy { file: PathBuf },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct CreateArgs {
-    /// Log identity named by every checkpoint, e.g. "airlock.example.internal".
-    #[arg(long)]
-    origin: String,
-    /// Root-role public key file (repeat).
-    #[arg(long = "root-key", required = true)]
-    root_keys: Vec<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    root_threshold: u32,
-    /// Publisher-role public key file (repeat).
-    #[arg(long = "publisher-key", required = true)]
-    publisher_keys: Vec<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    publisher_threshold: u32,
-    /// Log-role public key file: the server's log.pub (repeat for several servers' keys).
-    #[arg(long = "log-key", required = true)]
-    log_keys: Vec<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    log_threshold: u32,
-    /// A witness that cosigns checkpoints: NAME=PUBLIC_KEY_FILE (repeat).
-    #[arg(long = "witness", value_name = "NAME=PUBFILE")]
-    witnesses: Vec<String>,
-    /// How many of the witnesses must cosign a checkpoint before clients accept it (0: none).
-    #[arg(long, default_value_t = 0)]
-    witness_quorum: u32,
-    /// The witnesses, groups and quorum from a c2sp.org/tlog-policy file (`witness NAME VKEY`,
-    /// `group NAME all|any|K MEMBER...`, `quorum NAME|none`), instead of --witness and
-    /// --witness-quorum. Its `log` lines, if any, must name log keys given with --log-key.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["witnesses", "witness_quorum"])]
-    witness_policy: Option<PathBuf>,
-    /// Days until the root expires.
-    #[arg(long, default_value_t = 365)]
-    expires_in_days: u64,
-    #[arg(long, default_value_t = 1)]
-    version: u64,
-    #[arg(short = 'o', long)]
-    output: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,7 +128,7 @@ pub fn key(command: KeyCommand, context: &Context) -> anyhow::Result<()> {
 }
 
 /// Reads the public key files of one role.
-fn role_from(paths: &[PathBuf], threshold: u32) -> anyhow::Result<RoleKeys> {
+pub(crate) fn role_from(paths: &[PathBuf], threshold: u32) -> anyhow::Result<RoleKeys> {
     let mut ids: Vec<KeyId> = Vec::new();
     let mut keys = Vec::new();
     for path in paths {
@@ -182,32 +142,7 @@ fn role_from(paths: &[PathBuf], threshold: u32) -> anyhow::Result<RoleKeys> {
 
 pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
     match command {
-        RootCommand::Create(args) => {
-            let roles = RootRoles {
-                root: role_from(&args.root_keys, args.root_threshold)?,
-                publisher: role_from(&args.publisher_keys, args.publisher_threshold)?,
-                log: role_from(&args.log_keys, args.log_threshold)?,
-            };
-            let witnesses = witnesses_from(&args, &roles.log)?;
-            let expires = context.clock.now().saturating_add(args.expires_in_days.saturating_mul(86_400));
-            // The keys as read for the roles (paths and keys in the same order): no file is read twice.
-            let paths = args.root_keys.iter().chain(&args.publisher_keys).chain(&args.log_keys);
-            let keys = roles.root.keys.iter().chain(&roles.publisher.keys).chain(&roles.log.keys);
-            let names = key_names(paths.zip(keys));
-            let envelope =
-                statements::root_named(&args.origin, args.version, &roles, &witnesses, &names, expires)?;
-            write_envelope(&args.output, &envelope)?;
-            context.finish(
-                &json!({ "file": args.output, "payload": envelope.payload_digest().to_string() }),
-                format!(
-                    "wrote unsigned root {} (payload {})\nnext: each root key holder runs `airlock root sign {} --key KEY`",
-                    args.output.display(),
-                    envelope.payload_digest(),
-                    args.output.display()
-                ),
-            );
-            Ok(())
-        }
+        RootCommand::Create(args) => crate::root_create::create(&args, context),
         RootCommand::Policy { file } => {
             let bytes = read_envelope(&file)?.to_bytes()?;
             let root = UnverifiedRoot::parse(&bytes)?;
@@ -250,55 +185,6 @@ pub fn root(command: RootCommand, context: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Names for people for the root's keys: each key file's name without its extension
-/// (`keys/alice.pub` is "alice"), the first one given for a key.
-fn key_names<'a>(
-    keys: impl Iterator<Item = (&'a PathBuf, &'a PublicKeyBytes)>,
-) -> Vec<airlock_proto::KeyName> {
-    let mut names: Vec<airlock_proto::KeyName> = Vec::new();
-    for (path, key) in keys {
-        let key = KeyId::of(key);
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        let usable = !stem.is_empty()
-            && stem.len() <= airlock_proto::statement::MAX_KEY_NAME_LEN
-            && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
-        if usable && !names.iter().any(|n| n.key == key || n.name == stem) {
-            names.push(airlock_proto::KeyName { key, name: stem.to_owned() });
-        }
-    }
-    names
-}
-
-/// The witness policy `root create` was given: a policy file, or --witness keys with a k-of-all
-/// quorum.
-fn witnesses_from(args: &CreateArgs, log: &RoleKeys) -> anyhow::Result<statements::Witnesses> {
-    if let Some(path) = &args.witness_policy {
-        let bytes = fsutil::read_capped(path, airlock_keys::policy::MAX_POLICY_BYTES as u64)?;
-        let text =
-            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-        let file = airlock_keys::parse_policy(&text)
-            .with_context(|| format!("{} is not a policy file", path.display()))?;
-        for (name, key) in &file.logs {
-            anyhow::ensure!(
-                name == &args.origin && log.keys.contains(&PublicKeyBytes(key.to_bytes())),
-                "{}: its log line for {name} names a key that is not one of this root's --log-key keys under origin {}",
-                path.display(),
-                args.origin
-            );
-        }
-        return Ok(statements::Witnesses { keys: file.witnesses, groups: file.groups, quorum: file.quorum });
-    }
-    let mut keys = Vec::new();
-    for spec in &args.witnesses {
-        let (name, path) = spec
-            .split_once('=')
-            .with_context(|| format!("--witness {spec:?}: expected NAME=PUBLIC_KEY_FILE"))?;
-        let key = read_public_key(std::path::Path::new(path))?;
-        keys.push(airlock_proto::WitnessKey { name: name.to_owned(), key: PublicKeyBytes(key.to_bytes()) });
-    }
-    Ok(statements::Witnesses::k_of_all(keys, args.witness_quorum))
 }
 
 pub fn merge(args: MergeArgs, context: &Context) -> anyhow::Result<()> {

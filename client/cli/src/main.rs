@@ -19,6 +19,7 @@ mod progress;
 mod proof;
 mod publish;
 mod pull;
+mod root_create;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

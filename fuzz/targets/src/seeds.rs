@@ -70,6 +70,8 @@ fn statements(keys: &Keys) -> Result<Vec<Statement>, String> {
         origin: ORIGIN.into(),
         version: 1,
         expires: ISSUED_AT + 365 * 86_400,
+        previous: None,
+        max_checkpoint_validity: 45 * 86_400,
         keys: [&keys.root, &keys.publisher, &keys.log].into_iter().map(public_bytes).collect(),
         roles: Roles { root: role(&keys.root), publisher: role(&keys.publisher), log: role(&keys.log) },
         witnesses: vec![WitnessKey { name: WITNESS.into(), key: public_bytes(&keys.witness) }],

@@ -71,6 +71,8 @@ impl KeySet {
             origin: ORIGIN.to_owned(),
             version,
             expires,
+            previous: None,
+            max_checkpoint_validity: 45 * DAY,
             keys: all.map(|k| PublicKeyBytes(k.public().to_bytes())).collect(),
             roles: Roles { root: self.root.role(), publisher: self.publisher.role(), log: self.log.role() },
             witnesses: Vec::new(),
@@ -98,6 +100,11 @@ pub fn signed(mut envelope: Envelope, signers: &[&SecretKey]) -> Envelope {
 /// Leaf bytes: the signed envelope, encoded.
 pub fn leaf(statement: &Statement, signers: &[&SecretKey]) -> Vec<u8> {
     envelope(statement, signers).to_bytes().unwrap()
+}
+
+/// `root` naming the payload digest of `previous` (a root leaf) as its previous root.
+pub fn chained(root: Root, previous: &[u8]) -> Root {
+    Root { previous: Some(Envelope::from_bytes(previous).unwrap().payload_digest()), ..root }
 }
 
 pub fn root_leaf(root: Root, signers: &[&SecretKey]) -> Vec<u8> {
@@ -275,7 +282,22 @@ impl Fixture {
     pub fn next_root(&self, next: &KeySet, expires: Timestamp) -> Vec<u8> {
         let mut signers = self.keys.root.quorum();
         signers.extend(next.root.quorum());
-        root_leaf(next.root(self.version + 1, expires), &signers)
+        root_leaf(self.chain(next.root(self.version + 1, expires)), &signers)
+    }
+
+    /// The last root logged (leaf bytes).
+    pub fn last_root(&self) -> &[u8] {
+        self.leaves
+            .iter()
+            .rev()
+            .find(|leaf| Envelope::from_bytes(leaf).unwrap().payload_type == PayloadType::Root.as_str())
+            .unwrap()
+    }
+
+    /// `root` naming the last logged root's payload digest as its previous root (the hash
+    /// chain every root after version 1 carries).
+    pub fn chain(&self, root: Root) -> Root {
+        chained(root, self.last_root())
     }
 
     /// Logs root v(N+1) with `next` as its keys and returns the keys rotated out.

@@ -94,6 +94,8 @@ impl World {
             origin: "bench.airlock".to_owned(),
             version: 1,
             expires: now() + 86_400,
+            previous: None,
+            max_checkpoint_validity: 45 * 86_400,
             keys: [root_key.public(), publisher.public(), log_key]
                 .iter()
                 .map(|key| PublicKeyBytes(key.to_bytes()))

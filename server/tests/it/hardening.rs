@@ -7,13 +7,10 @@ use crate::harness::{http_get, http_request, Server, World};
 
 const DAY: u64 = 86_400;
 
-/// `airlock root create` for the world's keys with extra arguments, signed by root1 as the next
+/// `airlock root create --from root.cbor` with extra arguments, signed by root1 as the next
 /// root of `root.cbor`.
 fn create_root(world: &World, out: &str, extra: &[&str]) {
-    let mut args = vec!["-o", out];
-    args.extend_from_slice(extra);
-    world.root_create(&args).ok();
-    world.cli(&["root", "sign", out, "--key", "keys/root1.key", "--previous", "root.cbor"]).ok();
+    world.root_next("root.cbor", out, extra);
 }
 
 fn submit(world: &World, file: &str) -> crate::harness::Run {
@@ -43,7 +40,7 @@ fn an_expired_root_is_replaced_by_the_next_root_and_a_root_expired_when_logged_i
     );
 
     // A next root that is itself already expired at the server's time is refused.
-    create_root(&world, "short.cbor", &["--version", "2", "--expires-in-days", "30"]);
+    create_root(&world, "short.cbor", &["--expires-in-days", "30"]);
     let refused = submit(&world, "short.cbor").code(1);
     assert!(refused.stderr.contains("before it could be logged"), "{}", refused.stderr);
 
@@ -52,13 +49,13 @@ fn an_expired_root_is_replaced_by_the_next_root_and_a_root_expired_when_logged_i
     create_root(
         &world,
         "two-logs.cbor",
-        &["--version", "2", "--expires-in-days", "800", "--log-key", "keys/log2.pub", "--log-threshold", "2"],
+        &["--expires-in-days", "800", "--log-key", "keys/log2.pub", "--log-threshold", "2"],
     );
     let refused = submit(&world, "two-logs.cbor").code(1);
     assert!(refused.stderr.contains("needs 2 log signatures"), "{}", refused.stderr);
 
     // The next root, valid at the server's time, ends the lapse; statements are taken again.
-    create_root(&world, "next.cbor", &["--version", "2", "--expires-in-days", "800"]);
+    create_root(&world, "next.cbor", &["--expires-in-days", "800"]);
     submit(&world, "next.cbor").ok();
     submit(&world, "a.cbor").ok();
     assert_eq!(world.log_size(), 3);
@@ -631,7 +628,7 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
     // A rotation of the log key: root 2 lists the old and a new log key; the server restarts
     // with the new one, whose checkpoints a client pinned to root 1 must verify.
     world.cli(&["key", "generate", "log2", "--dir", "keys"]).ok();
-    create_root(&world, "root2.cbor", &["--log-key", "keys/log2.pub", "--version", "2"]);
+    create_root(&world, "root2.cbor", &["--log-key", "keys/log2.pub"]);
     world.cli(&["submit", "root2.cbor", "--server", &world.url(), "--token", &world.publish_token]).ok();
     world.server = None;
     std::fs::copy(world.path("keys/log2.key"), world.path("data/log.key")).unwrap();

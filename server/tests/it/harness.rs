@@ -315,6 +315,15 @@ impl World {
         self.cli(&args)
     }
 
+    /// `airlock root create --from FROM -o OUT` with `extra` arguments, signed by root1 as the
+    /// next root of `from` (root1 holds the root role of both).
+    pub fn root_next(&self, from: &str, out: &str, extra: &[&str]) {
+        let mut args = vec!["root", "create", "--from", from, "-o", out];
+        args.extend_from_slice(extra);
+        self.cli(&args).ok();
+        self.cli(&["root", "sign", out, "--key", "keys/root1.key", "--previous", from]).ok();
+    }
+
     /// Signs `envelope` with publisher 1's key and posts it to `POST /v1/statements`:
     /// (status, body).
     pub fn submit_signed_by_publisher(&self, mut envelope: airlock_proto::Envelope) -> (u16, Vec<u8>) {

@@ -38,7 +38,7 @@ fn root_leaf(keys: &Keys, quorum: u32) -> Vec<u8> {
     let witnesses =
         Witnesses::k_of_all(vec![WitnessKey { name: WITNESS.into(), key: bytes_of(&keys.witness) }], quorum);
     let now = airlock_proto::clock::system_now();
-    let mut envelope = statements::root(ORIGIN, 1, &roles, &witnesses, now + 86_400).unwrap();
+    let mut envelope = statements::root(ORIGIN, &roles, &witnesses, now + 86_400).unwrap();
     sign_envelope(&mut envelope, &keys.root);
     envelope.to_bytes().unwrap()
 }
@@ -467,7 +467,7 @@ fn a_root_made_from_a_policy_file_enforces_its_witness_groups() {
             .as_bytes(),
     );
     let refused = world.root_create(&["--witness-policy", "other-log.txt", "-o", "x.cbor"]).code(1);
-    assert!(refused.stderr.contains("not one of this root's --log-key keys"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("not one of this root's log keys"), "{}", refused.stderr);
 
     let logs = BTreeMap::from([airlock_keys::parse_verifier_key(log_vkey.trim()).unwrap()]);
     let witness = |name: &str| {
