@@ -113,9 +113,12 @@ async fn run(args: StatementArgs, change: Change, context: &Context) -> anyhow::
             (envelope, format!("{kind} {name}=={version} {verb} channel {channel}"))
         }
     };
-    sign_as_publisher(&mut envelope, &args.key, &root, context)?;
+    // The publisher role of the root in force in the verified log (a later root than the pinned
+    // one may have replaced the publishers).
+    let in_force = registry.root();
+    sign_as_publisher(&mut envelope, &args.key, in_force, context)?;
     if args.sign_only {
-        return write_for_approval(args.output, &envelope, &root, json!({}), context);
+        return write_for_approval(args.output, &envelope, in_force, json!({}), context);
     }
     let submitted = submit_verified(&remote, &envelope, &root, context).await?;
     context.finish(

@@ -172,10 +172,18 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
         metadata,
         context.clock.now(),
     )?;
-    sign_as_publisher(&mut envelope, &args.key, &root, context)?;
+    // Signed for the root in force at the registry (reached from the pinned root through its
+    // verified root chain), the pinned root itself when signing offline.
+    let in_force = match &remote {
+        Some(remote) => {
+            root.walk(&remote.roots().await?).context("the registry's root chain does not verify")?
+        }
+        None => root.clone(),
+    };
+    sign_as_publisher(&mut envelope, &args.key, &in_force, context)?;
     if args.sign_only {
         let extra = json!({ "blake3": digests.blake3.to_string() });
-        return write_for_approval(args.output, &envelope, &root, extra, context);
+        return write_for_approval(args.output, &envelope, &in_force, extra, context);
     }
     let remote = remote.context("--server is required")?;
     let submitted = submit_verified(&remote, &envelope, &root, context).await?;

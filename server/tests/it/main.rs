@@ -15,6 +15,7 @@ mod mirror;
 mod proof;
 mod proxy;
 mod publish_pull;
+mod rotation;
 mod tiles;
 mod tokens;
 mod transport;
