@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Installs what the build needs when it is missing: clang and libclang (RocksDB's bindings are
-# generated with bindgen, and RocksDB itself is C++). Run as root or with sudo available.
+# Installs what the build and tests need when it is missing: clang and libclang (RocksDB's
+# bindings are generated with bindgen, and RocksDB itself is C++), and faketime (the freshness
+# tests run the real binaries with their clocks set days ahead). Run as root or with sudo.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing build dependencies: ${need[*]}" >&2
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" clang libclang-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2

@@ -11,7 +11,7 @@ use std::path::Path;
 use airlock_proto::api::{
     BundleBlob, BundleManifest, ImportedState, BUNDLE_BLOB_PREFIX, BUNDLE_FORMAT, BUNDLE_MANIFEST,
 };
-use airlock_proto::{codec, Clock, Envelope, FileEntry, Statement};
+use airlock_proto::{codec, Checkpoint, Clock, Envelope, FileEntry, Statement};
 use anyhow::Context;
 
 use crate::follow;
@@ -47,6 +47,8 @@ pub struct ExportReport {
     pub to_size: u64,
     pub blobs: usize,
     pub blob_bytes: u64,
+    /// When the bundle's checkpoint expires: a site fed by it serves it until then.
+    pub expires_at: u64,
 }
 
 /// The release files referenced by `leaves`, each digest once.
@@ -68,6 +70,9 @@ pub fn referenced_files(leaves: &[Vec<u8>]) -> anyhow::Result<Vec<FileEntry>> {
 /// Verifies the registry's log up to its newest checkpoint and writes the segment from `from`
 /// with its blobs to `out` (atomically: a half-written bundle never appears at `out`). Checkpoint
 /// freshness is judged at `clock`'s time.
+/// With `valid_for`, the bundle carries a checkpoint the registry signs for that many seconds
+/// (`POST /v1/admin/checkpoint`, an admin token): a bundle-fed site serves it until the next
+/// delivery. Without it, the registry's current (short-lived) checkpoint.
 pub async fn export(
     remote: &Remote,
     store: &StateStore,
@@ -75,9 +80,19 @@ pub async fn export(
     out: &Path,
     clock: &Clock,
     reporter: &dyn Reporter,
+    valid_for: Option<u64>,
 ) -> anyhow::Result<ExportReport> {
     let before = store.load()?;
-    let after = follow::update(remote, &before, clock, reporter).await?;
+    let after = match valid_for {
+        None => follow::update(remote, &before, clock, reporter).await?,
+        Some(secs) => {
+            let checkpoint = remote
+                .checkpoint_valid_for(secs)
+                .await
+                .context("the registry did not sign a checkpoint for the bundle")?;
+            follow::update_to_checkpoint(remote, &before, clock, reporter, checkpoint).await?
+        }
+    };
     store.save(&after)?;
     let to_size = after.log.size();
     let from_size = match from {
@@ -124,7 +139,8 @@ pub async fn export(
     }
     let output = builder.into_inner().context("cannot finish the bundle")?;
     output.commit().with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(ExportReport { from_size, to_size, blobs: files.len(), blob_bytes })
+    let expires_at = Checkpoint::from_note_unverified(&manifest.checkpoint).map_or(0, |c| c.expires_at);
+    Ok(ExportReport { from_size, to_size, blobs: files.len(), blob_bytes, expires_at })
 }
 
 fn append<W: std::io::Write>(

@@ -73,6 +73,30 @@ pub async fn update_with(
     extension: ServerExtension,
 ) -> Result<(ClientLog, Notices), FollowError> {
     let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
+    update_to(remote, state, clock, reporter, (checkpoint_bytes, extension_until), extension).await
+}
+
+/// `update` to a checkpoint the caller fetched: `POST /v1/admin/checkpoint`'s long-lived one for
+/// a bundle, verified like any other.
+pub async fn update_to_checkpoint(
+    remote: &Remote,
+    state: &ClientLog,
+    clock: &Clock,
+    reporter: &dyn Reporter,
+    checkpoint_bytes: Vec<u8>,
+) -> Result<ClientLog, FollowError> {
+    Ok(update_to(remote, state, clock, reporter, (checkpoint_bytes, None), ServerExtension::Refuse).await?.0)
+}
+
+async fn update_to(
+    remote: &Remote,
+    state: &ClientLog,
+    clock: &Clock,
+    reporter: &dyn Reporter,
+    offered: (Vec<u8>, Option<u64>),
+    extension: ServerExtension,
+) -> Result<(ClientLog, Notices), FollowError> {
+    let (checkpoint_bytes, extension_until) = offered;
     let expired = match (extension, extension_until) {
         (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
         _ => ExpiredCheckpoint::Refuse,

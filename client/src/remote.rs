@@ -379,6 +379,16 @@ impl Remote {
         self.call_json(Method::POST, &Route::AdminTokens.path(), full(body), Some("application/json")).await
     }
 
+    /// `POST /v1/admin/checkpoint` (admin, a primary): a checkpoint of the current log valid for
+    /// `valid_for` seconds, for a bundle. Unverified: the caller verifies it like any other.
+    pub async fn checkpoint_valid_for(&self, valid_for: u64) -> Result<Vec<u8>, RemoteError> {
+        let path = Route::AdminCheckpoint.path();
+        let body = serde_json::to_vec(&airlock_proto::api::CheckpointRequest { valid_for })
+            .map_err(|e| RemoteError::Invalid { url: self.url(&path), detail: e.to_string() })?;
+        let (url, response) = self.send(Method::POST, &path, full(body), Some("application/json")).await?;
+        read_capped(&url, response.into_body(), airlock_proto::note::MAX_NOTE_BYTES, self.limits).await
+    }
+
     /// `DELETE /v1/admin/tokens/<id or label>` (admin): revokes tokens on a running server.
     pub async fn revoke_token(&self, which: &str) -> Result<airlock_proto::api::TokensRevoked, RemoteError> {
         self.call_json(Method::DELETE, &Route::AdminToken(which).path(), empty(), None).await

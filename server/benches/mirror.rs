@@ -176,6 +176,7 @@ fn run() -> anyhow::Result<()> {
         &bundle_file,
         &airlock_proto::Clock::system(),
         &airlock_client::progress::Quiet,
+        None,
     ))?;
     let export_time = started.elapsed();
     ensure!(

@@ -147,6 +147,10 @@ struct ServeArgs {
     /// Seconds a signed checkpoint stays valid.
     #[arg(long)]
     checkpoint_validity: Option<u64>,
+    /// Warn (healthz, mirror status, log) when the checkpoint a bundle-fed mirror serves expires
+    /// within this time, such as 7d (the default).
+    #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
+    freshness_margin: Option<u64>,
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -436,6 +440,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(secs) = args.checkpoint_validity.or(file.checkpoint_validity_secs) {
         anyhow::ensure!(secs >= 2, "checkpoint validity must be at least 2 seconds");
         config.checkpoint_validity = Duration::from_secs(secs);
+    }
+    if let Some(secs) = args.freshness_margin.or(file.freshness_margin_secs) {
+        config.freshness_margin = Duration::from_secs(secs);
     }
     config.upstream = args.upstream.or(file.upstream);
     config.upstream_ca_cert = args.upstream_ca_cert.or(file.upstream_ca_cert);

@@ -136,6 +136,9 @@ pub struct Config {
     /// A mirror acting as its site's witness: the witness name and secret key file with which it
     /// cosigns each checkpoint it verified.
     pub mirror_witness: Option<(String, PathBuf)>,
+    /// Warn (`/healthz`, `/v1/mirror/status`, the log) when a checkpoint that must be renewed by
+    /// a delivery expires within this time.
+    pub freshness_margin: Duration,
 }
 
 impl Config {
@@ -159,6 +162,7 @@ impl Config {
             clock: airlock_proto::Clock::system(),
             witnesses: Vec::new(),
             mirror_witness: None,
+            freshness_margin: Duration::from_secs(7 * 86_400),
         }
     }
 
@@ -201,6 +205,7 @@ pub struct FileConfig {
     pub witnesses: Option<Vec<String>>,
     pub witness_name: Option<String>,
     pub witness_key: Option<PathBuf>,
+    pub freshness_margin_secs: Option<u64>,
 }
 
 impl FileConfig {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod freshness;
 pub mod http;
 pub mod log_keys;
 pub mod mirror;

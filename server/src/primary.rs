@@ -136,6 +136,14 @@ impl Primary {
                 root.root().version
             ),
         }
+        let allowed = state.root().root().max_checkpoint_validity;
+        anyhow::ensure!(
+            validity.as_secs() <= allowed,
+            "this server signs checkpoints valid for {} (--checkpoint-validity), over the {} root version {} allows",
+            airlock_proto::clock::format_duration(validity.as_secs()),
+            airlock_proto::clock::format_duration(allowed),
+            state.root().root().version
+        );
         let needed = state.root().root().roles.log.threshold;
         anyhow::ensure!(
             needed == 1,
@@ -215,6 +223,14 @@ impl Primary {
                 if expires <= now {
                     return Err(SubmitError::Rejected(format!(
                         "the new root (version {version}) expired at {expires}, before it could be logged at {now}"
+                    )));
+                }
+                let allowed = next.root().max_checkpoint_validity;
+                if self.validity.as_secs() > allowed {
+                    return Err(SubmitError::Rejected(format!(
+                        "the new root allows checkpoints valid for at most {}; this server signs them for {} (--checkpoint-validity)",
+                        airlock_proto::clock::format_duration(allowed),
+                        airlock_proto::clock::format_duration(self.validity.as_secs())
                     )));
                 }
                 let needed = next.root().roles.log.threshold;
@@ -364,6 +380,34 @@ impl Primary {
             self.sign_checkpoint(current.size, current.root_hash.0, now, self.store.as_ref(), None)?;
         self.store.put_checkpoint(&fresh)?;
         Ok(fresh)
+    }
+
+    /// A checkpoint of the current log valid for `valid_for` seconds from now, for a bundle
+    /// carried across the air gap: signed (and cosigned) like any other, but not stored, so that
+    /// online clients keep getting short-lived ones. Refused beyond the root's
+    /// `max_checkpoint_validity`. Blocking (it may call the witnesses).
+    pub fn checkpoint_valid_for(&self, valid_for: u64) -> Result<Vec<u8>, SubmitError> {
+        let state = locked(&self.state);
+        let root = state.root().root();
+        if valid_for == 0 || valid_for > root.max_checkpoint_validity {
+            return Err(SubmitError::Rejected(format!(
+                "a checkpoint valid for {} is outside what root version {} allows (1s to {})",
+                airlock_proto::clock::format_duration(valid_for),
+                root.version,
+                airlock_proto::clock::format_duration(root.max_checkpoint_validity)
+            )));
+        }
+        let bytes = self.store.checkpoint()?.context("log has no checkpoint")?;
+        let current = Checkpoint::from_note_unverified(&bytes).map_err(anyhow::Error::from)?;
+        let now = self.clock.now();
+        Ok(self.sign_checkpoint_for(
+            current.size,
+            current.root_hash.0,
+            now,
+            valid_for,
+            self.store.as_ref(),
+            None,
+        )?)
     }
 
     /// Leaves in the log.

@@ -46,11 +46,22 @@ pub async fn run(
         _ => None,
     };
     let on_signal = app.follower.as_ref().map(|follower| tokio::spawn(sync_on_sighup(Arc::clone(follower))));
+    let freshness = Some(tokio::spawn(warn_of_expiry(Arc::clone(&app))));
     let result = serve(listener, app, tls, shutdown).await;
-    for task in [periodic, on_signal].into_iter().flatten() {
+    for task in [periodic, on_signal, freshness].into_iter().flatten() {
         task.abort();
     }
     result
+}
+
+/// Logs what is close to expiring (the checkpoint a delivery must renew, the root in force) at
+/// start and every hour.
+async fn warn_of_expiry(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+    loop {
+        tick.tick().await;
+        crate::freshness::log_warnings(&app);
+    }
 }
 
 /// A mirror syncs now when it receives SIGHUP.

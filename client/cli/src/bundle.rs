@@ -25,6 +25,12 @@ pub struct ExportArgs {
     /// The whole log and every blob (a full bundle, also a backup).
     #[arg(long)]
     all: bool,
+    /// Carry a checkpoint valid this long, such as 30d, so that the site it feeds keeps serving
+    /// until the next delivery: the registry signs it on request (an admin token), up to the
+    /// longest validity its root allows. Without it, the registry's current checkpoint (about a
+    /// day).
+    #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
+    valid_for: Option<u64>,
     #[arg(short = 'o', long)]
     output: PathBuf,
 }
@@ -47,16 +53,20 @@ pub async fn export(args: ExportArgs, context: &Context) -> anyhow::Result<()> {
     };
     let store = StateStore::open(&context.state_dir, &args.root)?;
     let remote = context.remote(&args.server)?;
-    let report = export_bundle(&remote, &store, from, &args.output, &context.clock, &context.bars).await?;
+    let report =
+        export_bundle(&remote, &store, from, &args.output, &context.clock, &context.bars, args.valid_for)
+            .await?;
     context.finish(
         &json!({ "file": args.output, "report": report }),
         format!(
-            "wrote {}: leaves {}..{}, {} blob(s), {} bytes of blobs",
+            "wrote {}: leaves {}..{}, {} blob(s), {} bytes of blobs; its checkpoint expires in {} (at {})",
             args.output.display(),
             report.from_size,
             report.to_size,
             report.blobs,
-            report.blob_bytes
+            report.blob_bytes,
+            airlock_proto::clock::format_duration(report.expires_at.saturating_sub(context.clock.now())),
+            report.expires_at
         ),
     );
     Ok(())

@@ -28,7 +28,7 @@ pub async fn mirror(command: MirrorCommand, context: &Context) -> anyhow::Result
         }
         MirrorCommand::Status { server } => {
             let status = context.remote(&server)?.mirror_status().await?;
-            let human = format!(
+            let mut human = format!(
                 "upstream {}\nsize {} of {} ({} leaves behind, {} s)\nlast success {}\nlast error {}",
                 status.upstream,
                 status.size,
@@ -38,6 +38,21 @@ pub async fn mirror(command: MirrorCommand, context: &Context) -> anyhow::Result
                 status.last_success_at.map_or_else(|| "null".to_owned(), |t| t.to_string()),
                 status.last_error.as_deref().unwrap_or("none")
             );
+            if let Some(fresh) = &status.freshness {
+                use airlock_proto::clock::format_duration;
+                human.push_str(&format!(
+                    "\ncheckpoint expires in {} (at {})\nroot version {} expires in {} (at {})",
+                    format_duration(fresh.checkpoint_seconds_left),
+                    fresh.checkpoint_expires_at,
+                    fresh.root_version,
+                    format_duration(fresh.root_seconds_left),
+                    fresh.root_expires_at
+                ));
+                for warning in &fresh.warnings {
+                    human.push_str(&format!("\nWARNING: {warning}"));
+                    context.say(format!("warning: {warning}"));
+                }
+            }
             context.finish(&serde_json::to_value(&status)?, human);
         }
     }

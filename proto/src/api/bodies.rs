@@ -127,6 +127,34 @@ pub struct Health {
     pub role: String,
     /// Leaves in the log this server serves.
     pub log_size: u64,
+    /// How long the checkpoint served and the root in force stay valid.
+    pub freshness: Option<Freshness>,
+}
+
+/// How long what a server serves stays valid: its checkpoint (a bundle-fed mirror serves the
+/// bundle's until the next delivery) and the root in force, with a warning for each that is
+/// within its margin of expiring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    pub checkpoint_expires_at: Timestamp,
+    /// Seconds until the checkpoint expires (0 once expired).
+    pub checkpoint_seconds_left: u64,
+    /// False when the server signs or fetches a new checkpoint by itself (a primary, or a
+    /// mirror whose last sync succeeded): then a short time left is normal, and not warned of.
+    pub checkpoint_needs_delivery: bool,
+    pub root_version: u64,
+    pub root_expires_at: Timestamp,
+    pub root_seconds_left: u64,
+    /// What is close to expiring, for people; empty when nothing is.
+    pub warnings: Vec<String>,
+}
+
+/// `POST /v1/admin/checkpoint` (JSON): the validity wanted for a bundle's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRequest {
+    /// Seconds from now until the checkpoint expires; at most the root's
+    /// `max_checkpoint_validity`.
+    pub valid_for: u64,
 }
 
 /// The lifecycle state of a release, as listings show it.
@@ -235,6 +263,9 @@ pub struct MirrorStatus {
     pub last_attempt_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// How long the checkpoint served and the root in force stay valid.
+    #[serde(default)]
+    pub freshness: Option<Freshness>,
 }
 
 /// `POST /v1/mirror/import` answer and `airlockd import` output (JSON): what an import did.

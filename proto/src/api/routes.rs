@@ -46,6 +46,9 @@ pub enum Route<'a> {
     AdminTokens,
     /// `DELETE /v1/admin/tokens/<id or label>`: revokes the matching tokens (admin).
     AdminToken(&'a str),
+    /// `POST /v1/admin/checkpoint` a [`super::CheckpointRequest`] (JSON, admin; primaries): a
+    /// checkpoint of the current log signed for the validity asked (text), for a bundle.
+    AdminCheckpoint,
     /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
     /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
     Roots,
@@ -86,6 +89,7 @@ impl<'a> Route<'a> {
             ["v1", "roots"] => Self::Roots,
             ["v1", "channels", name] => Self::Channel(name),
             ["v1", "admin", "tokens"] => Self::AdminTokens,
+            ["v1", "admin", "checkpoint"] => Self::AdminCheckpoint,
             ["v1", "admin", "tokens", which] => Self::AdminToken(which),
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
@@ -111,6 +115,7 @@ impl<'a> Route<'a> {
             Self::Roots => "/v1/roots".to_owned(),
             Self::Channel(name) => format!("/v1/channels/{name}"),
             Self::AdminTokens => "/v1/admin/tokens".to_owned(),
+            Self::AdminCheckpoint => "/v1/admin/checkpoint".to_owned(),
             Self::AdminToken(which) => format!("/v1/admin/tokens/{which}"),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),
@@ -156,6 +161,7 @@ mod tests {
             Route::Channel("prod"),
             Route::AdminTokens,
             Route::AdminToken("0123456789abcdef"),
+            Route::AdminCheckpoint,
             Route::Statements,
             Route::ReleasesOf { kind: "wheel", name: "torch" },
             Route::Release { kind: "node", name: "impact-pack", version: "1.2.3" },

@@ -1,10 +1,11 @@
+//! `/v1/admin/checkpoint`: a long-lived checkpoint for a bundle (primaries).
 //! `/v1/admin/tokens`: token grants on a running server (RocksDB admits one process, so while
 //! the server runs it does the work): list them, create one, revoke by id or label. Admin scope.
 //! A created token appears once, in the answer; it is never logged.
 
 use std::sync::Arc;
 
-use airlock_proto::api::{TokenCreate, TokenCreated, TokenList, TokensRevoked};
+use airlock_proto::api::{CheckpointRequest, TokenCreate, TokenCreated, TokenList, TokensRevoked};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -52,4 +53,33 @@ pub fn revoke(app: &App, caller: &Caller, which: &str) -> Result<Response<Body>,
     }
     tracing::info!(target: crate::audit::TARGET, which, revoked, "tokens revoked");
     Ok(body::json(StatusCode::OK, &TokensRevoked { revoked: revoked as u64 }))
+}
+
+/// `POST /v1/admin/checkpoint`: a checkpoint of the current log valid for the time asked (at most
+/// what the root allows), for `airlock export --valid-for`. Not stored: online checkpoints stay
+/// short-lived.
+pub async fn checkpoint(
+    app: &Arc<App>,
+    caller: &Caller,
+    mut request: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let crate::registry::Registry::Primary(_) = &app.registry else {
+        return Err(ApiError::Forbidden(
+            "this server is a mirror; only the primary signs checkpoints".to_owned(),
+        ));
+    };
+    let bytes =
+        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
+    let wanted: CheckpointRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("not a checkpoint request: {e}")))?;
+    let signer = Arc::clone(app);
+    let note = tokio::task::spawn_blocking(move || match &signer.registry {
+        crate::registry::Registry::Primary(primary) => primary.checkpoint_valid_for(wanted.valid_for),
+        crate::registry::Registry::Mirror(_) => unreachable!("checked above"),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
+    tracing::info!(target: crate::audit::TARGET, valid_for = wanted.valid_for, "long-lived checkpoint signed");
+    Ok(body::note(note))
 }

@@ -28,7 +28,9 @@ pub async fn sync(app: &Arc<App>, caller: &Caller) -> Result<Response<Body>, Api
 
 /// `GET /v1/mirror/status`
 pub fn status(app: &App) -> Result<Response<Body>, ApiError> {
-    Ok(body::json(StatusCode::OK, &the_mirror(app)?.status()))
+    let mut status = the_mirror(app)?.status();
+    status.freshness = crate::freshness::report(app);
+    Ok(body::json(StatusCode::OK, &status))
 }
 
 /// `POST /v1/mirror/import` (admin): a bundle streamed into a running mirror.
@@ -81,5 +83,7 @@ pub async fn import(
     if let Some(e) = read_error {
         return Err(e);
     }
-    Ok(body::json(StatusCode::OK, &outcome?))
+    let report = outcome?;
+    crate::freshness::log_warnings(app);
+    Ok(body::json(StatusCode::OK, &report))
 }

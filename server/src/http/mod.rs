@@ -108,6 +108,9 @@ async fn route(
             admin::tokens(app, method, caller, request_body).await
         }
         Route::AdminToken(which) if *method == Method::DELETE => admin::revoke(app, caller, which),
+        Route::AdminCheckpoint if *method == Method::POST => {
+            admin::checkpoint(app, caller, request_body).await
+        }
         Route::ReleasesOf { kind, name } if is_get => read().and_then(|()| releases::list(app, kind, name)),
         Route::Release { kind, name, version } if is_get => {
             read().and_then(|()| releases::one(app, kind, name, version))
@@ -123,6 +126,11 @@ async fn route(
 /// `GET /healthz`
 fn health(app: &App) -> Response<Body> {
     let role = if app.registry.mirror().is_some() { "mirror" } else { "primary" };
-    let health = Health { status: "ok".to_owned(), role: role.to_owned(), log_size: app.registry.size() };
+    let health = Health {
+        status: "ok".to_owned(),
+        role: role.to_owned(),
+        log_size: app.registry.size(),
+        freshness: crate::freshness::report(app),
+    };
     body::json(StatusCode::OK, &health)
 }

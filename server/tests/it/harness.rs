@@ -352,8 +352,14 @@ impl World {
 
     /// Runs the CLI in the world's directory with its own state directory.
     pub fn cli(&self, args: &[&str]) -> Run {
+        self.cli_env(args, &[])
+    }
+
+    /// `cli` with extra environment variables (such as [`faketime`]'s).
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, String)]) -> Run {
         let output = Command::new(airlock_bin())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .env("AIRLOCK_HOME", self.dir.path().join("state"))
             .env_remove("AIRLOCK_SERVER")
@@ -477,10 +483,36 @@ pub fn spawn_airlockd(
     extra: &[&str],
     log: Option<std::fs::File>,
 ) -> std::process::Child {
+    spawn_airlockd_env(world, data, port, extra, log, &[])
+}
+
+/// The environment that runs a process `days` ahead of the system clock, through libfaketime
+/// (Debian's `faketime` package, which `scripts/ensure-deps.sh` installs): the real binaries
+/// with their real clocks read, only later.
+pub fn faketime(days: u64) -> Vec<(&'static str, String)> {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(Path::new(lib).exists(), "{lib} is missing: apt-get install faketime");
+    vec![
+        ("LD_PRELOAD", lib.to_owned()),
+        ("FAKETIME", format!("+{days}d")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
+}
+
+/// `spawn_airlockd` with extra environment variables (such as [`faketime`]'s).
+pub fn spawn_airlockd_env(
+    world: &World,
+    data: &str,
+    port: u16,
+    extra: &[&str],
+    log: Option<std::fs::File>,
+    env: &[(&str, String)],
+) -> std::process::Child {
     let listen = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_airlockd"))
         .args(["serve", "--data", data, "--listen", &listen, "--root", "root.cbor"])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(world.dir.path())
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())

@@ -6,6 +6,7 @@ mod attacks;
 mod bundle;
 mod clock;
 mod crash;
+mod freshness;
 mod hardening;
 mod harness;
 mod interleave;
