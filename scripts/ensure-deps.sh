@@ -19,3 +19,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install --locked cargo-nextest >/dev/null
 fi
+# The Python tools the index tests drive (real pip and uv), in a virtual environment of their own.
+pytools="${AIRLOCK_PYTOOLS:-$HOME/.cache/airlock-pytools}"
+if ! "$pytools/bin/uv" --version >/dev/null 2>&1 || ! "$pytools/bin/pip" --version >/dev/null 2>&1; then
+  echo "installing pip and uv into $pytools" >&2
+  python3 -m venv "$pytools"
+  "$pytools/bin/pip" install -q -U pip uv >/dev/null
+fi

@@ -20,6 +20,7 @@ pub mod remote;
 pub mod state;
 pub mod statements;
 pub mod versions;
+pub mod wheel;
 
 pub use progress::{NoProgress, Progress, Quiet, Reporter};
 pub use remote::{Remote, RemoteError, TlsOptions};

@@ -193,14 +193,21 @@ impl RegistryState {
             .copied()
     }
 
-    /// Every release of a name, ordered by version text.
+    /// Every release of a name, ordered by version text: a range of the ordered release map, so
+    /// its cost does not grow with the other projects.
     pub fn releases_of(
         &self,
         kind: Kind,
         name: &PackageName,
     ) -> impl Iterator<Item = &ReleaseRecord> + use<'_> {
+        // "0" sorts before every other version: versions start with an ASCII letter or digit.
+        let start = Version::new("0").ok().map(|low| (kind, name.clone(), low));
         let name = name.clone();
-        self.releases.values().filter(move |r| r.release.kind == kind && r.release.name == name)
+        start
+            .into_iter()
+            .flat_map(move |start| self.releases.range(start..))
+            .take_while(move |((k, n, _), _)| *k == kind && *n == name)
+            .map(|(_, record)| record)
     }
 
     /// Every release.

@@ -21,6 +21,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The Python index has no representation the client accepts.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// A revoked release's file.
+    #[error("{0}")]
+    Gone(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -51,6 +57,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::Gone(_) => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -69,7 +77,8 @@ impl ApiError {
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
-            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::NotFound(_) | Self::Gone(_) => ErrorCode::NotFound,
+            Self::NotAcceptable(_) => ErrorCode::BadRequest,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::TooLarge(_) => ErrorCode::TooLarge,

@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod primary;
 pub mod registry;
 pub mod server;
+pub mod simple;
 pub mod store;
 pub mod verify_store;
 pub mod witness;

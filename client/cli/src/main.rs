@@ -20,6 +20,7 @@ mod proof;
 mod publish;
 mod pull;
 mod root_create;
+mod wheels;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

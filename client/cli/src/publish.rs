@@ -21,46 +21,57 @@ use super::{Context, ServerArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
-    /// The file to publish (a wheel or a node-pack archive).
-    file: PathBuf,
+    /// The file to publish: a wheel (name, version, Requires-Python and Requires-Dist are read
+    /// from it, its METADATA is published beside it) or a node-pack archive.
+    #[arg(required_unless_present = "wheels")]
+    pub(crate) file: Option<PathBuf>,
+    /// Publish every wheel in this folder (such as `pip download -d DIR`'s output): one release
+    /// per project version, all signed in one round (with --sign-only, -o names a folder for
+    /// the statements, which `airlock approve` and `airlock submit` take whole).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["file", "name", "version"])]
+    pub(crate) wheels: Option<PathBuf>,
+    /// wheel or node (a .whl file is a wheel).
     #[arg(long)]
-    kind: Kind,
+    pub(crate) kind: Option<Kind>,
+    /// The project name (read from a wheel; required otherwise).
     #[arg(long)]
-    name: String,
+    pub(crate) name: Option<String>,
+    /// The version (read from a wheel; required otherwise).
     #[arg(long)]
-    version: String,
+    pub(crate) version: Option<String>,
     /// Your publisher secret key.
     #[arg(long)]
-    key: PathBuf,
+    pub(crate) key: PathBuf,
     /// The root file: the key must be one of its publisher keys.
     #[arg(long)]
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     /// Registry URL (required unless --sign-only).
     #[arg(long, env = "AIRLOCK_SERVER")]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Write the signed statement instead of submitting it (for a threshold above 1).
     #[arg(long, requires = "output")]
-    sign_only: bool,
+    pub(crate) sign_only: bool,
     #[arg(short = 'o', long)]
-    output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     #[arg(long)]
-    summary: Option<String>,
+    pub(crate) summary: Option<String>,
     #[arg(long)]
-    requires_python: Option<String>,
+    pub(crate) requires_python: Option<String>,
     /// A dependency requirement line (repeat).
     #[arg(long = "dependency")]
-    dependencies: Vec<String>,
+    pub(crate) dependencies: Vec<String>,
     #[arg(long)]
-    source_url: Option<String>,
+    pub(crate) source_url: Option<String>,
     #[arg(long)]
-    source_commit: Option<String>,
+    pub(crate) source_commit: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
-    /// The statement file; your signature is added in place unless -o is given.
+    /// The statement file, or a folder of them; your signature is added in place unless -o is
+    /// given.
     file: PathBuf,
     #[arg(long)]
     key: PathBuf,
@@ -73,6 +84,7 @@ pub struct ApproveArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
+    /// The statement file, or a folder of them (submitted in name order).
     file: PathBuf,
     #[command(flatten)]
     server: ServerArgs,
@@ -139,33 +151,39 @@ pub(crate) fn threshold_note(envelope: &Envelope, root: &TrustedRoot) -> String 
 }
 
 pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()> {
+    let is_wheel = |path: &Path| path.extension().is_some_and(|e| e == "whl");
+    match (&args.wheels, &args.file) {
+        (Some(dir), _) => return crate::wheels::publish_dir(&args, dir, context).await,
+        (None, Some(file)) if is_wheel(file) && args.kind.unwrap_or(Kind::Wheel) == Kind::Wheel => {
+            return crate::wheels::publish_one(&args, file, context).await
+        }
+        _ => {}
+    }
+    let file = args.file.clone().context("give a file to publish, or --wheels DIR")?;
+    let kind = args.kind.context("--kind is required for a file that is not a wheel")?;
     let root = load_root(&args.root)?;
-    let name = PackageName::normalize(args.kind, &args.name)?;
-    let version = Version::new(&args.version)?;
-    let filename = file_name_of(&args.file)?;
-    let digests = hash_file(&args.file)?;
-    let remote = match &args.server {
-        Some(server) => Some(Remote::new(server, args.token.clone(), &context.tls)?),
-        None if args.sign_only => None,
-        None => anyhow::bail!("--server is required unless --sign-only is given"),
-    };
+    let name = PackageName::normalize(kind, args.name.as_deref().context("--name is required")?)?;
+    let version = Version::new(args.version.as_deref().context("--version is required")?)?;
+    let filename = file_name_of(&file)?;
+    let digests = hash_file(&file)?;
+    let remote = publish_remote(&args, context)?;
     if let Some(remote) = &remote {
         let progress = context.bars.bytes("uploading", digests.size);
-        remote.upload_blob(&args.file, &digests.blake3, progress.as_ref()).await?;
+        remote.upload_blob(&file, &digests.blake3, progress.as_ref()).await?;
         progress.finish();
         context.say(format!("uploaded {} ({} bytes, {})", filename, digests.size, digests.blake3));
     }
     let metadata = Metadata {
-        summary: args.summary,
-        requires_python: args.requires_python,
-        dependencies: args.dependencies,
+        summary: args.summary.clone(),
+        requires_python: args.requires_python.clone(),
+        dependencies: args.dependencies.clone(),
         comfyui: None,
-        source_url: args.source_url,
-        source_commit: args.source_commit,
+        source_url: args.source_url.clone(),
+        source_commit: args.source_commit.clone(),
         scan_report: None,
     };
     let mut envelope = statements::release(
-        args.kind,
+        kind,
         name.clone(),
         version.clone(),
         vec![statements::file_entry(filename, digests)],
@@ -174,31 +192,49 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
     )?;
     // Signed for the root in force at the registry (reached from the pinned root through its
     // verified root chain), the pinned root itself when signing offline.
-    let in_force = match &remote {
-        Some(remote) => {
-            root.walk(&remote.roots().await?).context("the registry's root chain does not verify")?
-        }
-        None => root.clone(),
-    };
+    let in_force = in_force_root(&root, remote.as_ref()).await?;
     sign_as_publisher(&mut envelope, &args.key, &in_force, context)?;
     if args.sign_only {
         let extra = json!({ "blake3": digests.blake3.to_string() });
-        return write_for_approval(args.output, &envelope, &in_force, extra, context);
+        return write_for_approval(args.output.clone(), &envelope, &in_force, extra, context);
     }
     let remote = remote.context("--server is required")?;
     let submitted = submit_verified(&remote, &envelope, &root, context).await?;
     context.finish(
         &json!({
-            "kind": args.kind, "name": name, "version": version,
+            "kind": kind, "name": name, "version": version,
             "blake3": digests.blake3.to_string(), "sha256": digests.sha256.to_hex(), "size": digests.size,
             "leaf_index": submitted.index, "tree_size": submitted.size, "existing": submitted.existing,
         }),
         format!(
-            "published {} {name}=={version} ({}) at leaf {} of {}; inclusion proof verified",
-            args.kind, digests.blake3, submitted.index, submitted.size
+            "published {kind} {name}=={version} ({}) at leaf {} of {}; inclusion proof verified",
+            digests.blake3, submitted.index, submitted.size
         ),
     );
     Ok(())
+}
+
+/// The registry a publish uploads to: required unless it only signs.
+pub(crate) fn publish_remote(args: &PublishArgs, context: &Context) -> anyhow::Result<Option<Remote>> {
+    match &args.server {
+        Some(server) => Ok(Some(Remote::new(server, args.token.clone(), &context.tls)?)),
+        None if args.sign_only => Ok(None),
+        None => anyhow::bail!("--server is required unless --sign-only is given"),
+    }
+}
+
+/// The root in force at the registry, reached from the pinned root through its verified root
+/// chain; the pinned root itself when there is no registry to ask (signing offline).
+pub(crate) async fn in_force_root(
+    root: &Verified<TrustedRoot>,
+    remote: Option<&Remote>,
+) -> anyhow::Result<Verified<TrustedRoot>> {
+    match remote {
+        Some(remote) => {
+            root.walk(&remote.roots().await?).context("the registry's root chain does not verify")
+        }
+        None => Ok(root.clone()),
+    }
 }
 
 /// `--sign-only`: writes the signed statement for other publishers to approve, saying how far
@@ -281,37 +317,74 @@ pub(crate) fn check_included(
 
 pub fn approve(args: ApproveArgs, context: &Context) -> anyhow::Result<()> {
     let root = load_root(&args.root)?;
-    let mut envelope = read_envelope(&args.file)?;
-    sign_as_publisher(&mut envelope, &args.key, &root, context)?;
-    let output = args.output.unwrap_or(args.file);
-    write_envelope(&output, &envelope)?;
-    let note = threshold_note(&envelope, &root);
-    context.finish(
-        &json!({ "statement": output, "signatures": envelope.signatures.len() }),
-        format!("wrote {} ({note})", output.display()),
+    let files = statement_files(&args.file)?;
+    anyhow::ensure!(
+        args.output.is_none() || files.len() == 1,
+        "-o names one file; a folder is approved in place"
     );
+    let mut lines = Vec::new();
+    let mut approved = Vec::new();
+    for file in files {
+        let mut envelope = read_envelope(&file)?;
+        sign_as_publisher(&mut envelope, &args.key, &root, context)?;
+        let output = args.output.clone().unwrap_or(file);
+        write_envelope(&output, &envelope)?;
+        let note = threshold_note(&envelope, &root);
+        lines.push(format!("wrote {} ({note})", output.display()));
+        approved.push(json!({ "statement": output, "signatures": envelope.signatures.len() }));
+    }
+    let json = match &approved[..] {
+        [one] => one.clone(),
+        many => json!(many),
+    };
+    context.finish(&json, lines.join("\n"));
     Ok(())
 }
 
 pub async fn submit(args: SubmitArgs, context: &Context) -> anyhow::Result<()> {
-    let envelope = read_envelope(&args.file)?;
-    let leaf = envelope.to_bytes()?;
     let remote = context.remote(&args.server)?;
-    let submitted = remote.submit(leaf.clone()).await?;
-    if let Some(root) = &args.root {
-        let root = load_root(root)?;
-        check_included(&root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
-    }
-    context.finish(
-        &serde_json::to_value(&submitted)?,
-        format!(
-            "logged at leaf {} of {}{}",
+    let root = args.root.as_deref().map(load_root).transpose()?;
+    let mut answers = Vec::new();
+    let mut lines = Vec::new();
+    for file in statement_files(&args.file)? {
+        let envelope = read_envelope(&file)?;
+        let leaf = envelope.to_bytes()?;
+        let submitted =
+            remote.submit(leaf.clone()).await.with_context(|| format!("{} refused", file.display()))?;
+        if let Some(root) = &root {
+            check_included(root, &remote.roots().await?, &leaf, &submitted, &context.clock)?;
+        }
+        lines.push(format!(
+            "{}: logged at leaf {} of {}{}",
+            file.display(),
             submitted.index,
             submitted.size,
             if submitted.existing { " (already logged)" } else { "" }
-        ),
-    );
+        ));
+        answers.push(submitted);
+    }
+    let json = match &answers[..] {
+        [one] => serde_json::to_value(one)?,
+        many => serde_json::to_value(many)?,
+    };
+    context.finish(&json, lines.join("\n"));
     Ok(())
+}
+
+/// A statement file, or every `.cbor` file in a folder (`publish --wheels --sign-only` writes
+/// one per release), in name order.
+pub(crate) fn statement_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "cbor") && p.is_file())
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "{} holds no .cbor statement", path.display());
+    Ok(files)
 }
 
 pub async fn upload(args: UploadArgs, context: &Context) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ pub mod body;
 pub mod log;
 pub mod mirror;
 pub mod releases;
+pub mod simple;
 pub mod tiles;
 
 use std::convert::Infallible;
@@ -82,6 +83,16 @@ async fn route(
             Some(rest) => tiles::get(app, rest),
             None => log::checkpoint(app).await,
         };
+    }
+    // The Python index, whose paths PEP 503 and 691 define.
+    if let Some(index_path) = crate::simple::SimplePath::parse(path) {
+        if !is_get {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        if !matches!(index_path, crate::simple::SimplePath::File { .. }) {
+            read()?;
+        }
+        return simple::serve(app, method, headers, caller, index_path, parts.uri.query()).await;
     }
     let route = Route::parse(path).ok_or_else(|| ApiError::NotFound(format!("no such endpoint: {path}")))?;
     let query = Query::parse(parts.uri.query())?;

@@ -176,6 +176,39 @@ pub fn http_get(base: &str, path: &str) -> (u16, Vec<u8>) {
     http_request("GET", base, path, None, &[])
 }
 
+/// A blocking GET with an optional `Accept` header: (status, headers with lowercase names, body).
+pub fn http_get_with(
+    base: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return (0, Default::default(), Vec::new());
+    };
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{accept}Connection: close\r\n\r\n");
+    if stream.write_all(head.as_bytes()).is_err() {
+        return (0, Default::default(), Vec::new());
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text_end = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |p| p + 4);
+    let head_text = String::from_utf8_lossy(&response[..text_end]).into_owned();
+    let mut lines = head_text.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect::<std::collections::HashMap<_, _>>();
+    let mut body = response[text_end..].to_vec();
+    if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
 /// A minimal blocking HTTP/1.1 request (Connection: close), enough for probes in tests.
 pub fn http_request(
     method: &str,

@@ -16,6 +16,8 @@ mod mirror;
 mod proof;
 mod proxy;
 mod publish_pull;
+mod python;
+mod pytools;
 mod rotation;
 mod tiles;
 mod tokens;

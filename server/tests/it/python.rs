@@ -1,0 +1,325 @@
+//! The Python index, proven with the real tools: wheels published with `airlock publish`
+//! (checked at ingest), served as a Simple Repository API by a running `airlockd`, installed by
+//! pip and uv from it as the only index, with yanks, revocations, channels and a corrupted blob.
+
+use crate::harness::World;
+use crate::pytools::{build_wheel, build_wheel_with, Target, WheelSpec};
+
+fn publish_wheels(world: &World, dir: &str) -> crate::harness::Run {
+    world.cli(&[
+        "publish",
+        "--wheels",
+        dir,
+        "--key",
+        "keys/pub1.key",
+        "--root",
+        "root.cbor",
+        "--server",
+        &world.url(),
+        "--token",
+        &world.publish_token,
+    ])
+}
+
+/// alpha 1.0 → beta>=1.0 → gamma; beta 1.0 and 2.0; gamma 1.0; delta 1.0 (alone).
+fn chain_world() -> World {
+    let world = World::new(1, 1);
+    let dir = world.path("wheels");
+    build_wheel(&dir, &WheelSpec::new("alpha", "1.0", &["beta>=1.0"]));
+    build_wheel(&dir, &WheelSpec::new("beta", "1.0", &["gamma"]));
+    build_wheel(&dir, &WheelSpec::new("beta", "2.0", &["gamma"]));
+    build_wheel(&dir, &WheelSpec::new("gamma", "1.0", &[]));
+    build_wheel(&dir, &WheelSpec::new("delta", "1.0", &[]));
+    let run = publish_wheels(&world, "wheels").ok();
+    assert!(run.stdout.contains("published wheel beta==2.0"), "{}", run.stdout);
+    world
+}
+
+fn get(url: &str, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
+    let (status, headers, body) = crate::harness::http_get_with(url, path, accept);
+    let content_type = headers.get("content-type").cloned().unwrap_or_default();
+    (status, content_type, body)
+}
+
+const PIP_ACCEPT: &str =
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+
+/// The pages against the fields pip and uv read (python-index.md 3.3, 3.4): exact content
+/// types, redirects, 406, hashes (sha256 only, BLAKE3 as `_blake3`), sizes, upload times,
+/// core metadata whose bytes match, versions, yanked reasons, and revoked releases absent.
+#[test]
+fn simple_pages_carry_what_pip_and_uv_read() {
+    let world = chain_world();
+    let url = world.url();
+    let (status, content_type, body) = get(&url, "/simple/beta/", Some(PIP_ACCEPT));
+    assert_eq!((status, content_type.as_str()), (200, "application/vnd.pypi.simple.v1+json"));
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["meta"]["api-version"], "1.4");
+    assert_eq!(page["name"], "beta");
+    assert_eq!(page["versions"], serde_json::json!(["1.0", "2.0"]));
+    assert_eq!(page["project-status"]["status"], "active");
+    let files = page["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let file = &files[1];
+    assert_eq!(file["filename"], "beta-2.0-py3-none-any.whl");
+    let hashes = file["hashes"].as_object().unwrap();
+    assert_eq!(hashes.keys().collect::<Vec<_>>(), ["sha256"]);
+    assert_eq!(file["requires-python"], ">=3.8");
+    assert_eq!(file["yanked"], false);
+    assert!(file["upload-time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(file["_blake3"].as_str().unwrap().len(), 64);
+    let wheel_url = file["url"].as_str().unwrap().to_owned();
+    assert!(wheel_url.ends_with("/beta-2.0-py3-none-any.whl"), "{wheel_url}");
+    // The wheel's bytes and size; its .metadata is the wheel's own METADATA, with that hash.
+    let (status, _, wheel) = get(&url, &wheel_url, None);
+    assert_eq!((status, wheel.len() as u64), (200, file["size"].as_u64().unwrap()));
+    assert_eq!(sha256_hex(&wheel), hashes["sha256"]);
+    let (status, _, metadata) = get(&url, &format!("{wheel_url}.metadata"), None);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&metadata).contains("Name: beta\nVersion: 2.0\n"));
+    assert_eq!(sha256_hex(&metadata), file["core-metadata"]["sha256"]);
+    assert_eq!(file["dist-info-metadata"], file["core-metadata"]);
+    // A file name the release does not hold under that digest is not served.
+    assert_eq!(get(&url, &wheel_url.replace("beta-2.0", "beta-9.0"), None).0, 404);
+
+    // HTML for pip's older fallbacks and find-links, text/html by default.
+    let (status, content_type, body) = get(&url, "/simple/beta/", None);
+    assert_eq!((status, content_type.as_str()), (200, "text/html"));
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains("<meta name=\"pypi:repository-version\" content=\"1.4\">"), "{html}");
+    assert!(
+        html.contains(&format!("href=\"{wheel_url}#sha256={}\"", hashes["sha256"].as_str().unwrap())),
+        "{html}"
+    );
+    assert!(html.contains("data-requires-python=\"&gt;=3.8\""), "{html}");
+    assert!(html.contains("data-core-metadata=\"sha256="), "{html}");
+    assert!(html.contains(">beta-2.0-py3-none-any.whl</a>"), "{html}");
+    let (_, content_type, _) = get(&url, "/simple/beta/", Some("application/vnd.pypi.simple.v1+html"));
+    assert_eq!(content_type, "application/vnd.pypi.simple.v1+html");
+    assert_eq!(get(&url, "/simple/beta/", Some("application/json")).0, 406);
+
+    // Names are normalised by redirect; unknown projects are 404.
+    let (status, headers, _) = crate::harness::http_get_with(&url, "/simple/Beta_/", None);
+    assert_eq!(status, 404, "{headers:?}");
+    let (status, headers, _) = crate::harness::http_get_with(&url, "/simple/BETA", None);
+    assert_eq!((status, headers.get("location").map(String::as_str)), (301, Some("/simple/beta/")));
+    assert_eq!(get(&url, "/simple/nothing/", None).0, 404);
+
+    // The project list.
+    let (_, content_type, body) = get(&url, "/simple/", Some(PIP_ACCEPT));
+    assert_eq!(content_type, "application/vnd.pypi.simple.v1+json");
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> =
+        list["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "beta", "delta", "gamma"]);
+
+    // A yank is marked with its reason; a revocation removes the release and its files.
+    lifecycle(&world, "yank", "beta==2.0", &["--reason", "broken build"]);
+    lifecycle(&world, "revoke", "delta==1.0", &["--reason", "CVE-2026-0001"]);
+    let page: serde_json::Value =
+        serde_json::from_slice(&get(&url, "/simple/beta/", Some(PIP_ACCEPT)).2).unwrap();
+    assert_eq!(page["files"][1]["yanked"], "broken build");
+    let html = String::from_utf8(get(&url, "/simple/beta/", None).2).unwrap();
+    assert!(html.contains("data-yanked=\"broken build\""), "{html}");
+    let page: serde_json::Value =
+        serde_json::from_slice(&get(&url, "/simple/delta/", Some(PIP_ACCEPT)).2).unwrap();
+    assert_eq!(page["project-status"]["status"], "quarantined");
+    assert_eq!(page["files"], serde_json::json!([]));
+    assert_eq!(page["versions"], serde_json::json!([]));
+    let delta: serde_json::Value =
+        serde_json::from_slice(&get(&url, "/v1/releases/wheel/delta/1.0", None).2).unwrap();
+    let delta_file = &delta["files"][0];
+    let path = format!(
+        "/files/blake3/{}/{}",
+        delta_file["blake3"].as_str().unwrap().trim_start_matches("blake3:"),
+        delta_file["filename"].as_str().unwrap()
+    );
+    assert_eq!(get(&url, &path, None).0, 410);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex_of(&sha2::Sha256::digest(bytes))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `airlock yank|revoke|promote ...` signed by publisher 1 and submitted.
+fn lifecycle(world: &World, command: &str, target: &str, extra: &[&str]) {
+    let url = world.url();
+    let mut args = vec![
+        command,
+        target,
+        "--key",
+        "keys/pub1.key",
+        "--root",
+        "root.cbor",
+        "--server",
+        &url,
+        "--token",
+        &world.publish_token,
+    ];
+    args.extend_from_slice(extra);
+    world.cli(&args).ok();
+}
+
+/// pip and uv install a two-level dependency chain from `airlockd` as their only index; a range
+/// skips a yanked version, an exact pin takes it; a revoked release cannot be installed; a
+/// channel index offers only what the channel holds; a blob corrupted on the server's disk
+/// fails the install with a hash error.
+#[test]
+fn pip_and_uv_install_from_the_index_and_honour_yanks_revocations_and_channels() {
+    let world = chain_world();
+    let index = format!("{}/simple/", world.url());
+    let envs = world.path("envs");
+    let pip_index = ["--index-url", index.as_str()];
+    let uv_index = ["--index-url", index.as_str()];
+
+    // The chain installs with each tool.
+    let with_pip = Target::new(&envs, "pip");
+    let run = with_pip.pip(&[&["install"][..], &pip_index, &["alpha"]].concat(), &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(with_pip.installed("beta").as_deref(), Some("2.0"));
+    assert_eq!(with_pip.installed("gamma").as_deref(), Some("1.0"));
+    let with_uv = Target::new(&envs, "uv");
+    let run = with_uv.uv_pip(&[&["install"][..], &uv_index, &["alpha"]].concat(), &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(with_uv.installed("beta").as_deref(), Some("2.0"));
+
+    // Yanked: a range skips 2.0, an exact pin installs it.
+    lifecycle(&world, "yank", "beta==2.0", &["--reason", "broken build"]);
+    let fresh = Target::new(&envs, "pip-yanked");
+    let run = fresh.pip(&[&["install"][..], &pip_index, &["alpha"]].concat(), &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(fresh.installed("beta").as_deref(), Some("1.0"));
+    let run = fresh.pip(&[&["install"][..], &pip_index, &["beta==2.0"]].concat(), &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(fresh.installed("beta").as_deref(), Some("2.0"));
+    let fresh = Target::new(&envs, "uv-yanked");
+    let run = fresh.uv_pip(&[&["install"][..], &uv_index, &["alpha"]].concat(), &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(fresh.installed("beta").as_deref(), Some("1.0"));
+    let run = fresh.uv_pip(&[&["install"][..], &uv_index, &["beta==2.0"]].concat(), &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(fresh.installed("beta").as_deref(), Some("2.0"));
+
+    // Revoked: not installable at all, by range or pin.
+    lifecycle(&world, "revoke", "delta==1.0", &["--reason", "CVE-2026-0001"]);
+    let fresh = Target::new(&envs, "revoked");
+    let run = fresh.pip(&[&["install"][..], &pip_index, &["delta==1.0"]].concat(), &[]);
+    assert!(!run.ok && fresh.installed("delta").is_none(), "{}", run.output);
+    let run = fresh.uv_pip(&[&["install"][..], &uv_index, &["delta"]].concat(), &[]);
+    assert!(!run.ok && fresh.installed("delta").is_none(), "{}", run.output);
+
+    // A channel: alpha 1.0, beta 1.0 and gamma 1.0 in prod; beta 2.0 is not offered there.
+    for target in ["alpha==1.0", "beta==1.0", "gamma==1.0"] {
+        lifecycle(&world, "promote", target, &["--channel", "prod"]);
+    }
+    let prod = format!("{}/channels/prod/simple/", world.url());
+    let (_, _, body) = get(&world.url(), "/channels/prod/simple/beta/", Some(PIP_ACCEPT));
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["versions"], serde_json::json!(["1.0"]));
+    let fresh = Target::new(&envs, "prod");
+    let run = fresh.uv_pip(&["install", "--index-url", &prod, "alpha"], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(fresh.installed("beta").as_deref(), Some("1.0"));
+    let run = fresh.pip(&["install", "--index-url", &prod, "beta==2.0"], &[]);
+    assert!(!run.ok, "{}", run.output);
+    assert_eq!(get(&world.url(), "/channels/prod/simple/delta/", Some(PIP_ACCEPT)).0, 200);
+
+    // A blob corrupted on the server's disk: both tools refuse it by its hash.
+    let gamma: serde_json::Value =
+        serde_json::from_slice(&get(&world.url(), "/v1/releases/wheel/gamma/1.0", None).2).unwrap();
+    let hex = gamma["files"][0]["blake3"].as_str().unwrap().trim_start_matches("blake3:").to_owned();
+    let blob = crate::publish_pull::walk_files(&world.path("data/blobs"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&hex))
+        .expect("gamma's blob on disk");
+    // Another valid wheel of the same size in its place: only the hash can tell.
+    let evil = build_wheel_with(
+        &world.path("evil"),
+        &WheelSpec::new("gamma", "1.0", &[]),
+        |members| members[0].1 = b"VERSION = \"6.6\"\n".to_vec(),
+        |_| {},
+    );
+    let evil = std::fs::read(evil).unwrap();
+    assert_eq!(evil.len() as u64, std::fs::metadata(&blob).unwrap().len());
+    std::fs::write(&blob, &evil).unwrap();
+    let fresh = Target::new(&envs, "corrupt");
+    let run = fresh.pip(&[&["install"][..], &pip_index, &["gamma"]].concat(), &[]);
+    assert!(!run.ok && run.output.to_lowercase().contains("hash"), "{}", run.output);
+    let run = fresh.uv_pip(&[&["install"][..], &uv_index, &["gamma"]].concat(), &[]);
+    assert!(!run.ok && run.output.to_lowercase().contains("hash"), "{}", run.output);
+    assert!(fresh.installed("gamma").is_none());
+}
+
+/// Ingest refuses a wheel whose RECORD hash or METADATA name disagrees, naming the file and the
+/// reason, and publishes nothing of the batch.
+#[test]
+fn a_wheel_that_disagrees_with_itself_is_refused_at_publish() {
+    let world = World::new(1, 1);
+    let bad_hash = world.path("bad-hash");
+    build_wheel(&bad_hash, &WheelSpec::new("good", "1.0", &[]));
+    build_wheel_with(
+        &bad_hash,
+        &WheelSpec::new("tampered", "1.0", &[]),
+        |_| {},
+        |record| *record = record.replacen("sha256=", "sha256=AAAA", 1),
+    );
+    let run = publish_wheels(&world, "bad-hash").code(1);
+    assert!(
+        run.stderr.contains("tampered-1.0-py3-none-any.whl") && run.stderr.contains("does not match"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(world.log_size(), 1, "nothing of the batch is logged");
+
+    let bad_name = world.path("bad-name");
+    build_wheel_with(
+        &bad_name,
+        &WheelSpec::new("named", "1.0", &[]),
+        |members| {
+            let metadata = members.iter_mut().find(|(p, _)| p.ends_with("METADATA")).unwrap();
+            metadata.1 = String::from_utf8(metadata.1.clone())
+                .unwrap()
+                .replace("Name: named", "Name: other")
+                .into_bytes();
+        },
+        |_| {},
+    );
+    let run = publish_wheels(&world, "bad-name").code(1);
+    assert!(
+        run.stderr.contains("named-1.0-py3-none-any.whl") && run.stderr.contains("names project \"other\""),
+        "{}",
+        run.stderr
+    );
+
+    // Not a zip at all.
+    world.write("junk/junk-1.0-py3-none-any.whl", b"not a zip");
+    let run = publish_wheels(&world, "junk").code(1);
+    assert!(run.stderr.contains("junk-1.0-py3-none-any.whl: not a zip archive"), "{}", run.stderr);
+
+    // One wheel, published alone, with its name and version read from it.
+    let single = build_wheel(&world.path("one"), &WheelSpec::new("single", "2.0", &["good"]));
+    world
+        .cli(&[
+            "publish",
+            single.to_str().unwrap(),
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &world.url(),
+            "--token",
+            &world.publish_token,
+        ])
+        .ok();
+    let (status, body) = crate::harness::http_get(&world.url(), "/v1/releases/wheel/single/2.0");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let release: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(release["metadata"]["dependencies"], serde_json::json!(["good"]));
+    assert_eq!(release["files"][1]["filename"], "single-2.0-py3-none-any.whl.metadata");
+}
