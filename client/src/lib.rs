@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod bundle_reader;
 pub mod follow;
 pub mod fsutil;
+pub mod lock;
 pub mod progress;
 pub mod proof;
 pub mod publish;
@@ -19,6 +20,7 @@ pub mod pull;
 pub mod remote;
 pub mod state;
 pub mod statements;
+pub mod target;
 pub mod versions;
 pub mod wheel;
 

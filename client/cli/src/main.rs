@@ -14,6 +14,7 @@ mod evidence;
 mod history;
 mod keys;
 mod lifecycle;
+mod lock;
 mod mirror;
 mod progress;
 mod proof;
@@ -115,6 +116,9 @@ enum Command {
     Demote(lifecycle::ChannelArgs),
     /// Fetch, verify and write a logged release file.
     Pull(pull::PullArgs),
+    /// Resolve Python requirements against the verified log and write a hash-pinned lock
+    /// (pip/uv --require-hashes requirements, or PEP 751 pylock.toml).
+    Lock(lock::LockArgs),
     /// List the files at a path whose releases are yanked or revoked (exit 3 on a revoked one).
     Audit(audit::AuditArgs),
     /// Evidence of a registry's misbehaviour (written on a SECURITY ERROR): verify it offline.
@@ -267,6 +271,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Report(args) => history::report(args, context).await,
         Command::Evidence { command } => evidence::evidence(command, context),
         Command::Export(args) => bundle::export(args, context).await,
+        Command::Lock(args) => lock::lock(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,
         Command::Proof(args) => proof::proof(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,

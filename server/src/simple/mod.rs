@@ -226,22 +226,7 @@ pub enum Yanked {
     No(bool),
 }
 
-/// `at` (seconds since the epoch) as RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339(at: u64) -> String {
-    let days = at / 86_400;
-    let secs = at % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
-}
+pub use airlock_proto::clock::rfc3339;
 
 #[cfg(test)]
 mod tests {
@@ -302,12 +287,5 @@ mod tests {
             Some(Format::Json)
         );
         assert_eq!(negotiate(Some("text/html;q=2"), None), None);
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -323,3 +323,155 @@ fn a_wheel_that_disagrees_with_itself_is_refused_at_publish() {
     assert_eq!(release["metadata"]["dependencies"], serde_json::json!(["good"]));
     assert_eq!(release["files"][1]["filename"], "single-2.0-py3-none-any.whl.metadata");
 }
+
+/// `airlock lock` resolves against the verified log and writes hashes pip and uv enforce with
+/// `--require-hashes`, from the primary and from a mirror; `--format pylock` installs with uv;
+/// `--python-version`/`--platform` pick the right wheel of a multi-platform release; a channel
+/// narrows the resolution; an unsatisfiable requirement names what the log offers.
+#[test]
+fn airlock_lock_writes_hashes_pip_and_uv_enforce() {
+    let world = chain_world();
+    let url = world.url();
+    world.write("req.txt", b"# the app\nalpha\n");
+    let lock = |extra: &[&str]| {
+        let mut args = vec!["lock", "req.txt", "--server", &url, "--root", "root.cbor"];
+        args.extend_from_slice(extra);
+        world.cli(&args)
+    };
+    lock(&["-o", "lock.txt"]).ok();
+    let text = std::fs::read_to_string(world.path("lock.txt")).unwrap();
+    for pinned in ["alpha==1.0", "beta==2.0", "gamma==1.0"] {
+        assert!(text.contains(pinned), "{text}");
+    }
+    assert_eq!(text.matches("--hash=sha256:").count(), 3, "{text}");
+    assert!(!text.contains("delta"), "{text}");
+
+    let lock_file = world.path("lock.txt");
+    let lock_file = lock_file.to_str().unwrap();
+    let envs = world.path("envs");
+    let index = format!("{url}/simple/");
+    let target = Target::new(&envs, "pip-locked");
+    let run = target.pip(&["install", "--require-hashes", "--index-url", &index, "-r", lock_file], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("beta").as_deref(), Some("2.0"));
+    let target = Target::new(&envs, "uv-locked");
+    let run = target.uv_pip(&["install", "--require-hashes", "--index-url", &index, "-r", lock_file], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("gamma").as_deref(), Some("1.0"));
+
+    // From a mirror, the only index.
+    let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &url);
+    crate::mirror::sync(&mirror, &admin);
+    let mirror_index = format!("{}/simple/", mirror.url);
+    let target = Target::new(&envs, "pip-mirror");
+    let run =
+        target.pip(&["install", "--require-hashes", "--index-url", &mirror_index, "-r", lock_file], &[]);
+    assert!(run.ok, "{}", run.output);
+    let target = Target::new(&envs, "uv-mirror");
+    let run =
+        target.uv_pip(&["install", "--require-hashes", "--index-url", &mirror_index, "-r", lock_file], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("alpha").as_deref(), Some("1.0"));
+
+    // A hash that is not the served wheel's fails the install.
+    let tampered: String = {
+        let first = text.find("--hash=sha256:").unwrap() + "--hash=sha256:".len();
+        let mut bytes = text.clone().into_bytes();
+        bytes[first] = if bytes[first] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(bytes).unwrap()
+    };
+    world.write("wrong.txt", tampered.as_bytes());
+    let wrong_file = world.path("wrong.txt");
+    let target = Target::new(&envs, "pip-wrong");
+    let run = target.pip(
+        &["install", "--require-hashes", "--index-url", &index, "-r", wrong_file.to_str().unwrap()],
+        &[],
+    );
+    assert!(!run.ok && run.output.contains("HASHES"), "{}", run.output);
+
+    // pylock.toml, installed by uv.
+    // (The test environments run Python 3.11; uv refuses a lock made for another version.)
+    lock(&["--format", "pylock", "--python-version", "3.11", "-o", "pylock.toml"]).ok();
+    let pylock = std::fs::read_to_string(world.path("pylock.toml")).unwrap();
+    assert!(pylock.contains("lock-version = \"1.0\"") && pylock.contains("[[packages.wheels]]"), "{pylock}");
+    let target = Target::new(&envs, "uv-pylock");
+    let pylock_path = world.path("pylock.toml");
+    let run = target.uv_pip(&["install", "-r", pylock_path.to_str().unwrap()], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("beta").as_deref(), Some("2.0"));
+
+    // A multi-platform release: the target decides the wheel.
+    let dir = world.path("multi");
+    for tag in
+        ["cp312-cp312-manylinux_2_28_x86_64", "cp312-cp312-win_amd64", "cp311-cp311-manylinux_2_28_x86_64"]
+    {
+        build_wheel(&dir, &WheelSpec { tag, ..WheelSpec::new("multi", "1.0", &[]) });
+    }
+    publish_wheels(&world, "multi").ok();
+    world.write("multi.txt", b"multi\n");
+    let lock_multi = |python: &str, platform: &str| {
+        world
+            .cli(&[
+                "lock",
+                "multi.txt",
+                "--server",
+                &url,
+                "--root",
+                "root.cbor",
+                "--python-version",
+                python,
+                "--platform",
+                platform,
+                "--format",
+                "pylock",
+                "-o",
+                "multi.toml",
+            ])
+            .ok();
+        std::fs::read_to_string(world.path("multi.toml")).unwrap()
+    };
+    let windows = lock_multi("3.12", "win_amd64");
+    assert!(
+        windows.contains("multi-1.0-cp312-cp312-win_amd64.whl") && !windows.contains("manylinux"),
+        "{windows}"
+    );
+    let linux311 = lock_multi("3.11", "manylinux_2_28_x86_64");
+    assert!(
+        linux311.contains("multi-1.0-cp311-cp311-manylinux_2_28_x86_64.whl") && !linux311.contains("cp312"),
+        "{linux311}"
+    );
+    let run = world.cli(&[
+        "lock",
+        "multi.txt",
+        "--server",
+        &url,
+        "--root",
+        "root.cbor",
+        "--python-version",
+        "3.10",
+        "-o",
+        "none.toml",
+    ]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("multi: nothing installable on this target"), "{}", run.stderr);
+
+    // A channel narrows what resolves.
+    for target in ["alpha==1.0", "beta==1.0", "gamma==1.0"] {
+        lifecycle(&world, "promote", target, &["--channel", "prod"]);
+    }
+    lock(&["--channel", "prod", "-o", "prod.txt"]).ok();
+    let prod = std::fs::read_to_string(world.path("prod.txt")).unwrap();
+    assert!(prod.contains("beta==1.0") && !prod.contains("beta==2.0"), "{prod}");
+
+    // Unsatisfiable: the error names the requirement and what the log offers.
+    world.write("impossible.txt", b"alpha\nbeta>=3\n");
+    let run = world.cli(&["lock", "impossible.txt", "--server", &url, "--root", "root.cbor", "-o", "x.txt"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("beta")
+            && run.stderr.contains("what the log offers")
+            && run.stderr.contains("beta: 1.0, 2.0"),
+        "{}",
+        run.stderr
+    );
+}
