@@ -21,6 +21,7 @@ mod proof;
 mod publish;
 mod pull;
 mod root_create;
+mod wheelhouse;
 mod wheels;
 
 use std::path::PathBuf;
@@ -139,6 +140,11 @@ enum Command {
     Import(bundle::ImportArgs),
     /// Write an offline proof (C2SP tlog-proof) of a logged release, or verify one offline.
     Proof(proof::ProofArgs),
+    /// Offline wheelhouses: the verified wheels in a folder for pip/uv --find-links.
+    Wheelhouse {
+        #[command(subcommand)]
+        command: wheelhouse::WheelhouseCommand,
+    },
     /// Mirrors: sync now, show lag.
     Mirror {
         #[command(subcommand)]
@@ -275,6 +281,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Import(args) => bundle::import(args, context).await,
         Command::Proof(args) => proof::proof(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,
+        Command::Wheelhouse { command } => wheelhouse::wheelhouse(command, context).await,
     }
 }
 

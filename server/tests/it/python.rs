@@ -475,3 +475,50 @@ fn airlock_lock_writes_hashes_pip_and_uv_enforce() {
         run.stderr
     );
 }
+
+/// `airlock wheelhouse export` writes the verified wheels of a channel and an index.html;
+/// pip and uv install from the folder with no index and no server.
+#[test]
+fn a_wheelhouse_installs_with_no_server() {
+    let mut world = chain_world();
+    for target in ["alpha==1.0", "beta==1.0", "gamma==1.0"] {
+        lifecycle(&world, "promote", target, &["--channel", "prod"]);
+    }
+    let url = world.url();
+    world
+        .cli(&["wheelhouse", "export", "house", "--channel", "prod", "--server", &url, "--root", "root.cbor"])
+        .ok();
+    let mut names: Vec<String> = std::fs::read_dir(world.path("house"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "alpha-1.0-py3-none-any.whl",
+            "beta-1.0-py3-none-any.whl",
+            "gamma-1.0-py3-none-any.whl",
+            "index.html"
+        ]
+    );
+    let index = std::fs::read_to_string(world.path("house/index.html")).unwrap();
+    assert!(index.contains("href=\"beta-1.0-py3-none-any.whl#sha256="), "{index}");
+    // No server from here on.
+    world.server = None;
+    let house = world.path("house");
+    let house = house.to_str().unwrap();
+    let envs = world.path("envs");
+    let target = Target::new(&envs, "pip-house");
+    let run = target.pip(&["install", "--no-index", "--find-links", house, "alpha"], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("beta").as_deref(), Some("1.0"));
+    let target = Target::new(&envs, "pip-house-html");
+    let index_file = format!("{house}/index.html");
+    let run = target.pip(&["install", "--no-index", "--find-links", &index_file, "alpha"], &[]);
+    assert!(run.ok, "{}", run.output);
+    let target = Target::new(&envs, "uv-house");
+    let run = target.uv_pip(&["install", "--no-index", "--find-links", house, "alpha"], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("gamma").as_deref(), Some("1.0"));
+}
