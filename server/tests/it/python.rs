@@ -2,7 +2,7 @@
 //! (checked at ingest), served as a Simple Repository API by a running `airlockd`, installed by
 //! pip and uv from it as the only index, with yanks, revocations, channels and a corrupted blob.
 
-use crate::harness::World;
+use crate::harness::{Server, World};
 use crate::pytools::{build_wheel, build_wheel_with, Target, WheelSpec};
 
 fn publish_wheels(world: &World, dir: &str) -> crate::harness::Run {
@@ -521,4 +521,109 @@ fn a_wheelhouse_installs_with_no_server() {
     let run = target.uv_pip(&["install", "--no-index", "--find-links", house, "alpha"], &[]);
     assert!(run.ok, "{}", run.output);
     assert_eq!(target.installed("gamma").as_deref(), Some("1.0"));
+}
+
+/// A test CA and a server certificate it signs (CA:FALSE, serverAuth, SANs for 127.0.0.1 and
+/// localhost), as uv requires: written to `tls/ca.pem`, `tls/chain.pem` and `tls/key.pem`.
+fn write_test_ca(world: &World) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "airlock test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf_params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    world.write("tls/ca.pem", ca.pem().as_bytes());
+    world.write("tls/chain.pem", format!("{}{}", leaf.pem(), ca.pem()).as_bytes());
+    world.write("tls/key.pem", leaf_key.serialize_pem().as_bytes());
+}
+
+/// pip and uv over HTTPS with a private CA, configured as docs/python.md says (pip `--cert` /
+/// `PIP_CERT`, uv `SSL_CERT_FILE`), install a locked chain; without the CA both refuse.
+#[test]
+fn pip_and_uv_install_over_https_with_a_private_ca() {
+    let mut world = World::prepared(1, 1);
+    write_test_ca(&world);
+    let mut config = world.config();
+    config.tls = Some(airlock_server::config::TlsFiles {
+        cert: world.path("tls/chain.pem"),
+        key: world.path("tls/key.pem"),
+    });
+    world.server = Some(Server::start_tls(config));
+    let url = world.url();
+    assert!(url.starts_with("https://"));
+    let dir = world.path("wheels");
+    build_wheel(&dir, &WheelSpec::new("alpha", "1.0", &["beta"]));
+    build_wheel(&dir, &WheelSpec::new("beta", "1.0", &[]));
+    let ca = ["--ca-cert", "tls/ca.pem"];
+    let publish = [
+        &ca[..],
+        &[
+            "publish",
+            "--wheels",
+            "wheels",
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+            "--token",
+            &world.publish_token,
+        ],
+    ]
+    .concat();
+    world.cli(&publish).ok();
+    world.write("req.txt", b"alpha\n");
+    let lock = [
+        &ca[..],
+        &[
+            "lock",
+            "req.txt",
+            "--python-version",
+            "3.11",
+            "--server",
+            &url,
+            "--root",
+            "root.cbor",
+            "-o",
+            "lock.txt",
+        ],
+    ]
+    .concat();
+    world.cli(&lock).ok();
+    let lock_file = world.path("lock.txt");
+    let lock_file = lock_file.to_str().unwrap();
+    let ca_file = world.path("tls/ca.pem");
+    let ca_file = ca_file.to_str().unwrap();
+    let index = format!("{url}/simple/");
+    let envs = world.path("envs");
+
+    let target = Target::new(&envs, "pip-tls");
+    let run = target
+        .pip(&["install", "--retries", "0", "--require-hashes", "--index-url", &index, "-r", lock_file], &[]);
+    assert!(!run.ok, "pip trusted an unknown CA: {}", run.output);
+    let run = target.pip(
+        &["install", "--require-hashes", "--index-url", &index, "-r", lock_file],
+        &[("PIP_CERT", ca_file)],
+    );
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("beta").as_deref(), Some("1.0"));
+
+    let target = Target::new(&envs, "uv-tls");
+    let run = target.uv_pip(
+        &["install", "--require-hashes", "--index-url", &index, "-r", lock_file],
+        &[("UV_HTTP_RETRIES", "0")],
+    );
+    assert!(!run.ok, "uv trusted an unknown CA: {}", run.output);
+    let run = target.uv_pip(
+        &["install", "--require-hashes", "--index-url", &index, "-r", lock_file],
+        &[("SSL_CERT_FILE", ca_file)],
+    );
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("alpha").as_deref(), Some("1.0"));
 }
