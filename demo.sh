@@ -51,15 +51,25 @@ for _ in $(seq 100); do curl -fs "$server/healthz" >/dev/null 2>&1 && break; sle
 
 step "5. a package to publish: a small wheel built here"
 python3 - <<'PY'
-import zipfile
+import base64, hashlib, zipfile
+members = {
+    "demo_nodes/__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
+    "demo_nodes-1.0.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo-nodes\nVersion: 1.0.0\n",
+    "demo_nodes-1.0.0.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+def digest(text):
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+record = "".join(f"{path},sha256={digest(text)},{len(text)}\n" for path, text in members.items())
+record += "demo_nodes-1.0.0.dist-info/RECORD,,\n"
 with zipfile.ZipFile("demo_nodes-1.0.0-py3-none-any.whl", "w") as z:
-    z.writestr("demo_nodes/__init__.py", "NODE_CLASS_MAPPINGS = {}\n")
-    z.writestr("demo_nodes-1.0.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-nodes\nVersion: 1.0.0\n")
+    for path, text in members.items():
+        z.writestr(path, text)
+    z.writestr("demo_nodes-1.0.0.dist-info/RECORD", record)
 PY
 ls -l demo_nodes-1.0.0-py3-none-any.whl | awk '{print $5, $9}'
 
 step "6. alice uploads and signs; one signature is not enough"
-run "$bin/airlock" publish demo_nodes-1.0.0-py3-none-any.whl --kind wheel --name demo_nodes --version 1.0.0 \
+run "$bin/airlock" publish demo_nodes-1.0.0-py3-none-any.whl \
   --key keys/alice.key --root root.cbor --server "$server" --sign-only -o release.cbor
 run "$bin/airlock" submit release.cbor --server "$server" || echo "(refused, as it should be)"
 
@@ -69,19 +79,19 @@ run "$bin/airlock" approve release.cbor --key keys/bob.key --root root.cbor
 run "$bin/airlock" submit release.cbor --server "$server" --root root.cbor
 
 step "8. a site pulls by name: every leaf and signature verified against the pinned root"
-run "$bin/airlock" pull demo-nodes==1.0.0 --server "$server" --root root.cbor -o pulled.whl
-digest=$("$bin/airlock" --json pull demo-nodes==1.0.0 --server "$server" --root root.cbor -o pulled2.whl \
+run "$bin/airlock" pull demo-nodes==1.0.0 --server "$server" --root root.cbor -o pulled   # the wheel and its METADATA
+digest=$("$bin/airlock" --json pull demo-nodes==1.0.0 --server "$server" --root root.cbor -o pulled2 \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["blake3"])')
 
 step "9. pull by digest, and verify the file"
 run "$bin/airlock" pull "$digest" --server "$server" --root root.cbor -o by-digest.whl
 run "$bin/airlock" verify by-digest.whl --digest "$digest"
-cmp pulled.whl demo_nodes-1.0.0-py3-none-any.whl && echo "pulled bytes are identical to the published ones"
+cmp pulled/demo_nodes-1.0.0-py3-none-any.whl demo_nodes-1.0.0-py3-none-any.whl && echo "pulled bytes are identical to the published ones"
 
 step "10. someone flips one byte of the stored blob: the pull fails and writes nothing"
 blob=$(find data/blobs -type f -name "${digest#blake3:}")
 python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[-1]^=1; open(p,'wb').write(b)" "$blob"
-if run "$bin/airlock" pull demo-nodes==1.0.0 --server "$server" --root root.cbor -o tampered.whl; then
+if run "$bin/airlock" pull "$digest" --server "$server" --root root.cbor -o tampered.whl; then
   echo "demo failed: a tampered blob was accepted" >&2; exit 1
 else
   echo "(refused with exit code $?; tampered.whl exists: $([ -e tampered.whl ] && echo yes || echo no))"

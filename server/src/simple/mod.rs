@@ -261,7 +261,7 @@ mod tests {
             "/simple/../",
             "/files/blake3/ab/..",
             "/channels/../simple/",
-            "/v1/roots",
+            "/healthz",
             "/channels/prod/files/blake3/a/b",
         ] {
             assert_eq!(SimplePath::parse(other), None, "{other}");

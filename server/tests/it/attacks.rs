@@ -12,8 +12,8 @@ use crate::publish_pull::walk_files;
 
 fn published_world(bytes: &[u8]) -> World {
     let world = World::new(1, 1);
-    world.write("w-1.0-py3-none-any.whl", bytes);
-    world.publish("w-1.0-py3-none-any.whl", "w", "1.0").ok();
+    world.write("w-1.0.bin", bytes);
+    world.publish("w-1.0.bin", "w", "1.0").ok();
     world
 }
 
@@ -48,8 +48,8 @@ fn blob_with_flipped_last_byte_rejected_and_nothing_written() {
     let mut tampered = std::fs::read(&stored).unwrap();
     *tampered.last_mut().unwrap() ^= 1;
     std::fs::write(&stored, tampered).unwrap();
-    world.pull("w==1.0", "out.whl").code(3).says("hashes to");
-    no_output_left(&world, "out.whl");
+    world.pull("w==1.0", "out.bin").code(3).says("hashes to");
+    no_output_left(&world, "out.bin");
 }
 
 #[test]
@@ -62,8 +62,8 @@ fn blob_longer_than_logged_size_rejected() {
         }
         body
     });
-    world.pull_from(&proxy.url, "w==1.0", "out.whl").code(3).says("size");
-    no_output_left(&world, "out.whl");
+    world.pull_from(&proxy.url, "w==1.0", "out.bin").code(3).says("size");
+    no_output_left(&world, "out.bin");
 }
 
 #[test]
@@ -76,14 +76,14 @@ fn blob_shorter_than_logged_size_rejected() {
         }
         body
     });
-    world.pull_from(&proxy.url, "w==1.0", "out.whl").code(3).says("size");
-    no_output_left(&world, "out.whl");
+    world.pull_from(&proxy.url, "w==1.0", "out.bin").code(3).says("size");
+    no_output_left(&world, "out.bin");
 }
 
 #[test]
 fn name_not_in_log_is_not_found_and_unlisted_blob_never_fetched() {
     let world = published_world(b"listed");
-    world.pull("nothere==1.0", "out.whl").code(5).says("not in the log");
+    world.pull("nothere==1.0", "out.bin").code(5).says("not in the log");
     // A blob that exists on the server but no logged release references.
     let unlisted = Digest::of(b"unlisted");
     let (status, _) = http_request(
@@ -94,72 +94,72 @@ fn name_not_in_log_is_not_found_and_unlisted_blob_never_fetched() {
         b"unlisted",
     );
     assert_eq!(status, 201);
-    world.pull(&unlisted.to_string(), "out.whl").code(5).says("no logged release holds");
-    no_output_left(&world, "out.whl");
+    world.pull(&unlisted.to_string(), "out.bin").code(5).says("no logged release holds");
+    no_output_left(&world, "out.bin");
 }
 
 #[test]
 fn rollback_checkpoint_rejected() {
     let world = published_world(b"first");
     let proxy = Proxy::start(&world.url());
-    world.pull_from(&proxy.url, "w==1.0", "a.whl").ok();
+    world.pull_from(&proxy.url, "w==1.0", "a.bin").ok();
     let old_checkpoint = crate::harness::http_get(&world.url(), "/v1/log/checkpoint").1;
-    world.write("x-2.0-py3-none-any.whl", b"second");
-    world.publish("x-2.0-py3-none-any.whl", "x", "2.0").ok();
-    world.pull_from(&proxy.url, "x==2.0", "b.whl").ok();
+    world.write("x-2.0.bin", b"second");
+    world.publish("x-2.0.bin", "x", "2.0").ok();
+    world.pull_from(&proxy.url, "x==2.0", "b.bin").ok();
     proxy.set(
         move |path, body| if path.starts_with("/v1/log/checkpoint") { old_checkpoint.clone() } else { body },
     );
     // An older checkpoint of the same log (what a lagging mirror serves, too) never moves the
     // client back: it is refused as "behind" and the client keeps size 3.
-    let run = world.pull_from(&proxy.url, "w==1.0", "c.whl").code(6).says("the registry is behind");
+    let run = world.pull_from(&proxy.url, "w==1.0", "c.bin").code(6).says("the registry is behind");
     assert!(run.stderr.contains("size 2") && run.stderr.contains("size 3"), "{}", run.stderr);
-    no_output_left(&world, "c.whl");
+    no_output_left(&world, "c.bin");
     // An older checkpoint of another history, signed by the log key, is a rollback to a fork.
     let forked = forged_checkpoint(&world, 2, [7; 32], now());
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forked.clone() } else { body });
-    let run = world.pull_from(&proxy.url, "w==1.0", "d.whl").code(4).says("SECURITY ERROR").says("rollback");
+    let run = world.pull_from(&proxy.url, "w==1.0", "d.bin").code(4).says("SECURITY ERROR").says("rollback");
     assert!(
         run.stderr.contains("size 2") && run.stderr.contains("size 3"),
         "evidence names both checkpoints: {}",
         run.stderr
     );
-    no_output_left(&world, "d.whl");
+    no_output_left(&world, "d.bin");
 }
 
 #[test]
 fn same_checkpoint_again_is_a_no_op() {
     let world = published_world(b"same");
-    world.pull("w==1.0", "a.whl").ok();
-    world.pull("w==1.0", "b.whl").ok();
-    assert_eq!(std::fs::read(world.path("b.whl")).unwrap(), b"same");
+    world.pull("w==1.0", "a.bin").ok();
+    world.pull("w==1.0", "b.bin").ok();
+    assert_eq!(std::fs::read(world.path("b.bin")).unwrap(), b"same");
 }
 
 #[test]
 fn fork_same_size_other_root_hash_rejected() {
     let world = published_world(b"fork me");
-    world.pull("w==1.0", "a.whl").ok();
+    world.pull("w==1.0", "a.bin").ok();
     let forged = forged_checkpoint(&world, world.log_size(), [9u8; 32], now());
     let proxy = Proxy::start(&world.url());
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forged.clone() } else { body });
-    world.pull_from(&proxy.url, "w==1.0", "b.whl").code(4).says("SECURITY ERROR").says("fork");
-    no_output_left(&world, "b.whl");
+    world.pull_from(&proxy.url, "w==1.0", "b.bin").code(4).says("SECURITY ERROR").says("fork");
+    no_output_left(&world, "b.bin");
 }
 
 #[test]
 fn inconsistent_leaves_rejected_as_security_error() {
     let world = published_world(b"history");
-    world.pull("w==1.0", "a.whl").ok();
-    world.write("y-1.0-py3-none-any.whl", b"more");
-    world.publish("y-1.0-py3-none-any.whl", "y", "1.0").ok();
+    world.pull("w==1.0", "a.bin").ok();
+    world.write("y-1.0.bin", b"more");
+    world.publish("y-1.0.bin", "y", "1.0").ok();
     // A checkpoint for the new size whose root hash does not extend what the client verified.
     let forged = forged_checkpoint(&world, world.log_size(), [3u8; 32], now());
     let proxy = Proxy::start(&world.url());
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forged.clone() } else { body });
-    world.pull_from(&proxy.url, "y==1.0", "b.whl").code(4).says("SECURITY ERROR").says("inconsistent");
-    no_output_left(&world, "b.whl");
+    world.pull_from(&proxy.url, "y==1.0", "b.bin").code(4).says("SECURITY ERROR").says("inconsistent");
+    no_output_left(&world, "b.bin");
     // The honest server still verifies: the trusted state was kept.
-    world.pull("y==1.0", "c.whl").ok();
+    world.pull("y==1.0", "c.bin").ok();
 }
 
 #[test]
@@ -174,9 +174,9 @@ fn reserialized_or_tampered_leaf_bytes_rejected() {
         }
         body
     });
-    let run = world.pull_from(&proxy.url, "w==1.0", "out.whl");
+    let run = world.pull_from(&proxy.url, "w==1.0", "out.bin");
     assert!(run.code == 3 || run.code == 4, "tampered leaves must fail verification: {run:?}");
-    no_output_left(&world, "out.whl");
+    no_output_left(&world, "out.bin");
 }
 
 #[test]
@@ -184,18 +184,18 @@ fn oversized_checkpoint_response_aborted_at_cap() {
     let world = published_world(b"cap");
     let proxy = Proxy::start(&world.url());
     proxy.set(|path, body| if path.starts_with("/v1/log/checkpoint") { vec![0u8; 1 << 20] } else { body });
-    world.pull_from(&proxy.url, "w==1.0", "out.whl").code(1).says("cap");
-    no_output_left(&world, "out.whl");
+    world.pull_from(&proxy.url, "w==1.0", "out.bin").code(1).says("cap");
+    no_output_left(&world, "out.bin");
 }
 
 #[test]
 fn hostile_names_rejected_at_publish_and_at_pull() {
     let world = World::new(1, 1);
-    world.write("ok-1.0-py3-none-any.whl", b"x");
+    world.write("ok-1.0.bin", b"x");
     for name in ["../evil", "a/b", "a\\b", "bad\nname", &"n".repeat(200)] {
-        world.publish("ok-1.0-py3-none-any.whl", name, "1.0").code(1).says("package name");
+        world.publish("ok-1.0.bin", name, "1.0").code(1).says("package name");
     }
-    world.publish("ok-1.0-py3-none-any.whl", "ok", "../1.0").code(1).says("version");
+    world.publish("ok-1.0.bin", "ok", "../1.0").code(1).says("version");
     world.pull("../evil==1.0", "out").code(1);
     // The server refuses a statement whose name is not normalised, whoever signed it.
     #[derive(serde::Serialize)]
@@ -235,8 +235,8 @@ fn hostile_names_rejected_at_publish_and_at_pull() {
 #[test]
 fn signing_tool_shows_what_it_signs_and_refuses_unauthorised_keys() {
     let world = World::new(2, 2);
-    world.write("s-1.0-py3-none-any.whl", b"s");
-    let run = world.sign_only("s-1.0-py3-none-any.whl", "wheel", "s", "1.0", "s.cbor").ok();
+    world.write("s-1.0.bin", b"s");
+    let run = world.sign_only("s-1.0.bin", "wheel", "s", "1.0", "s.cbor").ok();
     assert!(run.stderr.contains("signing airlock.release.v1 wheel s==1.0 payload blake3:"), "{}", run.stderr);
     // The root key is not a publisher key.
     world
@@ -251,8 +251,8 @@ fn signing_tool_shows_what_it_signs_and_refuses_unauthorised_keys() {
 fn merging_envelopes_over_different_payloads_refused() {
     let world = World::new(2, 2);
     for (file, version) in [("m1.cbor", "1.0"), ("m2.cbor", "2.0")] {
-        world.write("m-1.0-py3-none-any.whl", b"m");
-        world.sign_only("m-1.0-py3-none-any.whl", "wheel", "m", version, file).ok();
+        world.write("m-1.0.bin", b"m");
+        world.sign_only("m-1.0.bin", "wheel", "m", version, file).ok();
     }
     world.cli(&["merge", "m1.cbor", "m2.cbor", "-o", "merged.cbor"]).code(1).says("different payloads");
     assert!(!world.path("merged.cbor").exists());
@@ -284,11 +284,11 @@ fn corrupt_or_foreign_key_file_rejected_naming_the_file() {
     let path = world
         .write("keys/bad.key", b"-----BEGIN PRIVATE KEY-----\nnot base64 !!\n-----END PRIVATE KEY-----\n");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    world.write("x.whl", b"x");
+    world.write("x.bin", b"x");
     world
         .cli(&[
             "publish",
-            "x.whl",
+            "x.bin",
             "--kind",
             "wheel",
             "--name",
@@ -315,10 +315,10 @@ fn corrupt_or_foreign_key_file_rejected_naming_the_file() {
 fn a_fork_leaves_evidence_that_verifies_offline() {
     let world = published_world(b"first");
     let proxy = Proxy::start(&world.url());
-    world.pull_from(&proxy.url, "w==1.0", "a.whl").ok();
+    world.pull_from(&proxy.url, "w==1.0", "a.bin").ok();
     let forked = forged_checkpoint(&world, world.log_size(), [7; 32], now());
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { forked.clone() } else { body });
-    let run = world.pull_from(&proxy.url, "w==1.0", "b.whl").code(4).says("SECURITY ERROR").says("fork");
+    let run = world.pull_from(&proxy.url, "w==1.0", "b.bin").code(4).says("SECURITY ERROR").says("fork");
     let line =
         run.stderr.lines().find(|l| l.starts_with("evidence written to ")).expect("names the evidence file");
     let file = line.trim_start_matches("evidence written to ").split(' ').next().unwrap().to_owned();

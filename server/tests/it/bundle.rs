@@ -21,7 +21,7 @@ fn airlockd(world: &World, args: &[&str]) -> Run {
 
 fn upstream_with(world: &World, releases: &[(&str, &[u8])]) {
     for (name, bytes) in releases {
-        let file = format!("{name}-1.0-py3-none-any.whl");
+        let file = format!("{name}-1.0.bin");
         world.write(&file, bytes);
         world.publish(&file, name, "1.0").ok();
     }
@@ -79,9 +79,9 @@ fn full_bundle_restores_an_empty_server_and_bundles_chain() {
     // The restored site serves the same log, and clients verify through it.
     let site = Server::start(mirror_config(&world, "site"));
     assert_eq!(http_get(&site.url, "/v1/log/checkpoint").1, http_get(&world.url(), "/v1/log/checkpoint").1);
-    world.pull_from(&site.url, "c==1.0", "c.whl").ok();
-    assert_eq!(std::fs::read(world.path("c.whl")).unwrap(), b"charlie");
-    world.pull_from(&site.url, "a==1.0", "a.whl").ok();
+    world.pull_from(&site.url, "c==1.0", "c.bin").ok();
+    assert_eq!(std::fs::read(world.path("c.bin")).unwrap(), b"charlie");
+    world.pull_from(&site.url, "a==1.0", "a.bin").ok();
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn bundle_imported_into_a_running_mirror() {
     let run = world.cli(&["--json", "import", "full.tar", "--server", &site.url, "--token", &admin]).ok();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["to_size"], 2);
-    world.pull_from(&site.url, "a==1.0", "a.whl").ok();
+    world.pull_from(&site.url, "a==1.0", "a.bin").ok();
     // Importing needs an admin token; the same bundle again adds nothing.
     assert_eq!(http_request("POST", &site.url, "/v1/mirror/import", None, b"").0, 401);
     let run = world.cli(&["--json", "import", "full.tar", "--server", &site.url, "--token", &admin]).ok();
@@ -276,7 +276,7 @@ fn bundle_blob_no_release_references_is_never_stored() {
 fn sigkill_during_bundle_import_at_twenty_points_leaves_a_consistent_state_and_a_rerun_succeeds() {
     let world = World::new(1, 1);
     for i in 0..24u32 {
-        let file = format!("p{i}-1.0-py3-none-any.whl");
+        let file = format!("p{i}-1.0.bin");
         let bytes: Vec<u8> = (0..1_000_000u32).map(|j| (j.wrapping_mul(i + 7) % 251) as u8).collect();
         world.write(&file, &bytes);
         world.publish(&file, &format!("p{i}"), "1.0").ok();
@@ -311,7 +311,7 @@ fn sigkill_during_bundle_import_at_twenty_points_leaves_a_consistent_state_and_a
     }
     assert!(interrupted > 0, "no kill landed before the commit; the test proved nothing");
     let site = Server::start(mirror_config(&world, "site19"));
-    world.pull_from(&site.url, "p23==1.0", "p23.whl").ok();
+    world.pull_from(&site.url, "p23==1.0", "p23.bin").ok();
 }
 
 #[test]
@@ -334,8 +334,8 @@ fn chain_of_three_incremental_bundles_carried_to_a_fresh_mirror() {
     assert_eq!(state["size"], 4);
     let site = Server::start(mirror_config(&world, "site"));
     for name in ["one", "two", "three"] {
-        world.pull_from(&site.url, &format!("{name}==1.0"), &format!("{name}.whl")).ok();
-        assert_eq!(std::fs::read(world.path(&format!("{name}.whl"))).unwrap(), name.as_bytes());
+        world.pull_from(&site.url, &format!("{name}==1.0"), &format!("{name}.bin")).ok();
+        assert_eq!(std::fs::read(world.path(&format!("{name}.bin"))).unwrap(), name.as_bytes());
     }
 }
 
@@ -345,8 +345,8 @@ fn a_bundle_whose_checkpoint_lacks_the_witness_quorum_is_refused_naming_the_witn
     // The security team's root names two witnesses and needs one cosignature.
     world.witnessed_root(&["w1", "w2"], 1);
     world.server = Some(Server::start(world.config()));
-    world.write("a-1.0-py3-none-any.whl", b"alpha");
-    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "a.cbor").ok();
+    world.write("a-1.0.bin", b"alpha");
+    world.sign_only("a-1.0.bin", "wheel", "a", "1.0", "a.cbor").ok();
     world.cli(&["submit", "a.cbor", "--server", &world.url(), "--token", &world.publish_token]).ok();
     // No witness has cosigned the log's checkpoint: a client refuses it and names them.
     let url = world.url();

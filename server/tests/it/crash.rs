@@ -72,7 +72,7 @@ fn sigkill_during_uploads_loses_no_acknowledged_write_and_exposes_no_partial_one
                 return;
             }
             writer_acked.lock().unwrap().blobs.push((digest, bytes.clone()));
-            let filename = format!("crash_pkg-{i}.0-py3-none-any.whl");
+            let filename = format!("crash_pkg-{i}.0.bin");
             let digests = airlock_client::publish::FileDigests {
                 size: bytes.len() as u64,
                 blake3: digest,
@@ -149,7 +149,7 @@ fn sigkill_during_uploads_loses_no_acknowledged_write_and_exposes_no_partial_one
     );
     if acked.statements > 0 {
         let last = format!("crash-pkg=={}.0", acked.statements - 1);
-        world.pull_from(&url, &last, "last.whl").ok();
+        world.pull_from(&url, &last, "last.bin").ok();
     }
     server.kill().unwrap();
     server.wait().unwrap();

@@ -40,8 +40,8 @@ fn a_bundle_valid_for_30_days_is_served_for_30_days_and_refused_after() {
         airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "export")
             .unwrap();
     world.server = Some(Server::start(world.config()));
-    world.write("w-1.0-py3-none-any.whl", b"carried across");
-    world.publish("w-1.0-py3-none-any.whl", "w", "1.0").ok();
+    world.write("w-1.0.bin", b"carried across");
+    world.publish("w-1.0.bin", "w", "1.0").ok();
     let export = |valid_for: &str, out: &str| {
         world.cli(&[
             "export",
@@ -93,12 +93,12 @@ fn a_bundle_valid_for_30_days_is_served_for_30_days_and_refused_after() {
     assert!(fresh["warnings"].as_array().unwrap().is_empty(), "{fresh}");
     let pull = |url: &str, days: u64| {
         world.cli_env(
-            &["pull", "w==1.0", "--server", url, "--root", "root.cbor", "-o", "w.whl"],
+            &["pull", "w==1.0", "--server", url, "--root", "root.cbor", "-o", "w.bin"],
             &faketime(days),
         )
     };
     pull(&url, 20).ok();
-    assert_eq!(std::fs::read(world.path("w.whl")).unwrap(), b"carried across");
+    assert_eq!(std::fs::read(world.path("w.bin")).unwrap(), b"carried across");
     stop(site);
 
     // 25 days later: under the 7-day margin; healthz, mirror status and the log warn.
@@ -132,8 +132,8 @@ fn a_bundle_valid_for_30_days_is_served_for_30_days_and_refused_after() {
 #[test]
 fn a_checkpoint_claiming_more_validity_than_the_root_allows_is_refused() {
     let world = World::new(1, 1);
-    world.write("w-1.0-py3-none-any.whl", b"w");
-    world.publish("w-1.0-py3-none-any.whl", "w", "1.0").ok();
+    world.write("w-1.0.bin", b"w");
+    world.publish("w-1.0.bin", "w", "1.0").ok();
     let served = Checkpoint::from_note_unverified(&http_get(&world.url(), "/v1/log/checkpoint").1).unwrap();
     let key = airlock_keys::read_secret_key(&world.path("data/log.key")).unwrap();
     let long = |days: u64| {
@@ -148,7 +148,7 @@ fn a_checkpoint_claiming_more_validity_than_the_root_allows_is_refused() {
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { sixty.clone() } else { body });
     std::fs::copy(world.path("root.cbor"), world.path("fresh-root.cbor")).unwrap();
     let run =
-        world.cli(&["pull", "w==1.0", "--server", &proxy.url, "--root", "fresh-root.cbor", "-o", "w.whl"]);
+        world.cli(&["pull", "w==1.0", "--server", &proxy.url, "--root", "fresh-root.cbor", "-o", "w.bin"]);
     assert_ne!(run.code, 0);
     assert!(
         run.stderr.contains("claims 60d of validity") && run.stderr.contains("allows at most 45d"),
@@ -158,5 +158,5 @@ fn a_checkpoint_claiming_more_validity_than_the_root_allows_is_refused() {
     // The same checkpoint at 45 days is accepted.
     let ok = long(45);
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { ok.clone() } else { body });
-    world.cli(&["pull", "w==1.0", "--server", &proxy.url, "--root", "fresh-root.cbor", "-o", "w.whl"]).ok();
+    world.cli(&["pull", "w==1.0", "--server", &proxy.url, "--root", "fresh-root.cbor", "-o", "w.bin"]).ok();
 }

@@ -27,8 +27,8 @@ fn an_expired_root_is_replaced_by_the_next_root_and_a_root_expired_when_logged_i
     let (clock, time) = Clock::manual(airlock_proto::clock::system_now());
     config.clock = clock;
     world.server = Some(Server::start(config));
-    world.write("a-1.0-py3-none-any.whl", b"after the lapse");
-    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "a.cbor").ok();
+    world.write("a-1.0.bin", b"after the lapse");
+    world.sign_only("a-1.0.bin", "wheel", "a", "1.0", "a.cbor").ok();
 
     // The root (365 days) lapses on the server's clock.
     time.advance(366 * DAY);
@@ -137,8 +137,8 @@ fn the_audit_log_records_every_write_by_token_label_and_never_the_token() {
 #[test]
 fn a_malformed_authorization_header_is_refused_even_on_open_reads() {
     let world = World::new(1, 1);
-    world.write("a-1.0-py3-none-any.whl", b"open read");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"open read");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     let path = format!("/v1/blobs/blake3/{}", airlock_proto::Digest::of(b"open read").to_hex());
     let url = world.url();
     assert_eq!(http_get(&url, &path).0, 200, "open reads need no token");
@@ -195,14 +195,14 @@ fn a_full_disk_is_answered_507_naming_the_cause_and_leaves_nothing_partial() {
     assert_eq!(std::fs::read_dir(world.path("data/tmp")).unwrap().count(), 0, "a partial upload was left");
     assert_eq!(http_get(&url, &path).0, 404);
     // Still serving, and a small write fits.
-    world.write("a-1.0-py3-none-any.whl", b"small");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"small");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     drop(world.server.take());
 
     // A 100 MiB release on a primary with room, then a mirror on a 64 MiB tmpfs.
     let mut world = World::new(1, 1);
-    world.write("big-1.0-py3-none-any.whl", &big);
-    world.publish("big-1.0-py3-none-any.whl", "big", "1.0").ok();
+    world.write("big-1.0.bin", &big);
+    world.publish("big-1.0.bin", "big", "1.0").ok();
     let url = world.url();
     world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "full.tar"]).ok();
     let _mirror_disk = Tmpfs::mount(&world.path("mirror"), "64m");
@@ -226,8 +226,8 @@ fn a_full_disk_is_answered_507_naming_the_cause_and_leaves_nothing_partial() {
 #[test]
 fn resubmitting_a_logged_payload_with_other_signatures_verifies_its_inclusion() {
     let world = World::new(2, 1);
-    world.write("a-1.0-py3-none-any.whl", b"signed twice");
-    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "a.cbor").ok();
+    world.write("a-1.0.bin", b"signed twice");
+    world.sign_only("a-1.0.bin", "wheel", "a", "1.0", "a.cbor").ok();
     let url = world.url();
     let submit = |file: &str| {
         world.cli(&["submit", file, "--server", &url, "--token", &world.publish_token, "--root", "root.cbor"])
@@ -245,14 +245,14 @@ fn resubmitting_a_logged_payload_with_other_signatures_verifies_its_inclusion() 
 #[test]
 fn an_honest_lagging_mirror_is_reported_as_behind_not_as_a_rollback() {
     let world = World::new(1, 1);
-    world.write("a-1.0-py3-none-any.whl", b"first");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"first");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &world.url());
     crate::mirror::sync(&mirror, &admin);
-    world.write("b-1.0-py3-none-any.whl", b"second");
-    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
-    world.pull("b==1.0", "b.whl").ok();
-    let behind = world.pull_from(&mirror.url, "a==1.0", "a.whl").code(6);
+    world.write("b-1.0.bin", b"second");
+    world.publish("b-1.0.bin", "b", "1.0").ok();
+    world.pull("b==1.0", "b.bin").ok();
+    let behind = world.pull_from(&mirror.url, "a==1.0", "a.bin").code(6);
     assert!(
         behind.stderr.contains("the registry is behind: it serves the log at size 2, and size 3"),
         "{}",
@@ -261,9 +261,9 @@ fn an_honest_lagging_mirror_is_reported_as_behind_not_as_a_rollback() {
     assert!(!behind.stderr.contains("SECURITY"), "{}", behind.stderr);
     // The client kept its state: the primary is still followed from size 3, and once the
     // mirror catches up it is accepted.
-    world.pull("a==1.0", "a-from-primary.whl").ok();
+    world.pull("a==1.0", "a-from-primary.bin").ok();
     crate::mirror::sync(&mirror, &admin);
-    world.pull_from(&mirror.url, "b==1.0", "b-from-mirror.whl").ok();
+    world.pull_from(&mirror.url, "b==1.0", "b-from-mirror.bin").ok();
 }
 
 /// Defect 9: a mirror could not follow an upstream that requires a read token or has a private
@@ -283,12 +283,12 @@ fn a_mirror_follows_a_token_protected_upstream_with_a_private_ca() {
     config.read_access = airlock_server::config::ReadAccess::TokenRequired;
     world.server = Some(Server::start_tls(config));
     let upstream = world.url();
-    world.write("a-1.0-py3-none-any.whl", b"behind a token");
+    world.write("a-1.0.bin", b"behind a token");
     world
         .publish_to(
             &upstream,
             Some(&world.publish_token.clone()),
-            "a-1.0-py3-none-any.whl",
+            "a-1.0.bin",
             "wheel",
             "a",
             "1.0",
@@ -313,7 +313,7 @@ fn a_mirror_follows_a_token_protected_upstream_with_a_private_ca() {
     let (_with, url, admin) = mirror("mirror", true);
     let (status, body) = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    world.pull_from(&url, "a==1.0", "a.whl").ok();
+    world.pull_from(&url, "a==1.0", "a.bin").ok();
     let (_without, url, admin) = mirror("no-token", false);
     let (status, body) = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"");
     let body = String::from_utf8_lossy(&body);
@@ -432,10 +432,10 @@ fn without_member(from: &std::path::Path, digest: &airlock_proto::Digest) -> Vec
 #[test]
 fn a_failed_import_never_deletes_a_blob_another_import_recorded() {
     let world = World::new(1, 1);
-    world.write("a-1.0-py3-none-any.whl", b"shared blob");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
-    world.write("b-1.0-py3-none-any.whl", b"missing from the bad bundle");
-    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
+    world.write("a-1.0.bin", b"shared blob");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
+    world.write("b-1.0.bin", b"missing from the bad bundle");
+    world.publish("b-1.0.bin", "b", "1.0").ok();
     let url = world.url();
     world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "good.tar"]).ok();
     // The same segment without b's blob: it stores a's blob, then fails (a blob is missing).
@@ -502,8 +502,8 @@ fn a_mirror_only_ever_serves_the_newest_checkpoint_that_matches_its_leaves() {
     world.server = Some(Server::start(config));
     let url = world.url();
     world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "size1.tar"]).ok();
-    world.write("a-1.0-py3-none-any.whl", b"mirrored");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"mirrored");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "size2-older.tar"]).ok();
     // Past half its validity the primary re-signs the same tree: a newer checkpoint of size 2.
     primary_time.set(real_now);
@@ -565,8 +565,8 @@ fn a_mirror_only_ever_serves_the_newest_checkpoint_that_matches_its_leaves() {
 fn a_stale_status_statement_is_refused_at_submit() {
     use airlock_proto::{Kind, PackageName, StatusAction, Version};
     let world = World::new(1, 1);
-    world.write("a-1.0-py3-none-any.whl", b"status chain");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"status chain");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     let status = |action, supersedes| {
         airlock_client::statements::status(
             Kind::Wheel,
@@ -600,8 +600,8 @@ fn a_stale_status_statement_is_refused_at_submit() {
 #[test]
 fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
     let mut world = World::new(1, 1);
-    world.write("a-1.0-py3-none-any.whl", b"before the rotation");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"before the rotation");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
     let stranger = airlock_keys::SecretKey::generate();
     let forged = crate::harness::signed_checkpoint(
@@ -620,7 +620,7 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
             body
         }
     });
-    world.pull_from(&proxy.url, "a==1.0", "a.whl").code(3).says("checkpoint signature");
+    world.pull_from(&proxy.url, "a==1.0", "a.bin").code(3).says("checkpoint signature");
     let requested = requested.lock().unwrap().clone();
     assert!(requested.iter().any(|p| p.starts_with("/v1/log/checkpoint")), "{requested:?}");
     assert!(!requested.iter().any(|p| p.starts_with("/v1/log/leaves")), "leaves fetched: {requested:?}");
@@ -633,8 +633,8 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
     world.server = None;
     std::fs::copy(world.path("keys/log2.key"), world.path("data/log.key")).unwrap();
     world.server = Some(Server::start(world.config()));
-    world.write("b-1.0-py3-none-any.whl", b"after the rotation");
-    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
+    world.write("b-1.0.bin", b"after the rotation");
+    world.publish("b-1.0.bin", "b", "1.0").ok();
     let checkpoint = http_get(&world.url(), "/v1/log/checkpoint").1;
     let key2 = airlock_keys::read_public_key(&world.path("keys/log2.pub")).unwrap();
     let note = airlock_proto::Note::parse(&checkpoint).unwrap();
@@ -655,12 +655,12 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
             "--root",
             "root.cbor",
             "-o",
-            "b.whl",
+            "b.bin",
             "--state-dir",
             "fresh-state",
         ])
         .ok();
-    assert_eq!(std::fs::read(world.path("b.whl")).unwrap(), b"after the rotation");
+    assert_eq!(std::fs::read(world.path("b.bin")).unwrap(), b"after the rotation");
 }
 
 /// Defect 6 for mirrors: a mirror whose upstream answers an older checkpoint of the same log (an
@@ -668,11 +668,11 @@ fn the_checkpoint_signature_is_checked_before_any_leaf_is_fetched() {
 #[test]
 fn a_mirror_ahead_of_its_upstream_reports_it_behind_and_keeps_its_state() {
     let world = World::new(1, 1);
-    world.write("a-1.0-py3-none-any.whl", b"first");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"first");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     let older = http_get(&world.url(), "/v1/log/checkpoint").1;
-    world.write("b-1.0-py3-none-any.whl", b"second");
-    world.publish("b-1.0-py3-none-any.whl", "b", "1.0").ok();
+    world.write("b-1.0.bin", b"second");
+    world.publish("b-1.0.bin", "b", "1.0").ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
     let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &proxy.url);
     assert_eq!(crate::mirror::sync(&mirror, &admin)["to_size"], 3);
@@ -682,5 +682,5 @@ fn a_mirror_ahead_of_its_upstream_reports_it_behind_and_keeps_its_state() {
     assert_ne!(status, 200);
     assert!(body.contains("the registry is behind") && !body.contains("SECURITY"), "{body}");
     assert_eq!(crate::harness::http_get(&mirror.url, "/healthz").0, 200);
-    world.pull_from(&mirror.url, "b==1.0", "b.whl").ok();
+    world.pull_from(&mirror.url, "b==1.0", "b.bin").ok();
 }

@@ -79,7 +79,7 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
     let mut released = 0;
     let mut publish = |world: &World| {
         released += 1;
-        let file = format!("r{released}-1.0-py3-none-any.whl");
+        let file = format!("r{released}-1.0.bin");
         world.write(&file, format!("seed {seed} release {released}").as_bytes());
         world.publish(&file, &format!("r{released}"), "1.0").ok();
     };

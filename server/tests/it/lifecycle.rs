@@ -24,11 +24,11 @@ fn lifecycle(world: &World, command: &str, target: &str, extra: &[&str]) -> crat
 
 /// `airlock pull NAME` (through `server`) and the bytes it wrote.
 fn pulled(world: &World, server: &str, target: &str, extra: &[&str]) -> (crate::harness::Run, Vec<u8>) {
-    let _ = std::fs::remove_file(world.path("out.whl"));
-    let mut args = vec!["pull", target, "--server", server, "--root", "root.cbor", "-o", "out.whl"];
+    let _ = std::fs::remove_file(world.path("out.bin"));
+    let mut args = vec!["pull", target, "--server", server, "--root", "root.cbor", "-o", "out.bin"];
     args.extend_from_slice(extra);
     let run = world.cli(&args);
-    let bytes = std::fs::read(world.path("out.whl")).unwrap_or_default();
+    let bytes = std::fs::read(world.path("out.bin")).unwrap_or_default();
     (run, bytes)
 }
 
@@ -36,7 +36,7 @@ fn pulled(world: &World, server: &str, target: &str, extra: &[&str]) -> (crate::
 fn yank_unyank_revoke_promote_and_demote_steer_what_pull_resolves() {
     let world = World::new(1, 1);
     for (version, bytes) in [("1.9", b"one nine".as_slice()), ("1.10", b"one ten"), ("1.10rc1", b"rc")] {
-        let file = format!("tool-{version}-py3-none-any.whl");
+        let file = format!("tool-{version}.bin");
         world.write(&file, bytes);
         world.publish(&file, "tool", version).ok();
     }
@@ -105,8 +105,8 @@ fn yank_unyank_revoke_promote_and_demote_steer_what_pull_resolves() {
     assert_eq!(release["channels"], serde_json::json!(["prod"]));
 
     // `airlock audit DIR`: yanked and unlogged files are listed; a revoked one fails the audit.
-    world.write("installed/tool-1.10.whl", b"one ten");
-    world.write("installed/sub/tool-rc.whl", b"rc");
+    world.write("installed/tool-1.10.bin", b"one ten");
+    world.write("installed/sub/tool-rc.bin", b"rc");
     world.write("installed/notes.txt", b"not a release");
     let audit = |world: &World| world.cli(&["audit", "installed", "--server", &url, "--root", "root.cbor"]);
     let run = audit(&world).ok();
@@ -159,7 +159,7 @@ fn yank_unyank_revoke_promote_and_demote_steer_what_pull_resolves() {
     assert_eq!(report["roots"][0]["publisher"]["keys"], serde_json::json!(["pub1"]));
     assert_eq!(report["checkpoint"]["size"], json["size"]);
 
-    world.write("installed/old/tool-1.9.whl", b"one nine");
+    world.write("installed/old/tool-1.9.bin", b"one nine");
     let run = audit(&world).code(3);
     assert!(
         run.stdout.contains("revoked") && run.stderr.contains("revoked: malicious"),

@@ -35,8 +35,8 @@ pub(crate) fn sync(mirror: &Server, admin: &str) -> serde_json::Value {
 #[test]
 fn mirror_syncs_verifies_and_serves_upstream_bytes() {
     let world = World::new(1, 1);
-    world.write("m-1.0-py3-none-any.whl", b"mirrored wheel");
-    world.publish("m-1.0-py3-none-any.whl", "m", "1.0").ok();
+    world.write("m-1.0.bin", b"mirrored wheel");
+    world.publish("m-1.0.bin", "m", "1.0").ok();
     let (mirror, admin) = start_mirror(&world, "mirror", &world.url());
     let report = sync(&mirror, &admin);
     assert_eq!(report["to_size"], 2);
@@ -48,8 +48,8 @@ fn mirror_syncs_verifies_and_serves_upstream_bytes() {
         http_get(&world.url(), "/v1/log/leaves?start=0").1
     );
     // A client pinned to the same root verifies through the mirror.
-    world.pull_from(&mirror.url, "m==1.0", "from-mirror.whl").ok();
-    assert_eq!(std::fs::read(world.path("from-mirror.whl")).unwrap(), b"mirrored wheel");
+    world.pull_from(&mirror.url, "m==1.0", "from-mirror.bin").ok();
+    assert_eq!(std::fs::read(world.path("from-mirror.bin")).unwrap(), b"mirrored wheel");
     // Nothing new upstream: the sync changes nothing and costs one checkpoint request.
     let report = sync(&mirror, &admin);
     assert_eq!(
@@ -57,17 +57,17 @@ fn mirror_syncs_verifies_and_serves_upstream_bytes() {
         (2.into(), 2.into(), 0.into())
     );
     // Incremental: a new upstream release arrives with the next sync.
-    world.write("n-1.0-py3-none-any.whl", b"second");
-    world.publish("n-1.0-py3-none-any.whl", "n", "1.0").ok();
+    world.write("n-1.0.bin", b"second");
+    world.publish("n-1.0.bin", "n", "1.0").ok();
     let report = sync(&mirror, &admin);
     assert_eq!(
         (report["from_size"].clone(), report["to_size"].clone(), report["blobs_fetched"].clone()),
         (2.into(), 3.into(), 1.into())
     );
-    world.pull_from(&mirror.url, "n==1.0", "n.whl").ok();
+    world.pull_from(&mirror.url, "n==1.0", "n.bin").ok();
     // The CLI drives and watches the mirror.
-    world.write("o-1.0-py3-none-any.whl", b"third");
-    world.publish("o-1.0-py3-none-any.whl", "o", "1.0").ok();
+    world.write("o-1.0.bin", b"third");
+    world.publish("o-1.0.bin", "o", "1.0").ok();
     let run = world.cli(&["--json", "mirror", "status", "--server", &mirror.url]).ok();
     let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(status["size"], 3);
@@ -91,9 +91,7 @@ fn mirror_syncs_verifies_and_serves_upstream_bytes() {
 #[test]
 fn interrupted_sync_resumes_without_refetching_complete_blobs() {
     let world = World::new(1, 1);
-    for (file, name) in
-        [("a-1.0-py3-none-any.whl", "a"), ("b-1.0-py3-none-any.whl", "b"), ("c-1.0-py3-none-any.whl", "c")]
-    {
+    for (file, name) in [("a-1.0.bin", "a"), ("b-1.0.bin", "b"), ("c-1.0.bin", "c")] {
         world.write(file, name.repeat(1000).as_bytes());
         world.publish(file, name, "1.0").ok();
     }
@@ -113,7 +111,7 @@ fn interrupted_sync_resumes_without_refetching_complete_blobs() {
     let report = sync(&mirror, &admin);
     assert_eq!(report["to_size"], 4);
     assert_eq!(report["blobs_fetched"], 1, "only the blob that did not complete is fetched again");
-    world.pull_from(&mirror.url, "c==1.0", "c.whl").ok();
+    world.pull_from(&mirror.url, "c==1.0", "c.bin").ok();
 }
 
 #[test]
@@ -132,28 +130,28 @@ fn mirror_refuses_writes_of_its_own() {
 #[test]
 fn chain_of_three_stays_verifiable_with_one_root() {
     let world = World::new(1, 1);
-    world.write("c-1.0-py3-none-any.whl", b"down the chain");
-    world.publish("c-1.0-py3-none-any.whl", "c", "1.0").ok();
+    world.write("c-1.0.bin", b"down the chain");
+    world.publish("c-1.0.bin", "c", "1.0").ok();
     let (first, first_admin) = start_mirror(&world, "mirror1", &world.url());
     sync(&first, &first_admin);
     let (second, second_admin) = start_mirror(&world, "mirror2", &first.url);
     let report = sync(&second, &second_admin);
     assert_eq!(report["to_size"], 2);
-    world.pull_from(&second.url, "c==1.0", "end.whl").ok();
-    assert_eq!(std::fs::read(world.path("end.whl")).unwrap(), b"down the chain");
+    world.pull_from(&second.url, "c==1.0", "end.bin").ok();
+    assert_eq!(std::fs::read(world.path("end.bin")).unwrap(), b"down the chain");
 }
 
 #[test]
 fn mirror_refuses_a_lying_upstream_and_keeps_its_state() {
     let world = World::new(1, 1);
-    world.write("l-1.0-py3-none-any.whl", b"honest");
-    world.publish("l-1.0-py3-none-any.whl", "l", "1.0").ok();
+    world.write("l-1.0.bin", b"honest");
+    world.publish("l-1.0.bin", "l", "1.0").ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
     let (mirror, admin) = start_mirror(&world, "mirror", &proxy.url);
     sync(&mirror, &admin);
     // The upstream now serves the blob of a new release with one byte changed.
-    world.write("t-1.0-py3-none-any.whl", b"trusted bytes");
-    world.publish("t-1.0-py3-none-any.whl", "t", "1.0").ok();
+    world.write("t-1.0.bin", b"trusted bytes");
+    world.publish("t-1.0.bin", "t", "1.0").ok();
     proxy.set(|path, mut body| {
         if path.starts_with("/v1/blobs/") && !body.is_empty() {
             body[0] ^= 1;
@@ -168,34 +166,34 @@ fn mirror_refuses_a_lying_upstream_and_keeps_its_state() {
     // Once the upstream is honest again the sync completes.
     proxy.set(|_, body| body);
     assert_eq!(sync(&mirror, &admin)["to_size"], 3);
-    world.pull_from(&mirror.url, "t==1.0", "t.whl").ok();
+    world.pull_from(&mirror.url, "t==1.0", "t.bin").ok();
 }
 
 #[test]
 fn partial_mirror_holds_every_leaf_but_only_matching_blobs() {
     let world = World::new(1, 1);
-    world.write("comfyui_tools-1.0-py3-none-any.whl", b"carried");
-    world.publish("comfyui_tools-1.0-py3-none-any.whl", "comfyui-tools", "1.0").ok();
-    world.write("torch-1.0-py3-none-any.whl", b"not carried");
-    world.publish("torch-1.0-py3-none-any.whl", "torch", "1.0").ok();
+    world.write("comfyui_tools-1.0.bin", b"carried");
+    world.publish("comfyui_tools-1.0.bin", "comfyui-tools", "1.0").ok();
+    world.write("torch-1.0.bin", b"not carried");
+    world.publish("torch-1.0.bin", "torch", "1.0").ok();
     let (mirror, admin) = start_mirror_with(&world, "mirror", &world.url(), |config| {
         config.carry.names = vec!["comfyui-*".to_owned()];
     });
     let report = sync(&mirror, &admin);
     assert_eq!((report["to_size"].clone(), report["blobs_fetched"].clone()), (3.into(), 1.into()));
-    world.pull_from(&mirror.url, "comfyui-tools==1.0", "carried.whl").ok();
+    world.pull_from(&mirror.url, "comfyui-tools==1.0", "carried.bin").ok();
     let digest = airlock_proto::Digest::of(b"not carried").to_hex();
     let (status, body) = http_get(&mirror.url, &format!("/v1/blobs/blake3/{digest}"));
     assert_eq!(status, 404);
     assert!(String::from_utf8_lossy(&body).contains("does not carry"), "{}", String::from_utf8_lossy(&body));
-    world.pull_from(&mirror.url, "torch==1.0", "torch.whl").code(1).says("does not carry");
+    world.pull_from(&mirror.url, "torch==1.0", "torch.bin").code(1).says("does not carry");
 }
 
 #[test]
 fn mirror_pointed_at_a_forked_upstream_raises_security_error_and_keeps_state() {
     let world = World::new(1, 1);
-    world.write("f-1.0-py3-none-any.whl", b"before the fork");
-    world.publish("f-1.0-py3-none-any.whl", "f", "1.0").ok();
+    world.write("f-1.0.bin", b"before the fork");
+    world.publish("f-1.0.bin", "f", "1.0").ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
     let (mirror, admin) = start_mirror(&world, "mirror", &proxy.url);
     sync(&mirror, &admin);
@@ -217,8 +215,8 @@ fn mirror_pointed_at_a_forked_upstream_raises_security_error_and_keeps_state() {
 #[test]
 fn blob_corrupted_on_the_mirror_disk_is_refused_by_the_client() {
     let world = World::new(1, 1);
-    world.write("k-1.0-py3-none-any.whl", b"intact bytes");
-    world.publish("k-1.0-py3-none-any.whl", "k", "1.0").ok();
+    world.write("k-1.0.bin", b"intact bytes");
+    world.publish("k-1.0.bin", "k", "1.0").ok();
     let (mirror, admin) = start_mirror(&world, "mirror", &world.url());
     sync(&mirror, &admin);
     let digest = airlock_proto::Digest::of(b"intact bytes").to_hex();
@@ -227,8 +225,8 @@ fn blob_corrupted_on_the_mirror_disk_is_refused_by_the_client() {
         .find(|p| p.ends_with(&digest))
         .unwrap();
     std::fs::write(&path, b"intact bytez").unwrap();
-    world.pull_from(&mirror.url, "k==1.0", "k.whl").code(3).says("hashes to");
-    assert!(!world.path("k.whl").exists());
+    world.pull_from(&mirror.url, "k==1.0", "k.bin").code(3).says("hashes to");
+    assert!(!world.path("k.bin").exists());
 }
 
 #[test]
@@ -236,7 +234,7 @@ fn sigkill_at_twenty_points_of_a_sync_leaves_a_consistent_mirror_that_then_compl
     use std::process::{Command, Stdio};
     let world = World::new(1, 1);
     for i in 0..24u32 {
-        let file = format!("p{i}-1.0-py3-none-any.whl");
+        let file = format!("p{i}-1.0.bin");
         let bytes: Vec<u8> = (0..1_000_000u32).map(|j| (j.wrapping_mul(i + 3) % 253) as u8).collect();
         world.write(&file, &bytes);
         world.publish(&file, &format!("p{i}"), "1.0").ok();
@@ -298,10 +296,10 @@ fn sigkill_at_twenty_points_of_a_sync_leaves_a_consistent_mirror_that_then_compl
         assert!(std::time::Instant::now() < deadline, "mirror did not finish syncing");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    world.pull_from(&url, "p23==1.0", "p23.whl").ok();
+    world.pull_from(&url, "p23==1.0", "p23.bin").ok();
     // SIGHUP makes a running mirror sync now.
-    world.write("late-1.0-py3-none-any.whl", b"after the signal");
-    world.publish("late-1.0-py3-none-any.whl", "late", "1.0").ok();
+    world.write("late-1.0.bin", b"after the signal");
+    world.publish("late-1.0.bin", "late", "1.0").ok();
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -327,8 +325,8 @@ fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_cli
     let (clock, _primary_time) = airlock_proto::Clock::manual(past);
     config.clock = clock;
     world.server = Some(Server::start(config));
-    world.write("s-1.0-py3-none-any.whl", b"fresh once");
-    world.sign_only("s-1.0-py3-none-any.whl", "wheel", "s", "1.0", "s.cbor").ok();
+    world.write("s-1.0.bin", b"fresh once");
+    world.sign_only("s-1.0.bin", "wheel", "s", "1.0", "s.cbor").ok();
     world.cli(&["submit", "s.cbor", "--server", &world.url(), "--token", &world.publish_token]).ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
     let (plain_clock, plain_time) = airlock_proto::Clock::manual(past + 60);
@@ -349,10 +347,10 @@ fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_cli
     let (status, body) = http_get(&plain.url, "/v1/log/checkpoint");
     assert_eq!(status, 503);
     assert!(String::from_utf8_lossy(&body).contains("stale"), "{}", String::from_utf8_lossy(&body));
-    world.pull_from(&plain.url, "s==1.0", "a.whl").code(1).says("stale");
+    world.pull_from(&plain.url, "s==1.0", "a.bin").code(1).says("stale");
     // Under the operator's unsafe extension the mirror serves the expired checkpoint and says so;
     // clients refuse it unless told, loudly, to accept it.
-    world.pull_from(&extended.url, "s==1.0", "b.whl").code(3).says("UNSAFE extension");
+    world.pull_from(&extended.url, "s==1.0", "b.bin").code(3).says("UNSAFE extension");
     let run = world
         .cli(&[
             "pull",
@@ -362,12 +360,12 @@ fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_cli
             "--root",
             "root.cbor",
             "-o",
-            "c.whl",
+            "c.bin",
             "--unsafe-accept-server-extension",
         ])
         .ok();
     assert!(run.stderr.contains("WARNING: accepted an EXPIRED checkpoint"), "{}", run.stderr);
-    assert_eq!(std::fs::read(world.path("c.whl")).unwrap(), b"fresh once");
+    assert_eq!(std::fs::read(world.path("c.bin")).unwrap(), b"fresh once");
     // Past the extension's end the mirror is stale again.
     extended_time.set(real_now + 2 * DAY);
     assert_eq!(http_get(&extended.url, "/v1/log/checkpoint").0, 503);
@@ -376,8 +374,8 @@ fn stale_mirror_answers_a_clear_error_and_an_unsafe_extension_is_declared_to_cli
 #[test]
 fn slow_retrieval_from_the_upstream_is_abandoned_and_nothing_becomes_visible() {
     let world = World::new(1, 1);
-    world.write("slow-1.0-py3-none-any.whl", &[7u8; 4096]);
-    world.publish("slow-1.0-py3-none-any.whl", "slow", "1.0").ok();
+    world.write("slow-1.0.bin", &[7u8; 4096]);
+    world.publish("slow-1.0.bin", "slow", "1.0").ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
     proxy.slow(Some("/v1/blobs/"));
     let (mirror, admin) = start_mirror_with(&world, "mirror", &proxy.url, |config| {
@@ -399,14 +397,14 @@ fn slow_retrieval_from_the_upstream_is_abandoned_and_nothing_becomes_visible() {
     assert_eq!(http_get(&mirror.url, "/v1/releases/wheel/slow/1.0").0, 404);
     proxy.slow(None);
     sync(&mirror, &admin);
-    world.pull_from(&mirror.url, "slow==1.0", "slow.whl").ok();
+    world.pull_from(&mirror.url, "slow==1.0", "slow.bin").ok();
 }
 
 #[test]
 fn partial_mirror_by_channel_fetches_a_release_when_it_is_promoted() {
     let world = World::new(1, 1);
-    world.write("p-1.0-py3-none-any.whl", b"promoted later");
-    world.publish("p-1.0-py3-none-any.whl", "p", "1.0").ok();
+    world.write("p-1.0.bin", b"promoted later");
+    world.publish("p-1.0.bin", "p", "1.0").ok();
     let (mirror, admin) = start_mirror_with(&world, "mirror", &world.url(), |config| {
         config.carry.channels = vec![airlock_proto::ChannelName::new("prod").unwrap()];
     });
@@ -427,14 +425,14 @@ fn partial_mirror_by_channel_fetches_a_release_when_it_is_promoted() {
         world.submit_signed_by_publisher(airlock_proto::Envelope::unsigned(payload_type.as_str(), payload));
     assert_eq!(status, 201);
     assert_eq!(sync(&mirror, &admin)["blobs_fetched"], 1, "fetched once promoted");
-    world.pull_from(&mirror.url, "p==1.0", "p.whl").ok();
+    world.pull_from(&mirror.url, "p==1.0", "p.bin").ok();
 }
 
 #[test]
 fn sync_with_nothing_new_costs_one_checkpoint_request() {
     let world = World::new(1, 1);
-    world.write("q-1.0-py3-none-any.whl", b"once");
-    world.publish("q-1.0-py3-none-any.whl", "q", "1.0").ok();
+    world.write("q-1.0.bin", b"once");
+    world.publish("q-1.0.bin", "q", "1.0").ok();
     let proxy = crate::proxy::Proxy::start(&world.url());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let log = std::sync::Arc::clone(&seen);

@@ -7,8 +7,8 @@ use crate::harness::World;
 fn a_proof_verifies_offline_and_fails_after_any_byte_changes() {
     let mut world = World::new(1, 1);
     for (name, bytes) in [("a", b"alpha" as &[u8]), ("p", b"the proven one"), ("z", b"zulu")] {
-        world.write(&format!("{name}-1.0-py3-none-any.whl"), bytes);
-        world.publish(&format!("{name}-1.0-py3-none-any.whl"), name, "1.0").ok();
+        world.write(&format!("{name}-1.0.bin"), bytes);
+        world.publish(&format!("{name}-1.0.bin"), name, "1.0").ok();
     }
     let url = world.url();
     let run =

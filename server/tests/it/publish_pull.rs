@@ -12,10 +12,10 @@ fn random_bytes(len: usize) -> Vec<u8> {
 fn publish_then_pull_by_name_and_digest_returns_identical_bytes() {
     let world = World::new(1, 1);
     let bytes = random_bytes(300_000);
-    world.write("demo_pkg-1.0.0-py3-none-any.whl", &bytes);
-    world.publish("demo_pkg-1.0.0-py3-none-any.whl", "Demo_Pkg", "1.0.0").ok();
-    world.pull("demo-pkg==1.0.0", "by-name.whl").ok();
-    assert_eq!(std::fs::read(world.path("by-name.whl")).unwrap(), bytes);
+    world.write("demo_pkg-1.0.0.bin", &bytes);
+    world.publish("demo_pkg-1.0.0.bin", "Demo_Pkg", "1.0.0").ok();
+    world.pull("demo-pkg==1.0.0", "by-name.bin").ok();
+    assert_eq!(std::fs::read(world.path("by-name.bin")).unwrap(), bytes);
     let digest = airlock_proto::Digest::of(&bytes).to_string();
     let run = world
         .cli(&[
@@ -27,16 +27,16 @@ fn publish_then_pull_by_name_and_digest_returns_identical_bytes() {
             "--root",
             "root.cbor",
             "-o",
-            "by-digest.whl",
+            "by-digest.bin",
         ])
         .ok();
-    assert_eq!(std::fs::read(world.path("by-digest.whl")).unwrap(), bytes);
+    assert_eq!(std::fs::read(world.path("by-digest.bin")).unwrap(), bytes);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["name"], "demo-pkg");
     assert_eq!(report["files"][0]["blake3"], digest);
-    world.cli(&["verify", "by-digest.whl", "--digest", &digest]).ok();
+    world.cli(&["verify", "by-digest.bin", "--digest", &digest]).ok();
     let other = airlock_proto::Digest::of(b"other").to_string();
-    world.cli(&["verify", "by-digest.whl", "--digest", &other]).code(3).says("hashes to");
+    world.cli(&["verify", "by-digest.bin", "--digest", &other]).code(3).says("hashes to");
 }
 
 #[test]
@@ -75,10 +75,10 @@ fn threshold_two_sign_only_approve_submit() {
 #[test]
 fn duplicate_signature_does_not_meet_threshold_of_two() {
     let world = World::new(2, 2);
-    world.write("a-1.0-py3-none-any.whl", b"wheel");
+    world.write("a-1.0.bin", b"wheel");
     let url = world.url();
     let token = world.publish_token.clone();
-    world.sign_only("a-1.0-py3-none-any.whl", "wheel", "a", "1.0", "s.cbor").ok();
+    world.sign_only("a-1.0.bin", "wheel", "a", "1.0", "s.cbor").ok();
     let mut envelope = Envelope::from_bytes(&std::fs::read(world.path("s.cbor")).unwrap()).unwrap();
     envelope.signatures.push(envelope.signatures[0].clone());
     std::fs::write(world.path("dup.cbor"), envelope.to_bytes().unwrap()).unwrap();
@@ -93,10 +93,10 @@ fn duplicate_signature_does_not_meet_threshold_of_two() {
 #[test]
 fn unsigned_and_wrongly_signed_releases_refused_and_nothing_logged() {
     let world = World::new(1, 1);
-    world.write("b-1.0-py3-none-any.whl", b"wheel b");
+    world.write("b-1.0.bin", b"wheel b");
     let url = world.url();
     let token = world.publish_token.clone();
-    world.sign_only("b-1.0-py3-none-any.whl", "wheel", "b", "1.0", "s.cbor").ok();
+    world.sign_only("b-1.0.bin", "wheel", "b", "1.0", "s.cbor").ok();
     let signed = Envelope::from_bytes(&std::fs::read(world.path("s.cbor")).unwrap()).unwrap();
     let mut unsigned = signed.clone();
     unsigned.signatures.clear();
@@ -120,19 +120,19 @@ fn unsigned_and_wrongly_signed_releases_refused_and_nothing_logged() {
 #[test]
 fn name_version_cannot_be_republished_with_other_bytes() {
     let world = World::new(1, 1);
-    world.write("v1/c-1.0-py3-none-any.whl", b"first bytes");
-    world.write("v2/c-1.0-py3-none-any.whl", b"other bytes");
-    world.publish("v1/c-1.0-py3-none-any.whl", "c", "1.0").ok();
-    world.publish("v2/c-1.0-py3-none-any.whl", "c", "1.0").code(1).says("409").says("already logged");
+    world.write("v1/c-1.0.bin", b"first bytes");
+    world.write("v2/c-1.0.bin", b"other bytes");
+    world.publish("v1/c-1.0.bin", "c", "1.0").ok();
+    world.publish("v2/c-1.0.bin", "c", "1.0").code(1).says("409").says("already logged");
     assert_eq!(world.log_size(), 2);
-    world.pull("c==1.0", "c.whl").ok();
-    assert_eq!(std::fs::read(world.path("c.whl")).unwrap(), b"first bytes");
+    world.pull("c==1.0", "c.bin").ok();
+    assert_eq!(std::fs::read(world.path("c.bin")).unwrap(), b"first bytes");
 }
 
 #[test]
 fn writes_need_a_publish_token() {
     let world = World::new(1, 1);
-    world.write("d-1.0-py3-none-any.whl", b"d");
+    world.write("d-1.0.bin", b"d");
     let url = world.url();
     let digest = airlock_proto::Digest::of(b"d").to_hex();
     let path = format!("/v1/blobs/blake3/{digest}");
@@ -143,7 +143,7 @@ fn writes_need_a_publish_token() {
     assert_eq!(http_request("POST", &url, "/v1/statements", Some(&world.read_token.clone()), b"x").0, 403);
     // Nothing was stored: the blob is unknown even to a publisher.
     assert_eq!(http_request("GET", &url, &path, Some(&world.publish_token.clone()), b"").0, 404);
-    world.publish_to(&url, None, "d-1.0-py3-none-any.whl", "wheel", "d", "1.0", &[]).code(1).says("401");
+    world.publish_to(&url, None, "d-1.0.bin", "wheel", "d", "1.0", &[]).code(1).says("401");
     assert_eq!(world.log_size(), 1);
 }
 
@@ -181,8 +181,8 @@ fn unreferenced_blob_is_hidden_from_anonymous_readers() {
 fn range_requests_and_cache_headers() {
     let world = World::new(1, 1);
     let bytes = random_bytes(10_000);
-    world.write("e-1.0-py3-none-any.whl", &bytes);
-    world.publish("e-1.0-py3-none-any.whl", "e", "1.0").ok();
+    world.write("e-1.0.bin", &bytes);
+    world.publish("e-1.0.bin", "e", "1.0").ok();
     let digest = airlock_proto::Digest::of(&bytes);
     let url = world.url();
     let raw = raw_get(&url, &format!("/v1/blobs/blake3/{}", digest.to_hex()), "Range: bytes=100-199\r\n");
@@ -244,22 +244,14 @@ fn a_statement_over_the_64_kib_entry_limit_is_refused_at_submit() {
     let before = world.log_size();
     // The caps keep every valid statement under the limit, so the CLI refuses to build one over
     // them, naming the cap...
-    world.write("big-1.0-py3-none-any.whl", b"a small file with a large statement");
+    world.write("big-1.0.bin", b"a small file with a large statement");
     let line = format!("dep{}", "x".repeat(3_990));
     let mut extra = Vec::new();
     for _ in 0..5 {
         extra.extend(["--dependency", line.as_str()]);
     }
     world
-        .publish_to(
-            &world.url(),
-            Some(&world.publish_token),
-            "big-1.0-py3-none-any.whl",
-            "wheel",
-            "big",
-            "1.0",
-            &extra,
-        )
+        .publish_to(&world.url(), Some(&world.publish_token), "big-1.0.bin", "wheel", "big", "1.0", &extra)
         .code(1)
         .says("over the cap of 16384");
     // ...and the server refuses any entry over the limit, whatever it holds, naming the limit.

@@ -135,6 +135,14 @@ fn simple_pages_carry_what_pip_and_uv_read() {
         delta_file["filename"].as_str().unwrap()
     );
     assert_eq!(get(&url, &path, None).0, 410);
+
+    // A mirror serves the same pages, yank markers and quarantine included.
+    let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &url);
+    crate::mirror::sync(&mirror, &admin);
+    for page in ["/simple/", "/simple/beta/", "/simple/delta/"] {
+        assert_eq!(get(&mirror.url, page, Some(PIP_ACCEPT)).2, get(&url, page, Some(PIP_ACCEPT)).2, "{page}");
+        assert_eq!(get(&mirror.url, page, None).2, get(&url, page, None).2, "{page}");
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -17,7 +17,7 @@ fn submit(world: &World, file: &str) -> Run {
 
 /// `airlock publish` of a new wheel `name`==1.0 signed with `key`.
 fn publish_with(world: &World, key: &str, name: &str) -> Run {
-    let file = format!("{name}-1.0-py3-none-any.whl");
+    let file = format!("{name}-1.0.bin");
     world.write(&file, format!("{name} 1.0").as_bytes());
     world.cli(&[
         "publish",
@@ -144,9 +144,9 @@ fn rotation_walks_a_client_from_root_v1_to_v4_replacing_root_publisher_and_log_k
     publish_with(&world, "keys/pub2.key", "d").ok();
 
     // A client pinned on v1 with no state walks v1 to v4 and pulls what each root allowed.
-    world.cli(&["pull", "a==1.0", "--server", &world.url(), "--root", "root.cbor", "-o", "a.whl"]).ok();
-    world.cli(&["pull", "d==1.0", "--server", &world.url(), "--root", "root.cbor", "-o", "d.whl"]).ok();
-    assert_eq!(std::fs::read(world.path("d.whl")).unwrap(), b"d 1.0");
+    world.cli(&["pull", "a==1.0", "--server", &world.url(), "--root", "root.cbor", "-o", "a.bin"]).ok();
+    world.cli(&["pull", "d==1.0", "--server", &world.url(), "--root", "root.cbor", "-o", "d.bin"]).ok();
+    assert_eq!(std::fs::read(world.path("d.bin")).unwrap(), b"d 1.0");
 
     // A checkpoint the retired key signs after the rotation is refused everywhere: by the client
     // that holds the log, by a new client, and by a mirror.
@@ -156,10 +156,10 @@ fn rotation_walks_a_client_from_root_v1_to_v4_replacing_root_publisher_and_log_k
     let proxy = Proxy::start(&world.url());
     let offered = forged.clone();
     proxy.set(move |path, body| if path.starts_with("/v1/log/checkpoint") { offered.clone() } else { body });
-    world.pull_from(&proxy.url, "d==1.0", "d2.whl").code(3).says("checkpoint signature");
+    world.pull_from(&proxy.url, "d==1.0", "d2.bin").code(3).says("checkpoint signature");
     std::fs::copy(world.path("root.cbor"), world.path("root-copy.cbor")).unwrap();
     world
-        .cli(&["pull", "d==1.0", "--server", &proxy.url, "--root", "root-copy.cbor", "-o", "d3.whl"])
+        .cli(&["pull", "d==1.0", "--server", &proxy.url, "--root", "root-copy.cbor", "-o", "d3.bin"])
         .code(3)
         .says("checkpoint signature");
     let (mirror, admin) = start_mirror_with(&world, "mirror", &proxy.url, |_| {});
@@ -205,15 +205,15 @@ fn a_site_pinned_on_root_v3_verifies_the_log_from_leaf_0_and_refuses_a_swapped_v
     let pull = |root: &str, url: &str, target: &str, out: &str| {
         world.cli(&["pull", target, "--server", url, "--root", root, "-o", out])
     };
-    pull("root3.cbor", &world.url(), "a==1.0", "a.whl").ok();
-    assert_eq!(std::fs::read(world.path("a.whl")).unwrap(), b"a 1.0");
+    pull("root3.cbor", &world.url(), "a==1.0", "a.bin").ok();
+    assert_eq!(std::fs::read(world.path("a.bin")).unwrap(), b"a 1.0");
 
     // A mirror pinned on v3 syncs from leaf 0 and serves a client pinned on v3.
     let (mirror, admin) = start_mirror_with(&world, "mirror", &world.url(), |config| {
         config.root = Some(world.path("root3.cbor"))
     });
     sync(&mirror, &admin);
-    pull("root3.cbor", &mirror.url, "c==1.0", "c.whl").ok();
+    pull("root3.cbor", &mirror.url, "c==1.0", "c.bin").ok();
 
     // The swapped v1: the same keys and origin, another expiry, signed by the same root key.
     world.root_create(&["--expires-in-days", "200", "-o", "other-v1.cbor"]).ok();

@@ -11,8 +11,8 @@ use crate::harness::{http_get, http_request, World};
 
 /// A log of 300 leaves: the root, one release, and channel statements for it.
 fn log_of_300(world: &World) -> u64 {
-    world.write("t-1.0-py3-none-any.whl", b"tiled");
-    world.publish("t-1.0-py3-none-any.whl", "t", "1.0").ok();
+    world.write("t-1.0.bin", b"tiled");
+    world.publish("t-1.0.bin", "t", "1.0").ok();
     let name = PackageName::normalize(Kind::Wheel, "t").unwrap();
     for i in 0..298 {
         let envelope = airlock_client::statements::channel(

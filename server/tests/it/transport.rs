@@ -19,18 +19,10 @@ fn pull_over_tls_with_a_pinned_ca() {
     });
     world.server = Some(Server::start_tls(config));
     let url = world.url().replace("http://", "https://");
-    world.write("t-1.0-py3-none-any.whl", b"over tls");
+    world.write("t-1.0.bin", b"over tls");
     let token = world.publish_token.clone();
     world
-        .publish_to(
-            &url,
-            Some(&token),
-            "t-1.0-py3-none-any.whl",
-            "wheel",
-            "t",
-            "1.0",
-            &["--ca-cert", "tls/cert.pem"],
-        )
+        .publish_to(&url, Some(&token), "t-1.0.bin", "wheel", "t", "1.0", &["--ca-cert", "tls/cert.pem"])
         .ok();
     world
         .cli(&[
@@ -43,13 +35,13 @@ fn pull_over_tls_with_a_pinned_ca() {
             "--root",
             "root.cbor",
             "-o",
-            "t.whl",
+            "t.bin",
         ])
         .ok();
-    assert_eq!(std::fs::read(world.path("t.whl")).unwrap(), b"over tls");
+    assert_eq!(std::fs::read(world.path("t.bin")).unwrap(), b"over tls");
     // Without the CA the certificate is not trusted.
     world
-        .cli(&["pull", "t==1.0", "--server", &url, "--root", "root.cbor", "-o", "u.whl"])
+        .cli(&["pull", "t==1.0", "--server", &url, "--root", "root.cbor", "-o", "u.bin"])
         .code(1)
         .says("certificate");
 }

@@ -51,7 +51,7 @@ fn release_leaf(keys: &Keys, name: &str) -> Vec<u8> {
         Kind::Wheel,
         PackageName::normalize(Kind::Wheel, name).unwrap(),
         Version::new("1.0").unwrap(),
-        (FileName::new(&format!("{name}-1.0-py3-none-any.whl")).unwrap(), digests),
+        (FileName::new(&format!("{name}-1.0.bin")).unwrap(), digests),
         Metadata::default(),
         1_700_000_000,
     )
@@ -324,15 +324,15 @@ fn a_primary_with_a_witness_serves_cosigned_checkpoints_that_clients_bundles_and
     config.witnesses = vec![witness.url.clone()];
     world.server = Some(crate::harness::Server::start(config));
     // Publishing verifies the submit answer, whose checkpoint must carry the quorum.
-    world.write("a-1.0-py3-none-any.whl", b"witnessed");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"witnessed");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
     let (_, note) = crate::harness::http_get(&world.url(), "/v1/log/checkpoint");
     assert!(
         String::from_utf8_lossy(&note).contains("\u{2014} w1.example "),
         "{}",
         String::from_utf8_lossy(&note)
     );
-    world.pull("a==1.0", "a.whl").ok();
+    world.pull("a==1.0", "a.bin").ok();
     // A bundle carries the cosigned checkpoint; a site imports it and serves it.
     let url = world.url();
     world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "full.tar"]).ok();
@@ -346,7 +346,7 @@ fn a_primary_with_a_witness_serves_cosigned_checkpoints_that_clients_bundles_and
     // A mirror follows it, verifying the quorum, and serves it to clients.
     let (mirror, admin) = crate::mirror::start_mirror(&world, "mirror", &url);
     crate::mirror::sync(&mirror, &admin);
-    world.pull_from(&mirror.url, "a==1.0", "from-mirror.whl").ok();
+    world.pull_from(&mirror.url, "a==1.0", "from-mirror.bin").ok();
     // The witness holds the log's size: the primary kept it current.
     let held = std::fs::read_dir(witness.dir.path().join("logs")).unwrap().count();
     assert_eq!(held, 1);
@@ -368,8 +368,8 @@ fn a_mirror_acting_as_a_witness_cosigns_only_what_it_verified() {
     let mut config = world.config();
     config.witnesses = vec![team.url.clone()];
     world.server = Some(crate::harness::Server::start(config));
-    world.write("a-1.0-py3-none-any.whl", b"witnessed twice");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
+    world.write("a-1.0.bin", b"witnessed twice");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
 
     let proxy = crate::proxy::Proxy::start(&world.url());
     let (mirror, admin) = crate::mirror::start_mirror_with(&world, "site", &proxy.url, |config| {
@@ -385,7 +385,7 @@ fn a_mirror_acting_as_a_witness_cosigns_only_what_it_verified() {
         String::from_utf8_lossy(&served)
     );
     assert!(airlock_keys::cosigned_at(&note, "w1.example", &team_key.public()).is_some());
-    world.pull_from(&mirror.url, "a==1.0", "a.whl").ok();
+    world.pull_from(&mirror.url, "a==1.0", "a.bin").ok();
 
     // The upstream offers a fork (same size, other root), signed by the log key and even cosigned
     // by the team's witness key: the mirror refuses it and cosigns nothing new.
@@ -478,17 +478,17 @@ fn a_root_made_from_a_policy_file_enforces_its_witness_groups() {
     let mut config = world.config();
     config.witnesses = vec![w1.url.clone(), w2.url.clone()];
     world.server = Some(crate::harness::Server::start(config));
-    world.write("a-1.0-py3-none-any.whl", b"first");
-    world.publish("a-1.0-py3-none-any.whl", "a", "1.0").ok();
-    world.pull("a==1.0", "a.whl").ok();
+    world.write("a-1.0.bin", b"first");
+    world.publish("a-1.0.bin", "a", "1.0").ok();
+    world.pull("a==1.0", "a.bin").ok();
 
     // The primary now reaches only the site's witnesses: w1's cosignature is missing.
     world.server = None;
     let mut config = world.config();
     config.witnesses = vec![w2.url.clone(), w3.url.clone()];
     world.server = Some(crate::harness::Server::start(config));
-    world.write("b-1.0-py3-none-any.whl", b"second");
-    let run = world.publish("b-1.0-py3-none-any.whl", "b", "1.0");
+    world.write("b-1.0.bin", b"second");
+    let run = world.publish("b-1.0.bin", "b", "1.0");
     assert_ne!(run.code, 0, "a checkpoint without w1 was accepted:\n{}", run.stdout);
     assert!(
         run.stderr.contains("lacks the witness quorum [both = all of w1.example, backup; backup = any of w2.example, w3.example]")
@@ -496,7 +496,7 @@ fn a_root_made_from_a_policy_file_enforces_its_witness_groups() {
         "{}",
         run.stderr
     );
-    let run = world.pull("a==1.0", "again.whl");
+    let run = world.pull("a==1.0", "again.bin");
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("missing: w1.example"), "{}", run.stderr);
 }
