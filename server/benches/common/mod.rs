@@ -1,8 +1,9 @@
-//! Support code shared by the benchmarks (`transfer` and `mirror`), included by each with
+//! Support code shared by the benchmarks (`transfer`, `mirror` and `index`), included by each with
 //! `mod common;`: the temporary world (a data directory made by `airlockd init`, a root signed
 //! in-process, a publish token), a small blocking HTTP/1.1 client over one keep-alive
 //! connection, and `airlockd` child processes that are stopped when dropped.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -167,12 +168,35 @@ impl Client {
         content_type: Option<&str>,
         body: &[u8],
     ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let headers: Vec<(&str, &str)> = content_type.map(|c| ("Content-Type", c)).into_iter().collect();
+        self.send(method, path, &headers, body).map(|(status, _, answer)| (status, answer))
+    }
+
+    /// A request without a body, with extra request headers; the status, the response headers
+    /// (lowercase names) and the body. (Only the index benchmark uses it.)
+    #[allow(dead_code)]
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
+        self.send(method, path, headers, &[])
+    }
+
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Answer> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
         if let Some(token) = &self.token {
             head += &format!("Authorization: Bearer {token}\r\n");
         }
-        if let Some(content_type) = content_type {
-            head += &format!("Content-Type: {content_type}\r\n");
+        for (name, value) in headers {
+            head += &format!("{name}: {value}\r\n");
         }
         head += &format!("Content-Length: {}\r\n\r\n", body.len());
         let head_only = method == "HEAD";
@@ -183,11 +207,11 @@ impl Client {
                 None => BufReader::with_capacity(64 * KIB, connect(self.addr)?),
             };
             match exchange(&mut conn, &head, body, head_only) {
-                Ok((status, answer, keep_alive)) => {
+                Ok((answer, keep_alive)) => {
                     if keep_alive {
                         self.conn = Some(conn);
                     }
-                    return Ok((status, answer));
+                    return Ok(answer);
                 }
                 Err(_) if reused => continue,
                 Err(e) => return Err(e.context(format!("{method} {path}"))),
@@ -205,14 +229,15 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Sends a request and reads its response: status, body, and whether the connection stays open.
+/// Sends a request and reads its response: status, headers (lowercase names), body, and whether
+/// the connection stays open.
 /// `head_only` (a `HEAD` request): the response has no body, whatever its headers say.
 fn exchange(
     conn: &mut BufReader<TcpStream>,
     head: &str,
     body: &[u8],
     head_only: bool,
-) -> anyhow::Result<(u16, Vec<u8>, bool)> {
+) -> anyhow::Result<(Answer, bool)> {
     let stream = conn.get_mut();
     if body.len() <= 64 * KIB {
         // One write for small requests.
@@ -234,7 +259,8 @@ fn exchange(
         .with_context(|| format!("bad status line: {:?}", line.trim_end()))?;
     let mut length = None;
     let mut chunked = false;
-    let mut keep_alive = true;
+    let mut keep_alive = !line.starts_with("HTTP/1.0");
+    let mut headers = HashMap::new();
     loop {
         line.clear();
         ensure!(conn.read_line(&mut line)? > 0, "connection closed in the response head");
@@ -244,12 +270,14 @@ fn exchange(
         }
         let Some((name, value)) = header.split_once(':') else { continue };
         let (name, value) = (name.trim(), value.trim());
+        headers.insert(name.to_ascii_lowercase(), value.to_owned());
         if name.eq_ignore_ascii_case("content-length") {
             length = Some(value.parse::<usize>().context("bad Content-Length")?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("connection") {
-            keep_alive = !value.eq_ignore_ascii_case("close");
+            keep_alive = !value.eq_ignore_ascii_case("close")
+                && (keep_alive || value.eq_ignore_ascii_case("keep-alive"));
         }
     }
     let mut answer = Vec::new();
@@ -285,8 +313,11 @@ fn exchange(
         conn.read_to_end(&mut answer)?;
         keep_alive = false;
     }
-    Ok((status, answer, keep_alive))
+    Ok(((status, headers, answer), keep_alive))
 }
+
+/// A response: status, headers (lowercase names) and body.
+pub type Answer = (u16, HashMap<String, String>, Vec<u8>);
 
 // ---------------------------------------------------------------------------------------------
 // Server processes
