@@ -21,14 +21,15 @@ fn publish_wheels(world: &World, dir: &str) -> crate::harness::Run {
     ])
 }
 
-/// alpha 1.0 → beta>=1.0 → gamma; beta 1.0 and 2.0; gamma 1.0; delta 1.0 (alone).
+/// alpha 1.0 → beta>=1.0 → gamma; beta 1.0 and 2.0; gamma 1.0 (a multi-tag file name,
+/// `py2.py3-none-any`); delta 1.0 (alone).
 fn chain_world() -> World {
     let world = World::new(1, 1);
     let dir = world.path("wheels");
     build_wheel(&dir, &WheelSpec::new("alpha", "1.0", &["beta>=1.0"]));
     build_wheel(&dir, &WheelSpec::new("beta", "1.0", &["gamma"]));
     build_wheel(&dir, &WheelSpec::new("beta", "2.0", &["gamma"]));
-    build_wheel(&dir, &WheelSpec::new("gamma", "1.0", &[]));
+    build_wheel(&dir, &WheelSpec { tag: "py2.py3-none-any", ..WheelSpec::new("gamma", "1.0", &[]) });
     build_wheel(&dir, &WheelSpec::new("delta", "1.0", &[]));
     let run = publish_wheels(&world, "wheels").ok();
     assert!(run.stdout.contains("published wheel beta==2.0"), "{}", run.stdout);
@@ -245,15 +246,21 @@ fn pip_and_uv_install_from_the_index_and_honour_yanks_revocations_and_channels()
         .into_iter()
         .find(|p| p.to_string_lossy().contains(&hex))
         .expect("gamma's blob on disk");
-    // Another valid wheel of the same size in its place: only the hash can tell.
-    let evil = build_wheel_with(
-        &world.path("evil"),
-        &WheelSpec::new("gamma", "1.0", &[]),
-        |members| members[0].1 = b"VERSION = \"6.6\"\n".to_vec(),
-        |_| {},
-    );
-    let evil = std::fs::read(evil).unwrap();
-    assert_eq!(evil.len() as u64, std::fs::metadata(&blob).unwrap().len());
+    // Another valid wheel of the same size in its place (other module bytes, chosen so that
+    // they compress to the same length): only the hash can tell.
+    let size = std::fs::metadata(&blob).unwrap().len();
+    let evil = (0..100)
+        .map(|n| {
+            let path = build_wheel_with(
+                &world.path(&format!("evil{n}")),
+                &WheelSpec { tag: "py2.py3-none-any", ..WheelSpec::new("gamma", "1.0", &[]) },
+                |members| members[0].1 = format!("VERSION = \"6.{n:02}\"\n").into_bytes()[..16].to_vec(),
+                |_| {},
+            );
+            std::fs::read(path).unwrap()
+        })
+        .find(|bytes| bytes.len() as u64 == size)
+        .expect("a swapped wheel of the same size");
     std::fs::write(&blob, &evil).unwrap();
     let fresh = Target::new(&envs, "corrupt");
     let run = fresh.pip(&[&["install"][..], &pip_index, &["gamma"]].concat(), &[]);
@@ -506,7 +513,7 @@ fn a_wheelhouse_installs_with_no_server() {
         [
             "alpha-1.0-py3-none-any.whl",
             "beta-1.0-py3-none-any.whl",
-            "gamma-1.0-py3-none-any.whl",
+            "gamma-1.0-py2.py3-none-any.whl",
             "index.html"
         ]
     );
