@@ -57,6 +57,12 @@ impl io::Write for AtomicFile {
     }
 }
 
+impl io::Seek for AtomicFile {
+    fn seek(&mut self, position: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(position)
+    }
+}
+
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if !self.committed {

@@ -13,6 +13,7 @@ pub mod bundle_reader;
 pub mod follow;
 pub mod fsutil;
 pub mod lock;
+pub mod pack;
 pub mod progress;
 pub mod proof;
 pub mod publish;

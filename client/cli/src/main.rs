@@ -16,6 +16,7 @@ mod keys;
 mod lifecycle;
 mod lock;
 mod mirror;
+mod pack;
 mod progress;
 mod proof;
 mod publish;
@@ -97,6 +98,8 @@ enum Command {
     Merge(keys::MergeArgs),
     /// Show a statement file: type, payload digest, signatures, content.
     Show(keys::ShowArgs),
+    /// Build the deterministic pack (zip) of a ComfyUI node checkout or release archive.
+    Pack(pack::PackArgs),
     /// Upload a file, build and sign its release, and submit it (or write it with --sign-only).
     Publish(publish::PublishArgs),
     /// Add your signature to a statement file.
@@ -278,6 +281,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Evidence { command } => evidence::evidence(command, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Lock(args) => lock::lock(args, context).await,
+        Command::Pack(args) => pack::pack(args, context),
         Command::Import(args) => bundle::import(args, context).await,
         Command::Proof(args) => proof::proof(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,

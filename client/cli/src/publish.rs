@@ -162,8 +162,37 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
     let file = args.file.clone().context("give a file to publish, or --wheels DIR")?;
     let kind = args.kind.context("--kind is required for a file that is not a wheel")?;
     let root = load_root(&args.root)?;
-    let name = PackageName::normalize(kind, args.name.as_deref().context("--name is required")?)?;
-    let version = Version::new(args.version.as_deref().context("--version is required")?)?;
+    // A node pack states its own id, version, description, repository and requirements.
+    let pack = match kind {
+        Kind::Node => Some(airlock_client::pack::read_pack(&file)?),
+        Kind::Wheel => None,
+    };
+    let name = match (&pack, args.name.as_deref()) {
+        (Some(pack), Some(given)) => {
+            let given = PackageName::normalize(kind, given)?;
+            anyhow::ensure!(
+                given == pack.id,
+                "--name {given} but the pack's pyproject.toml names {}",
+                pack.id
+            );
+            given
+        }
+        (Some(pack), None) => pack.id.clone(),
+        (None, given) => PackageName::normalize(kind, given.context("--name is required")?)?,
+    };
+    let version = match (&pack, args.version.as_deref()) {
+        (Some(pack), Some(given)) => {
+            let given = airlock_client::pack::normalize_version(given).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                given == pack.version,
+                "--version {given} but the pack's pyproject.toml says {}",
+                pack.version
+            );
+            given
+        }
+        (Some(pack), None) => pack.version.clone(),
+        (None, given) => Version::new(given.context("--version is required")?)?,
+    };
     let filename = file_name_of(&file)?;
     let digests = hash_file(&file)?;
     let remote = publish_remote(&args, context)?;
@@ -173,12 +202,16 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
         progress.finish();
         context.say(format!("uploaded {} ({} bytes, {})", filename, digests.size, digests.blake3));
     }
+    let mut dependencies = args.dependencies.clone();
+    if dependencies.is_empty() {
+        dependencies = pack.as_ref().map(|p| p.requirements.clone()).unwrap_or_default();
+    }
     let metadata = Metadata {
-        summary: args.summary.clone(),
+        summary: args.summary.clone().or_else(|| pack.as_ref().and_then(|p| p.description.clone())),
         requires_python: args.requires_python.clone(),
-        dependencies: args.dependencies.clone(),
+        dependencies,
         comfyui: None,
-        source_url: args.source_url.clone(),
+        source_url: args.source_url.clone().or_else(|| pack.as_ref().and_then(|p| p.repository.clone())),
         source_commit: args.source_commit.clone(),
         scan_report: None,
     };

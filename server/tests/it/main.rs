@@ -13,6 +13,7 @@ mod interleave;
 mod keepalive;
 mod lifecycle;
 mod mirror;
+mod packs;
 mod proof;
 mod proxy;
 mod publish_pull;
