@@ -49,27 +49,57 @@ pub struct PackInfo {
     pub requirements: Vec<String>,
 }
 
-/// The files of a checkout that go into its pack: relative paths with `/`, sorted.
-fn collect(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackError> {
+/// The files of a checkout that go into its pack: relative paths with `/`, sorted. Files that
+/// `.gitignore` or `.comfyignore` match are left out, except under the paths `[tool.comfy]
+/// includes` names (built assets a repository does not track); `.git` always is.
+fn collect(dir: &Path, includes: &[String]) -> Result<Vec<(String, PathBuf)>, PackError> {
     let what = dir.display().to_string();
-    let walker = ignore::WalkBuilder::new(dir)
+    let mut files = BTreeMap::new();
+    walk(dir, dir, true, &mut files)?;
+    for include in includes {
+        let relative = relative_name(Path::new(include)).ok_or_else(|| {
+            error("pyproject.toml", format!("[tool.comfy] includes {include:?} is not a plain relative path"))
+        })?;
+        let path = dir.join(&relative);
+        if path.is_file() {
+            files.insert(relative, path);
+        } else if path.is_dir() {
+            walk(dir, &path, false, &mut files)?;
+        }
+    }
+    if files.len() > MAX_PACK_FILES {
+        return Err(error(&what, format!("holds over {MAX_PACK_FILES} files")));
+    }
+    Ok(files.into_iter().collect())
+}
+
+/// Adds the files under `start` (named relative to `dir`), honouring the ignore files or not.
+fn walk(
+    dir: &Path,
+    start: &Path,
+    ignores: bool,
+    files: &mut BTreeMap<String, PathBuf>,
+) -> Result<(), PackError> {
+    let what = dir.display().to_string();
+    let walker = ignore::WalkBuilder::new(start)
+        .standard_filters(false)
         .hidden(false)
-        .git_ignore(true)
+        .git_ignore(ignores)
+        .ignore(false)
         .git_global(false)
         .git_exclude(false)
         .require_git(false)
-        .add_custom_ignore_filename(".comfyignore")
+        .add_custom_ignore_filename(if ignores { ".comfyignore" } else { ".airlock-no-ignore-file" })
         .follow_links(false)
         .filter_entry(|entry| entry.file_name() != ".git")
         .build();
-    let mut files = Vec::new();
     for entry in walker {
         let entry = entry.map_err(|e| error(&what, e.to_string()))?;
         let file_type = entry.file_type().ok_or_else(|| error(&what, "cannot read a file type"))?;
-        let relative = entry.path().strip_prefix(dir).map_err(|e| error(&what, e.to_string()))?;
         if file_type.is_dir() {
             continue;
         }
+        let relative = entry.path().strip_prefix(dir).map_err(|e| error(&what, e.to_string()))?;
         let name = relative_name(relative)
             .ok_or_else(|| error(&what, format!("{} is not a plain relative path", relative.display())))?;
         if file_type.is_symlink() {
@@ -78,13 +108,12 @@ fn collect(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackError> {
         if !file_type.is_file() {
             return Err(error(&what, format!("{name} is not a regular file")));
         }
-        files.push((name, entry.path().to_path_buf()));
+        files.insert(name, entry.path().to_path_buf());
         if files.len() > MAX_PACK_FILES {
             return Err(error(&what, format!("holds over {MAX_PACK_FILES} files")));
         }
     }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(files)
+    Ok(())
 }
 
 /// A relative path as a `/`-separated UTF-8 name with no `..`, root or prefix.
@@ -101,7 +130,15 @@ fn relative_name(path: &Path) -> Option<String> {
 
 /// Builds the pack of the checkout `dir` at `out`; returns what it says about itself.
 pub fn pack_dir(dir: &Path, out: &Path) -> Result<PackInfo, PackError> {
-    let files = collect(dir)?;
+    let pyproject = dir.join("pyproject.toml");
+    if !pyproject.is_file() {
+        return Err(error(
+            dir.display().to_string(),
+            "has no pyproject.toml at its root; a node pack needs one",
+        ));
+    }
+    let includes = includes_of(&read_capped(&pyproject, "pyproject.toml")?)?;
+    let files = collect(dir, &includes)?;
     let what = dir.display().to_string();
     let mut total = 0u64;
     let mut manifest = BTreeMap::new();
@@ -260,6 +297,19 @@ pub fn read_pack(path: &Path) -> Result<PackInfo, PackError> {
         manifest.insert(name.to_owned(), bytes);
     }
     info_from(&manifest).map_err(|e| error(format!("{what}: {}", e.what), e.reason))
+}
+
+/// `[tool.comfy] includes` of a pyproject.toml.
+fn includes_of(pyproject: &[u8]) -> Result<Vec<String>, PackError> {
+    let text = std::str::from_utf8(pyproject).map_err(|_| error("pyproject.toml", "is not UTF-8"))?;
+    let doc: toml::Table = toml::from_str(text).map_err(|e| error("pyproject.toml", e.to_string()))?;
+    Ok(doc
+        .get("tool")
+        .and_then(|t| t.get("comfy"))
+        .and_then(|c| c.get("includes"))
+        .and_then(toml::Value::as_array)
+        .map(|list| list.iter().filter_map(toml::Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default())
 }
 
 fn info_from(manifest: &BTreeMap<String, Vec<u8>>) -> Result<PackInfo, PackError> {

@@ -13,13 +13,14 @@ fn write_tree(world: &World, dir: &str) {
     let files: &[(&str, &str)] = &[
         (
             "pyproject.toml",
-            "[project]\nname = \"ComfyUI-Demo-Nodes\"\nversion = \"1.2\"\ndescription = \"Demo nodes\"\nlicense = { text = \"MIT\" }\n\n[project.urls]\nRepository = \"https://git.example.internal/demo/nodes\"\n\n[tool.comfy]\nPublisherId = \"demo\"\nDisplayName = \"Demo Nodes\"\n",
+            "[project]\nname = \"ComfyUI-Demo-Nodes\"\nversion = \"1.2\"\ndescription = \"Demo nodes\"\nlicense = { text = \"MIT\" }\n\n[project.urls]\nRepository = \"https://git.example.internal/demo/nodes\"\n\n[tool.comfy]\nPublisherId = \"demo\"\nDisplayName = \"Demo Nodes\"\nincludes = [\"web/dist\"]\n",
         ),
         ("requirements.txt", "# runtime\nnumpy>=1.24\n\nsafetensors\n"),
         ("__init__.py", "NODE_CLASS_MAPPINGS = {}\n"),
         ("nodes/blur.py", "def blur(image):\n    return image\n"),
         ("web/js/ui.js", "export {};\n"),
-        (".gitignore", "*.log\n__pycache__/\n"),
+        (".gitignore", "*.log\n__pycache__/\nweb/dist/\n"),
+        ("web/dist/app.js", "built, not tracked, but included\n"),
         (".comfyignore", "tests/\n"),
         ("debug.log", "not in the pack\n"),
         ("tests/test_blur.py", "def test(): pass\n"),
@@ -57,6 +58,7 @@ fn the_same_tree_always_packs_to_the_same_bytes() {
             "nodes/blur.py",
             "pyproject.toml",
             "requirements.txt",
+            "web/dist/app.js",
             "web/js/ui.js"
         ]
     );
