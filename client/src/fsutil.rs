@@ -90,6 +90,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     file.commit()
 }
 
+/// The regular files in `dir` whose name ends in `.EXTENSION`, in name order; an error when there
+/// are none.
+pub fn files_with_extension(dir: &Path, extension: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == extension) && p.is_file())
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "{} holds no .{extension} file", dir.display());
+    Ok(files)
+}
+
 /// Reads a file of at most `cap` bytes, naming the file in errors.
 pub fn read_capped(path: &Path, cap: u64) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;

@@ -410,14 +410,7 @@ pub(crate) fn statement_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "cbor") && p.is_file())
-        .collect();
-    files.sort();
-    anyhow::ensure!(!files.is_empty(), "{} holds no .cbor statement", path.display());
-    Ok(files)
+    fsutil::files_with_extension(path, "cbor")
 }
 
 pub async fn upload(args: UploadArgs, context: &Context) -> anyhow::Result<()> {

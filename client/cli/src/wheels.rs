@@ -154,13 +154,7 @@ pub async fn publish_one(args: &PublishArgs, file: &Path, context: &Context) -> 
 /// `airlock publish --wheels DIR`: every wheel in the folder, one release per project version,
 /// signed in one round; with --sign-only the statements go to the folder -o names.
 pub async fn publish_dir(args: &PublishArgs, dir: &Path, context: &Context) -> anyhow::Result<()> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|e| e == "whl") && path.is_file())
-        .collect();
-    paths.sort();
-    anyhow::ensure!(!paths.is_empty(), "{} holds no .whl file", dir.display());
+    let paths = airlock_client::fsutil::files_with_extension(dir, "whl")?;
     let groups = group(&paths)?;
     let root = load_root(&args.root)?;
     let remote = publish_remote(args, context)?;

@@ -4,7 +4,8 @@
 
 use crate::harness::World;
 
-fn lifecycle(world: &World, command: &str, target: &str, extra: &[&str]) -> crate::harness::Run {
+/// `airlock COMMAND TARGET` signed by publisher 1 and submitted to the world's server.
+pub(crate) fn lifecycle(world: &World, command: &str, target: &str, extra: &[&str]) -> crate::harness::Run {
     let url = world.url();
     let mut args = vec![
         command,

@@ -157,21 +157,7 @@ fn hex_of(bytes: &[u8]) -> String {
 
 /// `airlock yank|revoke|promote ...` signed by publisher 1 and submitted.
 fn lifecycle(world: &World, command: &str, target: &str, extra: &[&str]) {
-    let url = world.url();
-    let mut args = vec![
-        command,
-        target,
-        "--key",
-        "keys/pub1.key",
-        "--root",
-        "root.cbor",
-        "--server",
-        &url,
-        "--token",
-        &world.publish_token,
-    ];
-    args.extend_from_slice(extra);
-    world.cli(&args).ok();
+    crate::lifecycle::lifecycle(world, command, target, extra).ok();
 }
 
 /// pip and uv install a two-level dependency chain from `airlockd` as their only index; a range
