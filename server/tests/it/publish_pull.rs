@@ -42,10 +42,12 @@ fn publish_then_pull_by_name_and_digest_returns_identical_bytes() {
 #[test]
 fn threshold_two_sign_only_approve_submit() {
     let world = World::new(3, 2);
-    world.write("pack.tar.gz", b"node pack bytes");
+    world.write("tree/pyproject.toml", b"[project]\nname = \"Comfy-Pack\"\nversion = \"2.0.0\"\n");
+    world.write("tree/__init__.py", b"NODE_CLASS_MAPPINGS = {}\n");
+    world.cli(&["pack", "tree", "-o", "pack.zip"]).ok();
     let url = world.url();
     let token = world.publish_token.clone();
-    world.sign_only("pack.tar.gz", "node", "Comfy-Pack", "2.0.0", "stmt.cbor").ok();
+    world.sign_only("pack.zip", "node", "Comfy-Pack", "2.0.0", "stmt.cbor").ok();
     // One signature does not meet a threshold of 2.
     world.cli(&["submit", "stmt.cbor", "--server", &url, "--token", &token]).code(1).says("threshold");
     assert_eq!(world.log_size(), 1);
@@ -66,10 +68,10 @@ fn threshold_two_sign_only_approve_submit() {
             "--root",
             "root.cbor",
             "-o",
-            "out.tgz",
+            "out.zip",
         ])
         .ok();
-    assert_eq!(std::fs::read(world.path("out.tgz")).unwrap(), b"node pack bytes");
+    assert_eq!(std::fs::read(world.path("out.zip")).unwrap(), std::fs::read(world.path("pack.zip")).unwrap());
 }
 
 #[test]
