@@ -19,6 +19,7 @@ pub mod proof;
 pub mod publish;
 pub mod pull;
 pub mod remote;
+pub mod scan;
 pub mod state;
 pub mod statements;
 pub mod target;

@@ -22,6 +22,7 @@ mod proof;
 mod publish;
 mod pull;
 mod root_create;
+mod scan;
 mod wheelhouse;
 mod wheels;
 
@@ -100,6 +101,9 @@ enum Command {
     Show(keys::ShowArgs),
     /// Build the deterministic pack (zip) of a ComfyUI node checkout or release archive.
     Pack(pack::PackArgs),
+    /// Scan a node pack or a wheel: archive attacks, install hooks, requirements (exit 3 on a
+    /// high finding).
+    Scan(scan::ScanArgs),
     /// Upload a file, build and sign its release, and submit it (or write it with --sign-only).
     Publish(publish::PublishArgs),
     /// Add your signature to a statement file.
@@ -282,6 +286,7 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Export(args) => bundle::export(args, context).await,
         Command::Lock(args) => lock::lock(args, context).await,
         Command::Pack(args) => pack::pack(args, context),
+        Command::Scan(args) => scan::scan(args, context),
         Command::Import(args) => bundle::import(args, context).await,
         Command::Proof(args) => proof::proof(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,
@@ -310,6 +315,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.is::<airlock_proto::NoteError>()
             || cause.is::<airlock_keys::TrustError>()
             || cause.is::<airlock_keys::ThresholdError>()
+            || cause.is::<scan::HighFindings>()
         {
             return EXIT_VERIFY;
         }

@@ -20,6 +20,7 @@ mod publish_pull;
 mod python;
 mod pytools;
 mod rotation;
+mod scan;
 mod tiles;
 mod tokens;
 mod transport;
