@@ -61,9 +61,28 @@ fn collect(dir: &Path, includes: &[String]) -> Result<Vec<(String, PathBuf)>, Pa
             error("pyproject.toml", format!("[tool.comfy] includes {include:?} is not a plain relative path"))
         })?;
         let path = dir.join(&relative);
-        if path.is_file() {
+        // No link anywhere on the way: an include must not reach outside the checkout.
+        let mut step = dir.to_path_buf();
+        for part in relative.split('/') {
+            step.push(part);
+            match std::fs::symlink_metadata(&step) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(error(
+                        "pyproject.toml",
+                        format!(
+                            "[tool.comfy] includes {include:?} goes through the symbolic link {}",
+                            step.display()
+                        ),
+                    ))
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let meta = std::fs::symlink_metadata(&path);
+        if meta.as_ref().is_ok_and(std::fs::Metadata::is_file) {
             files.insert(relative, path);
-        } else if path.is_dir() {
+        } else if meta.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
             walk(dir, &path, false, &mut files)?;
         }
     }
@@ -189,7 +208,9 @@ pub fn repack(archive: &Path, out: &Path) -> Result<PackInfo, PackError> {
     let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         let file = std::fs::File::open(archive).map_err(|e| error(&what, e.to_string()))?;
-        extract_tar(flate2::read::GzDecoder::new(file), staging.path(), &what)?;
+        // Capped as a whole: the tar reader takes long-name and pax headers whole into memory.
+        let capped = flate2::read::GzDecoder::new(file).take(MAX_PACK_BYTES + (64 << 20));
+        extract_tar(capped, staging.path(), &what)?;
     } else if name.ends_with(".zip") {
         extract_zip(archive, staging.path(), &what)?;
     } else {
@@ -250,7 +271,13 @@ fn extract_tar(reader: impl Read, root: &Path, what: &str) -> Result<(), PackErr
         let mut entry = entry.map_err(|e| error(what, e.to_string()))?;
         let name = entry.path().map_err(|e| error(what, e.to_string()))?.to_string_lossy().into_owned();
         match entry.header().entry_type() {
-            tar::EntryType::Directory => continue,
+            tar::EntryType::Directory => {
+                count += 1;
+                if count > MAX_PACK_FILES {
+                    return Err(error(what, format!("holds over {MAX_PACK_FILES} entries")));
+                }
+                continue;
+            }
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             // pax headers carry metadata only.
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
@@ -265,6 +292,9 @@ fn extract_zip(path: &Path, root: &Path, what: &str) -> Result<(), PackError> {
     let file = std::fs::File::open(path).map_err(|e| error(what, e.to_string()))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| error(what, format!("not a zip archive: {e}")))?;
+    if archive.has_duplicate_names() {
+        return Err(error(what, "holds the same member name twice"));
+    }
     let (mut count, mut total) = (0, 0);
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index).map_err(|e| error(what, e.to_string()))?;
@@ -286,6 +316,28 @@ pub fn read_pack(path: &Path) -> Result<PackInfo, PackError> {
     let file = std::fs::File::open(path).map_err(|e| error(&what, e.to_string()))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| error(&what, format!("not a zip archive: {e}")))?;
+    // The same member rules as a repack: a pack handed in pre-built gets no easier pass.
+    if archive.has_duplicate_names() {
+        return Err(error(&what, "holds the same member name twice"));
+    }
+    if archive.len() > MAX_PACK_FILES {
+        return Err(error(&what, format!("holds over {MAX_PACK_FILES} members")));
+    }
+    let mut total = 0u64;
+    for index in 0..archive.len() {
+        let entry = archive.by_index_raw(index).map_err(|e| error(&what, e.to_string()))?;
+        let name = entry.name().map_err(|e| error(&what, e.to_string()))?.into_owned();
+        if relative_name(Path::new(&name)).is_none() || name.contains('\\') {
+            return Err(error(&what, format!("member {name:?} is not a plain relative path")));
+        }
+        if entry.is_symlink() {
+            return Err(error(&what, format!("member {name:?} is a symbolic link")));
+        }
+        total = total.saturating_add(entry.size());
+        if total > MAX_PACK_BYTES {
+            return Err(error(&what, format!("holds over {MAX_PACK_BYTES} bytes uncompressed")));
+        }
+    }
     let mut manifest = BTreeMap::new();
     for name in ["pyproject.toml", "requirements.txt"] {
         let Ok(entry) = archive.by_name(name) else { continue };

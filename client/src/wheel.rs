@@ -112,6 +112,10 @@ fn check<R: Read + std::io::Seek>(
     filename: &str,
     name: WheelName,
 ) -> Result<WheelInfo, String> {
+    // The zip library merges repeated names; an extractor would write both.
+    if archive.has_duplicate_names() {
+        return Err("holds the same member name twice".to_owned());
+    }
     if archive.len() > MAX_MEMBERS {
         return Err(format!("holds {} members, over the cap of {MAX_MEMBERS}", archive.len()));
     }

@@ -454,9 +454,19 @@ impl Roles {
     }
 }
 
+/// The latest time a statement may state: 9999-12-31T23:59:59Z (later times have no RFC 3339
+/// form, which the Python index and lock files need).
+pub const MAX_TIMESTAMP: Timestamp = 253_402_300_799;
+
 impl Release {
     fn check(&self) -> Result<(), StatementError> {
         PackageName::new(self.kind, self.name.as_str())?;
+        if self.published_at > MAX_TIMESTAMP {
+            return Err(invalid(
+                "release",
+                format!("published_at {} is after the year 9999", self.published_at),
+            ));
+        }
         if self.files.is_empty() || self.files.len() > MAX_RELEASE_FILES {
             return Err(invalid("release", format!("must hold 1 to {MAX_RELEASE_FILES} files")));
         }

@@ -320,7 +320,7 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
         version: version.clone(),
         files,
         metadata,
-        published_at: u64::MAX,
+        published_at: airlock_proto::statement::MAX_TIMESTAMP,
     };
     let status = Status {
         payload_type: PayloadType::Status,
@@ -370,6 +370,16 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
             })
             .collect(),
     };
+    // One second later than the last time a statement may state: refused.
+    let too_late = Statement::Release(Release {
+        published_at: airlock_proto::statement::MAX_TIMESTAMP + 1,
+        ..release.clone()
+    });
+    let (payload_type, payload) = too_late.encode().unwrap();
+    assert!(Statement::decode(payload_type.as_str(), &payload)
+        .unwrap_err()
+        .to_string()
+        .contains("after the year 9999"));
     for statement in [Statement::Release(release), Statement::Status(status), Statement::Root(root)] {
         let (payload_type, payload) = statement.encode().unwrap();
         // A valid statement: the decoder, with every check, accepts it as it is.

@@ -53,6 +53,16 @@ pub async fn wheelhouse(command: WheelhouseCommand, context: &Context) -> anyhow
         .cloned()
         .collect();
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    // A wheel left from an earlier export that is no longer in the set (yanked, revoked,
+    // demoted) would still be found by `--find-links DIR`: remove it.
+    let keep: std::collections::BTreeSet<&str> = files.iter().map(|f| f.filename.as_str()).collect();
+    for entry in std::fs::read_dir(&args.dir)?.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".whl") && !keep.contains(name.as_str()) {
+            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {name}"))?;
+            context.say(format!("removed {name}: no longer in the exported set"));
+        }
+    }
     let mut index =
         String::from("<!DOCTYPE html>\n<html>\n<head><title>airlock wheelhouse</title></head>\n<body>\n");
     let mut bytes = 0u64;

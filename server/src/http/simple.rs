@@ -18,6 +18,8 @@ use crate::simple::{negotiate, Format, SimplePath};
 /// How long pip and uv may cache an index page: briefly, so a yank or revocation reaches them
 /// within a minute.
 const PAGE_CACHE: &str = "public, max-age=60";
+/// The same, when reads need a token: no shared cache may keep the page.
+const PRIVATE_PAGE_CACHE: &str = "private, max-age=60";
 
 /// Serves an index path.
 pub async fn serve(
@@ -42,7 +44,7 @@ pub async fn serve(
                     pages::index_html(&names, &base(channel.as_ref())).into_bytes()
                 }
             };
-            page(method, format, body)
+            page(app, method, format, body)
         }
         SimplePath::Project { channel, name, slash } => {
             let channel_name = parse_channel(channel)?;
@@ -60,7 +62,7 @@ pub async fn serve(
                 Format::Json => serde_json::to_vec(&project).map_err(|e| ApiError::Internal(e.into()))?,
                 Format::Html | Format::TextHtml => pages::project_html(&project).into_bytes(),
             };
-            page(method, format, body)
+            page(app, method, format, body)
         }
     }
 }
@@ -94,14 +96,18 @@ fn choose(headers: &HeaderMap, query: Option<&str>) -> Result<Format, ApiError> 
     })
 }
 
-fn page(method: &Method, format: Format, bytes: Vec<u8>) -> Result<Response<Body>, ApiError> {
+fn page(app: &App, method: &Method, format: Format, bytes: Vec<u8>) -> Result<Response<Body>, ApiError> {
+    let cache = match app.config.read_access {
+        crate::config::ReadAccess::TokenRequired => PRIVATE_PAGE_CACHE,
+        crate::config::ReadAccess::Open => PAGE_CACHE,
+    };
     let len = bytes.len();
     let body = if method == Method::HEAD { body::empty() } else { body::full(bytes) };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, format.content_type())
         .header(header::CONTENT_LENGTH, len)
-        .header(header::CACHE_CONTROL, PAGE_CACHE)
+        .header(header::CACHE_CONTROL, cache)
         .header(header::VARY, "Accept")
         .body(body)
         .map_err(|e| ApiError::Internal(e.into()))
@@ -123,8 +129,16 @@ async fn file(
     hex: &str,
     filename: &str,
 ) -> Result<Response<Body>, ApiError> {
+    // Read access first: without it, an outsider could probe which files the site holds.
+    if app.config.read_access == crate::config::ReadAccess::TokenRequired {
+        caller.require(crate::auth::Scope::Read)?;
+    }
     let digest =
         Digest::from_hex(hex).map_err(|_| ApiError::NotFound(format!("no file {hex}/{filename}")))?;
+    // pip percent-encodes the file name it took from the page (`+` becomes `%2B`).
+    let decoded =
+        percent_decode(filename).ok_or_else(|| ApiError::NotFound(format!("no file {hex}/{filename}")))?;
+    let filename = decoded.as_str();
     let blob = app.registry.with_state(|state| pages::resolve_file(state, &digest, filename)).map_err(
         |e| match e {
             FileRefusal::NotFound => {
@@ -134,4 +148,42 @@ async fn file(
         },
     )?;
     blobs::get(app, method, headers, caller, blob).await
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape, or one that yields `/`, NUL or
+/// something that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            let byte = u8::from_str_radix(hex, 16).ok()?;
+            if byte == b'/' || byte == 0 {
+                return None;
+            }
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn file_names_are_percent_decoded_and_slashes_refused() {
+        assert_eq!(
+            super::percent_decode("torch-2.5.1%2Bcu121-cp312-cp312-linux_x86_64.whl").as_deref(),
+            Some("torch-2.5.1+cu121-cp312-cp312-linux_x86_64.whl")
+        );
+        assert_eq!(super::percent_decode("plain.whl").as_deref(), Some("plain.whl"));
+        for bad in ["a%2Fb", "a%00", "a%2", "a%zz"] {
+            assert_eq!(super::percent_decode(bad), None, "{bad}");
+        }
+    }
 }

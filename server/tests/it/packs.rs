@@ -153,3 +153,20 @@ fn publish_reads_id_version_and_requirements_from_the_pack() {
     assert_eq!(release["metadata"]["summary"], "Demo nodes");
     assert_eq!(release["metadata"]["source_url"], "https://git.example.internal/demo/nodes");
 }
+
+/// `[tool.comfy] includes` cannot reach outside the checkout through a symbolic link, even one
+/// the ignore files hide.
+#[test]
+fn an_include_through_a_symbolic_link_is_refused() {
+    let world = World::prepared(1, 1);
+    world.write("secret/id_ed25519", b"PRIVATE KEY");
+    world.write(
+        "tree/pyproject.toml",
+        b"[project]\nname = \"p\"\nversion = \"1.0.0\"\n[tool.comfy]\nincludes = [\"web/key\", \"lnk/sub\"]\n",
+    );
+    world.write("tree/.gitignore", b"web/key\nlnk\n");
+    std::fs::create_dir_all(world.path("tree/web")).unwrap();
+    std::os::unix::fs::symlink(world.path("secret/id_ed25519"), world.path("tree/web/key")).unwrap();
+    world.cli(&["pack", "tree", "-o", "p.zip"]).code(1).says("symbolic link");
+    assert!(!world.path("p.zip").exists());
+}

