@@ -84,10 +84,7 @@ fn candidates<'a>(
         .filter(|r| target.admits(r.release.metadata.requires_python.as_deref()))
         .filter_map(|record| {
             let version = Version::from_str(record.release.version.as_str()).ok()?;
-            let wheels: Vec<&FileEntry> = record
-                .release
-                .files
-                .iter()
+            let wheels: Vec<&FileEntry> = crate::wheel::wheels_of(&record.release)
                 .filter(|f| WheelName::parse(f.filename.as_str()).is_ok_and(|w| target.installs(&w)))
                 .collect();
             (!wheels.is_empty()).then_some(Candidate {

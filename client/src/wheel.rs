@@ -77,6 +77,16 @@ impl WheelName {
     }
 }
 
+/// The wheels of a release that pip and uv would take for it: `.whl` files whose name parses and
+/// names the release's own project and version. (A release could list a file named after another
+/// project; installers go by the file name, so such a file is never offered.)
+pub fn wheels_of(release: &airlock_proto::Release) -> impl Iterator<Item = &airlock_proto::FileEntry> {
+    release.files.iter().filter(move |file| {
+        WheelName::parse(file.filename.as_str())
+            .is_ok_and(|wheel| wheel.name == release.name && wheel.version == release.version)
+    })
+}
+
 /// A PEP 440 version in its normal form (`1.0.0-RC1` → `1.0.0rc1`).
 pub fn normalize_version(text: &str) -> Result<Version, String> {
     let parsed = pep440_rs::Version::from_str(text).map_err(|e| format!("version {text:?}: {e}"))?;
@@ -161,11 +171,21 @@ fn check<R: Read + std::io::Seek>(
     let meta_version = header("Version").ok_or_else(|| format!("{metadata_path} has no Version"))?;
     check_same(&name, &meta_name, &meta_version, &metadata_path)?;
     check_record(archive, &members, &record, &record_path)?;
-    let requires_dist = headers
+    let requires_dist: Vec<String> = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("Requires-Dist"))
         .map(|(_, v)| v.clone())
         .collect();
+    // What a resolver will parse later is parsed now: a bad line refuses the wheel here rather
+    // than break every lock that reaches it.
+    for line in &requires_dist {
+        pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(line)
+            .map_err(|e| format!("{metadata_path}: Requires-Dist {line:?}: {e}"))?;
+    }
+    if let Some(spec) = header("Requires-Python").filter(|s| !s.is_empty()) {
+        pep440_rs::VersionSpecifiers::from_str(&spec)
+            .map_err(|e| format!("{metadata_path}: Requires-Python {spec:?}: {e}"))?;
+    }
     Ok(WheelInfo {
         filename: filename.to_owned(),
         name,

@@ -49,7 +49,7 @@ pub async fn wheelhouse(command: WheelhouseCommand, context: &Context) -> anyhow
                 .as_ref()
                 .is_none_or(|c| registry.channel_holds(c, Kind::Wheel, &r.release.name, &r.release.version))
         })
-        .flat_map(|r| r.release.files.iter().filter(|f| f.filename.as_str().ends_with(".whl")))
+        .flat_map(|r| airlock_client::wheel::wheels_of(&r.release))
         .cloned()
         .collect();
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;

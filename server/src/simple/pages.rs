@@ -68,7 +68,7 @@ pub fn project(
             }
             _ => Yanked::No(false),
         };
-        for file in release.files.iter().filter(|f| f.filename.as_str().ends_with(".whl")) {
+        for file in airlock_client::wheel::wheels_of(release) {
             let metadata = by_name
                 .get(format!("{}.metadata", file.filename).as_str())
                 .map_or(HashesOr::Absent(false), |m| HashesOr::Hashes(sha256_of(m)));
@@ -195,7 +195,9 @@ pub fn resolve_file(state: &RegistryState, digest: &Digest, filename: &str) -> R
         return Err(FileRefusal::NotFound);
     }
     let holds = |name: &str| record.release.files.iter().find(|f| f.filename.as_str() == name);
-    let wheel = record.release.files.iter().find(|f| f.blake3 == *digest).ok_or(FileRefusal::NotFound)?;
+    let wheel = airlock_client::wheel::wheels_of(&record.release)
+        .find(|f| f.blake3 == *digest)
+        .ok_or(FileRefusal::NotFound)?;
     let file = if wheel.filename.as_str() == filename {
         wheel
     } else if filename == format!("{}.metadata", wheel.filename) {

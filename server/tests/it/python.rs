@@ -642,3 +642,40 @@ fn a_local_version_wheel_installs_with_pip() {
     assert!(run.ok, "{}", run.output);
     assert_eq!(target.installed("eps").as_deref(), Some("1.0+cpu"));
 }
+
+/// A release that lists a wheel named after another project (signed, logged) never offers it:
+/// not on its page, not by file URL, not in a wheelhouse; installers go by the file name. And a
+/// wheel whose Requires-Dist does not parse is refused at publish, naming the line.
+#[test]
+fn a_wheel_named_after_another_project_is_never_offered() {
+    let world = World::new(1, 1);
+    let foreign = build_wheel(&world.path("foreign"), &WheelSpec::new("requests", "99.0", &[]));
+    let url = world.url();
+    world.cli(&["upload", foreign.to_str().unwrap(), "--server", &url, "--token", &world.publish_token]).ok();
+    let digests = airlock_client::publish::hash_file(&foreign).unwrap();
+    let envelope = airlock_client::statements::release(
+        airlock_proto::Kind::Wheel,
+        airlock_proto::PackageName::new(airlock_proto::Kind::Wheel, "evil").unwrap(),
+        airlock_proto::Version::new("1.0").unwrap(),
+        vec![airlock_client::statements::file_entry(
+            airlock_proto::FileName::new("requests-99.0-py3-none-any.whl").unwrap(),
+            digests,
+        )],
+        airlock_proto::Metadata::default(),
+        airlock_proto::clock::system_now(),
+    )
+    .unwrap();
+    let (status, body) = world.submit_signed_by_publisher(envelope);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let page: serde_json::Value =
+        serde_json::from_slice(&get(&url, "/simple/evil/", Some(PIP_ACCEPT)).2).unwrap();
+    assert_eq!(page["files"], serde_json::json!([]));
+    let path = format!("/files/blake3/{}/requests-99.0-py3-none-any.whl", digests.blake3.to_hex());
+    assert_eq!(get(&url, &path, None).0, 404);
+    world.cli(&["wheelhouse", "export", "house", "--server", &url, "--root", "root.cbor"]).ok();
+    assert!(!world.path("house/requests-99.0-py3-none-any.whl").exists());
+
+    build_wheel(&world.path("bad-requires"), &WheelSpec::new("broken", "1.0", &["six >=1.4.*"]));
+    let run = publish_wheels(&world, "bad-requires").code(1);
+    assert!(run.stderr.contains("Requires-Dist \"six >=1.4.*\""), "{}", run.stderr);
+}
