@@ -1,7 +1,8 @@
 //! Locking requirements against the verified log: a complete resolver (PubGrub, with
 //! backtracking) over the wheel releases the log holds, optionally within a channel, for a
-//! target Python version and platform. Revoked releases are never candidates; yanked ones only
-//! for an exact `==` pin (PEP 592); pre-releases only when asked for. The hashes of the result
+//! target Python version and platform. Revoked releases are never candidates; a yanked one only
+//! when some requirement on its project pins it exactly (PEP 592); pre-releases only when some
+//! requirement on the project names one or no final release matches. The hashes of the result
 //! come from the verified log, never from a server's pages.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,19 +98,53 @@ fn candidates<'a>(
         .collect()
 }
 
+/// What every requirement on one project says together (as pip and uv decide it): which yanked
+/// versions some requirement pins exactly, and whether pre-releases are in play.
+#[derive(Default)]
+struct Policy {
+    pinned: BTreeSet<Version>,
+    asks_pre: bool,
+}
+
+impl Policy {
+    fn note(&mut self, specifiers: Option<&VersionSpecifiers>) {
+        let Some(specifiers) = specifiers else { return };
+        if !specifiers.is_empty()
+            && specifiers.iter().all(|s| matches!(s.operator(), Operator::Equal | Operator::ExactEqual))
+        {
+            self.pinned.extend(specifiers.iter().map(|s| s.version().clone()));
+        }
+        self.asks_pre |= specifiers.iter().any(|s| s.version().any_prerelease());
+    }
+}
+
 /// The versions among `candidates` a requirement allows: its specifiers; a yanked version only
-/// for an exact pin; pre-releases only when a specifier names one or nothing else matches.
-fn allowed(candidates: &[Candidate], specifiers: Option<&VersionSpecifiers>) -> Ranges<Version> {
-    let exact = specifiers.is_some_and(|s| {
-        !s.is_empty() && s.iter().all(|s| matches!(s.operator(), Operator::Equal | Operator::ExactEqual))
-    });
-    let asks_pre = specifiers.is_some_and(|s| s.iter().any(|s| s.version().any_prerelease()));
-    let matches = |c: &&Candidate| specifiers.is_none_or(|s| s.contains(&c.version)) && (!c.yanked || exact);
+/// when some requirement on the project pins it exactly; pre-releases only when some
+/// requirement names one or no final release matches.
+fn allowed(
+    candidates: &[Candidate],
+    specifiers: Option<&VersionSpecifiers>,
+    policy: &Policy,
+) -> Ranges<Version> {
+    let matches = |c: &&Candidate| {
+        specifiers.is_none_or(|s| s.contains(&c.version)) && (!c.yanked || policy.pinned.contains(&c.version))
+    };
     let finals: Vec<&Candidate> =
         candidates.iter().filter(matches).filter(|c| !c.version.any_prerelease()).collect();
-    let chosen: Vec<&Candidate> =
-        if asks_pre || finals.is_empty() { candidates.iter().filter(matches).collect() } else { finals };
+    let chosen: Vec<&Candidate> = if policy.asks_pre || finals.is_empty() {
+        candidates.iter().filter(matches).collect()
+    } else {
+        finals
+    };
     chosen.into_iter().fold(Ranges::empty(), |all, c| all.union(&Ranges::singleton(c.version.clone())))
+}
+
+/// One dependency edge, its range decided once every requirement is known.
+enum Edge {
+    /// A requirement on a project (or one of its extras' virtual packages).
+    Spec { id: String, name: PackageName, specifiers: Option<VersionSpecifiers> },
+    /// An extra's virtual package needs its own project at exactly its version.
+    Exact { id: String, version: Version },
 }
 
 fn package_id(name: &str, extra: Option<&ExtraName>) -> String {
@@ -136,17 +171,43 @@ pub fn resolve<'a>(
     let mut cache: BTreeMap<PackageName, Vec<Candidate<'a>>> = BTreeMap::new();
     let mut queue: Vec<(PackageName, Option<ExtraName>)> = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let edges = |requirement: &Requirement,
-                 cache: &mut BTreeMap<PackageName, Vec<Candidate<'a>>>,
-                 queue: &mut Vec<(PackageName, Option<ExtraName>)>| {
-        edges(state, channel, target, requirement, cache, queue)
+    let mut policies: BTreeMap<PackageName, Policy> = BTreeMap::new();
+    // Every (package, version) with its edges; ranges follow once all requirements are known.
+    let mut graph: Vec<(String, Version, Vec<Edge>)> = Vec::new();
+    let mut edges_of = |requirement: &Requirement,
+                        cache: &mut BTreeMap<PackageName, Vec<Candidate<'a>>>,
+                        queue: &mut Vec<(PackageName, Option<ExtraName>)>|
+     -> Result<Vec<Edge>, LockError> {
+        let name = PackageName::normalize(Kind::Wheel, requirement.name.as_ref())
+            .map_err(|e| LockError::Requirement(format!("{}: {e}", requirement.name)))?;
+        let specifiers = match &requirement.version_or_url {
+            Some(VersionOrUrl::VersionSpecifier(s)) => Some(s.clone()),
+            _ => None,
+        };
+        policies.entry(name.clone()).or_default().note(specifiers.as_ref());
+        cache.entry(name.clone()).or_insert_with(|| candidates(state, &name, channel, target));
+        let mut out = vec![Edge::Spec {
+            id: package_id(name.as_str(), None),
+            name: name.clone(),
+            specifiers: specifiers.clone(),
+        }];
+        queue.push((name.clone(), None));
+        for extra in &requirement.extras {
+            out.push(Edge::Spec {
+                id: package_id(name.as_str(), Some(extra)),
+                name: name.clone(),
+                specifiers: specifiers.clone(),
+            });
+            queue.push((name.clone(), Some(extra.clone())));
+        }
+        Ok(out)
     };
-    let mut root_deps = Vec::new();
-    for requirement in requirements.iter().filter(|r| r.evaluate_markers(target.markers(), &[])) {
-        root_deps.extend(edges(requirement, &mut cache, &mut queue)?);
-    }
     let root_version = Version::from_str("0").map_err(|e| LockError::Requirement(e.to_string()))?;
-    provider.add_dependencies(ROOT.to_owned(), root_version.clone(), root_deps);
+    let mut root_edges = Vec::new();
+    for requirement in requirements.iter().filter(|r| r.evaluate_markers(target.markers(), &[])) {
+        root_edges.extend(edges_of(requirement, &mut cache, &mut queue)?);
+    }
+    graph.push((ROOT.to_owned(), root_version.clone(), root_edges));
     while let Some((name, extra)) = queue.pop() {
         let id = package_id(name.as_str(), extra.as_ref());
         if !seen.insert(id.clone()) {
@@ -159,9 +220,9 @@ pub fn resolve<'a>(
             .map(|c| (c.version.clone(), c.record.release.metadata.dependencies.clone()))
             .collect();
         for (version, dependencies) in versions {
-            let mut deps = Vec::new();
+            let mut edges = Vec::new();
             if extra.is_some() {
-                deps.push((name.as_str().to_owned(), Ranges::singleton(version.clone())));
+                edges.push(Edge::Exact { id: name.as_str().to_owned(), version: version.clone() });
             }
             let extras: Vec<ExtraName> = extra.iter().cloned().collect();
             for line in &dependencies {
@@ -169,11 +230,27 @@ pub fn resolve<'a>(
                     LockError::Requirement(format!("{name}=={version} declares {line:?}: {e}"))
                 })?;
                 if requirement.evaluate_markers(target.markers(), &extras) {
-                    deps.extend(edges(&requirement, &mut cache, &mut queue)?);
+                    edges.extend(edges_of(&requirement, &mut cache, &mut queue)?);
                 }
             }
-            provider.add_dependencies(id.clone(), version, deps);
+            graph.push((id.clone(), version, edges));
         }
+    }
+    let no_policy = Policy::default();
+    for (id, version, edges) in graph {
+        let deps: Vec<(String, Ranges<Version>)> = edges
+            .into_iter()
+            .map(|edge| match edge {
+                Edge::Exact { id, version } => (id, Ranges::singleton(version)),
+                Edge::Spec { id, name, specifiers } => {
+                    let found = cache.get(&name).map_or(&[][..], Vec::as_slice);
+                    let range =
+                        allowed(found, specifiers.as_ref(), policies.get(&name).unwrap_or(&no_policy));
+                    (id, range)
+                }
+            })
+            .collect();
+        provider.add_dependencies(id, version, deps);
     }
     let solution = match pubgrub::resolve(&provider, ROOT.to_owned(), root_version) {
         Ok(solution) => solution,
@@ -204,33 +281,6 @@ pub fn resolve<'a>(
     }
     locked.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(locked)
-}
-
-/// The dependencies a requirement adds: its project, and one virtual package per extra (queued
-/// for expansion).
-fn edges<'a>(
-    state: &'a RegistryState,
-    channel: Option<&ChannelName>,
-    target: &Target,
-    requirement: &Requirement,
-    cache: &mut BTreeMap<PackageName, Vec<Candidate<'a>>>,
-    queue: &mut Vec<(PackageName, Option<ExtraName>)>,
-) -> Result<Vec<(String, Ranges<Version>)>, LockError> {
-    let name = PackageName::normalize(Kind::Wheel, requirement.name.as_ref())
-        .map_err(|e| LockError::Requirement(format!("{}: {e}", requirement.name)))?;
-    let specifiers = match &requirement.version_or_url {
-        Some(VersionOrUrl::VersionSpecifier(s)) => Some(s),
-        _ => None,
-    };
-    let found = cache.entry(name.clone()).or_insert_with(|| candidates(state, &name, channel, target));
-    let range = allowed(found, specifiers);
-    let mut out = vec![(package_id(name.as_str(), None), range.clone())];
-    queue.push((name.clone(), None));
-    for extra in &requirement.extras {
-        out.push((package_id(name.as_str(), Some(extra)), range.clone()));
-        queue.push((name.clone(), Some(extra.clone())));
-    }
-    Ok(out)
 }
 
 fn unsatisfiable(

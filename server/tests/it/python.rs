@@ -679,3 +679,34 @@ fn a_wheel_named_after_another_project_is_never_offered() {
     let run = publish_wheels(&world, "bad-requires").code(1);
     assert!(run.stderr.contains("Requires-Dist \"six >=1.4.*\""), "{}", run.stderr);
 }
+
+/// Yanked and pre-release versions are decided per project over every requirement, as pip and
+/// uv do: an exact pin of a yanked version holds even when another requirement asks for a range,
+/// and a pre-release named by one requirement may satisfy another's range.
+#[test]
+fn lock_decides_yanked_and_pre_releases_over_all_requirements_of_a_project() {
+    let world = World::new(1, 1);
+    let dir = world.path("wheels");
+    build_wheel(&dir, &WheelSpec::new("foo", "1.0", &[]));
+    build_wheel(&dir, &WheelSpec::new("bar", "1.0", &["foo>=0.5"]));
+    build_wheel(&dir, &WheelSpec::new("pre", "1.5", &[]));
+    build_wheel(&dir, &WheelSpec::new("pre", "2.0b1", &[]));
+    build_wheel(&dir, &WheelSpec::new("uses-pre", "1.0", &["pre>=1"]));
+    publish_wheels(&world, "wheels").ok();
+    lifecycle(&world, "yank", "foo==1.0", &["--reason", "bad"]);
+    let url = world.url();
+    let lock = |requirements: &[u8]| {
+        world.write("req.txt", requirements);
+        world.cli(&["lock", "req.txt", "--server", &url, "--root", "root.cbor", "-o", "lock.txt"]).ok();
+        std::fs::read_to_string(world.path("lock.txt")).unwrap()
+    };
+    let text = lock(b"foo==1.0\nbar\n");
+    assert!(text.contains("foo==1.0") && text.contains("bar==1.0"), "{text}");
+    let text = lock(b"pre>=2.0b1\nuses-pre\n");
+    assert!(text.contains("pre==2.0b1"), "{text}");
+    // Without an exact pin, the yanked version is not taken.
+    world.write("req.txt", b"bar\n");
+    let run = world.cli(&["lock", "req.txt", "--server", &url, "--root", "root.cbor", "-o", "lock.txt"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("foo: 1.0 (yanked)"), "{}", run.stderr);
+}
