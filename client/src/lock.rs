@@ -34,10 +34,13 @@ pub struct Locked {
 /// continuations. Options (`-r`, `--index-url`, ...) and URLs are refused: a lock is made from
 /// the log alone.
 pub fn parse_requirements(text: &str) -> Result<Vec<Requirement>, String> {
-    let joined = text.replace("\\\n", " ");
+    let joined = text.replace("\r\n", "\n").replace("\\\n", " ");
     let mut out = Vec::new();
     for (number, line) in joined.lines().enumerate() {
-        let line = line.split(" #").next().unwrap_or_default().trim();
+        // A comment starts at `#` after whitespace, or at the start of the line (pip's rule).
+        let line =
+            line.split([' ', '\t']).take_while(|word| !word.starts_with('#')).collect::<Vec<_>>().join(" ");
+        let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -311,5 +314,19 @@ fn unsatisfiable(
         explanation: explanation.trim_end().to_owned(),
         scope: channel.map(|c| format!(" in channel {c}")).unwrap_or_default(),
         offers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn requirements_files_follow_pip_line_rules() {
+        let parsed =
+            super::parse_requirements("alpha \\\r\n  >=1.0\t# why\r\n# only a comment\r\nbeta==2 #pin\n")
+                .unwrap();
+        let names: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["alpha>=1.0", "beta==2"]);
+        assert!(super::parse_requirements("--index-url https://x\n").is_err());
+        assert!(super::parse_requirements("x @ https://example.invalid/x.whl\n").is_err());
     }
 }

@@ -51,7 +51,8 @@ pub async fn serve(
             let normalized = PackageName::normalize(Kind::Wheel, name)
                 .map_err(|e| ApiError::NotFound(format!("no project {name:?}: {e}")))?;
             if !slash || normalized.as_str() != name {
-                return redirect(&format!("{}{normalized}/", base(channel_name.as_ref())));
+                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                return redirect(&format!("{}{normalized}/{query}", base(channel_name.as_ref())));
             }
             let format = choose(headers, query)?;
             let project = app

@@ -105,12 +105,14 @@ pub fn negotiate(accept: Option<&str>, format: Option<&str>) -> Option<Format> {
     for item in accept.split(',') {
         let mut parts = item.split(';');
         let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let mut quality = 1000u32;
+        let mut quality = Some(1000u32);
         for param in parts {
             if let Some(q) = param.trim().strip_prefix("q=") {
-                quality = parse_quality(q)?;
+                quality = parse_quality(q);
             }
         }
+        // A malformed quality spoils its own item only.
+        let Some(quality) = quality else { continue };
         let Some(format) = Format::of_media_type(&media) else { continue };
         if quality == 0 {
             continue;
@@ -287,5 +289,9 @@ mod tests {
             Some(Format::Json)
         );
         assert_eq!(negotiate(Some("text/html;q=2"), None), None);
+        assert_eq!(
+            negotiate(Some("text/html;q=2, application/vnd.pypi.simple.v1+json"), None),
+            Some(Format::Json)
+        );
     }
 }

@@ -104,6 +104,11 @@ fn simple_pages_carry_what_pip_and_uv_read() {
     assert_eq!(status, 404, "{headers:?}");
     let (status, headers, _) = crate::harness::http_get_with(&url, "/simple/BETA", None);
     assert_eq!((status, headers.get("location").map(String::as_str)), (301, Some("/simple/beta/")));
+    let (status, headers, _) = crate::harness::http_get_with(&url, "/simple/BETA?format=text/html", None);
+    assert_eq!(
+        (status, headers.get("location").map(String::as_str)),
+        (301, Some("/simple/beta/?format=text/html"))
+    );
     assert_eq!(get(&url, "/simple/nothing/", None).0, 404);
 
     // The project list.
