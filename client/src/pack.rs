@@ -100,18 +100,12 @@ fn walk(
     files: &mut BTreeMap<String, PathBuf>,
 ) -> Result<(), PackError> {
     let what = dir.display().to_string();
-    let walker = ignore::WalkBuilder::new(start)
-        .standard_filters(false)
-        .hidden(false)
-        .git_ignore(ignores)
-        .ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .require_git(false)
-        .add_custom_ignore_filename(if ignores { ".comfyignore" } else { ".airlock-no-ignore-file" })
-        .follow_links(false)
-        .filter_entry(|entry| entry.file_name() != ".git")
-        .build();
+    let mut builder = ignore::WalkBuilder::new(start);
+    builder.standard_filters(false).git_ignore(ignores).require_git(false).follow_links(false);
+    if ignores {
+        builder.add_custom_ignore_filename(".comfyignore");
+    }
+    let walker = builder.filter_entry(|entry| entry.file_name() != ".git").build();
     for entry in walker {
         let entry = entry.map_err(|e| error(&what, e.to_string()))?;
         let file_type = entry.file_type().ok_or_else(|| error(&what, "cannot read a file type"))?;

@@ -4,7 +4,7 @@
 //! entries), install hooks, and requirements (index overrides, direct URLs and VCS references,
 //! a blocklist). Reads are capped; a finding never stops the scan of the rest.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
@@ -80,45 +80,6 @@ pub fn default_blocklist() -> Vec<Blocked> {
         .collect()
 }
 
-/// The member names the central directory of the zip at `path` lists, in order, read from the
-/// bytes themselves (a zip library may drop a repeated name, which an extractor would still
-/// write). `None` for an archive this reader does not handle (zip64, a damaged directory): the
-/// library's list is used instead.
-fn central_directory_names(path: &Path) -> Option<Vec<String>> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let tail_len = len.min(66_000);
-    file.seek(SeekFrom::Start(len - tail_len)).ok()?;
-    let mut tail = vec![0u8; usize::try_from(tail_len).ok()?];
-    file.read_exact(&mut tail).ok()?;
-    let at =
-        (0..tail.len().saturating_sub(21)).rev().find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])?;
-    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let (count, size, offset) = (u16_at(&tail, at + 10), u32_at(&tail, at + 12), u32_at(&tail, at + 16));
-    if count == u16::MAX || size == u32::MAX || offset == u32::MAX || size > 64 << 20 {
-        return None;
-    }
-    file.seek(SeekFrom::Start(u64::from(offset))).ok()?;
-    let mut directory = vec![0u8; size as usize];
-    file.read_exact(&mut directory).ok()?;
-    let mut names = Vec::new();
-    let mut i = 0;
-    while names.len() < usize::from(count) && names.len() < MAX_ENTRIES {
-        if directory.get(i..i + 4)? != [0x50, 0x4b, 0x01, 0x02] {
-            return None;
-        }
-        let fixed = directory.get(i..i + 46)?;
-        let (name_len, extra_len, comment_len) =
-            (usize::from(u16_at(fixed, 28)), usize::from(u16_at(fixed, 30)), usize::from(u16_at(fixed, 32)));
-        let name = directory.get(i + 46..i + 46 + name_len)?;
-        names.push(String::from_utf8_lossy(name).into_owned());
-        i += 46 + name_len + extra_len + comment_len;
-    }
-    Some(names)
-}
-
 /// Scans the zip (a pack or a wheel) at `path`.
 pub fn scan_file(path: &Path, blocklist: &[Blocked]) -> Result<Report, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -128,22 +89,9 @@ pub fn scan_file(path: &Path, blocklist: &[Blocked]) -> Result<Report, String> {
     let mut finding = |rule, severity, file: &str, line, detail: String| {
         findings.push(Finding { rule, severity, file: file.to_owned(), line, detail });
     };
-    // Names as the central directory lists them: a repeated name counts however the library
-    // indexes it.
-    let raw_names = central_directory_names(path);
-    if let Some(names) = &raw_names {
-        let mut distinct = BTreeSet::new();
-        for name in names {
-            if !distinct.insert(name.as_str()) {
-                finding(
-                    "archive.duplicate",
-                    Severity::High,
-                    name,
-                    None,
-                    "the same name twice in the central directory".to_owned(),
-                );
-            }
-        }
+    // The zip library keeps one entry per name; an extractor would write both.
+    if archive.has_duplicate_names() {
+        finding("archive.duplicate", Severity::High, "", None, "the same member name twice".to_owned());
     }
     if archive.len() > MAX_ENTRIES {
         finding(
@@ -154,7 +102,6 @@ pub fn scan_file(path: &Path, blocklist: &[Blocked]) -> Result<Report, String> {
             format!("{} members, over {MAX_ENTRIES}", archive.len()),
         );
     }
-    let mut seen = BTreeSet::new();
     let mut folded: BTreeMap<String, String> = BTreeMap::new();
     let mut total = 0u64;
     let mut requirements = Vec::new();
@@ -192,11 +139,7 @@ pub fn scan_file(path: &Path, blocklist: &[Blocked]) -> Result<Report, String> {
         } else if matches!(mode, 0o020_000 | 0o060_000 | 0o010_000 | 0o140_000) {
             finding("archive.device", Severity::High, &name, None, "a device, pipe or socket".to_owned());
         }
-        if !seen.insert(name.clone()) {
-            if raw_names.is_none() {
-                finding("archive.duplicate", Severity::High, &name, None, "the same name twice".to_owned());
-            }
-        } else if let Some(other) = folded.insert(name.to_lowercase(), name.clone()) {
+        if let Some(other) = folded.insert(name.to_lowercase(), name.clone()) {
             finding(
                 "archive.case-collision",
                 Severity::Medium,

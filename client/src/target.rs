@@ -36,12 +36,13 @@ impl Target {
                 "--platform {platform:?}: expected a linux, manylinux, musllinux, macosx or win tag"
             ));
         };
+        // The architecture is the tag's last part (`x86_64` has an underscore of its own);
+        // Windows reports AMD64.
         let machine = match platform.rsplit('_').next().unwrap_or_default() {
+            _ if platform.ends_with("x86_64") => "x86_64",
             "amd64" => "AMD64",
-            "64" if platform.ends_with("x86_64") => "x86_64",
             other => other,
         };
-        let machine = if platform.ends_with("x86_64") { "x86_64" } else { machine };
         let python_version = format!("3.{minor}");
         let full = format!("3.{minor}.0");
         let markers = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {

@@ -86,7 +86,7 @@ fn choose(headers: &HeaderMap, query: Option<&str>) -> Result<Format, ApiError> 
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("format="))
-        .map(|f| f.replace("%2B", "+").replace("%2b", "+").replace("%2F", "/").replace("%2f", "/"));
+        .map(|f| percent_decode_query(f).unwrap_or_default());
     negotiate(accept, format.as_deref()).ok_or_else(|| {
         ApiError::NotAcceptable(format!(
             "this index serves {}, {} and {}",
@@ -151,9 +151,18 @@ async fn file(
     blobs::get(app, method, headers, caller, blob).await
 }
 
-/// Decodes `%XX` escapes; `None` for a malformed escape, or one that yields `/`, NUL or
-/// something that is not UTF-8.
+/// Decodes a path segment's `%XX` escapes; `None` for a malformed escape, or one that yields
+/// `/`, NUL or something that is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
+    decode(text, true)
+}
+
+/// Decodes a query value's `%XX` escapes (`/` allowed: media types hold one).
+fn percent_decode_query(text: &str) -> Option<String> {
+    decode(text, false)
+}
+
+fn decode(text: &str, segment: bool) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -161,7 +170,7 @@ fn percent_decode(text: &str) -> Option<String> {
         if bytes[i] == b'%' {
             let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
             let byte = u8::from_str_radix(hex, 16).ok()?;
-            if byte == b'/' || byte == 0 {
+            if byte == 0 || segment && byte == b'/' {
                 return None;
             }
             out.push(byte);
@@ -186,5 +195,9 @@ mod tests {
         for bad in ["a%2Fb", "a%00", "a%2", "a%zz"] {
             assert_eq!(super::percent_decode(bad), None, "{bad}");
         }
+        assert_eq!(
+            super::percent_decode_query("application%2Fvnd.pypi.simple.v1%2Bjson").as_deref(),
+            Some("application/vnd.pypi.simple.v1+json")
+        );
     }
 }

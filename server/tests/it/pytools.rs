@@ -117,20 +117,16 @@ impl Target {
         let dir = parent.join(name);
         let home = parent.join(format!("{name}-home"));
         std::fs::create_dir_all(&home).unwrap();
-        let made = Command::new(tools().join("bin/uv"))
+        let target = Self { dir, home };
+        let made = target
+            .command("uv")
             .args(["venv", "--quiet", "--python"])
             .arg(tools().join("bin/python"))
-            .arg(&dir)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &home)
-            .env("UV_NO_CONFIG", "1")
-            .env("UV_PYTHON_DOWNLOADS", "never")
-            .env("UV_CACHE_DIR", home.join("uv-cache"))
+            .arg(&target.dir)
             .output()
             .unwrap();
         assert!(made.status.success(), "uv venv: {}", String::from_utf8_lossy(&made.stderr));
-        Self { dir, home }
+        target
     }
 
     fn command(&self, tool: &str) -> Command {
