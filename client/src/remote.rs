@@ -399,6 +399,24 @@ impl Remote {
         self.call_json(Method::POST, &Route::MirrorSync.path(), empty(), None).await
     }
 
+    /// `GET /v1/scan/policy`: how the registry wants node packs scanned.
+    pub async fn scan_policy(&self) -> Result<airlock_proto::api::ScanPolicy, RemoteError> {
+        self.get_json(&Route::ScanPolicy.path()).await
+    }
+
+    /// `GET /v1/releases/<kind>/<name>`: every logged release of a name (`None`: none is).
+    pub async fn releases_of(
+        &self,
+        kind: airlock_proto::Kind,
+        name: &str,
+    ) -> Result<Option<airlock_proto::api::ReleaseList>, RemoteError> {
+        match self.get_json(&Route::ReleasesOf { kind: kind.as_str(), name }.path()).await {
+            Ok(list) => Ok(Some(list)),
+            Err(RemoteError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /v1/mirror/status`: how far behind its upstream a mirror is.
     pub async fn mirror_status(&self) -> Result<MirrorStatus, RemoteError> {
         self.get_json(&Route::MirrorStatus.path()).await

@@ -395,7 +395,7 @@ fn weak_public_key_in_root_rejected_at_load() {
 }
 
 /// A7: a status payload in an envelope typed as a release, validly signed over
-/// PAE("airlock.release.v1", payload), is refused because the payload says what it is.
+/// PAE("airlock.release.v2", payload), is refused because the payload says what it is.
 #[test]
 fn payload_type_confusion_status_as_release_rejected() {
     let mut fx = Fixture::new();

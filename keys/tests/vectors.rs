@@ -63,25 +63,26 @@ b4b5bc8a443aeef4c1fc2f45be96e0df58a9c3956830f7421c2b0e5249b111bb
 bce9af22ede532889e188f3f79aa9a8786a281cb25a5998e4aa1a5c6a74ca204
 ";
 
-/// The signed release envelope (487 bytes); its payload is the release payload of
+/// The signed release envelope (519 bytes); its payload is the release payload of
 /// `proto/tests/vectors.rs`. Leaf 1 of the two-leaf log.
 const RELEASE_ENVELOPE: &str = "
 a36c7061796c6f61645f74797065726169726c6f636b2e72656c656173652e76
-31677061796c6f616459013fa76474797065726169726c6f636b2e72656c6561
-73652e7631646b696e6465776865656c646e616d656864656d6f2d706b676776
+32677061796c6f616459015fa76474797065726169726c6f636b2e72656c6561
+73652e7632646b696e6465776865656c646e616d656864656d6f2d706b676776
 657273696f6e65312e302e306566696c657381a46866696c656e616d65781f64
 656d6f5f706b672d312e302e302d7079332d6e6f6e652d616e792e77686c6473
 697a650366626c616b653358206437b3ac38465133ffb63b75273a8db548c558
 465d79db03fd359c6cd5bd9d85667368613235365820ba7816bf8f01cfea4141
-40de5dae2223b00361a396177a9cb410ff61f20015ad686d65746164617461a7
+40de5dae2223b00361a396177a9cb410ff61f20015ad686d65746164617461a9
 6773756d6d617279f66f72657175697265735f707974686f6ef66c646570656e
 64656e636965738067636f6d66797569f66a736f757263655f75726cf66d736f
-757263655f636f6d6d6974f66b7363616e5f7265706f7274f66c7075626c6973
+757263655f636f6d6d6974f6676c6963656e7365f66b7363616e5f7265706f72
+74f67561636b6e6f776c65646765645f66696e64696e6773806c7075626c6973
 6865645f61741a6553f1006a7369676e61747572657381a2666b65795f696458
 200871f3aabc26e4582c508af5c03884e6a96f0989d1dd8cfb49cd17ed257924
-336373696758403665fe82d09d0a92e1b806b4fb24e528762251674af51594f0
-501d7fdf634e7613c47adf22791c81bbb4fee2a493a25d18aa4d698e482b2085
-e9e8b4cc27a40f
+33637369675840d4b960816b5b1f3f11fefb928bd688d3a3af19a4fc3d03e78d
+f86cb016394d81cc23e96f939050f8d970e9770a08c95f9d2424e63085f406ca
+e8b5b7a9462501
 ";
 
 /// The signed checkpoint envelope (299 bytes) of the two-leaf log.
@@ -89,7 +90,14 @@ e9e8b4cc27a40f
 const NOTE_KEY_ID: &str = "89af7de8";
 const VERIFIER_KEY: &str = "demo.airlock+89af7de8+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
 /// The checkpoint note of the two-leaf log, signed by the key above as the log key.
-const CHECKPOINT_NOTE: &str = "demo.airlock\n2\ntHkpBNdFkRna8uk53DTiZwnv42MeB7DY8Hk1nSPYNPs=\nissued-at 1700000000\nexpires-at 1700086400\n\n— demo.airlock ia996HLPMrda2FjEwUogLlX38tflwWNleb06DuCLoFWVitYsQVxxp3uJoSVIJJVblxv+yigifZi+RfRmVdHwIUvrrQQ=\n";
+const CHECKPOINT_NOTE: &str = "demo.airlock
+2
+YjLC8jNCeEdOTwDCZMMiKQGvOdmqu7U/U/ccCbJVrqw=
+issued-at 1700000000
+expires-at 1700086400
+
+— demo.airlock ia996MkXcs370zMIz58Rzxq80mA2W9KdD9mz/H44SvxVRt+0F+H5tr1dbIA5u0126KGaphYka+WnivPBhMvwUbM2uAw=
+";
 
 /// Strips the whitespace of a wrapped hex constant.
 fn unwrap_hex(text: &str) -> String {
@@ -165,20 +173,20 @@ fn release_envelope_signature() {
     let envelope = signed(Statement::Release(demo_release()), &key);
     assert_eq!(
         envelope.payload_digest().to_string(),
-        "blake3:d3c3cc831ea167f029f6317839e1e9f403cf2451bc735faa8710498af08d3bd3"
+        "blake3:86237cc0b6b5b1454da9bf4f29bf4fa3101471c9b261b5945895885988cf272b"
     );
     assert_eq!(envelope.signatures.len(), 1);
     assert_eq!(envelope.signatures[0].key_id.to_hex(), KEY_ID);
     let sig = envelope.signatures[0].sig;
     assert_eq!(
         sig.to_hex(),
-        "3665fe82d09d0a92e1b806b4fb24e528762251674af51594f0501d7fdf634e76\
-         13c47adf22791c81bbb4fee2a493a25d18aa4d698e482b2085e9e8b4cc27a40f"
+        "d4b960816b5b1f3f11fefb928bd688d3a3af19a4fc3d03e78df86cb016394d81\
+         cc23e96f939050f8d970e9770a08c95f9d2424e63085f406cae8b5b7a9462501"
     );
-    // The signature covers PAE("airlock.release.v1", payload), and nothing else.
+    // The signature covers PAE("airlock.release.v2", payload), and nothing else.
     let message = envelope.signed_bytes();
-    assert_eq!(message, airlock_proto::pae("airlock.release.v1", &envelope.payload));
-    assert!(message.starts_with(b"DSSEv1 18 airlock.release.v1 319 "));
+    assert_eq!(message, airlock_proto::pae("airlock.release.v2", &envelope.payload));
+    assert!(message.starts_with(b"DSSEv1 18 airlock.release.v2 351 "));
     let public = PublicKey::from_bytes(&hex::decode(PUBLIC_KEY).unwrap()).unwrap();
     public.verify_strict(&message, &sig.0).unwrap();
     assert!(public.verify_strict(&envelope.payload, &sig.0).is_err());
@@ -187,7 +195,7 @@ fn release_envelope_signature() {
     assert_eq!(dalek.sign(&message).to_bytes(), sig.0);
 
     let bytes = envelope.to_bytes().unwrap();
-    assert_eq!(bytes.len(), 487);
+    assert_eq!(bytes.len(), 519);
     assert_eq!(hex::encode(&bytes), unwrap_hex(RELEASE_ENVELOPE));
     assert_eq!(Envelope::from_bytes(&bytes).unwrap(), envelope);
 
@@ -227,8 +235,8 @@ fn two_leaf_log_verifies() {
     let l1 = leaf_hash(&release_leaf);
     let root_hash = node_hash(&l0, &l1);
     assert_eq!(hex::encode(l0), "c554eac44754536f2483fe6aa49a243ed726a23f25de41bcab41fec78c5bf28e");
-    assert_eq!(hex::encode(l1), "1ed227ab7619eeed56d824fc0e3ae27075f127e7818f58450b08cfb7f44905e3");
-    assert_eq!(hex::encode(root_hash), "b4792904d7459119daf2e939dc34e26709efe3631e07b0d8f079359d23d834fb");
+    assert_eq!(hex::encode(l1), "eed34e3aa6527dcc60d1cf0a4d98fbb5db4b69ad529060aa2725d8165dd7db0b");
+    assert_eq!(hex::encode(root_hash), "6232c2f2334278474e4f00c264c3222901af39d9aabbb53f53f71c09b255aeac");
 
     let checkpoint = Checkpoint {
         origin: "demo.airlock".to_owned(),

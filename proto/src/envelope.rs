@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn envelope_round_trips_byte_exact() {
-        let mut e = Envelope::unsigned("airlock.release.v1", vec![1, 2, 3]);
+        let mut e = Envelope::unsigned("airlock.release.v2", vec![1, 2, 3]);
         e.signatures.push(sig(1));
         let bytes = e.to_bytes().unwrap();
         let back = Envelope::from_bytes(&bytes).unwrap();

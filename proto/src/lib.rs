@@ -29,8 +29,8 @@ pub use envelope::{pae, Envelope, Signature};
 pub use names::{ChannelName, FileName, Kind, NameError, PackageName, Version};
 pub use note::{Note, NoteError, NoteSignature};
 pub use statement::{
-    ChannelAction, ChannelStatement, FileEntry, KeyName, Metadata, PayloadType, Release, Role, Roles, Root,
-    Statement, StatementError, Status, StatusAction,
+    ChannelAction, ChannelStatement, FileEntry, FindingRef, KeyName, Metadata, PayloadType, Release, Role,
+    Roles, Root, Statement, StatementError, Status, StatusAction,
 };
 pub use witness_policy::{WitnessGroup, WitnessKey, WitnessPolicy};
 

@@ -40,7 +40,7 @@ pub const MAX_CHECKPOINT_VALIDITY: u64 = 400 * 86_400;
 pub enum PayloadType {
     #[serde(rename = "airlock.root.v3")]
     Root,
-    #[serde(rename = "airlock.release.v1")]
+    #[serde(rename = "airlock.release.v2")]
     Release,
     #[serde(rename = "airlock.status.v2")]
     Status,
@@ -56,7 +56,7 @@ impl PayloadType {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Root => "airlock.root.v3",
-            Self::Release => "airlock.release.v1",
+            Self::Release => "airlock.release.v2",
             Self::Status => "airlock.status.v2",
             Self::Channel => "airlock.channel.v2",
         }
@@ -177,8 +177,36 @@ pub struct Metadata {
     pub comfyui: Option<String>,
     pub source_url: Option<String>,
     pub source_commit: Option<String>,
+    /// The license the release declares (an SPDX expression or the license's name).
+    pub license: Option<String>,
+    /// The BLAKE3 of the scan report (a stored blob) the server re-made and matched at publish.
     pub scan_report: Option<Digest>,
+    /// Findings of that report that the approvers accept, by rule, file and line: the server's
+    /// scan policy admits a release with findings it would otherwise refuse only when each is
+    /// listed here, in the statement the approvers sign.
+    pub acknowledged_findings: Vec<FindingRef>,
 }
+
+/// One scan finding, named by rule, file and line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FindingRef {
+    pub rule: String,
+    pub file: String,
+    pub line: Option<u32>,
+}
+
+impl fmt::Display for FindingRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} at {}:{line}", self.rule, self.file),
+            None if self.file.is_empty() => write!(f, "{}", self.rule),
+            None => write!(f, "{} at {}", self.rule, self.file),
+        }
+    }
+}
+
+/// Most findings one release may acknowledge.
+pub const MAX_ACKNOWLEDGED_FINDINGS: usize = 256;
 
 /// A release: kind, name, version and the files it holds. Immutable once logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,11 +508,18 @@ impl Release {
         if m.dependencies.len() > MAX_DEPENDENCIES {
             return Err(invalid("release", format!("over {MAX_DEPENDENCIES} dependencies")));
         }
+        if m.acknowledged_findings.len() > MAX_ACKNOWLEDGED_FINDINGS {
+            return Err(invalid(
+                "release",
+                format!("acknowledges over {MAX_ACKNOWLEDGED_FINDINGS} findings"),
+            ));
+        }
         let mut total = 0;
-        for text in [&m.summary, &m.requires_python, &m.comfyui, &m.source_url, &m.source_commit]
+        for text in [&m.summary, &m.requires_python, &m.comfyui, &m.source_url, &m.source_commit, &m.license]
             .into_iter()
             .flatten()
             .chain(&m.dependencies)
+            .chain(m.acknowledged_findings.iter().flat_map(|f| [&f.rule, &f.file]))
         {
             check_text("release metadata", text)?;
             total += text.len();

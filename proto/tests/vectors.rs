@@ -24,16 +24,18 @@ const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
 
 /// The `Release` payload of the vectors, encoded (319 bytes).
 const RELEASE_PAYLOAD: &str = "
-a76474797065726169726c6f636b2e72656c656173652e7631646b696e646577
+a76474797065726169726c6f636b2e72656c656173652e7632646b696e646577
 6865656c646e616d656864656d6f2d706b676776657273696f6e65312e302e30
 6566696c657381a46866696c656e616d65781f64656d6f5f706b672d312e302e
 302d7079332d6e6f6e652d616e792e77686c6473697a650366626c616b653358
 206437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d
 85667368613235365820ba7816bf8f01cfea414140de5dae2223b00361a39617
-7a9cb410ff61f20015ad686d65746164617461a76773756d6d617279f66f7265
+7a9cb410ff61f20015ad686d65746164617461a96773756d6d617279f66f7265
 7175697265735f707974686f6ef66c646570656e64656e636965738067636f6d
 66797569f66a736f757263655f75726cf66d736f757263655f636f6d6d6974f6
-6b7363616e5f7265706f7274f66c7075626c69736865645f61741a6553f100";
+676c6963656e7365f66b7363616e5f7265706f7274f67561636b6e6f776c6564
+6765645f66696e64696e6773806c7075626c69736865645f61741a6553f100
+";
 
 /// The `Checkpoint` payload of the vectors, encoded (129 bytes).
 /// The checkpoint note text of the 5-leaf tree (tlog-checkpoint body and two extension lines).
@@ -118,9 +120,9 @@ fn digest_text_form() {
 
 #[test]
 fn pae_vector() {
-    let bytes = pae("airlock.release.v1", b"\x01\x02");
-    assert_eq!(bytes, b"DSSEv1 18 airlock.release.v1 2 \x01\x02".to_vec());
-    assert_eq!(hex::encode(&bytes), "445353457631203138206169726c6f636b2e72656c656173652e76312032200102");
+    let bytes = pae("airlock.release.v2", b"\x01\x02");
+    assert_eq!(bytes, b"DSSEv1 18 airlock.release.v2 2 \x01\x02".to_vec());
+    assert_eq!(hex::encode(&bytes), "445353457631203138206169726c6f636b2e72656c656173652e76322032200102");
 }
 
 #[test]
@@ -225,18 +227,18 @@ fn consistency_proof_3_to_5() {
 #[test]
 fn release_payload_cbor() {
     let (payload_type, bytes) = Statement::Release(demo_release()).encode().unwrap();
-    assert_eq!(payload_type.as_str(), "airlock.release.v1");
-    assert_eq!(bytes.len(), 319);
+    assert_eq!(payload_type.as_str(), "airlock.release.v2");
+    assert_eq!(bytes.len(), 351);
     assert_eq!(hex::encode(&bytes), unwrap_hex(RELEASE_PAYLOAD));
     assert_eq!(
         Digest::of(&bytes).to_string(),
-        "blake3:d3c3cc831ea167f029f6317839e1e9f403cf2451bc735faa8710498af08d3bd3"
+        "blake3:86237cc0b6b5b1454da9bf4f29bf4fa3101471c9b261b5945895885988cf272b"
     );
     // The strict decoder accepts exactly these bytes and gives the same value back.
-    assert_eq!(Statement::decode("airlock.release.v1", &bytes).unwrap(), Statement::Release(demo_release()));
+    assert_eq!(Statement::decode("airlock.release.v2", &bytes).unwrap(), Statement::Release(demo_release()));
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(Statement::decode("airlock.release.v1", &trailing).is_err());
+    assert!(Statement::decode("airlock.release.v2", &trailing).is_err());
 }
 
 #[test]
@@ -308,9 +310,13 @@ fn every_statement_at_its_caps_fits_one_log_entry() {
         .collect();
     // The metadata's text budget, spent on the most dependency lines (the most CBOR overhead).
     let line = (MAX_METADATA_TEXT_BYTES / MAX_DEPENDENCIES).min(MAX_TEXT_LEN);
+    // Every finding acknowledgement too, with empty texts (the most CBOR per text byte).
+    let finding =
+        airlock_proto::FindingRef { rule: String::new(), file: String::new(), line: Some(u32::MAX) };
     let metadata = Metadata {
         dependencies: (0..MAX_DEPENDENCIES).map(|_| "d".repeat(line)).collect(),
         scan_report: Some(Digest::of(b"report")),
+        acknowledged_findings: vec![finding; airlock_proto::statement::MAX_ACKNOWLEDGED_FINDINGS],
         ..Metadata::default()
     };
     let release = Release {

@@ -423,6 +423,7 @@ pub fn init(data: &Path) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let file = args.config.as_deref().map(FileConfig::load).transpose()?.unwrap_or_default();
+    let scan = file.scan_policy()?;
     let data = args.data.or(file.data).context("--data is required (or `data` in the config file)")?;
     let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let mut config = Config::new(data);
@@ -444,6 +445,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(secs) = args.freshness_margin.or(file.freshness_margin_secs) {
         config.freshness_margin = Duration::from_secs(secs);
     }
+    config.scan = scan;
     config.upstream = args.upstream.or(file.upstream);
     config.upstream_ca_cert = args.upstream_ca_cert.or(file.upstream_ca_cert);
     if let Some(path) = args.upstream_token_file.or(file.upstream_token_file) {

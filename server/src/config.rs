@@ -139,6 +139,8 @@ pub struct Config {
     /// Warn (`/healthz`, `/v1/mirror/status`, the log) when a checkpoint that must be renewed by
     /// a delivery expires within this time.
     pub freshness_margin: Duration,
+    /// What a primary does with the scan findings of node releases.
+    pub scan: crate::scan_policy::ScanPolicy,
 }
 
 impl Config {
@@ -163,6 +165,7 @@ impl Config {
             witnesses: Vec::new(),
             mirror_witness: None,
             freshness_margin: Duration::from_secs(7 * 86_400),
+            scan: crate::scan_policy::ScanPolicy::default(),
         }
     }
 
@@ -206,6 +209,37 @@ pub struct FileConfig {
     pub witness_name: Option<String>,
     pub witness_key: Option<PathBuf>,
     pub freshness_margin_secs: Option<u64>,
+    /// Scan findings at this severity or above are refused at publish (`low`, `medium`,
+    /// `high`, or `none`; default `none`).
+    pub scan_reject: Option<String>,
+    /// Scan findings at this severity or above need the release statement's acknowledgement
+    /// (default `high`; `none` for never).
+    pub scan_acknowledge: Option<String>,
+    /// Requirements no pack may admit (requirement lines; default: the shipped blocklist).
+    pub scan_blocklist: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    /// The scan policy the file sets, over the defaults.
+    pub fn scan_policy(&self) -> anyhow::Result<crate::scan_policy::ScanPolicy> {
+        let mut policy = crate::scan_policy::ScanPolicy::default();
+        let severity = |text: &str| -> anyhow::Result<Option<airlock_client::scan::Severity>> {
+            if text == "none" {
+                return Ok(None);
+            }
+            text.parse().map(Some).map_err(anyhow::Error::msg)
+        };
+        if let Some(text) = &self.scan_reject {
+            policy.reject = severity(text).context("scan_reject")?;
+        }
+        if let Some(text) = &self.scan_acknowledge {
+            policy.acknowledge = severity(text).context("scan_acknowledge")?;
+        }
+        if let Some(lines) = &self.scan_blocklist {
+            policy.blocklist = airlock_client::scan::Blocklist::parse(lines).map_err(anyhow::Error::msg)?;
+        }
+        Ok(policy)
+    }
 }
 
 impl FileConfig {
@@ -236,6 +270,19 @@ mod tests {
         ] {
             assert_eq!(glob_match(pattern, text), want, "{pattern} {text}");
         }
+    }
+
+    #[test]
+    fn scan_policy_settings() {
+        let file: FileConfig = toml::from_str("scan_reject = 'high'\nscan_acknowledge = 'none'").unwrap();
+        let policy = file.scan_policy().unwrap();
+        assert_eq!(policy.reject, Some(airlock_client::scan::Severity::High));
+        assert_eq!(policy.acknowledge, None);
+        assert_eq!(policy.blocklist.lines, ["ultralytics==8.3.41", "ultralytics==8.3.42"]);
+        let bad: FileConfig = toml::from_str("scan_reject = 'severe'").unwrap();
+        assert!(format!("{:#}", bad.scan_policy().unwrap_err()).contains("is not a severity"));
+        let bad: FileConfig = toml::from_str("scan_blocklist = ['git+https://x/y']").unwrap();
+        assert!(bad.scan_policy().is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod log_keys;
 pub mod mirror;
 pub mod primary;
 pub mod registry;
+pub mod scan_policy;
 pub mod server;
 pub mod simple;
 pub mod store;

@@ -12,7 +12,7 @@ use airlock_keys::{
     Verified,
 };
 use airlock_proto::merkle::{self, Hash, NodeSource};
-use airlock_proto::{Checkpoint, Clock, Digest, Hash32, Note, Sha256, Statement, Timestamp};
+use airlock_proto::{Checkpoint, Clock, Digest, Envelope, Hash32, Note, Sha256, Statement, Timestamp};
 use anyhow::Context;
 
 use airlock_client::remote::WitnessAnswer;
@@ -20,6 +20,8 @@ use airlock_client::{Remote, TlsOptions};
 
 use crate::log_keys::{KeyChoice, LogKeys};
 use crate::registry::{leaf_batch, locked, Overlay};
+use crate::scan_policy::{Reviewed, ScanPolicy};
+use crate::store::Expected;
 use crate::store::Store;
 
 /// What an accepted statement became.
@@ -56,6 +58,7 @@ pub struct Primary {
     validity: Duration,
     clock: Clock,
     witnesses: Vec<WitnessClient>,
+    scan: ScanPolicy,
 }
 
 /// A witness the primary sends each new checkpoint to, and the size it last knew it to hold.
@@ -160,13 +163,48 @@ impl Primary {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let keys = Mutex::new(keys);
-        let primary = Self { store, keys, state: Mutex::new(state), origin, validity, clock, witnesses };
+        let scan = ScanPolicy::default();
+        let primary =
+            Self { store, keys, state: Mutex::new(state), origin, validity, clock, witnesses, scan };
         if size == 0 {
             let mut state = locked(&primary.state);
             let prepared = state.prepare(&pinned_bytes)?;
             primary.append(&mut state, prepared, pinned_bytes, KeyChoice::Current)?;
         }
         Ok(primary)
+    }
+
+    /// Sets the scan policy applied to node releases.
+    pub fn with_scan_policy(mut self, scan: ScanPolicy) -> Self {
+        self.scan = scan;
+        self
+    }
+
+    /// The scan policy applied to node releases.
+    pub fn scan_policy(&self) -> &ScanPolicy {
+        &self.scan
+    }
+
+    /// The scan policy's review of a leaf (outside the state lock: scanning a pack takes time).
+    fn review(&self, leaf: &[u8]) -> Result<Option<Reviewed>, String> {
+        let Ok(envelope) = Envelope::from_bytes(leaf) else { return Ok(None) };
+        match Statement::decode(&envelope.payload_type, &envelope.payload) {
+            Ok(Statement::Release(release)) => self.scan.review(&self.store, &release),
+            _ => Ok(None),
+        }
+    }
+
+    /// Stores the report the scan policy made, under the digest the release records.
+    fn store_report(&self, report: &Reviewed) -> Result<(), SubmitError> {
+        if self.store.blob(&report.digest)?.is_some() {
+            return Ok(());
+        }
+        let expected = Expected::address(report.digest, report.bytes.len() as u64);
+        self.store
+            .ingest(expected)
+            .and_then(|ingest| ingest.from_reader(report.bytes.as_slice()))
+            .map_err(|e| SubmitError::Internal(anyhow::anyhow!("storing the scan report: {e}")))?;
+        Ok(())
     }
 
     /// Runs `f` with the registry state.
@@ -176,6 +214,7 @@ impl Primary {
 
     /// Verifies a statement against the state and appends it. Blocking (fsync).
     pub fn submit(&self, leaf: Vec<u8>) -> Result<Appended, SubmitError> {
+        let reviewed = self.review(&leaf);
         let mut state = locked(&self.state);
         let now = self.clock.now();
         let prepared = match state.prepare(&leaf) {
@@ -207,6 +246,9 @@ impl Primary {
             Statement::Release(release) => {
                 for file in &release.files {
                     self.check_blob(&file.blake3, file.size, &file.sha256, file.filename.as_str())?;
+                }
+                if let Some(report) = reviewed.map_err(SubmitError::Rejected)? {
+                    self.store_report(&report)?;
                 }
             }
             Statement::Root(_) => {

@@ -49,7 +49,8 @@ impl Registry {
                 config.checkpoint_validity,
                 config.clock.clone(),
                 &config.witnesses,
-            )?;
+            )?
+            .with_scan_policy(config.scan.clone());
             Ok(Self::Primary(Box::new(primary)))
         }
     }
@@ -129,7 +130,7 @@ impl NodeSource for Overlay<'_> {
 }
 
 /// Everything a leaf changes in storage: the leaf, its tree nodes, and the digest index of the
-/// files of a release (which decides blob visibility).
+/// files of a release and its scan report (which decides blob visibility).
 pub(crate) fn leaf_batch(
     index: u64,
     leaf: Vec<u8>,
@@ -137,7 +138,7 @@ pub(crate) fn leaf_batch(
     statement: &Statement,
 ) -> LeafBatch {
     let digests = match statement {
-        Statement::Release(r) => r.files.iter().map(|f| f.blake3).collect(),
+        Statement::Release(r) => r.files.iter().map(|f| f.blake3).chain(r.metadata.scan_report).collect(),
         _ => Vec::new(),
     };
     LeafBatch { index, leaf, nodes, digests }

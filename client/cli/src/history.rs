@@ -76,7 +76,16 @@ fn describe(statement: &Statement) -> (&'static str, String, u64, RoleName) {
             ("root", format!("root version {} (expires {})", r.version, r.expires), 0, RoleName::Root)
         }
         Statement::Release(r) => {
-            ("release", format!("{} {}=={}", r.kind, r.name, r.version), r.published_at, RoleName::Publisher)
+            let mut text = format!("{} {}=={}", r.kind, r.name, r.version);
+            if let Some(report) = &r.metadata.scan_report {
+                text.push_str(&format!(" scan report {report}"));
+            }
+            let acknowledged: Vec<String> =
+                r.metadata.acknowledged_findings.iter().map(ToString::to_string).collect();
+            if !acknowledged.is_empty() {
+                text.push_str(&format!(" acknowledging {}", acknowledged.join("; ")));
+            }
+            ("release", text, r.published_at, RoleName::Publisher)
         }
         Statement::Status(s) => (
             "status",

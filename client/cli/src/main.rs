@@ -12,6 +12,7 @@ mod audit;
 mod bundle;
 mod evidence;
 mod history;
+mod ingest;
 mod keys;
 mod lifecycle;
 mod lock;
@@ -21,6 +22,7 @@ mod progress;
 mod proof;
 mod publish;
 mod pull;
+mod review;
 mod root_create;
 mod scan;
 mod wheelhouse;
@@ -101,9 +103,12 @@ enum Command {
     Show(keys::ShowArgs),
     /// Build the deterministic pack (zip) of a ComfyUI node checkout or release archive.
     Pack(pack::PackArgs),
-    /// Scan a node pack or a wheel: archive attacks, install hooks, requirements (exit 3 on a
-    /// high finding).
+    /// Scan a node pack or a wheel: archive attacks, Python code, install hooks, requirements
+    /// (exit 3 on a high finding).
     Scan(scan::ScanArgs),
+    /// Intake of a node catalog: for each entry the deterministic pack, its scan report and the
+    /// release statement for approval, with a summary table.
+    Ingest(ingest::IngestArgs),
     /// Upload a file, build and sign its release, and submit it (or write it with --sign-only).
     Publish(publish::PublishArgs),
     /// Add your signature to a statement file.
@@ -286,7 +291,8 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Export(args) => bundle::export(args, context).await,
         Command::Lock(args) => lock::lock(args, context).await,
         Command::Pack(args) => pack::pack(args, context),
-        Command::Scan(args) => scan::scan(args, context),
+        Command::Scan(args) => scan::scan(args, context).await,
+        Command::Ingest(args) => ingest::ingest(args, context).await,
         Command::Import(args) => bundle::import(args, context).await,
         Command::Proof(args) => proof::proof(args, context).await,
         Command::Mirror { command } => mirror::mirror(command, context).await,

@@ -66,6 +66,14 @@ pub struct PublishArgs {
     pub(crate) source_url: Option<String>,
     #[arg(long)]
     pub(crate) source_commit: Option<String>,
+    /// The ComfyUI versions a node pack works with (a requirement, e.g. `comfyui>=1.0.0`).
+    #[arg(long)]
+    pub(crate) comfyui: Option<String>,
+    /// Acknowledge scan findings of a node pack (repeat): `all`, a rule (each finding of it),
+    /// or `RULE@FILE[:LINE]`. The acknowledgements are signed into the release; the registry's
+    /// scan policy admits findings it would otherwise refuse only when acknowledged.
+    #[arg(long, value_name = "FINDING")]
+    pub(crate) acknowledge: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,6 +210,21 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
         progress.finish();
         context.say(format!("uploaded {} ({} bytes, {})", filename, digests.size, digests.blake3));
     }
+    let scanned = match kind {
+        Kind::Node => {
+            Some(crate::review::scan_pack(&file, remote.as_ref(), &args.acknowledge, context).await?)
+        }
+        Kind::Wheel => {
+            anyhow::ensure!(
+                args.acknowledge.is_empty(),
+                "--acknowledge is for node packs, which are scanned"
+            );
+            None
+        }
+    };
+    if let (Some(remote), Some(scanned)) = (&remote, &scanned) {
+        crate::review::upload_report(remote, &scanned.bytes, &scanned.digest).await?;
+    }
     let mut dependencies = args.dependencies.clone();
     if dependencies.is_empty() {
         dependencies = pack.as_ref().map(|p| p.requirements.clone()).unwrap_or_default();
@@ -210,10 +233,12 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
         summary: args.summary.clone().or_else(|| pack.as_ref().and_then(|p| p.description.clone())),
         requires_python: args.requires_python.clone(),
         dependencies,
-        comfyui: None,
+        comfyui: args.comfyui.clone(),
         source_url: args.source_url.clone().or_else(|| pack.as_ref().and_then(|p| p.repository.clone())),
         source_commit: args.source_commit.clone(),
-        scan_report: None,
+        license: pack.as_ref().and_then(|p| p.license.clone()),
+        scan_report: scanned.as_ref().map(|s| s.digest),
+        acknowledged_findings: scanned.as_ref().map(|s| s.acknowledged.clone()).unwrap_or_default(),
     };
     let mut envelope = statements::release(
         kind,
@@ -229,6 +254,9 @@ pub async fn publish(args: PublishArgs, context: &Context) -> anyhow::Result<()>
     sign_as_publisher(&mut envelope, &args.key, &in_force, context)?;
     if args.sign_only {
         let extra = json!({ "blake3": digests.blake3.to_string() });
+        if let (Some(output), Some(scanned)) = (&args.output, &scanned) {
+            fsutil::write_atomic(&crate::review::report_path(output), &scanned.bytes, 0o644)?;
+        }
         return write_for_approval(args.output.clone(), &envelope, &in_force, extra, context);
     }
     let remote = remote.context("--server is required")?;
@@ -359,12 +387,31 @@ pub fn approve(args: ApproveArgs, context: &Context) -> anyhow::Result<()> {
     let mut approved = Vec::new();
     for file in files {
         let mut envelope = read_envelope(&file)?;
+        // What is signed: the files by digest and, for a scanned pack, the findings of exactly
+        // the report the statement names.
+        let mut shown = json!({});
+        if let Some(release) = crate::review::release_of(&envelope) {
+            let report = crate::review::report_of(&file, &release)?;
+            let (described, json) = crate::review::describe_for_approval(&release, report.as_ref());
+            lines.push(format!("approving {} {}=={}:", release.kind, release.name, release.version));
+            lines.extend(described);
+            shown = json;
+        }
         sign_as_publisher(&mut envelope, &args.key, &root, context)?;
-        let output = args.output.clone().unwrap_or(file);
+        let output = args.output.clone().unwrap_or(file.clone());
         write_envelope(&output, &envelope)?;
+        if output != file {
+            let report = crate::review::report_path(&file);
+            if report.exists() {
+                std::fs::copy(&report, crate::review::report_path(&output))
+                    .with_context(|| format!("copying {} beside {}", report.display(), output.display()))?;
+            }
+        }
         let note = threshold_note(&envelope, &root);
         lines.push(format!("wrote {} ({note})", output.display()));
-        approved.push(json!({ "statement": output, "signatures": envelope.signatures.len() }));
+        shown["statement"] = json!(output);
+        shown["signatures"] = json!(envelope.signatures.len());
+        approved.push(shown);
     }
     let json = match &approved[..] {
         [one] => one.clone(),
@@ -382,6 +429,11 @@ pub async fn submit(args: SubmitArgs, context: &Context) -> anyhow::Result<()> {
     for file in statement_files(&args.file)? {
         let envelope = read_envelope(&file)?;
         let leaf = envelope.to_bytes()?;
+        let report = crate::review::report_path(&file);
+        if report.exists() {
+            let bytes = fsutil::read_capped(&report, airlock_client::scan::MAX_REPORT_BYTES)?;
+            crate::review::upload_report(&remote, &bytes, &airlock_proto::Digest::of(&bytes)).await?;
+        }
         let submitted =
             remote.submit(leaf.clone()).await.with_context(|| format!("{} refused", file.display()))?;
         if let Some(root) = &root {

@@ -26,16 +26,16 @@ use crate::publish::{
 use crate::Context;
 
 /// The wheels of one project version.
-struct Group {
-    name: PackageName,
-    version: Version,
+pub(crate) struct Group {
+    pub(crate) name: PackageName,
+    pub(crate) version: Version,
     wheels: Vec<(PathBuf, WheelInfo)>,
 }
 
 /// Reads every wheel and groups them by project version. A wheel that fails its checks stops
 /// everything, naming the file and the reason; so do wheels of one version that disagree on
 /// what they require.
-fn group(paths: &[PathBuf]) -> anyhow::Result<Vec<Group>> {
+pub(crate) fn group(paths: &[PathBuf]) -> anyhow::Result<Vec<Group>> {
     let mut groups: BTreeMap<(PackageName, Version), Vec<(PathBuf, WheelInfo)>> = BTreeMap::new();
     for path in paths {
         let info = read_wheel(path).map_err(|e| anyhow::anyhow!("refused: {e}"))?;
@@ -76,7 +76,11 @@ fn stage_bytes(bytes: &[u8]) -> anyhow::Result<(tempfile::NamedTempFile, FileDig
 
 /// Uploads a group's wheels and metadata files (when a registry is given) and builds its
 /// unsigned release.
-async fn build(group: &Group, remote: Option<&Remote>, context: &Context) -> anyhow::Result<Envelope> {
+pub(crate) async fn build(
+    group: &Group,
+    remote: Option<&Remote>,
+    context: &Context,
+) -> anyhow::Result<Envelope> {
     let mut files = Vec::new();
     for (path, info) in &group.wheels {
         let digests = hash_file(path)?;

@@ -238,6 +238,18 @@ pub struct ReleaseList {
     pub releases: Vec<ReleaseInfo>,
 }
 
+/// `GET /v1/scan/policy` (JSON): how a node release's scan report must be made (scanner version
+/// and blocklist, so that the server re-makes the same bytes), and what the server does with
+/// findings: refuse them at `reject` severity and above, admit them at `acknowledge` and above
+/// only when the release statement acknowledges each (`None`: never).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanPolicy {
+    pub scanner: String,
+    pub blocklist: Vec<String>,
+    pub reject: Option<String>,
+    pub acknowledge: Option<String>,
+}
+
 /// `POST /v1/mirror/sync` answer (JSON): what one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {

@@ -66,6 +66,9 @@ pub enum Route<'a> {
     MirrorStatus,
     /// `POST /v1/mirror/import` (admin; a bundle) → [`super::ImportReport`] (JSON).
     MirrorImport,
+    /// `GET /v1/scan/policy` → [`super::ScanPolicy`] (JSON): what a publish's scan report must
+    /// be made with, and which findings the server refuses or needs acknowledged.
+    ScanPolicy,
 }
 
 impl<'a> Route<'a> {
@@ -95,6 +98,7 @@ impl<'a> Route<'a> {
             ["v1", "mirror", "sync"] => Self::MirrorSync,
             ["v1", "mirror", "status"] => Self::MirrorStatus,
             ["v1", "mirror", "import"] => Self::MirrorImport,
+            ["v1", "scan", "policy"] => Self::ScanPolicy,
             ["v1", "releases", "by-digest", digest] => Self::ReleaseByDigest(digest),
             ["v1", "releases", kind, name] => Self::ReleasesOf { kind, name },
             ["v1", "releases", kind, name, version] => Self::Release { kind, name, version },
@@ -124,6 +128,7 @@ impl<'a> Route<'a> {
             Self::MirrorSync => "/v1/mirror/sync".to_owned(),
             Self::MirrorStatus => "/v1/mirror/status".to_owned(),
             Self::MirrorImport => "/v1/mirror/import".to_owned(),
+            Self::ScanPolicy => "/v1/scan/policy".to_owned(),
         }
     }
 }
@@ -169,6 +174,7 @@ mod tests {
             Route::MirrorSync,
             Route::MirrorStatus,
             Route::MirrorImport,
+            Route::ScanPolicy,
         ];
         for route in routes {
             let path = route.path();

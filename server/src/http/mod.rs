@@ -130,8 +130,18 @@ async fn route(
         Route::MirrorSync if *method == Method::POST => mirror::sync(app, caller).await,
         Route::MirrorStatus if is_get => read().and_then(|()| mirror::status(app)),
         Route::MirrorImport if *method == Method::POST => mirror::import(app, caller, request_body).await,
+        Route::ScanPolicy if is_get => read().and_then(|()| scan_policy(app)),
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// `GET /v1/scan/policy`: a primary's scan policy (a mirror takes no publishes).
+fn scan_policy(app: &App) -> Result<Response<Body>, ApiError> {
+    let primary = app
+        .registry
+        .primary()
+        .ok_or_else(|| ApiError::NotFound("a mirror takes no publishes and has no scan policy".to_owned()))?;
+    Ok(body::json(StatusCode::OK, &primary.scan_policy().describe()))
 }
 
 /// `GET /healthz`

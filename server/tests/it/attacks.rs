@@ -237,7 +237,7 @@ fn signing_tool_shows_what_it_signs_and_refuses_unauthorised_keys() {
     let world = World::new(2, 2);
     world.write("s-1.0.bin", b"s");
     let run = world.sign_only("s-1.0.bin", "wheel", "s", "1.0", "s.cbor").ok();
-    assert!(run.stderr.contains("signing airlock.release.v1 wheel s==1.0 payload blake3:"), "{}", run.stderr);
+    assert!(run.stderr.contains("signing airlock.release.v2 wheel s==1.0 payload blake3:"), "{}", run.stderr);
     // The root key is not a publisher key.
     world
         .cli(&["approve", "s.cbor", "--key", "keys/root1.key", "--root", "root.cbor"])

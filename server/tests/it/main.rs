@@ -19,6 +19,7 @@ mod proxy;
 mod publish_pull;
 mod python;
 mod pytools;
+mod review;
 mod rotation;
 mod scan;
 mod tiles;

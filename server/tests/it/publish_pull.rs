@@ -258,7 +258,7 @@ fn a_statement_over_the_64_kib_entry_limit_is_refused_at_submit() {
         .says("over the cap of 16384");
     // ...and the server refuses any entry over the limit, whatever it holds, naming the limit.
     let (status, body) =
-        world.submit_signed_by_publisher(Envelope::unsigned("airlock.release.v1", vec![0xa0; 70_000]));
+        world.submit_signed_by_publisher(Envelope::unsigned("airlock.release.v2", vec![0xa0; 70_000]));
     assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
     assert!(
         String::from_utf8_lossy(&body).contains("entry limit of 65535 bytes"),

