@@ -53,6 +53,8 @@ fn threshold_two_sign_only_approve_submit() {
     assert_eq!(world.log_size(), 1);
     // A second publisher signs a copy on "another machine"; the copies are merged.
     std::fs::copy(world.path("stmt.cbor"), world.path("copy.cbor")).unwrap();
+    // A node statement travels with its scan report, which an approver is shown.
+    std::fs::copy(world.path("stmt.cbor.report.json"), world.path("copy.cbor.report.json")).unwrap();
     world.cli(&["approve", "copy.cbor", "--key", "keys/pub2.key", "--root", "root.cbor"]).ok();
     world.cli(&["merge", "stmt.cbor", "copy.cbor", "-o", "merged.cbor"]).ok();
     world.cli(&["submit", "merged.cbor", "--server", &url, "--token", &token, "--root", "root.cbor"]).ok();
