@@ -214,9 +214,8 @@ async fn ingest_one(
         remote.upload_blob(&pack, &digests.blake3, &airlock_client::NoProgress).await?;
         crate::review::upload_report(remote, &scanned.bytes, &scanned.digest).await?;
     }
-    let report = airlock_client::scan::Report::from_bytes(&scanned.bytes).map_err(anyhow::Error::msg)?;
     let needing: Vec<String> = match acknowledge_at {
-        Some(severity) => report.at_least(severity).map(|f| f.reference().to_string()).collect(),
+        Some(severity) => scanned.report.at_least(severity).map(|f| f.reference().to_string()).collect(),
         None => Vec::new(),
     };
     let metadata = Metadata {
@@ -271,12 +270,7 @@ fn satisfied_by(line: &str, wheels: &[crate::wheels::Group]) -> bool {
     };
     wheels.iter().any(|group| {
         group.name.as_str() == requirement.name.to_string()
-            && match &requirement.version_or_url {
-                Some(pep508_rs::VersionOrUrl::VersionSpecifier(wanted)) => {
-                    pep440_rs::Version::from_str(group.version.as_str()).is_ok_and(|v| wanted.contains(&v))
-                }
-                _ => true,
-            }
+            && airlock_client::scan::admits(&requirement, group.version.as_str())
     })
 }
 

@@ -16,6 +16,7 @@ use super::Context;
 /// A pack's scan, ready to be named by a release.
 #[derive(Debug)]
 pub struct Scanned {
+    pub report: Report,
     pub bytes: Vec<u8>,
     pub digest: Digest,
     pub acknowledged: Vec<FindingRef>,
@@ -61,7 +62,7 @@ pub async fn scan_pack(
     for finding in &report.findings {
         context.say(format!("  {finding}"));
     }
-    Ok(Scanned { bytes, digest, acknowledged })
+    Ok(Scanned { report, bytes, digest, acknowledged })
 }
 
 /// The findings `--acknowledge` names: `all`, a rule (every finding of it), or

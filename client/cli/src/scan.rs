@@ -83,13 +83,7 @@ pub async fn unavailable(remote: &Remote, pack: &std::path::Path) -> anyhow::Res
             Some(list) => list.releases.iter().map(|r| r.version.as_str().to_owned()).collect(),
             None => Vec::new(),
         };
-        let satisfied = versions.iter().any(|v| match &requirement.version_or_url {
-            Some(pep508_rs::VersionOrUrl::VersionSpecifier(wanted)) => {
-                pep440_rs::Version::from_str(v).is_ok_and(|v| wanted.contains(&v))
-            }
-            _ => true,
-        });
-        if !satisfied {
+        if !versions.iter().any(|v| airlock_client::scan::admits(&requirement, v)) {
             let held = if versions.is_empty() { "none".to_owned() } else { versions.join(", ") };
             findings.push(Finding {
                 rule: "requirements.unavailable".to_owned(),

@@ -8,7 +8,7 @@
 mod python;
 mod requirements;
 
-pub use requirements::scan_requirements;
+pub use requirements::{admits, scan_requirements};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};

@@ -74,6 +74,17 @@ pub fn scan_requirements(file: &str, text: &str, blocklist: &[Blocked]) -> Vec<F
     findings
 }
 
+/// Whether `requirement` admits `version` of its project (any version when it names none; no
+/// version that does not parse).
+pub fn admits(requirement: &pep508_rs::Requirement<pep508_rs::VerbatimUrl>, version: &str) -> bool {
+    match &requirement.version_or_url {
+        Some(pep508_rs::VersionOrUrl::VersionSpecifier(wanted)) => {
+            pep440_rs::Version::from_str(version).is_ok_and(|v| wanted.contains(&v))
+        }
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

