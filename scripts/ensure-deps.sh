@@ -26,3 +26,9 @@ if ! "$pytools/bin/uv" --version >/dev/null 2>&1 || ! "$pytools/bin/pip" --versi
   python3 -m venv "$pytools"
   "$pytools/bin/pip" install -q -U pip uv >/dev/null
 fi
+# ComfyUI-Manager's own registry client (and what importing it needs), which the node pack tests
+# drive against a running airlockd.
+if ! "$pytools/bin/pip" show -q comfyui-manager >/dev/null 2>&1; then
+  echo "installing comfyui-manager into $pytools" >&2
+  "$pytools/bin/pip" install -q comfyui-manager aiohttp GitPython toml requests >/dev/null
+fi

@@ -10,6 +10,7 @@
 
 pub mod bundle;
 pub mod bundle_reader;
+pub mod comfy;
 pub mod follow;
 pub mod fsutil;
 pub mod lock;

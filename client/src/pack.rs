@@ -130,7 +130,7 @@ fn walk(
 }
 
 /// A relative path as a `/`-separated UTF-8 name with no `..`, root or prefix.
-fn relative_name(path: &Path) -> Option<String> {
+pub(crate) fn relative_name(path: &Path) -> Option<String> {
     let mut parts = Vec::new();
     for component in path.components() {
         match component {

@@ -151,6 +151,14 @@ struct ServeArgs {
     /// within this time, such as 7d (the default).
     #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
     freshness_margin: Option<u64>,
+    /// The URL clients reach this server at, such as https://mirror.example.internal (for the
+    /// absolute download URLs of the Comfy Registry API; default: the request's Host header).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Also answer the Comfy Registry API at the root (/nodes, /versions), for a site that maps
+    /// the registry's host name (api.comfy.org) to this server.
+    #[arg(long)]
+    comfy_at_root: bool,
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -446,6 +454,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.freshness_margin = Duration::from_secs(secs);
     }
     config.scan = scan;
+    config.public_url = args.public_url.or(file.public_url).map(|url| url.trim_end_matches('/').to_owned());
+    if let Some(url) = &config.public_url {
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "public URL {url:?} must start with http:// or https://"
+        );
+    }
+    config.comfy_at_root = args.comfy_at_root || file.comfy_at_root.unwrap_or(false);
     config.upstream = args.upstream.or(file.upstream);
     config.upstream_ca_cert = args.upstream_ca_cert.or(file.upstream_ca_cert);
     if let Some(path) = args.upstream_token_file.or(file.upstream_token_file) {

@@ -141,6 +141,13 @@ pub struct Config {
     pub freshness_margin: Duration,
     /// What a primary does with the scan findings of node releases.
     pub scan: crate::scan_policy::ScanPolicy,
+    /// The URL clients reach this server at (`https://mirror.example.internal`), for the
+    /// absolute download URLs the Comfy Registry API answers with; without it, the request's
+    /// `Host` header and the server's scheme.
+    pub public_url: Option<String>,
+    /// Also answer the Comfy Registry API at the root (`/nodes`, `/versions`), for a site that
+    /// maps the registry's host name to this server.
+    pub comfy_at_root: bool,
 }
 
 impl Config {
@@ -166,6 +173,8 @@ impl Config {
             mirror_witness: None,
             freshness_margin: Duration::from_secs(7 * 86_400),
             scan: crate::scan_policy::ScanPolicy::default(),
+            public_url: None,
+            comfy_at_root: false,
         }
     }
 
@@ -217,6 +226,10 @@ pub struct FileConfig {
     pub scan_acknowledge: Option<String>,
     /// Requirements no pack may admit (requirement lines; default: the shipped blocklist).
     pub scan_blocklist: Option<Vec<String>>,
+    /// The URL clients reach this server at, for absolute download URLs.
+    pub public_url: Option<String>,
+    /// Also answer the Comfy Registry API at the root.
+    pub comfy_at_root: Option<bool>,
 }
 
 impl FileConfig {

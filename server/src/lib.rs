@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod comfy;
 pub mod config;
 pub mod error;
 pub mod freshness;

@@ -27,16 +27,27 @@ pub enum LockFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct LockArgs {
-    /// The requirements to lock: one PEP 508 requirement per line.
-    requirements: PathBuf,
+    /// The requirements to lock: one PEP 508 requirement per line (or --comfyui).
+    #[arg(required_unless_present = "comfyui", conflicts_with = "comfyui")]
+    requirements: Option<PathBuf>,
+    /// Lock a ComfyUI tree instead: every pack installed in DIR/custom_nodes and every wheel of
+    /// its environment, by digest, as comfy.lock JSON (for airlock restore).
+    #[arg(long, value_name = "DIR")]
+    comfyui: Option<PathBuf>,
+    /// With --comfyui: the environment's Python (default: DIR/.venv or DIR/venv, else python3).
+    #[arg(long, value_name = "PATH", requires = "comfyui")]
+    pub python: Option<PathBuf>,
+    /// With --comfyui: also write ComfyUI-Manager's snapshot JSON of the environment here.
+    #[arg(long, value_name = "FILE", requires = "comfyui")]
+    pub manager_snapshot: Option<PathBuf>,
     #[command(flatten)]
-    server: ServerArgs,
+    pub server: ServerArgs,
     /// The pinned root the log is verified against.
     #[arg(long)]
-    root: PathBuf,
+    pub root: PathBuf,
     /// Resolve only within this channel.
     #[arg(long)]
-    channel: Option<ChannelName>,
+    pub channel: Option<ChannelName>,
     /// The Python version the lock is for.
     #[arg(long, default_value = "3.12")]
     python_version: String,
@@ -50,14 +61,17 @@ pub struct LockArgs {
     #[arg(long)]
     files_url: Option<String>,
     #[arg(short = 'o', long)]
-    output: PathBuf,
+    pub output: PathBuf,
 }
 
 pub async fn lock(args: LockArgs, context: &Context) -> anyhow::Result<()> {
-    let text = String::from_utf8(fsutil::read_capped(&args.requirements, 1 << 20)?)
-        .with_context(|| format!("{} is not UTF-8", args.requirements.display()))?;
-    let requirements =
-        parse_requirements(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.requirements.display()))?;
+    if let Some(dir) = &args.comfyui {
+        return crate::comfy_lock::lock_tree(&args, dir, context).await;
+    }
+    let file = args.requirements.clone().unwrap_or_default();
+    let text = String::from_utf8(fsutil::read_capped(&file, 1 << 20)?)
+        .with_context(|| format!("{} is not UTF-8", file.display()))?;
+    let requirements = parse_requirements(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let target = Target::new(&args.python_version, &args.platform).map_err(anyhow::Error::msg)?;
     let remote = context.remote(&args.server)?;
     let state = context.follow(&remote, &args.root).await?;

@@ -10,6 +10,9 @@
 
 mod audit;
 mod bundle;
+mod comfy;
+mod comfy_lock;
+mod doctor;
 mod evidence;
 mod history;
 mod ingest;
@@ -132,6 +135,14 @@ enum Command {
     /// Resolve Python requirements against the verified log and write a hash-pinned lock
     /// (pip/uv --require-hashes requirements, or PEP 751 pylock.toml).
     Lock(lock::LockArgs),
+    /// Install a node pack into a ComfyUI tree, verified against the log, with its requirements
+    /// from the mirror's index, hashes pinned.
+    Install(comfy::InstallArgs),
+    /// Reproduce a ComfyUI tree and its wheels exactly from a comfy.lock, from the mirror.
+    Restore(comfy::RestoreArgs),
+    /// Check a ComfyUI tree against the log: changed files, yanked or revoked packs and wheels,
+    /// unmet requirements, anything not from the mirror (exit 3 when something is wrong).
+    Doctor(doctor::DoctorArgs),
     /// List the files at a path whose releases are yanked or revoked (exit 3 on a revoked one).
     Audit(audit::AuditArgs),
     /// Evidence of a registry's misbehaviour (written on a SECURITY ERROR): verify it offline.
@@ -255,7 +266,8 @@ fn main() -> ExitCode {
                     path.display()
                 );
             }
-            if context.json {
+            // Doctor's report is already on stdout: one JSON document for monitoring.
+            if context.json && !error.is::<doctor::Unhealthy>() {
                 print_stdout(
                     &serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }).to_string(),
                 );
@@ -290,6 +302,9 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Evidence { command } => evidence::evidence(command, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Lock(args) => lock::lock(args, context).await,
+        Command::Install(args) => comfy::install(args, context).await,
+        Command::Restore(args) => comfy::restore(args, context).await,
+        Command::Doctor(args) => doctor::doctor(args, context).await,
         Command::Pack(args) => pack::pack(args, context),
         Command::Scan(args) => scan::scan(args, context).await,
         Command::Ingest(args) => ingest::ingest(args, context).await,
@@ -322,6 +337,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.is::<airlock_keys::TrustError>()
             || cause.is::<airlock_keys::ThresholdError>()
             || cause.is::<scan::HighFindings>()
+            || cause.is::<doctor::Unhealthy>()
         {
             return EXIT_VERIFY;
         }

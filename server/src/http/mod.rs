@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod blobs;
 pub mod body;
+pub mod comfy;
 pub mod log;
 pub mod mirror;
 pub mod releases;
@@ -93,6 +94,13 @@ async fn route(
             read()?;
         }
         return simple::serve(app, method, headers, caller, index_path, parts.uri.query()).await;
+    }
+    // The Comfy Registry API and ComfyUI-Manager's channel files, whose paths those clients fix.
+    if let Some(comfy_path) = crate::comfy::ComfyPath::parse(path, app.config.comfy_at_root) {
+        if is_get {
+            read()?;
+        }
+        return comfy::serve(app, method, headers, comfy_path, path, parts.uri.query());
     }
     let route = Route::parse(path).ok_or_else(|| ApiError::NotFound(format!("no such endpoint: {path}")))?;
     let query = Query::parse(parts.uri.query())?;

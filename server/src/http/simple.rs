@@ -143,7 +143,7 @@ async fn file(
     let blob = app.registry.with_state(|state| pages::resolve_file(state, &digest, filename)).map_err(
         |e| match e {
             FileRefusal::NotFound => {
-                ApiError::NotFound(format!("no logged wheel file {filename} with BLAKE3 {hex}"))
+                ApiError::NotFound(format!("no logged file {filename} with BLAKE3 {hex}"))
             }
             FileRefusal::Revoked(reason) => ApiError::Gone(format!("{filename} is revoked: {reason}")),
         },
@@ -153,12 +153,12 @@ async fn file(
 
 /// Decodes a path segment's `%XX` escapes; `None` for a malformed escape, or one that yields
 /// `/`, NUL or something that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     decode(text, true)
 }
 
 /// Decodes a query value's `%XX` escapes (`/` allowed: media types hold one).
-fn percent_decode_query(text: &str) -> Option<String> {
+pub(crate) fn percent_decode_query(text: &str) -> Option<String> {
     decode(text, false)
 }
 

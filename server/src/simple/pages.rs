@@ -191,8 +191,18 @@ pub enum FileRefusal {
 /// digest.
 pub fn resolve_file(state: &RegistryState, digest: &Digest, filename: &str) -> Result<Digest, FileRefusal> {
     let record = state.release_by_digest(digest).ok_or(FileRefusal::NotFound)?;
-    if record.release.kind != Kind::Wheel {
-        return Err(FileRefusal::NotFound);
+    if record.release.kind == Kind::Node {
+        // A node pack, as the Comfy Registry API's download URLs name it.
+        let file = record
+            .release
+            .files
+            .iter()
+            .find(|f| f.blake3 == *digest && f.filename.as_str() == filename)
+            .ok_or(FileRefusal::NotFound)?;
+        if let ReleaseStatus::Revoked { reason } = &record.status {
+            return Err(FileRefusal::Revoked(reason.clone()));
+        }
+        return Ok(file.blake3);
     }
     let holds = |name: &str| record.release.files.iter().find(|f| f.filename.as_str() == name);
     let wheel = airlock_client::wheel::wheels_of(&record.release)

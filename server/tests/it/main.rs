@@ -5,6 +5,7 @@ mod architecture;
 mod attacks;
 mod bundle;
 mod clock;
+mod comfy;
 mod crash;
 mod freshness;
 mod hardening;
