@@ -89,7 +89,8 @@ pub fn run_manager(world: &World, script: &str) -> String {
 /// Runs `script`, which prints its answer as `RESULT <json>` (Manager prints lines of its own).
 pub fn manager_result(world: &World, script: &str) -> serde_json::Value {
     let out = run_manager(world, script);
-    let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT in {out}"));
+    let line =
+        out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT in {out}"));
     serde_json::from_str(line).unwrap()
 }
 

@@ -6,6 +6,7 @@ mod attacks;
 mod bundle;
 mod clock;
 mod comfy;
+mod comfy_install;
 mod crash;
 mod freshness;
 mod hardening;

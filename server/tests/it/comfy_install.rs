@@ -1,0 +1,306 @@
+//! `airlock install`, `lock --comfyui`, `restore` and `doctor` over a ComfyUI tree made here,
+//! with a real virtual environment: packs verified against the log and laid out as
+//! ComfyUI-Manager lays out registry installs (its own `read_cnr_info` recognises them), their
+//! requirements installed by uv or pip from airlockd's index with hashes pinned; conflicts
+//! refused before anything changes; upgrades swapped in only when complete.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::comfy::{manager_result, node_tree};
+use crate::harness::{Run, World};
+use crate::pytools::{build_wheel, tools, WheelSpec};
+
+/// Runs `command` with `--sign-only -o s.cbor`, approves with publisher 2, submits.
+fn approved(world: &World, command: &[&str]) {
+    let mut args = command.to_vec();
+    args.extend_from_slice(&["--sign-only", "-o", "s.cbor"]);
+    world.cli(&args).ok();
+    world.cli(&["approve", "s.cbor", "--key", "keys/pub2.key", "--root", "root.cbor", "-o", "t.cbor"]).ok();
+    let url = world.url();
+    world
+        .cli(&["submit", "t.cbor", "--server", &url, "--token", &world.publish_token, "--root", "root.cbor"])
+        .ok();
+}
+
+/// Builds and publishes wheel `name`==`version` (requiring `requires`), with `threshold`
+/// approvals (1 or 2).
+pub fn wheel(world: &World, threshold: u32, name: &str, version: &str, requires: &[&str]) {
+    let path = build_wheel(&world.path("wheels"), &WheelSpec::new(name, version, requires));
+    let file = path.strip_prefix(world.path("")).unwrap().to_str().unwrap().to_owned();
+    if threshold == 1 {
+        world.publish(&file, name, version).ok();
+    } else {
+        let url = world.url();
+        let token = world.publish_token.clone();
+        approved(
+            world,
+            &[
+                "publish",
+                &file,
+                "--kind",
+                "wheel",
+                "--name",
+                name,
+                "--version",
+                version,
+                "--key",
+                "keys/pub1.key",
+                "--root",
+                "root.cbor",
+                "--server",
+                &url,
+                "--token",
+                &token,
+            ],
+        );
+    }
+}
+
+/// Packs `dir` and publishes it with `threshold` approvals.
+pub fn pack(world: &World, threshold: u32, dir: &str) -> String {
+    if threshold == 1 {
+        return crate::comfy::publish_pack(world, dir);
+    }
+    let zip = format!("{dir}.zip");
+    let run = world.cli(&["--json", "pack", dir, "-o", &zip]).ok();
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let url = world.url();
+    let token = world.publish_token.clone();
+    approved(
+        world,
+        &[
+            "publish",
+            &zip,
+            "--kind",
+            "node",
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &url,
+            "--token",
+            &token,
+        ],
+    );
+    answer["blake3"].as_str().unwrap().trim_start_matches("blake3:").to_owned()
+}
+
+/// A ComfyUI folder with a virtual environment of its own (`.venv`, with pip).
+pub fn comfy_tree(world: &World, dir: &str) -> PathBuf {
+    let root = world.path(dir);
+    std::fs::create_dir_all(root.join("custom_nodes")).unwrap();
+    std::fs::write(root.join("main.py"), "print('ComfyUI')\n").unwrap();
+    make_venv(&root);
+    root
+}
+
+fn make_venv(root: &Path) {
+    // The standard library's venv: pip comes from ensurepip, with no network.
+    let out = Command::new(tools().join("bin/python"))
+        .args(["-m", "venv"])
+        .arg(root.join(".venv"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python -m venv: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The environment the CLI runs pip and uv under: the test tools' uv on the PATH, no user
+/// configuration.
+fn tool_env(world: &World) -> Vec<(&'static str, String)> {
+    vec![
+        ("PATH", format!("{}:/usr/bin:/bin", tools().join("bin").display())),
+        ("PIP_CONFIG_FILE", "/dev/null".to_owned()),
+        ("PIP_CACHE_DIR", world.path("pip-cache").display().to_string()),
+        ("UV_NO_CONFIG", "1".to_owned()),
+        ("UV_CACHE_DIR", world.path("uv-cache").display().to_string()),
+        ("UV_PYTHON_DOWNLOADS", "never".to_owned()),
+    ]
+}
+
+/// `airlock COMMAND ... --comfyui DIR --server URL --root root.cbor` with `extra`.
+pub fn site(world: &World, args: &[&str], dir: &str, extra: &[&str]) -> Run {
+    let url = world.url();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--comfyui", dir, "--server", &url, "--root", "root.cbor"]);
+    all.extend_from_slice(extra);
+    world.cli_env(&all, &tool_env(world))
+}
+
+/// Every file under `dir` but `__pycache__`, by relative path, with its BLAKE3.
+fn files(dir: &Path) -> BTreeMap<String, String> {
+    crate::publish_pull::walk_files(dir)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("__pycache__"))
+        .map(|p| {
+            let relative = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            (relative, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string())
+        })
+        .collect()
+}
+
+/// `name==version` of each distribution in the tree's environment but the tools.
+fn wheels(root: &Path) -> Vec<String> {
+    let out = Command::new(root.join(".venv/bin/python"))
+        .args(["-c", "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'].lower() + '==' + d.version)"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let mut list: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !["pip==", "setuptools==", "wheel=="].iter().any(|t| l.starts_with(t)))
+        .map(str::to_owned)
+        .collect();
+    list.sort();
+    list
+}
+
+fn doctor_json(world: &World, dir: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let run = site(world, &["--json", "doctor"], dir, extra);
+    let report =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|_| panic!("{}\n{}", run.stdout, run.stderr));
+    (run.code, report)
+}
+
+#[test]
+fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
+    let world = World::new(2, 2);
+    wheel(&world, 2, "alpha", "1.0", &["beta>=1.0"]);
+    wheel(&world, 2, "beta", "1.0", &[]);
+    wheel(&world, 2, "unused", "1.0", &[]);
+    node_tree(
+        &world,
+        "demo",
+        "Demo-Nodes",
+        "1.0.0",
+        &["alpha>=1.0"],
+        &[("install.py", "print('setting up')\n")],
+    );
+    let digest = pack(&world, 2, "demo");
+    let root = comfy_tree(&world, "ComfyUI");
+
+    // Install: verified, in Manager's layout, requirements from the mirror's index by uv.
+    let run = site(&world, &["install", "demo-nodes"], "ComfyUI", &[]).ok();
+    assert!(
+        run.stdout.contains("installed demo-nodes==1.0.0") && run.stdout.contains("alpha==1.0"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("install.py, not run"), "{}", run.stdout);
+    let pack_dir = root.join("custom_nodes/demo-nodes");
+    assert!(pack_dir.join("nodes/core.py").is_file());
+    let tracking = std::fs::read_to_string(pack_dir.join(".tracking")).unwrap();
+    assert!(
+        tracking.lines().any(|l| l == "pyproject.toml") && tracking.lines().any(|l| l == "nodes/core.py")
+    );
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pack_dir.join(".airlock.json")).unwrap()).unwrap();
+    assert_eq!(marker["blake3"], digest.as_str());
+    assert_eq!(wheels(&root), ["alpha==1.0", "beta==1.0"]);
+    // ComfyUI-Manager recognises the folder as a registry install of that id and version.
+    let script = format!(
+        "import json\nimport comfyui_manager.common.cnr_utils as c\nprint('RESULT ' + json.dumps(c.read_cnr_info({:?})))",
+        pack_dir.display().to_string()
+    );
+    let info = manager_result(&world, &script);
+    assert_eq!(
+        (info["id"].as_str(), info["version"].as_str()),
+        (Some("demo-nodes"), Some("1.0.0")),
+        "{info}"
+    );
+
+    // Lock, with Manager's snapshot beside it.
+    site(&world, &["lock", "-o", "comfy.lock", "--manager-snapshot", "snapshot.json"], "ComfyUI", &[]).ok();
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.path("comfy.lock")).unwrap()).unwrap();
+    assert_eq!(lock["packs"][0]["blake3"], digest.as_str());
+    assert_eq!(lock["wheels"].as_array().unwrap().len(), 2);
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.path("snapshot.json")).unwrap()).unwrap();
+    assert_eq!(snapshot["cnr_custom_nodes"]["demo-nodes"], "1.0.0");
+    assert_eq!(snapshot["pips"]["alpha==1.0"], "");
+
+    // Wipe and restore: the same tree, the same wheels.
+    let before = files(&root.join("custom_nodes"));
+    std::fs::remove_dir_all(root.join("custom_nodes")).unwrap();
+    std::fs::remove_dir_all(root.join(".venv")).unwrap();
+    make_venv(&root);
+    site(&world, &["restore", "comfy.lock"], "ComfyUI", &["--installer", "pip"]).ok();
+    assert_eq!(files(&root.join("custom_nodes")), before);
+    assert_eq!(wheels(&root), ["alpha==1.0", "beta==1.0"]);
+
+    // Doctor: clean; then a file edited after install is found and repaired.
+    let (status, report) = doctor_json(&world, "ComfyUI", &[]);
+    assert_eq!((status, &report["ok"]), (0, &serde_json::json!(true)), "{report}");
+    std::fs::write(pack_dir.join("nodes/core.py"), "import os; os.system('curl evil')\n").unwrap();
+    std::fs::write(pack_dir.join("dropped.py"), "x = 1\n").unwrap();
+    std::fs::remove_file(pack_dir.join("__init__.py")).unwrap();
+    let (status, report) = doctor_json(&world, "ComfyUI", &[]);
+    assert_eq!(status, 3, "{report}");
+    let demo = &report["packs"][0];
+    assert_eq!(demo["state"], "damaged");
+    assert_eq!(demo["changed"], serde_json::json!(["nodes/core.py"]));
+    assert_eq!(demo["added"], serde_json::json!(["dropped.py"]));
+    assert_eq!(demo["missing"], serde_json::json!(["__init__.py"]));
+    let (status, report) = doctor_json(&world, "ComfyUI", &["--repair"]);
+    assert_eq!((status, &report["packs"][0]["repaired"]), (0, &serde_json::json!(true)), "{report}");
+    assert_eq!(files(&root.join("custom_nodes")), before);
+
+    // A wheel installed around the mirror, an unmet requirement and a revoked pack are flagged.
+    let rogue = build_wheel(&world.path("rogue"), &WheelSpec::new("rogue", "0.1", &[]));
+    let uv = |args: &[&str], extra: &Path| {
+        let out = Command::new(tools().join("bin/uv"))
+            .args(["pip"])
+            .args(args)
+            .arg(extra)
+            .arg("--python")
+            .arg(root.join(".venv/bin/python"))
+            .env_clear()
+            .env("UV_NO_CONFIG", "1")
+            .env("UV_CACHE_DIR", world.path("uv-cache"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    uv(&["install", "--no-index"], &rogue);
+    uv(&["uninstall"], Path::new("alpha"));
+    approved(
+        &world,
+        &[
+            "revoke",
+            "demo-nodes==1.0.0",
+            "--reason",
+            "credential stealer",
+            "--key",
+            "keys/pub1.key",
+            "--root",
+            "root.cbor",
+            "--server",
+            &world.url(),
+            "--token",
+            &world.publish_token,
+        ],
+    );
+    let (status, report) = doctor_json(&world, "ComfyUI", &[]);
+    assert_eq!(status, 3);
+    assert_eq!(report["packs"][0]["state"], "revoked", "{report}");
+    assert!(report["packs"][0]["problems"][0].as_str().unwrap().contains("credential stealer"));
+    assert_eq!(report["wheels"][0]["name"], "rogue", "{report}");
+    assert!(report["wheels"][0]["problem"].as_str().unwrap().contains("not in the log"));
+    let unmet = &report["requirements"][0];
+    assert_eq!(
+        (unmet["pack"].as_str(), unmet["problem"].as_str()),
+        (Some("demo-nodes"), Some("not installed")),
+        "{report}"
+    );
+    let human = site(&world, &["doctor"], "ComfyUI", &[]).code(3);
+    assert!(
+        human.stdout.contains("revoked") && human.stdout.contains("demo-nodes==1.0.0"),
+        "{}",
+        human.stdout
+    );
+}
