@@ -57,15 +57,21 @@ pub fn manager_stub(world: &World) -> std::path::PathBuf {
         "stub/comfy/cli_args.py",
         b"import types\nargs = types.SimpleNamespace(enable_manager=False, enable_manager_legacy_ui=False, disable_manager_ui=True, listen='127.0.0.1', user_directory=None, base_directory=None)\n",
     );
+    // ComfyUI's folder registry, which Manager asks for the custom_nodes folders.
+    world.write(
+        "stub/folder_paths.py",
+        b"import os\ndef get_folder_paths(name):\n    return [os.path.join(os.environ['COMFYUI_PATH'], name)]\n",
+    );
     world.path("stub")
 }
 
-/// Runs `script` with the test tools' Python, ComfyUI-Manager importable: its stdout.
-pub fn run_manager(world: &World, script: &str) -> String {
+/// Runs `script` with the test tools' Python, ComfyUI-Manager importable, over the ComfyUI
+/// folder `comfyui` (a scratch one when `None`): its stdout.
+pub fn run_manager(world: &World, script: &str, comfyui: Option<&Path>) -> String {
     let stub = manager_stub(world);
     let home = world.path("manager-home");
     std::fs::create_dir_all(&home).unwrap();
-    let comfyui = world.path("manager-comfyui");
+    let comfyui = comfyui.map_or_else(|| world.path("manager-comfyui"), Path::to_path_buf);
     std::fs::create_dir_all(comfyui.join("custom_nodes")).unwrap();
     let out = Command::new(crate::pytools::tools().join("bin/python"))
         .args(["-c", script])
@@ -87,8 +93,8 @@ pub fn run_manager(world: &World, script: &str) -> String {
 }
 
 /// Runs `script`, which prints its answer as `RESULT <json>` (Manager prints lines of its own).
-pub fn manager_result(world: &World, script: &str) -> serde_json::Value {
-    let out = run_manager(world, script);
+pub fn manager_result(world: &World, script: &str, comfyui: Option<&Path>) -> serde_json::Value {
+    let out = run_manager(world, script, comfyui);
     let line =
         out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT in {out}"));
     serde_json::from_str(line).unwrap()
@@ -146,7 +152,7 @@ print("RESULT " + json.dumps({{"version": v.version, "deprecated": v.deprecated,
     "gone": gone is None, "bytes": data.hex()}}))
 "#
     );
-    let answer: serde_json::Value = manager_result(&world, &script);
+    let answer: serde_json::Value = manager_result(&world, &script, None);
     assert_eq!(answer["version"], "1.0.0");
     assert_eq!(answer["deprecated"], true, "a yanked version is deprecated");
     assert_eq!(answer["deps"], serde_json::json!(["numpy>=1"]));
@@ -190,7 +196,7 @@ print("RESULT " + json.dumps({{"merged": git_utils.normalize_url(entry["files"][
     "key": entry["files"][0].split("/")[-1]}}))
 "#
     );
-    let answer: serde_json::Value = manager_result(&world, &script);
+    let answer: serde_json::Value = manager_result(&world, &script, None);
     assert_eq!(answer["merged"], true, "{answer}");
     assert_eq!(answer["key"], "demo-nodes");
     assert_eq!(answer["models"], serde_json::json!([]));

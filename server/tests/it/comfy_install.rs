@@ -206,7 +206,7 @@ fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
         "import json\nimport comfyui_manager.common.cnr_utils as c\nprint('RESULT ' + json.dumps(c.read_cnr_info({:?})))",
         pack_dir.display().to_string()
     );
-    let info = manager_result(&world, &script);
+    let info = manager_result(&world, &script, None);
     assert_eq!(
         (info["id"].as_str(), info["version"].as_str()),
         (Some("demo-nodes"), Some("1.0.0")),
@@ -223,6 +223,11 @@ fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
         serde_json::from_slice(&std::fs::read(world.path("snapshot.json")).unwrap()).unwrap();
     assert_eq!(snapshot["cnr_custom_nodes"]["demo-nodes"], "1.0.0");
     assert_eq!(snapshot["pips"]["alpha==1.0"], "");
+    // ComfyUI-Manager's own snapshot code, run over the tree, sees the same registry packs.
+    let script = "import asyncio, json\nfrom comfyui_manager.glob import manager_core as core\nprint('RESULT ' + json.dumps(asyncio.run(core.get_current_snapshot(custom_nodes_only=True))))";
+    let theirs = manager_result(&world, script, Some(&root));
+    assert_eq!(theirs["cnr_custom_nodes"], snapshot["cnr_custom_nodes"], "{theirs}");
+    assert_eq!(theirs["git_custom_nodes"], snapshot["git_custom_nodes"]);
 
     // Wipe and restore: the same tree, the same wheels.
     let before = files(&root.join("custom_nodes"));
@@ -303,4 +308,104 @@ fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
         "{}",
         human.stdout
     );
+}
+
+/// Two packs pinning incompatible versions: the second is refused before anything changes,
+/// naming both packs and their requirements.
+#[test]
+fn conflicting_requirements_are_refused_before_anything_changes() {
+    let world = World::new(1, 1);
+    wheel(&world, 1, "gamma", "1.0", &[]);
+    wheel(&world, 1, "gamma", "2.0", &[]);
+    node_tree(&world, "a", "a-nodes", "1.0.0", &["gamma==1.0"], &[]);
+    node_tree(&world, "b", "b-nodes", "1.0.0", &["gamma==2.0"], &[]);
+    pack(&world, 1, "a");
+    pack(&world, 1, "b");
+    let root = comfy_tree(&world, "ComfyUI");
+    site(&world, &["install", "a-nodes"], "ComfyUI", &["--installer", "pip"]).ok();
+    let before = files(&root.join("custom_nodes"));
+    let refused = site(&world, &["install", "b-nodes"], "ComfyUI", &["--installer", "pip"]).code(1);
+    for named in ["a-nodes", "b-nodes", "gamma==1.0", "gamma==2.0"] {
+        assert!(refused.stderr.contains(named), "{named}: {}", refused.stderr);
+    }
+    assert_eq!(files(&root.join("custom_nodes")), before);
+    assert_eq!(wheels(&root), ["gamma==1.0"]);
+}
+
+/// A pack file carried on media installs only when its digest is a logged, unrevoked release;
+/// `ID@VERSION` (Manager's spelling) works; an upgrade whose download fails verification
+/// leaves the installed version whole; a complete one swaps; doctor flags a yanked pack.
+#[test]
+fn local_files_upgrades_and_yanks() {
+    let world = World::new(1, 1);
+    node_tree(&world, "v1", "demo-nodes", "1.0.0", &[], &[]);
+    node_tree(&world, "v2", "demo-nodes", "2.0.0", &[], &[("nodes/extra.py", "X = 2\n")]);
+    node_tree(&world, "v3", "demo-nodes", "3.0.0", &[], &[]);
+    node_tree(&world, "unlogged", "demo-nodes", "9.0.0", &[], &[]);
+    node_tree(&world, "evil", "evil-nodes", "1.0.0", &[], &[]);
+    pack(&world, 1, "v1");
+    let v2 = pack(&world, 1, "v2");
+    pack(&world, 1, "v3");
+    pack(&world, 1, "evil");
+    world.cli(&["pack", "unlogged", "-o", "unlogged.zip"]).ok();
+    crate::lifecycle::lifecycle(&world, "revoke", "evil-nodes==1.0.0", &["--reason", "miner"]).ok();
+    let root = comfy_tree(&world, "ComfyUI");
+    let installed_version = || {
+        let marker: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("custom_nodes/demo-nodes/.airlock.json")).unwrap(),
+        )
+        .unwrap();
+        marker["version"].as_str().unwrap().to_owned()
+    };
+
+    // From media: logged and unrevoked only.
+    site(&world, &["install", "v1.zip"], "ComfyUI", &[]).ok();
+    assert_eq!(installed_version(), "1.0.0");
+    site(&world, &["install", "unlogged.zip"], "ComfyUI", &[]).code(5).says("not a logged node pack");
+    site(&world, &["install", "evil.zip"], "ComfyUI", &[]).code(3).says("revoked");
+    assert!(!root.join("custom_nodes/evil-nodes").exists());
+    let mut tampered = std::fs::read(world.path("v1.zip")).unwrap();
+    let last = tampered.len() - 30;
+    tampered[last] ^= 1;
+    world.write("tampered.zip", &tampered);
+    site(&world, &["install", "tampered.zip"], "ComfyUI", &[]).code(5);
+
+    // An upgrade whose pack fails verification (the server's copy corrupted) keeps v1 whole.
+    let v1_files = files(&root.join("custom_nodes/demo-nodes"));
+    let blob = crate::publish_pull::walk_files(&world.path("data/blobs"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&v2))
+        .expect("v2's blob on disk");
+    let good = std::fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    bad[10] ^= 0xff;
+    std::fs::write(&blob, &bad).unwrap();
+    site(&world, &["install", "demo-nodes@2.0.0"], "ComfyUI", &[]).code(3).says("hashes to");
+    assert_eq!(files(&root.join("custom_nodes/demo-nodes")), v1_files);
+    let leftovers: Vec<String> = std::fs::read_dir(root.join("custom_nodes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers, ["demo-nodes"]);
+    // Whole again, the upgrade swaps in.
+    std::fs::write(&blob, &good).unwrap();
+    site(&world, &["install", "demo-nodes==2.0.0"], "ComfyUI", &[]).ok();
+    assert_eq!(installed_version(), "2.0.0");
+    assert!(root.join("custom_nodes/demo-nodes/nodes/extra.py").is_file());
+    site(&world, &["install", "demo-nodes@latest"], "ComfyUI", &[]).ok();
+    assert_eq!(installed_version(), "3.0.0");
+    assert!(!root.join("custom_nodes/demo-nodes/nodes/extra.py").exists());
+
+    // A yanked pack is flagged by doctor; a folder not from the mirror too.
+    crate::lifecycle::lifecycle(&world, "yank", "demo-nodes==3.0.0", &["--reason", "regression"]).ok();
+    world.write("ComfyUI/custom_nodes/hand-made/__init__.py", b"");
+    let (status, report) = doctor_json(&world, "ComfyUI", &[]);
+    assert_eq!(status, 3);
+    let states: Vec<(&str, &str)> = report["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["folder"].as_str().unwrap(), p["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("demo-nodes", "yanked"), ("hand-made", "unmanaged")], "{report}");
 }
