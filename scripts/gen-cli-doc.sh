@@ -33,7 +33,7 @@ Checking a server's data directory (every blob against its digest, the log again
 checkpoint) is the operator's job on the server's machine: `airlockd verify-store --data DIR`,
 with the server stopped (below). `airlock` has no such command.
 EOF
-for cmd in "" "key generate" "key verifier" "root create" "root sign" "root policy" "merge" "show" "pack" "scan" "ingest" "publish" "approve" "submit" "upload" "yank" "unyank" "revoke" "promote" "demote" "pull" "lock" "wheelhouse export" "verify" "audit" "log" "report" "evidence verify" "export" "import" "proof" "proof verify" "mirror sync" "mirror status"; do
+for cmd in "" "key generate" "key verifier" "root create" "root sign" "root policy" "merge" "show" "pack" "scan" "ingest" "publish" "approve" "submit" "upload" "yank" "unyank" "revoke" "promote" "demote" "pull" "lock" "install" "restore" "doctor" "wheelhouse export" "verify" "audit" "log" "report" "evidence verify" "export" "import" "proof" "proof verify" "mirror sync" "mirror status"; do
   printf '\n## `%s`\n\n```\n' "$(echo "airlock $cmd" | sed 's/ *$//')"; $B/airlock $cmd --help; echo '```'
 done
 for cmd in "" "init" "serve" "import" "verify-store" "witness" "key rotate" "token create" "token list" "token revoke"; do

@@ -261,3 +261,90 @@ pub fn compare(dir: &Path, pack: &PackFiles) -> anyhow::Result<(Vec<String>, Vec
     let missing = pack.digests.keys().filter(|name| !on_disk.contains_key(*name)).cloned().collect();
     Ok((added, changed, missing))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn zip_of(path: &Path, members: &[(&str, &[u8])]) {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        for (name, bytes) in members {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    fn marker(version: &str) -> Marker {
+        Marker {
+            format: MARKER_FORMAT.to_owned(),
+            id: "demo".to_owned(),
+            version: version.to_owned(),
+            filename: "demo.zip".to_owned(),
+            blake3: "00".repeat(32),
+            leaf_index: 1,
+        }
+    }
+
+    #[test]
+    fn a_staged_install_swaps_in_whole_and_an_interrupted_swap_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = ComfyTree::open(dir.path()).unwrap();
+        let one = dir.path().join("one.zip");
+        zip_of(&one, &[("pyproject.toml", b"[project]"), ("nodes/a.py", b"a = 1\n")]);
+        let staged = tree.stage(&one, &marker("1.0.0")).unwrap();
+        assert!(!tree.pack_dir("demo").exists(), "nothing in place before the swap");
+        staged.swap().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.pack_dir("demo/.tracking")).unwrap(),
+            "pyproject.toml\nnodes/a.py"
+        );
+        assert_eq!(tree.installed().unwrap()["demo"].version, "1.0.0");
+
+        // A staged install dropped before its swap leaves the old one and no stage.
+        let two = dir.path().join("two.zip");
+        zip_of(&two, &[("pyproject.toml", b"[project]"), ("nodes/b.py", b"b = 2\n")]);
+        drop(tree.stage(&two, &marker("2.0.0")).unwrap());
+        assert_eq!(tree.installed().unwrap()["demo"].version, "1.0.0");
+        assert_eq!(std::fs::read_dir(tree.custom_nodes()).unwrap().count(), 1);
+
+        // A crash between the two renames: the next open puts the old folder back.
+        std::fs::rename(tree.pack_dir("demo"), tree.custom_nodes().join(".airlock-old-demo")).unwrap();
+        let tree = ComfyTree::open(dir.path()).unwrap();
+        assert_eq!(tree.installed().unwrap()["demo"].version, "1.0.0");
+
+        // The comparison with the pack names what changed.
+        let files = extract::pack_files(&one).unwrap();
+        std::fs::write(tree.pack_dir("demo").join("nodes/a.py"), "a = 2\n").unwrap();
+        std::fs::write(tree.pack_dir("demo").join("extra.py"), "").unwrap();
+        std::fs::create_dir_all(tree.pack_dir("demo").join("nodes/__pycache__")).unwrap();
+        std::fs::write(tree.pack_dir("demo").join("nodes/__pycache__/a.pyc"), "").unwrap();
+        std::fs::remove_file(tree.pack_dir("demo").join("pyproject.toml")).unwrap();
+        let (added, changed, missing) = compare(&tree.pack_dir("demo"), &files).unwrap();
+        assert_eq!(
+            (added, changed, missing),
+            (vec!["extra.py".to_owned()], vec!["nodes/a.py".to_owned()], vec!["pyproject.toml".to_owned()])
+        );
+    }
+
+    #[test]
+    fn hostile_members_are_refused_and_nothing_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ComfyUI")).unwrap();
+        let tree = ComfyTree::open(&dir.path().join("ComfyUI")).unwrap();
+        for (name, members) in [
+            ("slip", vec![("../escape.py", &b"x"[..])]),
+            ("absolute", vec![("/tmp/abs.py", &b"x"[..])]),
+            ("backslash", vec![("a\\..\\..\\b.py", &b"x"[..])]),
+            ("own-marker", vec![(MARKER, &b"{}"[..])]),
+        ] {
+            let zip = dir.path().join(format!("{name}.zip"));
+            zip_of(&zip, &members);
+            assert!(tree.stage(&zip, &marker("1.0.0")).is_err(), "{name}");
+            assert!(!dir.path().join("escape.py").exists());
+            assert!(!tree.pack_dir("demo").exists());
+        }
+    }
+}

@@ -255,6 +255,19 @@ fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
     assert_eq!((status, &report["packs"][0]["repaired"]), (0, &serde_json::json!(true)), "{report}");
     assert_eq!(files(&root.join("custom_nodes")), before);
 
+    // A lock whose wheels do not meet a pack's requirements is refused before anything changes,
+    // naming the pack and the requirement.
+    let mut short = lock.clone();
+    short["wheels"].as_array_mut().unwrap().retain(|w| w["name"] != "alpha");
+    world.write("short.lock", serde_json::to_string(&short).unwrap().as_bytes());
+    std::fs::remove_dir_all(root.join("custom_nodes/demo-nodes")).unwrap();
+    let refused = site(&world, &["restore", "short.lock"], "ComfyUI", &[]).code(1);
+    assert!(refused.stderr.contains("pack demo-nodes requires alpha>=1.0"), "{}", refused.stderr);
+    assert!(!root.join("custom_nodes/demo-nodes").exists());
+    assert_eq!(wheels(&root), ["alpha==1.0", "beta==1.0"]);
+    site(&world, &["restore", "comfy.lock"], "ComfyUI", &[]).ok();
+    assert_eq!(files(&root.join("custom_nodes")), before);
+
     // A wheel installed around the mirror, an unmet requirement and a revoked pack are flagged.
     let rogue = build_wheel(&world.path("rogue"), &WheelSpec::new("rogue", "0.1", &[]));
     let uv = |args: &[&str], extra: &Path| {
