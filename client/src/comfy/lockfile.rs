@@ -3,8 +3,9 @@
 //! version). `restore` checks each digest against the log again before it uses it.
 //! Also ComfyUI-Manager's snapshot JSON of the same environment.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The lock file format.
 pub const FORMAT: &str = "airlock.comfy-lock.v1";
@@ -61,17 +62,35 @@ impl ComfyLock {
 
     /// ComfyUI-Manager's snapshot of the same environment (`save-snapshot` JSON): registry packs
     /// by id and version, and the wheels as `name==version` pips.
-    pub fn manager_snapshot(&self) -> serde_json::Value {
-        let packs: serde_json::Map<String, serde_json::Value> =
-            self.packs.iter().map(|p| (p.id.clone(), json!(p.version))).collect();
-        let pips: serde_json::Map<String, serde_json::Value> =
-            self.wheels.iter().map(|w| (format!("{}=={}", w.name, w.version), json!(""))).collect();
-        json!({
-            "comfyui": null,
-            "git_custom_nodes": {},
-            "cnr_custom_nodes": packs,
-            "file_custom_nodes": [],
-            "pips": pips,
-        })
+    pub fn manager_snapshot(&self) -> ManagerSnapshot {
+        ManagerSnapshot {
+            comfyui: None,
+            git_custom_nodes: BTreeMap::new(),
+            cnr_custom_nodes: self.packs.iter().map(|p| (p.id.clone(), p.version.clone())).collect(),
+            file_custom_nodes: Vec::new(),
+            pips: self.wheels.iter().map(|w| (format!("{}=={}", w.name, w.version), String::new())).collect(),
+        }
     }
+}
+
+/// ComfyUI-Manager's snapshot JSON (the fields its `restore-snapshot` reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerSnapshot {
+    /// The ComfyUI commit (not known to airlock: `null`).
+    pub comfyui: Option<String>,
+    /// Packs installed by git clone, by remote URL (airlock installs none).
+    pub git_custom_nodes: BTreeMap<String, GitNode>,
+    /// Registry packs: id → version.
+    pub cnr_custom_nodes: BTreeMap<String, String>,
+    /// Single-file nodes (airlock installs none).
+    pub file_custom_nodes: Vec<String>,
+    /// `name==version` → `""` (or the URL of a URL requirement).
+    pub pips: BTreeMap<String, String>,
+}
+
+/// A git-installed pack in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitNode {
+    pub hash: String,
+    pub disabled: bool,
 }

@@ -35,7 +35,7 @@ pub fn serve(
     let base_url = base_url(app, headers);
     let context = Context { base_url: &base_url, channel: channel.as_ref() };
     let params = Params::parse(query)?;
-    let value = app.registry.with_state(|state| -> Result<serde_json::Value, ApiError> {
+    let bytes = app.registry.with_state(|state| -> Result<Vec<u8>, ApiError> {
         match path.request {
             Request::Nodes => {
                 let (page, limit) = params.paging("limit", 10)?;
@@ -73,11 +73,12 @@ pub fn serve(
                     size,
                 ))
             }
-            Request::ChannelFile(name) => Ok(channel_files::render(state, &context, name)),
+            Request::ChannelFile(name) => {
+                channel_files::render(state, &context, name).map_err(|e| ApiError::Internal(e.into()))
+            }
             Request::Unknown => Err(ApiError::NotFound(format!("no such registry endpoint: {raw_path}"))),
         }
     })?;
-    let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::Internal(e.into()))?;
     let cache = match app.config.read_access {
         crate::config::ReadAccess::TokenRequired => "private, max-age=60",
         crate::config::ReadAccess::Open => "public, max-age=60",
@@ -93,8 +94,8 @@ pub fn serve(
         .map_err(|e| ApiError::Internal(e.into()))
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::Internal(e.into()))
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// The base URL download links use: the configured public URL, else the request's `Host` with
