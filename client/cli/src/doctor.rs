@@ -101,8 +101,12 @@ pub async fn doctor(args: DoctorArgs, context: &Context) -> anyhow::Result<()> {
                 continue;
             }
         };
-        for line in &record.release.metadata.dependencies {
-            requirements.push((marker.id.clone(), line.clone()));
+        // A revoked pack's requirements are not its site's to keep: they are neither checked
+        // nor repaired.
+        if !comfy::is_revoked(record) {
+            for line in &record.release.metadata.dependencies {
+                requirements.push((marker.id.clone(), line.clone()));
+            }
         }
         let file = comfy::pack_file(record)?;
         let zip = scratch.path().join(format!("{}.zip", file.blake3.to_hex()));

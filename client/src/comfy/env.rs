@@ -52,15 +52,22 @@ print(json.dumps({"version": "%d.%d" % sys.version_info[:2], "platform": plat, "
 
 /// The interpreter of the tree at `comfy`: `python` when given, else `.venv` or `venv` in the
 /// tree, else `python3` on the PATH.
+/// A path is made absolute (never resolved through links: a virtual environment's `python` is a
+/// link to its base interpreter), so it can be run from any folder.
 pub fn find_python(comfy: &Path, python: Option<&Path>) -> PathBuf {
+    let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
     if let Some(python) = python {
-        return python.to_path_buf();
+        return if python.components().count() > 1 {
+            absolute(python.to_path_buf())
+        } else {
+            python.to_path_buf()
+        };
     }
     for venv in [".venv", "venv"] {
         for bin in ["bin/python", "Scripts/python.exe"] {
             let candidate = comfy.join(venv).join(bin);
             if candidate.exists() {
-                return candidate;
+                return absolute(candidate);
             }
         }
     }

@@ -286,6 +286,24 @@ fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
     };
     uv(&["install", "--no-index"], &rogue);
     uv(&["uninstall"], Path::new("alpha"));
+    let (status, report) = doctor_json(&world, "ComfyUI", &[]);
+    assert_eq!(status, 3);
+    assert_eq!(report["packs"][0]["state"], "ok", "{report}");
+    assert_eq!(report["wheels"][0]["name"], "rogue", "{report}");
+    assert!(report["wheels"][0]["problem"].as_str().unwrap().contains("not in the log"));
+    let unmet = &report["requirements"][0];
+    assert_eq!(
+        (unmet["pack"].as_str(), unmet["problem"].as_str()),
+        (Some("demo-nodes"), Some("not installed")),
+        "{report}"
+    );
+    // --repair installs the missing requirement from the mirror; the rogue wheel stays flagged.
+    let (status, report) = doctor_json(&world, "ComfyUI", &["--repair"]);
+    assert_eq!((status, &report["repaired_requirements"]), (3, &serde_json::json!(true)), "{report}");
+    assert!(wheels(&root).contains(&"alpha==1.0".to_owned()));
+    assert_eq!(doctor_json(&world, "ComfyUI", &[]).1["requirements"], serde_json::json!([]));
+
+    // Revoked: flagged with its reason, and never re-installed by a repair.
     approved(
         &world,
         &[
@@ -307,14 +325,6 @@ fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
     assert_eq!(status, 3);
     assert_eq!(report["packs"][0]["state"], "revoked", "{report}");
     assert!(report["packs"][0]["problems"][0].as_str().unwrap().contains("credential stealer"));
-    assert_eq!(report["wheels"][0]["name"], "rogue", "{report}");
-    assert!(report["wheels"][0]["problem"].as_str().unwrap().contains("not in the log"));
-    let unmet = &report["requirements"][0];
-    assert_eq!(
-        (unmet["pack"].as_str(), unmet["problem"].as_str()),
-        (Some("demo-nodes"), Some("not installed")),
-        "{report}"
-    );
     let human = site(&world, &["doctor"], "ComfyUI", &[]).code(3);
     assert!(
         human.stdout.contains("revoked") && human.stdout.contains("demo-nodes==1.0.0"),
@@ -330,12 +340,21 @@ fn conflicting_requirements_are_refused_before_anything_changes() {
     let world = World::new(1, 1);
     wheel(&world, 1, "gamma", "1.0", &[]);
     wheel(&world, 1, "gamma", "2.0", &[]);
-    node_tree(&world, "a", "a-nodes", "1.0.0", &["gamma==1.0"], &[]);
+    node_tree(
+        &world,
+        "a",
+        "a-nodes",
+        "1.0.0",
+        &["gamma==1.0"],
+        &[("install.py", "with open('installed.txt', 'w') as f:\n    f.write('yes')\n")],
+    );
     node_tree(&world, "b", "b-nodes", "1.0.0", &["gamma==2.0"], &[]);
     pack(&world, 1, "a");
     pack(&world, 1, "b");
     let root = comfy_tree(&world, "ComfyUI");
-    site(&world, &["install", "a-nodes"], "ComfyUI", &["--installer", "pip"]).ok();
+    site(&world, &["install", "a-nodes"], "ComfyUI", &["--installer", "pip", "--run-install-script"]).ok();
+    // install.py ran, in the pack's folder, because it was asked for.
+    assert_eq!(std::fs::read_to_string(root.join("custom_nodes/a-nodes/installed.txt")).unwrap(), "yes");
     let before = files(&root.join("custom_nodes"));
     let refused = site(&world, &["install", "b-nodes"], "ComfyUI", &["--installer", "pip"]).code(1);
     for named in ["a-nodes", "b-nodes", "gamma==1.0", "gamma==2.0"] {
