@@ -113,7 +113,7 @@ fn comfyui_managers_registry_client_lists_installs_and_versions_from_airlockd() 
     node_tree(&world, "third", "third-nodes", "0.3.0", &[], &[]);
     let demo1 = publish_pack(&world, "demo1");
     let demo2 = publish_pack(&world, "demo2");
-    publish_pack(&world, "other");
+    let other = publish_pack(&world, "other");
     publish_pack(&world, "third");
     crate::lifecycle::lifecycle(&world, "yank", "demo-nodes==1.0.0", &["--reason", "leaks memory"]).ok();
     crate::lifecycle::lifecycle(&world, "revoke", "other-nodes==2.0.0", &["--reason", "malware"]).ok();
@@ -128,6 +128,16 @@ fn comfyui_managers_registry_client_lists_installs_and_versions_from_airlockd() 
     assert_eq!(get_json(&url, "/comfy/nodes?page=2&limit=1").1["nodes"][0]["id"], "third-nodes");
     assert_eq!(get_json(&url, "/comfy/nodes/other-nodes").0, 404);
     assert_eq!(get_json(&url, "/comfy/nodes/other-nodes/install").0, 404);
+    assert_eq!(
+        http_get(&url, &format!("/files/blake3/{other}/other.zip")).0,
+        410,
+        "a revoked pack's file is gone"
+    );
+    assert_eq!(
+        http_get(&url, &format!("/files/blake3/{demo2}/other.zip")).0,
+        404,
+        "a file by its logged name only"
+    );
     // Case-insensitive ids.
     assert_eq!(get_json(&url, "/comfy/nodes/DEMO-Nodes").1["id"], "demo-nodes");
     // Bad input is named; what the registry does not serve is 404; writes are 403.
