@@ -152,6 +152,8 @@ fn comfyui_managers_registry_client_lists_installs_and_versions_from_airlockd() 
 import json, urllib.request
 import comfyui_manager.common.cnr_utils as c
 c.base_url = "{url}/comfy"
+import asyncio
+listed = asyncio.run(c.get_cnr_data(cache_mode=False, dont_wait=False))
 v = c.install_node("demo-nodes", "1.0.0")
 latest = c.install_node("demo-nodes")
 versions = c.all_versions_of_node("Demo-Nodes")
@@ -159,10 +161,19 @@ gone = c.install_node("other-nodes")
 data = urllib.request.urlopen(v.download_url).read()
 print("RESULT " + json.dumps({{"version": v.version, "deprecated": v.deprecated, "deps": v.dependencies, "url": v.download_url,
     "latest": latest.version, "versions": [(x["version"], x["deprecated"]) for x in versions],
-    "gone": gone is None, "bytes": data.hex()}}))
+    "gone": gone is None, "bytes": data.hex(),
+    "listed": sorted((n["id"], n["latest_version"]["version"], n["publisher"]["name"]) for n in listed)}}))
 "#
     );
     let answer: serde_json::Value = manager_result(&world, &script, None);
+    // Manager's catalogue fetch pages through /nodes until totalPages.
+    assert_eq!(
+        answer["listed"],
+        serde_json::json!([
+            ["demo-nodes", "1.1.0", "test.airlock"],
+            ["third-nodes", "0.3.0", "test.airlock"]
+        ])
+    );
     assert_eq!(answer["version"], "1.0.0");
     assert_eq!(answer["deprecated"], true, "a yanked version is deprecated");
     assert_eq!(answer["deps"], serde_json::json!(["numpy>=1"]));
