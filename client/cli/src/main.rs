@@ -16,6 +16,7 @@ mod doctor;
 mod evidence;
 mod history;
 mod ingest;
+mod install;
 mod keys;
 mod lifecycle;
 mod lock;
@@ -25,6 +26,7 @@ mod progress;
 mod proof;
 mod publish;
 mod pull;
+mod restore;
 mod review;
 mod root_create;
 mod scan;
@@ -137,9 +139,9 @@ enum Command {
     Lock(lock::LockArgs),
     /// Install a node pack into a ComfyUI tree, verified against the log, with its requirements
     /// from the mirror's index, hashes pinned.
-    Install(comfy::InstallArgs),
+    Install(install::InstallArgs),
     /// Reproduce a ComfyUI tree and its wheels exactly from a comfy.lock, from the mirror.
-    Restore(comfy::RestoreArgs),
+    Restore(restore::RestoreArgs),
     /// Check a ComfyUI tree against the log: changed files, yanked or revoked packs and wheels,
     /// unmet requirements, anything not from the mirror (exit 3 when something is wrong).
     Doctor(doctor::DoctorArgs),
@@ -302,8 +304,8 @@ async fn run(command: Command, context: &Context) -> anyhow::Result<()> {
         Command::Evidence { command } => evidence::evidence(command, context),
         Command::Export(args) => bundle::export(args, context).await,
         Command::Lock(args) => lock::lock(args, context).await,
-        Command::Install(args) => comfy::install(args, context).await,
-        Command::Restore(args) => comfy::restore(args, context).await,
+        Command::Install(args) => install::install(args, context).await,
+        Command::Restore(args) => restore::restore(args, context).await,
         Command::Doctor(args) => doctor::doctor(args, context).await,
         Command::Pack(args) => pack::pack(args, context),
         Command::Scan(args) => scan::scan(args, context).await,
