@@ -12,6 +12,7 @@ pub mod keyfile;
 pub mod log;
 pub mod note;
 pub mod policy;
+pub mod preverify;
 pub mod registry;
 pub mod threshold;
 pub mod trust;

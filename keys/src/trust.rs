@@ -243,6 +243,11 @@ impl TrustedRoot {
         }
     }
 
+    /// The key this root lists under `id`.
+    pub fn key(&self, id: &airlock_proto::KeyId) -> Option<&PublicKey> {
+        self.keys.get(id)
+    }
+
     /// Whether `key` is one of `role`'s keys.
     pub fn authorises(&self, key: &PublicKey, role: RoleName) -> bool {
         self.role(role).keys.contains(&key.id()) && self.keys.contains_key(&key.id())

@@ -1243,3 +1243,34 @@ fn forged_checkpoint_never_raises_security_error() {
     }
     assert!(wrong.is_empty(), "unsigned checkpoints raised security errors:\n  {}", wrong.join("\n  "));
 }
+
+/// Signatures checked ahead of the fold across cores (`preverify`) decide nothing themselves: a
+/// page of hundreds of leaves with one bad or malleated signature is refused at that leaf, by
+/// index, and the same page whole is accepted.
+#[test]
+fn a_large_page_with_one_bad_signature_is_refused_naming_the_leaf() {
+    let mut fx = Fixture::new();
+    for i in 0..300 {
+        let leaf = fx.release(&format!("bulk-{i:03}"), "1.0.0");
+        fx.push(leaf);
+    }
+    let good = fx.leaves.clone();
+    for (at, tamper) in [(150usize, 0u8), (299, 1)] {
+        let mut leaves = good.clone();
+        let mut envelope = Envelope::from_bytes(&leaves[at]).unwrap();
+        if tamper == 0 {
+            envelope.signatures[0].sig.0[5] ^= 1;
+        } else {
+            malleate(&mut envelope.signatures[0].sig.0);
+        }
+        leaves[at] = envelope.to_bytes().unwrap();
+        let err = refused(&fx.empty_log(), &fx.checkpoint_of(&leaves), &leaves, LATER);
+        match &err {
+            LogError::Leaf(ApplyError::Signatures { index, .. }) => assert_eq!(*index, at as u64, "{err}"),
+            other => panic!("expected a leaf signature error, got: {other}"),
+        }
+        assert_threshold(leaf_threshold(&err), "publisher", 1, 0);
+    }
+    let log = accepted(&fx.empty_log(), &fx.checkpoint_of(&good), &good, LATER);
+    assert_eq!(log.size(), 301);
+}

@@ -1,0 +1,118 @@
+//! Envelope signatures checked ahead of the fold, in parallel across cores. A page of leaves is
+//! scanned for signatures by keys the root in force lists; each is checked with `verify_strict`
+//! on one of the machine's cores, and the ones that verify are remembered. The one threshold
+//! function then asks `verify`, which answers from that memory or checks the signature itself:
+//! the same answer, computed earlier. Only accepted signatures are remembered, each under a
+//! BLAKE3 over the key, the signature and the signed bytes, so a remembered answer is the one
+//! `verify_strict` gave for exactly those bytes. What counts (roles, thresholds, duplicates)
+//! stays in `check_threshold`.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use crate::keyfile::{KeyError, PublicKey};
+
+/// Most signatures remembered at once (32 bytes each); the memory is emptied when full.
+const MAX_REMEMBERED: usize = 1 << 18;
+
+/// Below this many signatures a page is checked in the fold, on one core.
+const MIN_PARALLEL: usize = 64;
+
+fn accepted() -> &'static Mutex<HashSet<[u8; 32]>> {
+    static ACCEPTED: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
+    ACCEPTED.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// Identifies one (key, signature, signed bytes) triple.
+fn triple(key: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("airlock preverified ed25519 signature v1");
+    hasher.update(&key.to_bytes());
+    hasher.update(&(signature.len() as u64).to_le_bytes());
+    hasher.update(signature);
+    hasher.update(message);
+    *hasher.finalize().as_bytes()
+}
+
+/// One signature job: the key the signature names, the signed bytes, the signature.
+#[derive(Debug)]
+pub struct Job {
+    pub key: PublicKey,
+    pub message: std::sync::Arc<Vec<u8>>,
+    pub signature: Vec<u8>,
+}
+
+/// Checks `jobs` with `verify_strict` across the machine's cores and remembers the triples that
+/// verify. Those that do not are forgotten: the fold checks them again and names the leaf.
+pub fn ahead(jobs: &[Job]) {
+    if jobs.len() < MIN_PARALLEL {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads < 2 {
+        return;
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    let found: Vec<Vec<[u8; 32]>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter(|job| job.key.verify_strict(&job.message, &job.signature).is_ok())
+                        .map(|job| triple(&job.key, &job.message, &job.signature))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut memory = accepted().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for id in found.into_iter().flatten() {
+        if memory.len() >= MAX_REMEMBERED {
+            memory.clear();
+        }
+        memory.insert(id);
+    }
+}
+
+/// `key.verify_strict(message, signature)`, answered from what `ahead` remembered when it can.
+pub fn verify(key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+    let id = triple(key, message, signature);
+    let remembered = accepted().lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+    if remembered {
+        return Ok(());
+    }
+    key.verify_strict(message, signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keyfile::SecretKey;
+
+    #[test]
+    fn only_signatures_that_verify_are_remembered() {
+        let key = SecretKey::generate();
+        let jobs: Vec<Job> = (0..MIN_PARALLEL as u32)
+            .map(|i| {
+                let message = Arc::new(format!("message {i}").into_bytes());
+                let mut signature = key.sign(&message).to_vec();
+                if i == 7 {
+                    signature[0] ^= 1;
+                }
+                Job { key: key.public(), message, signature }
+            })
+            .collect();
+        ahead(&jobs);
+        for (i, job) in jobs.iter().enumerate() {
+            let id = triple(&job.key, &job.message, &job.signature);
+            let remembered = accepted().lock().unwrap().contains(&id);
+            assert_eq!(remembered, i != 7, "job {i}");
+            assert_eq!(verify(&job.key, &job.message, &job.signature).is_ok(), i != 7, "job {i}");
+        }
+        // A remembered answer is for those exact bytes: another message is checked afresh.
+        assert!(verify(&jobs[0].key, b"other", &jobs[0].signature).is_err());
+    }
+}
