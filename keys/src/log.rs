@@ -446,7 +446,7 @@ impl PendingUpdate {
             return Err(LogError::LeafCount { expected, got, size: self.checkpoint.size });
         }
         if self.conflict.is_none() {
-            self.preverify(leaves);
+            crate::preverify::page(self.next.registry.root(), leaves);
         }
         for leaf in leaves {
             if self.conflict.is_none() {
@@ -460,27 +460,6 @@ impl PendingUpdate {
             self.next.frontier.push(leaf_hash(leaf));
         }
         Ok(())
-    }
-
-    /// Checks the signatures of `leaves` by keys of the root in force across the machine's cores
-    /// before the fold counts them (`preverify`); the fold still decides every leaf.
-    fn preverify(&self, leaves: &[Vec<u8>]) {
-        let root = self.next.registry.root();
-        let mut jobs = Vec::new();
-        for leaf in leaves {
-            let Ok(envelope) = airlock_proto::Envelope::from_bytes(leaf) else { continue };
-            let message = std::sync::Arc::new(envelope.signed_bytes());
-            for signature in &envelope.signatures {
-                if let Some(key) = root.key(&signature.key_id) {
-                    jobs.push(crate::preverify::Job {
-                        key: *key,
-                        message: message.clone(),
-                        signature: signature.sig.0.to_vec(),
-                    });
-                }
-            }
-        }
-        crate::preverify::ahead(&jobs);
     }
 
     /// `finish` without the freshness rules: for checking evidence offline, where what matters

@@ -8,9 +8,10 @@
 //! stays in `check_threshold`.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::keyfile::{KeyError, PublicKey};
+use crate::trust::TrustedRoot;
 
 /// Most signatures remembered at once (32 bytes each); the memory is emptied when full.
 const MAX_REMEMBERED: usize = 1 << 18;
@@ -37,8 +38,24 @@ fn triple(key: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
 #[derive(Debug)]
 pub struct Job {
     pub key: PublicKey,
-    pub message: std::sync::Arc<Vec<u8>>,
+    pub message: Arc<Vec<u8>>,
     pub signature: Vec<u8>,
+}
+
+/// Checks the signatures of `leaves` by keys `root` lists (the root in force where the page
+/// starts) across the machine's cores, ahead of a fold that still decides every leaf.
+pub fn page(root: &TrustedRoot, leaves: &[Vec<u8>]) {
+    let mut jobs = Vec::new();
+    for leaf in leaves {
+        let Ok(envelope) = airlock_proto::Envelope::from_bytes(leaf) else { continue };
+        let message = Arc::new(envelope.signed_bytes());
+        for signature in &envelope.signatures {
+            if let Some(key) = root.key(&signature.key_id) {
+                jobs.push(Job { key: *key, message: message.clone(), signature: signature.sig.0.to_vec() });
+            }
+        }
+    }
+    ahead(&jobs);
 }
 
 /// Checks `jobs` with `verify_strict` across the machine's cores and remembers the triples that
@@ -87,8 +104,6 @@ pub fn verify(key: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), K
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::keyfile::SecretKey;
 
