@@ -154,6 +154,21 @@ fn package_id(name: &str, extra: Option<&ExtraName>) -> String {
     extra.map_or_else(|| name.to_owned(), |extra| format!("{name}[{extra}]"))
 }
 
+/// A requirements file pinning each of `locked` with the SHA-256 of every wheel the log holds
+/// for the target (`pip install --require-hashes -r`, `uv pip install --require-hashes -r`),
+/// after `header` as comment lines.
+pub fn requirements_text(header: &str, locked: &[Locked]) -> String {
+    let mut out: String = header.lines().map(|line| format!("# {line}\n")).collect();
+    for package in locked {
+        out.push_str(&format!("{}=={}", package.name, package.version));
+        for wheel in &package.wheels {
+            out.push_str(&format!(" \\\n    --hash=sha256:{}", wheel.sha256.to_hex()));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Why a lock could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {

@@ -415,6 +415,12 @@ fn info_from(manifest: &BTreeMap<String, Vec<u8>>) -> Result<PackInfo, PackError
     })
 }
 
+/// The pack file of a node release: its `.zip` (a node release holds one file).
+pub fn pack_file(release: &airlock_proto::Release) -> Option<&airlock_proto::FileEntry> {
+    let files = &release.files;
+    files.iter().find(|f| f.filename.as_str().ends_with(".zip")).or_else(|| files.first())
+}
+
 /// A pack version as x.y.z: `2.5` becomes `2.5.0`; anything else must be semantic.
 pub fn normalize_version(text: &str) -> Result<Version, String> {
     let text = text.trim();

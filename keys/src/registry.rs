@@ -226,6 +226,14 @@ impl RegistryState {
         self.channels.get(channel).is_some_and(|held| held.contains(&(kind, name.clone(), version.clone())))
     }
 
+    /// Whether a release is offered to installers: not revoked, and held by `channel` when one
+    /// is given.
+    pub fn offers(&self, record: &ReleaseRecord, channel: Option<&ChannelName>) -> bool {
+        let r = &record.release;
+        !matches!(record.status, ReleaseStatus::Revoked { .. })
+            && channel.is_none_or(|c| self.channel_holds(c, r.kind, &r.name, &r.version))
+    }
+
     /// The releases `channel` holds, ordered by kind, name and version text.
     pub fn channel_releases<'a>(&'a self, channel: &ChannelName) -> impl Iterator<Item = &'a ReleaseRecord> {
         self.channels.get(channel).into_iter().flatten().filter_map(|key| self.releases.get(key))

@@ -33,7 +33,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
-use common::{exit_with, free_addr, number_arg, positional_args, ServerProcess, World};
+use common::{airlock_bin, exit_with, free_addr, number_arg, positional_args, ServerProcess, World};
 
 const REQUIREMENTS: usize = 10;
 
@@ -106,16 +106,6 @@ fn run() -> anyhow::Result<()> {
     drop(mirror);
     drop(primary);
     Ok(())
-}
-
-/// The release `airlock` beside the release `airlockd`, built when missing or stale.
-fn airlock_bin() -> anyhow::Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "airlock-cli", "--bin", "airlock"])
-        .status()
-        .context("run cargo build for the airlock CLI")?;
-    ensure!(status.success(), "building the airlock CLI failed");
-    Ok(Path::new(env!("CARGO_BIN_EXE_airlockd")).with_file_name("airlock"))
 }
 
 struct Cli<'a> {

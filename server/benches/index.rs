@@ -36,7 +36,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock_client::publish::{hash_file, FileDigests};
 use airlock_client::statements::{file_entry, release};
 use airlock_client::wheel::read_wheel;
 use airlock_keys::sign_envelope;
@@ -134,15 +133,10 @@ fn publish_all(addr: SocketAddr, world: &World, wheels: &Path) -> anyhow::Result
     let mut paths: Vec<PathBuf> =
         std::fs::read_dir(wheels)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     paths.sort();
-    let staging = tempfile::tempdir()?;
     for path in paths {
         let info = read_wheel(&path)?;
-        let metadata_path = staging.path().join("METADATA");
-        std::fs::write(&metadata_path, &info.metadata_bytes)?;
-        let wheel = hash_file(&path)?;
-        let metadata = hash_file(&metadata_path)?;
-        upload(&mut client, &path, &wheel)?;
-        upload(&mut client, &metadata_path, &metadata)?;
+        let wheel = client.put_blob(&std::fs::read(&path)?)?;
+        let metadata = client.put_blob(&info.metadata_bytes)?;
         let mut envelope = release(
             Kind::Wheel,
             info.name.name.clone(),
@@ -164,23 +158,6 @@ fn publish_all(addr: SocketAddr, world: &World, wheels: &Path) -> anyhow::Result
             String::from_utf8_lossy(&body)
         );
     }
-    Ok(())
-}
-
-fn upload(client: &mut Client, path: &Path, digests: &FileDigests) -> anyhow::Result<()> {
-    let bytes = std::fs::read(path)?;
-    let (status, body) = client.request(
-        "PUT",
-        &format!("/v1/blobs/blake3/{}", digests.blake3.to_hex()),
-        Some("application/octet-stream"),
-        &bytes,
-    )?;
-    ensure!(
-        status == 201 || status == 200,
-        "upload of {}: HTTP {status}: {}",
-        path.display(),
-        String::from_utf8_lossy(&body)
-    );
     Ok(())
 }
 

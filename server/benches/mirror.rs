@@ -38,6 +38,8 @@
 //!
 //! The figures go to stdout, progress to stderr. The exit status is non-zero only on errors.
 
+// Each benchmark uses its part of the shared code.
+#[allow(dead_code)]
 mod common;
 
 use std::net::SocketAddr;
@@ -47,15 +49,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock_client::bundle::{export, ExportFrom};
-use airlock_client::publish::{release_envelope, FileDigests};
 use airlock_client::state::StateStore;
 use airlock_client::{Remote, TlsOptions};
-use airlock_keys::sign_envelope;
-use airlock_proto::{Checkpoint, Digest, FileName, Kind, Metadata, PackageName, Sha256, Version};
+use airlock_proto::{Checkpoint, Digest};
 use anyhow::{bail, ensure, Context};
 use common::{
-    airlockd_init, exit_with, free_addr, mb_per_s, now, number_arg, positional_args, Client, ServerProcess,
-    World, KIB, MIB,
+    airlockd_init, exit_with, free_addr, mb_per_s, number_arg, positional_args, Client, ServerProcess, World,
+    KIB, MIB,
 };
 use rand::{Rng, RngCore};
 
@@ -335,33 +335,9 @@ fn publish_release(
     file: &str,
     blob: &[u8],
 ) -> anyhow::Result<Digest> {
-    use sha2::Digest as _;
-    let digest = Digest::of(blob);
-    let (status, body) = client.request(
-        "PUT",
-        &format!("/v1/blobs/blake3/{}", digest.to_hex()),
-        Some("application/octet-stream"),
-        blob,
-    )?;
-    ensure!(status == 201 || status == 200, "blob upload: HTTP {status}: {}", String::from_utf8_lossy(&body));
-    let digests = FileDigests {
-        size: blob.len() as u64,
-        blake3: digest,
-        sha256: Sha256(sha2::Sha256::digest(blob).into()),
-    };
-    let mut envelope = release_envelope(
-        Kind::Wheel,
-        PackageName::new(Kind::Wheel, name)?,
-        Version::new("1.0")?,
-        (FileName::new(file)?, digests),
-        Metadata::default(),
-        now(),
-    )?;
-    sign_envelope(&mut envelope, &world.publisher);
-    let (status, body) =
-        client.request("POST", "/v1/statements", Some("application/cbor"), &envelope.to_bytes()?)?;
-    ensure!(status == 201, "release statement: HTTP {status}: {}", String::from_utf8_lossy(&body));
-    Ok(digest)
+    let digests = client.put_blob(blob)?;
+    client.log_wheel_release(world, name, file, digests)?;
+    Ok(digests.blake3)
 }
 
 /// The size of the log in the server's current checkpoint.

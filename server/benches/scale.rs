@@ -15,15 +15,12 @@
 #[allow(dead_code)]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use airlock_client::publish::{release_envelope, FileDigests};
-use airlock_keys::sign_envelope;
-use airlock_proto::{Digest, FileName, Kind, Metadata, PackageName, Sha256, Version};
 use anyhow::{ensure, Context as _};
-use common::{exit_with, now, positional_args, Client, ServerProcess, World};
+use common::{airlock_bin, exit_with, positional_args, Client, ServerProcess, World};
 
 fn main() -> ExitCode {
     exit_with(run)
@@ -84,49 +81,14 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The release `airlock` beside the release `airlockd`, built when missing or stale.
-fn airlock_bin() -> anyhow::Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "airlock-cli", "--bin", "airlock"])
-        .status()
-        .context("run cargo build for the airlock CLI")?;
-    ensure!(status.success(), "building the airlock CLI failed");
-    Ok(Path::new(env!("CARGO_BIN_EXE_airlockd")).with_file_name("airlock"))
-}
-
 /// Uploads one small blob and logs `count` releases naming it.
 fn publish(addr: std::net::SocketAddr, world: &World, count: usize) -> anyhow::Result<()> {
-    use sha2::Digest as _;
-    let blob = b"a small release".to_vec();
     let mut client = Client::new(addr, Some(world.token.clone()));
-    let digest = Digest::of(&blob);
-    let (status, body) = client.request(
-        "PUT",
-        &format!("/v1/blobs/blake3/{}", digest.to_hex()),
-        Some("application/octet-stream"),
-        &blob,
-    )?;
-    ensure!(status == 201 || status == 200, "blob upload: HTTP {status}: {}", String::from_utf8_lossy(&body));
-    let digests = FileDigests {
-        size: blob.len() as u64,
-        blake3: digest,
-        sha256: Sha256(sha2::Sha256::digest(&blob).into()),
-    };
+    let digests = client.put_blob(b"a small release")?;
     let started = Instant::now();
     for i in 1..=count {
         let name = format!("bench-pkg-{i:07}");
-        let mut envelope = release_envelope(
-            Kind::Wheel,
-            PackageName::new(Kind::Wheel, &name)?,
-            Version::new("1.0")?,
-            (FileName::new(&format!("bench_pkg_{i:07}-1.0-py3-none-any.whl"))?, digests),
-            Metadata::default(),
-            now(),
-        )?;
-        sign_envelope(&mut envelope, &world.publisher);
-        let (status, body) =
-            client.request("POST", "/v1/statements", Some("application/cbor"), &envelope.to_bytes()?)?;
-        ensure!(status == 201, "release {name}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        client.log_wheel_release(world, &name, &format!("bench_pkg_{i:07}-1.0-py3-none-any.whl"), digests)?;
         if i % 10_000 == 0 {
             eprintln!("  {i}/{count}, {:.0}/s", i as f64 / started.elapsed().as_secs_f64());
         }

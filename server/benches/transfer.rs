@@ -38,6 +38,8 @@
 //! figure is reported, not failed: the exit status is non-zero only on errors. Absolute numbers
 //! drift between machines and runs; compare the ratio, measured in the same run.
 
+// Each benchmark uses its part of the shared code.
+#[allow(dead_code)]
 mod common;
 
 use std::fs::File;

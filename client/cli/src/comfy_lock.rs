@@ -5,46 +5,51 @@
 
 use std::path::Path;
 
-use airlock_client::comfy::env;
 use airlock_client::comfy::lockfile::{ComfyLock, LockedPack, LockedWheel, FORMAT};
-use airlock_client::comfy::tree::ComfyTree;
 use airlock_client::fsutil;
-use airlock_proto::Kind;
 use anyhow::Context as _;
 use serde_json::json;
 
+use super::comfy::{installed_release, is_revoked, pack_file, release_of, Site, SiteArgs};
 use super::lock::LockArgs;
 use super::Context;
 
 pub async fn lock_tree(args: &LockArgs, dir: &Path, context: &Context) -> anyhow::Result<()> {
-    let tree = ComfyTree::open(dir)?;
-    let python = env::find_python(dir, args.python.as_deref());
-    let environment = env::inspect(&python)?;
+    let site = Site::open(
+        &SiteArgs {
+            comfyui: dir.to_path_buf(),
+            python: args.python.clone(),
+            installer: None,
+            channel: args.channel.clone(),
+            server: args.server.clone(),
+            root: args.root.clone(),
+        },
+        context,
+    )
+    .await?;
+    let (environment, state) = (&site.env, site.registry());
     let target = environment.target()?;
-    let remote = context.remote(&args.server)?;
-    let log = context.follow(&remote, &args.root).await?;
-    let state = log.log.registry();
     let mut packs = Vec::new();
     let mut problems = Vec::new();
-    for entry in tree.entries()? {
+    for entry in site.tree.entries()? {
         let Some(marker) = entry.marker else {
             if entry.path.is_dir() {
                 problems.push(format!("custom_nodes/{} was not installed by airlock", entry.name));
             }
             continue;
         };
-        let record = match crate::comfy::release_of(state, &marker) {
+        let record = match release_of(state, &marker) {
             Ok(record) => record,
             Err(e) => {
                 problems.push(format!("{e:#}"));
                 continue;
             }
         };
-        if crate::comfy::is_revoked(record) {
+        if is_revoked(record) {
             problems.push(format!("pack {}=={} is revoked", marker.id, marker.version));
             continue;
         }
-        let file = crate::comfy::pack_file(record)?;
+        let file = pack_file(record)?;
         packs.push(LockedPack {
             id: marker.id.clone(),
             version: marker.version.clone(),
@@ -57,10 +62,7 @@ pub async fn lock_tree(args: &LockArgs, dir: &Path, context: &Context) -> anyhow
     // The wheels: each installed distribution pinned, resolved against the log for its files.
     let mut pins = Vec::new();
     for (name, version) in environment.packages() {
-        let logged = state
-            .releases_of(Kind::Wheel, name)
-            .any(|r| crate::comfy::same_version(r.release.version.as_str(), version));
-        if logged {
+        if installed_release(state, name, version).is_some() {
             pins.push(format!("{name}=={version}"));
         } else {
             problems.push(format!(
@@ -83,7 +85,7 @@ pub async fn lock_tree(args: &LockArgs, dir: &Path, context: &Context) -> anyhow
     let lock = ComfyLock {
         format: FORMAT.to_owned(),
         origin: state.root().origin().to_owned(),
-        log_size: log.log.size(),
+        log_size: site.log.log.size(),
         python: environment.version.clone(),
         platform: environment.platform.clone(),
         packs,

@@ -5,29 +5,19 @@
 //! wheels that did not come from the mirror. `--repair` re-installs damaged packs from the
 //! mirror and installs missing requirements. Exit 3 when anything is wrong.
 
-use std::path::PathBuf;
-
 use airlock_client::comfy::extract;
-use airlock_client::comfy::tree::{self, Marker, MARKER_FORMAT};
-use airlock_client::progress::Reporter as _;
-use airlock_client::pull::download_verified;
+use airlock_client::comfy::tree::{self, Marker};
 use airlock_keys::ReleaseStatus;
-use airlock_proto::Kind;
 use serde::Serialize;
 use serde_json::json;
 
 use super::comfy::{self, Site, SiteArgs};
-use super::{Context, ServerArgs};
+use super::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
     #[command(flatten)]
     site: SiteArgs,
-    #[command(flatten)]
-    server: ServerArgs,
-    /// The pinned root the log is verified against.
-    #[arg(long)]
-    root: PathBuf,
     /// Re-install damaged packs from the mirror, and install missing requirements.
     #[arg(long)]
     repair: bool,
@@ -71,12 +61,14 @@ impl std::fmt::Display for Unhealthy {
 impl std::error::Error for Unhealthy {}
 
 pub async fn doctor(args: DoctorArgs, context: &Context) -> anyhow::Result<()> {
-    let site = Site::open(&args.site, &args.server, &args.root, context).await?;
+    let site = Site::open(&args.site, context).await?;
     let state = site.registry();
     let target = site.env.target()?;
     let scratch = tempfile::tempdir()?;
     let mut packs = Vec::new();
-    let mut requirements: Vec<(String, String)> = Vec::new();
+    // The requirement lines of each pack (a revoked pack's are not its site's to keep: they are
+    // neither checked nor repaired).
+    let mut requirements: Vec<(String, Vec<String>)> = Vec::new();
     for entry in site.tree.entries()? {
         let mut report = PackReport { folder: entry.name.clone(), ..PackReport::default() };
         let Some(marker) = entry.marker.clone() else {
@@ -101,18 +93,11 @@ pub async fn doctor(args: DoctorArgs, context: &Context) -> anyhow::Result<()> {
                 continue;
             }
         };
-        // A revoked pack's requirements are not its site's to keep: they are neither checked
-        // nor repaired.
         if !comfy::is_revoked(record) {
-            for line in &record.release.metadata.dependencies {
-                requirements.push((marker.id.clone(), line.clone()));
-            }
+            requirements.push((marker.id.clone(), record.release.metadata.dependencies.clone()));
         }
         let file = comfy::pack_file(record)?;
-        let zip = scratch.path().join(format!("{}.zip", file.blake3.to_hex()));
-        let progress = context.bars.bytes("downloading", file.size);
-        download_verified(&site.remote, file, &zip, progress.as_ref()).await?;
-        progress.finish();
+        let zip = site.fetch_pack(file, scratch.path(), context).await?;
         let files = extract::pack_files(&zip)?;
         let (added, changed, missing) = tree::compare(&entry.path, &files)?;
         let damaged = !(added.is_empty() && changed.is_empty() && missing.is_empty());
@@ -139,15 +124,7 @@ pub async fn doctor(args: DoctorArgs, context: &Context) -> anyhow::Result<()> {
         }
         (report.added, report.changed, report.missing) = (added, changed, missing);
         if damaged && args.repair && !comfy::is_revoked(record) {
-            let fresh = Marker {
-                format: MARKER_FORMAT.to_owned(),
-                id: marker.id.clone(),
-                version: marker.version.clone(),
-                filename: file.filename.to_string(),
-                blake3: file.blake3.to_hex(),
-                leaf_index: record.leaf_index,
-            };
-            site.tree.stage(&zip, &fresh)?.swap()?;
+            site.tree.stage(&zip, &Marker::of(record, file))?.swap()?;
             report.repaired = true;
         }
         packs.push(report);
@@ -155,10 +132,7 @@ pub async fn doctor(args: DoctorArgs, context: &Context) -> anyhow::Result<()> {
     // Wheels: each installed distribution against the log.
     let mut wheels = Vec::new();
     for (name, version) in site.env.packages() {
-        let record = state
-            .releases_of(Kind::Wheel, name)
-            .find(|r| comfy::same_version(r.release.version.as_str(), version));
-        let problem = match record.map(|r| &r.status) {
+        let problem = match comfy::installed_release(state, name, version).map(|r| &r.status) {
             None => Some("not in the log: it did not come from the mirror".to_owned()),
             Some(ReleaseStatus::Revoked { reason }) => Some(format!("revoked: {reason}")),
             Some(ReleaseStatus::Yanked { reason }) => Some(format!("yanked: {reason}")),
@@ -170,23 +144,18 @@ pub async fn doctor(args: DoctorArgs, context: &Context) -> anyhow::Result<()> {
     }
     // Requirements of the packs, against what is installed.
     let mut unmet = Vec::new();
-    for (pack, line) in &requirements {
-        if let Some(problem) = comfy::requirement_problem(line, &target, |name| {
-            site.env.installed.iter().find(|(n, _)| n.as_str() == name).map(|(_, v)| v.clone())
-        }) {
-            unmet.push(json!({ "pack": pack, "requirement": line, "problem": problem }));
+    for (pack, lines) in &requirements {
+        for line in lines {
+            if let Some(problem) =
+                comfy::requirement_problem(line, &target, |name| site.env.installed.get(name).cloned())
+            {
+                unmet.push(json!({ "pack": pack, "requirement": line, "problem": problem }));
+            }
         }
     }
     let mut repaired_requirements = false;
     if args.repair && !unmet.is_empty() {
-        let mut by_pack: Vec<(String, Vec<String>)> = Vec::new();
-        for (pack, line) in &requirements {
-            match by_pack.iter_mut().find(|(p, _)| p == pack) {
-                Some((_, lines)) => lines.push(line.clone()),
-                None => by_pack.push((pack.clone(), vec![line.clone()])),
-            }
-        }
-        let locked = comfy::resolve_packs(state, &by_pack, site.channel.as_ref(), &target)?;
+        let locked = comfy::resolve_packs(state, &requirements, site.channel.as_ref(), &target)?;
         site.install_wheels(&locked)?;
         repaired_requirements = true;
     }

@@ -5,18 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_client::comfy::tree::{Marker, MARKER_FORMAT};
+use airlock_client::comfy::tree::Marker;
 use airlock_client::lock::Locked;
-use airlock_client::progress::Reporter as _;
 use airlock_client::publish::hash_file;
-use airlock_client::pull::{check_status, download_verified, NotFound, Target, VerifyError};
+use airlock_client::pull::{check_status, NotFound, Target, VerifyError};
 use airlock_keys::{RegistryState, ReleaseRecord};
-use airlock_proto::{FileEntry, Kind};
+use airlock_proto::Kind;
 use anyhow::Context as _;
 use serde_json::json;
 
 use super::comfy::{pack_file, release_of, resolve_packs, Site, SiteArgs};
-use super::{Context, ServerArgs};
+use super::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
@@ -25,11 +24,6 @@ pub struct InstallArgs {
     pack: String,
     #[command(flatten)]
     site: SiteArgs,
-    #[command(flatten)]
-    server: ServerArgs,
-    /// The pinned root the log is verified against.
-    #[arg(long)]
-    root: PathBuf,
     /// Run the pack's install.py after the install (never by default: it is arbitrary code).
     #[arg(long)]
     run_install_script: bool,
@@ -55,9 +49,17 @@ fn wanted(text: &str) -> anyhow::Result<Wanted> {
     Ok(Wanted::Logged(Target::parse(&text, Some(Kind::Node))?))
 }
 
-/// Finds the release a local pack file is, by its digests.
-fn logged_file<'s>(state: &'s RegistryState, path: &Path) -> anyhow::Result<(&'s ReleaseRecord, FileEntry)> {
-    let digests = hash_file(path)?;
+/// Finds the release a local pack file is, by its digests. The file is first copied into
+/// `scratch` and that copy hashed, so the bytes extracted are the bytes checked even when the
+/// medium changes underneath.
+fn logged_file<'s>(
+    state: &'s RegistryState,
+    path: &Path,
+    scratch: &Path,
+) -> anyhow::Result<(&'s ReleaseRecord, PathBuf)> {
+    let copy = scratch.join("local-pack.zip");
+    std::fs::copy(path, &copy).with_context(|| format!("cannot read {}", path.display()))?;
+    let digests = hash_file(&copy)?;
     let record = state
         .release_by_digest(&digests.blake3)
         .filter(|r| r.release.kind == Kind::Node)
@@ -73,24 +75,27 @@ fn logged_file<'s>(state: &'s RegistryState, path: &Path) -> anyhow::Result<(&'s
         .files
         .iter()
         .find(|f| f.blake3 == digests.blake3)
-        .cloned()
         .ok_or_else(|| NotFound(format!("{} is not a file of a logged release", path.display())))?;
-    if file.sha256 != digests.sha256 || file.size != digests.size {
+    let what = path.display().to_string();
+    if file.size != digests.size {
+        return Err(VerifyError::Size { what, expected: file.size, actual: digests.size }.into());
+    }
+    if file.sha256 != digests.sha256 {
         return Err(VerifyError::Sha256 {
-            what: path.display().to_string(),
+            what,
             expected: file.sha256.to_hex(),
             actual: digests.sha256.to_hex(),
         }
         .into());
     }
-    Ok((record, file))
+    Ok((record, copy))
 }
 
 /// Installs one verified pack (downloaded into `scratch` unless `local` is given) with its
 /// requirements resolved together with the other installed packs'. Nothing in the tree or the
 /// environment changes when the requirements conflict or the download fails verification; the
 /// old version of the pack stays until the new one is complete.
-pub async fn install_pack(
+async fn install_pack(
     site: &Site,
     record: &ReleaseRecord,
     local: Option<&Path>,
@@ -113,23 +118,9 @@ pub async fn install_pack(
     let locked = resolve_packs(state, &packs, site.channel.as_ref(), &site.env.target()?)?;
     let zip = match local {
         Some(path) => path.to_path_buf(),
-        None => {
-            let path = scratch.join(format!("{}.zip", file.blake3.to_hex()));
-            let progress = context.bars.bytes("downloading", file.size);
-            download_verified(&site.remote, file, &path, progress.as_ref()).await?;
-            progress.finish();
-            path
-        }
+        None => site.fetch_pack(file, scratch, context).await?,
     };
-    let marker = Marker {
-        format: MARKER_FORMAT.to_owned(),
-        id: id.clone(),
-        version: release.version.to_string(),
-        filename: file.filename.to_string(),
-        blake3: file.blake3.to_hex(),
-        leaf_index: record.leaf_index,
-    };
-    let staged = site.tree.stage(&zip, &marker)?;
+    let staged = site.tree.stage(&zip, &Marker::of(record, file))?;
     site.install_wheels(&locked)?;
     staged.swap()?;
     Ok(locked)
@@ -137,11 +128,12 @@ pub async fn install_pack(
 
 pub async fn install(args: InstallArgs, context: &Context) -> anyhow::Result<()> {
     let wanted = wanted(&args.pack)?;
-    let site = Site::open(&args.site, &args.server, &args.root, context).await?;
+    let site = Site::open(&args.site, context).await?;
     let state = site.registry();
+    let scratch = tempfile::tempdir()?;
     let (record, local) = match &wanted {
         Wanted::File(path) => {
-            let (record, _) = logged_file(state, path)?;
+            let (record, copy) = logged_file(state, path, scratch.path())?;
             if let Some(channel) = &site.channel {
                 let r = &record.release;
                 anyhow::ensure!(
@@ -152,7 +144,7 @@ pub async fn install(args: InstallArgs, context: &Context) -> anyhow::Result<()>
                     r.version
                 );
             }
-            (record, Some(path.as_path()))
+            (record, Some(copy))
         }
         Wanted::Logged(target) => {
             let (record, _) = airlock_client::pull::resolve(state, target, site.channel.as_ref())?;
@@ -162,8 +154,7 @@ pub async fn install(args: InstallArgs, context: &Context) -> anyhow::Result<()>
     if let Some(warning) = check_status(record)? {
         context.say(format!("warning: {warning}"));
     }
-    let scratch = tempfile::tempdir()?;
-    let locked = install_pack(&site, record, local, scratch.path(), context).await?;
+    let locked = install_pack(&site, record, local.as_deref(), scratch.path(), context).await?;
     let r = &record.release;
     let dir = site.tree.pack_dir(r.name.as_str());
     let mut notes = Vec::new();

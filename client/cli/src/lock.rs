@@ -91,7 +91,12 @@ pub async fn lock(args: LockArgs, context: &Context) -> anyhow::Result<()> {
         None => format!("{}/simple/", files_url.trim_end_matches('/')),
     };
     let body = match args.format {
-        LockFormat::Requirements => requirements_file(&header, &locked),
+        LockFormat::Requirements => airlock_client::lock::requirements_text(
+            &format!(
+                "{header}\npip install --require-hashes -r FILE, or uv pip install --require-hashes -r FILE"
+            ),
+            &locked,
+        ),
         LockFormat::Pylock => pylock(&header, &locked, &target, files_url.trim_end_matches('/'), &index_url),
     };
     fsutil::write_atomic(&args.output, body.as_bytes(), 0o644)
@@ -102,20 +107,6 @@ pub async fn lock(args: LockArgs, context: &Context) -> anyhow::Result<()> {
         format!("wrote {} ({} packages): {}", args.output.display(), locked.len(), summary.join(" ")),
     );
     Ok(())
-}
-
-fn requirements_file(header: &str, locked: &[Locked]) -> String {
-    let mut out = format!(
-        "# {header}\n# pip install --require-hashes -r FILE, or uv pip install --require-hashes -r FILE\n"
-    );
-    for package in locked {
-        let _ = write!(out, "{}=={}", package.name, package.version);
-        for wheel in &package.wheels {
-            let _ = write!(out, " \\\n    --hash=sha256:{}", wheel.sha256.to_hex());
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// A TOML basic string.

@@ -4,19 +4,17 @@
 
 use std::path::PathBuf;
 
-use airlock_client::comfy::env;
 use airlock_client::comfy::lockfile::ComfyLock;
-use airlock_client::comfy::tree::{Marker, MARKER_FORMAT};
+use airlock_client::comfy::tree::Marker;
 use airlock_client::lock::Locked;
-use airlock_client::progress::Reporter as _;
-use airlock_client::pull::{check_status, download_verified, NotFound};
+use airlock_client::pull::{check_status, NotFound};
 use airlock_keys::{RegistryState, ReleaseRecord};
 use airlock_proto::{FileEntry, Kind};
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::comfy::{pack_file, release_of, requirement_problem, Site, SiteArgs};
-use super::{Context, ServerArgs};
+use super::comfy::{pack_file, release_named, requirement_problem, Site, SiteArgs};
+use super::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
@@ -24,11 +22,6 @@ pub struct RestoreArgs {
     lock: PathBuf,
     #[command(flatten)]
     site: SiteArgs,
-    #[command(flatten)]
-    server: ServerArgs,
-    /// The pinned root the log is verified against.
-    #[arg(long)]
-    root: PathBuf,
 }
 
 /// Checks every digest of a lock against the verified log: the packs it names (logged, node,
@@ -40,15 +33,7 @@ fn verified_lock<'s>(
 ) -> anyhow::Result<(Vec<&'s ReleaseRecord>, Vec<Locked>)> {
     let mut packs = Vec::new();
     for pack in &lock.packs {
-        let marker = Marker {
-            format: MARKER_FORMAT.to_owned(),
-            id: pack.id.clone(),
-            version: pack.version.clone(),
-            filename: pack.filename.clone(),
-            blake3: pack.blake3.clone(),
-            leaf_index: 0,
-        };
-        let record = release_of(state, &marker)?;
+        let record = release_named(state, &pack.id, &pack.version, &pack.blake3)?;
         check_status(record)?;
         packs.push(record);
     }
@@ -84,7 +69,7 @@ fn verified_lock<'s>(
     for record in &packs {
         for line in &record.release.metadata.dependencies {
             if let Some(problem) = requirement_problem(line, target, |name| {
-                wheels.iter().find(|w| w.name.as_str() == name).map(|w| w.version.to_string())
+                wheels.iter().find(|w| w.name == *name).map(|w| w.version.to_string())
             }) {
                 unmet.push(format!("pack {} requires {line}: {problem}", record.release.name));
             }
@@ -102,7 +87,7 @@ pub async fn restore(args: RestoreArgs, context: &Context) -> anyhow::Result<()>
     let bytes =
         airlock_client::fsutil::read_capped(&args.lock, airlock_client::comfy::lockfile::MAX_LOCK_BYTES)?;
     let lock = ComfyLock::parse(&bytes).with_context(|| args.lock.display().to_string())?;
-    let site = Site::open(&args.site, &args.server, &args.root, context).await?;
+    let site = Site::open(&args.site, context).await?;
     let target = site.env.target()?;
     if lock.python != site.env.version || lock.platform != site.env.platform {
         context.say(format!(
@@ -119,10 +104,7 @@ pub async fn restore(args: RestoreArgs, context: &Context) -> anyhow::Result<()>
     for record in &packs {
         let file = pack_file(record)?;
         let id = record.release.name.as_str();
-        let zip = scratch.path().join(format!("{}.zip", file.blake3.to_hex()));
-        let progress = context.bars.bytes("downloading", file.size);
-        download_verified(&site.remote, file, &zip, progress.as_ref()).await?;
-        progress.finish();
+        let zip = site.fetch_pack(file, scratch.path(), context).await?;
         if installed.get(id).is_some_and(|m| m.blake3 == file.blake3.to_hex()) {
             let files = airlock_client::comfy::extract::pack_files(&zip)?;
             let (added, edited, missing) =
@@ -131,15 +113,7 @@ pub async fn restore(args: RestoreArgs, context: &Context) -> anyhow::Result<()>
                 continue;
             }
         }
-        let marker = Marker {
-            format: MARKER_FORMAT.to_owned(),
-            id: id.to_owned(),
-            version: record.release.version.to_string(),
-            filename: file.filename.to_string(),
-            blake3: file.blake3.to_hex(),
-            leaf_index: record.leaf_index,
-        };
-        site.tree.stage(&zip, &marker)?.swap()?;
+        site.tree.stage(&zip, &Marker::of(record, file))?.swap()?;
         changed.push(format!("{id}=={}", record.release.version));
     }
     let keep: Vec<&str> = packs.iter().map(|r| r.release.name.as_str()).collect();
@@ -156,7 +130,7 @@ pub async fn restore(args: RestoreArgs, context: &Context) -> anyhow::Result<()>
         .filter(|(name, _)| !wheels.iter().any(|w| w.name == **name))
         .map(|(name, _)| name.to_string())
         .collect();
-    env::uninstall((site.installer.0, &site.installer.1), &site.env.python, &extra)?;
+    site.uninstall_wheels(&extra)?;
     context.finish(
         &json!({
             "packs": lock.packs.len(), "wheels": wheels.len(), "installed": changed, "removed_packs": removed,

@@ -15,11 +15,11 @@ use crate::lock::Locked;
 /// locked, never removed.
 pub const TOOLS: [&str; 4] = ["pip", "setuptools", "wheel", "uv"];
 
-/// The installer used for requirements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The installer used for requirements: the environment's own pip, or uv at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installer {
     Pip,
-    Uv,
+    Uv(PathBuf),
 }
 
 /// A Python environment, as its interpreter reports it.
@@ -122,8 +122,8 @@ impl PythonEnv {
 }
 
 /// The installer to use: the one asked for, else uv when it is on the PATH or beside the
-/// interpreter, else pip. Returns the installer and, for uv, its path.
-pub fn choose_installer(asked: Option<&str>, python: &Path) -> anyhow::Result<(Installer, PathBuf)> {
+/// interpreter, else pip.
+pub fn choose_installer(asked: Option<&str>, python: &Path) -> anyhow::Result<Installer> {
     let beside = python.parent().map(|bin| bin.join("uv")).filter(|p| p.is_file());
     let on_path = || {
         std::env::var_os("PATH").and_then(|paths| {
@@ -131,34 +131,19 @@ pub fn choose_installer(asked: Option<&str>, python: &Path) -> anyhow::Result<(I
         })
     };
     match asked {
-        Some("pip") => Ok((Installer::Pip, python.to_path_buf())),
-        Some("uv") => beside.or_else(on_path).map(|uv| (Installer::Uv, uv)).ok_or_else(|| {
+        Some("pip") => Ok(Installer::Pip),
+        Some("uv") => beside.or_else(on_path).map(Installer::Uv).ok_or_else(|| {
             anyhow::anyhow!("--installer uv: no uv on the PATH or beside {}", python.display())
         }),
         Some(other) => anyhow::bail!("--installer {other}: expected pip or uv"),
-        None => Ok(beside
-            .or_else(on_path)
-            .map_or((Installer::Pip, python.to_path_buf()), |uv| (Installer::Uv, uv))),
+        None => Ok(beside.or_else(on_path).map_or(Installer::Pip, Installer::Uv)),
     }
-}
-
-/// A requirements file pinning `locked` with every hash the log holds for the target.
-pub fn hashed_requirements(locked: &[Locked]) -> String {
-    let mut out = String::from("# written by airlock from the verified log\n");
-    for package in locked {
-        out.push_str(&format!("{}=={}", package.name, package.version));
-        for wheel in &package.wheels {
-            out.push_str(&format!(" --hash=sha256:{}", wheel.sha256.to_hex()));
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// Installs `locked` into the environment from `index_url` (the mirror's index), hashes pinned,
 /// no dependencies beyond the list; `extra_env` carries CA settings for an HTTPS mirror.
 pub fn install(
-    installer: (Installer, &Path),
+    installer: &Installer,
     python: &Path,
     index_url: &str,
     locked: &[Locked],
@@ -169,7 +154,10 @@ pub fn install(
     }
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("requirements.txt");
-    std::fs::write(&file, hashed_requirements(locked))?;
+    std::fs::write(
+        &file,
+        crate::lock::requirements_text("written by airlock from the verified log", locked),
+    )?;
     let mut command = base(installer, python, "install");
     command
         .args(["--require-hashes", "--no-deps", "--index-url", index_url, "-r"])
@@ -179,27 +167,27 @@ pub fn install(
 }
 
 /// Removes distributions from the environment.
-pub fn uninstall(installer: (Installer, &Path), python: &Path, names: &[String]) -> anyhow::Result<()> {
+pub fn uninstall(installer: &Installer, python: &Path, names: &[String]) -> anyhow::Result<()> {
     if names.is_empty() {
         return Ok(());
     }
     let mut command = base(installer, python, "uninstall");
-    if installer.0 == Installer::Pip {
+    if *installer == Installer::Pip {
         command.arg("-y");
     }
     command.args(names);
     run(command, "uninstall")
 }
 
-fn base(installer: (Installer, &Path), python: &Path, verb: &str) -> Command {
-    match installer.0 {
+fn base(installer: &Installer, python: &Path, verb: &str) -> Command {
+    match installer {
         Installer::Pip => {
             let mut command = Command::new(python);
             command.args(["-m", "pip", verb, "--disable-pip-version-check", "--no-input"]);
             command
         }
-        Installer::Uv => {
-            let mut command = Command::new(installer.1);
+        Installer::Uv(uv) => {
+            let mut command = Command::new(uv);
             command.args(["pip", verb, "--python"]).arg(python);
             command
         }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use airlock_proto::Digest;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{self, PackFiles};
@@ -39,9 +38,16 @@ pub struct Marker {
 }
 
 impl Marker {
-    /// The pack's digest.
-    pub fn digest(&self) -> anyhow::Result<Digest> {
-        Digest::from_hex(&self.blake3).map_err(|e| anyhow::anyhow!("marker of {}: blake3: {e}", self.id))
+    /// The marker of `file`, the pack of the logged node release `record`.
+    pub fn of(record: &airlock_keys::ReleaseRecord, file: &airlock_proto::FileEntry) -> Self {
+        Self {
+            format: MARKER_FORMAT.to_owned(),
+            id: record.release.name.to_string(),
+            version: record.release.version.to_string(),
+            filename: file.filename.to_string(),
+            blake3: file.blake3.to_hex(),
+            leaf_index: record.leaf_index,
+        }
     }
 }
 

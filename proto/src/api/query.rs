@@ -37,6 +37,11 @@ impl Query {
         Ok(Self(pairs))
     }
 
+    /// Every pair, in order, as sent (not percent-decoded).
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())

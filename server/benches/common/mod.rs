@@ -1,7 +1,8 @@
-//! Support code shared by the benchmarks (`transfer`, `mirror` and `index`), included by each with
-//! `mod common;`: the temporary world (a data directory made by `airlockd init`, a root signed
-//! in-process, a publish token), a small blocking HTTP/1.1 client over one keep-alive
-//! connection, and `airlockd` child processes that are stopped when dropped.
+//! Support code shared by the benchmarks (`transfer`, `mirror`, `index`, `comfy` and `scale`),
+//! included by each with `mod common;`: the temporary world (a data directory made by `airlockd
+//! init`, a root signed in-process, a publish token), a small blocking HTTP/1.1 client over one
+//! keep-alive connection with a blob upload, `airlockd` child processes that are stopped when
+//! dropped, and the release `airlock` CLI.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -118,6 +119,17 @@ impl World {
     }
 }
 
+/// The release `airlock` beside the release `airlockd`, built when missing or stale (cargo
+/// builds only the binaries of the package benchmarked, and `airlock` is in another package).
+pub fn airlock_bin() -> anyhow::Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "airlock-cli", "--bin", "airlock"])
+        .status()
+        .context("run cargo build for the airlock CLI")?;
+    ensure!(status.success(), "building the airlock CLI failed");
+    Ok(Path::new(env!("CARGO_BIN_EXE_airlockd")).with_file_name("airlock"))
+}
+
 /// `airlockd init` (that is, `airlock_server::cli::init`) in a subprocess, so that its
 /// "initialised ..." lines stay out of the benchmark's output.
 pub fn airlockd_init(data: &Path) -> anyhow::Result<()> {
@@ -156,6 +168,54 @@ pub struct Client {
 impl Client {
     pub fn new(addr: SocketAddr, token: Option<String>) -> Self {
         Self { addr, token, conn: None }
+    }
+
+    /// Logs the release `name` 1.0 of wheel file `file` with `digests` (an uploaded blob),
+    /// signed by `world`'s publisher.
+    pub fn log_wheel_release(
+        &mut self,
+        world: &World,
+        name: &str,
+        file: &str,
+        digests: airlock_client::publish::FileDigests,
+    ) -> anyhow::Result<()> {
+        use airlock_proto::{FileName, Kind, Metadata, PackageName, Version};
+        let mut envelope = airlock_client::publish::release_envelope(
+            Kind::Wheel,
+            PackageName::new(Kind::Wheel, name)?,
+            Version::new("1.0")?,
+            (FileName::new(file)?, digests),
+            Metadata::default(),
+            now(),
+        )?;
+        sign_envelope(&mut envelope, &world.publisher);
+        let (status, body) =
+            self.request("POST", "/v1/statements", Some("application/cbor"), &envelope.to_bytes()?)?;
+        ensure!(status == 201, "release of {name}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        Ok(())
+    }
+
+    /// Uploads `bytes` as a blob (`PUT /v1/blobs/blake3/<hex>`) and returns their digests, as a
+    /// release statement names them.
+    pub fn put_blob(&mut self, bytes: &[u8]) -> anyhow::Result<airlock_client::publish::FileDigests> {
+        use sha2::Digest as _;
+        let digests = airlock_client::publish::FileDigests {
+            size: bytes.len() as u64,
+            blake3: airlock_proto::Digest::of(bytes),
+            sha256: airlock_proto::Sha256(sha2::Sha256::digest(bytes).into()),
+        };
+        let (status, body) = self.request(
+            "PUT",
+            &format!("/v1/blobs/blake3/{}", digests.blake3.to_hex()),
+            Some("application/octet-stream"),
+            bytes,
+        )?;
+        ensure!(
+            status == 201 || status == 200,
+            "blob upload: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(digests)
     }
 
     /// One request; the status and body (none for `HEAD`). A request on a reused connection

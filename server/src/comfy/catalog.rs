@@ -26,17 +26,8 @@ pub enum Refusal {
     BadVersion(String),
 }
 
-/// The pack file of a node release: its `.zip`.
-pub fn pack_file(record: &ReleaseRecord) -> Option<&FileEntry> {
-    let files = &record.release.files;
-    files.iter().find(|f| f.filename.as_str().ends_with(".zip")).or_else(|| files.first())
-}
-
 fn offered(record: &ReleaseRecord, context: &Context, state: &RegistryState) -> bool {
-    let release = &record.release;
-    release.kind == Kind::Node
-        && !matches!(record.status, ReleaseStatus::Revoked { .. })
-        && context.channel.is_none_or(|c| state.channel_holds(c, Kind::Node, &release.name, &release.version))
+    record.release.kind == Kind::Node && state.offers(record, context.channel)
 }
 
 /// The offered versions of a node, newest first; the id is matched case-insensitively.
@@ -64,7 +55,7 @@ fn version_id(file: Option<&FileEntry>) -> String {
 /// The `NodeVersion` of a release.
 pub fn node_version(record: &ReleaseRecord, context: &Context) -> NodeVersion {
     let release = &record.release;
-    let file = pack_file(record);
+    let file = airlock_client::pack::pack_file(release);
     let (deprecated, status_reason) = match &record.status {
         ReleaseStatus::Yanked { reason } => {
             (true, if reason.is_empty() { "yanked".to_owned() } else { format!("yanked: {reason}") })
@@ -78,7 +69,7 @@ pub fn node_version(record: &ReleaseRecord, context: &Context) -> NodeVersion {
         changelog: String::new(),
         dependencies: release.metadata.dependencies.clone(),
         download_url: file.map_or_else(String::new, |f| {
-            format!("{}/files/blake3/{}/{}", context.base_url, f.blake3.to_hex(), f.filename)
+            format!("{}{}", context.base_url, crate::simple::pages::file_url(f))
         }),
         deprecated,
         status: STATUS_ACTIVE.to_owned(),

@@ -13,6 +13,7 @@ use crate::comfy::{channel_files, ComfyPath, Request, MAX_PAGE_SIZE};
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
 use crate::http::simple::percent_decode_query;
+use airlock_proto::api::query::Query;
 
 /// Serves a Comfy path (`read` access already checked).
 pub fn serve(
@@ -117,20 +118,18 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
 struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// The query string, capped as every query is (`Query::parse`), each name and value
+    /// percent-decoded (`statuses%5B%5D` is `statuses[]`).
     fn parse(query: Option<&str>) -> Result<Self, ApiError> {
-        let mut pairs = Vec::new();
-        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |text: &str| {
-                percent_decode_query(&text.replace('+', " ")).ok_or_else(|| {
-                    ApiError::BadRequest(format!("query parameter {name:?} is not well encoded"))
-                })
-            };
-            pairs.push((decode(name)?, decode(value)?));
-            if pairs.len() > 64 {
-                return Err(ApiError::BadRequest("over 64 query parameters".to_owned()));
-            }
-        }
+        let decode = |text: &str| {
+            percent_decode_query(&text.replace('+', " "))
+                .ok_or_else(|| ApiError::BadRequest(format!("query parameter {text:?} is not well encoded")))
+        };
+        let pairs = Query::parse(query)?
+            .pairs()
+            .iter()
+            .map(|(name, value)| Ok((decode(name)?, decode(value)?)))
+            .collect::<Result<_, ApiError>>()?;
         Ok(Self(pairs))
     }
 

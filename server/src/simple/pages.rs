@@ -19,23 +19,17 @@ pub fn file_url(file: &FileEntry) -> String {
     format!("/files/blake3/{}/{}", file.blake3.to_hex(), file.filename)
 }
 
-fn offered(record: &ReleaseRecord, channel: Option<&ChannelName>, state: &RegistryState) -> bool {
-    let release = &record.release;
-    !matches!(record.status, ReleaseStatus::Revoked { .. })
-        && channel.is_none_or(|c| state.channel_holds(c, release.kind, &release.name, &release.version))
-}
-
 /// The names of the wheel projects with at least one release offered (in `channel`, if given).
 pub fn project_names(state: &RegistryState, channel: Option<&ChannelName>) -> Vec<String> {
     let names: BTreeSet<&str> = match channel {
         Some(channel) => state
             .channel_releases(channel)
-            .filter(|r| r.release.kind == Kind::Wheel && offered(r, Some(channel), state))
+            .filter(|r| r.release.kind == Kind::Wheel && state.offers(r, Some(channel)))
             .map(|r| r.release.name.as_str())
             .collect(),
         None => state
             .releases()
-            .filter(|r| r.release.kind == Kind::Wheel && offered(r, None, state))
+            .filter(|r| r.release.kind == Kind::Wheel && state.offers(r, None))
             .map(|r| r.release.name.as_str())
             .collect(),
     };
@@ -53,7 +47,7 @@ pub fn project(
         return None;
     }
     let any_offered_anywhere = records.iter().any(|r| !matches!(r.status, ReleaseStatus::Revoked { .. }));
-    records.retain(|r| offered(r, channel, state));
+    records.retain(|r| state.offers(r, channel));
     records.sort_by(|a, b| {
         airlock_client::versions::compare(Kind::Wheel, &a.release.version, &b.release.version)
     });

@@ -12,11 +12,9 @@ use crate::comfy::{manager_result, node_tree};
 use crate::harness::{Run, World};
 use crate::pytools::{build_wheel, tools, WheelSpec};
 
-/// Runs `command` with `--sign-only -o s.cbor`, approves with publisher 2, submits.
-fn approved(world: &World, command: &[&str]) {
-    let mut args = command.to_vec();
-    args.extend_from_slice(&["--sign-only", "-o", "s.cbor"]);
-    world.cli(&args).ok();
+/// Approves `s.cbor` (a statement made with `--sign-only -o s.cbor`) with publisher 2 and
+/// submits it.
+fn approve_and_submit(world: &World) {
     world.cli(&["approve", "s.cbor", "--key", "keys/pub2.key", "--root", "root.cbor", "-o", "t.cbor"]).ok();
     let url = world.url();
     world
@@ -32,60 +30,19 @@ pub fn wheel(world: &World, threshold: u32, name: &str, version: &str, requires:
     if threshold == 1 {
         world.publish(&file, name, version).ok();
     } else {
-        let url = world.url();
-        let token = world.publish_token.clone();
-        approved(
-            world,
-            &[
-                "publish",
-                &file,
-                "--kind",
-                "wheel",
-                "--name",
-                name,
-                "--version",
-                version,
-                "--key",
-                "keys/pub1.key",
-                "--root",
-                "root.cbor",
-                "--server",
-                &url,
-                "--token",
-                &token,
-            ],
-        );
+        world.sign_only(&file, "wheel", name, version, "s.cbor").ok();
+        approve_and_submit(world);
     }
 }
 
-/// Packs `dir` and publishes it with `threshold` approvals.
+/// Packs `dir` and publishes it with `threshold` approvals: the pack's BLAKE3 hex.
 pub fn pack(world: &World, threshold: u32, dir: &str) -> String {
     if threshold == 1 {
-        return crate::comfy::publish_pack(world, dir);
+        return crate::comfy::publish_pack(world, dir, &[]);
     }
-    let zip = format!("{dir}.zip");
-    let run = world.cli(&["--json", "pack", dir, "-o", &zip]).ok();
-    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let url = world.url();
-    let token = world.publish_token.clone();
-    approved(
-        world,
-        &[
-            "publish",
-            &zip,
-            "--kind",
-            "node",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &url,
-            "--token",
-            &token,
-        ],
-    );
-    answer["blake3"].as_str().unwrap().trim_start_matches("blake3:").to_owned()
+    let digest = crate::comfy::publish_pack(world, dir, &["--sign-only", "-o", "s.cbor"]);
+    approve_and_submit(world);
+    digest
 }
 
 /// A ComfyUI folder with a virtual environment of its own (`.venv`, with pip).
@@ -304,23 +261,14 @@ fn install_lock_wipe_restore_and_doctor_over_a_comfyui_tree() {
     assert_eq!(doctor_json(&world, "ComfyUI", &[]).1["requirements"], serde_json::json!([]));
 
     // Revoked: flagged with its reason, and never re-installed by a repair.
-    approved(
+    crate::lifecycle::lifecycle(
         &world,
-        &[
-            "revoke",
-            "demo-nodes==1.0.0",
-            "--reason",
-            "credential stealer",
-            "--key",
-            "keys/pub1.key",
-            "--root",
-            "root.cbor",
-            "--server",
-            &world.url(),
-            "--token",
-            &world.publish_token,
-        ],
-    );
+        "revoke",
+        "demo-nodes==1.0.0",
+        &["--reason", "credential stealer", "--sign-only", "-o", "s.cbor"],
+    )
+    .ok();
+    approve_and_submit(&world);
     let (status, report) = doctor_json(&world, "ComfyUI", &[]);
     assert_eq!(status, 3);
     assert_eq!(report["packs"][0]["state"], "revoked", "{report}");
