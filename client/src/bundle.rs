@@ -103,7 +103,7 @@ pub async fn export(
         from_size <= to_size,
         "the registry has {to_size} leaves; cannot export from leaf {from_size}"
     );
-    let segment = &after.leaves[usize::try_from(from_size)?..];
+    let segment = &after.leaves.read(from_size..to_size)?;
     let files = referenced_files(segment)?;
     let checkpoint = after.log.checkpoint().context("the registry has no checkpoint")?.to_vec();
     let manifest = BundleManifest {

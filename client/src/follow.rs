@@ -20,6 +20,9 @@ pub enum FollowError {
     /// A SECURITY ERROR, with the evidence that shows it.
     #[error("{error}")]
     Security { error: LogError, evidence: Box<Evidence> },
+    /// The saved state could not be read or repaired.
+    #[error("saved state: {0}")]
+    State(String),
     #[error("checkpoint is stale: it expired at {expires_at}, the time is now {now}; the server declares an operator's UNSAFE extension until {until}. Accept it only knowingly: --unsafe-accept-server-extension")]
     Extension { expires_at: u64, now: u64, until: u64 },
 }
@@ -43,14 +46,42 @@ pub struct Notices {
     pub accepted_expired: bool,
 }
 
-/// The root of the tree over the first `size` of `leaves`.
-fn prefix_root(leaves: &[Vec<u8>], size: u64) -> Option<airlock_proto::Hash32> {
-    let prefix = leaves.get(..usize::try_from(size).ok()?)?;
+/// The root of the tree over `leaves`.
+fn tree_root(leaves: &[Vec<u8>]) -> airlock_proto::Hash32 {
     let mut tree = airlock_proto::merkle::MemoryTree::new();
-    for leaf in prefix {
+    for leaf in leaves {
         tree.push(airlock_proto::merkle::leaf_hash(leaf));
     }
-    Some(airlock_proto::Hash32(tree.root()))
+    airlock_proto::Hash32(tree.root())
+}
+
+/// The saved leaves fetched again when the file lost some: they must reproduce the verified
+/// root hash, leaf for leaf.
+async fn refetch_leaves(
+    remote: &Remote,
+    state: &ClientLog,
+    reporter: &dyn Reporter,
+) -> Result<Option<Vec<Vec<u8>>>, FollowError> {
+    let Some(damage) = state.leaves.damage() else { return Ok(None) };
+    let size = state.log.size();
+    let progress = reporter.count("saved log leaves, fetched again", size);
+    let mut all = Vec::new();
+    remote
+        .leaves_each(0, size, MAX_SAVED_LOG_BYTES, progress.as_ref(), |page| {
+            all.extend(page);
+            Ok::<(), FollowError>(())
+        })
+        .await?;
+    progress.finish();
+    let computed = tree_root(&all);
+    if all.len() as u64 != size || computed != state.log.root_hash() {
+        return Err(FollowError::State(format!(
+            "{damage}; the {} leaves the registry served again hash to {computed}, the verified log of {size} to {}",
+            all.len(),
+            state.log.root_hash()
+        )));
+    }
+    Ok(Some(all))
 }
 
 /// Brings `state` up to the registry's newest checkpoint, judging freshness at `clock`'s time.
@@ -101,6 +132,7 @@ async fn update_to(
         (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
         _ => ExpiredCheckpoint::Refuse,
     };
+    let refetched = refetch_leaves(remote, state, reporter).await?;
     let have = state.log.size();
     // The size is read unverified only to see whether leaves are needed at all.
     let offered_size = Checkpoint::from_note_unverified(&checkpoint_bytes).ok().map(|c| c.size);
@@ -112,7 +144,8 @@ async fn update_to(
             let size = state.log.precheck(&checkpoint_bytes, &roots)?;
             let mut pending = state.log.begin_update(&checkpoint_bytes)?;
             let mut new_leaves = Vec::new();
-            let budget = MAX_SAVED_LOG_BYTES.saturating_sub(state.leaves.iter().map(Vec::len).sum());
+            let budget = MAX_SAVED_LOG_BYTES
+                .saturating_sub(usize::try_from(state.leaves.bytes()).unwrap_or(usize::MAX));
             let progress = reporter.count("log leaves", size - have);
             remote
                 .leaves_each(have, size, budget, progress.as_ref(), |page| {
@@ -140,9 +173,9 @@ async fn update_to(
         Err(error) => {
             // An older checkpoint: a lagging mirror if it matches our own leaves at that size.
             let error = match error {
-                LogError::Rollback { .. } => {
-                    state.log.judge_older(&checkpoint_bytes, now, |size| prefix_root(&state.leaves, size))
-                }
+                LogError::Rollback { .. } => state.log.judge_older(&checkpoint_bytes, now, |size| {
+                    state.leaves.read(0..size).ok().map(|prefix| tree_root(&prefix))
+                }),
                 other => other,
             };
             if !error.is_security() {
@@ -154,18 +187,18 @@ async fn update_to(
                 what: error.to_string(),
                 trusted: state.log.checkpoint().map(|c| serde_bytes::ByteBuf::from(c.to_vec())),
                 offered: serde_bytes::ByteBuf::from(checkpoint_bytes),
-                leaves: state
-                    .leaves
-                    .iter()
-                    .chain(&new_leaves)
-                    .map(|l| serde_bytes::ByteBuf::from(l.clone()))
-                    .collect(),
+                leaves: match &refetched {
+                    Some(all) => all.clone(),
+                    None => state.leaves.all().map_err(|e| FollowError::State(format!("{e:#}")))?,
+                }
+                .into_iter()
+                .chain(new_leaves)
+                .map(serde_bytes::ByteBuf::from)
+                .collect(),
             };
             return Err(FollowError::Security { error, evidence: Box::new(evidence) });
         }
     };
     let accepted_expired = log.checkpoint_payload().is_some_and(|c| c.expires_at <= now);
-    let mut leaves = state.leaves.clone();
-    leaves.extend(new_leaves);
-    Ok((ClientLog { log, leaves }, Notices { extension_until, accepted_expired }))
+    Ok((state.advanced(log, new_leaves, refetched), Notices { extension_until, accepted_expired }))
 }

@@ -29,11 +29,7 @@ pub async fn prove(
     let (record, _) = resolve(state.log.registry(), target, None)?;
     let index = record.leaf_index;
     let size = state.log.size();
-    let leaf = state
-        .leaves
-        .get(usize::try_from(index)?)
-        .with_context(|| format!("the verified state lacks leaf {index}"))?
-        .clone();
+    let leaf = state.leaves.get(index).with_context(|| format!("the verified state lacks leaf {index}"))?;
     let checkpoint = state.log.checkpoint().context("the verified state has no checkpoint")?.to_vec();
     let hashes = remote.inclusion_proof(index, size).await?.hashes;
     let proof = TlogProof { extra: Some(leaf), index, hashes, checkpoint };

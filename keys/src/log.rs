@@ -106,10 +106,10 @@ impl LogError {
 /// tree over them, and the newest checkpoint that verified.
 #[derive(Debug, Clone)]
 pub struct TrustedLog {
-    registry: RegistryState,
-    frontier: Frontier,
-    checkpoint: Option<Vec<u8>>,
-    newest_issued_at: Timestamp,
+    pub(crate) registry: RegistryState,
+    pub(crate) frontier: Frontier,
+    pub(crate) checkpoint: Option<Vec<u8>>,
+    pub(crate) newest_issued_at: Timestamp,
 }
 
 pub(crate) struct Decoded {
@@ -199,12 +199,22 @@ impl TrustedLog {
         checkpoint: Option<&[u8]>,
         newest_issued_at: Timestamp,
     ) -> Result<Verified<Self>, LogError> {
-        let empty = Self::new(pinned);
+        Self::new(pinned).restore_onto(leaves, checkpoint, newest_issued_at)
+    }
+
+    /// `restore` on top of this trusted state: the stored leaves after it, and the stored
+    /// checkpoint (used when a saved snapshot is older than the stored log).
+    pub fn restore_onto(
+        &self,
+        leaves: &[Vec<u8>],
+        checkpoint: Option<&[u8]>,
+        newest_issued_at: Timestamp,
+    ) -> Result<Verified<Self>, LogError> {
         match checkpoint {
-            None if leaves.is_empty() => Ok(Verified::new(empty)),
-            None => Err(LogError::LeafCount { expected: 0, got: leaves.len() as u64, size: 0 }),
+            None if leaves.is_empty() => Ok(Verified::new(self.clone())),
+            None => Err(LogError::LeafCount { expected: 0, got: leaves.len() as u64, size: self.size() }),
             Some(bytes) => {
-                let mut restored = empty.apply(bytes, leaves, Freshness::Ignore)?;
+                let mut restored = self.apply(bytes, leaves, Freshness::Ignore)?;
                 restored.newest_issued_at = restored.newest_issued_at.max(newest_issued_at);
                 Ok(Verified::new(restored))
             }

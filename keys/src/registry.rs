@@ -130,20 +130,20 @@ impl Prepared {
 /// The registry state after some number of leaves.
 #[derive(Debug, Clone)]
 pub struct RegistryState {
-    pinned: TrustedRoot,
-    size: u64,
-    releases: BTreeMap<ReleaseKey, ReleaseRecord>,
-    by_digest: HashMap<Digest, Vec<ReleaseKey>>,
+    pub(crate) pinned: TrustedRoot,
+    pub(crate) size: u64,
+    pub(crate) releases: BTreeMap<ReleaseKey, ReleaseRecord>,
+    pub(crate) by_digest: HashMap<Digest, Vec<ReleaseKey>>,
     /// BLAKE3 of every logged payload, to refuse a replayed statement.
-    payloads: HashMap<Digest, u64>,
+    pub(crate) payloads: HashMap<Digest, u64>,
     /// The releases each channel holds.
-    channels: BTreeMap<ChannelName, BTreeSet<ReleaseKey>>,
+    pub(crate) channels: BTreeMap<ChannelName, BTreeSet<ReleaseKey>>,
     /// The leaf of the latest status statement of each release.
-    status_leaves: HashMap<ReleaseKey, u64>,
+    pub(crate) status_leaves: HashMap<ReleaseKey, u64>,
     /// The leaf of the latest channel statement of each channel, kind and name.
-    channel_leaves: HashMap<ChannelKey, u64>,
+    pub(crate) channel_leaves: HashMap<ChannelKey, u64>,
     /// Every root logged so far with its leaf index, oldest first.
-    roots: Vec<(u64, TrustedRoot)>,
+    pub(crate) roots: Vec<(u64, TrustedRoot)>,
 }
 
 /// Identifies what a channel statement moves: the channel, kind and name.
@@ -376,7 +376,7 @@ impl RegistryState {
     /// version K, it must be a version 1 root its own root role signed; it is authenticated when
     /// the log reaches version K: each root names its predecessor's payload digest, and version
     /// K must be the pinned one (`check_pinned_version`). Until then the state is not anchored.
-    fn first_root(&self, leaf_bytes: &[u8]) -> Result<TrustedRoot, ApplyError> {
+    pub(crate) fn first_root(&self, leaf_bytes: &[u8]) -> Result<TrustedRoot, ApplyError> {
         let pinned = self.pinned.root().version;
         if pinned == 1 {
             if leaf_bytes != self.pinned.envelope_bytes() {
@@ -398,7 +398,7 @@ impl RegistryState {
     }
 
     /// A logged root of the pinned version must be the pinned root.
-    fn check_pinned_version(&self, index: u64, root: &TrustedRoot) -> Result<(), ApplyError> {
+    pub(crate) fn check_pinned_version(&self, index: u64, root: &TrustedRoot) -> Result<(), ApplyError> {
         let version = root.root().version;
         if version == self.pinned.root().version && root.payload_digest() != self.pinned.payload_digest() {
             return Err(ApplyError::NotThePinnedRoot {

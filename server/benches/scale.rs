@@ -1,11 +1,12 @@
-//! How costs grow with the log: for logs of each size, `airlock pull` of one small release with
-//! an empty client state (cold: every leaf fetched and verified), the same pull again (warm: the
-//! saved state loaded and brought up to date), and `airlockd` start-up (spawn to `/healthz`).
+//! How costs grow with the log. For logs of each size, written straight into a data directory by
+//! the generator (`common::generate`: the root and SIZE-1 signed releases of one small file):
+//! - `airlockd` start-up (spawn to `/healthz`) over a log it has never opened (every leaf
+//!   replayed and verified, then the fold saved), and again with the saved fold;
+//! - `airlock pull` of one small release with an empty client state (cold: every leaf fetched
+//!   and verified; the rate is leaves verified per second), and the same pull again (warm: the
+//!   saved fold resumed, the checkpoint checked, no leaf fetched).
 //!
-//! Each log is one root and SIZE-1 release statements (one signed statement each, all naming
-//! one small uploaded blob), submitted over one keep-alive connection to a fresh primary.
-//!
-//! Run (optional argument: comma-separated log sizes, default 1000,10000,100000):
+//! Run (optional argument: comma-separated log sizes, default 1000,100000,1000000):
 //!
 //! ```text
 //! cargo bench -p airlock-server --bench scale
@@ -20,17 +21,26 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
-use common::{airlock_bin, exit_with, positional_args, Client, ServerProcess, World};
+use common::generate::{generate_log, release_name};
+use common::{airlock_bin, exit_with, positional_args, ServerProcess, World};
 
 fn main() -> ExitCode {
     exit_with(run)
+}
+
+struct Row {
+    size: usize,
+    first_start: Duration,
+    start: Duration,
+    cold: Duration,
+    warm: Duration,
 }
 
 fn run() -> anyhow::Result<()> {
     let args = positional_args("cargo bench -p airlock-server --bench scale -- [SIZES]");
     let sizes: Vec<usize> = args
         .first()
-        .map_or("1000,10000,100000", String::as_str)
+        .map_or("1000,100000,1000000", String::as_str)
         .split(',')
         .map(|s| s.trim().parse::<usize>().context("sizes: comma-separated whole numbers"))
         .collect::<anyhow::Result<_>>()?;
@@ -40,14 +50,22 @@ fn run() -> anyhow::Result<()> {
     for size in sizes {
         let tmp = tempfile::tempdir()?;
         let world = World::create(&tmp.path().join("primary"), "bench")?;
-        let server = ServerProcess::start_airlockd("airlockd", &world)?;
-        eprintln!("logging {size} leaves");
-        publish(server.addr, &world, size - 1)?;
+        eprintln!("generating a log of {size} leaves");
+        generate_log(&world, size - 1)?;
+        let timed_start = || -> anyhow::Result<(ServerProcess, Duration)> {
+            let started = Instant::now();
+            let server = ServerProcess::start_airlockd("airlockd", &world)?;
+            Ok((server, started.elapsed()))
+        };
+        let (server, first_start) = timed_start()?;
+        drop(server);
+        let (server, start) = timed_start()?;
         let url = format!("http://{}", server.addr);
+        let target = format!("{}==1.0", release_name(size - 1));
         let pull = |state: &Path| -> anyhow::Result<Duration> {
             let started = Instant::now();
             let out = Command::new(&airlock)
-                .args(["pull", "bench-pkg-0000001==1.0", "--server", &url, "--root"])
+                .args(["pull", &target, "--server", &url, "--root"])
                 .arg(&world.root_file)
                 .arg("-o")
                 .arg(tmp.path().join("out.whl"))
@@ -62,36 +80,24 @@ fn run() -> anyhow::Result<()> {
         let cold = pull(&state)?;
         let warm = pull(&state)?;
         drop(server);
-        let started = Instant::now();
-        let server = ServerProcess::start_airlockd("airlockd", &world)?;
-        let start_up = started.elapsed();
-        drop(server);
-        rows.push((size, cold, warm, start_up));
+        rows.push(Row { size, first_start, start, cold, warm });
     }
-    println!("airlock scale benchmark: release build, loopback");
-    println!("{:>10}  {:>10}  {:>10}  {:>10}", "leaves", "cold pull", "warm pull", "start-up");
-    for (size, cold, warm, start_up) in rows {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("airlock scale benchmark: release build, loopback, generated logs");
+    println!(
+        "{:>10}  {:>14}  {:>14}  {:>10}  {:>16}  {:>10}",
+        "leaves", "first start-up", "start-up", "cold pull", "cold verify rate", "warm pull"
+    );
+    for row in rows {
         println!(
-            "{size:>10}  {:>8.0}ms  {:>8.0}ms  {:>8.0}ms",
-            cold.as_secs_f64() * 1e3,
-            warm.as_secs_f64() * 1e3,
-            start_up.as_secs_f64() * 1e3
+            "{:>10}  {:>12.0}ms  {:>12.0}ms  {:>8.0}ms  {:>10.0} leaf/s  {:>8.0}ms",
+            row.size,
+            ms(row.first_start),
+            ms(row.start),
+            ms(row.cold),
+            row.size as f64 / row.cold.as_secs_f64(),
+            ms(row.warm),
         );
-    }
-    Ok(())
-}
-
-/// Uploads one small blob and logs `count` releases naming it.
-fn publish(addr: std::net::SocketAddr, world: &World, count: usize) -> anyhow::Result<()> {
-    let mut client = Client::new(addr, Some(world.token.clone()));
-    let digests = client.put_blob(b"a small release")?;
-    let started = Instant::now();
-    for i in 1..=count {
-        let name = format!("bench-pkg-{i:07}");
-        client.log_wheel_release(world, &name, &format!("bench_pkg_{i:07}-1.0-py3-none-any.whl"), digests)?;
-        if i % 10_000 == 0 {
-            eprintln!("  {i}/{count}, {:.0}/s", i as f64 / started.elapsed().as_secs_f64());
-        }
     }
     Ok(())
 }

@@ -15,6 +15,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub registry: Registry,
     pub follower: Option<Arc<Follower>>,
+    /// Saves the fold at shutdown and while the log grows.
+    pub snapshots: crate::snapshot::Saver,
 }
 
 impl App {
@@ -26,6 +28,19 @@ impl App {
             (Some(url), Some(mirror)) => Some(Arc::new(Follower::new(Arc::clone(mirror), url, &config)?)),
             _ => None,
         };
-        Ok(Self { config, store, registry, follower })
+        let snapshots = crate::snapshot::Saver::new(registry.size());
+        Ok(Self { config, store, registry, follower, snapshots })
+    }
+}
+
+impl App {
+    /// Saves the fold snapshot if the log grew since the last save (blocking work).
+    pub fn save_snapshot(&self) {
+        if let Err(e) = self.snapshots.save_if_grown(&self.config.data, &self.registry) {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the fold snapshot was not saved; the next start replays more"
+            );
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod registry;
 pub mod scan_policy;
 pub mod server;
 pub mod simple;
+pub mod snapshot;
 pub mod store;
 pub mod verify_store;
 pub mod witness;

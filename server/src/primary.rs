@@ -4,6 +4,7 @@
 //! serialised by the state lock.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use airlock_keys::{
     sign_note, ApplyError, Prepared, RegistryState, RoleName, SecretKey, TrustedRoot, UnverifiedRoot,
     Verified,
 };
-use airlock_proto::merkle::{self, Hash, NodeSource};
+use airlock_proto::api::{LogSnapshot, SNAPSHOT_FORMAT};
+use airlock_proto::merkle::{self, Frontier, Hash, NodeSource};
 use airlock_proto::{Checkpoint, Clock, Digest, Envelope, Hash32, Note, Sha256, Statement, Timestamp};
 use anyhow::Context;
 
@@ -21,6 +23,7 @@ use airlock_client::{Remote, TlsOptions};
 use crate::log_keys::{KeyChoice, LogKeys};
 use crate::registry::{leaf_batch, locked, Overlay};
 use crate::scan_policy::{Reviewed, ScanPolicy};
+use crate::snapshot;
 use crate::store::Expected;
 use crate::store::Store;
 
@@ -59,6 +62,8 @@ pub struct Primary {
     clock: Clock,
     witnesses: Vec<WitnessClient>,
     scan: ScanPolicy,
+    /// Leaves replayed at open, after the saved fold.
+    replayed: u64,
 }
 
 /// A witness the primary sends each new checkpoint to, and the size it last knew it to hold.
@@ -100,13 +105,14 @@ impl WitnessClient {
 }
 
 /// Leaves replayed per page at start.
-const REPLAY_PAGE: usize = 4096;
+const REPLAY_PAGE: u64 = 4096;
 
 impl Primary {
     /// Replays the stored log into the registry state, checks the log key is in the root's log
     /// role, and on an empty log appends the pinned root as leaf 0.
     pub fn open(
         store: Arc<Store>,
+        data: &Path,
         mut keys: LogKeys,
         pinned: (Verified<TrustedRoot>, Vec<u8>),
         validity: Duration,
@@ -115,16 +121,37 @@ impl Primary {
     ) -> anyhow::Result<Self> {
         let (pinned, pinned_bytes) = pinned;
         let origin = pinned.origin().to_owned();
-        let mut state = RegistryState::new(pinned);
         let size = store.log_size()?;
-        // Pages of leaves, their signatures checked across cores ahead of the fold.
-        let leaves = store.all_leaves()?;
-        for (page, chunk) in leaves.chunks(REPLAY_PAGE).enumerate() {
-            airlock_keys::preverify::page(state.root(), chunk);
-            for (offset, leaf) in chunk.iter().enumerate() {
-                let index = page * REPLAY_PAGE + offset;
+        let resumed = snapshot::read(data, &store).and_then(|saved| {
+            saved
+                .map(|saved| RegistryState::resume(pinned.clone(), saved.fold))
+                .transpose()
+                .map_err(Into::into)
+        });
+        let (mut state, from, refused) = match resumed {
+            Ok(Some(state)) => {
+                let from = state.size();
+                (state, from, false)
+            }
+            Ok(None) => (RegistryState::new(pinned), 0, false),
+            Err(why) => {
+                snapshot::refused(data, &why);
+                (RegistryState::new(pinned), 0, true)
+            }
+        };
+        tracing::info!(resumed = from, replayed = size - from, "opening the log");
+        // The leaves after the snapshot, page by page, their signatures checked across cores
+        // ahead of the fold.
+        let mut next = from;
+        while next < size {
+            let end = size.min(next + REPLAY_PAGE);
+            let page = store.leaves(next, end, usize::MAX)?;
+            anyhow::ensure!(page.len() as u64 == end - next, "stored log leaves {next}..{end} are missing");
+            airlock_keys::preverify::page(state.root(), &page);
+            for (index, leaf) in (next..).zip(&page) {
                 state.apply(leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
             }
+            next = end;
         }
         anyhow::ensure!(
             size == 0 || state.is_anchored(),
@@ -173,14 +200,43 @@ impl Primary {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let keys = Mutex::new(keys);
         let scan = ScanPolicy::default();
-        let primary =
-            Self { store, keys, state: Mutex::new(state), origin, validity, clock, witnesses, scan };
+        let primary = Self {
+            store,
+            keys,
+            state: Mutex::new(state),
+            origin,
+            validity,
+            clock,
+            witnesses,
+            scan,
+            replayed: size - from,
+        };
         if size == 0 {
             let mut state = locked(&primary.state);
             let prepared = state.prepare(&pinned_bytes)?;
             primary.append(&mut state, prepared, pinned_bytes, KeyChoice::Current)?;
         }
+        if size > 0 && (refused || size - from >= snapshot::SNAPSHOT_AFTER_REPLAY) {
+            snapshot::write(data, &primary.snapshot()?)?;
+        }
         Ok(primary)
+    }
+
+    /// Leaves replayed at open: those after the saved fold, or every one without it.
+    pub fn replayed_at_open(&self) -> u64 {
+        self.replayed
+    }
+
+    /// The fold and the stored tree's frontier at its size, as a snapshot.
+    pub fn snapshot(&self) -> anyhow::Result<LogSnapshot> {
+        let state = locked(&self.state);
+        Ok(LogSnapshot {
+            format: SNAPSHOT_FORMAT,
+            fold: state.snapshot(),
+            frontier: Frontier::from_source(self.store.as_ref(), state.size())?,
+            checkpoint: None,
+            newest_issued_at: 0,
+        })
     }
 
     /// Sets the scan policy applied to node releases.

@@ -44,6 +44,7 @@ impl Registry {
             let data = &config.data;
             let primary = Primary::open(
                 store,
+                data,
                 LogKeys::load(data)?,
                 (pinned, pinned_bytes),
                 config.checkpoint_validity,
@@ -52,6 +53,22 @@ impl Registry {
             )?
             .with_scan_policy(config.scan.clone());
             Ok(Self::Primary(Box::new(primary)))
+        }
+    }
+
+    /// Leaves replayed at open: those after the saved fold, or every one without it.
+    pub fn replayed_at_open(&self) -> u64 {
+        match self {
+            Self::Primary(primary) => primary.replayed_at_open(),
+            Self::Mirror(mirror) => mirror.replayed_at_open(),
+        }
+    }
+
+    /// The verified fold as a snapshot (`crate::snapshot`).
+    pub fn snapshot(&self) -> anyhow::Result<airlock_proto::api::LogSnapshot> {
+        match self {
+            Self::Primary(primary) => primary.snapshot(),
+            Self::Mirror(mirror) => Ok(mirror.snapshot()),
         }
     }
 

@@ -47,11 +47,24 @@ pub async fn run(
     };
     let on_signal = app.follower.as_ref().map(|follower| tokio::spawn(sync_on_sighup(Arc::clone(follower))));
     let freshness = Some(tokio::spawn(warn_of_expiry(Arc::clone(&app))));
-    let result = serve(listener, app, tls, shutdown).await;
-    for task in [periodic, on_signal, freshness].into_iter().flatten() {
+    let snapshots = Some(tokio::spawn(save_snapshots(Arc::clone(&app))));
+    let result = serve(listener, Arc::clone(&app), tls, shutdown).await;
+    for task in [periodic, on_signal, freshness, snapshots].into_iter().flatten() {
         task.abort();
     }
+    tokio::task::spawn_blocking(move || app.save_snapshot()).await?;
     result
+}
+
+/// Saves the fold snapshot every interval while the log grows.
+async fn save_snapshots(app: Arc<App>) {
+    let mut tick = tokio::time::interval(crate::snapshot::SNAPSHOT_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let app = Arc::clone(&app);
+        let _ = tokio::task::spawn_blocking(move || app.save_snapshot()).await;
+    }
 }
 
 /// Logs what is close to expiring (the checkpoint a delivery must renew, the root in force) at

@@ -35,7 +35,7 @@ pub async fn log(args: LogArgs, context: &Context) -> anyhow::Result<()> {
     let state = context.follow(&remote, &args.root).await?;
     let registry = state.log.registry();
     let (mut rows, mut lines) = (Vec::new(), Vec::new());
-    for (index, envelope, statement) in decoded(&state.leaves)? {
+    for (index, envelope, statement) in decoded(&state.leaves.all()?)? {
         let in_force = in_force(registry, index, &statement);
         let (kind, what, time, role) = describe(&statement);
         let signers = names(in_force, &envelope, role);
@@ -126,7 +126,7 @@ pub async fn report(args: ReportArgs, context: &Context) -> anyhow::Result<()> {
     let registry = state.log.registry();
     let (mut releases, mut statuses, mut channels, mut roots) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (index, envelope, statement) in decoded(&state.leaves)? {
+    for (index, envelope, statement) in decoded(&state.leaves.all()?)? {
         let in_force = in_force(registry, index, &statement);
         match &statement {
             Statement::Root(r) => {

@@ -199,8 +199,21 @@ impl Context {
         root: &std::path::Path,
     ) -> anyhow::Result<airlock_client::state::ClientLog> {
         let store = airlock_client::state::StateStore::open(&self.state_dir, root)?;
-        let state = airlock_client::follow::update(remote, &store.load()?, &self.clock, &self.bars).await?;
+        let state =
+            airlock_client::follow::update(remote, &self.load(&store)?, &self.clock, &self.bars).await?;
         store.save(&state)?;
+        Ok(state)
+    }
+
+    /// Loads the saved log, saying so when its fold was refused and rebuilt from the leaves.
+    fn load(
+        &self,
+        store: &airlock_client::state::StateStore,
+    ) -> anyhow::Result<airlock_client::state::ClientLog> {
+        let state = store.load()?;
+        if let Some(why) = &state.rebuilt {
+            eprintln!("note: {why}; the state was rebuilt from the saved leaves, every leaf verified again");
+        }
         Ok(state)
     }
 

@@ -47,7 +47,7 @@ pub struct VerifyArgs {
 pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
     let target = Target::parse(&args.target, args.kind)?;
     let store = StateStore::open(&context.state_dir, &args.root)?;
-    let before = store.load()?;
+    let before = context.load(&store)?;
     let remote = context.remote(&args.server)?;
     let policy = if args.unsafe_accept_server_extension {
         follow::ServerExtension::UnsafeAccept

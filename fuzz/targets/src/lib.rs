@@ -15,7 +15,8 @@ use airlock_keys::{
 };
 use airlock_proto::api::query::{parse_range, Query, MAX_QUERY_LEN};
 use airlock_proto::api::{
-    BundleManifest, LeavesPage, Proof, SavedLog, MAX_PAGE_BYTES, MAX_PROOF_BYTES, MAX_SAVED_LOG_BYTES,
+    BundleManifest, ClientFold, LeavesPage, Proof, MAX_PAGE_BYTES, MAX_PROOF_BYTES, MAX_SAVED_LOG_BYTES,
+    MAX_SNAPSHOT_BYTES,
 };
 use airlock_proto::envelope::{MAX_ENVELOPE_BYTES, MAX_PAYLOAD_TYPE_LEN, MAX_SIGNATURES};
 use airlock_proto::merkle::{leaf_hash, verify_inclusion, MAX_PROOF_LEN};
@@ -127,7 +128,7 @@ pub fn proof(data: &[u8]) {
 }
 
 /// The strict codec on the CBOR bodies a client or mirror reads, each under its cap (the first
-/// byte chooses the body): `LeavesPage` (the leaf-page reader), `Proof`, `SavedLog`,
+/// byte chooses the body): `LeavesPage` (the leaf-page reader), `Proof`, `ClientFold`,
 /// `BundleManifest`. Decoded leaves and checkpoints are read on as the client reads them.
 pub fn bodies(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else { return };
@@ -144,11 +145,13 @@ pub fn bodies(data: &[u8]) {
             let _ = verify_inclusion(&leaf_hash(body), 0, 1, &hashes, &[0; 32]);
         }
         2 => {
-            let Some(saved) = decode_body::<SavedLog>("saved log", body, MAX_SAVED_LOG_BYTES) else { return };
-            if let Some(note) = &saved.checkpoint {
+            let Some(saved) = decode_body::<ClientFold>("saved fold", body, MAX_SNAPSHOT_BYTES) else {
+                return;
+            };
+            if let Some(note) = &saved.log.checkpoint {
                 let _ = Checkpoint::from_note_unverified(note);
             }
-            follow_leaves(saved.leaves.iter().map(|l| l.as_slice()));
+            follow_leaves(saved.log.fold.roots.iter().map(|r| r.envelope.as_slice()));
         }
         _ => {
             let Some(manifest) = decode_body::<BundleManifest>("bundle manifest", body, MAX_SAVED_LOG_BYTES)

@@ -5,7 +5,10 @@
 use std::fmt::Display;
 
 use airlock_keys::{note_key_id, verifier_key, witness_key_id, witness_verifier_key, PublicKey};
-use airlock_proto::api::{BundleBlob, BundleManifest, LeavesPage, Proof, SavedLog, BUNDLE_FORMAT};
+use airlock_proto::api::{
+    BundleBlob, BundleManifest, ClientFold, FoldSnapshot, LeavesPage, LogSnapshot, Proof, BUNDLE_FORMAT,
+    SNAPSHOT_FORMAT,
+};
 use airlock_proto::merkle::{leaf_hash, MemoryTree};
 use airlock_proto::proof::TlogProof;
 use airlock_proto::{
@@ -239,12 +242,25 @@ pub fn all() -> Result<Vec<Seed>, String> {
     let page = LeavesPage { start: 0, leaves: byte_bufs() };
     add("bodies", "leaves-page.bin", body(0, ok(codec::encode("page", &page))?));
     add("bodies", "proof.bin", body(1, ok(codec::encode("proof", &Proof { hashes }))?));
-    let saved = SavedLog {
-        leaves: byte_bufs(),
-        checkpoint: Some(serde_bytes::ByteBuf::from(note.clone())),
-        newest_issued_at: ISSUED_AT + 10,
+    let saved = ClientFold {
+        log: LogSnapshot {
+            format: SNAPSHOT_FORMAT,
+            fold: FoldSnapshot {
+                size: 0,
+                roots: Vec::new(),
+                releases: Vec::new(),
+                payloads: serde_bytes::ByteBuf::new(),
+                channels: Vec::new(),
+                status_leaves: Vec::new(),
+                channel_leaves: Vec::new(),
+            },
+            frontier: airlock_proto::merkle::Frontier::new(),
+            checkpoint: Some(serde_bytes::ByteBuf::from(note.clone())),
+            newest_issued_at: ISSUED_AT + 10,
+        },
+        leaves_bytes: 0,
     };
-    add("bodies", "saved-log.bin", body(2, ok(codec::encode("saved log", &saved))?));
+    add("bodies", "saved-fold.bin", body(2, ok(codec::encode("saved fold", &saved))?));
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT,
         origin: ORIGIN.into(),

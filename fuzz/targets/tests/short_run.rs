@@ -241,7 +241,7 @@ fn committed_corpus_holds_the_current_valid_seeds() {
 /// Each seed takes the decoder's success path (the targets only say nothing panicked).
 fn assert_accepted(target: &str, name: &str, bytes: &[u8]) {
     use airlock_proto::api::query::parse_range;
-    use airlock_proto::api::{BundleManifest, LeavesPage, Proof, SavedLog};
+    use airlock_proto::api::{BundleManifest, ClientFold, LeavesPage, Proof};
     use airlock_proto::{codec, Checkpoint, Envelope, PayloadType, Statement};
 
     let what = format!("{target}/{name}");
@@ -279,7 +279,7 @@ fn assert_accepted(target: &str, name: &str, bytes: &[u8]) {
             let ok = match bytes[0] {
                 0 => codec::decode::<LeavesPage>("x", body, cap).is_ok(),
                 1 => codec::decode::<Proof>("x", body, cap).is_ok(),
-                2 => codec::decode::<SavedLog>("x", body, cap).is_ok(),
+                2 => codec::decode::<ClientFold>("x", body, cap).is_ok(),
                 _ => codec::decode::<BundleManifest>("x", body, cap).is_ok(),
             };
             assert!(ok, "{what} does not decode");

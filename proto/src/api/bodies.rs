@@ -303,15 +303,6 @@ pub struct VerifyStoreReport {
     pub problems: Vec<String>,
 }
 
-/// A client's or mirror's verified view of a log as saved on disk (CBOR): the leaves it has
-/// verified, the newest checkpoint, and the newest issued-at it has seen. Loading re-verifies it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedLog {
-    pub leaves: Vec<serde_bytes::ByteBuf>,
-    pub checkpoint: Option<serde_bytes::ByteBuf>,
-    pub newest_issued_at: u64,
-}
-
 /// A SECURITY ERROR's evidence (CBOR), written by the client under its state directory: the
 /// checkpoint it trusted, the one it was offered, and the leaves it holds (its verified leaves,
 /// then any new ones served with the offered checkpoint), so that `airlock evidence verify` can

@@ -6,6 +6,8 @@
 mod bodies;
 pub mod query;
 pub mod routes;
+mod snapshot;
 
 pub use bodies::*;
 pub use routes::Route;
+pub use snapshot::*;

@@ -19,12 +19,15 @@ use airlock_server::cli::token_create;
 use airlock_server::registry::LOG_PUB_FILE;
 use anyhow::{bail, ensure, Context};
 
+pub mod generate;
+
 pub const KIB: usize = 1 << 10;
 pub const MIB: u64 = 1 << 20;
 /// No single socket read or write may stall longer than this.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a server may take to start answering.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may take to start answering (a first start over a generated log of a
+/// million leaves verifies every one of them).
+const START_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs a benchmark's body and turns an error into a message and a failing exit code.
 pub fn exit_with(run: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
@@ -434,7 +437,7 @@ impl ServerProcess {
                 Ok((status, _)) => last = format!("HTTP {status}"),
                 Err(e) => last = format!("{e:#}"),
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
         bail!("{} did not become ready on {} ({last}):\n{}", self.name, self.addr, self.log_tail())
     }

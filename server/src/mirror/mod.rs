@@ -43,19 +43,38 @@ pub struct Mirror {
     /// The site's own witness: a name and key with which the mirror cosigns each checkpoint it
     /// verified (a cosignature, never a log signature).
     witness: Option<(String, SecretKey)>,
+    /// Leaves replayed at open, after the saved fold.
+    replayed: u64,
 }
 
 impl Mirror {
     /// Re-verifies the stored log from the pinned root.
     pub fn open(store: Arc<Store>, config: &Config, pinned: Verified<TrustedRoot>) -> anyhow::Result<Self> {
-        let leaves = store.all_leaves()?;
+        let data = &config.data;
+        let resumed = crate::snapshot::read(data, &store).and_then(|saved| {
+            saved.map(|saved| TrustedLog::resume(pinned.clone(), saved)).transpose().map_err(Into::into)
+        });
+        let (base, refused) = match resumed {
+            Ok(Some(base)) => (base, false),
+            Ok(None) => (TrustedLog::restore(pinned, &[], None, 0)?, false),
+            Err(why) => {
+                crate::snapshot::refused(data, &why);
+                (TrustedLog::restore(pinned, &[], None, 0)?, true)
+            }
+        };
+        let (from, size) = (base.size(), store.log_size()?);
+        let leaves = store.leaves(from, size, usize::MAX)?;
+        anyhow::ensure!(leaves.len() as u64 == size - from, "stored log leaves {from}..{size} are missing");
         let checkpoint = store.checkpoint()?;
-        let trusted = TrustedLog::restore(pinned, &leaves, checkpoint.as_deref(), 0)
+        let trusted = base
+            .restore_onto(&leaves, checkpoint.as_deref(), 0)
             .context("the mirrored log does not verify")?;
+        let replayed = size - from;
+        tracing::info!(resumed = from, replayed, "opening the mirrored log");
         // The size and lag are derived when the status is read.
         let status =
             MirrorStatus { upstream: config.upstream.clone().unwrap_or_default(), ..MirrorStatus::default() };
-        Ok(Self {
+        let mirror = Self {
             store,
             trusted: Mutex::new(trusted),
             writer: Arc::new(tokio::sync::Mutex::new(())),
@@ -71,7 +90,22 @@ impl Mirror {
                 )),
                 None => None,
             },
-        })
+            replayed,
+        };
+        if size > 0 && (refused || replayed >= crate::snapshot::SNAPSHOT_AFTER_REPLAY) {
+            crate::snapshot::write(data, &mirror.snapshot())?;
+        }
+        Ok(mirror)
+    }
+
+    /// Leaves replayed at open: those after the saved fold, or every one without it.
+    pub fn replayed_at_open(&self) -> u64 {
+        self.replayed
+    }
+
+    /// The verified log as a snapshot.
+    pub fn snapshot(&self) -> airlock_proto::api::LogSnapshot {
+        locked(&self.trusted).snapshot()
     }
 
     /// The store under the mirror.

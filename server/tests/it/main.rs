@@ -24,6 +24,7 @@ mod pytools;
 mod review;
 mod rotation;
 mod scan;
+mod snapshot;
 mod tiles;
 mod tokens;
 mod transport;

@@ -1,0 +1,244 @@
+//! Saving and resuming a verified fold without its leaves. A snapshot is only as good as the
+//! store that kept it: the caller seals it (`airlock_proto::api::seal`) and, where it can, binds
+//! it to the stored tree (a primary compares the frontier's root with its own tree). What can be
+//! checked here without the leaves is checked: the root chain is walked again from the pinned
+//! root, every reference points inside the log, and a client's checkpoint must carry the log
+//! role's signature and the frontier's root hash.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use airlock_proto::api::{
+    FoldSnapshot, LogSnapshot, SnapshotChannel, SnapshotRelease, SnapshotRoot, SnapshotStatus,
+    PAYLOAD_ENTRY_BYTES, SNAPSHOT_FORMAT,
+};
+use airlock_proto::{Digest, Hash32};
+
+use crate::log::{check_origin, decode_checkpoint, LogError, TrustedLog};
+use crate::registry::{ApplyError, RegistryState, ReleaseKey, ReleaseRecord, ReleaseStatus};
+use crate::trust::TrustedRoot;
+use crate::verified::Verified;
+
+/// Why a snapshot was refused. The caller rebuilds the state from the log instead.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot format {found}, this build reads format {SNAPSHOT_FORMAT}")]
+    Format { found: u32 },
+    #[error("the snapshot's root chain does not verify from the pinned root: {0}")]
+    Roots(ApplyError),
+    #[error("the snapshot is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("the snapshot's checkpoint: {0}")]
+    Checkpoint(LogError),
+}
+
+fn inconsistent(what: impl Into<String>) -> SnapshotError {
+    SnapshotError::Inconsistent(what.into())
+}
+
+impl RegistryState {
+    /// The state as a snapshot.
+    pub fn snapshot(&self) -> FoldSnapshot {
+        let key = |k: &ReleaseKey| k.clone();
+        let mut payloads: Vec<(u64, &Digest)> = self.payloads.iter().map(|(d, leaf)| (*leaf, d)).collect();
+        payloads.sort_unstable();
+        let mut packed = Vec::with_capacity(payloads.len() * PAYLOAD_ENTRY_BYTES);
+        for (leaf, digest) in payloads {
+            packed.extend_from_slice(digest.as_bytes());
+            packed.extend_from_slice(&leaf.to_be_bytes());
+        }
+        let mut status_leaves: Vec<_> = self.status_leaves.iter().map(|(k, leaf)| (key(k), *leaf)).collect();
+        status_leaves.sort_unstable();
+        let mut channel_leaves: Vec<_> =
+            self.channel_leaves.iter().map(|(k, leaf)| (k.clone(), *leaf)).collect();
+        channel_leaves.sort_unstable();
+        FoldSnapshot {
+            size: self.size,
+            roots: self
+                .roots
+                .iter()
+                .map(|(leaf, root)| SnapshotRoot {
+                    leaf: *leaf,
+                    envelope: serde_bytes::ByteBuf::from(root.envelope_bytes().to_vec()),
+                })
+                .collect(),
+            releases: self
+                .releases
+                .values()
+                .map(|r| SnapshotRelease {
+                    leaf: r.leaf_index,
+                    release: r.release.clone(),
+                    status: match &r.status {
+                        ReleaseStatus::Active => SnapshotStatus::Active,
+                        ReleaseStatus::Yanked { reason } => SnapshotStatus::Yanked(reason.clone()),
+                        ReleaseStatus::Revoked { reason } => SnapshotStatus::Revoked(reason.clone()),
+                    },
+                })
+                .collect(),
+            payloads: serde_bytes::ByteBuf::from(packed),
+            channels: self
+                .channels
+                .iter()
+                .map(|(channel, held)| SnapshotChannel {
+                    channel: channel.clone(),
+                    held: held.iter().map(key).collect(),
+                })
+                .collect(),
+            status_leaves,
+            channel_leaves,
+        }
+    }
+
+    /// Resumes the state a snapshot holds, pinned on `pinned`: the root chain is walked again
+    /// (leaf 0 by the pinned-root rules, each later root as the next of the one before), and every
+    /// leaf, release and channel it names must lie inside the log it claims.
+    pub fn resume(pinned: Verified<TrustedRoot>, snapshot: FoldSnapshot) -> Result<Self, SnapshotError> {
+        let mut state = Self::new(pinned);
+        let size = snapshot.size;
+        let inside = |leaf: u64, what: &str| {
+            if leaf < size {
+                Ok(leaf)
+            } else {
+                Err(inconsistent(format!("{what} names leaf {leaf} of a log of {size}")))
+            }
+        };
+        for (n, root) in snapshot.roots.iter().enumerate() {
+            let leaf = inside(root.leaf, "a root")?;
+            let next = if n == 0 {
+                if leaf != 0 {
+                    return Err(inconsistent(format!("the first root is at leaf {leaf}, not 0")));
+                }
+                state.first_root(&root.envelope).map_err(SnapshotError::Roots)?
+            } else {
+                let next = state
+                    .root()
+                    .next(&root.envelope)
+                    .map_err(|source| SnapshotError::Roots(ApplyError::Root { index: leaf, source }))?
+                    .into_inner();
+                state.check_pinned_version(leaf, &next).map_err(SnapshotError::Roots)?;
+                next
+            };
+            state.roots.push((leaf, next));
+        }
+        if size > 0 && state.roots.is_empty() {
+            return Err(inconsistent("a log of leaves with no root"));
+        }
+        for r in snapshot.releases {
+            let leaf = inside(r.leaf, "a release")?;
+            let key = (r.release.kind, r.release.name.clone(), r.release.version.clone());
+            for file in &r.release.files {
+                state.by_digest.entry(file.blake3).or_default().push(key.clone());
+            }
+            let status = match r.status {
+                SnapshotStatus::Active => ReleaseStatus::Active,
+                SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
+                SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
+            };
+            let record = ReleaseRecord { release: r.release, leaf_index: leaf, status };
+            if state.releases.insert(key, record).is_some() {
+                return Err(inconsistent(format!("a release is listed twice (leaf {leaf})")));
+            }
+        }
+        let packed = snapshot.payloads.as_slice();
+        if Some(packed.len() as u64) != size.checked_mul(PAYLOAD_ENTRY_BYTES as u64) {
+            return Err(inconsistent(format!("{} payload bytes for a log of {size}", packed.len())));
+        }
+        state.payloads = HashMap::with_capacity(packed.len() / PAYLOAD_ENTRY_BYTES);
+        for entry in packed.chunks_exact(PAYLOAD_ENTRY_BYTES) {
+            let (digest, leaf) = entry.split_at(32);
+            let leaf = inside(u64::from_be_bytes(leaf.try_into().unwrap_or_default()), "a payload")?;
+            let digest = Digest::from_bytes(digest.try_into().unwrap_or_default());
+            if state.payloads.insert(digest, leaf).is_some() {
+                return Err(inconsistent(format!("a payload is listed twice (leaf {leaf})")));
+            }
+        }
+        let known = |key: &ReleaseKey| {
+            if state.releases.contains_key(key) {
+                Ok(key.clone())
+            } else {
+                Err(inconsistent(format!("{} {}=={} is named but not logged", key.0, key.1, key.2)))
+            }
+        };
+        let mut channels = BTreeMap::new();
+        for c in &snapshot.channels {
+            let held = c.held.iter().map(known).collect::<Result<BTreeSet<_>, _>>()?;
+            channels.insert(c.channel.clone(), held);
+        }
+        let mut status_leaves = HashMap::new();
+        for (key, leaf) in &snapshot.status_leaves {
+            status_leaves.insert(known(key)?, inside(*leaf, "a status")?);
+        }
+        let mut channel_leaves = HashMap::new();
+        for (key, leaf) in snapshot.channel_leaves {
+            channel_leaves.insert(key, inside(leaf, "a channel statement")?);
+        }
+        state.channels = channels;
+        state.status_leaves = status_leaves;
+        state.channel_leaves = channel_leaves;
+        state.size = size;
+        Ok(state)
+    }
+}
+
+impl TrustedLog {
+    /// The verified log as a snapshot.
+    pub fn snapshot(&self) -> LogSnapshot {
+        LogSnapshot {
+            format: SNAPSHOT_FORMAT,
+            fold: self.registry.snapshot(),
+            frontier: self.frontier.clone(),
+            checkpoint: self.checkpoint.clone().map(serde_bytes::ByteBuf::from),
+            newest_issued_at: self.newest_issued_at,
+        }
+    }
+
+    /// Resumes a verified log from a snapshot its caller sealed: the fold as
+    /// `RegistryState::resume` checks it, anchored on the pinned root, with a checkpoint the log
+    /// role of the root in force signed for exactly the frontier's size and root hash.
+    pub fn resume(
+        pinned: Verified<TrustedRoot>,
+        snapshot: LogSnapshot,
+    ) -> Result<Verified<Self>, SnapshotError> {
+        if snapshot.format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Format { found: snapshot.format });
+        }
+        let registry = RegistryState::resume(pinned, snapshot.fold)?;
+        let frontier = snapshot.frontier;
+        if frontier.size() != registry.size() {
+            return Err(inconsistent(format!(
+                "the frontier is of {} leaves, the fold of {}",
+                frontier.size(),
+                registry.size()
+            )));
+        }
+        let checkpoint = snapshot.checkpoint.map(serde_bytes::ByteBuf::into_vec);
+        match &checkpoint {
+            None if registry.size() == 0 => {}
+            None => return Err(inconsistent("a log of leaves with no checkpoint")),
+            Some(bytes) => {
+                if !registry.is_anchored() {
+                    return Err(inconsistent("the fold does not reach the pinned root"));
+                }
+                let decoded = decode_checkpoint(bytes).map_err(SnapshotError::Checkpoint)?;
+                check_origin(&decoded.checkpoint, registry.root()).map_err(SnapshotError::Checkpoint)?;
+                registry
+                    .root()
+                    .check_checkpoint(&decoded.note)
+                    .map_err(|e| SnapshotError::Checkpoint(LogError::CheckpointSignature(e)))?;
+                let (size, root_hash) = (decoded.checkpoint.size, decoded.checkpoint.root_hash);
+                if size != frontier.size() || root_hash != Hash32(frontier.root()) {
+                    return Err(inconsistent(format!(
+                        "the checkpoint is for size {size} root {root_hash}, the frontier for size {} root {}",
+                        frontier.size(),
+                        Hash32(frontier.root())
+                    )));
+                }
+            }
+        }
+        Ok(Verified::new(Self {
+            registry,
+            frontier,
+            checkpoint,
+            newest_issued_at: snapshot.newest_issued_at,
+        }))
+    }
+}

@@ -1,0 +1,155 @@
+//! The saved fold of a verified log (CBOR): what a client, mirror or primary folded from the
+//! leaves, so that loading it needs no signature check and no tree re-hash. The file that holds
+//! it carries a BLAKE3 seal over these bytes (`seal` and `unseal`); `keys::TrustedLog::resume`
+//! checks what can be checked without the leaves (the root chain from the pinned root, the
+//! checkpoint's signature and that the frontier reproduces its root hash).
+
+use serde::{Deserialize, Serialize};
+
+use crate::merkle::Frontier;
+use crate::{ChannelName, Kind, PackageName, Release, Timestamp, Version};
+
+/// Snapshot format version; a snapshot of another version is refused and rebuilt from the log.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Largest snapshot accepted.
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 31;
+/// Bytes of one entry of [`FoldSnapshot::payloads`]: a payload's BLAKE3, then its leaf index
+/// (big-endian).
+pub const PAYLOAD_ENTRY_BYTES: usize = 40;
+
+/// A release as the fold holds it.
+pub type ReleaseRef = (Kind, PackageName, Version);
+
+/// A logged root: its leaf index and envelope bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRoot {
+    pub leaf: u64,
+    pub envelope: serde_bytes::ByteBuf,
+}
+
+/// Whether a release may be installed, as the fold holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotStatus {
+    Active,
+    Yanked(String),
+    Revoked(String),
+}
+
+/// A logged release, its leaf and its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRelease {
+    pub leaf: u64,
+    pub release: Release,
+    pub status: SnapshotStatus,
+}
+
+/// The releases a channel holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChannel {
+    pub channel: ChannelName,
+    pub held: Vec<ReleaseRef>,
+}
+
+/// The registry state after `size` leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoldSnapshot {
+    pub size: u64,
+    pub roots: Vec<SnapshotRoot>,
+    pub releases: Vec<SnapshotRelease>,
+    /// Every logged payload's BLAKE3 and leaf, [`PAYLOAD_ENTRY_BYTES`] each, in leaf order.
+    pub payloads: serde_bytes::ByteBuf,
+    pub channels: Vec<SnapshotChannel>,
+    /// The leaf of the latest status statement of each release.
+    pub status_leaves: Vec<(ReleaseRef, u64)>,
+    /// The leaf of the latest channel statement of each channel, kind and name.
+    pub channel_leaves: Vec<((ChannelName, Kind, PackageName), u64)>,
+}
+
+/// A verified log: the fold, the frontier of the tree over the same leaves, and the newest
+/// checkpoint that verified (none for a primary, which signs its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSnapshot {
+    pub format: u32,
+    pub fold: FoldSnapshot,
+    pub frontier: Frontier,
+    pub checkpoint: Option<serde_bytes::ByteBuf>,
+    pub newest_issued_at: Timestamp,
+}
+
+/// A client's saved fold (`logs/<root>.fold`, sealed): the verified log and how many bytes of
+/// its leaves file (`logs/<root>.leaves`, each leaf a 4-byte big-endian length then its bytes)
+/// hold the leaves behind it. Rewritten only when the log grows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFold {
+    pub log: LogSnapshot,
+    pub leaves_bytes: u64,
+}
+
+/// A client's newest checkpoint for the size its fold holds (`logs/<root>.head`, sealed):
+/// rewritten on every update, so that an update that brings no leaf writes a few hundred bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHead {
+    pub format: u32,
+    pub size: u64,
+    pub checkpoint: Option<serde_bytes::ByteBuf>,
+    pub newest_issued_at: Timestamp,
+}
+
+/// The first bytes of a sealed snapshot file.
+const MAGIC: &[u8; 8] = b"airsnap1";
+
+/// Why a sealed snapshot was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("it is {0} bytes, shorter than a seal")]
+    Truncated(usize),
+    #[error("it does not start with the snapshot magic")]
+    Magic,
+    #[error("its bytes do not match their BLAKE3 seal (truncated, corrupted or edited)")]
+    Mismatch,
+}
+
+/// Seals encoded snapshot bytes: magic, BLAKE3 of the body, body.
+pub fn seal(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 40);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(blake3::hash(body).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of sealed bytes, once its seal matches.
+pub fn unseal(sealed: &[u8]) -> Result<&[u8], SealError> {
+    if sealed.len() < 40 {
+        return Err(SealError::Truncated(sealed.len()));
+    }
+    let (magic, rest) = sealed.split_at(8);
+    let (hash, body) = rest.split_at(32);
+    if magic != MAGIC {
+        return Err(SealError::Magic);
+    }
+    if blake3::hash(body).as_bytes() != hash {
+        return Err(SealError::Mismatch);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_refuses_a_flipped_bit_a_cut_and_a_foreign_file() {
+        let sealed = seal(b"the fold");
+        assert_eq!(unseal(&sealed).unwrap(), b"the fold");
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(unseal(&flipped), Err(SealError::Mismatch)));
+        assert!(matches!(unseal(&sealed[..sealed.len() - 1]), Err(SealError::Mismatch)));
+        assert!(matches!(unseal(&sealed[..20]), Err(SealError::Truncated(20))));
+        let mut foreign = sealed;
+        foreign[0] = b'x';
+        assert!(matches!(unseal(&foreign), Err(SealError::Magic)));
+    }
+}

@@ -1,0 +1,188 @@
+//! Saved folds: a primary, a mirror and a client each resume their saved fold instead of
+//! re-verifying every leaf, and each refuses a saved fold that is damaged, cut short or not of
+//! its log, and rebuilds from the log.
+
+use std::path::{Path, PathBuf};
+
+use airlock_proto::api::{seal, unseal, LogSnapshot, MAX_SNAPSHOT_BYTES};
+use airlock_proto::codec;
+use airlock_server::app::App;
+use airlock_server::Config;
+
+use crate::harness::{Server, World};
+use crate::mirror::sync;
+
+/// Opens the data directory in-process: the leaves replayed at open, and the releases it holds.
+fn open(config: Config) -> (u64, Vec<String>) {
+    let app = App::open(config).unwrap();
+    let releases = app.registry.with_state(|state| {
+        state.releases().map(|r| format!("{}=={}", r.release.name, r.release.version)).collect()
+    });
+    (app.registry.replayed_at_open(), releases)
+}
+
+fn flip_last_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn cut_in_half(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+/// A way to damage a saved file.
+type Damage<'a> = &'a dyn Fn(&Path);
+
+/// The snapshot with one frontier hash changed and sealed again: a seal that matches, over a
+/// tree that is not the stored log's.
+fn reseal_with_another_tree(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut snapshot: LogSnapshot = codec::decode("s", unseal(&bytes).unwrap(), MAX_SNAPSHOT_BYTES).unwrap();
+    let size = snapshot.frontier.size();
+    let mut hashes = snapshot.frontier.hashes().to_vec();
+    hashes[0][0] ^= 1;
+    snapshot.frontier = airlock_proto::merkle::Frontier::from_parts(size, hashes).unwrap();
+    std::fs::write(path, seal(&codec::encode("s", &snapshot).unwrap())).unwrap();
+}
+
+#[test]
+fn a_primary_resumes_its_saved_fold_and_replays_only_the_leaves_after_it() {
+    let mut world = World::new(1, 1);
+    world.write("a.bin", b"first");
+    world.publish("a.bin", "a", "1.0").ok();
+    world.server.take().unwrap().stop();
+    let snapshot = world.path("data/fold.snapshot");
+    let saved_at_two = std::fs::read(&snapshot).expect("the shutdown saved the fold");
+    assert_eq!(open(world.config()), (0, vec!["a==1.0".to_owned()]));
+
+    world.server = Some(Server::start(world.config()));
+    world.write("b.bin", b"second");
+    world.publish("b.bin", "b", "1.0").ok();
+    world.server.take().unwrap().stop();
+    assert_eq!(open(world.config()).0, 0, "the shutdown saved the grown fold");
+
+    // An older snapshot of the same log: only the leaf after it is replayed.
+    std::fs::write(&snapshot, saved_at_two).unwrap();
+    assert_eq!(open(world.config()), (1, vec!["a==1.0".to_owned(), "b==1.0".to_owned()]));
+}
+
+#[test]
+fn a_primary_refuses_a_damaged_cut_foreign_or_resealed_snapshot_and_replays_its_log() {
+    let mut world = World::new(1, 1);
+    world.write("a.bin", b"first");
+    world.publish("a.bin", "a", "1.0").ok();
+    world.server.take().unwrap().stop();
+    let mut other = World::new(1, 1);
+    other.write("a.bin", b"other");
+    other.publish("a.bin", "a", "1.0").ok();
+    other.server.take().unwrap().stop();
+
+    let snapshot = world.path("data/fold.snapshot");
+    let foreign = other.path("data/fold.snapshot");
+    let damages: [(&str, Damage); 4] = [
+        ("flipped", &flip_last_byte),
+        ("cut", &cut_in_half),
+        ("foreign", &|path: &Path| {
+            std::fs::copy(&foreign, path).unwrap();
+        }),
+        ("resealed over another tree", &reseal_with_another_tree),
+    ];
+    for (what, damage) in damages {
+        damage(&snapshot);
+        assert_eq!(open(world.config()), (2, vec!["a==1.0".to_owned()]), "{what}: the whole log is replayed");
+        assert_eq!(open(world.config()).0, 0, "{what}: the replay saved a good snapshot again");
+    }
+}
+
+/// A mirror of `upstream` in `world/<name>`: its config.
+fn mirror_config(world: &World, name: &str, upstream: &str) -> (Config, String) {
+    let data = world.path(name);
+    airlock_server::cli::init(&data).unwrap();
+    let admin = airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "test").unwrap();
+    let mut config = Config::new(&data);
+    config.root = Some(world.path("root.cbor"));
+    config.upstream = Some(upstream.to_owned());
+    config.sync_interval = None;
+    (config, admin)
+}
+
+#[test]
+fn a_mirror_resumes_its_saved_fold_and_refuses_a_damaged_one() {
+    let world = World::new(1, 1);
+    world.write("a.bin", b"mirrored");
+    world.publish("a.bin", "a", "1.0").ok();
+    let (config, admin) = mirror_config(&world, "mirror", &world.url());
+    let mirror = Server::start(config.clone());
+    sync(&mirror, &admin);
+    mirror.stop();
+    assert_eq!(open(config.clone()), (0, vec!["a==1.0".to_owned()]));
+    flip_last_byte(&config.data.join("fold.snapshot"));
+    assert_eq!(open(config.clone()), (2, vec!["a==1.0".to_owned()]));
+    assert_eq!(open(config).0, 0);
+}
+
+/// The client's state file of `which` kind (`fold`, `head`, `leaves`).
+fn state_file(world: &World, which: &str) -> PathBuf {
+    let logs = world.path("state/logs");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == which))
+        .collect();
+    assert_eq!(found.len(), 1, "{which} files in {}", logs.display());
+    found.pop().unwrap()
+}
+
+#[test]
+fn a_client_resumes_its_fold_rewrites_only_the_head_when_nothing_changed_and_rebuilds_a_damaged_fold() {
+    let world = World::new(1, 1);
+    world.write("a.bin", b"pulled");
+    world.publish("a.bin", "a", "1.0").ok();
+    world.pull("a==1.0", "a-1.bin").ok();
+    let fold = state_file(&world, "fold");
+    let before = std::fs::read(&fold).unwrap();
+    let run = world.pull("a==1.0", "a-2.bin").ok();
+    assert!(!run.stderr.contains("rebuilt"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&fold).unwrap(), before, "a pull that brought no leaf rewrote the fold");
+
+    for damage in [flip_last_byte as fn(&Path), cut_in_half] {
+        damage(&fold);
+        world.pull("a==1.0", "a-3.bin").ok().says("was refused").says("rebuilt from the saved leaves");
+        assert_eq!(std::fs::read(world.path("a-3.bin")).unwrap(), b"pulled");
+        let run = world.pull("a==1.0", "a-4.bin").ok();
+        assert!(!run.stderr.contains("rebuilt"), "the rebuilt fold was saved: {}", run.stderr);
+    }
+
+    // A damaged head alone costs nothing: the fold carries its own checkpoint.
+    flip_last_byte(&state_file(&world, "head"));
+    let run = world.pull("a==1.0", "a-5.bin").ok();
+    assert!(!run.stderr.contains("rebuilt"), "{}", run.stderr);
+
+    // With neither the fold nor the head, nothing can vouch for the leaves: a clear refusal.
+    flip_last_byte(&fold);
+    flip_last_byte(&state_file(&world, "head"));
+    world
+        .pull("a==1.0", "a-6.bin")
+        .code(1)
+        .says("cannot be rebuilt")
+        .says("to start again from the pinned root");
+}
+
+#[test]
+fn a_client_whose_leaves_file_was_cut_fetches_the_leaves_again_and_checks_them() {
+    let world = World::new(1, 1);
+    for (file, name) in [("a.bin", "a"), ("b.bin", "b")] {
+        world.write(file, name.as_bytes());
+        world.publish(file, name, "1.0").ok();
+    }
+    let url = world.url();
+    world.cli(&["log", "--server", &url, "--root", "root.cbor"]).ok();
+    let leaves = state_file(&world, "leaves");
+    let full = std::fs::read(&leaves).unwrap();
+    cut_in_half(&leaves);
+    let history = world.cli(&["log", "--server", &url, "--root", "root.cbor"]).ok().stdout;
+    assert!(history.contains("wheel a==1.0") && history.contains("wheel b==1.0"), "{history}");
+    assert_eq!(std::fs::read(&leaves).unwrap(), full, "the leaves were fetched again, byte for byte");
+}
