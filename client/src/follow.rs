@@ -8,7 +8,7 @@ use airlock_proto::{Checkpoint, Clock};
 
 use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
-use crate::state::ClientLog;
+use crate::state::{ClientLog, WarmState};
 
 /// Why an update failed: the registry could not be read, or what it served did not verify.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,31 @@ pub async fn update_with(
 ) -> Result<(ClientLog, Notices), FollowError> {
     let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
     update_to(remote, state, clock, reporter, (checkpoint_bytes, extension_until), extension).await
+}
+
+/// Confirms without the fold that the registry still serves the log `warm` stands for: its
+/// checkpoint is of the same tree and passes every rule the fold would apply
+/// (`TrustedHead::confirm`). `None` when it does not (new leaves, or anything the fold must
+/// judge and report, with evidence for a security error): the caller then follows with the fold.
+pub async fn confirm(
+    remote: &Remote,
+    warm: WarmState,
+    clock: &Clock,
+    extension: ServerExtension,
+) -> Result<Option<(WarmState, Notices)>, FollowError> {
+    let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
+    let expired = match (extension, extension_until) {
+        (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
+        _ => ExpiredCheckpoint::Refuse,
+    };
+    let now = clock.now();
+    match warm.head.confirm(&checkpoint_bytes, now, expired) {
+        Ok(Some(head)) => {
+            let accepted_expired = head.checkpoint_payload().is_some_and(|c| c.expires_at <= now);
+            Ok(Some((warm.with_head(head), Notices { extension_until, accepted_expired })))
+        }
+        Ok(None) | Err(_) => Ok(None),
+    }
 }
 
 /// `update` to a checkpoint the caller fetched: `POST /v1/admin/checkpoint`'s long-lived one for

@@ -13,6 +13,7 @@ pub mod bundle_reader;
 pub mod comfy;
 pub mod follow;
 pub mod fsutil;
+pub mod index;
 pub mod lock;
 pub mod pack;
 pub mod progress;

@@ -58,49 +58,102 @@ impl Target {
     }
 }
 
+/// What resolving a target needs of the verified state: the fold itself, or the index of it
+/// that a pull reads when the registry brought no new leaf (`crate::index`). With a channel,
+/// only the releases that channel holds are seen.
+pub trait ReleaseView {
+    /// The release `kind` `name`==`version`.
+    fn release_in(
+        &self,
+        kind: Kind,
+        name: &PackageName,
+        version: &Version,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Option<ReleaseRecord>>;
+    /// Every release of `kind` `name`.
+    fn releases_in(
+        &self,
+        kind: Kind,
+        name: &PackageName,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Vec<ReleaseRecord>>;
+    /// The release holding a file with this BLAKE3 (one that is not revoked when several do).
+    fn release_by_digest_in(
+        &self,
+        digest: &Digest,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Option<ReleaseRecord>>;
+}
+
+impl ReleaseView for RegistryState {
+    fn release_in(
+        &self,
+        kind: Kind,
+        name: &PackageName,
+        version: &Version,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Option<ReleaseRecord>> {
+        Ok(self.release(kind, name, version).filter(|r| self.in_channel(r, channel)).cloned())
+    }
+
+    fn releases_in(
+        &self,
+        kind: Kind,
+        name: &PackageName,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Vec<ReleaseRecord>> {
+        Ok(self.releases_of(kind, name).filter(|r| self.in_channel(r, channel)).cloned().collect())
+    }
+
+    fn release_by_digest_in(
+        &self,
+        digest: &Digest,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Option<ReleaseRecord>> {
+        Ok(self.release_by_digest(digest).filter(|r| self.in_channel(r, channel)).cloned())
+    }
+}
+
 /// Finds the release a target names in the verified state; with `channel`, only among the
 /// releases that channel holds. `NAME` takes the newest release (PEP 440 order for wheels,
-/// semantic versions for node packs) that is neither yanked nor revoked.
-pub fn resolve<'a>(
-    state: &'a RegistryState,
+/// semantic versions for node packs) that is neither yanked nor revoked. Returns the release and
+/// the files the target names.
+pub fn resolve<V: ReleaseView + ?Sized>(
+    state: &V,
     target: &Target,
     channel: Option<&ChannelName>,
-) -> anyhow::Result<(&'a ReleaseRecord, Vec<&'a FileEntry>)> {
-    let in_channel = |record: &ReleaseRecord| {
-        let r = &record.release;
-        channel.is_none_or(|c| state.channel_holds(c, r.kind, &r.name, &r.version))
-    };
+) -> anyhow::Result<(ReleaseRecord, Vec<FileEntry>)> {
     let where_ = channel.map(|c| format!(" in channel {c}")).unwrap_or_default();
     match target {
         Target::Digest(digest) => {
             let record = state
-                .release_by_digest(digest)
-                .filter(|r| in_channel(r))
+                .release_by_digest_in(digest, channel)?
                 .ok_or_else(|| NotFound(format!("no logged release{where_} holds {digest}")))?;
-            let files = record.release.files.iter().filter(|f| f.blake3 == *digest).collect();
+            let files = record.release.files.iter().filter(|f| f.blake3 == *digest).cloned().collect();
             Ok((record, files))
         }
         Target::Release { kind, name, version } => {
             let mut found = Vec::new();
             for kind in kinds(*kind) {
                 let name = PackageName::normalize(kind, name)?;
-                if let Some(record) = state.release(kind, &name, version).filter(|r| in_channel(r)) {
-                    found.push(record);
-                }
+                found.extend(state.release_in(kind, &name, version, channel)?);
             }
-            match found.as_slice() {
-                [] => Err(NotFound(format!("{name}=={version} is not in the log{where_}")).into()),
-                [record] => Ok((record, record.release.files.iter().collect())),
+            match found.len() {
+                0 => Err(NotFound(format!("{name}=={version} is not in the log{where_}")).into()),
+                1 => {
+                    let record = found.remove(0);
+                    let files = record.release.files.clone();
+                    Ok((record, files))
+                }
                 _ => anyhow::bail!("{name}=={version} exists as both a wheel and a node pack: pass --kind"),
             }
         }
         Target::Newest { kind, name } => {
-            let mut candidates: Vec<&ReleaseRecord> = Vec::new();
+            let mut candidates: Vec<ReleaseRecord> = Vec::new();
             let mut kinds_found = Vec::new();
             for kind in kinds(*kind) {
                 let name = PackageName::normalize(kind, name)?;
-                let of_kind: Vec<&ReleaseRecord> =
-                    state.releases_of(kind, &name).filter(|r| in_channel(r)).collect();
+                let of_kind = state.releases_in(kind, &name, channel)?;
                 if !of_kind.is_empty() {
                     kinds_found.push(kind);
                 }
@@ -116,7 +169,10 @@ pub fn resolve<'a>(
                     crate::versions::compare(a.release.kind, &a.release.version, &b.release.version)
                 });
             match newest {
-                Some(record) => Ok((record, record.release.files.iter().collect())),
+                Some(record) => {
+                    let files = record.release.files.clone();
+                    Ok((record, files))
+                }
                 None if total == 0 => Err(NotFound(format!("{name} is not in the log{where_}")).into()),
                 None => Err(NotFound(format!(
                     "every release of {name}{where_} is yanked or revoked ({total}); pull an exact NAME==VERSION to take a yanked one"

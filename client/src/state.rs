@@ -19,9 +19,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use airlock_keys::{TrustedLog, TrustedRoot, Verified};
+use airlock_keys::{TrustedHead, TrustedLog, TrustedRoot, Verified};
 use airlock_proto::api::{
-    seal, unseal, ClientFold, ClientHead, MAX_SAVED_LOG_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT,
+    seal, unseal, ClientFold, ClientHead, IndexRef, MAX_SAVED_LOG_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT,
 };
 use airlock_proto::codec;
 use airlock_proto::envelope::MAX_ENTRY_BYTES;
@@ -30,11 +30,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::fsutil;
+use crate::index::Index;
 
 /// Largest root file accepted.
 pub const MAX_ROOT_FILE_BYTES: u64 = 1 << 20;
-/// Largest head file accepted (a checkpoint note and a few numbers).
-const MAX_HEAD_BYTES: usize = 64 << 10;
+/// Largest head file accepted (a checkpoint note, the logged roots and a frontier).
+const MAX_HEAD_BYTES: usize = 4 << 20;
 
 /// Where the client keeps state: `$AIRLOCK_HOME`, else `$HOME/.airlock`.
 pub fn default_state_dir() -> PathBuf {
@@ -103,13 +104,16 @@ impl StateStore {
     fn resume(&self, fold: ClientFold, head: Option<&ClientHead>) -> anyhow::Result<ClientLog> {
         let ClientFold { mut log, leaves_bytes } = fold;
         let size = log.fold.size;
-        if let Some(head) = head.filter(|h| h.size == size && h.checkpoint.is_some()) {
+        let head = head.filter(|h| h.size == size && h.checkpoint.is_some());
+        if let Some(head) = head {
             log.checkpoint.clone_from(&head.checkpoint);
             log.newest_issued_at = log.newest_issued_at.max(head.newest_issued_at);
         }
         let log = TrustedLog::resume(self.pinned.clone(), log)?;
         let leaves = Leaves::stored(self.path("leaves"), size, leaves_bytes);
-        Ok(ClientLog::new(log, leaves, None).with_fold_size(size))
+        let mut state = ClientLog::new(log, leaves, None).with_fold_size(size);
+        state.index = head.and_then(|h| h.index);
+        Ok(state)
     }
 
     /// Every saved leaf re-verified against the newest saved checkpoint.
@@ -140,17 +144,95 @@ impl StateStore {
             .persist(&leaves_path)
             .with_context(|| format!("cannot write {}", leaves_path.display()))?;
         let size = state.log.size();
-        if state.fold_size != Some(size) || state.rebuilt.is_some() || state.leaves.rewrite {
-            let fold = ClientFold { log: state.log.snapshot(), leaves_bytes };
-            write_sealed(&self.path("fold"), &fold)?;
-        }
+        let grown = state.fold_size != Some(size) || state.rebuilt.is_some() || state.leaves.rewrite;
+        let index = match state.index {
+            Some(index) if !grown => index,
+            _ => {
+                // Until the new head is written, no head vouches for a fold or index being
+                // replaced: a crash in between leaves the fold to be loaded in full.
+                self.forget_index()?;
+                if grown {
+                    let fold = ClientFold { log: state.log.snapshot(), leaves_bytes };
+                    write_sealed(&self.path("fold"), &fold)?;
+                }
+                crate::index::write(&self.path("index"), state.log.registry())?
+            }
+        };
+        let (roots, frontier) = state.log.head_parts();
         let head = ClientHead {
             format: SNAPSHOT_FORMAT,
             size,
             checkpoint: state.log.checkpoint().map(|c| serde_bytes::ByteBuf::from(c.to_vec())),
             newest_issued_at: state.log.newest_issued_at(),
+            roots,
+            frontier,
+            index: Some(index),
         };
         write_sealed(&self.path("head"), &head)
+    }
+
+    /// The state a pull needs when the registry brings no new leaf: the head (the roots, the
+    /// frontier and the newest checkpoint, checked as `TrustedHead::resume` checks them) and the
+    /// index of the fold at the same size. `None` when either is missing or does not check out:
+    /// the caller then loads the fold (`load`), which repairs both when it saves.
+    pub fn load_warm(&self) -> Option<WarmState> {
+        let head = read_sealed::<ClientHead>(&self.path("head"), MAX_HEAD_BYTES).ok()??;
+        if head.format != SNAPSHOT_FORMAT {
+            return None;
+        }
+        let index_ref = head.index?;
+        let checkpoint = head.checkpoint?.into_vec();
+        let trusted = TrustedHead::resume(
+            self.pinned.clone(),
+            head.roots,
+            head.frontier,
+            checkpoint,
+            head.newest_issued_at,
+        )
+        .ok()?;
+        let index = Index::open(&self.path("index"), &index_ref).ok()?;
+        (index.size() == trusted.size()).then_some(WarmState { head: trusted, index, index_ref })
+    }
+
+    /// Drops the head's claim on the index (the index was found damaged): the next save writes
+    /// the index and the head again.
+    pub fn forget_index(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.path("head")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", self.path("head").display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Saves a head confirmed without the fold (its newest checkpoint), beside the same index.
+    pub fn save_warm(&self, warm: &WarmState) -> anyhow::Result<()> {
+        let (roots, frontier) = warm.head.parts();
+        let head = ClientHead {
+            format: SNAPSHOT_FORMAT,
+            size: warm.head.size(),
+            checkpoint: Some(serde_bytes::ByteBuf::from(warm.head.checkpoint().to_vec())),
+            newest_issued_at: warm.head.newest_issued_at(),
+            roots,
+            frontier,
+            index: Some(warm.index_ref),
+        };
+        write_sealed(&self.path("head"), &head)
+    }
+}
+
+/// A verified head and the index of the fold it stands for.
+#[derive(Debug)]
+pub struct WarmState {
+    pub head: Verified<TrustedHead>,
+    pub index: Index,
+    index_ref: IndexRef,
+}
+
+impl WarmState {
+    /// The same state with a newer head of the same log.
+    pub fn with_head(self, head: Verified<TrustedHead>) -> Self {
+        Self { head, ..self }
     }
 }
 
@@ -351,11 +433,13 @@ pub struct ClientLog {
     pub rebuilt: Option<String>,
     /// The size of the saved fold this state was loaded from.
     fold_size: Option<u64>,
+    /// The saved index of that fold, when the head vouched for it.
+    index: Option<IndexRef>,
 }
 
 impl ClientLog {
     fn new(log: Verified<TrustedLog>, leaves: Leaves, rebuilt: Option<String>) -> Self {
-        Self { log, leaves, rebuilt, fold_size: None }
+        Self { log, leaves, rebuilt, fold_size: None, index: None }
     }
 
     fn with_fold_size(mut self, size: u64) -> Self {
@@ -378,6 +462,6 @@ impl ClientLog {
             }
             None => self.leaves.appended(new_leaves),
         };
-        Self { log, leaves, rebuilt: self.rebuilt.clone(), fold_size: self.fold_size }
+        Self { log, leaves, rebuilt: self.rebuilt.clone(), fold_size: self.fold_size, index: self.index }
     }
 }

@@ -226,12 +226,16 @@ impl RegistryState {
         self.channels.get(channel).is_some_and(|held| held.contains(&(kind, name.clone(), version.clone())))
     }
 
+    /// Whether `channel` holds a release; every release is in when no channel is given.
+    pub fn in_channel(&self, record: &ReleaseRecord, channel: Option<&ChannelName>) -> bool {
+        let r = &record.release;
+        channel.is_none_or(|c| self.channel_holds(c, r.kind, &r.name, &r.version))
+    }
+
     /// Whether a release is offered to installers: not revoked, and held by `channel` when one
     /// is given.
     pub fn offers(&self, record: &ReleaseRecord, channel: Option<&ChannelName>) -> bool {
-        let r = &record.release;
-        !matches!(record.status, ReleaseStatus::Revoked { .. })
-            && channel.is_none_or(|c| self.channel_holds(c, r.kind, &r.name, &r.version))
+        !matches!(record.status, ReleaseStatus::Revoked { .. }) && self.in_channel(record, channel)
     }
 
     /// The releases `channel` holds, ordered by kind, name and version text.

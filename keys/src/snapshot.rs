@@ -11,9 +11,10 @@ use airlock_proto::api::{
     FoldSnapshot, LogSnapshot, SnapshotChannel, SnapshotRelease, SnapshotRoot, SnapshotStatus,
     PAYLOAD_ENTRY_BYTES, SNAPSHOT_FORMAT,
 };
-use airlock_proto::{Digest, Hash32};
+use airlock_proto::merkle::Frontier;
+use airlock_proto::{Digest, Hash32, Timestamp};
 
-use crate::log::{check_origin, decode_checkpoint, LogError, TrustedLog};
+use crate::log::{check_origin, decode_checkpoint, ExpiredCheckpoint, LogError, TrustedLog};
 use crate::registry::{ApplyError, RegistryState, ReleaseKey, ReleaseRecord, ReleaseStatus};
 use crate::trust::TrustedRoot;
 use crate::verified::Verified;
@@ -53,14 +54,7 @@ impl RegistryState {
         channel_leaves.sort_unstable();
         FoldSnapshot {
             size: self.size,
-            roots: self
-                .roots
-                .iter()
-                .map(|(leaf, root)| SnapshotRoot {
-                    leaf: *leaf,
-                    envelope: serde_bytes::ByteBuf::from(root.envelope_bytes().to_vec()),
-                })
-                .collect(),
+            roots: self.snapshot_roots(),
             releases: self
                 .releases
                 .values()
@@ -92,8 +86,8 @@ impl RegistryState {
     /// (leaf 0 by the pinned-root rules, each later root as the next of the one before), and every
     /// leaf, release and channel it names must lie inside the log it claims.
     pub fn resume(pinned: Verified<TrustedRoot>, snapshot: FoldSnapshot) -> Result<Self, SnapshotError> {
-        let mut state = Self::new(pinned);
         let size = snapshot.size;
+        let mut state = Self::resume_roots(pinned, &snapshot.roots, size)?;
         let inside = |leaf: u64, what: &str| {
             if leaf < size {
                 Ok(leaf)
@@ -101,27 +95,6 @@ impl RegistryState {
                 Err(inconsistent(format!("{what} names leaf {leaf} of a log of {size}")))
             }
         };
-        for (n, root) in snapshot.roots.iter().enumerate() {
-            let leaf = inside(root.leaf, "a root")?;
-            let next = if n == 0 {
-                if leaf != 0 {
-                    return Err(inconsistent(format!("the first root is at leaf {leaf}, not 0")));
-                }
-                state.first_root(&root.envelope).map_err(SnapshotError::Roots)?
-            } else {
-                let next = state
-                    .root()
-                    .next(&root.envelope)
-                    .map_err(|source| SnapshotError::Roots(ApplyError::Root { index: leaf, source }))?
-                    .into_inner();
-                state.check_pinned_version(leaf, &next).map_err(SnapshotError::Roots)?;
-                next
-            };
-            state.roots.push((leaf, next));
-        }
-        if size > 0 && state.roots.is_empty() {
-            return Err(inconsistent("a log of leaves with no root"));
-        }
         for r in snapshot.releases {
             let leaf = inside(r.leaf, "a release")?;
             let key = (r.release.kind, r.release.name.clone(), r.release.version.clone());
@@ -179,6 +152,55 @@ impl RegistryState {
     }
 }
 
+impl RegistryState {
+    /// The logged roots with their leaves.
+    pub(crate) fn snapshot_roots(&self) -> Vec<SnapshotRoot> {
+        self.roots
+            .iter()
+            .map(|(leaf, root)| SnapshotRoot {
+                leaf: *leaf,
+                envelope: serde_bytes::ByteBuf::from(root.envelope_bytes().to_vec()),
+            })
+            .collect()
+    }
+
+    /// A state of `size` leaves holding only its roots, walked again from the pinned root (leaf 0
+    /// by the pinned-root rules, each later root as the next of the one before).
+    pub(crate) fn resume_roots(
+        pinned: Verified<TrustedRoot>,
+        roots: &[SnapshotRoot],
+        size: u64,
+    ) -> Result<Self, SnapshotError> {
+        let mut state = Self::new(pinned);
+        for (n, root) in roots.iter().enumerate() {
+            let leaf = root.leaf;
+            if leaf >= size || state.roots.last().is_some_and(|(before, _)| *before >= leaf) {
+                return Err(inconsistent(format!("a root at leaf {leaf} of a log of {size}, out of order")));
+            }
+            let next = if n == 0 {
+                if leaf != 0 {
+                    return Err(inconsistent(format!("the first root is at leaf {leaf}, not 0")));
+                }
+                state.first_root(&root.envelope).map_err(SnapshotError::Roots)?
+            } else {
+                let next = state
+                    .root()
+                    .next(&root.envelope)
+                    .map_err(|source| SnapshotError::Roots(ApplyError::Root { index: leaf, source }))?
+                    .into_inner();
+                state.check_pinned_version(leaf, &next).map_err(SnapshotError::Roots)?;
+                next
+            };
+            state.roots.push((leaf, next));
+        }
+        if size > 0 && state.roots.is_empty() {
+            return Err(inconsistent("a log of leaves with no root"));
+        }
+        state.size = size;
+        Ok(state)
+    }
+}
+
 impl TrustedLog {
     /// The verified log as a snapshot.
     pub fn snapshot(&self) -> LogSnapshot {
@@ -214,25 +236,7 @@ impl TrustedLog {
         match &checkpoint {
             None if registry.size() == 0 => {}
             None => return Err(inconsistent("a log of leaves with no checkpoint")),
-            Some(bytes) => {
-                if !registry.is_anchored() {
-                    return Err(inconsistent("the fold does not reach the pinned root"));
-                }
-                let decoded = decode_checkpoint(bytes).map_err(SnapshotError::Checkpoint)?;
-                check_origin(&decoded.checkpoint, registry.root()).map_err(SnapshotError::Checkpoint)?;
-                registry
-                    .root()
-                    .check_checkpoint(&decoded.note)
-                    .map_err(|e| SnapshotError::Checkpoint(LogError::CheckpointSignature(e)))?;
-                let (size, root_hash) = (decoded.checkpoint.size, decoded.checkpoint.root_hash);
-                if size != frontier.size() || root_hash != Hash32(frontier.root()) {
-                    return Err(inconsistent(format!(
-                        "the checkpoint is for size {size} root {root_hash}, the frontier for size {} root {}",
-                        frontier.size(),
-                        Hash32(frontier.root())
-                    )));
-                }
-            }
+            Some(bytes) => check_snapshot_checkpoint(&registry, &frontier, bytes)?,
         }
         Ok(Verified::new(Self {
             registry,
@@ -241,4 +245,115 @@ impl TrustedLog {
             newest_issued_at: snapshot.newest_issued_at,
         }))
     }
+}
+
+/// What a client needs to confirm that a registry still serves the log it verified, without its
+/// fold: the root in force (walked again from the pinned root), the frontier and the newest
+/// checkpoint. It answers only a checkpoint of its own size; a larger one needs the fold
+/// (`TrustedLog`), which folds the new leaves.
+#[derive(Debug, Clone)]
+pub struct TrustedHead {
+    /// A log whose fold holds only the roots: never given out, never given a leaf.
+    log: TrustedLog,
+}
+
+impl TrustedHead {
+    /// Resumes a head: `roots` (every logged root's envelope with its leaf, oldest first) walked
+    /// from the pinned root, and a checkpoint the log role of the root in force signed for
+    /// exactly `frontier`.
+    pub fn resume(
+        pinned: Verified<TrustedRoot>,
+        roots: Vec<SnapshotRoot>,
+        frontier: Frontier,
+        checkpoint: Vec<u8>,
+        newest_issued_at: Timestamp,
+    ) -> Result<Verified<Self>, SnapshotError> {
+        let registry = RegistryState::resume_roots(pinned, &roots, frontier.size())?;
+        let log = TrustedLog { registry, frontier, checkpoint: None, newest_issued_at };
+        check_snapshot_checkpoint(&log.registry, &log.frontier, &checkpoint)?;
+        Ok(Verified::new(Self { log: TrustedLog { checkpoint: Some(checkpoint), ..log } }))
+    }
+
+    /// Confirms `checkpoint_bytes` at `now` under every rule `TrustedLog::update_with` applies
+    /// to a checkpoint of the same size (signature and witnesses of the root in force, the same
+    /// root hash, freshness, a clock not behind). `Ok(None)`: the checkpoint is of another size,
+    /// and only the fold can judge it.
+    pub fn confirm(
+        &self,
+        checkpoint_bytes: &[u8],
+        now: Timestamp,
+        expired: ExpiredCheckpoint,
+    ) -> Result<Option<Verified<Self>>, LogError> {
+        let offered = decode_checkpoint(checkpoint_bytes)?;
+        if offered.checkpoint.size != self.log.size() {
+            return Ok(None);
+        }
+        let log = self.log.update_with(checkpoint_bytes, &[], now, expired)?.into_inner();
+        Ok(Some(Verified::new(Self { log })))
+    }
+
+    /// Number of leaves verified.
+    pub fn size(&self) -> u64 {
+        self.log.size()
+    }
+
+    /// The root in force.
+    pub fn root(&self) -> &TrustedRoot {
+        self.log.registry.root()
+    }
+
+    /// The newest verified checkpoint.
+    pub fn checkpoint(&self) -> &[u8] {
+        self.log.checkpoint.as_deref().unwrap_or_default()
+    }
+
+    /// The newest issued-at of any verified checkpoint.
+    pub fn newest_issued_at(&self) -> Timestamp {
+        self.log.newest_issued_at
+    }
+
+    /// The decoded newest checkpoint.
+    pub fn checkpoint_payload(&self) -> Option<airlock_proto::Checkpoint> {
+        self.log.checkpoint_payload()
+    }
+
+    /// What this head resumes from: every logged root with its leaf, and the frontier.
+    pub fn parts(&self) -> (Vec<SnapshotRoot>, Frontier) {
+        self.log.head_parts()
+    }
+}
+
+impl TrustedLog {
+    /// The parts of this log a `TrustedHead` resumes from: every logged root with its leaf, and
+    /// the frontier.
+    pub fn head_parts(&self) -> (Vec<SnapshotRoot>, Frontier) {
+        (self.registry.snapshot_roots(), self.frontier.clone())
+    }
+}
+
+/// A checkpoint saved with a fold: signed by the log role of the root in force, for exactly the
+/// frontier's size and root hash.
+fn check_snapshot_checkpoint(
+    registry: &RegistryState,
+    frontier: &Frontier,
+    bytes: &[u8],
+) -> Result<(), SnapshotError> {
+    if !registry.is_anchored() {
+        return Err(inconsistent("the fold does not reach the pinned root"));
+    }
+    let decoded = decode_checkpoint(bytes).map_err(SnapshotError::Checkpoint)?;
+    check_origin(&decoded.checkpoint, registry.root()).map_err(SnapshotError::Checkpoint)?;
+    registry
+        .root()
+        .check_checkpoint(&decoded.note)
+        .map_err(|e| SnapshotError::Checkpoint(LogError::CheckpointSignature(e)))?;
+    let (size, root_hash) = (decoded.checkpoint.size, decoded.checkpoint.root_hash);
+    if size != frontier.size() || root_hash != Hash32(frontier.root()) {
+        return Err(inconsistent(format!(
+            "the checkpoint is for size {size} root {root_hash}, the frontier for size {} root {}",
+            frontier.size(),
+            Hash32(frontier.root())
+        )));
+    }
+    Ok(())
 }

@@ -5,7 +5,8 @@
 
 mod common;
 
-use airlock_keys::{ApplyError, LogError, RegistryState, SnapshotError, TrustedLog};
+use airlock_keys::log::ExpiredCheckpoint;
+use airlock_keys::{ApplyError, LogError, RegistryState, SnapshotError, TrustedHead, TrustedLog};
 use airlock_proto::api::{LogSnapshot, MAX_SNAPSHOT_BYTES};
 use airlock_proto::{codec, StatusAction};
 use common::*;
@@ -119,4 +120,46 @@ fn a_fold_resumes_on_its_own_for_a_primary() {
     let resumed = RegistryState::resume(fx.pinned(), fold.clone()).unwrap();
     assert_eq!(resumed.snapshot(), fold);
     assert_eq!(resumed.size(), 7);
+}
+
+#[test]
+fn a_head_confirms_only_a_checkpoint_of_its_own_tree_and_leaves_larger_ones_to_the_fold() {
+    let (mut fx, log) = history();
+    let (roots, frontier) = log.head_parts();
+    let head = TrustedHead::resume(
+        fx.pinned(),
+        roots.clone(),
+        frontier.clone(),
+        log.checkpoint().unwrap().to_vec(),
+        log.newest_issued_at(),
+    )
+    .unwrap();
+    assert_eq!((head.size(), head.root().root().version), (7, 2));
+    let again = head.confirm(&fx.checkpoint(), LATER, ExpiredCheckpoint::Refuse).unwrap();
+    assert_eq!(again.unwrap().size(), 7);
+
+    // Another history of the same size, signed by the log key: a fork.
+    let mut other = fx.leaves.clone();
+    other[6] = fx.release("other-pkg", "1.0.0");
+    match head.confirm(&fx.checkpoint_of(&other), LATER, ExpiredCheckpoint::Refuse) {
+        Err(LogError::Fork { .. }) => {}
+        other => panic!("expected a fork, got {other:?}"),
+    }
+    // Expired: the same freshness rules as the fold's.
+    match head.confirm(&fx.checkpoint(), NOW + 2 * DAY, ExpiredCheckpoint::Refuse) {
+        Err(LogError::Stale { .. }) => {}
+        other => panic!("expected a stale checkpoint, got {other:?}"),
+    }
+    // A larger log is the fold's to judge.
+    let next = fx.release("demo-pkg", "3.0.0");
+    fx.push(next);
+    assert!(head.confirm(&fx.checkpoint(), LATER, ExpiredCheckpoint::Refuse).unwrap().is_none());
+
+    // A head whose checkpoint is not for its frontier, or whose roots are not the chain, is refused.
+    let foreign = fx.checkpoint();
+    assert!(TrustedHead::resume(fx.pinned(), roots.clone(), frontier.clone(), foreign, 0).is_err());
+    let mut forged = roots;
+    forged.swap(0, 1);
+    let checkpoint = log.checkpoint().unwrap().to_vec();
+    assert!(TrustedHead::resume(fx.pinned(), forged, frontier, checkpoint, 0).is_err());
 }

@@ -144,13 +144,14 @@ pub async fn install(args: InstallArgs, context: &Context) -> anyhow::Result<()>
                     r.version
                 );
             }
-            (record, Some(copy))
+            (record.clone(), Some(copy))
         }
         Wanted::Logged(target) => {
             let (record, _) = airlock_client::pull::resolve(state, target, site.channel.as_ref())?;
             (record, None)
         }
     };
+    let record = &record;
     if let Some(warning) = check_status(record)? {
         context.say(format!("warning: {warning}"));
     }

@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 
 use airlock_client::follow;
+use airlock_client::index::IndexDamaged;
 use airlock_client::progress::Reporter;
 use airlock_client::publish::hash_file;
 use airlock_client::pull::{check_status, download_verified, output_paths, resolve, Target, VerifyError};
 use airlock_client::state::StateStore;
-use airlock_proto::{Digest, Kind};
+use airlock_keys::ReleaseRecord;
+use airlock_proto::{Digest, FileEntry, Kind};
 use serde_json::json;
 
 use super::{Context, ServerArgs};
@@ -47,21 +49,29 @@ pub struct VerifyArgs {
 pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
     let target = Target::parse(&args.target, args.kind)?;
     let store = StateStore::open(&context.state_dir, &args.root)?;
-    let before = context.load(&store)?;
     let remote = context.remote(&args.server)?;
     let policy = if args.unsafe_accept_server_extension {
         follow::ServerExtension::UnsafeAccept
     } else {
         follow::ServerExtension::Refuse
     };
+    // The registry brought no new leaf: the head and the index answer, the fold stays unread.
+    if let Some(warm) = store.load_warm() {
+        if let Some((warm, notices)) = follow::confirm(&remote, warm, &context.clock, policy).await? {
+            warn_expired(notices);
+            store.save_warm(&warm)?;
+            match resolve(&warm.index, &target, args.channel.as_ref()) {
+                Ok(resolved) => return deliver(&remote, &args, context, resolved, warm.head.size()).await,
+                // The fold answers instead, and the save below writes the index again.
+                Err(e) if e.is::<IndexDamaged>() => store.forget_index()?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let before = context.load(&store)?;
     let (after, notices) =
         follow::update_with(&remote, &before, &context.clock, &context.bars, policy).await?;
-    if notices.accepted_expired {
-        eprintln!(
-            "WARNING: accepted an EXPIRED checkpoint under the server's unsafe extension (until {}); freeze protection is off",
-            notices.extension_until.unwrap_or(0)
-        );
-    }
+    warn_expired(notices);
     store.save(&after)?;
     if after.log.size() > before.log.size() {
         context.say(format!(
@@ -70,15 +80,37 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
             after.log.size()
         ));
     }
-    let (record, files) = resolve(after.log.registry(), &target, args.channel.as_ref())?;
-    if let Some(warning) = check_status(record)? {
+    let resolved = resolve(after.log.registry(), &target, args.channel.as_ref())?;
+    deliver(&remote, &args, context, resolved, after.log.size()).await
+}
+
+fn warn_expired(notices: follow::Notices) {
+    if notices.accepted_expired {
+        eprintln!(
+            "WARNING: accepted an EXPIRED checkpoint under the server's unsafe extension (until {}); freeze protection is off",
+            notices.extension_until.unwrap_or(0)
+        );
+    }
+}
+
+/// Downloads and verifies the files of a resolved release, then reports them.
+async fn deliver(
+    remote: &airlock_client::Remote,
+    args: &PullArgs,
+    context: &Context,
+    resolved: (ReleaseRecord, Vec<FileEntry>),
+    log_size: u64,
+) -> anyhow::Result<()> {
+    let (record, files) = resolved;
+    if let Some(warning) = check_status(&record)? {
         context.say(format!("warning: {warning}"));
     }
+    let files: Vec<&FileEntry> = files.iter().collect();
     let paths = output_paths(&args.output, &files)?;
     let mut written = Vec::new();
     for (file, path) in files.iter().zip(&paths) {
         let progress = context.bars.bytes("downloading", file.size);
-        download_verified(&remote, file, path, progress.as_ref()).await?;
+        download_verified(remote, file, path, progress.as_ref()).await?;
         progress.finish();
         written.push(json!({
             "path": path, "filename": file.filename, "size": file.size,
@@ -89,7 +121,7 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
     context.finish(
         &json!({
             "kind": r.kind, "name": r.name, "version": r.version, "leaf_index": record.leaf_index,
-            "log_size": after.log.size(), "files": written,
+            "log_size": log_size, "files": written,
         }),
         paths
             .iter()

@@ -6,8 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bytes::Hash32;
 use crate::merkle::Frontier;
-use crate::{ChannelName, Kind, PackageName, Release, Timestamp, Version};
+use crate::{ChannelName, Digest, Kind, PackageName, Release, Timestamp, Version};
 
 /// Snapshot format version; a snapshot of another version is refused and rebuilt from the log.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -86,15 +87,62 @@ pub struct ClientFold {
     pub leaves_bytes: u64,
 }
 
-/// A client's newest checkpoint for the size its fold holds (`logs/<root>.head`, sealed):
-/// rewritten on every update, so that an update that brings no leaf writes a few hundred bytes.
+/// A client's newest checkpoint for the size its fold holds (`logs/<root>.head`, sealed), with
+/// what confirms a registry still serves that log without the fold (the roots and the
+/// frontier: `keys::TrustedHead`) and where the index of the fold is. Rewritten on every update,
+/// so that an update that brings no leaf reads and writes a few kilobytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientHead {
     pub format: u32,
     pub size: u64,
     pub checkpoint: Option<serde_bytes::ByteBuf>,
     pub newest_issued_at: Timestamp,
+    pub roots: Vec<SnapshotRoot>,
+    pub frontier: Frontier,
+    pub index: Option<IndexRef>,
 }
+
+/// Where a client's index (`logs/<root>.index`) begins: the length and BLAKE3 of its table.
+/// The file is the table's length (8 bytes, big-endian), the table, then the buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexRef {
+    pub table_len: u64,
+    pub table_blake3: Hash32,
+}
+
+/// One bucket of an index: where it lies in the file (counted from the end of the table), and
+/// its BLAKE3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRef {
+    pub offset: u64,
+    pub len: u64,
+    pub blake3: Hash32,
+}
+
+/// The index of a fold, by name and by file digest, so that resolving a name or a digest reads
+/// one or two buckets rather than the whole fold. A release goes to the name bucket its kind
+/// and name hash to; each file's digest to the digest bucket its BLAKE3 hashes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexTable {
+    pub format: u32,
+    pub size: u64,
+    pub names: Vec<BucketRef>,
+    pub digests: Vec<BucketRef>,
+}
+
+/// A release in a name bucket, with the channels that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedRelease {
+    pub release: SnapshotRelease,
+    pub channels: Vec<ChannelName>,
+}
+
+/// A name bucket: every release whose kind and name hash to it, in log order.
+pub type NameBucket = Vec<IndexedRelease>;
+/// A digest bucket: each file digest that hashes to it and the release holding it, in log order.
+pub type DigestBucket = Vec<(Digest, ReleaseRef)>;
+/// Largest index table or bucket accepted.
+pub const MAX_INDEX_PART_BYTES: usize = 64 << 20;
 
 /// The first bytes of a sealed snapshot file.
 const MAGIC: &[u8; 8] = b"airsnap1";

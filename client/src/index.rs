@@ -1,0 +1,233 @@
+//! The index of a client's fold (`logs/<root>.index`): releases by kind and name, and file
+//! digests, in buckets, so that a pull whose registry brought no new leaf resolves its target by
+//! reading one or two buckets instead of the whole fold. The table's BLAKE3 is in the sealed
+//! head and each bucket's BLAKE3 in the table: a bucket that does not match is refused, and the
+//! caller falls back to the fold.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use airlock_keys::{RegistryState, ReleaseRecord, ReleaseStatus};
+use airlock_proto::api::{
+    BucketRef, DigestBucket, IndexRef, IndexTable, IndexedRelease, NameBucket, ReleaseRef, SnapshotRelease,
+    SnapshotStatus, MAX_INDEX_PART_BYTES, SNAPSHOT_FORMAT,
+};
+use airlock_proto::{codec, ChannelName, Digest, Hash32, Kind, PackageName, Version};
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::fsutil;
+use crate::pull::ReleaseView;
+
+/// Releases per name bucket aimed at (the bucket count is the next power of two).
+const PER_BUCKET: usize = 32;
+
+fn bucket_count(items: usize) -> usize {
+    items.div_ceil(PER_BUCKET).next_power_of_two()
+}
+
+fn bucket_of(key: &[u8], count: usize) -> usize {
+    let hash = blake3::hash(key);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    (u64::from_le_bytes(first) % count as u64) as usize
+}
+
+fn name_key(kind: Kind, name: &PackageName) -> Vec<u8> {
+    format!("{kind}\0{name}").into_bytes()
+}
+
+fn status_of(status: &ReleaseStatus) -> SnapshotStatus {
+    match status {
+        ReleaseStatus::Active => SnapshotStatus::Active,
+        ReleaseStatus::Yanked { reason } => SnapshotStatus::Yanked(reason.clone()),
+        ReleaseStatus::Revoked { reason } => SnapshotStatus::Revoked(reason.clone()),
+    }
+}
+
+fn record_of(indexed: IndexedRelease) -> (ReleaseRecord, Vec<ChannelName>) {
+    let SnapshotRelease { leaf, release, status } = indexed.release;
+    let status = match status {
+        SnapshotStatus::Active => ReleaseStatus::Active,
+        SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
+        SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
+    };
+    (ReleaseRecord { release, leaf_index: leaf, status }, indexed.channels)
+}
+
+/// Writes the index of `registry` to `path` atomically and returns where its table is.
+pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> {
+    let mut channels_of: HashMap<ReleaseRef, Vec<ChannelName>> = HashMap::new();
+    for channel in registry.channels() {
+        for record in registry.channel_releases(channel) {
+            let r = &record.release;
+            channels_of.entry((r.kind, r.name.clone(), r.version.clone())).or_default().push(channel.clone());
+        }
+    }
+    let mut records: Vec<&ReleaseRecord> = registry.releases().collect();
+    records.sort_by_key(|r| r.leaf_index);
+    let name_count = bucket_count(records.len());
+    let file_count: usize = records.iter().map(|r| r.release.files.len()).sum();
+    let digest_count = bucket_count(file_count);
+    let mut names: Vec<NameBucket> = vec![Vec::new(); name_count];
+    let mut digests: Vec<DigestBucket> = vec![Vec::new(); digest_count];
+    for record in records {
+        let r = &record.release;
+        let key = (r.kind, r.name.clone(), r.version.clone());
+        for file in &r.files {
+            digests[bucket_of(file.blake3.as_bytes(), digest_count)].push((file.blake3, key.clone()));
+        }
+        let channels = channels_of.get(&key).cloned().unwrap_or_default();
+        let release = SnapshotRelease {
+            leaf: record.leaf_index,
+            release: r.clone(),
+            status: status_of(&record.status),
+        };
+        names[bucket_of(&name_key(r.kind, &r.name), name_count)].push(IndexedRelease { release, channels });
+    }
+    let mut body = Vec::new();
+    let mut place = |bytes: Vec<u8>| BucketRef {
+        offset: {
+            let at = body.len() as u64;
+            body.extend_from_slice(&bytes);
+            at
+        },
+        len: bytes.len() as u64,
+        blake3: Hash32(*blake3::hash(&bytes).as_bytes()),
+    };
+    let names =
+        names.iter().map(|b| codec::encode("index bucket", b).map(&mut place)).collect::<Result<_, _>>()?;
+    let digests =
+        digests.iter().map(|b| codec::encode("index bucket", b).map(&mut place)).collect::<Result<_, _>>()?;
+    let table = IndexTable { format: SNAPSHOT_FORMAT, size: registry.size(), names, digests };
+    let table_bytes = codec::encode("index table", &table)?;
+    let mut file = Vec::with_capacity(8 + table_bytes.len() + body.len());
+    file.extend_from_slice(&(table_bytes.len() as u64).to_be_bytes());
+    file.extend_from_slice(&table_bytes);
+    file.extend_from_slice(&body);
+    fsutil::write_atomic(path, &file, 0o600).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(IndexRef {
+        table_len: table_bytes.len() as u64,
+        table_blake3: Hash32(*blake3::hash(&table_bytes).as_bytes()),
+    })
+}
+
+/// An opened index whose table matched the head's seal.
+#[derive(Debug)]
+pub struct Index {
+    file: File,
+    table: IndexTable,
+    /// Where the buckets begin (their offsets count from here).
+    body: u64,
+}
+
+impl Index {
+    /// Opens the index at `path`, checking its table against `at`.
+    pub fn open(path: &Path, at: &IndexRef) -> anyhow::Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut len = [0u8; 8];
+        file.read_exact_at(&mut len, 0)?;
+        anyhow::ensure!(
+            u64::from_be_bytes(len) == at.table_len,
+            "the index table is not the one the head names"
+        );
+        let table: IndexTable = read_part(&file, 8, at.table_len, &at.table_blake3)?;
+        anyhow::ensure!(table.format == SNAPSHOT_FORMAT, "index format {}", table.format);
+        anyhow::ensure!(!table.names.is_empty() && !table.digests.is_empty(), "the index has no buckets");
+        Ok(Self { file, table, body: 8 + at.table_len })
+    }
+
+    /// The size of the log the index was made at.
+    pub fn size(&self) -> u64 {
+        self.table.size
+    }
+
+    fn names(
+        &self,
+        kind: Kind,
+        name: &PackageName,
+    ) -> anyhow::Result<Vec<(ReleaseRecord, Vec<ChannelName>)>> {
+        let at = &self.table.names[bucket_of(&name_key(kind, name), self.table.names.len())];
+        let bucket: NameBucket = read_part(&self.file, self.body + at.offset, at.len, &at.blake3)?;
+        Ok(bucket
+            .into_iter()
+            .map(record_of)
+            .filter(|(r, _)| r.release.kind == kind && r.release.name == *name)
+            .collect())
+    }
+}
+
+/// The index could not be read as its head sealed it: the caller falls back to the fold.
+#[derive(Debug, thiserror::Error)]
+#[error("the saved index is damaged: {0}")]
+pub struct IndexDamaged(String);
+
+fn read_part<T: Serialize + DeserializeOwned>(
+    file: &File,
+    offset: u64,
+    len: u64,
+    seal: &Hash32,
+) -> anyhow::Result<T> {
+    let damaged = |what: String| anyhow::Error::new(IndexDamaged(what));
+    if len > MAX_INDEX_PART_BYTES as u64 {
+        return Err(damaged(format!("a part of {len} bytes")));
+    }
+    let mut bytes = vec![0u8; usize::try_from(len)?];
+    file.read_exact_at(&mut bytes, offset).map_err(|e| damaged(format!("cut short ({e})")))?;
+    if blake3::hash(&bytes).as_bytes() != &seal.0 {
+        return Err(damaged("a part does not match its BLAKE3".to_owned()));
+    }
+    codec::decode("index part", &bytes, MAX_INDEX_PART_BYTES).map_err(|e| damaged(e.to_string()))
+}
+
+fn held(channels: &[ChannelName], channel: Option<&ChannelName>) -> bool {
+    channel.is_none_or(|c| channels.contains(c))
+}
+
+impl ReleaseView for Index {
+    fn release_in(
+        &self,
+        kind: Kind,
+        name: &PackageName,
+        version: &Version,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Option<ReleaseRecord>> {
+        Ok(self
+            .names(kind, name)?
+            .into_iter()
+            .find(|(r, channels)| r.release.version == *version && held(channels, channel))
+            .map(|(r, _)| r))
+    }
+
+    fn releases_in(
+        &self,
+        kind: Kind,
+        name: &PackageName,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Vec<ReleaseRecord>> {
+        Ok(self.names(kind, name)?.into_iter().filter(|(_, c)| held(c, channel)).map(|(r, _)| r).collect())
+    }
+
+    fn release_by_digest_in(
+        &self,
+        digest: &Digest,
+        channel: Option<&ChannelName>,
+    ) -> anyhow::Result<Option<ReleaseRecord>> {
+        let at = &self.table.digests[bucket_of(digest.as_bytes(), self.table.digests.len())];
+        let bucket: DigestBucket = read_part(&self.file, self.body + at.offset, at.len, &at.blake3)?;
+        let mut holders = Vec::new();
+        for (_, (kind, name, version)) in bucket.iter().filter(|(d, _)| d == digest) {
+            let found = self.names(*kind, name)?.into_iter().find(|(r, _)| r.release.version == *version);
+            holders.extend(found);
+        }
+        // As the fold answers: the first holder that is not revoked, else the first.
+        let chosen = holders
+            .iter()
+            .position(|(r, _)| !matches!(r.status, ReleaseStatus::Revoked { .. }))
+            .or(if holders.is_empty() { None } else { Some(0) });
+        Ok(chosen.map(|i| holders.swap_remove(i)).filter(|(_, c)| held(c, channel)).map(|(r, _)| r))
+    }
+}
