@@ -22,11 +22,12 @@ use serde::Serialize;
 use crate::fsutil;
 use crate::pull::ReleaseView;
 
-/// Releases per name bucket aimed at (the bucket count is the next power of two).
-const PER_BUCKET: usize = 32;
-
+/// The bucket count for `items` entries: about twice their square root (a power of two), so
+/// that the table read on every lookup and the one bucket read both stay small as the log grows
+/// (a million releases: 2,048 buckets of about 500).
 fn bucket_count(items: usize) -> usize {
-    items.div_ceil(PER_BUCKET).next_power_of_two()
+    let root = (items as f64).sqrt() as usize;
+    (2 * root).max(1).next_power_of_two()
 }
 
 fn bucket_of(key: &[u8], count: usize) -> usize {

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use airlock_keys::{TrustedHead, TrustedLog, TrustedRoot, Verified};
 use airlock_proto::api::{
-    seal, unseal, ClientFold, ClientHead, IndexRef, MAX_SAVED_LOG_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT,
+    seal, unseal, ClientFold, ClientHead, IndexRef, LogSnapshot, MAX_SAVED_LOG_BYTES, MAX_SNAPSHOT_BYTES,
+    SNAPSHOT_FORMAT,
 };
 use airlock_proto::codec;
 use airlock_proto::envelope::MAX_ENTRY_BYTES;
@@ -102,7 +103,8 @@ impl StateStore {
 
     /// The fold, with the head's checkpoint when it is for the same size.
     fn resume(&self, fold: ClientFold, head: Option<&ClientHead>) -> anyhow::Result<ClientLog> {
-        let ClientFold { mut log, leaves_bytes } = fold;
+        let ClientFold { log, leaves_bytes } = fold;
+        let mut log = LogSnapshot::from_bytes(&log)?;
         let size = log.fold.size;
         let head = head.filter(|h| h.size == size && h.checkpoint.is_some());
         if let Some(head) = head {
@@ -152,7 +154,8 @@ impl StateStore {
                 // replaced: a crash in between leaves the fold to be loaded in full.
                 self.forget_index()?;
                 if grown {
-                    let fold = ClientFold { log: state.log.snapshot(), leaves_bytes };
+                    let log = serde_bytes::ByteBuf::from(state.log.snapshot().to_bytes()?);
+                    let fold = ClientFold { log, leaves_bytes };
                     write_sealed(&self.path("fold"), &fold)?;
                 }
                 crate::index::write(&self.path("index"), state.log.registry())?

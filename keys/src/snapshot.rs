@@ -95,21 +95,32 @@ impl RegistryState {
                 Err(inconsistent(format!("{what} names leaf {leaf} of a log of {size}")))
             }
         };
+        let count = snapshot.releases.len();
+        let mut records = Vec::with_capacity(count);
+        // The digest index lists a file's releases in log order, as the fold built it.
+        let mut files: Vec<(u64, Digest, ReleaseKey)> = Vec::with_capacity(count);
         for r in snapshot.releases {
             let leaf = inside(r.leaf, "a release")?;
             let key = (r.release.kind, r.release.name.clone(), r.release.version.clone());
             for file in &r.release.files {
-                state.by_digest.entry(file.blake3).or_default().push(key.clone());
+                files.push((leaf, file.blake3, key.clone()));
             }
             let status = match r.status {
                 SnapshotStatus::Active => ReleaseStatus::Active,
                 SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
                 SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
             };
-            let record = ReleaseRecord { release: r.release, leaf_index: leaf, status };
-            if state.releases.insert(key, record).is_some() {
-                return Err(inconsistent(format!("a release is listed twice (leaf {leaf})")));
-            }
+            records.push((key, ReleaseRecord { release: r.release, leaf_index: leaf, status }));
+        }
+        // Saved in key order, so the map is built in bulk.
+        state.releases = records.into_iter().collect();
+        if state.releases.len() != count {
+            return Err(inconsistent(format!("{} releases are listed twice", count - state.releases.len())));
+        }
+        files.sort_unstable_by_key(|(leaf, _, _)| *leaf);
+        state.by_digest = HashMap::with_capacity(files.len());
+        for (_, digest, key) in files {
+            state.by_digest.entry(digest).or_default().push(key);
         }
         let packed = snapshot.payloads.as_slice();
         if Some(packed.len() as u64) != size.checked_mul(PAYLOAD_ENTRY_BYTES as u64) {

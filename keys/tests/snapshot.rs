@@ -7,8 +7,8 @@ mod common;
 
 use airlock_keys::log::ExpiredCheckpoint;
 use airlock_keys::{ApplyError, LogError, RegistryState, SnapshotError, TrustedHead, TrustedLog};
-use airlock_proto::api::{LogSnapshot, MAX_SNAPSHOT_BYTES};
-use airlock_proto::{codec, StatusAction};
+use airlock_proto::api::LogSnapshot;
+use airlock_proto::StatusAction;
 use common::*;
 
 /// A log with a rotation, releases, a yank and a channel, and a client synced to it.
@@ -32,8 +32,7 @@ fn history() -> (Fixture, TrustedLog) {
 
 /// Through the bytes, as a store keeps it.
 fn round_trip(snapshot: &LogSnapshot) -> LogSnapshot {
-    let bytes = codec::encode("snapshot", snapshot).unwrap();
-    codec::decode("snapshot", &bytes, MAX_SNAPSHOT_BYTES).unwrap()
+    LogSnapshot::from_bytes(&snapshot.to_bytes().unwrap()).unwrap()
 }
 
 fn resume_error(fx: &Fixture, snapshot: LogSnapshot) -> SnapshotError {

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use airlock_proto::api::{seal, unseal, LogSnapshot, MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT};
-use airlock_proto::codec;
 use airlock_proto::merkle::Frontier;
 use anyhow::Context;
 
@@ -41,7 +40,7 @@ pub fn read(data: &Path, store: &Store) -> anyhow::Result<Option<LogSnapshot>> {
     };
     anyhow::ensure!(bytes.len() <= MAX_SNAPSHOT_BYTES + 40, "it is over {MAX_SNAPSHOT_BYTES} bytes");
     let body = unseal(&bytes)?;
-    let snapshot: LogSnapshot = codec::decode("snapshot", body, MAX_SNAPSHOT_BYTES)?;
+    let snapshot = LogSnapshot::from_bytes(body)?;
     anyhow::ensure!(
         snapshot.format == SNAPSHOT_FORMAT,
         "it is format {}, this build reads format {SNAPSHOT_FORMAT}",
@@ -61,7 +60,7 @@ pub fn read(data: &Path, store: &Store) -> anyhow::Result<Option<LogSnapshot>> {
 /// Writes the snapshot atomically (temp file, fsync, rename, fsync of the directory).
 pub fn write(data: &Path, snapshot: &LogSnapshot) -> anyhow::Result<()> {
     let file = path(data);
-    let body = codec::encode("snapshot", snapshot)?;
+    let body = snapshot.to_bytes()?;
     airlock_client::fsutil::write_atomic(&file, &seal(&body), 0o600)
         .with_context(|| format!("cannot write {}", file.display()))?;
     tracing::info!(size = snapshot.frontier.size(), bytes = body.len(), "fold snapshot written");

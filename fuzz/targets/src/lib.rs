@@ -15,8 +15,8 @@ use airlock_keys::{
 };
 use airlock_proto::api::query::{parse_range, Query, MAX_QUERY_LEN};
 use airlock_proto::api::{
-    BundleManifest, ClientFold, LeavesPage, Proof, MAX_PAGE_BYTES, MAX_PROOF_BYTES, MAX_SAVED_LOG_BYTES,
-    MAX_SNAPSHOT_BYTES,
+    BundleManifest, ClientFold, LeavesPage, LogSnapshot, Proof, MAX_PAGE_BYTES, MAX_PROOF_BYTES,
+    MAX_SAVED_LOG_BYTES, MAX_SNAPSHOT_BYTES,
 };
 use airlock_proto::envelope::{MAX_ENVELOPE_BYTES, MAX_PAYLOAD_TYPE_LEN, MAX_SIGNATURES};
 use airlock_proto::merkle::{leaf_hash, verify_inclusion, MAX_PROOF_LEN};
@@ -148,10 +148,11 @@ pub fn bodies(data: &[u8]) {
             let Some(saved) = decode_body::<ClientFold>("saved fold", body, MAX_SNAPSHOT_BYTES) else {
                 return;
             };
-            if let Some(note) = &saved.log.checkpoint {
+            let Ok(log) = LogSnapshot::from_bytes(&saved.log) else { return };
+            if let Some(note) = &log.checkpoint {
                 let _ = Checkpoint::from_note_unverified(note);
             }
-            follow_leaves(saved.log.fold.roots.iter().map(|r| r.envelope.as_slice()));
+            follow_leaves(log.fold.roots.iter().map(|r| r.envelope.as_slice()));
         }
         _ => {
             let Some(manifest) = decode_body::<BundleManifest>("bundle manifest", body, MAX_SAVED_LOG_BYTES)

@@ -242,24 +242,22 @@ pub fn all() -> Result<Vec<Seed>, String> {
     let page = LeavesPage { start: 0, leaves: byte_bufs() };
     add("bodies", "leaves-page.bin", body(0, ok(codec::encode("page", &page))?));
     add("bodies", "proof.bin", body(1, ok(codec::encode("proof", &Proof { hashes }))?));
-    let saved = ClientFold {
-        log: LogSnapshot {
-            format: SNAPSHOT_FORMAT,
-            fold: FoldSnapshot {
-                size: 0,
-                roots: Vec::new(),
-                releases: Vec::new(),
-                payloads: serde_bytes::ByteBuf::new(),
-                channels: Vec::new(),
-                status_leaves: Vec::new(),
-                channel_leaves: Vec::new(),
-            },
-            frontier: airlock_proto::merkle::Frontier::new(),
-            checkpoint: Some(serde_bytes::ByteBuf::from(note.clone())),
-            newest_issued_at: ISSUED_AT + 10,
+    let log = LogSnapshot {
+        format: SNAPSHOT_FORMAT,
+        fold: FoldSnapshot {
+            size: 0,
+            roots: Vec::new(),
+            releases: Vec::new(),
+            payloads: serde_bytes::ByteBuf::new(),
+            channels: Vec::new(),
+            status_leaves: Vec::new(),
+            channel_leaves: Vec::new(),
         },
-        leaves_bytes: 0,
+        frontier: airlock_proto::merkle::Frontier::new(),
+        checkpoint: Some(serde_bytes::ByteBuf::from(note.clone())),
+        newest_issued_at: ISSUED_AT + 10,
     };
+    let saved = ClientFold { log: serde_bytes::ByteBuf::from(ok(log.to_bytes())?), leaves_bytes: 0 };
     add("bodies", "saved-fold.bin", body(2, ok(codec::encode("saved fold", &saved))?));
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT,

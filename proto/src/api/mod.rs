@@ -4,10 +4,12 @@
 //! live beside the code that serves them.
 
 mod bodies;
+mod fold_codec;
 pub mod query;
 pub mod routes;
 mod snapshot;
 
 pub use bodies::*;
+pub use fold_codec::FoldDecodeError;
 pub use routes::Route;
 pub use snapshot::*;

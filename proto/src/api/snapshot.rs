@@ -53,7 +53,7 @@ pub struct SnapshotChannel {
 }
 
 /// The registry state after `size` leaves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoldSnapshot {
     pub size: u64,
     pub roots: Vec<SnapshotRoot>,
@@ -68,8 +68,9 @@ pub struct FoldSnapshot {
 }
 
 /// A verified log: the fold, the frontier of the tree over the same leaves, and the newest
-/// checkpoint that verified (none for a primary, which signs its own).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// checkpoint that verified (none for a primary, which signs its own). Its byte form is
+/// `to_bytes` and `from_bytes` (`fold_codec.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSnapshot {
     pub format: u32,
     pub fold: FoldSnapshot,
@@ -83,7 +84,8 @@ pub struct LogSnapshot {
 /// hold the leaves behind it. Rewritten only when the log grows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientFold {
-    pub log: LogSnapshot,
+    /// `LogSnapshot::to_bytes`.
+    pub log: serde_bytes::ByteBuf,
     pub leaves_bytes: u64,
 }
 

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_proto::api::{seal, unseal, LogSnapshot, MAX_SNAPSHOT_BYTES};
-use airlock_proto::codec;
+use airlock_proto::api::{seal, unseal, LogSnapshot};
 use airlock_server::app::App;
 use airlock_server::Config;
 
@@ -39,12 +38,12 @@ type Damage<'a> = &'a dyn Fn(&Path);
 /// tree that is not the stored log's.
 fn reseal_with_another_tree(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
-    let mut snapshot: LogSnapshot = codec::decode("s", unseal(&bytes).unwrap(), MAX_SNAPSHOT_BYTES).unwrap();
+    let mut snapshot = LogSnapshot::from_bytes(unseal(&bytes).unwrap()).unwrap();
     let size = snapshot.frontier.size();
     let mut hashes = snapshot.frontier.hashes().to_vec();
     hashes[0][0] ^= 1;
     snapshot.frontier = airlock_proto::merkle::Frontier::from_parts(size, hashes).unwrap();
-    std::fs::write(path, seal(&codec::encode("s", &snapshot).unwrap())).unwrap();
+    std::fs::write(path, seal(&snapshot.to_bytes().unwrap())).unwrap();
 }
 
 #[test]
