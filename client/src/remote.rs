@@ -26,6 +26,9 @@ use crate::progress::Progress;
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a response body may go without sending a byte.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle connection stays pooled (below airlockd's default header-read timeout).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How slow a response body may be before it is abandoned: no byte for `idle`, or an average
 /// below `min_rate` bytes per second once `grace` has passed (a slow-retrieval attack).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +158,13 @@ impl Remote {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(https);
+        // A pooled connection idle longer than a server waits for the next request (airlockd's
+        // header-read timeout, 10 s by default) would be closed under the next request sent on
+        // it: connections idle this long are dropped first.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(https);
         Ok(Self { base, token, limits: TransferLimits::default(), client })
     }
 

@@ -114,7 +114,7 @@ pub struct IndexRef {
 
 /// One bucket of an index: where it lies in the file (counted from the end of the table), and
 /// its BLAKE3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BucketRef {
     pub offset: u64,
     pub len: u64,
@@ -123,8 +123,10 @@ pub struct BucketRef {
 
 /// The index of a fold, by name and by file digest, so that resolving a name or a digest reads
 /// one or two buckets rather than the whole fold. A release goes to the name bucket its kind
-/// and name hash to; each file's digest to the digest bucket its BLAKE3 hashes to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// and name hash to; each file's digest to the digest bucket its BLAKE3 hashes to. Its byte
+/// form is fixed-size (`to_bytes`, `from_bytes`): a header, then 48 bytes per bucket, so that
+/// reading it is a hash and a copy however large the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexTable {
     pub format: u32,
     pub size: u64,
@@ -185,9 +187,77 @@ pub fn unseal(sealed: &[u8]) -> Result<&[u8], SealError> {
     Ok(body)
 }
 
+/// Bytes of one bucket entry of an index table: offset, length, BLAKE3.
+const BUCKET_ENTRY_BYTES: usize = 48;
+
+impl IndexTable {
+    /// The table's bytes: format (u32), size, name and digest bucket counts (u64 each), then each
+    /// bucket's offset, length and BLAKE3; integers little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(28 + (self.names.len() + self.digests.len()) * BUCKET_ENTRY_BYTES);
+        out.extend_from_slice(&self.format.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&(self.names.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.digests.len() as u64).to_le_bytes());
+        for bucket in self.names.iter().chain(&self.digests) {
+            out.extend_from_slice(&bucket.offset.to_le_bytes());
+            out.extend_from_slice(&bucket.len.to_le_bytes());
+            out.extend_from_slice(&bucket.blake3.0);
+        }
+        out
+    }
+
+    /// Reads a table's bytes: the counts must account for every byte.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let u64_at = |at: usize| -> Result<u64, String> {
+            let slice = bytes.get(at..at + 8).ok_or_else(|| format!("the table is cut at {at}"))?;
+            Ok(u64::from_le_bytes(slice.try_into().unwrap_or_default()))
+        };
+        let format =
+            u32::from_le_bytes(bytes.get(..4).ok_or("the table is empty")?.try_into().unwrap_or_default());
+        let (size, names, digests) = (u64_at(4)?, u64_at(12)?, u64_at(20)?);
+        let entries = names.checked_add(digests).and_then(|n| n.checked_mul(BUCKET_ENTRY_BYTES as u64));
+        if entries.and_then(|n| n.checked_add(28)) != Some(bytes.len() as u64) {
+            return Err(format!(
+                "{names} and {digests} buckets do not fill a table of {} bytes",
+                bytes.len()
+            ));
+        }
+        let mut all = bytes[28..].chunks_exact(BUCKET_ENTRY_BYTES).map(|entry| {
+            let mut blake3 = [0u8; 32];
+            blake3.copy_from_slice(&entry[16..]);
+            BucketRef {
+                offset: u64::from_le_bytes(entry[..8].try_into().unwrap_or_default()),
+                len: u64::from_le_bytes(entry[8..16].try_into().unwrap_or_default()),
+                blake3: Hash32(blake3),
+            }
+        });
+        let names = all.by_ref().take(names as usize).collect();
+        let digests = all.collect();
+        Ok(Self { format, size, names, digests })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_table_round_trips_and_refuses_counts_that_do_not_fill_it() {
+        let bucket = |n: u8| BucketRef { offset: u64::from(n) * 10, len: 10, blake3: Hash32([n; 32]) };
+        let table =
+            IndexTable { format: 1, size: 9, names: vec![bucket(1), bucket(2)], digests: vec![bucket(3)] };
+        let bytes = table.to_bytes();
+        assert_eq!(IndexTable::from_bytes(&bytes).unwrap(), table);
+        assert!(IndexTable::from_bytes(&bytes[..bytes.len() - 1]).unwrap_err().contains("do not fill"));
+        let mut more = bytes.clone();
+        more[12] = 3;
+        assert!(IndexTable::from_bytes(&more).is_err());
+        let mut huge = bytes;
+        huge[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(IndexTable::from_bytes(&huge).is_err());
+        assert!(IndexTable::from_bytes(&[]).is_err());
+    }
 
     #[test]
     fn a_seal_refuses_a_flipped_bit_a_cut_and_a_foreign_file() {

@@ -20,6 +20,7 @@ use airlock_server::registry::LOG_PUB_FILE;
 use anyhow::{bail, ensure, Context};
 
 pub mod generate;
+pub mod nginx;
 
 pub const KIB: usize = 1 << 10;
 pub const MIB: u64 = 1 << 20;

@@ -13,7 +13,7 @@ use crate::auth::{Caller, Scope};
 use crate::config::ReadAccess;
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
-use crate::store::Expected;
+use crate::store::{BlobRecord, Expected};
 
 /// Parses the hex path segment of a blob URL.
 pub fn parse_digest(hex: &str) -> Result<Digest, ApiError> {
@@ -34,19 +34,10 @@ pub async fn get(
         // token is a 401 (checked for every request in `dispatch`).
         ReadAccess::Open => caller.scope(),
     };
-    let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
-    let referenced = app.store.is_referenced(&digest)?;
-    let Some(record) = app.store.blob(&digest)? else {
-        if referenced && app.registry.mirror().is_some() {
-            return Err(ApiError::NotFound(format!(
-                "this mirror does not carry blob {digest}: it holds only some releases; fetch it from the upstream"
-            )));
-        }
-        return Err(not_found());
+    let record = match app.store.visible_blob(&digest)? {
+        Some(record) => record,
+        None => unlogged_blob(app, scope, &digest)?,
     };
-    if !referenced && scope < Some(Scope::Publish) {
-        return Err(not_found());
-    }
     let etag = format!("\"{digest}\"");
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
@@ -74,10 +65,34 @@ pub async fn get(
     builder = builder.status(status).header(header::CONTENT_LENGTH, len);
     let body = if method == Method::HEAD {
         body::empty()
+    } else if len <= INLINE_MAX {
+        body::full(app.store.read_blob(&digest, start, len)?)
     } else {
         body::blob_stream(app.store.open_blob(&digest, start, len)?, len)
     };
     builder.body(body).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// Ranges up to this size are read in one go and sent from memory; larger ones are streamed.
+const INLINE_MAX: u64 = 64 << 10;
+
+/// A blob no logged release references (or not stored here): visible only to a publisher, who
+/// uploaded it before logging it. A mirror names a referenced blob it does not carry.
+fn unlogged_blob(app: &App, scope: Option<Scope>, digest: &Digest) -> Result<BlobRecord, ApiError> {
+    let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
+    let referenced = app.store.is_referenced(digest)?;
+    let Some(record) = app.store.blob(digest)? else {
+        if referenced && app.registry.mirror().is_some() {
+            return Err(ApiError::NotFound(format!(
+                "this mirror does not carry blob {digest}: it holds only some releases; fetch it from the upstream"
+            )));
+        }
+        return Err(not_found());
+    };
+    if !referenced && scope < Some(Scope::Publish) {
+        return Err(not_found());
+    }
+    Ok(record)
 }
 
 /// Receives a blob through the one ingest path: streamed to the backend while hashed, then

@@ -12,9 +12,10 @@ mod db;
 mod fs;
 mod ingest;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use airlock_proto::merkle::{Hash, NodeSource};
 use airlock_proto::{Clock, Digest};
@@ -30,11 +31,18 @@ use db::Db;
 /// The database directory inside a data directory.
 const DB_DIR: &str = "db";
 
+/// Most visible blob records remembered (about 100 bytes each); the memory is emptied when full.
+const MAX_VISIBLE: usize = 1 << 17;
+
 /// The server's storage: the database and the blob backend.
 pub struct Store {
     db: Db,
     blobs: Box<dyn BlobBackend>,
     clock: Clock,
+    /// Records of blobs that are stored and referenced by a logged release. Both facts are
+    /// permanent once true (only an unreferenced blob is ever removed), so a blob GET answers
+    /// from here without reading RocksDB.
+    visible: RwLock<HashMap<Digest, BlobRecord>>,
 }
 
 impl fmt::Debug for Store {
@@ -50,7 +58,7 @@ impl Store {
         let db = Db::open(&data.join(DB_DIR))?;
         let blobs =
             FsBackend::open(data).with_context(|| format!("cannot open blob store in {}", data.display()))?;
-        Ok(Arc::new(Self { db, blobs: Box::new(blobs), clock }))
+        Ok(Arc::new(Self { db, blobs: Box::new(blobs), clock, visible: RwLock::default() }))
     }
 
     fn backend(&self) -> &dyn BlobBackend {
@@ -118,6 +126,39 @@ impl Store {
     /// Every recorded blob digest.
     pub fn blob_digests(&self) -> anyhow::Result<Vec<Digest>> {
         self.db.blob_digests()
+    }
+
+    /// The record of a blob that is stored and referenced by a logged release (what anyone may
+    /// read), remembered once found.
+    pub fn visible_blob(&self, digest: &Digest) -> anyhow::Result<Option<BlobRecord>> {
+        if let Some(record) = self.visible.read().unwrap_or_else(PoisonError::into_inner).get(digest) {
+            return Ok(Some(record.clone()));
+        }
+        let Some(record) = self.blob(digest)? else { return Ok(None) };
+        if !self.is_referenced(digest)? {
+            return Ok(None);
+        }
+        let mut visible = self.visible.write().unwrap_or_else(PoisonError::into_inner);
+        if visible.len() >= MAX_VISIBLE {
+            visible.clear();
+        }
+        visible.insert(*digest, record.clone());
+        Ok(Some(record))
+    }
+
+    /// Reads `len` bytes of a recorded blob from `offset` into memory (for small ranges: one
+    /// open and one read, no streaming task).
+    pub fn read_blob(&self, digest: &Digest, offset: u64, len: u64) -> std::io::Result<bytes::Bytes> {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        self.blobs.open(digest, offset, len)?.into_reader().take(len).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("blob {digest} is shorter than its record"),
+            ));
+        }
+        Ok(bytes.into())
     }
 
     /// Opens `len` bytes of a recorded blob from `offset`.

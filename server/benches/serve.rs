@@ -1,0 +1,86 @@
+//! Small-object serving: `airlockd` against nginx serving the same file, with wrk on loopback.
+//!
+//! One 11 KB blob is uploaded and logged (so anyone may read it), and nginx (two workers,
+//! sendfile, no access log) serves a copy under the same path. wrk then asks each server for it:
+//! with 16 connections on 2 threads (throughput), and on one keep-alive connection (sequential
+//! latency). Each run lasts SECS seconds (default 5). Prints requests/s, the ratio
+//! airlockd/nginx, and `airlockd`'s peak RSS.
+//!
+//! Needs nginx and wrk (`apt-get install nginx wrk`); without either the benchmark says so and
+//! stops.
+//!
+//! ```text
+//! cargo bench -p airlock-server --bench serve [-- SECS]
+//! ```
+
+#[allow(dead_code)]
+mod common;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context};
+use common::nginx::start_nginx;
+use common::{exit_with, number_arg, positional_args, Client, ServerProcess, World};
+
+/// The blob's size: a typical small file of a node pack or a Simple API page.
+const BLOB_BYTES: usize = 11 * 1024;
+
+fn main() -> ExitCode {
+    exit_with(run)
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = positional_args("cargo bench -p airlock-server --bench serve -- [SECS]");
+    let secs: u64 = number_arg(&args, 0, "SECS", 5)?;
+    if Command::new("wrk").arg("--version").output().is_err() {
+        bail!("wrk is not installed (`apt-get install wrk`)");
+    }
+    let tmp = tempfile::tempdir()?;
+    let world = World::create(&tmp.path().join("primary"), "bench")?;
+    let airlockd = ServerProcess::start_airlockd("airlockd", &world)?;
+    let blob: Vec<u8> = (0..BLOB_BYTES).map(|i| (i * 31 % 251) as u8).collect();
+    let mut client = Client::new(airlockd.addr, Some(world.token.clone()));
+    let digests = client.put_blob(&blob)?;
+    client.log_wheel_release(&world, "served", "served-1.0-py3-none-any.whl", digests)?;
+    let path = format!("/v1/blobs/blake3/{}", digests.blake3.to_hex());
+    let www = tmp.path().join("www");
+    let file = www.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(file.parent().context("blob path")?)?;
+    std::fs::write(&file, &blob)?;
+    let Some(nginx) = start_nginx(tmp.path(), &www, 2, &path)? else {
+        bail!("nginx is not installed (`apt-get install nginx`)");
+    };
+
+    let rate = |server: &ServerProcess, threads: u32, connections: u32| -> anyhow::Result<f64> {
+        wrk(&format!("http://{}{path}", server.addr), threads, connections, secs)
+    };
+    let mut rows = Vec::new();
+    for (label, threads, connections) in [("16 connections", 2, 16), ("1 keep-alive connection", 1, 1)] {
+        let ours = rate(&airlockd, threads, connections)?;
+        let theirs = rate(&nginx, threads, connections)?;
+        rows.push((label, ours, theirs));
+    }
+    println!("airlock small-object benchmark: one {BLOB_BYTES}-byte blob, wrk on loopback, {secs} s per run");
+    for (label, ours, theirs) in rows {
+        println!(
+            "{label:<24} airlockd {ours:>9.0} req/s   nginx {theirs:>9.0} req/s   ratio {:.2}",
+            ours / theirs
+        );
+    }
+    println!("airlockd peak RSS: {:.1} MiB", airlockd.peak_rss_mib()?);
+    Ok(())
+}
+
+/// Requests per second wrk reaches against `url`.
+fn wrk(url: &str, threads: u32, connections: u32, secs: u64) -> anyhow::Result<f64> {
+    let out = Command::new("wrk")
+        .args(["-t", &threads.to_string(), "-c", &connections.to_string(), "-d", &format!("{secs}s"), url])
+        .output()
+        .context("run wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("wrk against {url} failed or saw errors:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line = text.lines().find(|l| l.starts_with("Requests/sec:")).context("wrk printed no rate")?;
+    line.trim_start_matches("Requests/sec:").trim().parse().context("wrk's rate")
+}
