@@ -95,46 +95,18 @@ impl RegistryState {
                 Err(inconsistent(format!("{what} names leaf {leaf} of a log of {size}")))
             }
         };
-        let count = snapshot.releases.len();
-        let mut records = Vec::with_capacity(count);
-        // The digest index lists a file's releases in log order, as the fold built it.
-        let mut files: Vec<(u64, Digest, ReleaseKey)> = Vec::with_capacity(count);
-        for r in snapshot.releases {
-            let leaf = inside(r.leaf, "a release")?;
-            let key = (r.release.kind, r.release.name.clone(), r.release.version.clone());
-            for file in &r.release.files {
-                files.push((leaf, file.blake3, key.clone()));
-            }
-            let status = match r.status {
-                SnapshotStatus::Active => ReleaseStatus::Active,
-                SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
-                SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
-            };
-            records.push((key, ReleaseRecord { release: r.release, leaf_index: leaf, status }));
-        }
-        // Saved in key order, so the map is built in bulk.
-        state.releases = records.into_iter().collect();
-        if state.releases.len() != count {
-            return Err(inconsistent(format!("{} releases are listed twice", count - state.releases.len())));
-        }
-        files.sort_unstable_by_key(|(leaf, _, _)| *leaf);
-        state.by_digest = HashMap::with_capacity(files.len());
-        for (_, digest, key) in files {
-            state.by_digest.entry(digest).or_default().push(key);
-        }
         let packed = snapshot.payloads.as_slice();
         if Some(packed.len() as u64) != size.checked_mul(PAYLOAD_ENTRY_BYTES as u64) {
             return Err(inconsistent(format!("{} payload bytes for a log of {size}", packed.len())));
         }
-        state.payloads = HashMap::with_capacity(packed.len() / PAYLOAD_ENTRY_BYTES);
-        for entry in packed.chunks_exact(PAYLOAD_ENTRY_BYTES) {
-            let (digest, leaf) = entry.split_at(32);
-            let leaf = inside(u64::from_be_bytes(leaf.try_into().unwrap_or_default()), "a payload")?;
-            let digest = Digest::from_bytes(digest.try_into().unwrap_or_default());
-            if state.payloads.insert(digest, leaf).is_some() {
-                return Err(inconsistent(format!("a payload is listed twice (leaf {leaf})")));
-            }
-        }
+        // The payload index is built on another core while the releases are placed.
+        let (payloads, releases) = std::thread::scope(|scope| {
+            let payloads = scope.spawn(|| payload_index(packed, size));
+            let releases = release_maps(snapshot.releases, size);
+            (payloads.join().unwrap_or_else(|_| Err(inconsistent("the payload index failed"))), releases)
+        });
+        state.payloads = payloads?;
+        (state.releases, state.by_digest) = releases?;
         let known = |key: &ReleaseKey| {
             if state.releases.contains_key(key) {
                 Ok(key.clone())
@@ -161,6 +133,61 @@ impl RegistryState {
         state.size = size;
         Ok(state)
     }
+}
+
+/// The payload index from its packed entries (digest, leaf), each leaf inside the log.
+fn payload_index(packed: &[u8], size: u64) -> Result<HashMap<Digest, u64>, SnapshotError> {
+    let mut payloads = HashMap::with_capacity(packed.len() / PAYLOAD_ENTRY_BYTES);
+    for entry in packed.chunks_exact(PAYLOAD_ENTRY_BYTES) {
+        let (digest, leaf) = entry.split_at(32);
+        let leaf = u64::from_be_bytes(leaf.try_into().unwrap_or_default());
+        if leaf >= size {
+            return Err(inconsistent(format!("a payload names leaf {leaf} of a log of {size}")));
+        }
+        let digest = Digest::from_bytes(digest.try_into().unwrap_or_default());
+        if payloads.insert(digest, leaf).is_some() {
+            return Err(inconsistent(format!("a payload is listed twice (leaf {leaf})")));
+        }
+    }
+    Ok(payloads)
+}
+
+/// The release map (built in bulk: releases are saved in key order) and the digest index, which
+/// lists a file's releases in log order as the fold built it.
+#[allow(clippy::type_complexity)]
+fn release_maps(
+    releases: Vec<SnapshotRelease>,
+    size: u64,
+) -> Result<(BTreeMap<ReleaseKey, ReleaseRecord>, HashMap<Digest, Vec<ReleaseKey>>), SnapshotError> {
+    let count = releases.len();
+    let mut records = Vec::with_capacity(count);
+    let mut files: Vec<(u64, Digest, ReleaseKey)> = Vec::with_capacity(count);
+    for r in releases {
+        let leaf = r.leaf;
+        if leaf >= size {
+            return Err(inconsistent(format!("a release names leaf {leaf} of a log of {size}")));
+        }
+        let key = (r.release.kind, r.release.name.clone(), r.release.version.clone());
+        for file in &r.release.files {
+            files.push((leaf, file.blake3, key.clone()));
+        }
+        let status = match r.status {
+            SnapshotStatus::Active => ReleaseStatus::Active,
+            SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
+            SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
+        };
+        records.push((key, ReleaseRecord { release: r.release, leaf_index: leaf, status }));
+    }
+    let map: BTreeMap<ReleaseKey, ReleaseRecord> = records.into_iter().collect();
+    if map.len() != count {
+        return Err(inconsistent(format!("{} releases are listed twice", count - map.len())));
+    }
+    files.sort_unstable_by_key(|(leaf, _, _)| *leaf);
+    let mut by_digest: HashMap<Digest, Vec<ReleaseKey>> = HashMap::with_capacity(files.len());
+    for (_, digest, key) in files {
+        by_digest.entry(digest).or_default().push(key);
+    }
+    Ok((map, by_digest))
 }
 
 impl RegistryState {

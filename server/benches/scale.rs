@@ -1,10 +1,11 @@
 //! How costs grow with the log. For logs of each size, written straight into a data directory by
 //! the generator (`common::generate`: the root and SIZE-1 signed releases of one small file):
 //! - `airlockd` start-up (spawn to `/healthz`) over a log it has never opened (every leaf
-//!   replayed and verified, then the fold saved), and again with the saved fold;
+//!   replayed and verified, then the fold saved), and again with the saved fold (median of 5);
 //! - `airlock pull` of one small release with an empty client state (cold: every leaf fetched
 //!   and verified; the rate is leaves verified per second), and the same pull again (warm: the
-//!   saved fold resumed, the checkpoint checked, no leaf fetched).
+//!   head confirmed against the registry's checkpoint and the target read from the index, no
+//!   leaf fetched and the fold not read; median of 5).
 //!
 //! Run (optional argument: comma-separated log sizes, default 1000,100000,1000000):
 //!
@@ -23,6 +24,35 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context as _};
 use common::generate::{generate_log, release_name};
 use common::{airlock_bin, exit_with, positional_args, ServerProcess, World};
+
+/// A world's directory: removed at the end, or kept.
+enum Tmp {
+    Removed(tempfile::TempDir),
+    Kept(std::path::PathBuf),
+}
+
+impl From<std::path::PathBuf> for Tmp {
+    fn from(path: std::path::PathBuf) -> Self {
+        Self::Kept(path)
+    }
+}
+
+impl Tmp {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Removed(dir) => dir.path(),
+            Self::Kept(path) => path,
+        }
+    }
+}
+
+/// Runs of each repeated measure (start-up with the saved fold, warm pull); the median is shown.
+const RUNS: usize = 5;
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
 
 fn main() -> ExitCode {
     exit_with(run)
@@ -48,7 +78,13 @@ fn run() -> anyhow::Result<()> {
     let airlock = airlock_bin()?;
     let mut rows = Vec::new();
     for size in sizes {
-        let tmp = tempfile::tempdir()?;
+        // AIRLOCK_SCALE_KEEP=DIR keeps each world under DIR (to profile a start by hand).
+        let tmp = match std::env::var_os("AIRLOCK_SCALE_KEEP") {
+            Some(dir) => {
+                tempfile::Builder::new().prefix(&format!("scale-{size}-")).tempdir_in(dir)?.keep().into()
+            }
+            None => Tmp::Removed(tempfile::tempdir()?),
+        };
         let world = World::create(&tmp.path().join("primary"), "bench")?;
         eprintln!("generating a log of {size} leaves");
         generate_log(&world, size - 1)?;
@@ -59,7 +95,15 @@ fn run() -> anyhow::Result<()> {
         };
         let (server, first_start) = timed_start()?;
         drop(server);
-        let (server, start) = timed_start()?;
+        let mut starts = Vec::new();
+        for _ in 1..RUNS {
+            let (server, took) = timed_start()?;
+            starts.push(took);
+            drop(server);
+        }
+        let (server, took) = timed_start()?;
+        starts.push(took);
+        let start = median(starts);
         let url = format!("http://{}", server.addr);
         let target = format!("{}==1.0", release_name(size - 1));
         let pull = |state: &Path| -> anyhow::Result<Duration> {
@@ -78,7 +122,7 @@ fn run() -> anyhow::Result<()> {
         };
         let state = tmp.path().join("state");
         let cold = pull(&state)?;
-        let warm = pull(&state)?;
+        let warm = median((0..RUNS).map(|_| pull(&state)).collect::<anyhow::Result<Vec<_>>>()?);
         drop(server);
         rows.push(Row { size, first_start, start, cold, warm });
     }

@@ -201,6 +201,57 @@ fn read_release(r: &mut Reader<'_>) -> Result<SnapshotRelease, FoldDecodeError> 
     Ok(SnapshotRelease { leaf, release, status })
 }
 
+/// Releases per chunk of the release section.
+const CHUNK_RELEASES: usize = 32_768;
+
+/// One chunk of releases: its count, then exactly that many releases.
+fn read_chunk(start: usize, chunk: &[u8]) -> Result<Vec<SnapshotRelease>, FoldDecodeError> {
+    let mut r = Reader { bytes: chunk, at: 0 };
+    let count = r.count(8 + 1 + 1 + 8 + 8 + 8 + 4)?;
+    let mut releases = Vec::with_capacity(count);
+    for _ in 0..count {
+        releases.push(read_release(&mut r)?);
+    }
+    if r.at != chunk.len() {
+        return Err(FoldDecodeError { at: start + r.at, what: "trailing bytes in a release chunk".into() });
+    }
+    Ok(releases)
+}
+
+/// The release chunks decoded across the machine's cores, in order.
+fn read_chunks(slices: &[(usize, &[u8])]) -> Result<Vec<SnapshotRelease>, FoldDecodeError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(slices.len()).max(1);
+    let per_thread = slices.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<SnapshotRelease>, FoldDecodeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = slices
+            .chunks(per_thread)
+            .map(|group| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for (start, chunk) in group {
+                        out.extend(read_chunk(*start, chunk)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(FoldDecodeError { at: 0, what: "a decoding thread failed".into() })
+                })
+            })
+            .collect()
+    });
+    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut releases = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        releases.extend(part);
+    }
+    Ok(releases)
+}
+
 impl LogSnapshot {
     /// The snapshot's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, codec::CodecError> {
@@ -228,9 +279,18 @@ impl LogSnapshot {
             w.u64(root.leaf);
             w.bytes(&root.envelope);
         }
-        w.count(fold.releases.len());
-        for release in &fold.releases {
-            write_release(&mut w, release)?;
+        // Releases in chunks, each prefixed with its length in bytes and its count, so that a
+        // reader decodes the chunks on all its cores.
+        w.count(fold.releases.len().div_ceil(CHUNK_RELEASES));
+        for chunk in fold.releases.chunks(CHUNK_RELEASES) {
+            let at = w.0.len();
+            w.u64(0);
+            w.count(chunk.len());
+            for release in chunk {
+                write_release(&mut w, release)?;
+            }
+            let len = (w.0.len() - at - 8) as u64;
+            w.0[at..at + 8].copy_from_slice(&len.to_le_bytes());
         }
         w.count(fold.payloads.len());
         w.0.extend_from_slice(&fold.payloads);
@@ -284,11 +344,14 @@ impl LogSnapshot {
             let leaf = r.u64()?;
             roots.push(SnapshotRoot { leaf, envelope: serde_bytes::ByteBuf::from(r.bytes()?.to_vec()) });
         }
-        let count = r.count(8 + 1 + 1 + 8 + 8 + 8 + 4)?;
-        let mut releases = Vec::with_capacity(count);
-        for _ in 0..count {
-            releases.push(read_release(&mut r)?);
+        let chunks = r.count(16)?;
+        let mut slices = Vec::with_capacity(chunks);
+        for _ in 0..chunks {
+            let len = usize::try_from(r.u64()?).unwrap_or(usize::MAX);
+            let start = r.at;
+            slices.push((start, r.take(len)?));
         }
+        let releases = read_chunks(&slices)?;
         let count = r.count(1)?;
         let payloads = serde_bytes::ByteBuf::from(r.take(count)?.to_vec());
         let count = r.count(4 + 8)?;
