@@ -3,8 +3,10 @@
 //! One 11 KB blob is uploaded and logged (so anyone may read it), and nginx (two workers,
 //! sendfile, no access log) serves a copy under the same path. wrk then asks each server for it:
 //! with 16 connections on 2 threads (throughput), and on one keep-alive connection (sequential
-//! latency). Each run lasts SECS seconds (default 5). Prints requests/s, the ratio
-//! airlockd/nginx, and `airlockd`'s peak RSS.
+//! latency). Each run lasts SECS seconds (default 5). Prints requests/s and the ratio
+//! airlockd/nginx. Then, for memory, a 1 GiB blob is logged and `airlockd` serves 64 wrk
+//! connections on the small blob while four curl clients each download the large one; its peak
+//! RSS over the whole run is printed.
 //!
 //! Needs nginx and wrk (`apt-get install nginx wrk`); without either the benchmark says so and
 //! stops.
@@ -67,9 +69,30 @@ fn run() -> anyhow::Result<()> {
             ours / theirs
         );
     }
-    println!("airlockd peak RSS: {:.1} MiB", airlockd.peak_rss_mib()?);
+
+    // Memory under load: 64 small-object clients and four 1 GiB downloads at once.
+    let large: Vec<u8> = (0..LARGE_BYTES).map(|i| (i % 251) as u8).collect();
+    let digests = client.put_blob(&large)?;
+    drop(large);
+    client.log_wheel_release(&world, "large", "large-1.0-py3-none-any.whl", digests)?;
+    let large_url = format!("http://{}/v1/blobs/blake3/{}", airlockd.addr, digests.blake3.to_hex());
+    let downloads: Vec<_> = (0..4)
+        .map(|_| Command::new("curl").args(["-sf", "-o", "/dev/null", &large_url]).spawn())
+        .collect::<Result<_, _>>()
+        .context("run curl")?;
+    let under_load = rate(&airlockd, 2, 64)?;
+    for mut download in downloads {
+        anyhow::ensure!(download.wait()?.success(), "a 1 GiB download failed");
+    }
+    println!(
+        "64 connections + four 1 GiB downloads: airlockd {under_load:.0} req/s, peak RSS {:.1} MiB over the whole run",
+        airlockd.peak_rss_mib()?
+    );
     Ok(())
 }
+
+/// The large blob of the memory run.
+const LARGE_BYTES: usize = 1 << 30;
 
 /// Requests per second wrk reaches against `url`.
 fn wrk(url: &str, threads: u32, connections: u32, secs: u64) -> anyhow::Result<f64> {

@@ -22,7 +22,7 @@ pub struct App {
 impl App {
     /// Opens the data directory in `config`. Blocking (it replays the log).
     pub fn open(config: Config) -> anyhow::Result<Self> {
-        let store = Store::open(&config.data, config.clock.clone())?;
+        let store = Store::open_with_memory(&config.data, config.clock.clone(), config.db_memory_mib)?;
         let registry = Registry::open(&config, Arc::clone(&store))?;
         let follower = match (&config.upstream, registry.mirror()) {
             (Some(url), Some(mirror)) => Some(Arc::new(Follower::new(Arc::clone(mirror), url, &config)?)),

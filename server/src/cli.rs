@@ -147,6 +147,9 @@ struct ServeArgs {
     /// Seconds a signed checkpoint stays valid.
     #[arg(long)]
     checkpoint_validity: Option<u64>,
+    /// RocksDB's memory in MiB: its block cache, which its memtables are charged to (default 64).
+    #[arg(long, value_name = "MIB")]
+    db_memory_mib: Option<u64>,
     /// Warn (healthz, mirror status, log) when the checkpoint a bundle-fed mirror serves expires
     /// within this time, such as 7d (the default).
     #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
@@ -449,6 +452,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(secs) = args.checkpoint_validity.or(file.checkpoint_validity_secs) {
         anyhow::ensure!(secs >= 2, "checkpoint validity must be at least 2 seconds");
         config.checkpoint_validity = Duration::from_secs(secs);
+    }
+    if let Some(mib) = args.db_memory_mib.or(file.db_memory_mib) {
+        anyhow::ensure!((8..=65_536).contains(&mib), "db_memory_mib must be between 8 and 65536, not {mib}");
+        config.db_memory_mib = mib;
     }
     if let Some(secs) = args.freshness_margin.or(file.freshness_margin_secs) {
         config.freshness_margin = Duration::from_secs(secs);

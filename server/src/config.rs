@@ -148,6 +148,8 @@ pub struct Config {
     /// Also answer the Comfy Registry API at the root (`/nodes`, `/versions`), for a site that
     /// maps the registry's host name to this server.
     pub comfy_at_root: bool,
+    /// RocksDB's memory: its block cache, which its memtables are also charged to.
+    pub db_memory_mib: u64,
 }
 
 impl Config {
@@ -168,6 +170,7 @@ impl Config {
             carry: CarryFilter::default(),
             upstream: None,
             sync_interval: Some(Duration::from_secs(60)),
+            db_memory_mib: crate::store::DEFAULT_DB_MEMORY_MIB,
             clock: airlock_proto::Clock::system(),
             witnesses: Vec::new(),
             mirror_witness: None,
@@ -205,6 +208,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub read_access: Option<ReadAccess>,
     pub checkpoint_validity_secs: Option<u64>,
+    pub db_memory_mib: Option<u64>,
     pub max_blob_bytes: Option<u64>,
     pub mirror: Option<bool>,
     pub upstream: Option<String>,

@@ -5,7 +5,10 @@ use std::path::Path;
 use airlock_proto::merkle::Hash;
 use airlock_proto::{codec, Digest, Sha256, Timestamp};
 use anyhow::{Context, Result};
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteBufferManager,
+    WriteOptions, DB,
+};
 use serde::{Deserialize, Serialize};
 
 const CF_LEAVES: &str = "log_leaves";
@@ -69,13 +72,31 @@ fn u64_value(bytes: &[u8]) -> Result<u64> {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database under `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let mut options = Options::default();
+    /// Opens (creating if needed) the database under `dir`, its memory bounded to `memory`
+    /// bytes: one block cache for every column family, to which the memtables are charged too
+    /// (half of it at most), each memtable small.
+    pub fn open(dir: &Path, memory: u64) -> Result<Self> {
+        let memory = usize::try_from(memory).unwrap_or(usize::MAX);
+        let cache = Cache::new_lru_cache(memory);
+        let buffers =
+            WriteBufferManager::new_write_buffer_manager_with_cache(memory / 2, false, cache.clone());
+        let tuned = || {
+            let mut options = Options::default();
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            options.set_block_based_table_factory(&table);
+            options.set_write_buffer_manager(&buffers);
+            options.set_write_buffer_size((memory / 16).clamp(1 << 20, 16 << 20));
+            options.set_max_write_buffer_number(2);
+            options
+        };
+        let mut options = tuned();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_max_open_files(256);
-        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let cfs = std::iter::once(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .chain(ALL_CFS)
+            .map(|name| ColumnFamilyDescriptor::new(name, tuned()));
         let db = DB::open_cf_descriptors(&options, dir, cfs).map_err(|e| {
             if e.to_string().contains("lock") {
                 anyhow::anyhow!(
@@ -96,6 +117,12 @@ impl Db {
             ),
         }
         Ok(this)
+    }
+
+    /// The capacity of the block cache, in bytes.
+    #[cfg(test)]
+    pub fn cache_capacity(&self) -> Result<u64> {
+        self.db.property_int_value("rocksdb.block-cache-capacity")?.context("no block cache capacity")
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {

@@ -28,6 +28,9 @@ pub use ingest::{Expected, Ingest, IngestError, StoredBlob};
 
 use db::Db;
 
+/// RocksDB's memory by default, in MiB.
+pub const DEFAULT_DB_MEMORY_MIB: u64 = 64;
+
 /// The database directory inside a data directory.
 const DB_DIR: &str = "db";
 
@@ -55,7 +58,13 @@ impl Store {
     /// Opens the store in a data directory: the database (which takes the directory's lock, so
     /// a second process fails here, before touching anything) and the filesystem blob backend.
     pub fn open(data: &Path, clock: Clock) -> anyhow::Result<Arc<Self>> {
-        let db = Db::open(&data.join(DB_DIR))?;
+        Self::open_with_memory(data, clock, DEFAULT_DB_MEMORY_MIB)
+    }
+
+    /// `open`, with RocksDB's memory bounded to `db_memory_mib` MiB (its block cache, which its
+    /// memtables are charged to).
+    pub fn open_with_memory(data: &Path, clock: Clock, db_memory_mib: u64) -> anyhow::Result<Arc<Self>> {
+        let db = Db::open(&data.join(DB_DIR), db_memory_mib << 20)?;
         let blobs =
             FsBackend::open(data).with_context(|| format!("cannot open blob store in {}", data.display()))?;
         Ok(Arc::new(Self { db, blobs: Box::new(blobs), clock, visible: RwLock::default() }))
@@ -227,6 +236,17 @@ impl NodeSource for Store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// RocksDB's block cache (which the memtables are charged to) has the configured size.
+    #[test]
+    fn the_database_memory_is_bounded_by_the_configured_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_memory(dir.path(), Clock::system(), 16).unwrap();
+        assert_eq!(store.db.cache_capacity().unwrap(), 16 << 20);
+        drop(store);
+        let store = Store::open(dir.path(), Clock::system()).unwrap();
+        assert_eq!(store.db.cache_capacity().unwrap(), DEFAULT_DB_MEMORY_MIB << 20);
+    }
 
     /// `verify-store` checks a blob's recorded SHA-256 as well as its size and BLAKE3: a record
     /// whose SHA-256 no longer matches the bytes is reported, naming it.

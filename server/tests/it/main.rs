@@ -14,6 +14,7 @@ mod harness;
 mod interleave;
 mod keepalive;
 mod lifecycle;
+mod memory;
 mod mirror;
 mod packs;
 mod proof;
