@@ -77,12 +77,11 @@ impl BlobBackend for FsBackend {
     fn stage(&self) -> io::Result<Box<dyn BlobStage>> {
         let path = self.tmp.join(format!("stage-{}", hex::encode(rand::random::<[u8; 16]>())));
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
-        let syncer = Syncer::start(file.try_clone()?);
         Ok(Box::new(FsStage {
             file,
             path,
             blobs: self.blobs.clone(),
-            syncer,
+            syncer: None,
             since_sync: 0,
             committed: false,
         }))
@@ -143,13 +142,14 @@ impl BlobBackend for FsBackend {
     }
 }
 
-/// A stage: a temp file and its background syncer.
+/// A stage: a temp file and its background syncer (started once the blob is large enough to
+/// need one, so that a small blob costs no thread).
 #[derive(Debug)]
 struct FsStage {
     file: File,
     path: PathBuf,
     blobs: PathBuf,
-    syncer: Syncer,
+    syncer: Option<Syncer>,
     since_sync: u64,
     committed: bool,
 }
@@ -160,13 +160,20 @@ impl BlobStage for FsStage {
         self.since_sync += chunk.len() as u64;
         if self.since_sync >= SYNC_EVERY {
             self.since_sync = 0;
-            self.syncer.nudge();
+            if self.syncer.is_none() {
+                self.syncer = Some(Syncer::start(self.file.try_clone()?));
+            }
+            if let Some(syncer) = &self.syncer {
+                syncer.nudge();
+            }
         }
         Ok(())
     }
 
     fn commit(mut self: Box<Self>, digest: &Digest) -> io::Result<()> {
-        self.syncer.stop();
+        if let Some(syncer) = &mut self.syncer {
+            syncer.stop();
+        }
         self.file.sync_all()?;
         install(&self.blobs, &self.path, digest)?;
         self.committed = true;

@@ -1,7 +1,7 @@
 //! The one ingest path for blob bytes: upload, mirror sync and bundle import all call it.
 //!
-//! Bytes are staged in the backend while BLAKE3 (here) and SHA-256 (on its own thread) are
-//! computed. `finish` checks the size, BLAKE3 and SHA-256 against what the caller expected; only
+//! Bytes are staged in the backend while BLAKE3 (here) and SHA-256 (on its own thread, or inline
+//! for a small blob of known size) are computed. `finish` checks the size, BLAKE3 and SHA-256 against what the caller expected; only
 //! when every one matched does the backend commit the bytes (durable, then visible) and the
 //! database record them. On any failure the stage is dropped and nothing is left behind.
 
@@ -79,8 +79,45 @@ pub struct Ingest {
     expected: Expected,
     stage: Box<dyn BlobStage>,
     blake3: blake3::Hasher,
-    sha256: Sha256Worker,
+    sha256: Sha256State,
     size: u64,
+}
+
+/// Blobs up to this size (when the size is known beforehand) are hashed with SHA-256 inline:
+/// for them a worker thread costs more than it saves.
+const INLINE_SHA256_MAX: u64 = 1 << 20;
+
+/// SHA-256 of the bytes: inline for a small blob, on its own thread otherwise.
+#[derive(Debug)]
+enum Sha256State {
+    Inline(Box<sha2::Sha256>),
+    Worker(Sha256Worker),
+}
+
+impl Sha256State {
+    fn for_size(size: Option<u64>) -> Self {
+        match size {
+            Some(size) if size <= INLINE_SHA256_MAX => Self::Inline(Box::default()),
+            _ => Self::Worker(Sha256Worker::start()),
+        }
+    }
+
+    fn update(&mut self, chunk: Bytes) -> io::Result<()> {
+        match self {
+            Self::Inline(hasher) => {
+                hasher.update(&chunk);
+                Ok(())
+            }
+            Self::Worker(worker) => worker.update(chunk),
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<[u8; 32]> {
+        match self {
+            Self::Inline(hasher) => Ok(std::mem::take(hasher.as_mut()).finalize().into()),
+            Self::Worker(worker) => worker.finish(),
+        }
+    }
 }
 
 impl Ingest {
@@ -91,7 +128,7 @@ impl Ingest {
             expected,
             stage,
             blake3: blake3::Hasher::new(),
-            sha256: Sha256Worker::start(),
+            sha256: Sha256State::for_size(expected.size),
             size: 0,
         })
     }

@@ -14,16 +14,26 @@ pub(crate) fn start_mirror_with(
     upstream_url: &str,
     adjust: impl FnOnce(&mut airlock_server::Config),
 ) -> (Server, String) {
+    let (mut config, admin) = mirror_config(world, name, upstream_url);
+    adjust(&mut config);
+    (Server::start(config), admin)
+}
+
+/// The config of a mirror of `upstream_url` in `world/<name>` (initialised, no periodic sync)
+/// and an admin token of its own.
+pub(crate) fn mirror_config(
+    world: &World,
+    name: &str,
+    upstream_url: &str,
+) -> (airlock_server::Config, String) {
     let data = world.path(name);
     airlock_server::cli::init(&data).unwrap();
-    let admin =
-        { airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "test").unwrap() };
+    let admin = airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "test").unwrap();
     let mut config = airlock_server::Config::new(&data);
     config.root = Some(world.path("root.cbor"));
     config.upstream = Some(upstream_url.to_owned());
     config.sync_interval = None;
-    adjust(&mut config);
-    (Server::start(config), admin)
+    (config, admin)
 }
 
 pub(crate) fn sync(mirror: &Server, admin: &str) -> serde_json::Value {

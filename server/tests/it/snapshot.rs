@@ -9,7 +9,7 @@ use airlock_server::app::App;
 use airlock_server::Config;
 
 use crate::harness::{Server, World};
-use crate::mirror::sync;
+use crate::mirror::{mirror_config, sync};
 
 /// Opens the data directory in-process: the leaves replayed at open, and the releases it holds.
 fn open(config: Config) -> (u64, Vec<String>) {
@@ -93,18 +93,6 @@ fn a_primary_refuses_a_damaged_cut_foreign_or_resealed_snapshot_and_replays_its_
         assert_eq!(open(world.config()), (2, vec!["a==1.0".to_owned()]), "{what}: the whole log is replayed");
         assert_eq!(open(world.config()).0, 0, "{what}: the replay saved a good snapshot again");
     }
-}
-
-/// A mirror of `upstream` in `world/<name>`: its config.
-fn mirror_config(world: &World, name: &str, upstream: &str) -> (Config, String) {
-    let data = world.path(name);
-    airlock_server::cli::init(&data).unwrap();
-    let admin = airlock_server::cli::token_create(&data, airlock_server::auth::Scope::Admin, "test").unwrap();
-    let mut config = Config::new(&data);
-    config.root = Some(world.path("root.cbor"));
-    config.upstream = Some(upstream.to_owned());
-    config.sync_interval = None;
-    (config, admin)
 }
 
 #[test]
