@@ -11,8 +11,8 @@ use std::path::Path;
 
 use airlock_keys::{RegistryState, ReleaseRecord, ReleaseStatus};
 use airlock_proto::api::{
-    BucketRef, DigestBucket, IndexRef, IndexTable, IndexedRelease, NameBucket, ReleaseRef, SnapshotRelease,
-    SnapshotStatus, MAX_INDEX_PART_BYTES, SNAPSHOT_FORMAT,
+    BucketRef, DigestBucket, IndexRef, IndexTable, IndexedRelease, NameBucket, ReleaseRef,
+    MAX_INDEX_PART_BYTES, SNAPSHOT_FORMAT,
 };
 use airlock_proto::{codec, ChannelName, Digest, Hash32, Kind, PackageName, Version};
 use anyhow::Context;
@@ -43,22 +43,8 @@ fn name_key(kind: Kind, name: &PackageName) -> Vec<u8> {
     format!("{kind}\0{name}").into_bytes()
 }
 
-fn status_of(status: &ReleaseStatus) -> SnapshotStatus {
-    match status {
-        ReleaseStatus::Active => SnapshotStatus::Active,
-        ReleaseStatus::Yanked { reason } => SnapshotStatus::Yanked(reason.clone()),
-        ReleaseStatus::Revoked { reason } => SnapshotStatus::Revoked(reason.clone()),
-    }
-}
-
 fn record_of(indexed: IndexedRelease) -> (ReleaseRecord, Vec<ChannelName>) {
-    let SnapshotRelease { leaf, release, status } = indexed.release;
-    let status = match status {
-        SnapshotStatus::Active => ReleaseStatus::Active,
-        SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
-        SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
-    };
-    (ReleaseRecord { release, leaf_index: leaf, status }, indexed.channels)
+    (ReleaseRecord::from_snapshot(indexed.release), indexed.channels)
 }
 
 /// Writes the index of `registry` to `path` atomically and returns where its table is.
@@ -84,11 +70,7 @@ pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> 
             digests[bucket_of(file.blake3.as_bytes(), digest_count)].push((file.blake3, key.clone()));
         }
         let channels = channels_of.get(&key).cloned().unwrap_or_default();
-        let release = SnapshotRelease {
-            leaf: record.leaf_index,
-            release: r.clone(),
-            status: status_of(&record.status),
-        };
+        let release = record.to_snapshot();
         names[bucket_of(&name_key(r.kind, &r.name), name_count)].push(IndexedRelease { release, channels });
     }
     let mut body = Vec::new();

@@ -294,7 +294,8 @@ pub struct Leaves {
     stored_bytes: u64,
     /// Leaves verified since they were saved.
     new: Vec<Vec<u8>>,
-    /// The file is to be written again from `new` alone (it was fetched again).
+    /// The file is to be written again from `new` alone (it was fetched again; nothing counts
+    /// as stored).
     rewrite: bool,
 }
 
@@ -305,11 +306,7 @@ impl Leaves {
 
     /// Number of leaves.
     pub fn len(&self) -> u64 {
-        if self.rewrite {
-            self.new.len() as u64
-        } else {
-            self.stored + self.new.len() as u64
-        }
+        self.stored + self.new.len() as u64
     }
 
     /// Whether there are none.
@@ -320,17 +317,13 @@ impl Leaves {
     /// Bytes the leaves take in the leaves file (each with its 4-byte length).
     pub fn bytes(&self) -> u64 {
         let new: usize = self.new.iter().map(|leaf| leaf.len() + 4).sum();
-        if self.rewrite {
-            new as u64
-        } else {
-            self.stored_bytes + new as u64
-        }
+        self.stored_bytes + new as u64
     }
 
     /// Why the saved leaves cannot be read, if they cannot: the file is shorter than the fold
     /// says (then the next update fetches them again).
     pub fn damage(&self) -> Option<String> {
-        if self.rewrite || self.stored_bytes == 0 {
+        if self.stored_bytes == 0 {
             return None;
         }
         let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
@@ -352,7 +345,7 @@ impl Leaves {
             range.end,
             self.len()
         );
-        let stored = if self.rewrite { 0 } else { self.stored };
+        let stored = self.stored;
         let mut out = Vec::new();
         if range.start < stored {
             if let Some(damage) = self.damage() {

@@ -36,6 +36,32 @@ fn inconsistent(what: impl Into<String>) -> SnapshotError {
     SnapshotError::Inconsistent(what.into())
 }
 
+impl ReleaseRecord {
+    /// The record as a snapshot (or a client's index) holds it.
+    pub fn to_snapshot(&self) -> SnapshotRelease {
+        SnapshotRelease {
+            leaf: self.leaf_index,
+            release: self.release.clone(),
+            status: match &self.status {
+                ReleaseStatus::Active => SnapshotStatus::Active,
+                ReleaseStatus::Yanked { reason } => SnapshotStatus::Yanked(reason.clone()),
+                ReleaseStatus::Revoked { reason } => SnapshotStatus::Revoked(reason.clone()),
+            },
+        }
+    }
+
+    /// A record read back from a snapshot or an index; whoever reads it checks its leaf against
+    /// the log it claims.
+    pub fn from_snapshot(saved: SnapshotRelease) -> Self {
+        let status = match saved.status {
+            SnapshotStatus::Active => ReleaseStatus::Active,
+            SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
+            SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
+        };
+        Self { release: saved.release, leaf_index: saved.leaf, status }
+    }
+}
+
 impl RegistryState {
     /// The state as a snapshot.
     pub fn snapshot(&self) -> FoldSnapshot {
@@ -55,19 +81,7 @@ impl RegistryState {
         FoldSnapshot {
             size: self.size,
             roots: self.snapshot_roots(),
-            releases: self
-                .releases
-                .values()
-                .map(|r| SnapshotRelease {
-                    leaf: r.leaf_index,
-                    release: r.release.clone(),
-                    status: match &r.status {
-                        ReleaseStatus::Active => SnapshotStatus::Active,
-                        ReleaseStatus::Yanked { reason } => SnapshotStatus::Yanked(reason.clone()),
-                        ReleaseStatus::Revoked { reason } => SnapshotStatus::Revoked(reason.clone()),
-                    },
-                })
-                .collect(),
+            releases: self.releases.values().map(ReleaseRecord::to_snapshot).collect(),
             payloads: serde_bytes::ByteBuf::from(packed),
             channels: self
                 .channels
@@ -130,7 +144,6 @@ impl RegistryState {
         state.channels = channels;
         state.status_leaves = status_leaves;
         state.channel_leaves = channel_leaves;
-        state.size = size;
         Ok(state)
     }
 }
@@ -171,12 +184,7 @@ fn release_maps(
         for file in &r.release.files {
             files.push((leaf, file.blake3, key.clone()));
         }
-        let status = match r.status {
-            SnapshotStatus::Active => ReleaseStatus::Active,
-            SnapshotStatus::Yanked(reason) => ReleaseStatus::Yanked { reason },
-            SnapshotStatus::Revoked(reason) => ReleaseStatus::Revoked { reason },
-        };
-        records.push((key, ReleaseRecord { release: r.release, leaf_index: leaf, status }));
+        records.push((key, ReleaseRecord::from_snapshot(r)));
     }
     let map: BTreeMap<ReleaseKey, ReleaseRecord> = records.into_iter().collect();
     if map.len() != count {

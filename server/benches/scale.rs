@@ -25,27 +25,6 @@ use anyhow::{ensure, Context as _};
 use common::generate::{generate_log, release_name};
 use common::{airlock_bin, exit_with, positional_args, ServerProcess, World};
 
-/// A world's directory: removed at the end, or kept.
-enum Tmp {
-    Removed(tempfile::TempDir),
-    Kept(std::path::PathBuf),
-}
-
-impl From<std::path::PathBuf> for Tmp {
-    fn from(path: std::path::PathBuf) -> Self {
-        Self::Kept(path)
-    }
-}
-
-impl Tmp {
-    fn path(&self) -> &Path {
-        match self {
-            Self::Removed(dir) => dir.path(),
-            Self::Kept(path) => path,
-        }
-    }
-}
-
 /// Runs of each repeated measure (start-up with the saved fold, warm pull); the median is shown.
 const RUNS: usize = 5;
 
@@ -79,12 +58,11 @@ fn run() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for size in sizes {
         // AIRLOCK_SCALE_KEEP=DIR keeps each world under DIR (to profile a start by hand).
-        let tmp = match std::env::var_os("AIRLOCK_SCALE_KEEP") {
-            Some(dir) => {
-                tempfile::Builder::new().prefix(&format!("scale-{size}-")).tempdir_in(dir)?.keep().into()
-            }
-            None => Tmp::Removed(tempfile::tempdir()?),
-        };
+        let keep = std::env::var_os("AIRLOCK_SCALE_KEEP");
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("scale-{size}-"))
+            .disable_cleanup(keep.is_some())
+            .tempdir_in(keep.map_or_else(std::env::temp_dir, Into::into))?;
         let world = World::create(&tmp.path().join("primary"), "bench")?;
         eprintln!("generating a log of {size} leaves");
         generate_log(&world, size - 1)?;

@@ -55,8 +55,8 @@ impl Writer {
             Kind::Node => 1,
         });
     }
-    fn key(&mut self, (kind, name, version): &(Kind, PackageName, Version)) {
-        self.kind(*kind);
+    fn key(&mut self, kind: Kind, name: &PackageName, version: &Version) {
+        self.kind(kind);
         self.str(name.as_str());
         self.str(version.as_str());
     }
@@ -72,8 +72,9 @@ impl<'a> Reader<'a> {
         Err(FoldDecodeError { at: self.at, what: what.into() })
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], FoldDecodeError> {
+        // An end past `usize::MAX` saturates, and no slice reaches it.
         match self.bytes.get(self.at..self.at.saturating_add(n)) {
-            Some(slice) if self.at.checked_add(n).is_some() => {
+            Some(slice) => {
                 self.at += n;
                 Ok(slice)
             }
@@ -158,7 +159,7 @@ fn write_release(w: &mut Writer, r: &SnapshotRelease) -> Result<(), codec::Codec
         }
     }
     let release = &r.release;
-    w.key(&(release.kind, release.name.clone(), release.version.clone()));
+    w.key(release.kind, &release.name, &release.version);
     w.u64(release.published_at);
     w.count(release.files.len());
     for file in &release.files {
@@ -298,13 +299,13 @@ impl LogSnapshot {
         for channel in &fold.channels {
             w.str(channel.channel.as_str());
             w.count(channel.held.len());
-            for key in &channel.held {
-                w.key(key);
+            for (kind, name, version) in &channel.held {
+                w.key(*kind, name, version);
             }
         }
         w.count(fold.status_leaves.len());
-        for (key, leaf) in &fold.status_leaves {
-            w.key(key);
+        for ((kind, name, version), leaf) in &fold.status_leaves {
+            w.key(*kind, name, version);
             w.u64(*leaf);
         }
         w.count(fold.channel_leaves.len());

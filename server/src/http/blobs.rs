@@ -13,7 +13,7 @@ use crate::auth::{Caller, Scope};
 use crate::config::ReadAccess;
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
-use crate::store::{BlobRecord, Expected};
+use crate::store::{BlobLookup, Expected};
 
 /// Parses the hex path segment of a blob URL.
 pub fn parse_digest(hex: &str) -> Result<Digest, ApiError> {
@@ -34,9 +34,16 @@ pub async fn get(
         // token is a 401 (checked for every request in `dispatch`).
         ReadAccess::Open => caller.scope(),
     };
-    let record = match app.store.visible_blob(&digest)? {
-        Some(record) => record,
-        None => unlogged_blob(app, scope, &digest)?,
+    let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
+    let record = match app.store.lookup_blob(&digest)? {
+        BlobLookup::Visible(record) => record,
+        BlobLookup::Unlogged(record) if scope >= Some(Scope::Publish) => record,
+        BlobLookup::Absent { referenced: true } if app.registry.mirror().is_some() => {
+            return Err(ApiError::NotFound(format!(
+                "this mirror does not carry blob {digest}: it holds only some releases; fetch it from the upstream"
+            )))
+        }
+        BlobLookup::Unlogged(_) | BlobLookup::Absent { .. } => return Err(not_found()),
     };
     let etag = format!("\"{digest}\"");
     let mut builder = Response::builder()
@@ -75,25 +82,6 @@ pub async fn get(
 
 /// Ranges up to this size are read in one go and sent from memory; larger ones are streamed.
 const INLINE_MAX: u64 = 64 << 10;
-
-/// A blob no logged release references (or not stored here): visible only to a publisher, who
-/// uploaded it before logging it. A mirror names a referenced blob it does not carry.
-fn unlogged_blob(app: &App, scope: Option<Scope>, digest: &Digest) -> Result<BlobRecord, ApiError> {
-    let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
-    let referenced = app.store.is_referenced(digest)?;
-    let Some(record) = app.store.blob(digest)? else {
-        if referenced && app.registry.mirror().is_some() {
-            return Err(ApiError::NotFound(format!(
-                "this mirror does not carry blob {digest}: it holds only some releases; fetch it from the upstream"
-            )));
-        }
-        return Err(not_found());
-    };
-    if !referenced && scope < Some(Scope::Publish) {
-        return Err(not_found());
-    }
-    Ok(record)
-}
 
 /// Receives a blob through the one ingest path: streamed to the backend while hashed, then
 /// checked against the digest in the URL. A mismatch is a 400 and leaves nothing behind.

@@ -37,6 +37,18 @@ const DB_DIR: &str = "db";
 /// Most visible blob records remembered (about 100 bytes each); the memory is emptied when full.
 const MAX_VISIBLE: usize = 1 << 17;
 
+/// What the store knows of a blob a reader asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLookup {
+    /// Stored and referenced by a logged release: anyone may read it.
+    Visible(BlobRecord),
+    /// Stored, but no logged release references it yet: only a publisher may read it.
+    Unlogged(BlobRecord),
+    /// Not stored here; `referenced` when a logged release names it (a mirror that does not
+    /// carry it).
+    Absent { referenced: bool },
+}
+
 /// The server's storage: the database and the blob backend.
 pub struct Store {
     db: Db,
@@ -137,22 +149,23 @@ impl Store {
         self.db.blob_digests()
     }
 
-    /// The record of a blob that is stored and referenced by a logged release (what anyone may
-    /// read), remembered once found.
-    pub fn visible_blob(&self, digest: &Digest) -> anyhow::Result<Option<BlobRecord>> {
+    /// What a reader may learn of a blob. A blob both stored and referenced by a logged release
+    /// is remembered once found (both facts are permanent), so that answer reads no RocksDB.
+    pub fn lookup_blob(&self, digest: &Digest) -> anyhow::Result<BlobLookup> {
         if let Some(record) = self.visible.read().unwrap_or_else(PoisonError::into_inner).get(digest) {
-            return Ok(Some(record.clone()));
+            return Ok(BlobLookup::Visible(record.clone()));
         }
-        let Some(record) = self.blob(digest)? else { return Ok(None) };
-        if !self.is_referenced(digest)? {
-            return Ok(None);
+        let referenced = self.is_referenced(digest)?;
+        let Some(record) = self.blob(digest)? else { return Ok(BlobLookup::Absent { referenced }) };
+        if !referenced {
+            return Ok(BlobLookup::Unlogged(record));
         }
         let mut visible = self.visible.write().unwrap_or_else(PoisonError::into_inner);
         if visible.len() >= MAX_VISIBLE {
             visible.clear();
         }
         visible.insert(*digest, record.clone());
-        Ok(Some(record))
+        Ok(BlobLookup::Visible(record))
     }
 
     /// Reads `len` bytes of a recorded blob from `offset` into memory (for small ranges: one

@@ -46,12 +46,18 @@ fn reseal_with_another_tree(path: &Path) {
     std::fs::write(path, seal(&snapshot.to_bytes().unwrap())).unwrap();
 }
 
-#[test]
-fn a_primary_resumes_its_saved_fold_and_replays_only_the_leaves_after_it() {
+/// A primary that logged `a==1.0` holding `content`, then stopped (saving its fold).
+fn stopped_after_one_release(content: &[u8]) -> World {
     let mut world = World::new(1, 1);
-    world.write("a.bin", b"first");
+    world.write("a.bin", content);
     world.publish("a.bin", "a", "1.0").ok();
     world.server.take().unwrap().stop();
+    world
+}
+
+#[test]
+fn a_primary_resumes_its_saved_fold_and_replays_only_the_leaves_after_it() {
+    let mut world = stopped_after_one_release(b"first");
     let snapshot = world.path("data/fold.snapshot");
     let saved_at_two = std::fs::read(&snapshot).expect("the shutdown saved the fold");
     assert_eq!(open(world.config()), (0, vec!["a==1.0".to_owned()]));
@@ -69,14 +75,8 @@ fn a_primary_resumes_its_saved_fold_and_replays_only_the_leaves_after_it() {
 
 #[test]
 fn a_primary_refuses_a_damaged_cut_foreign_or_resealed_snapshot_and_replays_its_log() {
-    let mut world = World::new(1, 1);
-    world.write("a.bin", b"first");
-    world.publish("a.bin", "a", "1.0").ok();
-    world.server.take().unwrap().stop();
-    let mut other = World::new(1, 1);
-    other.write("a.bin", b"other");
-    other.publish("a.bin", "a", "1.0").ok();
-    other.server.take().unwrap().stop();
+    let world = stopped_after_one_release(b"first");
+    let other = stopped_after_one_release(b"other");
 
     let snapshot = world.path("data/fold.snapshot");
     let foreign = other.path("data/fold.snapshot");
