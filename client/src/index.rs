@@ -61,32 +61,38 @@ pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> 
     let name_count = bucket_count(records.len());
     let file_count: usize = records.iter().map(|r| r.release.files.len()).sum();
     let digest_count = bucket_count(file_count);
-    let mut names: Vec<NameBucket> = vec![Vec::new(); name_count];
-    let mut digests: Vec<DigestBucket> = vec![Vec::new(); digest_count];
+    // Which records each bucket holds, in log order; the buckets are built and encoded on the
+    // machine's cores.
+    let mut names: Vec<Vec<&ReleaseRecord>> = vec![Vec::new(); name_count];
+    let mut digests: Vec<Vec<(Digest, &ReleaseRecord)>> = vec![Vec::new(); digest_count];
     for record in records {
         let r = &record.release;
-        let key = (r.kind, r.name.clone(), r.version.clone());
         for file in &r.files {
-            digests[bucket_of(file.blake3.as_bytes(), digest_count)].push((file.blake3, key.clone()));
+            digests[bucket_of(file.blake3.as_bytes(), digest_count)].push((file.blake3, record));
         }
-        let channels = channels_of.get(&key).cloned().unwrap_or_default();
-        let release = record.to_snapshot();
-        names[bucket_of(&name_key(r.kind, &r.name), name_count)].push(IndexedRelease { release, channels });
+        names[bucket_of(&name_key(r.kind, &r.name), name_count)].push(record);
     }
+    let key = |r: &ReleaseRecord| (r.release.kind, r.release.name.clone(), r.release.version.clone());
+    let names = encode_each(&names, |bucket| -> NameBucket {
+        bucket
+            .iter()
+            .map(|record| IndexedRelease {
+                release: record.to_snapshot(),
+                channels: channels_of.get(&key(record)).cloned().unwrap_or_default(),
+            })
+            .collect()
+    })?;
+    let digests = encode_each(&digests, |bucket| -> DigestBucket {
+        bucket.iter().map(|(digest, record)| (*digest, key(record))).collect()
+    })?;
     let mut body = Vec::new();
-    let mut place = |bytes: Vec<u8>| BucketRef {
-        offset: {
-            let at = body.len() as u64;
-            body.extend_from_slice(&bytes);
-            at
-        },
-        len: bytes.len() as u64,
-        blake3: Hash32(*blake3::hash(&bytes).as_bytes()),
+    let mut place = |(bytes, blake3): Encoded| {
+        let at = body.len() as u64;
+        body.extend_from_slice(&bytes);
+        BucketRef { offset: at, len: bytes.len() as u64, blake3 }
     };
-    let names =
-        names.iter().map(|b| codec::encode("index bucket", b).map(&mut place)).collect::<Result<_, _>>()?;
-    let digests =
-        digests.iter().map(|b| codec::encode("index bucket", b).map(&mut place)).collect::<Result<_, _>>()?;
+    let names = names.into_iter().map(&mut place).collect();
+    let digests = digests.into_iter().map(&mut place).collect();
     let table = IndexTable { format: SNAPSHOT_FORMAT, size: registry.size(), names, digests };
     let table_bytes = table.to_bytes();
     let mut file = Vec::with_capacity(8 + table_bytes.len() + body.len());
@@ -98,6 +104,40 @@ pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> 
         table_len: table_bytes.len() as u64,
         table_blake3: Hash32(*blake3::hash(&table_bytes).as_bytes()),
     })
+}
+
+/// A bucket's bytes and their BLAKE3.
+type Encoded = (Vec<u8>, Hash32);
+
+/// Each of `buckets` built by `build`, encoded and hashed, in order, across the machine's cores.
+fn encode_each<B: Sync, T: Serialize>(
+    buckets: &[B],
+    build: impl Fn(&B) -> T + Sync,
+) -> anyhow::Result<Vec<Encoded>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = buckets.len().div_ceil(threads).max(1);
+    let encode = |part: &[B]| -> anyhow::Result<Vec<Encoded>> {
+        part.iter()
+            .map(|bucket| {
+                let bytes = codec::encode("index bucket", &build(bucket))?;
+                let blake3 = Hash32(*blake3::hash(&bytes).as_bytes());
+                Ok((bytes, blake3))
+            })
+            .collect()
+    };
+    let parts: Vec<anyhow::Result<Vec<Encoded>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            buckets.chunks(per_thread).map(|part| scope.spawn(move || encode(part))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("an index thread failed"))))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(buckets.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 /// An opened index whose table matched the head's seal.

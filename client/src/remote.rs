@@ -307,14 +307,20 @@ impl Remote {
         progress: &dyn Progress,
         mut on_page: impl FnMut(Vec<Vec<u8>>) -> Result<(), E>,
     ) -> Result<(), E> {
+        // One page is fetched ahead: while `on_page` verifies a page, the runtime's worker
+        // fetches the next one. Dropping the guard (an error) stops that fetch.
+        let fetch = |from: u64| {
+            let remote = self.clone();
+            AbortOnDrop(tokio::spawn(async move { remote.leaves_page(from, end).await }))
+        };
         let mut next = start;
         let mut total = 0usize;
-        while next < end {
-            let path = routes::leaves_path(next, end);
-            let bytes = self.get_bytes(&path, MAX_PAGE_BYTES).await?;
-            let url = self.url(&path);
-            let page: LeavesPage = codec::decode("leaves page", &bytes, MAX_PAGE_BYTES)
-                .map_err(|e| RemoteError::Invalid { url: url.clone(), detail: e.to_string() })?;
+        let mut ahead = (next < end).then(|| fetch(next));
+        while let Some(mut fetching) = ahead.take() {
+            let (url, page) = (&mut fetching.0).await.map_err(|e| RemoteError::Invalid {
+                url: self.url(&routes::leaves_path(next, end)),
+                detail: format!("the page fetch stopped: {e}"),
+            })??;
             if page.start != next || page.leaves.is_empty() || page.leaves.len() as u64 > end - next {
                 return Err(RemoteError::Invalid {
                     url,
@@ -331,10 +337,21 @@ impl Remote {
                 .into());
             }
             next += page.leaves.len() as u64;
+            ahead = (next < end).then(|| fetch(next));
             progress.inc(page.leaves.len() as u64);
             on_page(page.leaves.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())?;
         }
         Ok(())
+    }
+
+    /// `GET /v1/log/leaves` from `start` towards `end`: one page, decoded, and its URL.
+    async fn leaves_page(&self, start: u64, end: u64) -> Result<(String, LeavesPage), RemoteError> {
+        let path = routes::leaves_path(start, end);
+        let bytes = self.get_bytes(&path, MAX_PAGE_BYTES).await?;
+        let url = self.url(&path);
+        let page = codec::decode("leaves page", &bytes, MAX_PAGE_BYTES)
+            .map_err(|e| RemoteError::Invalid { url: url.clone(), detail: e.to_string() })?;
+        Ok((url, page))
     }
 
     /// `GET /v1/roots`: every logged root's envelope, oldest first (unverified: the caller walks
@@ -593,6 +610,15 @@ async fn read_capped(
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// A spawned task that is stopped when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

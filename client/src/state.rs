@@ -153,12 +153,19 @@ impl StateStore {
                 // Until the new head is written, no head vouches for a fold or index being
                 // replaced: a crash in between leaves the fold to be loaded in full.
                 self.forget_index()?;
-                if grown {
+                // The fold and the index are written side by side.
+                let write_fold = || -> anyhow::Result<()> {
                     let log = serde_bytes::ByteBuf::from(state.log.snapshot().to_bytes()?);
-                    let fold = ClientFold { log, leaves_bytes };
-                    write_sealed(&self.path("fold"), &fold)?;
-                }
-                crate::index::write(&self.path("index"), state.log.registry())?
+                    write_sealed(&self.path("fold"), &ClientFold { log, leaves_bytes })
+                };
+                std::thread::scope(|scope| -> anyhow::Result<IndexRef> {
+                    let fold = grown.then(|| scope.spawn(write_fold));
+                    let index = crate::index::write(&self.path("index"), state.log.registry())?;
+                    if let Some(fold) = fold {
+                        fold.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the fold writer failed")))?;
+                    }
+                    Ok(index)
+                })?
             }
         };
         let (roots, frontier) = state.log.head_parts();

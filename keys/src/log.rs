@@ -409,6 +409,9 @@ impl TrustedLog {
     }
 }
 
+/// Leaves whose signatures are checked ahead together while the chunk before them is folded.
+const PIPELINE_CHUNK: usize = 4096;
+
 /// An update in progress: the checkpoint decoded and, for a larger one, its new leaves folded
 /// page by page as they arrive (`push`), so that a bad leaf is refused before the rest is
 /// fetched. `finish` checks the whole: the leaf count, the log signature and witness policy of
@@ -455,9 +458,39 @@ impl PendingUpdate {
         if got > expected {
             return Err(LogError::LeafCount { expected, got, size: self.checkpoint.size });
         }
-        if self.conflict.is_none() {
-            crate::preverify::page(self.next.registry.root(), leaves);
+        if self.conflict.is_some() || leaves.len() <= PIPELINE_CHUNK {
+            if self.conflict.is_none() {
+                crate::preverify::page(self.next.registry.root(), leaves);
+            }
+            return self.fold(leaves);
         }
+        // A pipeline: the signatures of the next chunk are checked on the other cores while
+        // this one is folded. The root in force where the page starts picks the keys, as for
+        // one page; a signature by a key a later root adds is checked in the fold.
+        let root = self.next.registry.root().clone();
+        std::thread::scope(|scope| {
+            let mut chunks = leaves.chunks(PIPELINE_CHUNK);
+            let mut current = chunks.next();
+            if let Some(first) = current {
+                crate::preverify::page(&root, first);
+            }
+            while let Some(chunk) = current {
+                let next = chunks.next();
+                let ahead = next.map(|next| scope.spawn(|| crate::preverify::page(&root, next)));
+                self.fold(chunk)?;
+                if let Some(ahead) = ahead {
+                    // A panic there only costs the fast path: the fold checks every signature.
+                    let _ = ahead.join();
+                }
+                current = next;
+            }
+            Ok(())
+        })
+    }
+
+    /// Folds `leaves` in order; the tree takes every leaf, the state takes them until a
+    /// contradiction is held.
+    fn fold(&mut self, leaves: &[Vec<u8>]) -> Result<(), LogError> {
         for leaf in leaves {
             if self.conflict.is_none() {
                 match self.next.registry.apply(leaf) {

@@ -1,11 +1,13 @@
-//! Envelope signatures checked ahead of the fold, in parallel across cores. A page of leaves is
-//! scanned for signatures by keys the root in force lists; each is checked with `verify_strict`
-//! on one of the machine's cores, and the ones that verify are remembered. The one threshold
+//! Envelope signatures checked ahead of the fold, in batches and in parallel across cores. A page
+//! of leaves is scanned for signatures by keys the root in force lists; they are checked in
+//! batches (`keyfile::verify_batch`) on the machine's cores, and the ones that verify are
+//! remembered. A batch that fails is checked one signature at a time with `verify_strict`, so
+//! one bad signature costs its batch the fast path and nothing else. The one threshold
 //! function then asks `verify`, which answers from that memory or checks the signature itself:
-//! the same answer, computed earlier. Only accepted signatures are remembered, each under a
-//! BLAKE3 over the key, the signature and the signed bytes, so a remembered answer is the one
-//! `verify_strict` gave for exactly those bytes. What counts (roles, thresholds, duplicates)
-//! stays in `check_threshold`.
+//! the fold still decides every leaf and names the leaf whose signature fails. Only accepted
+//! signatures are remembered, each under a BLAKE3 over the key, the signature and the signed
+//! bytes, so a remembered answer is for exactly those bytes. What counts (roles, thresholds,
+//! duplicates) stays in `check_threshold`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,8 +18,11 @@ use crate::trust::TrustedRoot;
 /// Most signatures remembered at once (32 bytes each); the memory is emptied when full.
 const MAX_REMEMBERED: usize = 1 << 18;
 
-/// Below this many signatures a page is checked in the fold, on one core.
-const MIN_PARALLEL: usize = 64;
+/// Below this many signatures a page is checked in the fold, one at a time.
+const MIN_AHEAD: usize = 16;
+
+/// Signatures checked together: past a hundred or so, a larger batch saves little more.
+const BATCH: usize = 512;
 
 fn accepted() -> &'static Mutex<HashSet<[u8; 32]>> {
     static ACCEPTED: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
@@ -58,31 +63,24 @@ pub fn page(root: &TrustedRoot, leaves: &[Vec<u8>]) {
     ahead(&jobs);
 }
 
-/// Checks `jobs` with `verify_strict` across the machine's cores and remembers the triples that
-/// verify. Those that do not are forgotten: the fold checks them again and names the leaf.
+/// Checks `jobs` in batches across the machine's cores and remembers the triples that verify.
+/// Those that do not are forgotten: the fold checks them again and names the leaf.
 pub fn ahead(jobs: &[Job]) {
-    if jobs.len() < MIN_PARALLEL {
+    if jobs.len() < MIN_AHEAD {
         return;
     }
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if threads < 2 {
-        return;
-    }
     let chunk = jobs.len().div_ceil(threads);
-    let found: Vec<Vec<[u8; 32]>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .filter(|job| job.key.verify_strict(&job.message, &job.signature).is_ok())
-                        .map(|job| triple(&job.key, &job.message, &job.signature))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-    });
+    let verified_part = |part: &[Job]| part.chunks(BATCH).flat_map(verified).collect::<Vec<_>>();
+    let found: Vec<Vec<[u8; 32]>> = if threads < 2 {
+        vec![verified_part(jobs)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                jobs.chunks(chunk).map(|part| scope.spawn(move || verified_part(part))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        })
+    };
     let mut memory = accepted().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for id in found.into_iter().flatten() {
         if memory.len() >= MAX_REMEMBERED {
@@ -90,6 +88,19 @@ pub fn ahead(jobs: &[Job]) {
         }
         memory.insert(id);
     }
+}
+
+/// The triples of `batch` that verify: every one when the batch passes, else those that pass
+/// `verify_strict` one at a time.
+fn verified(batch: &[Job]) -> Vec<[u8; 32]> {
+    let items: Vec<(&PublicKey, &[u8], &[u8])> =
+        batch.iter().map(|job| (&job.key, job.message.as_slice(), job.signature.as_slice())).collect();
+    let all = crate::keyfile::verify_batch(&items);
+    batch
+        .iter()
+        .filter(|job| all || job.key.verify_strict(&job.message, &job.signature).is_ok())
+        .map(|job| triple(&job.key, &job.message, &job.signature))
+        .collect()
 }
 
 /// `key.verify_strict(message, signature)`, answered from what `ahead` remembered when it can.
@@ -116,11 +127,11 @@ mod tests {
     #[test]
     fn only_signatures_that_verify_are_remembered() {
         let key = SecretKey::generate();
-        let jobs: Vec<Job> = (0..MIN_PARALLEL as u32)
+        let jobs: Vec<Job> = (0..MIN_AHEAD as u32 * 20)
             .map(|i| {
                 let message = Arc::new(format!("message {i}").into_bytes());
                 let mut signature = key.sign(&message).to_vec();
-                if i == 7 {
+                if i == 7 || i == 200 {
                     signature[0] ^= 1;
                 }
                 Job { key: key.public(), message, signature }
@@ -130,8 +141,8 @@ mod tests {
         for (i, job) in jobs.iter().enumerate() {
             let id = triple(&job.key, &job.message, &job.signature);
             let remembered = accepted().lock().unwrap().contains(&id);
-            assert_eq!(remembered, i != 7, "job {i}");
-            assert_eq!(verify(&job.key, &job.message, &job.signature).is_ok(), i != 7, "job {i}");
+            assert_eq!(remembered, i != 7 && i != 200, "job {i}");
+            assert_eq!(verify(&job.key, &job.message, &job.signature).is_ok(), i != 7 && i != 200, "job {i}");
         }
         // A remembered answer is for those exact bytes: another message is checked afresh.
         assert!(verify(&jobs[0].key, b"other", &jobs[0].signature).is_err());

@@ -363,6 +363,44 @@ fn malleable_signature_rejected() {
     assert_threshold(checkpoint_threshold(&err), "log", 1, 0);
 }
 
+/// A5, at scale: a page of 500 releases, where the one in the middle carries a signature that
+/// fails (one bit of S flipped), is checked in batches across the cores; the batch holding it
+/// fails and the fold names exactly that leaf. The same page without it is accepted.
+#[test]
+fn one_bad_signature_in_a_batch_is_refused_and_named() {
+    let mut fx = Fixture::new();
+    let log = fx.synced_log();
+    let bad_at = 250;
+    let mut page = Vec::new();
+    for i in 0..500 {
+        let mut leaf = fx.release("batch-pkg", &format!("1.0.{i}"));
+        if i == bad_at {
+            let mut e = Envelope::from_bytes(&leaf).unwrap();
+            e.signatures[0].sig.0[40] ^= 1;
+            leaf = e.to_bytes().unwrap();
+        }
+        page.push(leaf);
+    }
+    let logged = fx.leaves.clone();
+    for leaf in &page {
+        fx.push(leaf.clone());
+    }
+    let err = refused(&log, &fx.checkpoint(), &page, LATER);
+    match &err {
+        LogError::Leaf(ApplyError::Signatures { index, source }) => {
+            assert_eq!(*index, 1 + bad_at as u64, "{err}");
+            assert_threshold(source, "publisher", 1, 0);
+        }
+        other => panic!("expected the bad leaf named, got: {other}"),
+    }
+    assert!(err.to_string().contains(&format!("leaf {}", 1 + bad_at)), "{err}");
+
+    page.remove(bad_at);
+    let checkpoint = fx.checkpoint_of(&[logged, page.clone()].concat());
+    let accepted = accepted(&log, &checkpoint, &page, LATER);
+    assert_eq!(accepted.registry().releases().count(), 499);
+}
+
 /// A6: small-order public keys (the identity, the point of order 2, a point of order 4) in a
 /// root, even as a publisher key, make the root unloadable: as the pinned root and as v2.
 #[test]

@@ -133,6 +133,12 @@ fn run() -> anyhow::Result<()> {
     wait_for_mirror(&mut mirror, upstream_size, started)?;
     let sync = started.elapsed();
     let peak_rss_mib = mirror.peak_rss_mib()?;
+    // Where the time went, as the mirror logs it (leaves fetched and verified, blobs, commit).
+    if let Ok(log) = std::fs::read_to_string(mirror_dir.join("airlockd.log")) {
+        for line in log.lines().filter(|l| l.contains("mirror synced")) {
+            eprintln!("  {line}");
+        }
+    }
     let (digest, bytes) = &published.sample;
     let (status, body) = Client::new(mirror.addr, None).request(
         "GET",

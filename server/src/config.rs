@@ -91,7 +91,7 @@ impl Default for Limits {
         Self {
             max_blob_bytes: 8 << 30,
             max_statement_bytes: airlock_proto::envelope::MAX_ENVELOPE_BYTES,
-            max_page_leaves: 1000,
+            max_page_leaves: 4096,
             max_page_bytes: 8 << 20,
             header_read_timeout: Duration::from_secs(10),
             body_idle_timeout: Duration::from_secs(30),

@@ -262,7 +262,8 @@ fn main() -> ExitCode {
         clock: Clock::system(),
         bars: Bars::new(cli.json),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // One worker: network reads (the next leaf page, a blob) go on while this thread verifies.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");

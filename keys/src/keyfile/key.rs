@@ -8,11 +8,11 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use super::{KeyError, KeyId};
 
 pub(super) const PUBLIC_KEY_LEN: usize = 32;
-const SIGNATURE_LEN: usize = 64;
+pub(super) const SIGNATURE_LEN: usize = 64;
 
 /// The Ed25519 group order l = 2^252 + 27742317777372353535851937790883648493,
 /// little-endian.
-const GROUP_ORDER_LE: [u8; 32] = [
+pub(super) const GROUP_ORDER_LE: [u8; 32] = [
     0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
 ];
@@ -31,13 +31,15 @@ impl PublicKey {
             got: bytes.len(),
         })?;
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
-        if key.is_weak() {
-            return Err(KeyError::WeakKey);
-        }
         // Decompression tolerates a few non-canonical encodings (y >= p, or
         // x = 0 with the sign bit set); a key must have exactly one encoding.
         if key.to_edwards().compress().as_bytes() != bytes {
             return Err(KeyError::InvalidPoint);
+        }
+        // A key with a small-order component verifies differently one signature at a time and
+        // in a batch; a key made from a secret scalar never has one.
+        if key.is_weak() || !key.to_edwards().is_torsion_free() {
+            return Err(KeyError::WeakKey);
         }
         Ok(PublicKey(key))
     }
@@ -77,7 +79,7 @@ impl fmt::Debug for PublicKey {
 
 /// Whether the little-endian 256-bit `s` is below the group order l.
 /// Not constant time; signatures are public.
-fn is_reduced_scalar(s: &[u8]) -> bool {
+pub(super) fn is_reduced_scalar(s: &[u8]) -> bool {
     for (a, b) in s.iter().rev().zip(GROUP_ORDER_LE.iter().rev()) {
         if a != b {
             return a < b;
@@ -174,7 +176,8 @@ mod tests {
         for y in 2u8..19 {
             let mut canonical = [0u8; 32];
             canonical[0] = y;
-            if PublicKey::from_bytes(&canonical).is_err() {
+            // On the curve (whether or not the point would pass as a key).
+            if VerifyingKey::from_bytes(&canonical).is_err() {
                 continue;
             }
             // y + p = (p - 1) + (y + 1), with no carry out of byte 0.
@@ -187,6 +190,16 @@ mod tests {
 
         let err = PublicKey::from_bytes(&[7u8; 31]).unwrap_err();
         assert!(matches!(err, KeyError::BadLength { expected: 32, got: 31, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_key_with_a_small_order_component_is_weak() {
+        let honest = SecretKey::generate().public();
+        for torsion in &curve25519_dalek::constants::EIGHT_TORSION[1..] {
+            let mixed = (honest.0.to_edwards() + torsion).compress().to_bytes();
+            assert!(matches!(PublicKey::from_bytes(&mixed), Err(KeyError::WeakKey)));
+        }
+        assert_eq!(PublicKey::from_bytes(&honest.to_bytes()).unwrap(), honest);
     }
 
     #[test]

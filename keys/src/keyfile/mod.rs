@@ -17,6 +17,7 @@
 use std::io;
 use std::path::PathBuf;
 
+mod batch;
 mod file;
 mod key;
 mod pem;
@@ -24,14 +25,16 @@ mod pem;
 #[allow(clippy::unwrap_used)]
 mod tests;
 
+pub use batch::verify_batch;
 pub use file::{read_public_key, read_secret_key, write_public_key, write_secret_key, MAX_KEY_FILE_BYTES};
 pub use key::{PublicKey, SecretKey};
 
 /// Everything that can go wrong with keys, signatures and key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// The public key is a small-order point; signatures under it prove nothing.
-    #[error("weak Ed25519 public key (small-order point) rejected")]
+    /// The public key is a small-order point or has a small-order component; signatures under
+    /// it prove nothing or verify differently in a batch.
+    #[error("weak Ed25519 public key (small-order point or component) rejected")]
     WeakKey,
     /// A key or signature had the wrong number of bytes.
     #[error("{what}: expected {expected} bytes, got {got}")]

@@ -8,7 +8,7 @@ use crate::bytes::{Hash32, Sha256};
 use crate::{ChannelName, Digest, FileEntry, Kind, Metadata, PackageName, Timestamp, Version};
 
 /// Most leaves one page may carry.
-pub const MAX_PAGE_LEAVES: u64 = 1000;
+pub const MAX_PAGE_LEAVES: u64 = 4096;
 /// Largest encoded leaves page a client accepts.
 pub const MAX_PAGE_BYTES: usize = 16 << 20;
 /// Largest encoded proof a client accepts.

@@ -31,6 +31,21 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// Removes a blob; `false` when it was not there. Only the store calls this, and only for a
     /// blob whose record it removed first.
     fn delete(&self, digest: &Digest) -> io::Result<bool>;
+
+    /// Commits parked stages together: every one durable, then every one visible under its
+    /// digest, as `BlobStage::commit` does for one, at a cost per batch rather than per blob.
+    /// After an error nothing of the batch is visible that was not there before.
+    fn commit_batch(&self, parked: Vec<(Parked, Digest)>) -> io::Result<()>;
+}
+
+/// A stage written in full and checked, set aside for `BlobBackend::commit_batch` by the backend
+/// that made it. It holds no open file; dropped uncommitted, it leaves nothing behind.
+pub struct Parked(pub Box<dyn std::any::Any + Send>);
+
+impl fmt::Debug for Parked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Parked")
+    }
 }
 
 /// A blob being written. Bytes go in with `write`; `commit` makes them durable and visible
@@ -42,6 +57,9 @@ pub trait BlobStage: Send + fmt::Debug {
     /// Makes the staged bytes durable, then visible under `digest`. After an error nothing is
     /// visible under `digest` that was not there before.
     fn commit(self: Box<Self>, digest: &Digest) -> io::Result<()>;
+
+    /// Sets the staged bytes aside for a batch commit (`BlobBackend::commit_batch`).
+    fn park(self: Box<Self>) -> io::Result<Parked>;
 }
 
 /// The bytes of an opened blob range. The filesystem hands out the open file positioned at the

@@ -116,6 +116,40 @@ pub fn crash_before_durability_leaves_nothing(open: Open<'_>) {
     assert!(restarted.blob(&digest).unwrap().is_none());
 }
 
+/// Checked blobs committed together are all recorded, readable and durable; checked blobs never
+/// committed (dropped, as when a sync fails before its commit) leave nothing.
+pub fn batch_commit(open: Open<'_>) {
+    let store = open();
+    let check = |bytes: &[u8]| {
+        let mut ingest =
+            store.ingest(Expected::logged(Digest::of(bytes), bytes.len() as u64, sha256(bytes))).unwrap();
+        ingest.write(Bytes::copy_from_slice(bytes)).unwrap();
+        ingest.check().unwrap()
+    };
+    let blobs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
+    let abandoned = check(b"checked, never committed");
+    let checked: Vec<_> = blobs.iter().map(|b| check(b)).collect();
+    assert!(held(&store).is_empty(), "a checked blob is visible before its commit");
+    assert!(store.blob(&Digest::of(&blobs[0])).unwrap().is_none());
+    let stored = store.commit_batch(checked).unwrap();
+    assert_eq!(
+        stored.iter().map(|s| s.digest).collect::<Vec<_>>(),
+        blobs.iter().map(|b| Digest::of(b)).collect::<Vec<_>>()
+    );
+    drop(abandoned);
+    drop(store);
+    let reopened = open();
+    let mut want: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
+    want.sort();
+    assert_eq!(held(&reopened), want, "the batch is not durable, or the abandoned blob is visible");
+    for bytes in &blobs {
+        let record = reopened.blob(&Digest::of(bytes)).unwrap().expect("recorded");
+        assert_eq!((record.size, record.sha256), (bytes.len() as u64, sha256(bytes)));
+        assert_eq!(read_range(&reopened, &Digest::of(bytes), 0, bytes.len() as u64), *bytes);
+    }
+    assert!(reopened.commit_batch(Vec::new()).unwrap().is_empty());
+}
+
 /// The filesystem backend.
 mod fs {
     use super::*;
@@ -145,6 +179,13 @@ mod fs {
         let dir = tempfile::tempdir().unwrap();
         super::mismatch_leaves_nothing(&fs_store(&dir));
         assert_eq!(staged_files(&dir), 0);
+    }
+
+    #[test]
+    fn batch_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        super::batch_commit(&fs_store(&dir));
+        assert_eq!(staged_files(&dir), 0, "an abandoned checked blob left its stage behind");
     }
 
     #[test]

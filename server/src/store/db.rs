@@ -231,6 +231,17 @@ impl Db {
         self.put_sync(CF_BLOBS, digest.as_bytes(), &codec::encode("blob record", record)?)
     }
 
+    /// Records blobs whose bytes are already durable, in one synced write.
+    pub fn put_blobs(&self, records: &[(Digest, BlobRecord)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let cf = self.cf(CF_BLOBS)?;
+        for (digest, record) in records {
+            batch.put_cf(cf, digest.as_bytes(), codec::encode("blob record", record)?);
+        }
+        self.db.write_opt(batch, &Self::sync_options())?;
+        Ok(())
+    }
+
     /// Removes a blob's record.
     pub fn delete_blob(&self, digest: &Digest) -> Result<()> {
         let mut batch = WriteBatch::default();

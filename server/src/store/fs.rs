@@ -1,7 +1,9 @@
-//! The filesystem blob backend: bytes under `blobs/<2 hex>/<2 hex>/<64 hex>`.
+//! The filesystem blob backend: bytes under `blobs/<2 hex>/<64 hex>`; the 256 fan-out
+//! directories are made when the backend opens, so storing a blob never makes a directory.
 //!
 //! A blob is staged in a temp file under `tmp/`, synced, renamed into place, and the directory
-//! synced. A stage that is not committed is removed when dropped, and `tmp/` is emptied when the
+//! synced. A batch (`commit_batch`, a mirror sync) syncs the filesystem once before its renames
+//! and once after, instead of three syncs a blob. A stage that is not committed is removed when dropped, and `tmp/` is emptied when the
 //! backend opens, so a crash leaves nothing visible that was not committed.
 
 use std::fs::{self, File, OpenOptions};
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use airlock_proto::Digest;
 use bytes::Bytes;
 
-use super::backend::{BlobBackend, BlobRead, BlobStage};
+use super::backend::{BlobBackend, BlobRead, BlobStage, Parked};
 
 /// Bytes written between background syncs: write-back overlaps receiving, so the final sync
 /// is short.
@@ -36,6 +38,17 @@ impl FsBackend {
         let tmp = data.join("tmp");
         fs::create_dir_all(&blobs)?;
         fs::create_dir_all(&tmp)?;
+        let mut created = false;
+        for first in 0..=255u8 {
+            let dir = blobs.join(hex::encode([first]));
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir)?;
+                created = true;
+            }
+        }
+        if created {
+            fsync_dir(&blobs)?;
+        }
         for entry in fs::read_dir(&tmp)? {
             let entry = entry?;
             if entry.file_type()?.is_file() {
@@ -52,22 +65,32 @@ impl FsBackend {
 
 fn blob_path(blobs: &Path, digest: &Digest) -> PathBuf {
     let hex = digest.to_hex();
-    blobs.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    blobs.join(&hex[0..2]).join(hex)
+}
+
+/// Renames a temp file to its blob path (creating the fan-out directories); returns that
+/// directory and whether it was created.
+fn place(blobs: &Path, temp: &Path, digest: &Digest) -> io::Result<(PathBuf, bool)> {
+    let target = blob_path(blobs, digest);
+    let parent = target.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?.to_owned();
+    let created = !parent.exists();
+    fs::create_dir_all(&parent)?;
+    fs::rename(temp, &target)?;
+    Ok((parent, created))
+}
+
+/// Flushes every file and directory change on the filesystem holding `dir` to stable storage
+/// (syncfs(2)): one call for a whole batch of blobs.
+fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    rustix::fs::syncfs(File::open(dir)?).map_err(io::Error::from)
 }
 
 /// Renames a synced temp file to its blob path and syncs the directories it changed.
 fn install(blobs: &Path, temp: &Path, digest: &Digest) -> io::Result<()> {
-    let target = blob_path(blobs, digest);
-    let parent = target.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
-    let created = !parent.exists();
-    fs::create_dir_all(parent)?;
-    fs::rename(temp, &target)?;
-    fsync_dir(parent)?;
+    let (parent, created) = place(blobs, temp, digest)?;
+    fsync_dir(&parent)?;
     if created {
-        // The two fan-out directories may be new too.
-        if let Some(grandparent) = parent.parent() {
-            fsync_dir(grandparent)?;
-        }
+        // The fan-out directory was new (made since the backend opened: removed by hand).
         fsync_dir(blobs)?;
     }
     Ok(())
@@ -110,21 +133,49 @@ impl BlobBackend for FsBackend {
             if !first.file_type()?.is_dir() {
                 continue;
             }
-            for second in fs::read_dir(first.path())? {
-                let second = second?;
-                if !second.file_type()?.is_dir() {
-                    continue;
-                }
-                for blob in fs::read_dir(second.path())? {
-                    let blob = blob?;
-                    if let Some(digest) = blob.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
-                        out.push(digest);
-                    }
+            for blob in fs::read_dir(first.path())? {
+                let blob = blob?;
+                if let Some(digest) = blob.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+                    out.push(digest);
                 }
             }
         }
         out.sort();
         Ok(out)
+    }
+
+    fn commit_batch(&self, parked: Vec<(Parked, Digest)>) -> io::Result<()> {
+        let mut files = Vec::with_capacity(parked.len());
+        for (parked, digest) in parked {
+            let file = parked
+                .0
+                .downcast::<ParkedFile>()
+                .map_err(|_| io::Error::other("a stage parked by another backend"))?;
+            files.push((file, digest));
+        }
+        // Every staged byte durable, then every rename, then durable again: two syncs a batch.
+        sync_filesystem(&self.tmp)?;
+        let mut placed = Vec::with_capacity(files.len());
+        let mut result = Ok(());
+        for (file, digest) in &mut files {
+            match place(&self.blobs, &file.path, digest) {
+                Ok(_) => {
+                    file.placed = true;
+                    placed.push(*digest);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = result.and_then(|()| sync_filesystem(&self.blobs));
+        if result.is_err() {
+            for digest in &placed {
+                let _ = self.delete(digest);
+            }
+        }
+        result
     }
 
     fn delete(&self, digest: &Digest) -> io::Result<bool> {
@@ -178,6 +229,30 @@ impl BlobStage for FsStage {
         install(&self.blobs, &self.path, digest)?;
         self.committed = true;
         Ok(())
+    }
+
+    fn park(mut self: Box<Self>) -> io::Result<Parked> {
+        if let Some(syncer) = &mut self.syncer {
+            syncer.stop();
+        }
+        // The file closes with the stage; the parked file owns the temp path from here.
+        self.committed = true;
+        Ok(Parked(Box::new(ParkedFile { path: self.path.clone(), placed: false })))
+    }
+}
+
+/// A parked stage: a closed temp file, removed when dropped unless a batch placed it.
+#[derive(Debug)]
+struct ParkedFile {
+    path: PathBuf,
+    placed: bool,
+}
+
+impl Drop for ParkedFile {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 

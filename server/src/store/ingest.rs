@@ -3,7 +3,8 @@
 //! Bytes are staged in the backend while BLAKE3 (here) and SHA-256 (on its own thread, or inline
 //! for a small blob of known size) are computed. `finish` checks the size, BLAKE3 and SHA-256 against what the caller expected; only
 //! when every one matched does the backend commit the bytes (durable, then visible) and the
-//! database record them. On any failure the stage is dropped and nothing is left behind.
+//! database record them: one blob at a time (`finish`), or many together (`check`, then
+//! `Store::commit_batch`). On any failure the stage is dropped and nothing is left behind.
 
 use std::io::{self, Read as _};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use airlock_proto::{Digest, Sha256};
 use bytes::Bytes;
 use sha2::Digest as _;
 
-use super::backend::BlobStage;
+use super::backend::{BlobStage, Parked};
 use super::{BlobRecord, Store};
 
 /// What the caller knows about a blob before its bytes arrive.
@@ -46,6 +47,14 @@ pub struct StoredBlob {
     pub digest: Digest,
     pub size: u64,
     pub sha256: Sha256,
+}
+
+/// A blob whose size and digests matched, its bytes parked for `Store::commit_batch`. Dropped
+/// uncommitted, it leaves nothing behind.
+#[derive(Debug)]
+pub struct Checked {
+    pub(super) parked: Parked,
+    pub blob: StoredBlob,
 }
 
 /// Why ingesting a blob failed. Each names what failed; nothing was kept.
@@ -158,6 +167,26 @@ impl Ingest {
 
     /// Checks every digest, then commits and records the blob. Blocking (fsync).
     pub fn finish(mut self) -> Result<StoredBlob, IngestError> {
+        let blob = self.verify()?;
+        self.stage.commit(&blob.digest)?;
+        let record = BlobRecord { size: blob.size, sha256: blob.sha256, stored_at: self.store.clock().now() };
+        if let Err(e) = self.store.record_blob(&blob.digest, &record) {
+            // Not recorded: take the bytes back out so nothing unrecorded stays visible.
+            let _ = self.store.backend().delete(&blob.digest);
+            return Err(IngestError::Record(e));
+        }
+        Ok(blob)
+    }
+
+    /// Checks every digest and parks the bytes for `Store::commit_batch`; nothing is visible or
+    /// recorded until that commit.
+    pub fn check(mut self) -> Result<Checked, IngestError> {
+        let blob = self.verify()?;
+        Ok(Checked { parked: self.stage.park()?, blob })
+    }
+
+    /// The size, BLAKE3 and SHA-256 checked against what was expected.
+    fn verify(&mut self) -> Result<StoredBlob, IngestError> {
         let digest = self.expected.blake3;
         if let Some(expected) = self.expected.size {
             if self.size != expected {
@@ -173,13 +202,6 @@ impl Ingest {
             if expected != sha256 {
                 return Err(IngestError::Sha256 { digest, expected, actual: sha256 });
             }
-        }
-        self.stage.commit(&digest)?;
-        let record = BlobRecord { size: self.size, sha256, stored_at: self.store.clock().now() };
-        if let Err(e) = self.store.record_blob(&digest, &record) {
-            // Not recorded: take the bytes back out so nothing unrecorded stays visible.
-            let _ = self.store.backend().delete(&digest);
-            return Err(IngestError::Record(e));
         }
         Ok(StoredBlob { digest, size: self.size, sha256 })
     }
