@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every performance figure of docs/operations.md in one command: each benchmark in turn, release
+# build, loopback. The serve and transfer benchmarks compare with nginx and wrk from the system
+# (apt-get install nginx wrk); without them those comparisons are skipped with a message.
+#
+#   scripts/bench.sh                 # the defaults each benchmark documents
+#   SCALE=1000,100000 scripts/bench.sh   # smaller scale figures (default 1000,100000,1000000)
+#
+# Figures go to stdout; each benchmark's progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run() {
+    echo
+    echo "== cargo bench $*"
+    cargo bench --quiet "$@"
+}
+
+run -p airlock-keys --bench verify
+run -p airlock-server --bench serve
+run -p airlock-server --bench transfer
+run -p airlock-server --bench mirror
+run -p airlock-server --bench index
+run -p airlock-server --bench comfy
+run -p airlock-client --bench scan
+run -p airlock-server --bench scale -- "${SCALE:-1000,100000,1000000}"
