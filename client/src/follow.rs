@@ -107,29 +107,60 @@ pub async fn update_with(
     update_to(remote, state, clock, reporter, (checkpoint_bytes, extension_until), extension).await
 }
 
+/// A registry's checkpoint as offered: the bytes and the unsafe extension it declares, if any.
+pub type Offered = (Vec<u8>, Option<u64>);
+
+/// What `confirm` found.
+#[derive(Debug)]
+pub enum Confirmed {
+    /// The registry serves the same tree: `warm` with the confirmed head. `changed` says whether
+    /// the checkpoint differs from the saved one (only then is the head worth writing).
+    Warm { warm: Box<WarmState>, notices: Notices, changed: bool },
+    /// The fold must judge this checkpoint (`update_offered`): new leaves, or anything to refuse
+    /// and report, with evidence for a security error.
+    Fold(Offered),
+}
+
+/// The rule for an expired checkpoint under `extension` and what the registry declared.
+fn expired_rule(extension: ServerExtension, extension_until: Option<u64>) -> ExpiredCheckpoint {
+    match (extension, extension_until) {
+        (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
+        _ => ExpiredCheckpoint::Refuse,
+    }
+}
+
 /// Confirms without the fold that the registry still serves the log `warm` stands for: its
 /// checkpoint is of the same tree and passes every rule the fold would apply
-/// (`TrustedHead::confirm`). `None` when it does not (new leaves, or anything the fold must
-/// judge and report, with evidence for a security error): the caller then follows with the fold.
+/// (`TrustedHead::confirm`). Otherwise hands the fetched checkpoint back for the fold.
 pub async fn confirm(
     remote: &Remote,
     warm: WarmState,
     clock: &Clock,
     extension: ServerExtension,
-) -> Result<Option<(WarmState, Notices)>, FollowError> {
+) -> Result<Confirmed, FollowError> {
     let (checkpoint_bytes, extension_until) = remote.checkpoint_with_extension().await?;
-    let expired = match (extension, extension_until) {
-        (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
-        _ => ExpiredCheckpoint::Refuse,
-    };
     let now = clock.now();
-    match warm.head.confirm(&checkpoint_bytes, now, expired) {
+    match warm.head.confirm(&checkpoint_bytes, now, expired_rule(extension, extension_until)) {
         Ok(Some(head)) => {
             let accepted_expired = head.checkpoint_payload().is_some_and(|c| c.expires_at <= now);
-            Ok(Some((warm.with_head(head), Notices { extension_until, accepted_expired })))
+            let changed = head.checkpoint() != warm.head.checkpoint();
+            let notices = Notices { extension_until, accepted_expired };
+            Ok(Confirmed::Warm { warm: Box::new(warm.with_head(head)), notices, changed })
         }
-        Ok(None) | Err(_) => Ok(None),
+        Ok(None) | Err(_) => Ok(Confirmed::Fold((checkpoint_bytes, extension_until))),
     }
+}
+
+/// `update_with` to a checkpoint already fetched (`Confirmed::Fold`).
+pub async fn update_offered(
+    remote: &Remote,
+    state: &ClientLog,
+    clock: &Clock,
+    reporter: &dyn Reporter,
+    offered: Offered,
+    extension: ServerExtension,
+) -> Result<(ClientLog, Notices), FollowError> {
+    update_to(remote, state, clock, reporter, offered, extension).await
 }
 
 /// `update` to a checkpoint the caller fetched: `POST /v1/admin/checkpoint`'s long-lived one for
@@ -149,14 +180,11 @@ async fn update_to(
     state: &ClientLog,
     clock: &Clock,
     reporter: &dyn Reporter,
-    offered: (Vec<u8>, Option<u64>),
+    offered: Offered,
     extension: ServerExtension,
 ) -> Result<(ClientLog, Notices), FollowError> {
     let (checkpoint_bytes, extension_until) = offered;
-    let expired = match (extension, extension_until) {
-        (ServerExtension::UnsafeAccept, Some(until)) => ExpiredCheckpoint::UnsafeAcceptUntil(until),
-        _ => ExpiredCheckpoint::Refuse,
-    };
+    let expired = expired_rule(extension, extension_until);
     let refetched = refetch_leaves(remote, state, reporter).await?;
     let have = state.log.size();
     // The size is read unverified only to see whether leaves are needed at all.
@@ -198,9 +226,24 @@ async fn update_to(
         Err(error) => {
             // An older checkpoint: a lagging mirror if it matches our own leaves at that size.
             let error = match error {
-                LogError::Rollback { .. } => state.log.judge_older(&checkpoint_bytes, now, |size| {
-                    state.leaves.read(0..size).ok().map(|prefix| tree_root(&prefix))
-                }),
+                LogError::Rollback { .. } => {
+                    // Our own leaves at that size, as fetched again or as saved; a leaves file
+                    // that cannot be read is a state error, never evidence of a rollback.
+                    let mut unreadable = None;
+                    let judged = state.log.judge_older(&checkpoint_bytes, now, |size| match &refetched {
+                        Some(all) => all.get(..size as usize).map(tree_root),
+                        None => state
+                            .leaves
+                            .read(0..size)
+                            .map(|p| tree_root(&p))
+                            .map_err(|e| unreadable = Some(e))
+                            .ok(),
+                    });
+                    if let Some(e) = unreadable {
+                        return Err(FollowError::State(format!("{e:#}")));
+                    }
+                    judged
+                }
                 other => other,
             };
             if !error.is_security() {

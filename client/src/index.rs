@@ -9,7 +9,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use airlock_keys::{RegistryState, ReleaseRecord, ReleaseStatus};
+use airlock_keys::{RegistryState, ReleaseRecord};
 use airlock_proto::api::{
     BucketRef, DigestBucket, IndexRef, IndexTable, IndexedRelease, NameBucket, ReleaseRef,
     MAX_INDEX_PART_BYTES, SNAPSHOT_FORMAT,
@@ -114,9 +114,7 @@ fn encode_each<B: Sync, T: Serialize>(
     buckets: &[B],
     build: impl Fn(&B) -> T + Sync,
 ) -> anyhow::Result<Vec<Encoded>> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let per_thread = buckets.len().div_ceil(threads).max(1);
-    let encode = |part: &[B]| -> anyhow::Result<Vec<Encoded>> {
+    let parts = airlock_proto::parallel::map_parts(buckets, |part| -> anyhow::Result<Vec<Encoded>> {
         part.iter()
             .map(|bucket| {
                 let bytes = codec::encode("index bucket", &build(bucket))?;
@@ -124,18 +122,10 @@ fn encode_each<B: Sync, T: Serialize>(
                 Ok((bytes, blake3))
             })
             .collect()
-    };
-    let parts: Vec<anyhow::Result<Vec<Encoded>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            buckets.chunks(per_thread).map(|part| scope.spawn(move || encode(part))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("an index thread failed"))))
-            .collect()
     });
     let mut out = Vec::with_capacity(buckets.len());
     for part in parts {
-        out.extend(part?);
+        out.extend(part.unwrap_or_else(|| Err(anyhow::anyhow!("an index thread failed")))?);
     }
     Ok(out)
 }
@@ -259,11 +249,7 @@ impl ReleaseView for Index {
             let found = self.names(*kind, name)?.into_iter().find(|(r, _)| r.release.version == *version);
             holders.extend(found);
         }
-        // As the fold answers: the first holder that is not revoked, else the first.
-        let chosen = holders
-            .iter()
-            .position(|(r, _)| !matches!(r.status, ReleaseStatus::Revoked { .. }))
-            .or(if holders.is_empty() { None } else { Some(0) });
+        let chosen = airlock_keys::preferred_holder(&holders, |(r, _)| r);
         Ok(chosen.map(|i| holders.swap_remove(i)).filter(|(_, c)| held(c, channel)).map(|(r, _)| r))
     }
 }

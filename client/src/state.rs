@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use airlock_keys::{TrustedHead, TrustedLog, TrustedRoot, Verified};
 use airlock_proto::api::{
     seal, unseal, ClientFold, ClientHead, IndexRef, LogSnapshot, MAX_SAVED_LOG_BYTES, MAX_SNAPSHOT_BYTES,
-    SNAPSHOT_FORMAT,
+    SEAL_BYTES, SNAPSHOT_FORMAT,
 };
 use airlock_proto::codec;
 use airlock_proto::envelope::MAX_ENTRY_BYTES;
@@ -257,7 +257,7 @@ fn read_sealed<T: Serialize + DeserializeOwned>(path: &Path, cap: usize) -> Resu
     if !path.exists() {
         return Ok(None);
     }
-    let bytes = fsutil::read_capped(path, cap as u64 + 40).map_err(|e| format!("{e:#}"))?;
+    let bytes = fsutil::read_capped(path, (cap + SEAL_BYTES) as u64).map_err(|e| format!("{e:#}"))?;
     let body = unseal(&bytes).map_err(|e| e.to_string())?;
     codec::decode("saved state", body, cap).map(Some).map_err(|e| e.to_string())
 }

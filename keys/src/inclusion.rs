@@ -51,8 +51,7 @@ pub fn verify_included(
     let successor = next_root(root, claim.leaf);
     let in_force: &TrustedRoot = successor.as_deref().unwrap_or(root);
     check_origin(&checkpoint, in_force)?;
-    in_force.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
-    in_force.check_witnesses(&note).map_err(LogError::Witnesses)?;
+    crate::log::check_signed(in_force, &note)?;
     if checkpoint.size != claim.size {
         return Err(LogError::SizeMismatch { claimed: claim.size, checkpoint: checkpoint.size });
     }

@@ -29,7 +29,7 @@ pub use keyfile::{
 pub use log::{verify_evidence, ExpiredCheckpoint, LogError, Proven, TrustedLog};
 pub use note::{check_note_threshold, note_key_id, parse_verifier_key, sign_note, verifier_key};
 pub use policy::{format_policy, parse_policy, PolicyError, PolicyFile};
-pub use registry::{ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};
+pub use registry::{preferred_holder, ApplyError, Prepared, RegistryState, ReleaseRecord, ReleaseStatus};
 pub use snapshot::{SnapshotError, TrustedHead};
 pub use threshold::{check_threshold, sign_envelope, ThresholdError};
 pub use trust::{RoleName, TrustError, TrustedRoot, UnverifiedRoot};

@@ -151,6 +151,13 @@ pub(crate) fn check_fresh(
     Ok(())
 }
 
+/// Who must have signed a checkpoint under `root`: the log role's threshold, and the root's
+/// witness policy. Every path that accepts a checkpoint asks this one function.
+pub(crate) fn check_signed(root: &TrustedRoot, note: &Note) -> Result<(), LogError> {
+    root.check_checkpoint(note).map_err(LogError::CheckpointSignature)?;
+    root.check_witnesses(note).map_err(LogError::Witnesses)
+}
+
 /// The origin rule: a checkpoint names the origin of the root it is checked against.
 pub(crate) fn check_origin(checkpoint: &Checkpoint, root: &TrustedRoot) -> Result<(), LogError> {
     if checkpoint.origin != root.origin() {
@@ -270,11 +277,7 @@ impl TrustedLog {
         let Decoded { checkpoint, note } = decode_checkpoint(checkpoint_bytes)?;
         check_origin(&checkpoint, self.registry.root())?;
         let path = self.registry.root().walk_path(newer_roots).map_err(LogError::Roots)?;
-        let check = |root: &TrustedRoot| {
-            root.check_checkpoint(&note)
-                .map_err(LogError::CheckpointSignature)
-                .and_then(|()| root.check_witnesses(&note).map_err(LogError::Witnesses))
-        };
+        let check = |root: &TrustedRoot| check_signed(root, &note);
         // The checkpoint may be older than a root the chain already lists (a rotation logged
         // between the two requests): any root on the path that verifies it will do. The error
         // reported is the newest root's (the path always holds the root in force).
@@ -409,9 +412,6 @@ impl TrustedLog {
     }
 }
 
-/// Leaves whose signatures are checked ahead together while the chunk before them is folded.
-const PIPELINE_CHUNK: usize = 4096;
-
 /// An update in progress: the checkpoint decoded and, for a larger one, its new leaves folded
 /// page by page as they arrive (`push`), so that a bad leaf is refused before the rest is
 /// fetched. `finish` checks the whole: the leaf count, the log signature and witness policy of
@@ -458,34 +458,11 @@ impl PendingUpdate {
         if got > expected {
             return Err(LogError::LeafCount { expected, got, size: self.checkpoint.size });
         }
-        if self.conflict.is_some() || leaves.len() <= PIPELINE_CHUNK {
-            if self.conflict.is_none() {
-                crate::preverify::page(self.next.registry.root(), leaves);
-            }
+        if self.conflict.is_some() {
             return self.fold(leaves);
         }
-        // A pipeline: the signatures of the next chunk are checked on the other cores while
-        // this one is folded. The root in force where the page starts picks the keys, as for
-        // one page; a signature by a key a later root adds is checked in the fold.
         let root = self.next.registry.root().clone();
-        std::thread::scope(|scope| {
-            let mut chunks = leaves.chunks(PIPELINE_CHUNK);
-            let mut current = chunks.next();
-            if let Some(first) = current {
-                crate::preverify::page(&root, first);
-            }
-            while let Some(chunk) = current {
-                let next = chunks.next();
-                let ahead = next.map(|next| scope.spawn(|| crate::preverify::page(&root, next)));
-                self.fold(chunk)?;
-                if let Some(ahead) = ahead {
-                    // A panic there only costs the fast path: the fold checks every signature.
-                    let _ = ahead.join();
-                }
-                current = next;
-            }
-            Ok(())
-        })
+        crate::preverify::pipelined(&root, leaves, |chunk| self.fold(chunk))
     }
 
     /// Folds `leaves` in order; the tree takes every leaf, the state takes them until a
@@ -543,8 +520,7 @@ impl PendingUpdate {
             });
         }
         let root = next.registry.root();
-        root.check_checkpoint(&note).map_err(LogError::CheckpointSignature)?;
-        root.check_witnesses(&note).map_err(LogError::Witnesses)?;
+        check_signed(root, &note)?;
         let computed = next.frontier.root();
         if computed != checkpoint.root_hash.0 {
             return Err(LogError::Inconsistent {

@@ -4,7 +4,8 @@
 //! remembered. A batch that fails is checked one signature at a time with `verify_strict`, so
 //! one bad signature costs its batch the fast path and nothing else. The one threshold
 //! function then asks `verify`, which answers from that memory or checks the signature itself:
-//! the fold still decides every leaf and names the leaf whose signature fails. Only accepted
+//! the fold still decides every leaf and names the leaf whose signature fails. `pipelined` folds
+//! a long run of leaves chunk by chunk while the next chunk's signatures are checked. Only accepted
 //! signatures are remembered, each under a BLAKE3 over the key, the signature and the signed
 //! bytes, so a remembered answer is for exactly those bytes. What counts (roles, thresholds,
 //! duplicates) stays in `check_threshold`.
@@ -63,26 +64,50 @@ pub fn page(root: &TrustedRoot, leaves: &[Vec<u8>]) {
     ahead(&jobs);
 }
 
+/// Leaves whose signatures are checked together while the chunk before them is folded.
+const PIPELINE_CHUNK: usize = 1024;
+
+/// Folds `leaves` with `fold`, chunk by chunk, while the signatures of the next chunk are checked
+/// (`page`) on the other cores. The root given (the one in force where the leaves start) picks
+/// the keys, as for one page; a signature by a key a later root adds is checked in the fold. The
+/// first error of `fold` stops it.
+pub fn pipelined<E>(
+    root: &TrustedRoot,
+    leaves: &[Vec<u8>],
+    mut fold: impl FnMut(&[Vec<u8>]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut chunks = leaves.chunks(PIPELINE_CHUNK);
+    let mut current = chunks.next();
+    if let Some(first) = current {
+        page(root, first);
+    }
+    std::thread::scope(|scope| {
+        while let Some(chunk) = current {
+            let next = chunks.next();
+            let ahead = next.map(|next| scope.spawn(move || page(root, next)));
+            fold(chunk)?;
+            if let Some(ahead) = ahead {
+                // A panic there only costs the fast path: the fold checks every signature.
+                let _ = ahead.join();
+            }
+            current = next;
+        }
+        Ok(())
+    })
+}
+
 /// Checks `jobs` in batches across the machine's cores and remembers the triples that verify.
 /// Those that do not are forgotten: the fold checks them again and names the leaf.
 pub fn ahead(jobs: &[Job]) {
     if jobs.len() < MIN_AHEAD {
         return;
     }
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let chunk = jobs.len().div_ceil(threads);
-    let verified_part = |part: &[Job]| part.chunks(BATCH).flat_map(verified).collect::<Vec<_>>();
-    let found: Vec<Vec<[u8; 32]>> = if threads < 2 {
-        vec![verified_part(jobs)]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                jobs.chunks(chunk).map(|part| scope.spawn(move || verified_part(part))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-        })
-    };
+    let found = airlock_proto::parallel::map_parts(jobs, |part| {
+        part.chunks(BATCH).flat_map(verified).collect::<Vec<_>>()
+    });
     let mut memory = accepted().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    for id in found.into_iter().flatten() {
+    // A part whose thread panicked is forgotten: the fold checks those signatures itself.
+    for id in found.into_iter().flatten().flatten() {
         if memory.len() >= MAX_REMEMBERED {
             memory.clear();
         }

@@ -149,6 +149,15 @@ pub struct RegistryState {
 /// Identifies what a channel statement moves: the channel, kind and name.
 pub type ChannelKey = (ChannelName, Kind, PackageName);
 
+/// Which of the releases holding one file (in log order) answers for it: the first that is not
+/// revoked, else the first. The fold and a client's index both choose with this.
+pub fn preferred_holder<T>(holders: &[T], record: impl Fn(&T) -> &ReleaseRecord) -> Option<usize> {
+    holders
+        .iter()
+        .position(|h| !matches!(record(h).status, ReleaseStatus::Revoked { .. }))
+        .or((!holders.is_empty()).then_some(0))
+}
+
 impl RegistryState {
     /// The state of an empty log that will start with `pinned` as leaf 0.
     pub fn new(pinned: Verified<TrustedRoot>) -> Self {
@@ -186,11 +195,7 @@ impl RegistryState {
     pub fn release_by_digest(&self, digest: &Digest) -> Option<&ReleaseRecord> {
         let records: Vec<&ReleaseRecord> =
             self.by_digest.get(digest)?.iter().filter_map(|key| self.releases.get(key)).collect();
-        records
-            .iter()
-            .find(|r| !matches!(r.status, ReleaseStatus::Revoked { .. }))
-            .or_else(|| records.first())
-            .copied()
+        preferred_holder(&records, |r| r).map(|i| records[i])
     }
 
     /// Every release of a name, ordered by version text: a range of the ordered release map, so

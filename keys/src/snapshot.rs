@@ -377,8 +377,8 @@ impl TrustedLog {
     }
 }
 
-/// A checkpoint saved with a fold: signed by the log role of the root in force, for exactly the
-/// frontier's size and root hash.
+/// A checkpoint saved with a fold: signed by the log role of the root in force and cosigned by its
+/// witness quorum, for exactly the frontier's size and root hash.
 fn check_snapshot_checkpoint(
     registry: &RegistryState,
     frontier: &Frontier,
@@ -389,10 +389,7 @@ fn check_snapshot_checkpoint(
     }
     let decoded = decode_checkpoint(bytes).map_err(SnapshotError::Checkpoint)?;
     check_origin(&decoded.checkpoint, registry.root()).map_err(SnapshotError::Checkpoint)?;
-    registry
-        .root()
-        .check_checkpoint(&decoded.note)
-        .map_err(|e| SnapshotError::Checkpoint(LogError::CheckpointSignature(e)))?;
+    crate::log::check_signed(registry.root(), &decoded.note).map_err(SnapshotError::Checkpoint)?;
     let (size, root_hash) = (decoded.checkpoint.size, decoded.checkpoint.root_hash);
     if size != frontier.size() || root_hash != Hash32(frontier.root()) {
         return Err(inconsistent(format!(

@@ -363,16 +363,17 @@ fn malleable_signature_rejected() {
     assert_threshold(checkpoint_threshold(&err), "log", 1, 0);
 }
 
-/// A5, at scale: a page of 500 releases, where the one in the middle carries a signature that
-/// fails (one bit of S flipped), is checked in batches across the cores; the batch holding it
-/// fails and the fold names exactly that leaf. The same page without it is accepted.
+/// A5, at scale: a page of 2,500 releases, where one past the first pipeline chunk carries a
+/// signature that fails (one bit of S flipped), is checked in batches across the cores while the
+/// chunk before it is folded; the batch holding it fails and the fold names exactly that leaf.
+/// The same page without it is accepted.
 #[test]
 fn one_bad_signature_in_a_batch_is_refused_and_named() {
     let mut fx = Fixture::new();
     let log = fx.synced_log();
-    let bad_at = 250;
+    let bad_at = 1500;
     let mut page = Vec::new();
-    for i in 0..500 {
+    for i in 0..2500 {
         let mut leaf = fx.release("batch-pkg", &format!("1.0.{i}"));
         if i == bad_at {
             let mut e = Envelope::from_bytes(&leaf).unwrap();
@@ -398,7 +399,7 @@ fn one_bad_signature_in_a_batch_is_refused_and_named() {
     page.remove(bad_at);
     let checkpoint = fx.checkpoint_of(&[logged, page.clone()].concat());
     let accepted = accepted(&log, &checkpoint, &page, LATER);
-    assert_eq!(accepted.registry().releases().count(), 499);
+    assert_eq!(accepted.registry().releases().count(), 2499);
 }
 
 /// A6: small-order public keys (the identity, the point of order 2, a point of order 4) in a

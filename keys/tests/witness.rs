@@ -6,7 +6,10 @@
 
 mod common;
 
-use airlock_keys::{cosign, verify_included, Freshness, InclusionClaim, LogError, SecretKey};
+use airlock_keys::{
+    cosign, verify_included, Freshness, InclusionClaim, LogError, SecretKey, SnapshotError, TrustedHead,
+    TrustedLog,
+};
 use airlock_proto::merkle::{leaf_hash, MemoryTree};
 use airlock_proto::{Hash32, Note, PublicKeyBytes, WitnessGroup, WitnessKey};
 use common::*;
@@ -77,6 +80,37 @@ fn a_checkpoint_without_the_quorum_is_refused_naming_the_missing_witnesses() {
     );
     let log = accepted(&w.fx.empty_log(), &w.checkpoint(&[0, 2]), &w.fx.leaves, LATER);
     assert_eq!(log.size(), 2);
+}
+
+/// A saved fold or head is a cache that anyone who can write the state directory can re-seal:
+/// its checkpoint must carry the witness quorum as any checkpoint does.
+#[test]
+fn a_saved_fold_or_head_whose_checkpoint_lacks_the_quorum_is_refused() {
+    let w = witnessed(3, 2);
+    let log = accepted(&w.fx.empty_log(), &w.checkpoint(&[0, 1]), &w.fx.leaves, LATER);
+    assert!(TrustedLog::resume(w.fx.pinned(), log.snapshot()).is_ok());
+    let (roots, frontier) = log.head_parts();
+    let head = |checkpoint: Vec<u8>| {
+        TrustedHead::resume(
+            w.fx.pinned(),
+            roots.clone(),
+            frontier.clone(),
+            checkpoint,
+            log.newest_issued_at(),
+        )
+    };
+    assert!(head(w.checkpoint(&[0, 1])).is_ok());
+
+    // The same checkpoint, log-signed, with one cosignature of the two the quorum needs.
+    let mut snapshot = log.snapshot();
+    snapshot.checkpoint = Some(serde_bytes::ByteBuf::from(w.checkpoint(&[2])));
+    match TrustedLog::resume(w.fx.pinned(), snapshot) {
+        Err(SnapshotError::Checkpoint(LogError::Witnesses(missing))) => {
+            assert_eq!(missing.missing, ["w1.example", "w2.example"]);
+        }
+        other => panic!("expected the missing witnesses, got {other:?}"),
+    }
+    assert!(matches!(head(w.checkpoint(&[])), Err(SnapshotError::Checkpoint(LogError::Witnesses(_)))));
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod merkle;
 pub mod names;
 pub mod note;
+pub mod parallel;
 pub mod proof;
 pub mod statement;
 pub mod witness_policy;

@@ -140,17 +140,22 @@ impl Primary {
             }
         };
         tracing::info!(resumed = from, replayed = size - from, "opening the log");
-        // The leaves after the snapshot, page by page, their signatures checked across cores
-        // ahead of the fold.
+        // The leaves after the snapshot, page by page, each folded while the signatures of its
+        // next chunk are checked on the other cores.
         let mut next = from;
         while next < size {
             let end = size.min(next + REPLAY_PAGE);
             let page = store.leaves(next, end, usize::MAX)?;
             anyhow::ensure!(page.len() as u64 == end - next, "stored log leaves {next}..{end} are missing");
-            airlock_keys::preverify::page(state.root(), &page);
-            for (index, leaf) in (next..).zip(&page) {
-                state.apply(leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
-            }
+            let root = state.root().clone();
+            let mut index = next;
+            airlock_keys::preverify::pipelined(&root, &page, |chunk| {
+                for leaf in chunk {
+                    state.apply(leaf).with_context(|| format!("stored log leaf {index} does not verify"))?;
+                    index += 1;
+                }
+                anyhow::Ok(())
+            })?;
             next = end;
         }
         anyhow::ensure!(
@@ -229,11 +234,13 @@ impl Primary {
 
     /// The fold and the stored tree's frontier at its size, as a snapshot.
     pub fn snapshot(&self) -> anyhow::Result<LogSnapshot> {
-        let state = locked(&self.state);
+        // The fold is copied under the lock; the frontier is read from the stored tree (append
+        // only) after it is released.
+        let fold = locked(&self.state).snapshot();
         Ok(LogSnapshot {
             format: SNAPSHOT_FORMAT,
-            fold: state.snapshot(),
-            frontier: Frontier::from_source(self.store.as_ref(), state.size())?,
+            frontier: Frontier::from_source(self.store.as_ref(), fold.size)?,
+            fold,
             checkpoint: None,
             newest_issued_at: 0,
         })

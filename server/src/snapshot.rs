@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use airlock_proto::api::{seal, unseal, LogSnapshot, MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT};
+use airlock_proto::api::{seal, unseal, LogSnapshot, MAX_SNAPSHOT_BYTES, SEAL_BYTES, SNAPSHOT_FORMAT};
 use airlock_proto::merkle::Frontier;
 use anyhow::Context;
 
@@ -33,12 +33,10 @@ pub fn path(data: &Path) -> PathBuf {
 /// `Err` naming why it was refused.
 pub fn read(data: &Path, store: &Store) -> anyhow::Result<Option<LogSnapshot>> {
     let file = path(data);
-    let bytes = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-    };
-    anyhow::ensure!(bytes.len() <= MAX_SNAPSHOT_BYTES + 40, "it is over {MAX_SNAPSHOT_BYTES} bytes");
+    if !file.exists() {
+        return Ok(None);
+    }
+    let bytes = airlock_client::fsutil::read_capped(&file, (MAX_SNAPSHOT_BYTES + SEAL_BYTES) as u64)?;
     let body = unseal(&bytes)?;
     let snapshot = LogSnapshot::from_bytes(body)?;
     anyhow::ensure!(

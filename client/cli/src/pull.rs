@@ -56,21 +56,33 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
         follow::ServerExtension::Refuse
     };
     // The registry brought no new leaf: the head and the index answer, the fold stays unread.
+    let mut offered = None;
     if let Some(warm) = store.load_warm() {
-        if let Some((warm, notices)) = follow::confirm(&remote, warm, &context.clock, policy).await? {
-            warn_expired(notices);
-            store.save_warm(&warm)?;
-            match resolve(&warm.index, &target, args.channel.as_ref()) {
-                Ok(resolved) => return deliver(&remote, &args, context, resolved, warm.head.size()).await,
-                // The fold answers instead, and the save below writes the index again.
-                Err(e) if e.is::<IndexDamaged>() => store.forget_index()?,
-                Err(e) => return Err(e),
+        match follow::confirm(&remote, warm, &context.clock, policy).await? {
+            follow::Confirmed::Warm { warm, notices, changed } => {
+                warn_expired(notices);
+                match resolve(&warm.index, &target, args.channel.as_ref()) {
+                    Ok(resolved) => {
+                        if changed {
+                            store.save_warm(&warm)?;
+                        }
+                        return deliver(&remote, &args, context, resolved, warm.head.size()).await;
+                    }
+                    // The fold answers instead, and the save below writes the index again.
+                    Err(e) if e.is::<IndexDamaged>() => store.forget_index()?,
+                    Err(e) => return Err(e),
+                }
             }
+            follow::Confirmed::Fold(checkpoint) => offered = Some(checkpoint),
         }
     }
     let before = context.load(&store)?;
-    let (after, notices) =
-        follow::update_with(&remote, &before, &context.clock, &context.bars, policy).await?;
+    let (after, notices) = match offered {
+        Some(offered) => {
+            follow::update_offered(&remote, &before, &context.clock, &context.bars, offered, policy).await?
+        }
+        None => follow::update_with(&remote, &before, &context.clock, &context.bars, policy).await?,
+    };
     warn_expired(notices);
     store.save(&after)?;
     if after.log.size() > before.log.size() {

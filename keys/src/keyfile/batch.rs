@@ -33,8 +33,8 @@ fn small_order_ys() -> &'static [[u8; 32]; 8] {
 /// from its bytes alone (a point off the curve fails the batch itself). The only encodings with
 /// x = 0 are the small-order points y = 1 and y = -1, so clearing the sign bit before comparing
 /// also refuses their non-canonical forms.
-fn acceptable_r(r: &[u8; 32]) -> bool {
-    let mut y = *r;
+fn acceptable_r(r: &[u8]) -> bool {
+    let Ok(mut y) = <[u8; 32]>::try_from(r) else { return false };
     y[31] &= 0x7f;
     // p = 2^255 - 19: y >= p only if every byte above the lowest is all ones and the lowest
     // is at least 0xed.
@@ -50,8 +50,8 @@ pub fn verify_batch(items: &[(&PublicKey, &[u8], &[u8])]) -> bool {
     let mut keys = Vec::with_capacity(items.len());
     for (key, message, signature) in items {
         let Ok(bytes) = <&[u8; SIGNATURE_LEN]>::try_from(*signature) else { return false };
-        let r: &[u8; 32] = bytes[..32].try_into().unwrap_or(&[0; 32]);
-        if !is_reduced_scalar(&bytes[32..]) || !acceptable_r(r) {
+        let (r, s) = bytes.split_at(32);
+        if !is_reduced_scalar(s) || !acceptable_r(r) {
             return false;
         }
         messages.push(*message);
@@ -114,12 +114,7 @@ mod tests {
 
         // S = S + l: the same value mod l, refused as malleable.
         let mut unreduced = good.clone();
-        let mut carry = 0u16;
-        for (s, l) in unreduced[2].1[32..].iter_mut().zip(crate::keyfile::key::GROUP_ORDER_LE) {
-            let sum = u16::from(*s) + u16::from(l) + carry;
-            *s = sum as u8;
-            carry = sum >> 8;
-        }
+        crate::keyfile::key::malleate(&mut unreduced[2].1);
         assert!(!check(&public, &unreduced));
 
         // Every small-order R, in both sign forms, and a non-canonical R (y >= p).
@@ -128,7 +123,7 @@ mod tests {
                 let mut small = good.clone();
                 small[1].1[..32].copy_from_slice(y);
                 small[1].1[31] |= sign;
-                assert!(!acceptable_r(small[1].1[..32].try_into().unwrap()));
+                assert!(!acceptable_r(&small[1].1[..32]));
                 assert!(!check(&public, &small));
             }
         }
@@ -136,8 +131,26 @@ mod tests {
         above_p[31] = 0x7f;
         above_p[0] = 0xee;
         assert!(!acceptable_r(&above_p));
-        let r: [u8; 32] = good[0].1[..32].try_into().unwrap();
-        assert!(acceptable_r(&r));
+        assert!(acceptable_r(&good[0].1[..32]));
+
+        // A signature with a small-order R that the batch equation really holds for: R is the
+        // identity, S = H(R || A || M)·a, so [S]B - [H]A is the identity too. Without the byte
+        // checks the batch passes it (shown against the bare batch verifier); with them it fails.
+        let message = b"small-order R".to_vec();
+        let mut identity_r = [0u8; 32];
+        identity_r[0] = 1;
+        let hram: [u8; 64] =
+            <sha2::Sha512 as sha2::Digest>::digest([&identity_r[..], &public.to_bytes(), &message].concat())
+                .into();
+        let h = curve25519_dalek::Scalar::from_bytes_mod_order_wide(&hram);
+        let mut crafted = [0u8; 64];
+        crafted[..32].copy_from_slice(&identity_r);
+        crafted[32..].copy_from_slice((h * key.0.to_scalar()).as_bytes());
+        let bare = ed25519_dalek::verify_batch(&[&message], &[Signature::from_bytes(&crafted)], &[public.0]);
+        assert!(bare.is_ok(), "the crafted signature should satisfy the batch equation");
+        assert!(public.verify_strict(&message, &crafted).is_err());
+        let items: Vec<(&PublicKey, &[u8], &[u8])> = vec![(&public, &message, &crafted)];
+        assert!(!verify_batch(&items));
 
         // A short signature.
         let items: Vec<(&PublicKey, &[u8], &[u8])> = vec![(&public, b"m", &good[0].1[..63])];

@@ -12,7 +12,7 @@ pub(super) const SIGNATURE_LEN: usize = 64;
 
 /// The Ed25519 group order l = 2^252 + 27742317777372353535851937790883648493,
 /// little-endian.
-pub(super) const GROUP_ORDER_LE: [u8; 32] = [
+const GROUP_ORDER_LE: [u8; 32] = [
     0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
 ];
@@ -86,6 +86,19 @@ pub(super) fn is_reduced_scalar(s: &[u8]) -> bool {
         }
     }
     false // s == l
+}
+
+/// S' = S + l (a little-endian 256-bit add): the same value mod l, which lax verifiers accept
+/// as a second valid signature.
+#[cfg(test)]
+pub(super) fn malleate(signature: &mut [u8; SIGNATURE_LEN]) {
+    let mut carry = 0u16;
+    for (s, l) in signature[32..].iter_mut().zip(GROUP_ORDER_LE) {
+        let sum = u16::from(*s) + u16::from(l) + carry;
+        *s = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0, "S + l overflowed 256 bits");
 }
 
 /// An Ed25519 signing key. Zeroized on drop (by ed25519-dalek); its `Debug`
@@ -212,13 +225,7 @@ mod tests {
         // S' = S + l (little-endian 256-bit add): same value mod l, so
         // lax verifiers accept it, giving a second valid signature.
         let mut malleated = sig;
-        let mut carry = 0u16;
-        for (s, l) in malleated[32..].iter_mut().zip(GROUP_ORDER_LE) {
-            let sum = u16::from(*s) + u16::from(l) + carry;
-            *s = sum as u8;
-            carry = sum >> 8;
-        }
-        assert_eq!(carry, 0);
+        malleate(&mut malleated);
         assert_ne!(malleated, sig);
         let err = key.public().verify_strict(msg, &malleated).unwrap_err();
         assert!(matches!(err, KeyError::BadSignature), "{err:?}");

@@ -221,33 +221,17 @@ fn read_chunk(start: usize, chunk: &[u8]) -> Result<Vec<SnapshotRelease>, FoldDe
 
 /// The release chunks decoded across the machine's cores, in order.
 fn read_chunks(slices: &[(usize, &[u8])]) -> Result<Vec<SnapshotRelease>, FoldDecodeError> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(slices.len()).max(1);
-    let per_thread = slices.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Vec<SnapshotRelease>, FoldDecodeError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = slices
-            .chunks(per_thread)
-            .map(|group| {
-                scope.spawn(move || {
-                    let mut out = Vec::new();
-                    for (start, chunk) in group {
-                        out.extend(read_chunk(*start, chunk)?);
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(FoldDecodeError { at: 0, what: "a decoding thread failed".into() })
-                })
-            })
-            .collect()
+    let parts = crate::parallel::map_parts(slices, |group| {
+        let mut out = Vec::new();
+        for (start, chunk) in group {
+            out.extend(read_chunk(*start, chunk)?);
+        }
+        Ok(out)
     });
-    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let mut releases = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    let mut releases = Vec::new();
     for part in parts {
+        let part =
+            part.unwrap_or_else(|| Err(FoldDecodeError { at: 0, what: "a decoding thread failed".into() }))?;
         releases.extend(part);
     }
     Ok(releases)

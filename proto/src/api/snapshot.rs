@@ -162,9 +162,12 @@ pub enum SealError {
     Mismatch,
 }
 
+/// Bytes a seal adds before the body: the magic and the body's BLAKE3.
+pub const SEAL_BYTES: usize = 8 + 32;
+
 /// Seals encoded snapshot bytes: magic, BLAKE3 of the body, body.
 pub fn seal(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 40);
+    let mut out = Vec::with_capacity(body.len() + SEAL_BYTES);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(blake3::hash(body).as_bytes());
     out.extend_from_slice(body);
@@ -173,7 +176,7 @@ pub fn seal(body: &[u8]) -> Vec<u8> {
 
 /// The body of sealed bytes, once its seal matches.
 pub fn unseal(sealed: &[u8]) -> Result<&[u8], SealError> {
-    if sealed.len() < 40 {
+    if sealed.len() < SEAL_BYTES {
         return Err(SealError::Truncated(sealed.len()));
     }
     let (magic, rest) = sealed.split_at(8);

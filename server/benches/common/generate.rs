@@ -102,13 +102,13 @@ fn sign_releases(
         Ok((envelope.to_bytes()?, vec![digests.blake3]))
     };
     let ids: Vec<usize> = range.collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = ids.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = ids
-            .chunks(chunk)
-            .map(|ids| scope.spawn(move || ids.iter().map(|&i| one(i)).collect::<Vec<_>>()))
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
-    })
+    let mut out = Vec::with_capacity(ids.len());
+    for part in
+        airlock_proto::parallel::map_parts(&ids, |ids| ids.iter().map(|&i| one(i)).collect::<Vec<_>>())
+    {
+        for signed in part.ok_or_else(|| anyhow::anyhow!("a signing thread panicked"))? {
+            out.push(signed?);
+        }
+    }
+    Ok(out)
 }

@@ -226,11 +226,6 @@ impl Db {
             .transpose()
     }
 
-    /// Records a blob whose bytes are already durable.
-    pub fn put_blob(&self, digest: &Digest, record: &BlobRecord) -> Result<()> {
-        self.put_sync(CF_BLOBS, digest.as_bytes(), &codec::encode("blob record", record)?)
-    }
-
     /// Records blobs whose bytes are already durable, in one synced write.
     pub fn put_blobs(&self, records: &[(Digest, BlobRecord)]) -> Result<()> {
         let mut batch = WriteBatch::default();

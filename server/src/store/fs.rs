@@ -68,15 +68,20 @@ fn blob_path(blobs: &Path, digest: &Digest) -> PathBuf {
     blobs.join(&hex[0..2]).join(hex)
 }
 
-/// Renames a temp file to its blob path (creating the fan-out directories); returns that
-/// directory and whether it was created.
+/// Renames a temp file to its blob path; returns that directory and whether it had to be made
+/// again (the backend makes every fan-out directory when it opens, so only one removed by hand
+/// since then is missing).
 fn place(blobs: &Path, temp: &Path, digest: &Digest) -> io::Result<(PathBuf, bool)> {
     let target = blob_path(blobs, digest);
     let parent = target.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?.to_owned();
-    let created = !parent.exists();
-    fs::create_dir_all(&parent)?;
-    fs::rename(temp, &target)?;
-    Ok((parent, created))
+    match fs::rename(temp, &target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !parent.is_dir() => {
+            fs::create_dir_all(&parent)?;
+            fs::rename(temp, &target)?;
+            Ok((parent, true))
+        }
+        other => other.map(|()| (parent, false)),
+    }
 }
 
 /// Flushes every file and directory change on the filesystem holding `dir` to stable storage

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use sha2::Digest as _;
 
 use super::backend::{BlobStage, Parked};
-use super::{BlobRecord, Store};
+use super::Store;
 
 /// What the caller knows about a blob before its bytes arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,12 +169,7 @@ impl Ingest {
     pub fn finish(mut self) -> Result<StoredBlob, IngestError> {
         let blob = self.verify()?;
         self.stage.commit(&blob.digest)?;
-        let record = BlobRecord { size: blob.size, sha256: blob.sha256, stored_at: self.store.clock().now() };
-        if let Err(e) = self.store.record_blob(&blob.digest, &record) {
-            // Not recorded: take the bytes back out so nothing unrecorded stays visible.
-            let _ = self.store.backend().delete(&blob.digest);
-            return Err(IngestError::Record(e));
-        }
+        self.store.record_blobs(std::slice::from_ref(&blob))?;
         Ok(blob)
     }
 

@@ -193,8 +193,20 @@ impl Store {
         Ingest::begin(Arc::clone(self), expected)
     }
 
-    fn record_blob(&self, digest: &Digest, record: &BlobRecord) -> anyhow::Result<()> {
-        self.db.put_blob(digest, record)
+    /// Records blobs whose bytes are durable and visible, in one synced write. If that fails the
+    /// bytes are taken back out, so nothing unrecorded stays visible.
+    fn record_blobs(&self, blobs: &[StoredBlob]) -> Result<(), IngestError> {
+        let stored_at = self.clock().now();
+        let records: Vec<(Digest, BlobRecord)> = blobs
+            .iter()
+            .map(|b| (b.digest, BlobRecord { size: b.size, sha256: b.sha256, stored_at }))
+            .collect();
+        self.db.put_blobs(&records).map_err(|e| {
+            for blob in blobs {
+                let _ = self.blobs.delete(&blob.digest);
+            }
+            IngestError::Record(e)
+        })
     }
 
     /// Commits checked blobs together (`Ingest::check`): the backend makes every one durable
@@ -205,7 +217,6 @@ impl Store {
         if checked.is_empty() {
             return Ok(Vec::new());
         }
-        let stored_at = self.clock().now();
         let mut parked = Vec::with_capacity(checked.len());
         let mut blobs = Vec::with_capacity(checked.len());
         for Checked { parked: stage, blob } in checked {
@@ -213,17 +224,7 @@ impl Store {
             blobs.push(blob);
         }
         self.blobs.commit_batch(parked)?;
-        let records: Vec<(Digest, BlobRecord)> = blobs
-            .iter()
-            .map(|b| (b.digest, BlobRecord { size: b.size, sha256: b.sha256, stored_at }))
-            .collect();
-        if let Err(e) = self.db.put_blobs(&records) {
-            // Not recorded: take the bytes back out so nothing unrecorded stays visible.
-            for blob in &blobs {
-                let _ = self.blobs.delete(&blob.digest);
-            }
-            return Err(IngestError::Record(e));
-        }
+        self.record_blobs(&blobs)?;
         Ok(blobs)
     }
 
@@ -304,7 +305,7 @@ mod tests {
         let stored = ingest.finish().unwrap();
         assert!(crate::verify_store::verify_store(&store).unwrap().problems.is_empty());
         let wrong = BlobRecord { size: stored.size, sha256: airlock_proto::Sha256([0; 32]), stored_at: 0 };
-        store.db.put_blob(&digest, &wrong).unwrap();
+        store.db.put_blobs(&[(digest, wrong)]).unwrap();
         let problems = crate::verify_store::verify_store(&store).unwrap().problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("SHA-256") && problems[0].contains(&digest.to_string()), "{problems:?}");

@@ -24,6 +24,7 @@ fn the_database_memory_budget_is_taken_from_the_flag_or_the_file_and_refused_out
     assert!(stderr.contains("db_memory_mib must be between 8 and 65536, not 4"), "{stderr}");
     world.write("airlockd.toml", b"db_memory_mib = 70000\n");
     let refused = serve(&["--config", "airlockd.toml"]);
+    assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not 70000"));
 
     // Within range it serves.

@@ -140,8 +140,16 @@ fn a_warm_client_pull_reads_the_head_and_index_only_and_a_damaged_fold_is_rebuil
     pull("a");
     let fold = state_file(&world, "fold");
     let before = std::fs::read(&fold).unwrap();
+    let head = state_file(&world, "head");
+    let head_written = std::fs::metadata(&head).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     quiet(pull("a"));
     assert_eq!(std::fs::read(&fold).unwrap(), before, "a pull that brought no leaf rewrote the fold");
+    assert_eq!(
+        std::fs::metadata(&head).unwrap().modified().unwrap(),
+        head_written,
+        "a pull that found the same checkpoint rewrote the head"
+    );
 
     // With no new leaf the fold is not even read: a damaged one goes unnoticed...
     flip_last_byte(&fold);
