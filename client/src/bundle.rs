@@ -6,6 +6,7 @@
 //! segment against its pinned root before writing it; the importer verifies it again against the
 //! mirror's own state.
 
+use std::io::Write;
 use std::path::Path;
 
 use airlock_proto::api::{
@@ -17,7 +18,7 @@ use anyhow::Context;
 use crate::follow;
 use crate::fsutil::AtomicFile;
 use crate::progress::Reporter;
-use crate::pull::download_verified;
+use crate::pull::download_checked;
 use crate::remote::Remote;
 use crate::state::StateStore;
 
@@ -68,7 +69,8 @@ pub fn referenced_files(leaves: &[Vec<u8>]) -> anyhow::Result<Vec<FileEntry>> {
 }
 
 /// Verifies the registry's log up to its newest checkpoint and writes the segment from `from`
-/// with its blobs to `out` (atomically: a half-written bundle never appears at `out`). Checkpoint
+/// with its blobs to `out` (atomically: a half-written bundle never appears at `out`), each blob
+/// streamed from the registry into the file and checked on the way (no staging copy). Checkpoint
 /// freshness is judged at `clock`'s time.
 /// With `valid_for`, the bundle carries a checkpoint the registry signs for that many seconds
 /// (`POST /v1/admin/checkpoint`, an admin token): a bundle-fed site serves it until the next
@@ -116,43 +118,73 @@ pub async fn export(
         blobs: files.iter().map(|f| BundleBlob { digest: f.blake3, size: f.size }).collect(),
     };
     let manifest_bytes = codec::encode("bundle manifest", &manifest)?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let staging = tempfile::Builder::new().prefix(".airlock-export-").tempdir_in(&parent)?;
+    // Each blob streams from the registry into the bundle while it is hashed; a blob that fails
+    // its check ends the export, and the unfinished file is removed.
+    let output = AtomicFile::create(out, 0o644).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut tar = TarWriter::new(output);
+    tar.member(BUNDLE_MANIFEST, &manifest_bytes)?;
     let mut blob_bytes = 0u64;
     for file in &files {
+        let name = format!("{BUNDLE_BLOB_PREFIX}{}", file.blake3.to_hex());
+        tar.header(&name, file.size)?;
         let progress = reporter.bytes("fetching", file.size);
-        download_verified(remote, file, &staging.path().join(file.blake3.to_hex()), progress.as_ref())
-            .await?;
+        download_checked(remote, file, progress.as_ref(), |chunk| tar.data(chunk)).await?;
         progress.finish();
+        tar.end_member(file.size)?;
         blob_bytes += file.size;
     }
-    let output = AtomicFile::create(out, 0o644).with_context(|| format!("cannot write {}", out.display()))?;
-    let mut builder = tar::Builder::new(output);
-    append(&mut builder, BUNDLE_MANIFEST, manifest_bytes.len() as u64, manifest_bytes.as_slice())?;
-    for file in &files {
-        let path = staging.path().join(file.blake3.to_hex());
-        let reader = std::fs::File::open(&path)?;
-        append(&mut builder, &format!("{BUNDLE_BLOB_PREFIX}{}", file.blake3.to_hex()), file.size, reader)?;
-    }
-    let output = builder.into_inner().context("cannot finish the bundle")?;
-    output.commit().with_context(|| format!("cannot write {}", out.display()))?;
+    tar.finish()?.commit().with_context(|| format!("cannot write {}", out.display()))?;
     let expires_at = Checkpoint::from_note_unverified(&manifest.checkpoint).map_or(0, |c| c.expires_at);
     Ok(ExportReport { from_size, to_size, blobs: files.len(), blob_bytes, expires_at })
 }
 
-fn append<W: std::io::Write>(
-    builder: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    reader: impl std::io::Read,
-) -> anyhow::Result<()> {
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    builder.append_data(&mut header, name, reader).with_context(|| format!("cannot add {name} to the bundle"))
+/// Writes a tar stream member by member, a member's data in as many pieces as it arrives.
+/// Every name is a bundle name (`manifest.cbor`, `blobs/<64 hex>`), which fits a ustar header.
+struct TarWriter<W: Write> {
+    out: W,
+}
+
+/// The tar block size: headers and padded data fill whole blocks.
+const TAR_BLOCK: usize = 512;
+
+impl<W: Write> TarWriter<W> {
+    fn new(out: W) -> Self {
+        Self { out }
+    }
+
+    fn header(&mut self, name: &str, size: u64) -> anyhow::Result<()> {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).with_context(|| format!("cannot name {name} in the bundle"))?;
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        self.out.write_all(header.as_bytes()).with_context(|| format!("cannot add {name} to the bundle"))
+    }
+
+    fn data(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(chunk)
+    }
+
+    /// Pads the member that `size` bytes of data ended to a whole block.
+    fn end_member(&mut self, size: u64) -> anyhow::Result<()> {
+        let rest = (size % TAR_BLOCK as u64) as usize;
+        if rest != 0 {
+            self.out.write_all(&[0u8; TAR_BLOCK][rest..]).context("cannot write the bundle")?;
+        }
+        Ok(())
+    }
+
+    fn member(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        self.header(name, bytes.len() as u64)?;
+        self.data(bytes).with_context(|| format!("cannot add {name} to the bundle"))?;
+        self.end_member(bytes.len() as u64)
+    }
+
+    /// Writes the two zero blocks that end a tar stream and returns the output.
+    fn finish(mut self) -> anyhow::Result<W> {
+        self.out.write_all(&[0u8; 2 * TAR_BLOCK]).context("cannot finish the bundle")?;
+        Ok(self.out)
+    }
 }

@@ -13,7 +13,15 @@ pub struct AtomicFile {
     temp: PathBuf,
     target: PathBuf,
     committed: bool,
+    /// Bytes written since write-back last started.
+    unsynced: u64,
+    /// The write-back in flight, if any: a sync of what was written before it started.
+    write_back: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
+
+/// Bytes written between write-backs of a large file: the disk writes while more bytes arrive,
+/// so the sync at commit is short.
+const WRITE_BACK_EVERY: u64 = 32 << 20;
 
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {
@@ -30,16 +38,30 @@ impl AtomicFile {
         let temp =
             parent_of(target).join(format!(".{}.tmp-{}", name.to_string_lossy(), hex::encode(rand_bytes())));
         let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
-        Ok(Self { file, temp, target: target.to_path_buf(), committed: false })
+        Ok(Self { file, temp, target: target.to_path_buf(), committed: false, unsynced: 0, write_back: None })
     }
 
-    /// Appends bytes.
+    /// Appends bytes; every `WRITE_BACK_EVERY` bytes starts syncing them on another thread
+    /// unless a sync is still running.
     pub fn write_all_bytes(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)
+        self.file.write_all(data)?;
+        self.unsynced += data.len() as u64;
+        if self.unsynced >= WRITE_BACK_EVERY && self.write_back.as_ref().is_none_or(|w| w.is_finished()) {
+            if let Some(done) = self.write_back.take() {
+                done.join().map_err(|_| io::Error::other("write-back panicked"))??;
+            }
+            let file = self.file.try_clone()?;
+            self.write_back = Some(std::thread::spawn(move || file.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
     }
 
     /// Syncs and moves the file into place, then syncs the directory.
     pub fn commit(mut self) -> io::Result<()> {
+        if let Some(pending) = self.write_back.take() {
+            pending.join().map_err(|_| io::Error::other("write-back panicked"))??;
+        }
         self.file.sync_all()?;
         fs::rename(&self.temp, &self.target)?;
         self.committed = true;
@@ -49,7 +71,8 @@ impl AtomicFile {
 
 impl io::Write for AtomicFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.file.write(data)
+        self.write_all_bytes(data)?;
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {

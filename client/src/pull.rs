@@ -231,6 +231,19 @@ pub async fn download_verified(
 ) -> anyhow::Result<()> {
     let mut output = AtomicFile::create(path, 0o644)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    download_checked(remote, file, progress, |chunk| output.write_all_bytes(chunk)).await?;
+    output.commit().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Streams one file's bytes into `sink` while hashing them, then checks the size, BLAKE3 and
+/// SHA-256 against `file`. On an error the caller must discard what `sink` received.
+pub async fn download_checked(
+    remote: &Remote,
+    file: &FileEntry,
+    progress: &dyn Progress,
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let mut blake3 = blake3::Hasher::new();
     let mut sha256 = sha2::Sha256::new();
     // Cap at size + 1: a longer answer is cut there and refused below.
@@ -238,7 +251,7 @@ pub async fn download_verified(
         .download_blob(&file.blake3, file.size.saturating_add(1), progress, |chunk| {
             blake3.update(chunk);
             sha256.update(chunk);
-            output.write_all_bytes(chunk)
+            sink(chunk)
         })
         .await;
     let what = format!("blob {} ({})", file.blake3, file.filename);
@@ -266,6 +279,5 @@ pub async fn download_verified(
         }
         .into());
     }
-    output.commit().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(())
 }

@@ -17,13 +17,28 @@ use futures_util::StreamExt;
 
 use super::{Mirror, MirrorWriter};
 use crate::config::{CarryFilter, Config};
-use crate::store::{Checked, Expected};
+use crate::store::{Checked, Expected, IngestError, StoredBlob};
 
 /// Blobs fetched at once during a sync.
 pub const FETCH_CONCURRENCY: usize = 16;
 
-/// Most fetched blobs waiting for one batch commit (`Store::commit_batch`).
-const COMMIT_EVERY: usize = 4096;
+/// Most fetched blobs waiting for one batch commit (`Store::commit_batch`). A batch's syncs
+/// also write back the inode table blocks its new files dirtied. That matters on ext4 without
+/// a journal: making a file there skips every inode freed in the last minute, or the last five
+/// while its inode table block is unwritten, so after many deletions thousands of unsynced new
+/// files make each further one slower to create.
+const COMMIT_EVERY: usize = 1024;
+
+/// A batch commit of fetched blobs, running on a blocking thread.
+type CommitTask = tokio::task::JoinHandle<Result<Vec<StoredBlob>, IngestError>>;
+
+/// Waits for a batch commit and counts what it stored.
+async fn committed(task: CommitTask, report: &mut SyncReport) -> anyhow::Result<()> {
+    let stored = task.await?.context("committing fetched blobs")?;
+    report.blobs_fetched += stored.len() as u64;
+    report.bytes_fetched += stored.iter().map(|b| b.size).sum::<u64>();
+    Ok(())
+}
 
 /// Follows one upstream for one mirror.
 #[derive(Debug)]
@@ -162,8 +177,9 @@ impl Follower {
     }
 
     /// Fetches blobs several at a time and commits them in batches (a few syncs a batch, not
-    /// several a blob). Every transfer finishes even after one fails, and what completed is
-    /// committed and recorded, so the next sync does not fetch it again.
+    /// several a blob), each batch committed while the next one is fetched. Every transfer
+    /// finishes even after one fails, and what completed is committed and recorded, so the next
+    /// sync does not fetch it again.
     async fn fetch_all(&self, missing: Vec<FileEntry>, report: &mut SyncReport) -> anyhow::Result<()> {
         let mut fetches = futures_util::stream::iter(
             missing.into_iter().map(|file| async move { self.fetch_blob(&file).await }),
@@ -171,6 +187,7 @@ impl Follower {
         .buffer_unordered(FETCH_CONCURRENCY);
         let mut first_error = None;
         let mut checked = Vec::new();
+        let mut committing = None;
         while let Some(fetched) = fetches.next().await {
             match fetched {
                 Ok(blob) => checked.push(blob),
@@ -179,22 +196,23 @@ impl Follower {
                 }
             }
             if checked.len() >= COMMIT_EVERY {
-                self.commit_blobs(std::mem::take(&mut checked), report).await?;
+                if let Some(previous) = committing.take() {
+                    committed(previous, report).await?;
+                }
+                committing = Some(self.commit_blobs(std::mem::take(&mut checked)));
             }
         }
-        self.commit_blobs(checked, report).await?;
+        if let Some(previous) = committing.take() {
+            committed(previous, report).await?;
+        }
+        committed(self.commit_blobs(checked), report).await?;
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Commits checked blobs in one batch, on a blocking thread (it syncs).
-    async fn commit_blobs(&self, checked: Vec<Checked>, report: &mut SyncReport) -> anyhow::Result<()> {
+    /// Starts committing checked blobs in one batch, on a blocking thread (it syncs).
+    fn commit_blobs(&self, checked: Vec<Checked>) -> CommitTask {
         let store = Arc::clone(self.mirror.store());
-        let stored = tokio::task::spawn_blocking(move || store.commit_batch(checked))
-            .await?
-            .context("committing fetched blobs")?;
-        report.blobs_fetched += stored.len() as u64;
-        report.bytes_fetched += stored.iter().map(|b| b.size).sum::<u64>();
-        Ok(())
+        tokio::task::spawn_blocking(move || store.commit_batch(checked))
     }
 
     /// Downloads one blob through the ingest path (size, BLAKE3 and SHA-256 checked before it is

@@ -15,7 +15,7 @@ use airlock_proto::api::{BundleManifest, ImportReport, ImportedState};
 use airlock_proto::{Digest, FileEntry};
 
 use super::Mirror;
-use crate::store::{Expected, IngestError, Store};
+use crate::store::{Checked, Expected, IngestError, Store};
 
 /// Why a bundle was refused. Each names what failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +40,28 @@ fn format_error(detail: impl Into<String>) -> ImportError {
     ImportError::Format(detail.into())
 }
 
+/// Most checked blobs waiting for one batch commit (`Store::commit_batch`).
+const COMMIT_EVERY: usize = 4096;
+
 /// Blobs an import stored: taken back out unless the import commits.
 struct Stored<'a> {
     store: &'a Store,
     digests: Vec<Digest>,
     committed: bool,
+}
+
+impl Stored<'_> {
+    /// Commits checked blobs in one batch (durable and recorded), to be taken back if the
+    /// import fails later.
+    fn commit(&mut self, checked: Vec<Checked>) -> Result<(), ImportError> {
+        let digests: Vec<Digest> = checked.iter().map(|c| c.blob.digest).collect();
+        self.store.commit_batch(checked).map_err(|e| match digests.first() {
+            Some(&digest) if digests.len() == 1 => ImportError::Blob { digest, source: e },
+            _ => ImportError::Internal(anyhow::Error::from(e).context("committing the bundle's blobs")),
+        })?;
+        self.digests.extend(digests);
+        Ok(())
+    }
 }
 
 impl Drop for Stored<'_> {
@@ -65,6 +82,8 @@ struct Segment {
     new_leaves: Vec<Vec<u8>>,
     next: airlock_keys::Verified<airlock_keys::TrustedLog>,
     needed: HashMap<Digest, FileEntry>,
+    /// Blobs checked and parked, waiting for their batch commit.
+    checked: Vec<Checked>,
 }
 
 /// Imports a bundle read from `reader` into the mirror. Blocking: it waits for the mirror's
@@ -100,20 +119,24 @@ pub fn import(mirror: &Arc<Mirror>, reader: impl Read) -> Result<ImportReport, I
                     needed.insert(file.blake3, file);
                 }
             }
-            Ok(Segment { origin: manifest.origin, new_leaves, next, needed })
+            Ok(Segment { origin: manifest.origin, new_leaves, next, needed, checked: Vec::new() })
         },
-        // Each needed blob through the one ingest path; others are skipped unread.
+        // Each needed blob through the one ingest path, committed in batches; others are
+        // skipped unread.
         |segment: &mut Segment, digest, member| {
             let Some(file) = segment.needed.remove(&digest) else { return Ok(()) };
-            let blob = store
+            let checked = store
                 .ingest(Expected::logged(digest, file.size, file.sha256))
-                .and_then(|ingest| ingest.from_reader(member))
+                .and_then(|ingest| ingest.check_reader(member))
                 .map_err(|source| ImportError::Blob { digest, source })?;
-            stored.digests.push(blob.digest);
+            segment.checked.push(checked);
+            if segment.checked.len() >= COMMIT_EVERY {
+                stored.commit(std::mem::take(&mut segment.checked))?;
+            }
             Ok(())
         },
     );
-    let Segment { origin, new_leaves, next, needed } = match read {
+    let Segment { origin, new_leaves, next, needed, checked } = match read {
         Ok(segment) => segment,
         Err(BundleReadError::Format(detail)) => return Err(ImportError::Format(detail)),
         Err(BundleReadError::Refused(e)) => return Err(e),
@@ -121,6 +144,7 @@ pub fn import(mirror: &Arc<Mirror>, reader: impl Read) -> Result<ImportReport, I
     if let Some(missing) = needed.keys().next() {
         return Err(ImportError::MissingBlob(*missing));
     }
+    stored.commit(checked)?;
 
     // 3. Commit: every leaf and the checkpoint in one batch, through the writer.
     let blobs_stored = stored.digests.len() as u64;

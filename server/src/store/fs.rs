@@ -17,7 +17,7 @@ use super::backend::{BlobBackend, BlobRead, BlobStage, Parked};
 
 /// Bytes written between background syncs: write-back overlaps receiving, so the final sync
 /// is short.
-const SYNC_EVERY: u64 = 64 << 20;
+const SYNC_EVERY: u64 = 16 << 20;
 
 /// Blobs in a directory on the local filesystem.
 #[derive(Debug)]

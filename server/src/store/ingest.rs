@@ -201,8 +201,19 @@ impl Ingest {
         Ok(StoredBlob { digest, size: self.size, sha256 })
     }
 
-    /// Ingests everything `reader` yields, in large reads. Blocking.
-    pub fn from_reader(mut self, mut reader: impl io::Read) -> Result<StoredBlob, IngestError> {
+    /// Ingests everything `reader` yields, then commits and records it (`finish`). Blocking.
+    pub fn from_reader(self, reader: impl io::Read) -> Result<StoredBlob, IngestError> {
+        self.read_all(reader)?.finish()
+    }
+
+    /// Ingests everything `reader` yields, then checks and parks it for a batch commit
+    /// (`check`). Blocking.
+    pub fn check_reader(self, reader: impl io::Read) -> Result<Checked, IngestError> {
+        self.read_all(reader)?.check()
+    }
+
+    /// Hashes and stages everything `reader` yields, in large reads.
+    fn read_all(mut self, mut reader: impl io::Read) -> Result<Self, IngestError> {
         const CHUNK: usize = 1 << 20;
         loop {
             let mut buffer = Vec::with_capacity(CHUNK);
@@ -212,7 +223,7 @@ impl Ingest {
             }
             self.write(Bytes::from(buffer))?;
         }
-        self.finish()
+        Ok(self)
     }
 }
 

@@ -177,6 +177,45 @@ fn bundle_imported_into_a_running_mirror() {
     assert_eq!((report["from_size"].clone(), report["to_size"].clone()), (2.into(), 2.into()));
 }
 
+#[test]
+fn export_streams_checked_blobs_into_a_standard_tar_and_a_damaged_blob_leaves_no_file() {
+    let world = World::new(1, 1);
+    // One blob of exactly one tar block (no padding) and one of an odd size (padded).
+    let block = vec![7u8; 512];
+    upstream_with(&world, &[("a", b"alpha"), ("b", &block)]);
+    export(&world, &["--all"], "full.tar");
+    let listing =
+        Command::new("tar").args(["-tvf", "full.tar"]).current_dir(world.dir.path()).output().unwrap();
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    let names: Vec<&str> = listing.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    let a = airlock_proto::Digest::of(b"alpha").to_hex();
+    let b = airlock_proto::Digest::of(&block).to_hex();
+    assert_eq!(names, ["manifest.cbor", &format!("blobs/{a}"), &format!("blobs/{b}")], "{listing}");
+    let (_, members) = read_bundle(&world, "full.tar");
+    assert_eq!(members, [(format!("blobs/{a}"), b"alpha".to_vec()), (format!("blobs/{b}"), block.clone())]);
+
+    // The registry serves one blob damaged: the export names it and leaves no file behind.
+    let stored = crate::publish_pull::walk_files(&world.path("data/blobs"))
+        .into_iter()
+        .find(|p| p.ends_with(&b))
+        .unwrap();
+    let mut damaged = block.clone();
+    damaged[511] ^= 1;
+    std::fs::write(&stored, damaged).unwrap();
+    let url = world.url();
+    world
+        .cli(&["export", "--server", &url, "--root", "root.cbor", "-o", "second.tar", "--all"])
+        .code(3)
+        .says(&format!("blob blake3:{b} (b-1.0.bin) hashes to"));
+    let left: Vec<String> = std::fs::read_dir(world.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("second.tar"))
+        .collect();
+    assert!(left.is_empty(), "a failed export left {left:?}");
+}
+
 /// Rebuilds a bundle from a (possibly altered) manifest and blob members.
 fn build_bundle(manifest: &airlock_proto::api::BundleManifest, blobs: &[(String, Vec<u8>)]) -> Vec<u8> {
     let bytes = airlock_proto::encode("manifest", manifest).unwrap();
