@@ -420,6 +420,18 @@ impl Remote {
         self.call_json(Method::DELETE, &Route::AdminToken(which).path(), empty(), None).await
     }
 
+    /// `POST /v1/admin/gc` (admin): garbage collection on a running server.
+    pub async fn gc(
+        &self,
+        wanted: &airlock_proto::api::GcRequest,
+    ) -> Result<airlock_proto::api::GcReport, RemoteError> {
+        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
+            url: self.url(&Route::AdminGc.path()),
+            detail: e.to_string(),
+        })?;
+        self.call_json(Method::POST, &Route::AdminGc.path(), full(body), Some("application/json")).await
+    }
+
     /// `POST /v1/mirror/sync` (admin): makes a mirror sync from its upstream now.
     pub async fn mirror_sync(&self) -> Result<SyncReport, RemoteError> {
         self.call_json(Method::POST, &Route::MirrorSync.path(), empty(), None).await

@@ -55,6 +55,19 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Remove blobs no logged release references: uploads older than the grace period, and
+    /// bytes a crash left without a record. Prints what went (JSON).
+    Gc {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// List what would be removed and the bytes freed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep unreferenced uploads younger than this, such as 7d or 0s (default: 7d on a data
+        /// directory, the server's --gc-grace through --server).
+        #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
+        grace: Option<u64>,
+    },
     /// Run a witness: cosign checkpoints of the logs it witnesses, each only if it extends the
     /// last one it cosigned (c2sp.org/tlog-witness `POST /add-checkpoint`).
     Witness {
@@ -158,6 +171,9 @@ struct ServeArgs {
     /// absolute download URLs of the Comfy Registry API; default: the request's Host header).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Garbage collection keeps unreferenced uploads younger than this, such as 7d (the default).
+    #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
+    gc_grace: Option<u64>,
     /// Also answer the Comfy Registry API at the root (/nodes, /versions), for a site that maps
     /// the registry's host name (api.comfy.org) to this server.
     #[arg(long)]
@@ -178,9 +194,9 @@ enum KeyCommand {
     },
 }
 
-/// Where token commands act: a stopped server's data directory, or a running server.
+/// Where admin commands act: a stopped server's data directory, or a running server.
 #[derive(Debug, clap::Args)]
-struct TokenTarget {
+struct AdminTarget {
     /// The data directory of a stopped server (RocksDB admits one process).
     #[arg(long, conflicts_with = "server", required_unless_present = "server")]
     data: Option<PathBuf>,
@@ -197,7 +213,7 @@ enum TokenCommand {
     /// Create a token and print it (shown once; only its hash is stored).
     Create {
         #[command(flatten)]
-        target: TokenTarget,
+        target: AdminTarget,
         /// read, publish or admin.
         #[arg(long)]
         scope: String,
@@ -211,12 +227,12 @@ enum TokenCommand {
     /// List token grants: id, scope, label, creation and expiry (never a token).
     List {
         #[command(flatten)]
-        target: TokenTarget,
+        target: AdminTarget,
     },
     /// Revoke the tokens with this id or label; a running server refuses them at once.
     Revoke {
         #[command(flatten)]
-        target: TokenTarget,
+        target: AdminTarget,
         /// A token id (from `token list`) or label.
         which: String,
     },
@@ -261,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
         Command::Token { command } => tokens(command),
+        Command::Gc { target, dry_run, grace } => gc(&target, dry_run, grace),
         Command::Key { command: KeyCommand::Rotate { data } } => {
             let public = crate::log_keys::LogKeys::rotate(&data)?;
             let next_pub = data.join(crate::log_keys::LOG_NEXT_PUB_FILE);
@@ -354,14 +371,7 @@ fn tokens(command: TokenCommand) -> anyhow::Result<()> {
             }
         };
     }
-    let (Some(server), Some(file)) = (&target.server, &target.admin_token_file) else {
-        anyhow::bail!("pass --data DIR (server stopped) or --server URL --admin-token-file FILE");
-    };
-    let token = String::from_utf8(airlock_client::fsutil::read_capped(file, 4096)?)
-        .context("the admin token file is not text")?
-        .trim()
-        .to_owned();
-    let remote = airlock_client::Remote::new(server, Some(token), &airlock_client::TlsOptions::default())?;
+    let remote = admin_remote(target)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         match command {
@@ -381,6 +391,40 @@ fn tokens(command: TokenCommand) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `airlockd gc`: on a stopped data directory, or through a running server.
+fn gc(target: &AdminTarget, dry_run: bool, grace: Option<u64>) -> anyhow::Result<()> {
+    let report = if let Some(data) = &target.data {
+        let store = Store::open(data, airlock_proto::Clock::system())?;
+        let grace = grace.map_or(crate::gc::DEFAULT_GRACE, Duration::from_secs);
+        crate::gc::collect(&store, None, crate::gc::GcOptions { dry_run, grace })?
+    } else {
+        let remote = admin_remote(target)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(remote.gc(&airlock_proto::api::GcRequest { dry_run, grace_secs: grace }))?
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "{} {} blob(s), {} bytes; {} unreferenced upload(s) kept within the grace period",
+        if report.dry_run { "would remove" } else { "removed" },
+        report.removed.len(),
+        report.bytes_freed,
+        report.kept_in_grace
+    );
+    Ok(())
+}
+
+/// The client of a running server's admin endpoints, from --server and --admin-token-file.
+fn admin_remote(target: &AdminTarget) -> anyhow::Result<airlock_client::Remote> {
+    let (Some(server), Some(file)) = (&target.server, &target.admin_token_file) else {
+        anyhow::bail!("pass --data DIR (server stopped) or --server URL --admin-token-file FILE");
+    };
+    let token = String::from_utf8(airlock_client::fsutil::read_capped(file, 4096)?)
+        .context("the admin token file is not text")?
+        .trim()
+        .to_owned();
+    airlock_client::Remote::new(server, Some(token), &airlock_client::TlsOptions::default())
 }
 
 fn parse_scope(scope: &str) -> anyhow::Result<Scope> {
@@ -459,6 +503,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(secs) = args.freshness_margin.or(file.freshness_margin_secs) {
         config.freshness_margin = Duration::from_secs(secs);
+    }
+    if let Some(secs) = args.gc_grace.or(file.gc_grace_secs) {
+        config.gc_grace = Duration::from_secs(secs);
     }
     config.scan = scan;
     config.public_url = args.public_url.or(file.public_url).map(|url| url.trim_end_matches('/').to_owned());

@@ -150,6 +150,8 @@ pub struct Config {
     pub comfy_at_root: bool,
     /// RocksDB's memory: its block cache, which its memtables are also charged to.
     pub db_memory_mib: u64,
+    /// Garbage collection keeps unreferenced uploads younger than this (`crate::gc`).
+    pub gc_grace: Duration,
 }
 
 impl Config {
@@ -178,6 +180,7 @@ impl Config {
             scan: crate::scan_policy::ScanPolicy::default(),
             public_url: None,
             comfy_at_root: false,
+            gc_grace: crate::gc::DEFAULT_GRACE,
         }
     }
 
@@ -222,6 +225,8 @@ pub struct FileConfig {
     pub witness_name: Option<String>,
     pub witness_key: Option<PathBuf>,
     pub freshness_margin_secs: Option<u64>,
+    /// Garbage collection keeps unreferenced uploads younger than this (default 7 days).
+    pub gc_grace_secs: Option<u64>,
     /// Scan findings at this severity or above are refused at publish (`low`, `medium`,
     /// `high`, or `none`; default `none`).
     pub scan_reject: Option<String>,

@@ -12,6 +12,7 @@ pub mod comfy;
 pub mod config;
 pub mod error;
 pub mod freshness;
+pub mod gc;
 pub mod http;
 pub mod log_keys;
 pub mod mirror;

@@ -72,6 +72,19 @@ impl Registry {
         }
     }
 
+    /// Runs `f` while no statement can be logged: under a primary's state lock (a submit checks
+    /// its release's blobs and appends under it), or holding a mirror's writer (a sync or an
+    /// import holds it from its first read to its commit). Blocking: never on an async worker.
+    pub fn holding_appends<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Self::Primary(primary) => primary.with_state(|_| f()),
+            Self::Mirror(mirror) => {
+                let _writer = mirror.blocking_writer();
+                f()
+            }
+        }
+    }
+
     /// Runs `f` with the registry state (releases, statuses, channels, the root in force).
     pub fn with_state<R>(&self, f: impl FnOnce(&RegistryState) -> R) -> R {
         match self {

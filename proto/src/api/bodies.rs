@@ -223,6 +223,48 @@ pub struct TokenList {
     pub tokens: Vec<TokenInfo>,
 }
 
+/// `POST /v1/admin/gc` (JSON): a garbage collection on a running server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcRequest {
+    /// List what would be removed, remove nothing.
+    pub dry_run: bool,
+    /// Unreferenced uploads younger than this many seconds are kept; `None`: the server's
+    /// configured grace period.
+    pub grace_secs: Option<u64>,
+}
+
+/// What a garbage collection removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// The grace period applied, in seconds.
+    pub grace_secs: u64,
+    /// Every blob removed, in digest order.
+    pub removed: Vec<GcRemoved>,
+    /// The bytes they held.
+    pub bytes_freed: u64,
+    /// Unreferenced uploads kept because they are younger than the grace period.
+    pub kept_in_grace: u64,
+}
+
+/// One blob a garbage collection removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcRemoved {
+    pub digest: Digest,
+    pub bytes: u64,
+    /// Why it could go: `unreferenced` (an upload no logged release names, older than the grace
+    /// period) or `unrecorded` (bytes without a record: a commit cut short by a crash).
+    pub reason: GcReason,
+}
+
+/// Why a blob could be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcReason {
+    Unreferenced,
+    Unrecorded,
+}
+
 /// `GET /v1/channels/<name>` (JSON): the releases a channel holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelList {

@@ -49,6 +49,9 @@ pub enum Route<'a> {
     /// `POST /v1/admin/checkpoint` a [`super::CheckpointRequest`] (JSON, admin; primaries): a
     /// checkpoint of the current log signed for the validity asked (text), for a bundle.
     AdminCheckpoint,
+    /// `POST /v1/admin/gc` a [`super::GcRequest`] (JSON, admin) → [`super::GcReport`] (JSON):
+    /// garbage collection on a running server.
+    AdminGc,
     /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
     /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
     Roots,
@@ -93,6 +96,7 @@ impl<'a> Route<'a> {
             ["v1", "channels", name] => Self::Channel(name),
             ["v1", "admin", "tokens"] => Self::AdminTokens,
             ["v1", "admin", "checkpoint"] => Self::AdminCheckpoint,
+            ["v1", "admin", "gc"] => Self::AdminGc,
             ["v1", "admin", "tokens", which] => Self::AdminToken(which),
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
@@ -120,6 +124,7 @@ impl<'a> Route<'a> {
             Self::Channel(name) => format!("/v1/channels/{name}"),
             Self::AdminTokens => "/v1/admin/tokens".to_owned(),
             Self::AdminCheckpoint => "/v1/admin/checkpoint".to_owned(),
+            Self::AdminGc => "/v1/admin/gc".to_owned(),
             Self::AdminToken(which) => format!("/v1/admin/tokens/{which}"),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),

@@ -2,10 +2,11 @@
 //! `/v1/admin/tokens`: token grants on a running server (RocksDB admits one process, so while
 //! the server runs it does the work): list them, create one, revoke by id or label. Admin scope.
 //! A created token appears once, in the answer; it is never logged.
+//! `/v1/admin/gc`: garbage collection on a running server (`crate::gc`).
 
 use std::sync::Arc;
 
-use airlock_proto::api::{CheckpointRequest, TokenCreate, TokenCreated, TokenList, TokensRevoked};
+use airlock_proto::api::{CheckpointRequest, GcRequest, TokenCreate, TokenCreated, TokenList, TokensRevoked};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -82,4 +83,23 @@ pub async fn checkpoint(
     .map_err(|e| ApiError::Internal(e.into()))??;
     tracing::info!(target: crate::audit::TARGET, valid_for = wanted.valid_for, "long-lived checkpoint signed");
     Ok(body::note(note))
+}
+
+/// `POST /v1/admin/gc`: collects garbage (or, with `dry_run`, lists it) while the server runs;
+/// each removal waits until no statement is being logged.
+pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Result<Response<Body>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let bytes =
+        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
+    let wanted: GcRequest =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("not a gc request: {e}")))?;
+    let grace = wanted.grace_secs.map_or(app.config.gc_grace, std::time::Duration::from_secs);
+    let options = crate::gc::GcOptions { dry_run: wanted.dry_run, grace };
+    let collector = Arc::clone(app);
+    let report = tokio::task::spawn_blocking(move || {
+        crate::gc::collect(&collector.store, Some(&collector.registry), options)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(body::json(StatusCode::OK, &report))
 }

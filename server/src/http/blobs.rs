@@ -97,7 +97,7 @@ pub async fn put(
         return Err(ApiError::Forbidden("this server is a mirror; publish upstream".to_owned()));
     }
     let idle = app.config.limits.body_idle_timeout;
-    if let Some(record) = app.store.blob(&digest)? {
+    if let Some(record) = app.store.blob_uploaded_again(&digest)? {
         // Read (and discard) what the client sends so it sees the answer, not a reset.
         let mut discarded = 0u64;
         while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {

@@ -127,6 +127,7 @@ async fn route(
             admin::tokens(app, method, caller, request_body).await
         }
         Route::AdminToken(which) if *method == Method::DELETE => admin::revoke(app, caller, which),
+        Route::AdminGc if *method == Method::POST => admin::gc(app, caller, request_body).await,
         Route::AdminCheckpoint if *method == Method::POST => {
             admin::checkpoint(app, caller, request_body).await
         }

@@ -168,8 +168,10 @@ impl Ingest {
     /// Checks every digest, then commits and records the blob. Blocking (fsync).
     pub fn finish(mut self) -> Result<StoredBlob, IngestError> {
         let blob = self.verify()?;
+        let store = Arc::clone(&self.store);
+        let _commit = store.commit_guard();
         self.stage.commit(&blob.digest)?;
-        self.store.record_blobs(std::slice::from_ref(&blob))?;
+        store.record_blobs(std::slice::from_ref(&blob))?;
         Ok(blob)
     }
 

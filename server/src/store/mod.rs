@@ -11,6 +11,7 @@ mod conformance;
 mod db;
 mod fs;
 mod ingest;
+mod removal;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +26,7 @@ pub use backend::{BlobBackend, BlobRead, BlobStage, Parked, StreamRead};
 pub use db::{BlobRecord, LeafBatch, TokenRecord};
 pub use fs::FsBackend;
 pub use ingest::{Checked, Expected, Ingest, IngestError, StoredBlob};
+pub use removal::Removable;
 
 use db::Db;
 
@@ -58,6 +60,9 @@ pub struct Store {
     /// permanent once true (only an unreferenced blob is ever removed), so a blob GET answers
     /// from here without reading RocksDB.
     visible: RwLock<HashMap<Digest, BlobRecord>>,
+    /// Shared by each commit from placing a blob's bytes to recording them; exclusive while a
+    /// blob is judged and removed (`removal.rs`).
+    removal: RwLock<()>,
 }
 
 impl fmt::Debug for Store {
@@ -79,7 +84,13 @@ impl Store {
         let db = Db::open(&data.join(DB_DIR), db_memory_mib << 20)?;
         let blobs =
             FsBackend::open(data).with_context(|| format!("cannot open blob store in {}", data.display()))?;
-        Ok(Arc::new(Self { db, blobs: Box::new(blobs), clock, visible: RwLock::default() }))
+        Ok(Arc::new(Self {
+            db,
+            blobs: Box::new(blobs),
+            clock,
+            visible: RwLock::default(),
+            removal: RwLock::default(),
+        }))
     }
 
     fn backend(&self) -> &dyn BlobBackend {
@@ -223,20 +234,10 @@ impl Store {
             parked.push((stage, blob.digest));
             blobs.push(blob);
         }
+        let _commit = self.commit_guard();
         self.blobs.commit_batch(parked)?;
         self.record_blobs(&blobs)?;
         Ok(blobs)
-    }
-
-    /// Removes a blob that no logged release references: the record first, then the bytes, so
-    /// a file whose record exists is never deleted. Refused (`false`) for a referenced blob.
-    pub fn discard_unreferenced(&self, digest: &Digest) -> anyhow::Result<bool> {
-        if self.is_referenced(digest)? {
-            return Ok(false);
-        }
-        self.db.delete_blob(digest)?;
-        self.blobs.delete(digest)?;
-        Ok(true)
     }
 
     // Tokens.

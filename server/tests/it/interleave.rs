@@ -1,7 +1,10 @@
 //! A randomised interleaving test for a mirror: syncs, bundle imports, newer checkpoints of the
-//! same tree, new upstream releases and SIGKILLs, run side by side in an order a seed decides.
-//! After each run the mirror's store verifies (`airlockd verify-store`), the checkpoint it serves
-//! matches the leaves it serves, and every blob its releases name is served.
+//! same tree, new upstream releases (uploads and submits), garbage collection on the mirror and
+//! on the upstream with no grace period, and SIGKILLs, run side by side in an order a seed
+//! decides. After each run the mirror's store verifies (`airlockd verify-store`), the checkpoint
+//! it serves matches the leaves it serves, every blob the releases of either server name is
+//! served, and a garbage collection of the stopped mirror leaves exactly the logged blobs, a
+//! second one nothing to remove.
 //!
 //! The suite runs a fixed list of seeds. A longer run:
 //! `AIRLOCK_INTERLEAVE_SEEDS=200 cargo nextest run -p airlock-server interleave` (seeds 0..N).
@@ -64,12 +67,16 @@ struct Tally {
     killed: usize,
     refreshed: usize,
     published: usize,
+    collected: usize,
 }
 
 /// One run: a fresh upstream and mirror, `steps` random actions, then the checks.
 fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut world = World::prepared(1, 1);
+    let upstream_admin =
+        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
+            .unwrap();
     let mut config = world.config();
     let (clock, upstream_time) = Clock::manual(airlock_proto::clock::system_now());
     config.clock = clock;
@@ -81,7 +88,19 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
         released += 1;
         let file = format!("r{released}-1.0.bin");
         world.write(&file, format!("seed {seed} release {released}").as_bytes());
-        world.publish(&file, &format!("r{released}"), "1.0").ok();
+        // A collection with no grace period may take the upload away before the submit: the
+        // submit is refused naming the blob, and publishing again uploads it again.
+        for attempt in 0.. {
+            let run = world.publish(&file, &format!("r{released}"), "1.0");
+            if run.code == 0 {
+                break;
+            }
+            assert!(
+                attempt < 5 && run.stderr.contains("has not been uploaded"),
+                "seed {seed}: {}",
+                run.stderr
+            );
+        }
     };
     publish(&world);
     export(&world, "b0.tar");
@@ -96,7 +115,7 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
     let mut bundles = 2;
     for _ in 0..steps {
         // Two actions at once, on threads, racing each other through the mirror's writer.
-        let actions: Vec<u32> = (0..2).map(|_| rng.gen_range(0..6)).collect();
+        let actions: Vec<u32> = (0..2).map(|_| rng.gen_range(0..8)).collect();
         let mut threads = Vec::new();
         for action in actions {
             match action {
@@ -136,6 +155,21 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
                     let _ = http_get(&upstream, "/v1/log/checkpoint");
                 }
                 4 => {}
+                6 | 7 => {
+                    // Garbage collection with no grace period, on the mirror or the upstream.
+                    let (url, token) = if action == 6 {
+                        (mirror.url.clone(), admin.clone())
+                    } else {
+                        (upstream.clone(), upstream_admin.clone())
+                    };
+                    let tally = std::sync::Arc::clone(tally);
+                    threads.push(std::thread::spawn(move || {
+                        let body = br#"{"dry_run":false,"grace_secs":0}"#;
+                        if http_request("POST", &url, "/v1/admin/gc", Some(&token), body).0 == 200 {
+                            tally.lock().unwrap().collected += 1;
+                        }
+                    }));
+                }
                 _ => {
                     tally.lock().unwrap().published += 1;
                     publish(&world);
@@ -159,8 +193,28 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
     }
     mirror.kill();
     check(&world, seed);
+    let logged = check_collected(&world, seed);
     let mirror = Mirror::start(&world, &upstream, mirror.port);
-    check_served(&mirror.url, &world.path("root.cbor"), seed);
+    assert_eq!(check_served(&mirror.url, &world.path("root.cbor"), seed), logged, "seed {seed}");
+    check_served(&upstream, &world.path("root.cbor"), seed);
+}
+
+/// A collection of the stopped mirror with no grace period leaves exactly the blobs its logged
+/// releases name (it carries them all), and a second one finds nothing. Returns their number.
+fn check_collected(world: &World, seed: u64) -> usize {
+    let gc = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args(["gc", "--data", "site", "--grace", "0s"])
+            .current_dir(world.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "seed {seed}: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    gc();
+    let again = gc();
+    assert!(again["removed"].as_array().unwrap().is_empty(), "seed {seed}: a second gc removed {again}");
+    crate::publish_pull::walk_files(&world.path("site/blobs")).len()
 }
 
 /// The store verifies with the mirror stopped.
@@ -179,7 +233,8 @@ fn check(world: &World, seed: u64) {
 }
 
 /// The served checkpoint matches the served leaves, and every blob they name is served.
-fn check_served(url: &str, root_file: &std::path::Path, seed: u64) {
+/// Returns how many distinct blobs they name.
+fn check_served(url: &str, root_file: &std::path::Path, seed: u64) -> usize {
     let (status, note) = http_get(url, "/v1/log/checkpoint");
     assert_eq!(status, 200, "seed {seed}: {}", String::from_utf8_lossy(&note));
     let checkpoint = Checkpoint::from_note_unverified(&note).unwrap();
@@ -191,12 +246,14 @@ fn check_served(url: &str, root_file: &std::path::Path, seed: u64) {
     let page: LeavesPage = airlock_proto::codec::decode("page", &page, 64 << 20).unwrap();
     assert_eq!(page.leaves.len() as u64, checkpoint.size, "seed {seed}: leaves served");
     let mut tree = MemoryTree::new();
+    let mut named = std::collections::HashSet::new();
     for leaf in &page.leaves {
         tree.push(leaf_hash(leaf));
         let envelope = Envelope::from_bytes(leaf).unwrap();
         if let Ok(Statement::Release(release)) = Statement::decode(&envelope.payload_type, &envelope.payload)
         {
             for file in release.files {
+                named.insert(file.blake3);
                 let (status, bytes) = http_get(url, &format!("/v1/blobs/blake3/{}", file.blake3.to_hex()));
                 assert_eq!(status, 200, "seed {seed}: logged blob {} missing", file.blake3);
                 assert_eq!(bytes.len() as u64, file.size);
@@ -208,10 +265,11 @@ fn check_served(url: &str, root_file: &std::path::Path, seed: u64) {
         checkpoint.root_hash.0,
         "seed {seed}: served checkpoint does not match the leaves"
     );
+    named.len()
 }
 
 #[test]
-fn a_mirror_under_interleaved_syncs_imports_refreshes_and_sigkill_stays_consistent() {
+fn a_mirror_under_interleaved_syncs_imports_refreshes_gc_and_sigkill_stays_consistent() {
     let seeds: Vec<u64> = match std::env::var("AIRLOCK_INTERLEAVE_SEEDS").ok().and_then(|n| n.parse().ok()) {
         Some(n) => (0..n).collect(),
         None => SUITE_SEEDS.to_vec(),
@@ -229,7 +287,8 @@ fn a_mirror_under_interleaved_syncs_imports_refreshes_and_sigkill_stays_consiste
             && tally.imported > 0
             && tally.killed > 0
             && tally.refreshed > 0
-            && tally.published > 0,
+            && tally.published > 0
+            && tally.collected > 0,
         "{tally:?}"
     );
 }

@@ -9,6 +9,7 @@ mod comfy;
 mod comfy_install;
 mod crash;
 mod freshness;
+mod gc;
 mod hardening;
 mod harness;
 mod interleave;

@@ -1,0 +1,72 @@
+//! Garbage collection: removes blobs that no logged release references and that nothing in
+//! progress may still need (`airlockd gc`, on a stopped data directory or through
+//! `POST /v1/admin/gc` on a running server).
+//!
+//! What goes: uploads that no logged release references, stored before the grace period
+//! (default seven days, so the blobs of a release awaiting approval survive a slow review), and
+//! bytes without a record (a commit cut short by a crash). Staging files of killed uploads,
+//! syncs and imports are removed when the store opens. What never goes: a blob a logged release
+//! references, revoked releases included.
+//!
+//! Each blob is judged and removed while no statement can be logged (`Registry::holding_appends`)
+//! and under the store's removal lock (`store/removal.rs`), so neither a submit nor a commit can
+//! come between the judgement and the removal. A dry run judges the same way and removes
+//! nothing.
+
+use std::time::Duration;
+
+use airlock_proto::api::{GcRemoved, GcReport};
+
+use crate::registry::Registry;
+use crate::store::{Removable, Store};
+
+/// The grace period when none is configured.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What to collect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Judge and list, remove nothing.
+    pub dry_run: bool,
+    /// Unreferenced uploads younger than this are kept.
+    pub grace: Duration,
+}
+
+/// Collects garbage in `store`. With `registry` (a running server), each removal waits until no
+/// statement is being logged; without it the store must be closed to every other process (which
+/// RocksDB's lock on the data directory ensures). Blocking.
+pub fn collect(store: &Store, registry: Option<&Registry>, options: GcOptions) -> anyhow::Result<GcReport> {
+    let cutoff = store.now().saturating_sub(options.grace.as_secs());
+    let mut report = GcReport {
+        dry_run: options.dry_run,
+        grace_secs: options.grace.as_secs(),
+        removed: Vec::new(),
+        bytes_freed: 0,
+        kept_in_grace: 0,
+    };
+    for digest in store.blob_candidates()? {
+        let judge = || {
+            if options.dry_run {
+                store.removable(&digest, cutoff)
+            } else {
+                store.remove_if_removable(&digest, cutoff)
+            }
+        };
+        let judged = match registry {
+            Some(registry) => registry.holding_appends(judge),
+            None => judge(),
+        }?;
+        match judged {
+            Removable::Keep => {}
+            Removable::InGrace => report.kept_in_grace += 1,
+            Removable::Yes { bytes, reason } => {
+                if !options.dry_run {
+                    tracing::info!(target: crate::audit::TARGET, %digest, bytes, ?reason, "blob removed by gc");
+                }
+                report.bytes_freed += bytes;
+                report.removed.push(GcRemoved { digest, bytes, reason });
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,107 @@
+//! Removing blobs: the only place bytes leave the store (garbage collection, and a failed
+//! bundle import taking back what it stored).
+//!
+//! A blob is judged and removed under the store's removal lock, which every commit holds
+//! shared from placing its bytes to recording them: a removal never sees bytes a commit is
+//! about to record, and never deletes bytes a commit recorded after the judgement. A blob that a
+//! logged release references is never removed. Callers that also log statements (a primary's
+//! submit, a mirror's writer) hold their own lock around each removal, so that a statement is
+//! never logged for a blob removed a moment before (see `crate::gc`).
+
+use std::sync::{PoisonError, RwLockReadGuard};
+
+use airlock_proto::api::GcReason;
+use airlock_proto::{Digest, Timestamp};
+
+use super::Store;
+
+/// What garbage collection may do with one blob, judged now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removable {
+    /// A logged release references it, or nothing of it is stored.
+    Keep,
+    /// Unreferenced, but stored after the grace cut-off.
+    InGrace,
+    /// May go.
+    Yes { bytes: u64, reason: GcReason },
+}
+
+impl Store {
+    /// Held (shared) by a commit from placing a blob's bytes until they are recorded.
+    pub(super) fn commit_guard(&self) -> RwLockReadGuard<'_, ()> {
+        self.removal.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every digest the store holds a record or bytes of, sorted, each once.
+    pub fn blob_candidates(&self) -> anyhow::Result<Vec<Digest>> {
+        let mut digests = self.db.blob_digests()?;
+        digests.extend(self.blobs.list()?);
+        digests.sort();
+        digests.dedup();
+        Ok(digests)
+    }
+
+    /// Whether garbage collection may remove `digest`: never while a logged release references
+    /// it; an upload recorded at or before `cutoff` and referenced by nothing; bytes without a
+    /// record (a commit cut short by a crash).
+    pub fn removable(&self, digest: &Digest, cutoff: Timestamp) -> anyhow::Result<Removable> {
+        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
+        self.judge(digest, cutoff)
+    }
+
+    /// Removes `digest` if it is still removable, judged again under the removal lock: the
+    /// record first, then the bytes. Returns what was removed.
+    pub fn remove_if_removable(&self, digest: &Digest, cutoff: Timestamp) -> anyhow::Result<Removable> {
+        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
+        let judged = self.judge(digest, cutoff)?;
+        if let Removable::Yes { reason, .. } = judged {
+            if reason == GcReason::Unreferenced {
+                self.db.delete_blob(digest)?;
+            }
+            self.blobs.delete(digest)?;
+        }
+        Ok(judged)
+    }
+
+    fn judge(&self, digest: &Digest, cutoff: Timestamp) -> anyhow::Result<Removable> {
+        if self.is_referenced(digest)? {
+            return Ok(Removable::Keep);
+        }
+        Ok(match self.db.blob(digest)? {
+            Some(record) if record.stored_at <= cutoff => {
+                Removable::Yes { bytes: record.size, reason: GcReason::Unreferenced }
+            }
+            Some(_) => Removable::InGrace,
+            None => match self.blobs.stat(digest)? {
+                Some(bytes) => Removable::Yes { bytes, reason: GcReason::Unrecorded },
+                None => Removable::Keep,
+            },
+        })
+    }
+
+    /// The record of a stored blob, for an upload of bytes the store already holds: an
+    /// unreferenced one is recorded again as stored now, so its grace period starts over (a
+    /// publisher re-uploading before a submit is not caught by a collection in between).
+    pub fn blob_uploaded_again(&self, digest: &Digest) -> anyhow::Result<Option<super::BlobRecord>> {
+        let _commit = self.commit_guard();
+        let Some(mut record) = self.db.blob(digest)? else { return Ok(None) };
+        if !self.is_referenced(digest)? {
+            record.stored_at = self.now();
+            self.db.put_blobs(&[(*digest, record.clone())])?;
+        }
+        Ok(Some(record))
+    }
+
+    /// Removes a blob that no logged release references, whatever its age: the record first,
+    /// then the bytes, so a file whose record exists is never deleted. Refused (`false`) for a
+    /// referenced blob.
+    pub fn discard_unreferenced(&self, digest: &Digest) -> anyhow::Result<bool> {
+        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
+        if self.is_referenced(digest)? {
+            return Ok(false);
+        }
+        self.db.delete_blob(digest)?;
+        self.blobs.delete(digest)?;
+        Ok(true)
+    }
+}

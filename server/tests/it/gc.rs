@@ -1,0 +1,153 @@
+//! Garbage collection (`airlockd gc`): on a stopped data directory and through a running
+//! server; a dry run lists exactly what the run then removes; a logged blob is never removed;
+//! the grace period keeps the blobs of a statement awaiting its submit, and a re-upload restarts
+//! it.
+
+use std::process::Command;
+
+use airlock_proto::{Clock, Digest};
+
+use crate::harness::{faketime, http_request, Run, Server, World};
+
+fn airlockd(world: &World, args: &[&str], env: &[(&str, String)]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The digests a gc report lists as removed, with their reasons.
+fn removed(run: &Run) -> Vec<(String, String)> {
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["digest"].as_str().unwrap().to_owned(), r["reason"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn report(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+fn blob_file(world: &World, digest: &Digest) -> std::path::PathBuf {
+    let hex = digest.to_hex();
+    world.path(&format!("data/blobs/{}/{hex}", &hex[..2]))
+}
+
+fn upload(url: &str, token: &str, bytes: &[u8]) -> u16 {
+    let path = format!("/v1/blobs/blake3/{}", Digest::of(bytes).to_hex());
+    http_request("PUT", url, &path, Some(token), bytes).0
+}
+
+#[test]
+fn gc_on_a_stopped_store_removes_old_uploads_and_unrecorded_bytes_and_never_a_logged_blob() {
+    let mut world = World::new(1, 1);
+    world.write("a.bin", b"logged bytes");
+    world.publish("a.bin", "a", "1.0").ok();
+    // A statement signed but never submitted: its blob is uploaded, referenced by nothing.
+    world.write("pending.bin", b"awaiting approval");
+    world.sign_only("pending.bin", "wheel", "pending", "1.0", "pending.cbor").ok();
+    world.server.take().unwrap().stop();
+    // Bytes a crash left between placing a blob and recording it.
+    let stray = b"placed, never recorded";
+    let stray_digest = Digest::of(stray);
+    std::fs::write(blob_file(&world, &stray_digest), stray).unwrap();
+    let pending = Digest::of(b"awaiting approval").to_string();
+    let stray_name = stray_digest.to_string();
+
+    // Within the grace period the upload stays; the unrecorded bytes go.
+    let now = airlockd(&world, &["gc", "--data", "data", "--dry-run"], &[]).ok();
+    assert_eq!(removed(&now), [(stray_name.clone(), "unrecorded".to_owned())]);
+    assert_eq!(report(&now)["kept_in_grace"], 1);
+
+    // Eight days on, both; a dry run removes nothing and lists exactly what the run removes.
+    let later = faketime(8);
+    let dry =
+        airlockd(&world, &["gc", "--data", "data", "--dry-run"], &later).ok().says("would remove 2 blob(s)");
+    let mut expected =
+        vec![(pending.clone(), "unreferenced".to_owned()), (stray_name, "unrecorded".to_owned())];
+    expected.sort();
+    assert_eq!(removed(&dry), expected);
+    assert!(blob_file(&world, &stray_digest).exists(), "a dry run removed bytes");
+    let run = airlockd(&world, &["gc", "--data", "data"], &later).ok().says("removed 2 blob(s)");
+    assert_eq!(removed(&run), expected);
+    assert_eq!(report(&run)["bytes_freed"], (b"awaiting approval".len() + stray.len()) as u64);
+    assert!(!blob_file(&world, &stray_digest).exists());
+    assert!(!blob_file(&world, &Digest::of(b"awaiting approval")).exists());
+    // The logged blob is there and the store verifies; a second run finds nothing.
+    assert!(blob_file(&world, &Digest::of(b"logged bytes")).exists());
+    let verified = airlockd(&world, &["verify-store", "--data", "data"], &later).ok();
+    assert!(report(&verified)["problems"].as_array().unwrap().is_empty(), "{}", verified.stdout);
+    assert!(removed(&airlockd(&world, &["gc", "--data", "data"], &later).ok()).is_empty());
+
+    // The statement whose blob went is refused, naming the blob; a re-upload lets it in.
+    world.server = Some(Server::start(world.config()));
+    let url = world.url();
+    world
+        .cli(&["submit", "pending.cbor", "--server", &url, "--token", &world.publish_token])
+        .code(1)
+        .says("has not been uploaded");
+    assert_eq!(upload(&url, &world.publish_token, b"awaiting approval"), 201);
+    world.cli(&["submit", "pending.cbor", "--server", &url, "--token", &world.publish_token]).ok();
+    world.pull("a==1.0", "a.out").ok();
+}
+
+#[test]
+fn gc_through_a_running_server_honours_the_grace_period_and_a_re_upload_restarts_it() {
+    let mut world = World::prepared(1, 1);
+    let admin =
+        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
+            .unwrap();
+    world.write("admin.token", admin.as_bytes());
+    let mut config = world.config();
+    let (clock, time) = Clock::manual(airlock_proto::clock::system_now());
+    config.clock = clock;
+    world.server = Some(Server::start(config));
+    let url = world.url();
+    let gc = |extra: &[&str]| {
+        let mut args = vec!["gc", "--server", url.as_str(), "--admin-token-file", "admin.token"];
+        args.extend_from_slice(extra);
+        airlockd(&world, &args, &[]).ok()
+    };
+    world.write("a.bin", b"logged bytes");
+    world.publish("a.bin", "a", "1.0").ok();
+    assert_eq!(upload(&url, &world.publish_token, b"old upload"), 201);
+    assert_eq!(upload(&url, &world.publish_token, b"uploaded again"), 201);
+    time.advance(6 * 86_400);
+    // Uploading the same bytes again starts its grace period over.
+    assert_eq!(upload(&url, &world.publish_token, b"uploaded again"), 200);
+    time.advance(2 * 86_400);
+
+    let dry = gc(&["--dry-run"]);
+    let old = Digest::of(b"old upload").to_string();
+    assert_eq!(removed(&dry), [(old.clone(), "unreferenced".to_owned())]);
+    assert_eq!(report(&dry)["kept_in_grace"], 1);
+    let run = gc(&[]);
+    assert_eq!(removed(&run), removed(&dry));
+    let path = format!("/v1/blobs/blake3/{}", Digest::of(b"old upload").to_hex());
+    assert_eq!(http_request("GET", &url, &path, Some(&world.publish_token), b"").0, 404);
+    // A grace period given with the request overrides the server's.
+    let all = gc(&["--dry-run", "--grace", "0s"]);
+    assert_eq!(removed(&all), [(Digest::of(b"uploaded again").to_string(), "unreferenced".to_owned())]);
+    // The logged release's blob is untouched and served.
+    let logged = format!("/v1/blobs/blake3/{}", Digest::of(b"logged bytes").to_hex());
+    assert_eq!(http_request("GET", &url, &logged, None, b""), (200, b"logged bytes".to_vec()));
+    // Only an admin token collects.
+    let (status, body) = http_request(
+        "POST",
+        &url,
+        "/v1/admin/gc",
+        Some(&world.publish_token),
+        br#"{"dry_run":true,"grace_secs":null}"#,
+    );
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+}
