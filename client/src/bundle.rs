@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use airlock_keys::{RegistryState, ReleaseStatus};
 use airlock_proto::api::{
     BundleBlob, BundleManifest, ImportedState, BUNDLE_BLOB_PREFIX, BUNDLE_FORMAT, BUNDLE_MANIFEST,
 };
@@ -52,12 +53,20 @@ pub struct ExportReport {
     pub expires_at: u64,
 }
 
-/// The release files referenced by `leaves`, each digest once.
-pub fn referenced_files(leaves: &[Vec<u8>]) -> anyhow::Result<Vec<FileEntry>> {
+/// The release files referenced by `leaves`, each digest once, except those of releases that
+/// `state` (the log's state at or after them) holds revoked: a bundle neither carries nor needs
+/// them, so a registry that purged them still exports and a site still imports.
+pub fn referenced_files(leaves: &[Vec<u8>], state: &RegistryState) -> anyhow::Result<Vec<FileEntry>> {
     let mut files: Vec<FileEntry> = Vec::new();
     for leaf in leaves {
         let envelope = Envelope::from_bytes(leaf)?;
         if let Statement::Release(release) = Statement::decode(&envelope.payload_type, &envelope.payload)? {
+            let revoked = state
+                .release(release.kind, &release.name, &release.version)
+                .is_some_and(|r| matches!(r.status, ReleaseStatus::Revoked { .. }));
+            if revoked {
+                continue;
+            }
             for file in release.files {
                 if !files.iter().any(|f| f.blake3 == file.blake3) {
                     files.push(file);
@@ -106,7 +115,7 @@ pub async fn export(
         "the registry has {to_size} leaves; cannot export from leaf {from_size}"
     );
     let segment = &after.leaves.read(from_size..to_size)?;
-    let files = referenced_files(segment)?;
+    let files = referenced_files(segment, after.log.registry())?;
     let checkpoint = after.log.checkpoint().context("the registry has no checkpoint")?.to_vec();
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT,

@@ -432,6 +432,18 @@ impl Remote {
         self.call_json(Method::POST, &Route::AdminGc.path(), full(body), Some("application/json")).await
     }
 
+    /// `POST /v1/admin/purge` (admin): removes the blobs of a revoked release.
+    pub async fn purge(
+        &self,
+        wanted: &airlock_proto::api::PurgeRequest,
+    ) -> Result<airlock_proto::api::PurgeReport, RemoteError> {
+        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
+            url: self.url(&Route::AdminPurge.path()),
+            detail: e.to_string(),
+        })?;
+        self.call_json(Method::POST, &Route::AdminPurge.path(), full(body), Some("application/json")).await
+    }
+
     /// `POST /v1/mirror/sync` (admin): makes a mirror sync from its upstream now.
     pub async fn mirror_sync(&self) -> Result<SyncReport, RemoteError> {
         self.call_json(Method::POST, &Route::MirrorSync.path(), empty(), None).await

@@ -68,6 +68,20 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
         grace: Option<u64>,
     },
+    /// Remove the blobs of a revoked release (refused for one that is not revoked; a file that
+    /// a release which is not revoked also holds is kept). Prints what went (JSON).
+    Purge {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The release, as NAME==VERSION.
+        release: String,
+        /// wheel or node: needed only when both kinds have this name and version.
+        #[arg(long)]
+        kind: Option<airlock_proto::Kind>,
+        /// With --data: the data directory is a mirror's.
+        #[arg(long, requires = "data")]
+        mirror: bool,
+    },
     /// Run a witness: cosign checkpoints of the logs it witnesses, each only if it extends the
     /// last one it cosigned (c2sp.org/tlog-witness `POST /add-checkpoint`).
     Witness {
@@ -278,6 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
         Command::Token { command } => tokens(command),
         Command::Gc { target, dry_run, grace } => gc(&target, dry_run, grace),
+        Command::Purge { target, release, kind, mirror } => purge(&target, &release, kind, mirror),
         Command::Key { command: KeyCommand::Rotate { data } } => {
             let public = crate::log_keys::LogKeys::rotate(&data)?;
             let next_pub = data.join(crate::log_keys::LOG_NEXT_PUB_FILE);
@@ -411,6 +426,44 @@ fn gc(target: &AdminTarget, dry_run: bool, grace: Option<u64>) -> anyhow::Result
         report.removed.len(),
         report.bytes_freed,
         report.kept_in_grace
+    );
+    Ok(())
+}
+
+/// `airlockd purge`: on a stopped data directory, or through a running server.
+fn purge(
+    target: &AdminTarget,
+    release: &str,
+    kind: Option<airlock_proto::Kind>,
+    mirror: bool,
+) -> anyhow::Result<()> {
+    let (name, version) = release
+        .split_once("==")
+        .with_context(|| format!("{release:?}: name the release as NAME==VERSION"))?;
+    let wanted = airlock_proto::api::PurgeRequest {
+        kind,
+        name: name.to_owned(),
+        version: airlock_proto::Version::new(version)?,
+    };
+    let report = if let Some(data) = &target.data {
+        let store = Store::open(data, airlock_proto::Clock::system())?;
+        let mut config = crate::Config::new(data);
+        config.mirror = mirror;
+        let registry = crate::registry::Registry::open(&config, std::sync::Arc::clone(&store))?;
+        crate::purge::purge(&store, &registry, &wanted)?
+    } else {
+        let remote = admin_remote(target)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(remote.purge(&wanted))?
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "purged {} blob(s) of {} {}=={}; kept {} shared with a release that is not revoked",
+        report.removed.len(),
+        report.kind,
+        report.name,
+        report.version,
+        report.kept_shared.len()
     );
     Ok(())
 }

@@ -139,6 +139,18 @@ impl From<std::io::Error> for ApiError {
     }
 }
 
+impl From<crate::purge::PurgeError> for ApiError {
+    fn from(e: crate::purge::PurgeError) -> Self {
+        use crate::purge::PurgeError;
+        match e {
+            PurgeError::NotFound(_) => Self::NotFound(e.to_string()),
+            PurgeError::Ambiguous(_) => Self::BadRequest(e.to_string()),
+            PurgeError::NotRevoked { .. } => Self::Conflict(e.to_string()),
+            PurgeError::Internal(e) => e.into(),
+        }
+    }
+}
+
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {

@@ -53,7 +53,7 @@ pub fn collect(store: &Store, registry: Option<&Registry>, options: GcOptions) -
             }
         };
         let judged = match registry {
-            Some(registry) => registry.holding_appends(judge),
+            Some(registry) => registry.holding_appends(|_| judge()),
             None => judge(),
         }?;
         match judged {

@@ -17,6 +17,7 @@ pub mod http;
 pub mod log_keys;
 pub mod mirror;
 pub mod primary;
+pub mod purge;
 pub mod registry;
 pub mod scan_policy;
 pub mod server;

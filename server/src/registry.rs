@@ -75,12 +75,13 @@ impl Registry {
     /// Runs `f` while no statement can be logged: under a primary's state lock (a submit checks
     /// its release's blobs and appends under it), or holding a mirror's writer (a sync or an
     /// import holds it from its first read to its commit). Blocking: never on an async worker.
-    pub fn holding_appends<R>(&self, f: impl FnOnce() -> R) -> R {
+    /// `f` is given the state, which stays as it is until `f` returns.
+    pub fn holding_appends<R>(&self, f: impl FnOnce(&RegistryState) -> R) -> R {
         match self {
-            Self::Primary(primary) => primary.with_state(|_| f()),
+            Self::Primary(primary) => primary.with_state(f),
             Self::Mirror(mirror) => {
                 let _writer = mirror.blocking_writer();
-                f()
+                mirror.with_state(f)
             }
         }
     }

@@ -46,10 +46,11 @@ pub fn verify_store(store: &Arc<Store>) -> anyhow::Result<VerifyStoreReport> {
         match TrustedLog::restore(pinned, &leaves, checkpoint.as_deref(), 0) {
             Ok(log) => {
                 root_hash = Some(log.root_hash());
-                for file in referenced_files(&leaves)? {
+                for file in referenced_files(&leaves, log.registry())? {
                     if store.blob(&file.blake3)?.is_none() {
-                        // Only a partial mirror lacks logged blobs: a primary and a full mirror
-                        // never commit a release before its blobs are durable.
+                        // Only a partial mirror lacks the logged blobs of releases that are not
+                        // revoked: a primary and a full mirror never commit a release before its
+                        // blobs are durable, and only a purge removes a revoked one's.
                         not_held += 1;
                     }
                 }

@@ -263,6 +263,29 @@ pub struct GcRemoved {
 pub enum GcReason {
     Unreferenced,
     Unrecorded,
+    /// Its every release is revoked and an operator purged one (`POST /v1/admin/purge`).
+    Purged,
+}
+
+/// `POST /v1/admin/purge` (JSON): remove the blobs of a revoked release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeRequest {
+    /// Needed only when a wheel and a node pack share the name and version.
+    pub kind: Option<Kind>,
+    /// As given: each kind's name rules apply when it is looked up.
+    pub name: String,
+    pub version: Version,
+}
+
+/// What a purge removed, and the files it kept because a release that is not revoked holds
+/// them too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeReport {
+    pub kind: Kind,
+    pub name: PackageName,
+    pub version: Version,
+    pub removed: Vec<GcRemoved>,
+    pub kept_shared: Vec<Digest>,
 }
 
 /// `GET /v1/channels/<name>` (JSON): the releases a channel holds.

@@ -52,6 +52,9 @@ pub enum Route<'a> {
     /// `POST /v1/admin/gc` a [`super::GcRequest`] (JSON, admin) → [`super::GcReport`] (JSON):
     /// garbage collection on a running server.
     AdminGc,
+    /// `POST /v1/admin/purge` a [`super::PurgeRequest`] (JSON, admin) → [`super::PurgeReport`]
+    /// (JSON): removes the blobs of a revoked release.
+    AdminPurge,
     /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
     /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
     Roots,
@@ -97,6 +100,7 @@ impl<'a> Route<'a> {
             ["v1", "admin", "tokens"] => Self::AdminTokens,
             ["v1", "admin", "checkpoint"] => Self::AdminCheckpoint,
             ["v1", "admin", "gc"] => Self::AdminGc,
+            ["v1", "admin", "purge"] => Self::AdminPurge,
             ["v1", "admin", "tokens", which] => Self::AdminToken(which),
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
@@ -125,6 +129,7 @@ impl<'a> Route<'a> {
             Self::AdminTokens => "/v1/admin/tokens".to_owned(),
             Self::AdminCheckpoint => "/v1/admin/checkpoint".to_owned(),
             Self::AdminGc => "/v1/admin/gc".to_owned(),
+            Self::AdminPurge => "/v1/admin/purge".to_owned(),
             Self::AdminToken(which) => format!("/v1/admin/tokens/{which}"),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),

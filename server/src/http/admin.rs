@@ -2,11 +2,14 @@
 //! `/v1/admin/tokens`: token grants on a running server (RocksDB admits one process, so while
 //! the server runs it does the work): list them, create one, revoke by id or label. Admin scope.
 //! A created token appears once, in the answer; it is never logged.
-//! `/v1/admin/gc`: garbage collection on a running server (`crate::gc`).
+//! `/v1/admin/gc`: garbage collection on a running server (`crate::gc`); `/v1/admin/purge`: the
+//! blobs of a revoked release (`crate::purge`).
 
 use std::sync::Arc;
 
-use airlock_proto::api::{CheckpointRequest, GcRequest, TokenCreate, TokenCreated, TokenList, TokensRevoked};
+use airlock_proto::api::{
+    CheckpointRequest, GcRequest, PurgeRequest, TokenCreate, TokenCreated, TokenList, TokensRevoked,
+};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -101,5 +104,24 @@ pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Resul
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(body::json(StatusCode::OK, &report))
+}
+
+/// `POST /v1/admin/purge`: removes the blobs of a revoked release (409 for one not revoked).
+pub async fn purge(
+    app: &Arc<App>,
+    caller: &Caller,
+    mut request: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let bytes =
+        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
+    let wanted: PurgeRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("not a purge request: {e}")))?;
+    let purger = Arc::clone(app);
+    let report =
+        tokio::task::spawn_blocking(move || crate::purge::purge(&purger.store, &purger.registry, &wanted))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))??;
     Ok(body::json(StatusCode::OK, &report))
 }

@@ -277,7 +277,12 @@ fn carried_files(
             Statement::Root(_) | Statement::Status(_) => None,
         };
         if let Some(release) = release {
-            if carry.carries(&release, state) {
+            // A release revoked by the end of the sync needs no blobs here (an upstream may
+            // have purged them).
+            let revoked = state
+                .release(release.kind, &release.name, &release.version)
+                .is_some_and(|r| matches!(r.status, airlock_keys::ReleaseStatus::Revoked { .. }));
+            if !revoked && carry.carries(&release, state) {
                 files.extend(release.files);
             }
         }

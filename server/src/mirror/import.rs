@@ -114,7 +114,7 @@ pub fn import(mirror: &Arc<Mirror>, reader: impl Read) -> Result<ImportReport, I
                 .map_err(|e| ImportError::Verification(e.into()))?;
             // 2. Blobs: only those the new leaves reference and the mirror lacks.
             let mut needed: HashMap<Digest, FileEntry> = HashMap::new();
-            for file in referenced_files(&new_leaves).map_err(ImportError::Internal)? {
+            for file in referenced_files(&new_leaves, next.registry()).map_err(ImportError::Internal)? {
                 if store.blob(&file.blake3)?.is_none() {
                     needed.insert(file.blake3, file);
                 }

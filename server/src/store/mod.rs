@@ -56,9 +56,9 @@ pub struct Store {
     db: Db,
     blobs: Box<dyn BlobBackend>,
     clock: Clock,
-    /// Records of blobs that are stored and referenced by a logged release. Both facts are
-    /// permanent once true (only an unreferenced blob is ever removed), so a blob GET answers
-    /// from here without reading RocksDB.
+    /// Records of blobs that are stored and referenced by a logged release. Both facts last
+    /// (garbage collection removes only unreferenced blobs; a purge of a revoked release's blob
+    /// takes its entry out), so a blob GET answers from here without reading RocksDB.
     visible: RwLock<HashMap<Digest, BlobRecord>>,
     /// Shared by each commit from placing a blob's bytes to recording them; exclusive while a
     /// blob is judged and removed (`removal.rs`).
@@ -161,11 +161,14 @@ impl Store {
     }
 
     /// What a reader may learn of a blob. A blob both stored and referenced by a logged release
-    /// is remembered once found (both facts are permanent), so that answer reads no RocksDB.
+    /// is remembered once found (both facts last until a purge), so that answer reads no RocksDB.
     pub fn lookup_blob(&self, digest: &Digest) -> anyhow::Result<BlobLookup> {
         if let Some(record) = self.visible.read().unwrap_or_else(PoisonError::into_inner).get(digest) {
             return Ok(BlobLookup::Visible(record.clone()));
         }
+        // Under the commit side of the removal lock, so that a purge cannot come between the
+        // reads and the remembering.
+        let _commit = self.commit_guard();
         let referenced = self.is_referenced(digest)?;
         let Some(record) = self.blob(digest)? else { return Ok(BlobLookup::Absent { referenced }) };
         if !referenced {

@@ -1,12 +1,13 @@
-//! Removing blobs: the only place bytes leave the store (garbage collection, and a failed
-//! bundle import taking back what it stored).
+//! Removing blobs: the only place bytes leave the store (garbage collection, a purge of a
+//! revoked release's blobs, and a failed bundle import taking back what it stored).
 //!
 //! A blob is judged and removed under the store's removal lock, which every commit holds
 //! shared from placing its bytes to recording them: a removal never sees bytes a commit is
 //! about to record, and never deletes bytes a commit recorded after the judgement. A blob that a
-//! logged release references is never removed. Callers that also log statements (a primary's
-//! submit, a mirror's writer) hold their own lock around each removal, so that a statement is
-//! never logged for a blob removed a moment before (see `crate::gc`).
+//! logged release references is never removed, unless every such release is revoked and an
+//! operator purges it. Callers that also log statements (a primary's submit, a mirror's
+//! writer) hold their own lock around each removal, so that a statement is never logged for a
+//! blob removed a moment before (see `crate::gc`, `crate::purge`).
 
 use std::sync::{PoisonError, RwLockReadGuard};
 
@@ -90,6 +91,24 @@ impl Store {
             self.db.put_blobs(&[(*digest, record.clone())])?;
         }
         Ok(Some(record))
+    }
+
+    /// Removes a blob whose every logged release is revoked (the caller judged that from the
+    /// registry state, holding its append lock): the record, the bytes, and the remembered
+    /// answer that it is visible. Returns the bytes it held, or `None` when nothing was stored.
+    pub fn purge_blob(&self, digest: &Digest) -> anyhow::Result<Option<u64>> {
+        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
+        let record = self.db.blob(digest)?;
+        let bytes = match &record {
+            Some(record) => Some(record.size),
+            None => self.blobs.stat(digest)?,
+        };
+        if record.is_some() {
+            self.db.delete_blob(digest)?;
+        }
+        self.blobs.delete(digest)?;
+        self.visible.write().unwrap_or_else(PoisonError::into_inner).remove(digest);
+        Ok(bytes)
     }
 
     /// Removes a blob that no logged release references, whatever its age: the record first,

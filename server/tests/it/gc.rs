@@ -151,3 +151,64 @@ fn gc_through_a_running_server_honours_the_grace_period_and_a_re_upload_restarts
     );
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
 }
+
+#[test]
+fn purge_is_refused_until_revoked_keeps_shared_files_and_mirrors_and_bundles_pass_a_purged_release() {
+    let mut world = World::prepared(1, 1);
+    let admin =
+        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
+            .unwrap();
+    world.write("admin.token", admin.as_bytes());
+    world.server = Some(Server::start(world.config()));
+    let url = world.url();
+    let purge = |release: &str| {
+        let args = ["purge", release, "--server", url.as_str(), "--admin-token-file", "admin.token"];
+        airlockd(&world, &args, &[])
+    };
+    world.write("a.bin", b"purge me");
+    world.publish("a.bin", "a", "1.0").ok();
+    world.write("shared.bin", b"shared bytes");
+    world.publish("shared.bin", "c", "1.0").ok();
+    world.publish("shared.bin", "d", "1.0").ok();
+    let purged = Digest::of(b"purge me");
+    let shared = Digest::of(b"shared bytes");
+    let get = |base: &str, digest: &Digest| {
+        http_request("GET", base, &format!("/v1/blobs/blake3/{}", digest.to_hex()), None, b"").0
+    };
+
+    // Refused while the release is active, naming why.
+    purge("a==1.0").code(1).says("is active, not revoked");
+    assert_eq!(get(&url, &purged), 200);
+    crate::lifecycle::lifecycle(&world, "revoke", "a==1.0", &["--reason", "takedown"]).ok();
+    let run = purge("a==1.0").ok().says("purged 1 blob(s)");
+    assert_eq!(removed(&run), [(purged.to_string(), "purged".to_owned())]);
+    assert_eq!(get(&url, &purged), 404);
+    // A file that a release which is not revoked also holds stays.
+    crate::lifecycle::lifecycle(&world, "revoke", "c==1.0", &["--reason", "takedown"]).ok();
+    let run = purge("c==1.0").ok();
+    assert!(removed(&run).is_empty());
+    assert_eq!(report(&run)["kept_shared"], serde_json::json!([shared.to_string()]));
+    assert_eq!(get(&url, &shared), 200);
+    purge("nothing==1.0").code(1).says("no logged release nothing==1.0");
+
+    // A fresh mirror syncs past the purged release; a bundle exports and imports past it.
+    let (config, mirror_admin) = crate::mirror::mirror_config(&world, "site", &url);
+    let mirror = Server::start(config);
+    let synced = crate::mirror::sync(&mirror, &mirror_admin);
+    assert_eq!(synced["to_size"], world.log_size(), "{synced}");
+    assert_eq!((get(&mirror.url, &purged), get(&mirror.url, &shared)), (404, 200));
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "all.tar"]).ok();
+    airlock_server::cli::init(&world.path("restored")).unwrap();
+    airlockd(&world, &["import", "--data", "restored", "--root", "root.cbor", "all.tar"], &[]).ok();
+
+    // On a stopped data directory: once every holder is revoked, the shared file goes too, and
+    // the store still verifies.
+    crate::lifecycle::lifecycle(&world, "revoke", "d==1.0", &["--reason", "takedown"]).ok();
+    world.server.take().unwrap().stop();
+    let run = airlockd(&world, &["purge", "d==1.0", "--data", "data"], &[]).ok();
+    assert_eq!(removed(&run), [(shared.to_string(), "purged".to_owned())]);
+    let verified = airlockd(&world, &["verify-store", "--data", "data"], &[]).ok();
+    let verified = report(&verified);
+    assert!(verified["problems"].as_array().unwrap().is_empty(), "{verified}");
+    assert_eq!(verified["not_held"], 0, "{verified}");
+}
