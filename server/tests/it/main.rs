@@ -26,6 +26,7 @@ mod pytools;
 mod review;
 mod rotation;
 mod scan;
+mod service;
 mod snapshot;
 mod tiles;
 mod tokens;
