@@ -17,6 +17,8 @@ pub struct App {
     pub follower: Option<Arc<Follower>>,
     /// Saves the fold at shutdown and while the log grows.
     pub snapshots: crate::snapshot::Saver,
+    /// What `GET /metrics` reports.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -29,7 +31,8 @@ impl App {
             _ => None,
         };
         let snapshots = crate::snapshot::Saver::new(registry.size());
-        Ok(Self { config, store, registry, follower, snapshots })
+        let metrics = crate::metrics::Metrics::default();
+        Ok(Self { config, store, registry, follower, snapshots, metrics })
     }
 }
 

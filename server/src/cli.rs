@@ -23,6 +23,13 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
     about = "airlock registry server: signed, content-addressed packages for air-gapped ComfyUI sites"
 )]
 struct Cli {
+    /// How the log is written: text lines, or JSON objects one a line (with each request's id).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: crate::logging::LogFormat,
+    /// Write the audit log (every write asked for, accepted or refused) to this file as JSON
+    /// lines, apart from the main log.
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,6 +199,9 @@ struct ServeArgs {
     /// the registry's host name (api.comfy.org) to this server.
     #[arg(long)]
     comfy_at_root: bool,
+    /// Log one line a request (target airlock::access): method, path, status, time, request id.
+    #[arg(long)]
+    access_log: bool,
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -255,14 +265,10 @@ enum TokenCommand {
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: a log file or pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = crate::logging::init(cli.log_format, cli.audit_log.as_deref()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -569,6 +575,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     config.comfy_at_root = args.comfy_at_root || file.comfy_at_root.unwrap_or(false);
+    config.access_log = args.access_log || file.access_log.unwrap_or(false);
     config.upstream = args.upstream.or(file.upstream);
     config.upstream_ca_cert = args.upstream_ca_cert.or(file.upstream_ca_cert);
     if let Some(path) = args.upstream_token_file.or(file.upstream_token_file) {

@@ -152,6 +152,8 @@ pub struct Config {
     pub db_memory_mib: u64,
     /// Garbage collection keeps unreferenced uploads younger than this (`crate::gc`).
     pub gc_grace: Duration,
+    /// Log one line a request (`crate::logging::ACCESS`).
+    pub access_log: bool,
 }
 
 impl Config {
@@ -181,6 +183,7 @@ impl Config {
             public_url: None,
             comfy_at_root: false,
             gc_grace: crate::gc::DEFAULT_GRACE,
+            access_log: false,
         }
     }
 
@@ -239,6 +242,8 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// Also answer the Comfy Registry API at the root.
     pub comfy_at_root: Option<bool>,
+    /// Log one line a request (target `airlock::access`).
+    pub access_log: Option<bool>,
 }
 
 impl FileConfig {

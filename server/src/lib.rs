@@ -15,6 +15,8 @@ pub mod freshness;
 pub mod gc;
 pub mod http;
 pub mod log_keys;
+pub mod logging;
+pub mod metrics;
 pub mod mirror;
 pub mod primary;
 pub mod purge;
@@ -24,6 +26,7 @@ pub mod server;
 pub mod simple;
 pub mod snapshot;
 pub mod store;
+pub mod traffic;
 pub mod verify_store;
 pub mod witness;
 

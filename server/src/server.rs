@@ -22,6 +22,7 @@ use crate::config::{Config, Limits, TlsFiles};
 use crate::http;
 use crate::http::body::Body;
 use crate::mirror::follow::Follower;
+use crate::traffic::{Counted, Traffic};
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,18 +99,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let limits = app.config.limits.clone();
+    let traffic = app.metrics.traffic().clone();
     let handler = move |request| http::handle(Arc::clone(&app), request);
-    serve_with(listener, &limits, tls, handler, shutdown).await
+    serve_with(listener, &limits, tls, handler, shutdown, traffic).await
 }
 
 /// The accept loop every airlock HTTP service runs (the registry and the witness): `handler`
-/// answers each request.
+/// answers each request; `traffic` counts the bytes each connection reads and writes and the
+/// connections open.
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     limits: &Limits,
     tls: Option<TlsAcceptor>,
     handler: H,
     shutdown: impl Future<Output = ()>,
+    traffic: Traffic,
 ) -> anyhow::Result<()>
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -169,7 +173,10 @@ where
         let acceptor = tls.clone();
         let watcher = graceful.watcher();
         let deadline = limits.header_read_timeout;
+        let open = traffic.connection();
+        let stream = Counted::new(stream, traffic.clone());
         tokio::spawn(async move {
+            let _open = open;
             let serve =
                 async move {
                     match acceptor {

@@ -141,6 +141,31 @@ impl<'a> Route<'a> {
             Self::ScanPolicy => "/v1/scan/policy".to_owned(),
         }
     }
+
+    /// A short name of the route without its parameters, for metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Health => "healthz",
+            Self::Blob(_) => "blob",
+            Self::Checkpoint => "checkpoint",
+            Self::Leaves => "leaves",
+            Self::InclusionProof => "inclusion_proof",
+            Self::ConsistencyProof => "consistency_proof",
+            Self::CurrentRoot => "current_root",
+            Self::Roots => "roots",
+            Self::Channel(_) => "channel",
+            Self::AdminTokens | Self::AdminToken(_) => "admin_tokens",
+            Self::AdminCheckpoint => "admin_checkpoint",
+            Self::AdminGc => "admin_gc",
+            Self::AdminPurge => "admin_purge",
+            Self::Statements => "statements",
+            Self::ReleasesOf { .. } | Self::Release { .. } | Self::ReleaseByDigest(_) => "releases",
+            Self::MirrorSync => "mirror_sync",
+            Self::MirrorStatus => "mirror_status",
+            Self::MirrorImport => "mirror_import",
+            Self::ScanPolicy => "scan_policy",
+        }
+    }
 }
 
 /// The path of a blob.

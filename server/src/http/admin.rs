@@ -104,6 +104,7 @@ pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Resul
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;
+    app.metrics.collected(&report);
     Ok(body::json(StatusCode::OK, &report))
 }
 

@@ -26,13 +26,36 @@ use airlock_proto::api::query::Query;
 use body::Body;
 
 /// Handles one request; never fails (errors become responses).
+/// Each request gets an id: in the `request` span around everything logged while answering it,
+/// and in the `X-Request-Id` answer header.
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let response = match dispatch(&app, request).await {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let route = crate::metrics::route_label(request.uri().path(), app.config.comfy_at_root);
+    let method = request.method().clone();
+    let path = app.config.access_log.then(|| request.uri().path().to_owned());
+    let id = crate::logging::request_id();
+    let span = tracing::info_span!("request", id = %id);
+    let mut response = match dispatch(&app, request).instrument(span.clone()).await {
         Ok(response) => response,
-        Err(error) => body::error_response(&error),
+        Err(error) => span.in_scope(|| body::error_response(&error)),
     };
+    let status = response.status().as_u16();
+    app.metrics.request(route, &method, status, started.elapsed());
+    if let Some(path) = path {
+        let micros = started.elapsed().as_micros() as u64;
+        span.in_scope(
+            || tracing::info!(target: crate::logging::ACCESS, %method, path, status, micros, "request"),
+        );
+    }
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     Ok(response)
 }
+
+/// The answer header that carries the request's id.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let (parts, request_body) = request.into_parts();
@@ -74,6 +97,13 @@ async fn route(
         Ok(())
     };
     let is_get = *method == Method::GET || *method == Method::HEAD;
+    if path == "/metrics" {
+        if !is_get {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        read()?;
+        return metrics(app).await;
+    }
     // The tlog-tiles paths, defined by that specification rather than by airlock's own API.
     if path == "/checkpoint" || path.starts_with("/tile/") {
         if !is_get {
@@ -155,6 +185,21 @@ fn scan_policy(app: &App) -> Result<Response<Body>, ApiError> {
 }
 
 /// `GET /healthz`
+/// `GET /metrics`: the Prometheus metrics (`crate::metrics`), read under the same access rule as
+/// the log.
+async fn metrics(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
+    let reader = Arc::clone(app);
+    let text = tokio::task::spawn_blocking(move || reader.metrics.render(&reader))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    let mut response = Response::new(body::full(text));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    Ok(response)
+}
+
 fn health(app: &App) -> Response<Body> {
     let role = if app.registry.mirror().is_some() { "mirror" } else { "primary" };
     let health = Health {

@@ -256,6 +256,18 @@ impl Db {
         Ok(out)
     }
 
+    /// How many blobs are recorded, and the bytes their records name.
+    pub fn blob_totals(&self) -> Result<(u64, u64)> {
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for item in self.db.iterator_cf(self.cf(CF_BLOBS)?, IteratorMode::Start) {
+            let (_, value) = item?;
+            let record: BlobRecord = codec::decode("blob record", &value, MAX_RECORD_BYTES)?;
+            count += 1;
+            bytes += record.size;
+        }
+        Ok((count, bytes))
+    }
+
     /// Stores a token grant under the hash of the token.
     pub fn put_token(&self, token_hash: &[u8; 32], record: &TokenRecord) -> Result<()> {
         self.put_sync(CF_TOKENS, token_hash, &codec::encode("token record", record)?)

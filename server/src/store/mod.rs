@@ -155,6 +155,11 @@ impl Store {
         self.db.blob(digest)
     }
 
+    /// How many blobs are recorded, and their bytes (a scan of every record).
+    pub fn blob_totals(&self) -> anyhow::Result<(u64, u64)> {
+        self.db.blob_totals()
+    }
+
     /// Every recorded blob digest.
     pub fn blob_digests(&self) -> anyhow::Result<Vec<Digest>> {
         self.db.blob_digests()

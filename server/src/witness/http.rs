@@ -77,5 +77,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let handler = move |request| handle(Arc::clone(&witness), request);
-    crate::server::serve_with(listener, &Limits::default(), None, handler, shutdown).await
+    let traffic = crate::traffic::Traffic::default();
+    crate::server::serve_with(listener, &Limits::default(), None, handler, shutdown, traffic).await
 }
