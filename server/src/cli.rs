@@ -281,7 +281,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { data } => init(&data),
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => serve(*args, cli.log_format),
         Command::Import { data, root, file, state_out } => import(&data, root, &file, state_out),
         Command::VerifyStore { data } => {
             let store = Store::open(&data, airlock_proto::Clock::system())?;
@@ -535,7 +535,7 @@ pub fn init(data: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs, log_format: crate::logging::LogFormat) -> anyhow::Result<()> {
     let file = args.config.as_deref().map(FileConfig::load).transpose()?.unwrap_or_default();
     let scan = file.scan_policy()?;
     let data = args.data.or(file.data).context("--data is required (or `data` in the config file)")?;
@@ -576,6 +576,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.comfy_at_root = args.comfy_at_root || file.comfy_at_root.unwrap_or(false);
     config.access_log = args.access_log || file.access_log.unwrap_or(false);
+    config.log_request_ids = config.access_log || log_format == crate::logging::LogFormat::Json;
     config.upstream = args.upstream.or(file.upstream);
     config.upstream_ca_cert = args.upstream_ca_cert.or(file.upstream_ca_cert);
     if let Some(path) = args.upstream_token_file.or(file.upstream_token_file) {

@@ -154,6 +154,9 @@ pub struct Config {
     pub gc_grace: Duration,
     /// Log one line a request (`crate::logging::ACCESS`).
     pub access_log: bool,
+    /// Run each request in a `request{id}` span, so every line logged while answering it
+    /// carries the id (with JSON logs or the access log).
+    pub log_request_ids: bool,
 }
 
 impl Config {
@@ -184,6 +187,7 @@ impl Config {
             comfy_at_root: false,
             gc_grace: crate::gc::DEFAULT_GRACE,
             access_log: false,
+            log_request_ids: false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The server's logs. The main log goes to stderr as text or as JSON objects, one a line
-//! (`--log-format`); `RUST_LOG` sets its level (default `info`). Every line logged while a
-//! request is answered carries that request's id (the `request` span, also sent back as
-//! `X-Request-Id`). The access log (`--access-log`) is one line a request under the target
+//! (`--log-format`); `RUST_LOG` sets its level (default `info`). Every request's id is sent
+//! back as `X-Request-Id`; with JSON logs or the access log, every line logged while a request is
+//! answered carries it too (the `request` span). The access log (`--access-log`) is one line a request under the target
 //! `airlock::access`. The audit log of writes (`crate::audit`, target `airlock::audit`) is in the
 //! main log, or apart from it in a file of JSON lines (`--audit-log FILE`).
 
