@@ -432,6 +432,18 @@ impl Remote {
         self.call_json(Method::POST, &Route::AdminGc.path(), full(body), Some("application/json")).await
     }
 
+    /// `POST /v1/admin/scrub` (admin): checks every blob and the log, repairing on request.
+    pub async fn scrub(
+        &self,
+        wanted: &airlock_proto::api::ScrubRequest,
+    ) -> Result<airlock_proto::api::ScrubReport, RemoteError> {
+        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
+            url: self.url(&Route::AdminScrub.path()),
+            detail: e.to_string(),
+        })?;
+        self.call_json(Method::POST, &Route::AdminScrub.path(), full(body), Some("application/json")).await
+    }
+
     /// `POST /v1/admin/purge` (admin): removes the blobs of a revoked release.
     pub async fn purge(
         &self,

@@ -57,10 +57,24 @@ enum Command {
         #[arg(long)]
         state_out: Option<PathBuf>,
     },
-    /// Check a data directory: every blob against its digest, the log against its checkpoint.
+    /// Check every blob against its digest and the log against its checkpoint: a stopped data
+    /// directory (--data), or a running server without repairing (--server; see `scrub`).
     VerifyStore {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Check every blob and the log on a running server, at an optional rate; with --repair a
+    /// mirror fetches damaged or missing blobs again from its upstream. Prints the report (JSON);
+    /// exits 1 while problems remain.
+    Scrub {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Fetch damaged or missing blobs again from the upstream.
         #[arg(long)]
-        data: PathBuf,
+        repair: bool,
+        /// Read at most this many MiB of blobs a second.
+        #[arg(long, value_name = "MIB")]
+        rate: Option<u64>,
     },
     /// Remove blobs no logged release references: uploads older than the grace period, and
     /// bytes a crash left without a record. Prints what went (JSON).
@@ -202,6 +216,13 @@ struct ServeArgs {
     /// Log one line a request (target airlock::access): method, path, status, time, request id.
     #[arg(long)]
     access_log: bool,
+    /// Scrub every blob and the log this often, such as 1d (default never); a mirror with an
+    /// upstream also repairs what it finds.
+    #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
+    scrub_interval: Option<u64>,
+    /// How fast a scheduled scrub reads blobs, MiB a second (default unthrottled).
+    #[arg(long, value_name = "MIB")]
+    scrub_rate: Option<u64>,
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -283,18 +304,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init { data } => init(&data),
         Command::Serve(args) => serve(*args, cli.log_format),
         Command::Import { data, root, file, state_out } => import(&data, root, &file, state_out),
-        Command::VerifyStore { data } => {
-            let store = Store::open(&data, airlock_proto::Clock::system())?;
-            let report = crate::verify_store::verify_store(&store)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            anyhow::ensure!(
-                report.problems.is_empty(),
-                "{} problem(s) found in {}",
-                report.problems.len(),
-                data.display()
-            );
-            Ok(())
-        }
+        Command::VerifyStore { target } => verify_store(&target),
+        Command::Scrub { target, repair, rate } => scrub(&target, repair, rate),
         Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
         Command::Token { command } => tokens(command),
         Command::Gc { target, dry_run, grace } => gc(&target, dry_run, grace),
@@ -412,6 +423,49 @@ fn tokens(command: TokenCommand) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `airlockd verify-store`: a stopped data directory read directly, or a running server's scrub
+/// without repair.
+fn verify_store(target: &AdminTarget) -> anyhow::Result<()> {
+    let Some(data) = &target.data else { return scrub(target, false, None) };
+    let store = Store::open(data, airlock_proto::Clock::system())?;
+    let report = crate::verify_store::verify_store(&store)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    anyhow::ensure!(
+        report.problems.is_empty(),
+        "{} problem(s) found in {}",
+        report.problems.len(),
+        data.display()
+    );
+    eprintln!("ok: {} leaves, {} blobs verified", report.log_size, report.blobs);
+    Ok(())
+}
+
+/// `airlockd scrub`: through a running server.
+fn scrub(target: &AdminTarget, repair: bool, rate: Option<u64>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        target.data.is_none(),
+        "a scrub runs on a running server (--server); check a stopped data directory with `airlockd verify-store --data`"
+    );
+    let remote = admin_remote(target)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let wanted = airlock_proto::api::ScrubRequest { repair, rate_mib_per_s: rate };
+    let report = runtime.block_on(remote.scrub(&wanted))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    anyhow::ensure!(
+        report.store.problems.is_empty(),
+        "{} problem(s) remain ({} repaired)",
+        report.store.problems.len(),
+        report.repaired.len()
+    );
+    eprintln!(
+        "ok: {} leaves, {} blobs verified, {} repaired",
+        report.store.log_size,
+        report.store.blobs,
+        report.repaired.len()
+    );
+    Ok(())
 }
 
 /// `airlockd gc`: on a stopped data directory, or through a running server.
@@ -577,6 +631,9 @@ fn serve(args: ServeArgs, log_format: crate::logging::LogFormat) -> anyhow::Resu
     config.comfy_at_root = args.comfy_at_root || file.comfy_at_root.unwrap_or(false);
     config.access_log = args.access_log || file.access_log.unwrap_or(false);
     config.log_request_ids = config.access_log || log_format == crate::logging::LogFormat::Json;
+    config.scrub_interval =
+        args.scrub_interval.or(file.scrub_interval_secs).filter(|&s| s > 0).map(Duration::from_secs);
+    config.scrub_rate_mib_per_s = args.scrub_rate.or(file.scrub_rate_mib_per_s);
     config.upstream = args.upstream.or(file.upstream);
     config.upstream_ca_cert = args.upstream_ca_cert.or(file.upstream_ca_cert);
     if let Some(path) = args.upstream_token_file.or(file.upstream_token_file) {

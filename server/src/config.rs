@@ -157,6 +157,11 @@ pub struct Config {
     /// Run each request in a `request{id}` span, so every line logged while answering it
     /// carries the id (with JSON logs or the access log).
     pub log_request_ids: bool,
+    /// Scrub every blob and the log this often (`crate::scrub`; a mirror with an upstream also
+    /// repairs what it finds).
+    pub scrub_interval: Option<Duration>,
+    /// How fast a scheduled scrub reads blobs, MiB a second (`None`: unthrottled).
+    pub scrub_rate_mib_per_s: Option<u64>,
 }
 
 impl Config {
@@ -188,6 +193,8 @@ impl Config {
             gc_grace: crate::gc::DEFAULT_GRACE,
             access_log: false,
             log_request_ids: false,
+            scrub_interval: None,
+            scrub_rate_mib_per_s: None,
         }
     }
 
@@ -248,6 +255,10 @@ pub struct FileConfig {
     pub comfy_at_root: Option<bool>,
     /// Log one line a request (target `airlock::access`).
     pub access_log: Option<bool>,
+    /// Scrub every blob and the log this often (seconds; default never).
+    pub scrub_interval_secs: Option<u64>,
+    /// How fast a scheduled scrub reads blobs, MiB a second (default unthrottled).
+    pub scrub_rate_mib_per_s: Option<u64>,
 }
 
 impl FileConfig {

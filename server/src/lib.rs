@@ -22,6 +22,7 @@ pub mod primary;
 pub mod purge;
 pub mod registry;
 pub mod scan_policy;
+pub mod scrub;
 pub mod server;
 pub mod simple;
 pub mod snapshot;

@@ -1,6 +1,6 @@
 //! Metrics for Prometheus: `GET /metrics` answers the OpenMetrics text format (which Prometheus
 //! scrapes) with requests by route, method and status, their latency, bytes on the wire, open
-//! connections, garbage collection results, and, read at each scrape, the log size, the served
+//! connections, garbage collection and scrub results, and, read at each scrape, the log size, the served
 //! checkpoint's age, a mirror's lag and last sync, and the blobs stored (counted at most once a
 //! minute: a scan of every record).
 
@@ -61,6 +61,9 @@ pub struct Metrics {
     gc_runs: Counter,
     gc_removed: Counter,
     gc_freed_bytes: Counter,
+    scrub_runs: Counter,
+    scrub_problems: Gauge,
+    scrub_repaired: Counter,
     totals: Mutex<Option<(Instant, u64, u64)>>,
 }
 
@@ -85,6 +88,9 @@ impl Default for Metrics {
             gc_runs: Counter::default(),
             gc_removed: Counter::default(),
             gc_freed_bytes: Counter::default(),
+            scrub_runs: Counter::default(),
+            scrub_problems: Gauge::default(),
+            scrub_repaired: Counter::default(),
             totals: Mutex::new(None),
             registry: Registry::default(),
         };
@@ -132,6 +138,13 @@ impl Default for Metrics {
         registry.register("gc_runs", "Garbage collections run (not dry runs)", metrics.gc_runs.clone());
         registry.register("gc_removed_blobs", "Blobs garbage collection removed", metrics.gc_removed.clone());
         registry.register("gc_freed_bytes", "Bytes garbage collection freed", metrics.gc_freed_bytes.clone());
+        registry.register("scrub_runs", "Scrubs finished", metrics.scrub_runs.clone());
+        registry.register(
+            "scrub_problems",
+            "Problems the last scrub left (damaged blobs it could not repair, a log that does not verify)",
+            metrics.scrub_problems.clone(),
+        );
+        registry.register("scrub_repaired_blobs", "Blobs scrubs repaired", metrics.scrub_repaired.clone());
         Self { registry, ..metrics }
     }
 }
@@ -156,6 +169,13 @@ impl Metrics {
             self.gc_removed.inc_by(report.removed.len() as u64);
             self.gc_freed_bytes.inc_by(report.bytes_freed);
         }
+    }
+
+    /// Counts a finished scrub.
+    pub fn scrubbed(&self, report: &airlock_proto::api::ScrubReport) {
+        self.scrub_runs.inc();
+        self.scrub_problems.set(gauge(report.store.problems.len() as u64));
+        self.scrub_repaired.inc_by(report.repaired.len() as u64);
     }
 
     /// Reads the server's state into the gauges and encodes every metric. Blocking (it reads

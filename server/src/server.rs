@@ -49,8 +49,12 @@ pub async fn run(
     let on_signal = app.follower.as_ref().map(|follower| tokio::spawn(sync_on_sighup(Arc::clone(follower))));
     let freshness = Some(tokio::spawn(warn_of_expiry(Arc::clone(&app))));
     let snapshots = Some(tokio::spawn(save_snapshots(Arc::clone(&app))));
+    let scrubs = app.config.scrub_interval.map(|interval| {
+        let rate = app.config.scrub_rate_mib_per_s.map(|mib| mib << 20);
+        tokio::spawn(crate::scrub::run_periodically(Arc::clone(&app), interval, rate))
+    });
     let result = serve(listener, Arc::clone(&app), tls, shutdown).await;
-    for task in [periodic, on_signal, freshness, snapshots].into_iter().flatten() {
+    for task in [periodic, on_signal, freshness, snapshots, scrubs].into_iter().flatten() {
         task.abort();
     }
     tokio::task::spawn_blocking(move || app.save_snapshot()).await?;

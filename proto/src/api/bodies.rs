@@ -368,6 +368,32 @@ pub struct VerifyStoreReport {
     pub problems: Vec<String>,
 }
 
+/// `POST /v1/admin/scrub` (JSON): check every blob and the log on a running server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubRequest {
+    /// Fetch each damaged or missing blob again from the upstream, through the ingest path.
+    pub repair: bool,
+    /// Read at most this many MiB of blobs a second (`None`: as fast as the disk goes).
+    pub rate_mib_per_s: Option<u64>,
+}
+
+/// What a scrub found: the store's report after repairs (`problems`: what is still wrong), and
+/// the blobs it repaired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubReport {
+    #[serde(flatten)]
+    pub store: VerifyStoreReport,
+    pub repaired: Vec<RepairedBlob>,
+}
+
+/// A blob a scrub found damaged or missing and put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairedBlob {
+    pub digest: Digest,
+    /// What was wrong.
+    pub problem: String,
+}
+
 /// A SECURITY ERROR's evidence (CBOR), written by the client under its state directory: the
 /// checkpoint it trusted, the one it was offered, and the leaves it holds (its verified leaves,
 /// then any new ones served with the offered checkpoint), so that `airlock evidence verify` can

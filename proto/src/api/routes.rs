@@ -55,6 +55,9 @@ pub enum Route<'a> {
     /// `POST /v1/admin/purge` a [`super::PurgeRequest`] (JSON, admin) → [`super::PurgeReport`]
     /// (JSON): removes the blobs of a revoked release.
     AdminPurge,
+    /// `POST /v1/admin/scrub` a [`super::ScrubRequest`] (JSON, admin) → [`super::ScrubReport`]
+    /// (JSON): every blob and the log checked on a running server, damaged blobs repaired.
+    AdminScrub,
     /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
     /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
     Roots,
@@ -101,6 +104,7 @@ impl<'a> Route<'a> {
             ["v1", "admin", "checkpoint"] => Self::AdminCheckpoint,
             ["v1", "admin", "gc"] => Self::AdminGc,
             ["v1", "admin", "purge"] => Self::AdminPurge,
+            ["v1", "admin", "scrub"] => Self::AdminScrub,
             ["v1", "admin", "tokens", which] => Self::AdminToken(which),
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
@@ -130,6 +134,7 @@ impl<'a> Route<'a> {
             Self::AdminCheckpoint => "/v1/admin/checkpoint".to_owned(),
             Self::AdminGc => "/v1/admin/gc".to_owned(),
             Self::AdminPurge => "/v1/admin/purge".to_owned(),
+            Self::AdminScrub => "/v1/admin/scrub".to_owned(),
             Self::AdminToken(which) => format!("/v1/admin/tokens/{which}"),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),
@@ -158,6 +163,7 @@ impl<'a> Route<'a> {
             Self::AdminCheckpoint => "admin_checkpoint",
             Self::AdminGc => "admin_gc",
             Self::AdminPurge => "admin_purge",
+            Self::AdminScrub => "admin_scrub",
             Self::Statements => "statements",
             Self::ReleasesOf { .. } | Self::Release { .. } | Self::ReleaseByDigest(_) => "releases",
             Self::MirrorSync => "mirror_sync",

@@ -3,12 +3,14 @@
 //! the server runs it does the work): list them, create one, revoke by id or label. Admin scope.
 //! A created token appears once, in the answer; it is never logged.
 //! `/v1/admin/gc`: garbage collection on a running server (`crate::gc`); `/v1/admin/purge`: the
-//! blobs of a revoked release (`crate::purge`).
+//! blobs of a revoked release (`crate::purge`); `/v1/admin/scrub`: every blob and the log checked,
+//! damaged blobs repaired (`crate::scrub`).
 
 use std::sync::Arc;
 
 use airlock_proto::api::{
-    CheckpointRequest, GcRequest, PurgeRequest, TokenCreate, TokenCreated, TokenList, TokensRevoked,
+    CheckpointRequest, GcRequest, PurgeRequest, ScrubRequest, TokenCreate, TokenCreated, TokenList,
+    TokensRevoked,
 };
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
@@ -124,5 +126,25 @@ pub async fn purge(
         tokio::task::spawn_blocking(move || crate::purge::purge(&purger.store, &purger.registry, &wanted))
             .await
             .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(body::json(StatusCode::OK, &report))
+}
+
+/// `POST /v1/admin/scrub`: checks every blob and the log; with `repair`, a mirror fetches damaged
+/// blobs again from its upstream.
+pub async fn scrub(
+    app: &Arc<App>,
+    caller: &Caller,
+    mut request: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let bytes =
+        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
+    let wanted: ScrubRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("not a scrub request: {e}")))?;
+    let options = crate::scrub::ScrubOptions {
+        repair: wanted.repair,
+        rate: wanted.rate_mib_per_s.map(|mib| mib.saturating_mul(1 << 20)),
+    };
+    let report = crate::scrub::scrub(app, options).await?;
     Ok(body::json(StatusCode::OK, &report))
 }

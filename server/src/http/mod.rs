@@ -165,6 +165,7 @@ async fn route(
         Route::AdminToken(which) if *method == Method::DELETE => admin::revoke(app, caller, which),
         Route::AdminGc if *method == Method::POST => admin::gc(app, caller, request_body).await,
         Route::AdminPurge if *method == Method::POST => admin::purge(app, caller, request_body).await,
+        Route::AdminScrub if *method == Method::POST => admin::scrub(app, caller, request_body).await,
         Route::AdminCheckpoint if *method == Method::POST => {
             admin::checkpoint(app, caller, request_body).await
         }

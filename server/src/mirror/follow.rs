@@ -11,7 +11,7 @@ use airlock_client::progress::NoProgress;
 use airlock_client::{Remote, TlsOptions};
 use airlock_keys::TrustedLog;
 use airlock_proto::api::{SyncReport, MAX_SAVED_LOG_BYTES};
-use airlock_proto::{Checkpoint, Envelope, FileEntry, Statement};
+use airlock_proto::{Checkpoint, Digest, Envelope, FileEntry, Statement};
 use anyhow::Context;
 use futures_util::StreamExt;
 
@@ -218,10 +218,33 @@ impl Follower {
     /// Downloads one blob through the ingest path (size, BLAKE3 and SHA-256 checked before it is
     /// parked for the batch commit).
     async fn fetch_blob(&self, file: &FileEntry) -> anyhow::Result<Checked> {
-        let mut ingest = self.mirror.store().ingest(Expected::logged(file.blake3, file.size, file.sha256))?;
+        self.fetch_checked(file.blake3, file.size, file.sha256).await
+    }
+
+    /// Fetches a damaged or missing blob again from the upstream through the ingest path and
+    /// commits it over what the store holds (`crate::scrub`).
+    pub async fn repair(
+        &self,
+        digest: Digest,
+        size: u64,
+        sha256: airlock_proto::Sha256,
+    ) -> anyhow::Result<()> {
+        let checked = self.fetch_checked(digest, size, sha256).await?;
+        let store = Arc::clone(self.mirror.store());
+        tokio::task::spawn_blocking(move || store.commit_batch(vec![checked])).await??;
+        Ok(())
+    }
+
+    async fn fetch_checked(
+        &self,
+        digest: Digest,
+        size: u64,
+        sha256: airlock_proto::Sha256,
+    ) -> anyhow::Result<Checked> {
+        let mut ingest = self.mirror.store().ingest(Expected::logged(digest, size, sha256))?;
         let mut refused = None;
         self.remote
-            .download_blob(&file.blake3, file.size.saturating_add(1), &NoProgress, |chunk| {
+            .download_blob(&digest, size.saturating_add(1), &NoProgress, |chunk| {
                 ingest.write(bytes::Bytes::copy_from_slice(chunk)).map_err(|e| {
                     let io = std::io::Error::other(e.to_string());
                     refused = Some(e);
@@ -233,10 +256,10 @@ impl Follower {
                 Some(refused) => anyhow::Error::from(refused),
                 None => anyhow::Error::from(e),
             })
-            .with_context(|| format!("fetching blob {} from {}", file.blake3, self.upstream))?;
+            .with_context(|| format!("fetching blob {} from {}", digest, self.upstream))?;
         let checked = tokio::task::spawn_blocking(move || ingest.check())
             .await?
-            .with_context(|| format!("blob {} from {}", file.blake3, self.upstream))?;
+            .with_context(|| format!("blob {} from {}", digest, self.upstream))?;
         Ok(checked)
     }
 

@@ -28,6 +28,7 @@ mod pytools;
 mod review;
 mod rotation;
 mod scan;
+mod scrub;
 mod service;
 mod snapshot;
 mod tiles;
