@@ -198,6 +198,11 @@ impl RegistryState {
         preferred_holder(&records, |r| r).map(|i| records[i])
     }
 
+    /// Every release that holds a file with this BLAKE3 digest, in log order.
+    pub fn holders(&self, digest: &Digest) -> impl Iterator<Item = &ReleaseRecord> + use<'_> {
+        self.by_digest.get(digest).into_iter().flatten().filter_map(|key| self.releases.get(key))
+    }
+
     /// Every release of a name, ordered by version text: a range of the ordered release map, so
     /// its cost does not grow with the other projects.
     pub fn releases_of(

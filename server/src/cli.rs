@@ -473,7 +473,7 @@ fn gc(target: &AdminTarget, dry_run: bool, grace: Option<u64>) -> anyhow::Result
     let report = if let Some(data) = &target.data {
         let store = Store::open(data, airlock_proto::Clock::system())?;
         let grace = grace.map_or(crate::gc::DEFAULT_GRACE, Duration::from_secs);
-        crate::gc::collect(&store, None, crate::gc::GcOptions { dry_run, grace })?
+        crate::gc::collect(&store, None, None, crate::gc::GcOptions { dry_run, grace })?
     } else {
         let remote = admin_remote(target)?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

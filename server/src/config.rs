@@ -36,6 +36,11 @@ pub struct CarryFilter {
 }
 
 impl CarryFilter {
+    /// Whether every release is carried (no filter set).
+    pub fn is_everything(&self) -> bool {
+        self.kinds.is_empty() && self.names.is_empty() && self.channels.is_empty()
+    }
+
     /// Whether a release (given the registry state, for channel membership) is carried.
     pub fn carries(&self, release: &airlock_proto::Release, state: &airlock_keys::RegistryState) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&release.kind))

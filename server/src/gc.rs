@@ -4,7 +4,8 @@
 //!
 //! What goes: uploads that no logged release references, stored before the grace period
 //! (default seven days, so the blobs of a release awaiting approval survive a slow review), and
-//! bytes without a record (a commit cut short by a crash). Staging files of killed uploads,
+//! bytes without a record (a commit cut short by a crash), and on a running partial mirror the
+//! blobs its carry filter no longer takes (changed since they were fetched). Staging files of killed uploads,
 //! syncs and imports are removed when the store opens. What never goes: a blob a logged release
 //! references, revoked releases included.
 //!
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use airlock_proto::api::{GcRemoved, GcReport};
 
+use crate::config::CarryFilter;
 use crate::registry::Registry;
 use crate::store::{Removable, Store};
 
@@ -35,7 +37,13 @@ pub struct GcOptions {
 /// Collects garbage in `store`. With `registry` (a running server), each removal waits until no
 /// statement is being logged; without it the store must be closed to every other process (which
 /// RocksDB's lock on the data directory ensures). Blocking.
-pub fn collect(store: &Store, registry: Option<&Registry>, options: GcOptions) -> anyhow::Result<GcReport> {
+/// `carry`: a partial mirror's filter; the blobs that no release holding them passes go too.
+pub fn collect(
+    store: &Store,
+    registry: Option<&Registry>,
+    carry: Option<&CarryFilter>,
+    options: GcOptions,
+) -> anyhow::Result<GcReport> {
     let cutoff = store.now().saturating_sub(options.grace.as_secs());
     let mut report = GcReport {
         dry_run: options.dry_run,
@@ -45,16 +53,22 @@ pub fn collect(store: &Store, registry: Option<&Registry>, options: GcOptions) -
         kept_in_grace: 0,
     };
     for digest in store.blob_candidates()? {
-        let judge = || {
+        let judge = |uncarried: bool| {
             if options.dry_run {
-                store.removable(&digest, cutoff)
+                store.removable(&digest, cutoff, uncarried)
             } else {
-                store.remove_if_removable(&digest, cutoff)
+                store.remove_if_removable(&digest, cutoff, uncarried)
             }
         };
         let judged = match registry {
-            Some(registry) => registry.holding_appends(|_| judge()),
-            None => judge(),
+            Some(registry) => registry.holding_appends(|state| {
+                let uncarried = carry.is_some_and(|carry| {
+                    let mut holders = state.holders(&digest).peekable();
+                    holders.peek().is_some() && holders.all(|r| !carry.carries(&r.release, state))
+                });
+                judge(uncarried)
+            }),
+            None => judge(false),
         }?;
         match judged {
             Removable::Keep => {}

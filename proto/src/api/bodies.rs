@@ -253,7 +253,8 @@ pub struct GcRemoved {
     pub digest: Digest,
     pub bytes: u64,
     /// Why it could go: `unreferenced` (an upload no logged release names, older than the grace
-    /// period) or `unrecorded` (bytes without a record: a commit cut short by a crash).
+    /// period), `unrecorded` (bytes without a record: a commit cut short by a crash), `purged`,
+    /// or `uncarried` (a partial mirror's, outside its carry filter).
     pub reason: GcReason,
 }
 
@@ -265,6 +266,9 @@ pub enum GcReason {
     Unrecorded,
     /// Its every release is revoked and an operator purged one (`POST /v1/admin/purge`).
     Purged,
+    /// A partial mirror's: no release that holds it passes the mirror's carry filter (changed
+    /// since the blob was fetched).
+    Uncarried,
 }
 
 /// `POST /v1/admin/purge` (JSON): remove the blobs of a revoked release.

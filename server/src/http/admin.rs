@@ -102,7 +102,9 @@ pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Resul
     let options = crate::gc::GcOptions { dry_run: wanted.dry_run, grace };
     let collector = Arc::clone(app);
     let report = tokio::task::spawn_blocking(move || {
-        crate::gc::collect(&collector.store, Some(&collector.registry), options)
+        let carry =
+            collector.registry.mirror().map(|_| &collector.config.carry).filter(|c| !c.is_everything());
+        crate::gc::collect(&collector.store, Some(&collector.registry), carry, options)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;

@@ -5,7 +5,7 @@
 //! shared from placing its bytes to recording them: a removal never sees bytes a commit is
 //! about to record, and never deletes bytes a commit recorded after the judgement. A blob that a
 //! logged release references is never removed, unless every such release is revoked and an
-//! operator purges it. Callers that also log statements (a primary's submit, a mirror's
+//! operator purges it, or a partial mirror's carry filter no longer takes any of them. Callers that also log statements (a primary's submit, a mirror's
 //! writer) hold their own lock around each removal, so that a statement is never logged for a
 //! blob removed a moment before (see `crate::gc`, `crate::purge`).
 
@@ -45,28 +45,51 @@ impl Store {
     /// Whether garbage collection may remove `digest`: never while a logged release references
     /// it; an upload recorded at or before `cutoff` and referenced by nothing; bytes without a
     /// record (a commit cut short by a crash).
-    pub fn removable(&self, digest: &Digest, cutoff: Timestamp) -> anyhow::Result<Removable> {
+    /// `uncarried`: the caller judged, from the registry state, that no release holding the
+    /// blob passes a partial mirror's carry filter; such a blob goes even though it is logged.
+    pub fn removable(
+        &self,
+        digest: &Digest,
+        cutoff: Timestamp,
+        uncarried: bool,
+    ) -> anyhow::Result<Removable> {
         let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
-        self.judge(digest, cutoff)
+        self.judge(digest, cutoff, uncarried)
     }
 
     /// Removes `digest` if it is still removable, judged again under the removal lock: the
-    /// record first, then the bytes. Returns what was removed.
-    pub fn remove_if_removable(&self, digest: &Digest, cutoff: Timestamp) -> anyhow::Result<Removable> {
+    /// record first, then the bytes (and, for an uncarried blob, the remembered record).
+    /// Returns what was removed.
+    pub fn remove_if_removable(
+        &self,
+        digest: &Digest,
+        cutoff: Timestamp,
+        uncarried: bool,
+    ) -> anyhow::Result<Removable> {
         let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
-        let judged = self.judge(digest, cutoff)?;
+        let judged = self.judge(digest, cutoff, uncarried)?;
         if let Removable::Yes { reason, .. } = judged {
-            if reason == GcReason::Unreferenced {
+            if reason != GcReason::Unrecorded {
                 self.db.delete_blob(digest)?;
             }
             self.blobs.delete(digest)?;
+            self.visible.write().unwrap_or_else(PoisonError::into_inner).remove(digest);
         }
         Ok(judged)
     }
 
-    fn judge(&self, digest: &Digest, cutoff: Timestamp) -> anyhow::Result<Removable> {
+    fn judge(&self, digest: &Digest, cutoff: Timestamp, uncarried: bool) -> anyhow::Result<Removable> {
         if self.is_referenced(digest)? {
-            return Ok(Removable::Keep);
+            if !uncarried {
+                return Ok(Removable::Keep);
+            }
+            let bytes = match self.db.blob(digest)? {
+                Some(record) => Some(record.size),
+                None => self.blobs.stat(digest)?,
+            };
+            return Ok(
+                bytes.map_or(Removable::Keep, |bytes| Removable::Yes { bytes, reason: GcReason::Uncarried })
+            );
         }
         Ok(match self.db.blob(digest)? {
             Some(record) if record.stored_at <= cutoff => {

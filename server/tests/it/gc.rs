@@ -212,3 +212,53 @@ fn purge_is_refused_until_revoked_keeps_shared_files_and_mirrors_and_bundles_pas
     assert!(verified["problems"].as_array().unwrap().is_empty(), "{verified}");
     assert_eq!(verified["not_held"], 0, "{verified}");
 }
+
+#[test]
+fn gc_on_a_mirror_whose_carry_filter_narrowed_removes_the_blobs_it_no_longer_carries() {
+    let world = World::new(1, 1);
+    world.write("a.bin", b"carried bytes");
+    world.publish("a.bin", "a", "1.0").ok();
+    world.write("b.bin", b"dropped bytes");
+    world.publish("b.bin", "b", "1.0").ok();
+    let (config, admin) = crate::mirror::mirror_config(&world, "site", &world.url());
+    let mirror = Server::start(config.clone());
+    crate::mirror::sync(&mirror, &admin);
+    mirror.stop();
+    let kept = Digest::of(b"carried bytes");
+    let dropped = Digest::of(b"dropped bytes");
+    let file =
+        |digest: &Digest| world.path(&format!("site/blobs/{}/{}", &digest.to_hex()[..2], digest.to_hex()));
+    assert!(file(&kept).exists() && file(&dropped).exists());
+
+    // The mirror now carries only `a`: a collection lists b's blob, then removes exactly it.
+    let mut narrowed = config;
+    narrowed.carry.names = vec!["a".to_owned()];
+    let mirror = Server::start(narrowed);
+    let gc = |dry_run: bool| {
+        let body = format!(r#"{{"dry_run":{dry_run},"grace_secs":null}}"#);
+        let (status, answer) =
+            http_request("POST", &mirror.url, "/v1/admin/gc", Some(&admin), body.as_bytes());
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let report: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        report["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["digest"].as_str().unwrap().to_owned(), r["reason"].as_str().unwrap().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let expected = vec![(dropped.to_string(), "uncarried".to_owned())];
+    assert_eq!(gc(true), expected);
+    assert!(file(&dropped).exists(), "a dry run removed bytes");
+    assert_eq!(gc(false), expected);
+    assert!(!file(&dropped).exists() && file(&kept).exists());
+    let path = |digest: &Digest| format!("/v1/blobs/blake3/{}", digest.to_hex());
+    let (status, body) = http_request("GET", &mirror.url, &path(&dropped), None, b"");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("does not carry"));
+    assert_eq!(http_request("GET", &mirror.url, &path(&kept), None, b"").0, 200);
+    // A sync does not fetch it again, and a second collection finds nothing.
+    crate::mirror::sync(&mirror, &admin);
+    assert!(!file(&dropped).exists());
+    assert!(gc(false).is_empty());
+}
