@@ -90,14 +90,23 @@ pub async fn checkpoint(
     Ok(body::note(note))
 }
 
+/// An admin request's JSON body: the caller must hold an admin token; the body is read under the
+/// small-request cap and must decode as `T` (`what` names it in the 400).
+async fn admin_json<T: serde::de::DeserializeOwned>(
+    app: &App,
+    caller: &Caller,
+    request: &mut Incoming,
+    what: &str,
+) -> Result<T, ApiError> {
+    caller.require(Scope::Admin)?;
+    let bytes = body::read_capped(request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("not a {what} request: {e}")))
+}
+
 /// `POST /v1/admin/gc`: collects garbage (or, with `dry_run`, lists it) while the server runs;
 /// each removal waits until no statement is being logged.
 pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Result<Response<Body>, ApiError> {
-    caller.require(Scope::Admin)?;
-    let bytes =
-        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
-    let wanted: GcRequest =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("not a gc request: {e}")))?;
+    let wanted: GcRequest = admin_json(app, caller, &mut request, "gc").await?;
     let grace = wanted.grace_secs.map_or(app.config.gc_grace, std::time::Duration::from_secs);
     let options = crate::gc::GcOptions { dry_run: wanted.dry_run, grace };
     let collector = Arc::clone(app);
@@ -118,11 +127,7 @@ pub async fn purge(
     caller: &Caller,
     mut request: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    caller.require(Scope::Admin)?;
-    let bytes =
-        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
-    let wanted: PurgeRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("not a purge request: {e}")))?;
+    let wanted: PurgeRequest = admin_json(app, caller, &mut request, "purge").await?;
     let purger = Arc::clone(app);
     let report =
         tokio::task::spawn_blocking(move || crate::purge::purge(&purger.store, &purger.registry, &wanted))
@@ -138,11 +143,7 @@ pub async fn scrub(
     caller: &Caller,
     mut request: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    caller.require(Scope::Admin)?;
-    let bytes =
-        body::read_capped(&mut request, MAX_TOKEN_REQUEST, app.config.limits.body_idle_timeout).await?;
-    let wanted: ScrubRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("not a scrub request: {e}")))?;
+    let wanted: ScrubRequest = admin_json(app, caller, &mut request, "scrub").await?;
     let options = crate::scrub::ScrubOptions {
         repair: wanted.repair,
         rate: wanted.rate_mib_per_s.map(|mib| mib.saturating_mul(1 << 20)),

@@ -83,10 +83,7 @@ impl Store {
             if !uncarried {
                 return Ok(Removable::Keep);
             }
-            let bytes = match self.db.blob(digest)? {
-                Some(record) => Some(record.size),
-                None => self.blobs.stat(digest)?,
-            };
+            let bytes = self.stored_bytes(digest)?;
             return Ok(
                 bytes.map_or(Removable::Keep, |bytes| Removable::Yes { bytes, reason: GcReason::Uncarried })
             );
@@ -121,17 +118,20 @@ impl Store {
     /// answer that it is visible. Returns the bytes it held, or `None` when nothing was stored.
     pub fn purge_blob(&self, digest: &Digest) -> anyhow::Result<Option<u64>> {
         let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
-        let record = self.db.blob(digest)?;
-        let bytes = match &record {
-            Some(record) => Some(record.size),
-            None => self.blobs.stat(digest)?,
-        };
-        if record.is_some() {
-            self.db.delete_blob(digest)?;
-        }
+        let bytes = self.stored_bytes(digest)?;
+        self.db.delete_blob(digest)?;
         self.blobs.delete(digest)?;
         self.visible.write().unwrap_or_else(PoisonError::into_inner).remove(digest);
         Ok(bytes)
+    }
+
+    /// The size a blob's record gives, or its bytes' size when it has no record; `None` when
+    /// nothing of it is stored.
+    fn stored_bytes(&self, digest: &Digest) -> anyhow::Result<Option<u64>> {
+        Ok(match self.db.blob(digest)? {
+            Some(record) => Some(record.size),
+            None => self.blobs.stat(digest)?,
+        })
     }
 
     /// Removes a blob that no logged release references, whatever its age: the record first,

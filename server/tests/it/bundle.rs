@@ -4,20 +4,7 @@
 use std::io::Read;
 use std::process::Command;
 
-use crate::harness::{http_get, http_request, Run, Server, World};
-
-fn airlockd(world: &World, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .args(args)
-        .current_dir(world.dir.path())
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+use crate::harness::{http_get, http_request, Server, World};
 
 fn upstream_with(world: &World, releases: &[(&str, &[u8])]) {
     for (name, bytes) in releases {
@@ -55,8 +42,8 @@ fn full_bundle_restores_an_empty_server_and_bundles_chain() {
     upstream_with(&world, &[("a", b"alpha"), ("b", b"bravo")]);
     export(&world, &["--all"], "full.tar");
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "full.tar"]).ok();
-    let report = airlockd(&world, &["verify-store", "--data", "site"]).ok();
+    world.airlockd(&["import", "--data", "site", "--root", "root.cbor", "full.tar"]).ok();
+    let report = world.airlockd(&["verify-store", "--data", "site"]).ok();
     let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
     assert_eq!((report["log_size"].clone(), report["blobs"].clone()), (3.into(), 2.into()));
     assert!(report["problems"].as_array().unwrap().is_empty());
@@ -64,7 +51,7 @@ fn full_bundle_restores_an_empty_server_and_bundles_chain() {
     let blob = crate::publish_pull::walk_files(&world.path("site/blobs")).remove(0);
     let good = std::fs::read(&blob).unwrap();
     std::fs::write(&blob, b"damaged").unwrap();
-    let damaged = airlockd(&world, &["verify-store", "--data", "site"]).code(1).says("problem(s) found");
+    let damaged = world.airlockd(&["verify-store", "--data", "site"]).code(1).says("problem(s) found");
     let damaged: serde_json::Value = serde_json::from_str(&damaged.stdout).unwrap();
     assert_eq!(damaged["problems"].as_array().unwrap().len(), 1, "{damaged}");
     std::fs::write(&blob, good).unwrap();
@@ -72,9 +59,9 @@ fn full_bundle_restores_an_empty_server_and_bundles_chain() {
     // Bundles chain: the next export starts where the import ended.
     upstream_with(&world, &[("c", b"charlie")]);
     export(&world, &["--since", "site/imported-state.json"], "inc.tar");
-    airlockd(&world, &["import", "--data", "site", "inc.tar"]).ok();
+    world.airlockd(&["import", "--data", "site", "inc.tar"]).ok();
     // Replaying the older bundle (a stale USB stick) is refused.
-    airlockd(&world, &["import", "--data", "site", "full.tar"]).code(1).says("older than the mirror");
+    world.airlockd(&["import", "--data", "site", "full.tar"]).code(1).says("older than the mirror");
 
     // The restored site serves the same log, and clients verify through it.
     let site = Server::start(mirror_config(&world, "site"));
@@ -90,7 +77,8 @@ fn bundle_starting_after_the_mirror_names_the_missing_leaves() {
     upstream_with(&world, &[("a", b"alpha"), ("b", b"bravo")]);
     export(&world, &["--from-size", "2"], "late.tar");
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "late.tar"])
+    world
+        .airlockd(&["import", "--data", "site", "--root", "root.cbor", "late.tar"])
         .code(1)
         .says("missing leaves 0..2");
     assert_eq!(blob_files(&world, "site"), 0);
@@ -106,11 +94,11 @@ fn bundle_with_a_corrupt_blob_fails_whole_and_leaves_no_trace() {
     bytes[at] ^= 1;
     std::fs::write(world.path("bad.tar"), bytes).unwrap();
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "bad.tar"]).code(1).says("hash");
+    world.airlockd(&["import", "--data", "site", "--root", "root.cbor", "bad.tar"]).code(1).says("hash");
     assert_eq!(blob_files(&world, "site"), 0, "a failed import left blobs behind");
     assert_eq!(std::fs::read_dir(world.path("site/tmp")).unwrap().count(), 0);
     // The same site accepts the intact bundle afterwards.
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "full.tar"]).ok();
+    world.airlockd(&["import", "--data", "site", "--root", "root.cbor", "full.tar"]).ok();
 }
 
 #[test]
@@ -147,7 +135,7 @@ fn bundle_with_traversal_or_links_refused_before_anything_is_written() {
         std::fs::write(world.path(&file), builder.into_inner().unwrap()).unwrap();
         let site = format!("site-{name}");
         new_site(&world, &site);
-        airlockd(&world, &["import", "--data", &site, "--root", "root.cbor", &file]).code(1).says("refused");
+        world.airlockd(&["import", "--data", &site, "--root", "root.cbor", &file]).code(1).says("refused");
         assert!(!world.path("evil").exists() && !world.dir.path().parent().unwrap().join("evil").exists());
         assert_eq!(blob_files(&world, &site), 0);
     }
@@ -257,7 +245,8 @@ fn bundle_missing_a_blob_fails_whole() {
     blobs.pop();
     std::fs::write(world.path("short.tar"), build_bundle(&manifest, &blobs)).unwrap();
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "short.tar"])
+    world
+        .airlockd(&["import", "--data", "site", "--root", "root.cbor", "short.tar"])
         .code(1)
         .says("lacks blob");
     assert_eq!(blob_files(&world, "site"), 0);
@@ -273,9 +262,7 @@ fn bundle_with_one_blob_swapped_rejected_at_the_blake3_check() {
     blobs[1].1 = other; // same length, other bytes under the second digest's name
     std::fs::write(world.path("swapped.tar"), build_bundle(&manifest, &blobs)).unwrap();
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "swapped.tar"])
-        .code(1)
-        .says("hash");
+    world.airlockd(&["import", "--data", "site", "--root", "root.cbor", "swapped.tar"]).code(1).says("hash");
     assert_eq!(blob_files(&world, "site"), 0);
 }
 
@@ -291,7 +278,8 @@ fn bundle_with_reserialized_statement_bytes_rejected() {
     manifest.leaves[1] = serde_bytes::ByteBuf::from(envelope.to_bytes().unwrap());
     std::fs::write(world.path("tampered.tar"), build_bundle(&manifest, &blobs)).unwrap();
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "tampered.tar"])
+    world
+        .airlockd(&["import", "--data", "site", "--root", "root.cbor", "tampered.tar"])
         .code(1)
         .says("does not verify");
     assert_eq!(blob_files(&world, "site"), 0);
@@ -307,7 +295,7 @@ fn bundle_blob_no_release_references_is_never_stored() {
     blobs.push((format!("blobs/{}", airlock_proto::Digest::of(&stray).to_hex()), stray));
     std::fs::write(world.path("stray.tar"), build_bundle(&manifest, &blobs)).unwrap();
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "stray.tar"]).ok();
+    world.airlockd(&["import", "--data", "site", "--root", "root.cbor", "stray.tar"]).ok();
     assert_eq!(blob_files(&world, "site"), 1, "only the referenced blob is stored");
 }
 
@@ -335,7 +323,7 @@ fn sigkill_during_bundle_import_at_twenty_points_leaves_a_consistent_state_and_a
         std::thread::sleep(std::time::Duration::from_millis(10 + point * 12));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        let report = airlockd(&world, &["verify-store", "--data", &site]);
+        let report = world.airlockd(&["verify-store", "--data", &site]);
         let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
         let size = report["log_size"].as_u64().unwrap();
         assert!(size == 0 || size == 25, "partial state after kill at point {point}: size {size}");
@@ -344,8 +332,8 @@ fn sigkill_during_bundle_import_at_twenty_points_leaves_a_consistent_state_and_a
             interrupted += 1;
         }
         // The next import completes.
-        airlockd(&world, &["import", "--data", &site, "--root", "root.cbor", "full.tar"]).ok();
-        let report = airlockd(&world, &["verify-store", "--data", &site]).ok();
+        world.airlockd(&["import", "--data", &site, "--root", "root.cbor", "full.tar"]).ok();
+        let report = world.airlockd(&["verify-store", "--data", &site]).ok();
         assert!(report.stdout.contains("\"log_size\": 25"), "{}", report.stdout);
     }
     assert!(interrupted > 0, "no kill landed before the commit; the test proved nothing");
@@ -362,10 +350,10 @@ fn chain_of_three_incremental_bundles_carried_to_a_fresh_mirror() {
         let bundle = format!("{name}.tar");
         if round == 0 {
             export(&world, &["--all"], &bundle);
-            airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", &bundle]).ok();
+            world.airlockd(&["import", "--data", "site", "--root", "root.cbor", &bundle]).ok();
         } else {
             export(&world, &["--since", "site/imported-state.json"], &bundle);
-            airlockd(&world, &["import", "--data", "site", &bundle]).ok();
+            world.airlockd(&["import", "--data", "site", &bundle]).ok();
         }
     }
     let state: serde_json::Value =
@@ -410,7 +398,8 @@ fn a_bundle_whose_checkpoint_lacks_the_witness_quorum_is_refused_naming_the_witn
     let blob = (format!("blobs/{}", airlock_proto::Digest::of(b"alpha").to_hex()), b"alpha".to_vec());
     std::fs::write(world.path("unwitnessed.tar"), build_bundle(&manifest, &[blob])).unwrap();
     new_site(&world, "site");
-    airlockd(&world, &["import", "--data", "site", "--root", "root.cbor", "unwitnessed.tar"])
+    world
+        .airlockd(&["import", "--data", "site", "--root", "root.cbor", "unwitnessed.tar"])
         .code(1)
         .says("missing: w1.example, w2.example");
     assert_eq!(blob_files(&world, "site"), 0);

@@ -3,25 +3,9 @@
 //! the grace period keeps the blobs of a statement awaiting its submit, and a re-upload restarts
 //! it.
 
-use std::process::Command;
-
 use airlock_proto::{Clock, Digest};
 
 use crate::harness::{faketime, http_request, Run, Server, World};
-
-fn airlockd(world: &World, args: &[&str], env: &[(&str, String)]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(world.dir.path())
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// The digests a gc report lists as removed, with their reasons.
 fn removed(run: &Run) -> Vec<(String, String)> {
@@ -65,29 +49,31 @@ fn gc_on_a_stopped_store_removes_old_uploads_and_unrecorded_bytes_and_never_a_lo
     let stray_name = stray_digest.to_string();
 
     // Within the grace period the upload stays; the unrecorded bytes go.
-    let now = airlockd(&world, &["gc", "--data", "data", "--dry-run"], &[]).ok();
+    let now = world.airlockd(&["gc", "--data", "data", "--dry-run"]).ok();
     assert_eq!(removed(&now), [(stray_name.clone(), "unrecorded".to_owned())]);
     assert_eq!(report(&now)["kept_in_grace"], 1);
 
     // Eight days on, both; a dry run removes nothing and lists exactly what the run removes.
     let later = faketime(8);
-    let dry =
-        airlockd(&world, &["gc", "--data", "data", "--dry-run"], &later).ok().says("would remove 2 blob(s)");
+    let dry = world
+        .airlockd_env(&["gc", "--data", "data", "--dry-run"], &later)
+        .ok()
+        .says("would remove 2 blob(s)");
     let mut expected =
         vec![(pending.clone(), "unreferenced".to_owned()), (stray_name, "unrecorded".to_owned())];
     expected.sort();
     assert_eq!(removed(&dry), expected);
     assert!(blob_file(&world, &stray_digest).exists(), "a dry run removed bytes");
-    let run = airlockd(&world, &["gc", "--data", "data"], &later).ok().says("removed 2 blob(s)");
+    let run = world.airlockd_env(&["gc", "--data", "data"], &later).ok().says("removed 2 blob(s)");
     assert_eq!(removed(&run), expected);
     assert_eq!(report(&run)["bytes_freed"], (b"awaiting approval".len() + stray.len()) as u64);
     assert!(!blob_file(&world, &stray_digest).exists());
     assert!(!blob_file(&world, &Digest::of(b"awaiting approval")).exists());
     // The logged blob is there and the store verifies; a second run finds nothing.
     assert!(blob_file(&world, &Digest::of(b"logged bytes")).exists());
-    let verified = airlockd(&world, &["verify-store", "--data", "data"], &later).ok();
+    let verified = world.airlockd_env(&["verify-store", "--data", "data"], &later).ok();
     assert!(report(&verified)["problems"].as_array().unwrap().is_empty(), "{}", verified.stdout);
-    assert!(removed(&airlockd(&world, &["gc", "--data", "data"], &later).ok()).is_empty());
+    assert!(removed(&world.airlockd_env(&["gc", "--data", "data"], &later).ok()).is_empty());
 
     // The statement whose blob went is refused, naming the blob; a re-upload lets it in.
     world.server = Some(Server::start(world.config()));
@@ -116,7 +102,7 @@ fn gc_through_a_running_server_honours_the_grace_period_and_a_re_upload_restarts
     let gc = |extra: &[&str]| {
         let mut args = vec!["gc", "--server", url.as_str(), "--admin-token-file", "admin.token"];
         args.extend_from_slice(extra);
-        airlockd(&world, &args, &[]).ok()
+        world.airlockd(&args).ok()
     };
     world.write("a.bin", b"logged bytes");
     world.publish("a.bin", "a", "1.0").ok();
@@ -163,7 +149,7 @@ fn purge_is_refused_until_revoked_keeps_shared_files_and_mirrors_and_bundles_pas
     let url = world.url();
     let purge = |release: &str| {
         let args = ["purge", release, "--server", url.as_str(), "--admin-token-file", "admin.token"];
-        airlockd(&world, &args, &[])
+        world.airlockd(&args)
     };
     world.write("a.bin", b"purge me");
     world.publish("a.bin", "a", "1.0").ok();
@@ -199,15 +185,15 @@ fn purge_is_refused_until_revoked_keeps_shared_files_and_mirrors_and_bundles_pas
     assert_eq!((get(&mirror.url, &purged), get(&mirror.url, &shared)), (404, 200));
     world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "all.tar"]).ok();
     airlock_server::cli::init(&world.path("restored")).unwrap();
-    airlockd(&world, &["import", "--data", "restored", "--root", "root.cbor", "all.tar"], &[]).ok();
+    world.airlockd(&["import", "--data", "restored", "--root", "root.cbor", "all.tar"]).ok();
 
     // On a stopped data directory: once every holder is revoked, the shared file goes too, and
     // the store still verifies.
     crate::lifecycle::lifecycle(&world, "revoke", "d==1.0", &["--reason", "takedown"]).ok();
     world.server.take().unwrap().stop();
-    let run = airlockd(&world, &["purge", "d==1.0", "--data", "data"], &[]).ok();
+    let run = world.airlockd(&["purge", "d==1.0", "--data", "data"]).ok();
     assert_eq!(removed(&run), [(shared.to_string(), "purged".to_owned())]);
-    let verified = airlockd(&world, &["verify-store", "--data", "data"], &[]).ok();
+    let verified = world.airlockd(&["verify-store", "--data", "data"]).ok();
     let verified = report(&verified);
     assert!(verified["problems"].as_array().unwrap().is_empty(), "{verified}");
     assert_eq!(verified["not_held"], 0, "{verified}");

@@ -402,6 +402,22 @@ impl World {
         Run::from(output)
     }
 
+    /// Runs `airlockd ARGS` in the world's directory.
+    pub fn airlockd(&self, args: &[&str]) -> Run {
+        self.airlockd_env(args, &[])
+    }
+
+    /// Runs `airlockd ARGS` in the world's directory with extra environment variables.
+    pub fn airlockd_env(&self, args: &[&str], env: &[(&str, String)]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run airlockd");
+        Run::from(output)
+    }
+
     /// Writes a file in the world's directory.
     pub fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
         let path = self.path(relative);

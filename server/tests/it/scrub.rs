@@ -3,26 +3,12 @@
 //! mirror's `--repair` puts each back from its upstream through the ingest path; a blob that
 //! cannot be repaired stays reported; a scheduled scrub repairs on its own and is counted.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use airlock_proto::Digest;
 
 use crate::harness::{http_get, Run, Server, World};
 use crate::mirror::{mirror_config, sync};
-
-fn airlockd(world: &World, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .args(args)
-        .current_dir(world.dir.path())
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 fn blob_file(world: &World, data: &str, bytes: &[u8]) -> std::path::PathBuf {
     let hex = Digest::of(bytes).to_hex();
@@ -67,7 +53,7 @@ fn scrub_finds_a_flipped_byte_a_truncated_and_a_missing_blob_and_repair_restores
     // Found without repairing, live: each named with what is wrong.
     let mut args = vec!["verify-store"];
     args.extend_from_slice(&on_mirror);
-    let found = airlockd(&world, &args).code(1).says("3 problem(s) remain");
+    let found = world.airlockd(&args).code(1).says("3 problem(s) remain");
     let problems = report(&found)["problems"].as_array().unwrap().clone();
     let text = serde_json::to_string(&problems).unwrap();
     for (bytes, what) in [(A, "hashing to"), (B, "holds 10 bytes"), (C, "No such file")] {
@@ -83,14 +69,14 @@ fn scrub_finds_a_flipped_byte_a_truncated_and_a_missing_blob_and_repair_restores
     // Repaired from the upstream: the exact bytes are back, and a second scrub finds nothing.
     let mut args = vec!["scrub", "--repair", "--rate", "64"];
     args.extend_from_slice(&on_mirror);
-    let repaired = airlockd(&world, &args).ok().says("3 repaired");
+    let repaired = world.airlockd(&args).ok().says("3 repaired");
     assert_eq!(report(&repaired)["repaired"].as_array().unwrap().len(), 3);
     for bytes in [A, B, C] {
         assert_eq!(std::fs::read(blob_file(&world, "site", bytes)).unwrap(), bytes);
     }
     let mut args = vec!["scrub"];
     args.extend_from_slice(&on_mirror);
-    assert!(report(&airlockd(&world, &args).ok())["problems"].as_array().unwrap().is_empty());
+    assert!(report(&world.airlockd(&args).ok())["problems"].as_array().unwrap().is_empty());
     let (_, metrics) = http_get(&mirror.url, "/metrics");
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.contains("airlock_scrub_repaired_blobs_total 3"), "{metrics}");
@@ -133,7 +119,7 @@ fn a_primary_reports_what_it_cannot_repair_and_a_scheduled_scrub_repairs_a_mirro
     // The primary has nowhere to repair from: the damage stays reported, the record stays.
     damage(&world, "data");
     let args = ["scrub", "--repair", "--server", url.as_str(), "--admin-token-file", "admin.token"];
-    let run = airlockd(&world, &args).code(1).says("3 problem(s) remain (0 repaired)");
+    let run = world.airlockd(&args).code(1).says("3 problem(s) remain (0 repaired)");
     let problems = report(&run)["problems"].as_array().unwrap().clone();
     assert_eq!(problems.len(), 3);
     assert!(problems.iter().all(|p| p.as_str().unwrap().contains("no upstream")), "{problems:?}");
