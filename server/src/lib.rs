@@ -18,6 +18,7 @@ pub mod log_keys;
 pub mod logging;
 pub mod metrics;
 pub mod mirror;
+pub mod notify;
 pub mod primary;
 pub mod purge;
 pub mod registry;

@@ -53,6 +53,7 @@ pub async fn run(
         let rate = app.config.scrub_rate_mib_per_s.map(|mib| mib << 20);
         tokio::spawn(crate::scrub::run_periodically(Arc::clone(&app), interval, rate))
     });
+    crate::notify::notify("READY=1");
     let result = serve(listener, Arc::clone(&app), tls, shutdown).await;
     for task in [periodic, on_signal, freshness, snapshots, scrubs].into_iter().flatten() {
         task.abort();
@@ -213,6 +214,7 @@ where
         });
     }
     tracing::info!("shutting down: draining connections");
+    crate::notify::notify("STOPPING=1");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish in time");
     }

@@ -1,7 +1,8 @@
 //! Running as a service: the sample config (`server/dist/airlockd.toml`) starts a real server
 //! over TLS once its paths point at a test world, and the systemd unit
 //! (`server/dist/airlockd.service`) passes `systemd-analyze verify` and scores below 3 in
-//! `systemd-analyze security` where systemd is installed.
+//! `systemd-analyze security` where systemd is installed; the server sends `READY=1` and
+//! `STOPPING=1` to `NOTIFY_SOCKET` for its `Type=notify`.
 
 use std::path::Path;
 use std::process::Command;
@@ -123,4 +124,25 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     };
     let score: f64 = level.split_whitespace().next().unwrap().parse().unwrap();
     assert!(score < 3.0, "exposure {score}:\n{text}");
+}
+
+#[test]
+fn the_server_tells_systemd_it_is_ready_once_it_listens() {
+    let world = World::prepared(1, 1);
+    let socket_path = world.path("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let port = crate::crash::free_port();
+    let env = [("NOTIFY_SOCKET", socket_path.display().to_string())];
+    // Returns once /healthz answers; READY=1 was sent before the first accept.
+    let mut server = crate::harness::spawn_airlockd_env(&world, "data", port, &[], None, &env);
+    let mut buffer = [0u8; 64];
+    let n = socket.recv(&mut buffer).expect("no readiness notification");
+    assert_eq!(&buffer[..n], b"READY=1");
+    // On SIGTERM it says it is stopping before it drains.
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let n = socket.recv(&mut buffer).expect("no stopping notification");
+    assert_eq!(&buffer[..n], b"STOPPING=1");
+    let _ = server.wait();
 }
