@@ -36,7 +36,7 @@ EOF
 for cmd in "" "key generate" "key verifier" "root create" "root sign" "root policy" "merge" "show" "pack" "scan" "ingest" "publish" "approve" "submit" "upload" "yank" "unyank" "revoke" "promote" "demote" "pull" "lock" "install" "restore" "doctor" "wheelhouse export" "verify" "audit" "log" "report" "evidence verify" "export" "import" "proof" "proof verify" "mirror sync" "mirror status"; do
   printf '\n## `%s`\n\n```\n' "$(echo "airlock $cmd" | sed 's/ *$//')"; $B/airlock $cmd --help; echo '```'
 done
-for cmd in "" "init" "serve" "import" "verify-store" "scrub" "gc" "purge" "witness" "key rotate" "token create" "token list" "token revoke"; do
+for cmd in "" "init" "serve" "import" "verify-store" "scrub" "gc" "purge" "reload" "witness" "key rotate" "token create" "token list" "token revoke"; do
   printf '\n## `%s`\n\n```\n' "$(echo "airlockd $cmd" | sed 's/ *$//')"; $B/airlockd $cmd --help; echo '```'
 done
 } > docs/cli.md.tmp

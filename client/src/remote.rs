@@ -432,6 +432,11 @@ impl Remote {
         self.call_json(Method::POST, &Route::AdminGc.path(), full(body), Some("application/json")).await
     }
 
+    /// `POST /v1/admin/reload` (admin): the TLS certificate read again.
+    pub async fn reload(&self) -> Result<airlock_proto::api::ReloadReport, RemoteError> {
+        self.call_json(Method::POST, &Route::AdminReload.path(), empty(), None).await
+    }
+
     /// `POST /v1/admin/scrub` (admin): checks every blob and the log, repairing on request.
     pub async fn scrub(
         &self,

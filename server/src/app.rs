@@ -19,6 +19,8 @@ pub struct App {
     pub snapshots: crate::snapshot::Saver,
     /// What `GET /metrics` reports.
     pub metrics: crate::metrics::Metrics,
+    /// The TLS acceptor, when the server speaks TLS (`POST /v1/admin/reload` swaps it).
+    pub tls: Option<crate::server::SharedTls>,
 }
 
 impl App {
@@ -32,7 +34,8 @@ impl App {
         };
         let snapshots = crate::snapshot::Saver::new(registry.size());
         let metrics = crate::metrics::Metrics::default();
-        Ok(Self { config, store, registry, follower, snapshots, metrics })
+        let tls = config.tls.as_ref().map(crate::server::SharedTls::load).transpose()?;
+        Ok(Self { config, store, registry, follower, snapshots, metrics, tls })
     }
 }
 

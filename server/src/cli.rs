@@ -103,6 +103,12 @@ enum Command {
         #[arg(long, requires = "data")]
         mirror: bool,
     },
+    /// Make a running server read its TLS certificate and key again (new connections use them;
+    /// open ones keep theirs). Tokens take effect without it.
+    Reload {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Run a witness: cosign checkpoints of the logs it witnesses, each only if it extends the
     /// last one it cosigned (c2sp.org/tlog-witness `POST /add-checkpoint`).
     Witness {
@@ -251,6 +257,9 @@ struct AdminTarget {
     /// A file holding an admin token for --server (a file keeps it off the command line).
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// An extra CA certificate (PEM) to trust for an https:// --server with a private CA.
+    #[arg(long, value_name = "PEM", requires = "server")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +318,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
         Command::Token { command } => tokens(command),
         Command::Gc { target, dry_run, grace } => gc(&target, dry_run, grace),
+        Command::Reload { target } => {
+            anyhow::ensure!(
+                target.data.is_none(),
+                "reload asks a running server (--server); a stopped one reads its files when it starts"
+            );
+            let remote = admin_remote(&target)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = runtime.block_on(remote.reload())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "{}",
+                if report.tls { "reloaded the TLS certificate" } else { "this server has no TLS to reload" }
+            );
+            Ok(())
+        }
         Command::Purge { target, release, kind, mirror } => purge(&target, &release, kind, mirror),
         Command::Key { command: KeyCommand::Rotate { data } } => {
             let public = crate::log_keys::LogKeys::rotate(&data)?;
@@ -537,7 +561,11 @@ fn admin_remote(target: &AdminTarget) -> anyhow::Result<airlock_client::Remote> 
         .context("the admin token file is not text")?
         .trim()
         .to_owned();
-    airlock_client::Remote::new(server, Some(token), &airlock_client::TlsOptions::default())
+    airlock_client::Remote::new(
+        server,
+        Some(token),
+        &airlock_client::TlsOptions { ca_cert: target.ca_cert.clone() },
+    )
 }
 
 fn parse_scope(scope: &str) -> anyhow::Result<Scope> {

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use ::http::{Request, Response};
@@ -38,8 +38,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let app = Arc::new(tokio::task::spawn_blocking(move || App::open(config)).await??);
+    let tls = app.tls.clone();
     let periodic = match (&app.follower, app.config.sync_interval) {
         (Some(follower), Some(interval)) => {
             Some(tokio::spawn(Arc::clone(follower).run_periodically(interval)))
@@ -100,7 +100,7 @@ async fn sync_on_sighup(follower: Arc<Follower>) {
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<SharedTls>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let limits = app.config.limits.clone();
@@ -115,7 +115,7 @@ pub async fn serve(
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     limits: &Limits,
-    tls: Option<TlsAcceptor>,
+    tls: Option<SharedTls>,
     handler: H,
     shutdown: impl Future<Output = ()>,
     traffic: Traffic,
@@ -175,7 +175,8 @@ where
                 Ok::<_, Infallible>(response.map(|body| crate::admission::Tracked::new(body, guard)))
             }
         });
-        let acceptor = tls.clone();
+        // The acceptor in force at this accept: a reload swaps it for later connections only.
+        let acceptor = tls.as_ref().map(SharedTls::current);
         let watcher = graceful.watcher();
         let deadline = limits.header_read_timeout;
         let open = traffic.connection();
@@ -219,6 +220,36 @@ where
         tracing::warn!("some connections did not finish in time");
     }
     Ok(())
+}
+
+/// The TLS acceptor new connections use; `airlockd reload` replaces it (`reload`).
+#[derive(Clone)]
+pub struct SharedTls(Arc<RwLock<TlsAcceptor>>);
+
+impl std::fmt::Debug for SharedTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedTls")
+    }
+}
+
+impl SharedTls {
+    /// Loads the certificate and key.
+    pub fn load(files: &TlsFiles) -> anyhow::Result<Self> {
+        Ok(Self(Arc::new(RwLock::new(load_tls(files)?))))
+    }
+
+    /// The acceptor in force now.
+    fn current(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Reads the certificate and key again and puts them in force for new connections; open
+    /// connections keep the one they were accepted with. On an error the old one stays.
+    pub fn reload(&self, files: &TlsFiles) -> anyhow::Result<()> {
+        let acceptor = load_tls(files)?;
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
+        Ok(())
+    }
 }
 
 /// Loads a PEM certificate chain and key into a TLS acceptor (rustls, ring provider; h2 and

@@ -398,6 +398,14 @@ pub struct RepairedBlob {
     pub problem: String,
 }
 
+/// The answer to `POST /v1/admin/reload` (JSON): what was read again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The TLS certificate and key were read again and are in force for new connections
+    /// (`false` for a server without TLS).
+    pub tls: bool,
+}
+
 /// A SECURITY ERROR's evidence (CBOR), written by the client under its state directory: the
 /// checkpoint it trusted, the one it was offered, and the leaves it holds (its verified leaves,
 /// then any new ones served with the offered checkpoint), so that `airlock evidence verify` can

@@ -58,6 +58,9 @@ pub enum Route<'a> {
     /// `POST /v1/admin/scrub` a [`super::ScrubRequest`] (JSON, admin) → [`super::ScrubReport`]
     /// (JSON): every blob and the log checked on a running server, damaged blobs repaired.
     AdminScrub,
+    /// `POST /v1/admin/reload` (admin) → [`super::ReloadReport`] (JSON): the TLS certificate read
+    /// again and put in force for new connections.
+    AdminReload,
     /// `GET /v1/roots` → [`super::RootChain`] (CBOR): every logged root, oldest first, so that a
     /// client behind a rotation can verify a checkpoint's signature before fetching leaves.
     Roots,
@@ -105,6 +108,7 @@ impl<'a> Route<'a> {
             ["v1", "admin", "gc"] => Self::AdminGc,
             ["v1", "admin", "purge"] => Self::AdminPurge,
             ["v1", "admin", "scrub"] => Self::AdminScrub,
+            ["v1", "admin", "reload"] => Self::AdminReload,
             ["v1", "admin", "tokens", which] => Self::AdminToken(which),
             ["v1", "statements"] => Self::Statements,
             ["v1", "mirror", "sync"] => Self::MirrorSync,
@@ -135,6 +139,7 @@ impl<'a> Route<'a> {
             Self::AdminGc => "/v1/admin/gc".to_owned(),
             Self::AdminPurge => "/v1/admin/purge".to_owned(),
             Self::AdminScrub => "/v1/admin/scrub".to_owned(),
+            Self::AdminReload => "/v1/admin/reload".to_owned(),
             Self::AdminToken(which) => format!("/v1/admin/tokens/{which}"),
             Self::Statements => "/v1/statements".to_owned(),
             Self::ReleasesOf { kind, name } => format!("/v1/releases/{kind}/{name}"),
@@ -164,6 +169,7 @@ impl<'a> Route<'a> {
             Self::AdminGc => "admin_gc",
             Self::AdminPurge => "admin_purge",
             Self::AdminScrub => "admin_scrub",
+            Self::AdminReload => "admin_reload",
             Self::Statements => "statements",
             Self::ReleasesOf { .. } | Self::Release { .. } | Self::ReleaseByDigest(_) => "releases",
             Self::MirrorSync => "mirror_sync",

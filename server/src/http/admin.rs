@@ -151,3 +151,25 @@ pub async fn scrub(
     let report = crate::scrub::scrub(app, options).await?;
     Ok(body::json(StatusCode::OK, &report))
 }
+
+/// `POST /v1/admin/reload`: reads the TLS certificate and key again and puts them in force for
+/// new connections (open ones keep theirs); a certificate that does not load is refused (422)
+/// and the old one stays. Tokens need no reload: every request reads them from the store.
+pub async fn reload(app: &Arc<App>, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let tls = match (&app.tls, &app.config.tls) {
+        (Some(shared), Some(files)) => {
+            let (shared, files) = (shared.clone(), files.clone());
+            tokio::task::spawn_blocking(move || shared.reload(&files))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .map_err(|e| {
+                    ApiError::Unprocessable(format!("the TLS certificate was not reloaded: {e:#}"))
+                })?;
+            tracing::info!(target: crate::audit::TARGET, "TLS certificate reloaded");
+            true
+        }
+        _ => false,
+    };
+    Ok(body::json(StatusCode::OK, &airlock_proto::api::ReloadReport { tls }))
+}

@@ -166,6 +166,7 @@ async fn route(
         Route::AdminGc if *method == Method::POST => admin::gc(app, caller, request_body).await,
         Route::AdminPurge if *method == Method::POST => admin::purge(app, caller, request_body).await,
         Route::AdminScrub if *method == Method::POST => admin::scrub(app, caller, request_body).await,
+        Route::AdminReload if *method == Method::POST => admin::reload(app, caller).await,
         Route::AdminCheckpoint if *method == Method::POST => {
             admin::checkpoint(app, caller, request_body).await
         }

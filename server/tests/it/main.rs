@@ -25,6 +25,7 @@ mod proxy;
 mod publish_pull;
 mod python;
 mod pytools;
+mod reload;
 mod review;
 mod rotation;
 mod scan;

@@ -1,0 +1,108 @@
+//! `airlockd reload`: the TLS certificate is read again and used for new connections, while a
+//! keep-alive connection made before it goes on answering; a certificate that does not load is
+//! refused and the old one stays.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use crate::harness::{Server, World};
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to `addr` trusting only `cert_der`.
+fn connect(addr: std::net::SocketAddr, cert_der: &[u8]) -> std::io::Result<Tls> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(cert_der.to_vec())).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(addr)?);
+    tls.flush()?; // completes the handshake, or fails it
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// `GET /healthz` on a keep-alive connection; the status.
+fn healthz(tls: &mut Tls) -> std::io::Result<u16> {
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    let mut body = vec![0u8; length];
+    tls.read_exact(&mut body)?;
+    Ok(head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+/// A new self-signed certificate for 127.0.0.1 in tls/; its DER. `ca.pem` (which `airlockd
+/// reload` trusts) gets it appended, so the command trusts the server before and after.
+fn certificate(world: &World) -> Vec<u8> {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    world.write("tls/cert.pem", cert.cert.pem().as_bytes());
+    world.write("tls/key.pem", cert.key_pair.serialize_pem().as_bytes());
+    let mut trusted = std::fs::read(world.path("ca.pem")).unwrap_or_default();
+    trusted.extend_from_slice(cert.cert.pem().as_bytes());
+    world.write("ca.pem", &trusted);
+    cert.cert.der().to_vec()
+}
+
+#[test]
+fn reload_swaps_the_tls_certificate_for_new_connections_without_dropping_open_ones() {
+    let mut world = World::prepared(1, 1);
+    let admin =
+        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
+            .unwrap();
+    world.write("admin.token", admin.as_bytes());
+    let first = certificate(&world);
+    let mut config = world.config();
+    config.tls = Some(airlock_server::config::TlsFiles {
+        cert: world.path("tls/cert.pem"),
+        key: world.path("tls/key.pem"),
+    });
+    world.server = Some(Server::start_tls(config));
+    let addr = world.server.as_ref().unwrap().addr;
+    let url = world.url();
+    let reload = || {
+        world.airlockd(&[
+            "reload",
+            "--server",
+            url.as_str(),
+            "--admin-token-file",
+            "admin.token",
+            "--ca-cert",
+            "ca.pem",
+        ])
+    };
+    let mut open = connect(addr, &first).unwrap();
+    assert_eq!(healthz(&mut open).unwrap(), 200);
+
+    // A certificate file that does not load is refused; the old certificate stays in force.
+    std::fs::write(world.path("tls/key.pem"), b"not a key").unwrap();
+    reload().code(1).says("the TLS certificate was not reloaded");
+    assert_eq!(healthz(&mut connect(addr, &first).unwrap()).unwrap(), 200);
+
+    let second = certificate(&world);
+    reload().ok().says("reloaded the TLS certificate");
+    // The connection made before the reload still answers on the same stream.
+    assert_eq!(healthz(&mut open).unwrap(), 200);
+    assert_eq!(healthz(&mut open).unwrap(), 200);
+    // New connections get the new certificate: trusted with it, refused with the old one.
+    assert_eq!(healthz(&mut connect(addr, &second).unwrap()).unwrap(), 200);
+    assert!(connect(addr, &first).and_then(|mut tls| healthz(&mut tls)).is_err());
+}
