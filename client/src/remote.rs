@@ -398,11 +398,7 @@ impl Remote {
         &self,
         wanted: &airlock_proto::api::TokenCreate,
     ) -> Result<airlock_proto::api::TokenCreated, RemoteError> {
-        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
-            url: self.url(&Route::AdminTokens.path()),
-            detail: e.to_string(),
-        })?;
-        self.call_json(Method::POST, &Route::AdminTokens.path(), full(body), Some("application/json")).await
+        self.post_json(&Route::AdminTokens.path(), wanted).await
     }
 
     /// `POST /v1/admin/checkpoint` (admin, a primary): a checkpoint of the current log valid for
@@ -425,11 +421,18 @@ impl Remote {
         &self,
         wanted: &airlock_proto::api::GcRequest,
     ) -> Result<airlock_proto::api::GcReport, RemoteError> {
-        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
-            url: self.url(&Route::AdminGc.path()),
-            detail: e.to_string(),
-        })?;
-        self.call_json(Method::POST, &Route::AdminGc.path(), full(body), Some("application/json")).await
+        self.post_json(&Route::AdminGc.path(), wanted).await
+    }
+
+    /// `POST` a JSON body to `path` and read a JSON answer.
+    async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        wanted: &B,
+    ) -> Result<T, RemoteError> {
+        let body = serde_json::to_vec(wanted)
+            .map_err(|e| RemoteError::Invalid { url: self.url(path), detail: e.to_string() })?;
+        self.call_json(Method::POST, path, full(body), Some("application/json")).await
     }
 
     /// `POST /v1/admin/reload` (admin): the TLS certificate read again.
@@ -442,11 +445,7 @@ impl Remote {
         &self,
         wanted: &airlock_proto::api::ScrubRequest,
     ) -> Result<airlock_proto::api::ScrubReport, RemoteError> {
-        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
-            url: self.url(&Route::AdminScrub.path()),
-            detail: e.to_string(),
-        })?;
-        self.call_json(Method::POST, &Route::AdminScrub.path(), full(body), Some("application/json")).await
+        self.post_json(&Route::AdminScrub.path(), wanted).await
     }
 
     /// `POST /v1/admin/purge` (admin): removes the blobs of a revoked release.
@@ -454,11 +453,7 @@ impl Remote {
         &self,
         wanted: &airlock_proto::api::PurgeRequest,
     ) -> Result<airlock_proto::api::PurgeReport, RemoteError> {
-        let body = serde_json::to_vec(wanted).map_err(|e| RemoteError::Invalid {
-            url: self.url(&Route::AdminPurge.path()),
-            detail: e.to_string(),
-        })?;
-        self.call_json(Method::POST, &Route::AdminPurge.path(), full(body), Some("application/json")).await
+        self.post_json(&Route::AdminPurge.path(), wanted).await
     }
 
     /// `POST /v1/mirror/sync` (admin): makes a mirror sync from its upstream now.

@@ -53,13 +53,7 @@ pub fn collect(
         kept_in_grace: 0,
     };
     for digest in store.blob_candidates()? {
-        let judge = |uncarried: bool| {
-            if options.dry_run {
-                store.removable(&digest, cutoff, uncarried)
-            } else {
-                store.remove_if_removable(&digest, cutoff, uncarried)
-            }
-        };
+        let judge = |uncarried: bool| store.collect_blob(&digest, cutoff, uncarried, !options.dry_run);
         let judged = match registry {
             Some(registry) => registry.holding_appends(|state| {
                 let uncarried = carry.is_some_and(|carry| {

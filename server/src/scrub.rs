@@ -32,11 +32,12 @@ pub async fn scrub(app: &Arc<App>, options: ScrubOptions) -> anyhow::Result<Scru
     let mut bytes_read = 0u64;
     for digest in &digests {
         let (store, d) = (Arc::clone(&app.store), *digest);
-        let (problem, record) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            Ok((blob_problem(&store, &d)?, store.blob(&d)?))
+        let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            // A record gone meanwhile (a collection) is nothing to check.
+            Ok(store.blob(&d)?.map(|record| (blob_problem(&store, &d, &record), record)))
         })
         .await??;
-        let Some(record) = record else { continue };
+        let Some((problem, record)) = checked else { continue };
         bytes_read += record.size;
         if let Some(rate) = options.rate.filter(|&r| r > 0) {
             // Keep the average at or under the rate: wait until the bytes read so far are due.

@@ -12,14 +12,15 @@ use airlock_proto::{Digest, Sha256};
 use anyhow::Context;
 use sha2::Digest as _;
 
-use crate::store::Store;
+use crate::store::{BlobRecord, Store};
 
 /// Checks everything the store holds; problems are collected, each naming what failed.
 pub fn verify_store(store: &Arc<Store>) -> anyhow::Result<VerifyStoreReport> {
     let mut problems = Vec::new();
     let digests = store.blob_digests()?;
     for digest in &digests {
-        if let Some(problem) = blob_problem(store, digest)? {
+        let Some(record) = store.blob(digest)? else { continue };
+        if let Some(problem) = blob_problem(store, digest, &record) {
             problems.push(problem);
         }
     }
@@ -31,10 +32,9 @@ pub fn verify_store(store: &Arc<Store>) -> anyhow::Result<VerifyStoreReport> {
 }
 
 /// What is wrong with a recorded blob's bytes, if anything: missing, another size, another
-/// BLAKE3 or SHA-256 than its name and record. `None` also when the record went meanwhile.
-pub fn blob_problem(store: &Store, digest: &Digest) -> anyhow::Result<Option<String>> {
-    let Some(record) = store.blob(digest)? else { return Ok(None) };
-    Ok(match check_blob(store, digest, record.size) {
+/// BLAKE3 or SHA-256 than its name and `record`.
+pub fn blob_problem(store: &Store, digest: &Digest, record: &BlobRecord) -> Option<String> {
+    match check_blob(store, digest, record.size) {
         Err(e) => Some(format!("blob {digest}: {e}")),
         Ok((size, _, _)) if size != record.size => {
             Some(format!("blob {digest}: holds {size} bytes, the record says {}", record.size))
@@ -46,7 +46,7 @@ pub fn blob_problem(store: &Store, digest: &Digest) -> anyhow::Result<Option<Str
             Some(format!("blob {digest}: SHA-256 is {sha256}, the record says {}", record.sha256))
         }
         Ok(_) => None,
-    })
+    }
 }
 
 /// The stored log re-verified from leaf 0 to the stored checkpoint, and the logged blobs the

@@ -42,33 +42,22 @@ impl Store {
         Ok(digests)
     }
 
-    /// Whether garbage collection may remove `digest`: never while a logged release references
-    /// it; an upload recorded at or before `cutoff` and referenced by nothing; bytes without a
-    /// record (a commit cut short by a crash).
-    /// `uncarried`: the caller judged, from the registry state, that no release holding the
-    /// blob passes a partial mirror's carry filter; such a blob goes even though it is logged.
-    pub fn removable(
+    /// Whether garbage collection may remove `digest`, judged under the removal lock, and with
+    /// `remove` its removal there and then: the record first, then the bytes, then the
+    /// remembered record. Never while a logged release references it, unless `uncarried` (the
+    /// caller judged from the registry state that no release holding it passes a partial
+    /// mirror's carry filter); an upload recorded at or before `cutoff` and referenced by
+    /// nothing; bytes without a record (a commit cut short by a crash).
+    pub fn collect_blob(
         &self,
         digest: &Digest,
         cutoff: Timestamp,
         uncarried: bool,
-    ) -> anyhow::Result<Removable> {
-        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
-        self.judge(digest, cutoff, uncarried)
-    }
-
-    /// Removes `digest` if it is still removable, judged again under the removal lock: the
-    /// record first, then the bytes (and, for an uncarried blob, the remembered record).
-    /// Returns what was removed.
-    pub fn remove_if_removable(
-        &self,
-        digest: &Digest,
-        cutoff: Timestamp,
-        uncarried: bool,
+        remove: bool,
     ) -> anyhow::Result<Removable> {
         let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
         let judged = self.judge(digest, cutoff, uncarried)?;
-        if let Removable::Yes { reason, .. } = judged {
+        if let (true, Removable::Yes { reason, .. }) = (remove, judged) {
             if reason != GcReason::Unrecorded {
                 self.db.delete_blob(digest)?;
             }

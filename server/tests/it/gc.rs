@@ -90,10 +90,7 @@ fn gc_on_a_stopped_store_removes_old_uploads_and_unrecorded_bytes_and_never_a_lo
 #[test]
 fn gc_through_a_running_server_honours_the_grace_period_and_a_re_upload_restarts_it() {
     let mut world = World::prepared(1, 1);
-    let admin =
-        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
-            .unwrap();
-    world.write("admin.token", admin.as_bytes());
+    world.admin_token();
     let mut config = world.config();
     let (clock, time) = Clock::manual(airlock_proto::clock::system_now());
     config.clock = clock;
@@ -141,10 +138,7 @@ fn gc_through_a_running_server_honours_the_grace_period_and_a_re_upload_restarts
 #[test]
 fn purge_is_refused_until_revoked_keeps_shared_files_and_mirrors_and_bundles_pass_a_purged_release() {
     let mut world = World::prepared(1, 1);
-    let admin =
-        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
-            .unwrap();
-    world.write("admin.token", admin.as_bytes());
+    world.admin_token();
     world.server = Some(Server::start(world.config()));
     let url = world.url();
     let purge = |release: &str| {

@@ -402,6 +402,15 @@ impl World {
         Run::from(output)
     }
 
+    /// An admin token for the world's server (made in its data directory, so before the server
+    /// starts), also written to `admin.token` for `--admin-token-file`.
+    pub fn admin_token(&self) -> String {
+        let token = airlock_server::cli::token_create(&self.path("data"), auth::Scope::Admin, "ops")
+            .expect("admin token");
+        self.write("admin.token", token.as_bytes());
+        token
+    }
+
     /// Runs `airlockd ARGS` in the world's directory.
     pub fn airlockd(&self, args: &[&str]) -> Run {
         self.airlockd_env(args, &[])

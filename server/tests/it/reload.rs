@@ -65,10 +65,7 @@ fn certificate(world: &World) -> Vec<u8> {
 #[test]
 fn reload_swaps_the_tls_certificate_for_new_connections_without_dropping_open_ones() {
     let mut world = World::prepared(1, 1);
-    let admin =
-        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
-            .unwrap();
-    world.write("admin.token", admin.as_bytes());
+    world.admin_token();
     let first = certificate(&world);
     let mut config = world.config();
     config.tls = Some(airlock_server::config::TlsFiles {

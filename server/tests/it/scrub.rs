@@ -87,10 +87,7 @@ fn scrub_finds_a_flipped_byte_a_truncated_and_a_missing_blob_and_repair_restores
 #[test]
 fn a_primary_reports_what_it_cannot_repair_and_a_scheduled_scrub_repairs_a_mirror() {
     let mut world = World::prepared(1, 1);
-    let admin =
-        airlock_server::cli::token_create(&world.path("data"), airlock_server::auth::Scope::Admin, "ops")
-            .unwrap();
-    world.write("admin.token", admin.as_bytes());
+    world.admin_token();
     world.server = Some(Server::start(world.config()));
     let url = world.url();
     published(&world);
