@@ -75,6 +75,10 @@ enum Command {
         /// Read at most this many MiB of blobs a second.
         #[arg(long, value_name = "MIB")]
         rate: Option<u64>,
+        /// With --repair: take damaged or missing blobs from this bundle first (a path the
+        /// server can read; each blob is checked against the store's own record).
+        #[arg(long, value_name = "FILE", requires = "repair")]
+        bundle: Option<PathBuf>,
     },
     /// Remove blobs no logged release references: uploads older than the grace period, and
     /// bytes a crash left without a record. Prints what went (JSON).
@@ -314,7 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args, cli.log_format),
         Command::Import { data, root, file, state_out } => import(&data, root, &file, state_out),
         Command::VerifyStore { target } => verify_store(&target),
-        Command::Scrub { target, repair, rate } => scrub(&target, repair, rate),
+        Command::Scrub { target, repair, rate, bundle } => scrub(&target, repair, rate, bundle.as_deref()),
         Command::Witness { data, key, name, logs, listen } => witness(&data, &key, &name, &logs, &listen),
         Command::Token { command } => tokens(command),
         Command::Gc { target, dry_run, grace } => gc(&target, dry_run, grace),
@@ -452,7 +456,7 @@ fn tokens(command: TokenCommand) -> anyhow::Result<()> {
 /// `airlockd verify-store`: a stopped data directory read directly, or a running server's scrub
 /// without repair.
 fn verify_store(target: &AdminTarget) -> anyhow::Result<()> {
-    let Some(data) = &target.data else { return scrub(target, false, None) };
+    let Some(data) = &target.data else { return scrub(target, false, None, None) };
     let store = Store::open(data, airlock_proto::Clock::system())?;
     let report = crate::verify_store::verify_store(&store)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -467,14 +471,19 @@ fn verify_store(target: &AdminTarget) -> anyhow::Result<()> {
 }
 
 /// `airlockd scrub`: through a running server.
-fn scrub(target: &AdminTarget, repair: bool, rate: Option<u64>) -> anyhow::Result<()> {
+fn scrub(target: &AdminTarget, repair: bool, rate: Option<u64>, bundle: Option<&Path>) -> anyhow::Result<()> {
     anyhow::ensure!(
         target.data.is_none(),
         "a scrub runs on a running server (--server); check a stopped data directory with `airlockd verify-store --data`"
     );
     let remote = admin_remote(target)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let wanted = airlock_proto::api::ScrubRequest { repair, rate_mib_per_s: rate };
+    // A relative path means the one this command was given: send it whole.
+    let bundle = bundle
+        .map(|path| std::path::absolute(path).with_context(|| format!("bad bundle path {}", path.display())))
+        .transpose()?
+        .map(|path| path.to_string_lossy().into_owned());
+    let wanted = airlock_proto::api::ScrubRequest { repair, rate_mib_per_s: rate, bundle };
     let report = runtime.block_on(remote.scrub(&wanted))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     anyhow::ensure!(

@@ -379,6 +379,11 @@ pub struct ScrubRequest {
     pub repair: bool,
     /// Read at most this many MiB of blobs a second (`None`: as fast as the disk goes).
     pub rate_mib_per_s: Option<u64>,
+    /// With `repair`, a bundle file on the server's host to take damaged or missing blobs from
+    /// first (its bytes are checked against the store's own record); the upstream, if any,
+    /// repairs what the bundle lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 /// What a scrub found: the store's report after repairs (`problems`: what is still wrong), and

@@ -147,6 +147,7 @@ pub async fn scrub(
     let options = crate::scrub::ScrubOptions {
         repair: wanted.repair,
         rate: wanted.rate_mib_per_s.map(|mib| mib.saturating_mul(1 << 20)),
+        bundle: wanted.bundle.map(std::path::PathBuf::from),
     };
     let report = crate::scrub::scrub(app, options).await?;
     Ok(body::json(StatusCode::OK, &report))

@@ -121,3 +121,73 @@ fn a_primary_reports_what_it_cannot_repair_and_a_scheduled_scrub_repairs_a_mirro
     assert_eq!(problems.len(), 3);
     assert!(problems.iter().all(|p| p.as_str().unwrap().contains("no upstream")), "{problems:?}");
 }
+
+#[test]
+fn scrub_repairs_from_a_bundle_what_it_holds_intact_and_reports_the_rest() {
+    let mut world = World::prepared(1, 1);
+    world.admin_token();
+    world.server = Some(Server::start(world.config()));
+    let url = world.url();
+    for (name, bytes) in [("a", A), ("b", B)] {
+        world.write(&format!("{name}.bin"), bytes);
+        world.publish(&format!("{name}.bin"), name, "1.0").ok();
+    }
+    world.cli(&["export", "--server", &url, "--root", "root.cbor", "--all", "-o", "media.tar"]).ok();
+    // The bundle's copy of B is damaged on the media; C is published after the export.
+    let mut tar = std::fs::read(world.path("media.tar")).unwrap();
+    let at = tar.windows(B.len()).position(|w| w == B).expect("B is in the bundle");
+    tar[at] ^= 1;
+    std::fs::write(world.path("media.tar"), tar).unwrap();
+    world.write("c.bin", C);
+    world.publish("c.bin", "c", "1.0").ok();
+    damage(&world, "data");
+
+    // A relative path is the command's own: sent to the server whole.
+    let args = [
+        "scrub",
+        "--repair",
+        "--bundle",
+        "media.tar",
+        "--server",
+        url.as_str(),
+        "--admin-token-file",
+        "admin.token",
+    ];
+    let run = world.airlockd(&args).code(1).says("2 problem(s) remain (1 repaired)");
+    let found = report(&run);
+    let repaired: Vec<&str> =
+        found["repaired"].as_array().unwrap().iter().map(|r| r["digest"].as_str().unwrap()).collect();
+    assert_eq!(repaired, [Digest::of(A).to_string()]);
+    assert_eq!(std::fs::read(blob_file(&world, "data", A)).unwrap(), A);
+    let problems = found["problems"].as_array().unwrap();
+    let about = |bytes: &[u8]| {
+        let digest = Digest::of(bytes).to_string();
+        problems
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .find(|p| p.contains(&digest))
+            .unwrap_or_else(|| panic!("{digest} not reported: {problems:?}"))
+    };
+    assert!(about(B).contains("the bundle's copy was refused"), "{}", about(B));
+    assert!(about(C).contains("the bundle does not hold it"), "{}", about(C));
+    // The truncated B was not replaced by the bundle's bad copy.
+    assert_eq!(std::fs::read(blob_file(&world, "data", B)).unwrap(), &B[..10]);
+
+    // A bundle that cannot be read says so and changes nothing.
+    let args = [
+        "scrub",
+        "--repair",
+        "--bundle",
+        "absent.tar",
+        "--server",
+        url.as_str(),
+        "--admin-token-file",
+        "admin.token",
+    ];
+    let run = world.airlockd(&args).code(1).says("2 problem(s) remain (0 repaired)");
+    let problems = report(&run)["problems"].as_array().unwrap().clone();
+    assert!(
+        problems.iter().all(|p| p.as_str().unwrap().contains("the bundle was not read: cannot open")),
+        "{problems:?}"
+    );
+}
