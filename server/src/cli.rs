@@ -332,9 +332,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = runtime.block_on(remote.reload())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             eprintln!(
-                "{}",
-                if report.tls { "reloaded the TLS certificate" } else { "this server has no TLS to reload" }
+                "{}; log level {}{}",
+                if report.tls { "reloaded the TLS certificate" } else { "this server has no TLS to reload" },
+                report.log_level,
+                if report.carry_changed { "; the carry filter changed" } else { "" }
             );
+            match report.sync {
+                Some(Err(why)) => {
+                    anyhow::bail!("the new carry filter is in force, but its sync failed: {why}")
+                }
+                Some(Ok(sync)) => eprintln!("synced: {} blob(s) fetched", sync.blobs_fetched),
+                None => {}
+            }
             Ok(())
         }
         Command::Purge { target, release, kind, mirror } => purge(&target, &release, kind, mirror),
@@ -629,6 +638,10 @@ pub fn init(data: &Path) -> anyhow::Result<()> {
 fn serve(args: ServeArgs, log_format: crate::logging::LogFormat) -> anyhow::Result<()> {
     let file = args.config.as_deref().map(FileConfig::load).transpose()?.unwrap_or_default();
     let scan = file.scan_policy()?;
+    let carried = file.carry();
+    if let Some(level) = &file.log_level {
+        crate::logging::set_level(level).context("log_level in the config file")?;
+    }
     let data = args.data.or(file.data).context("--data is required (or `data` in the config file)")?;
     let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let mut config = Config::new(data);
@@ -688,23 +701,18 @@ fn serve(args: ServeArgs, log_format: crate::logging::LogFormat) -> anyhow::Resu
         );
         config.unsafe_serve_expired_checkpoint_for = Some(Duration::from_secs(secs));
     }
-    config.carry = crate::config::CarryFilter {
-        kinds: if args.carry_kinds.is_empty() {
-            file.carry_kinds.unwrap_or_default()
-        } else {
-            args.carry_kinds
-        },
-        names: if args.carry_names.is_empty() {
-            file.carry_names.unwrap_or_default()
-        } else {
-            args.carry_names
-        },
-        channels: if args.carry_channels.is_empty() {
-            file.carry_channels.unwrap_or_default()
-        } else {
-            args.carry_channels
-        },
+    config.carry_from_flags =
+        !(args.carry_kinds.is_empty() && args.carry_names.is_empty() && args.carry_channels.is_empty());
+    config.carry = if config.carry_from_flags {
+        crate::config::CarryFilter {
+            kinds: args.carry_kinds,
+            names: args.carry_names,
+            channels: args.carry_channels,
+        }
+    } else {
+        carried
     };
+    config.config_file = args.config.as_deref().map(std::path::absolute).transpose()?;
     if let Some(secs) = args.sync_interval.or(file.sync_interval_secs) {
         anyhow::ensure!(secs >= 1, "sync interval must be at least 1 second");
         config.sync_interval = Some(Duration::from_secs(secs));

@@ -167,6 +167,10 @@ pub struct Config {
     pub scrub_interval: Option<Duration>,
     /// How fast a scheduled scrub reads blobs, MiB a second (`None`: unthrottled).
     pub scrub_rate_mib_per_s: Option<u64>,
+    /// The config file the server was started with: `airlockd reload` reads it again.
+    pub config_file: Option<PathBuf>,
+    /// The carry filter came from the command line, so a reload keeps it.
+    pub carry_from_flags: bool,
 }
 
 impl Config {
@@ -200,6 +204,8 @@ impl Config {
             log_request_ids: false,
             scrub_interval: None,
             scrub_rate_mib_per_s: None,
+            config_file: None,
+            carry_from_flags: false,
         }
     }
 
@@ -264,9 +270,21 @@ pub struct FileConfig {
     pub scrub_interval_secs: Option<u64>,
     /// How fast a scheduled scrub reads blobs, MiB a second (default unthrottled).
     pub scrub_rate_mib_per_s: Option<u64>,
+    /// The main log's level, in `RUST_LOG`'s syntax (`info`, `warn,airlock::access=info`);
+    /// over `RUST_LOG` when set, and read again by `airlockd reload`.
+    pub log_level: Option<String>,
 }
 
 impl FileConfig {
+    /// The partial mirror's carry filter the file sets (everything when it sets none).
+    pub fn carry(&self) -> CarryFilter {
+        CarryFilter {
+            kinds: self.carry_kinds.clone().unwrap_or_default(),
+            names: self.carry_names.clone().unwrap_or_default(),
+            channels: self.carry_channels.clone().unwrap_or_default(),
+        }
+    }
+
     /// The scan policy the file sets, over the defaults.
     pub fn scan_policy(&self) -> anyhow::Result<crate::scan_policy::ScanPolicy> {
         let mut policy = crate::scan_policy::ScanPolicy::default();

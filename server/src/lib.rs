@@ -22,6 +22,7 @@ pub mod notify;
 pub mod primary;
 pub mod purge;
 pub mod registry;
+pub mod reload;
 pub mod scan_policy;
 pub mod scrub;
 pub mod server;

@@ -1,5 +1,6 @@
 //! The server's logs. The main log goes to stderr as text or as JSON objects, one a line
-//! (`--log-format`); `RUST_LOG` sets its level (default `info`). Every request's id is sent
+//! (`--log-format`); its level is the config file's `log_level`, else `RUST_LOG` (default
+//! `info`), and `airlockd reload` sets it again from the file (`set_level`). Every request's id is sent
 //! back as `X-Request-Id`; with JSON logs or the access log, every line logged while a request is
 //! answered carries it too (the `request` span). The access log (`--access-log`) is one line a request under the target
 //! `airlock::access`. The audit log of writes (`crate::audit`, target `airlock::audit`) is in the
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{filter, fmt, EnvFilter, Layer};
+use tracing_subscriber::{filter, fmt, reload, EnvFilter, Layer, Registry};
 
 /// The tracing target of the access log.
 pub const ACCESS: &str = "airlock::access";
@@ -26,9 +27,49 @@ pub enum LogFormat {
     Json,
 }
 
+/// The level filter in force, replaceable while the process runs.
+static LEVEL: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> = std::sync::OnceLock::new();
+
+/// The level the process started with, in `RUST_LOG`'s syntax: `RUST_LOG`, else `info`.
+pub fn start_level_spec() -> String {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|spec| check_level(spec).is_ok())
+        .unwrap_or_else(|| "info".to_owned())
+}
+
+fn start_level() -> EnvFilter {
+    EnvFilter::builder().parse_lossy(start_level_spec())
+}
+
+/// Parses a level in `RUST_LOG`'s syntax.
+pub fn check_level(spec: &str) -> anyhow::Result<EnvFilter> {
+    EnvFilter::builder()
+        .parse(spec)
+        .with_context(|| format!("{spec:?} is not a log level (such as info, or warn,airlock=debug)"))
+}
+
+/// Puts a level in force, in `RUST_LOG`'s syntax. A spec that does not parse is refused and the
+/// level stays. Without the logger installed (a library user), only the parse is checked.
+pub fn set_level(spec: &str) -> anyhow::Result<()> {
+    let filter = check_level(spec)?;
+    if let Some(handle) = LEVEL.get() {
+        handle.reload(filter).context("cannot change the log level")?;
+    }
+    Ok(())
+}
+
+/// Puts back the level the process started with.
+pub fn reset_level() -> anyhow::Result<()> {
+    if let Some(handle) = LEVEL.get() {
+        handle.reload(start_level()).context("cannot change the log level")?;
+    }
+    Ok(())
+}
+
 /// Installs the process's logger.
 pub fn init(format: LogFormat, audit_file: Option<&Path>) -> anyhow::Result<()> {
-    let level = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let (level, handle) = reload::Layer::new(start_level());
     let main = match format {
         LogFormat::Text => {
             // Colour only on a terminal: a log file or pipe gets plain text.
@@ -63,6 +104,7 @@ pub fn init(format: LogFormat, audit_file: Option<&Path>) -> anyhow::Result<()> 
         None => None,
     };
     tracing_subscriber::registry().with(level).with(main).with(audit).try_init()?;
+    let _ = LEVEL.set(handle);
     Ok(())
 }
 

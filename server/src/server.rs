@@ -246,9 +246,13 @@ impl SharedTls {
     /// Reads the certificate and key again and puts them in force for new connections; open
     /// connections keep the one they were accepted with. On an error the old one stays.
     pub fn reload(&self, files: &TlsFiles) -> anyhow::Result<()> {
-        let acceptor = load_tls(files)?;
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
+        self.install(load_tls(files)?);
         Ok(())
+    }
+
+    /// Puts a loaded acceptor in force for new connections.
+    pub fn install(&self, acceptor: TlsAcceptor) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
     }
 }
 

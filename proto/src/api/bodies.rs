@@ -409,6 +409,15 @@ pub struct ReloadReport {
     /// The TLS certificate and key were read again and are in force for new connections
     /// (`false` for a server without TLS).
     pub tls: bool,
+    /// The config file read again (`None`: the server was started without one).
+    pub config_file: Option<String>,
+    /// The log level now in force: the file's `log_level`, or the one the server started with.
+    pub log_level: String,
+    /// A mirror's carry filter changed (the file's `carry_*`; flags given at start pin it).
+    pub carry_changed: bool,
+    /// After a changed carry filter, the sync that fetched the blobs it takes in: its report,
+    /// or why it failed (the next sync tries again).
+    pub sync: Option<Result<SyncReport, String>>,
 }
 
 /// A SECURITY ERROR's evidence (CBOR), written by the client under its state directory: the

@@ -111,9 +111,8 @@ pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Resul
     let options = crate::gc::GcOptions { dry_run: wanted.dry_run, grace };
     let collector = Arc::clone(app);
     let report = tokio::task::spawn_blocking(move || {
-        let carry =
-            collector.registry.mirror().map(|_| &collector.config.carry).filter(|c| !c.is_everything());
-        crate::gc::collect(&collector.store, Some(&collector.registry), carry, options)
+        let carry = collector.registry.mirror().map(|mirror| mirror.carry()).filter(|c| !c.is_everything());
+        crate::gc::collect(&collector.store, Some(&collector.registry), carry.as_deref(), options)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;
@@ -153,24 +152,12 @@ pub async fn scrub(
     Ok(body::json(StatusCode::OK, &report))
 }
 
-/// `POST /v1/admin/reload`: reads the TLS certificate and key again and puts them in force for
-/// new connections (open ones keep theirs); a certificate that does not load is refused (422)
-/// and the old one stays. Tokens need no reload: every request reads them from the store.
+/// `POST /v1/admin/reload`: reads the TLS certificate and key, the log level and a mirror's
+/// carry filter again (`crate::reload`); what does not load is refused (422) and nothing changes.
 pub async fn reload(app: &Arc<App>, caller: &Caller) -> Result<Response<Body>, ApiError> {
     caller.require(Scope::Admin)?;
-    let tls = match (&app.tls, &app.config.tls) {
-        (Some(shared), Some(files)) => {
-            let (shared, files) = (shared.clone(), files.clone());
-            tokio::task::spawn_blocking(move || shared.reload(&files))
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?
-                .map_err(|e| {
-                    ApiError::Unprocessable(format!("the TLS certificate was not reloaded: {e:#}"))
-                })?;
-            tracing::info!(target: crate::audit::TARGET, "TLS certificate reloaded");
-            true
-        }
-        _ => false,
-    };
-    Ok(body::json(StatusCode::OK, &airlock_proto::api::ReloadReport { tls }))
+    let report = crate::reload::reload(app)
+        .await
+        .map_err(|e| ApiError::Unprocessable(format!("nothing was reloaded: {e:#}")))?;
+    Ok(body::json(StatusCode::OK, &report))
 }

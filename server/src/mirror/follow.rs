@@ -91,6 +91,17 @@ impl Follower {
             to_size: trusted.size(),
             ..SyncReport::default()
         };
+        if self.mirror.take_backfill() {
+            let missing = blocking(|| self.missing_of_state(trusted.registry()));
+            let fetched = match missing {
+                Ok(missing) => self.fetch_all(missing, &mut report).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = fetched {
+                self.mirror.request_backfill();
+                return Err(e.context("fetching the blobs the new carry filter takes in"));
+            }
+        }
         let checkpoint = self.remote.checkpoint().await?;
         if trusted.checkpoint() == Some(checkpoint.as_slice()) {
             return Ok(report);
@@ -166,9 +177,25 @@ impl Follower {
 
     /// The carried blobs of `leaves` the store does not hold yet, each once.
     fn missing_blobs(&self, leaves: &[Vec<u8>], next: &TrustedLog) -> anyhow::Result<Vec<FileEntry>> {
+        self.not_held(carried_files(leaves, next, &self.mirror.carry())?)
+    }
+
+    /// The blobs of every release the carry filter takes in that the store does not hold, each
+    /// once (a backfill after the filter widened). Revoked releases need none.
+    fn missing_of_state(&self, state: &airlock_keys::RegistryState) -> anyhow::Result<Vec<FileEntry>> {
+        let carry = self.mirror.carry();
+        let files = state
+            .releases()
+            .filter(|r| !matches!(r.status, airlock_keys::ReleaseStatus::Revoked { .. }))
+            .filter(|r| carry.carries(&r.release, state))
+            .flat_map(|r| r.release.files.iter().cloned());
+        self.not_held(files)
+    }
+
+    fn not_held(&self, files: impl IntoIterator<Item = FileEntry>) -> anyhow::Result<Vec<FileEntry>> {
         let mut missing: Vec<FileEntry> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for file in carried_files(leaves, next, self.mirror.carry())? {
+        for file in files {
             if seen.insert(file.blake3) && self.mirror.store().blob(&file.blake3)?.is_none() {
                 missing.push(file);
             }

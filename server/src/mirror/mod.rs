@@ -37,7 +37,11 @@ pub struct Mirror {
     trusted: Mutex<Verified<TrustedLog>>,
     writer: Arc<tokio::sync::Mutex<()>>,
     status: Mutex<MirrorStatus>,
-    carry: CarryFilter,
+    /// Replaced by `airlockd reload`; a wider one leaves a backfill for the next sync.
+    carry: std::sync::RwLock<Arc<CarryFilter>>,
+    /// The carry filter widened (or may have): the next sync fetches the blobs of every carried
+    /// release it lacks, not only those of new leaves.
+    backfill: std::sync::atomic::AtomicBool,
     unsafe_extension: Option<u64>,
     clock: Clock,
     /// The site's own witness: a name and key with which the mirror cosigns each checkpoint it
@@ -79,7 +83,8 @@ impl Mirror {
             trusted: Mutex::new(trusted),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             status: Mutex::new(status),
-            carry: config.carry.clone(),
+            carry: std::sync::RwLock::new(Arc::new(config.carry.clone())),
+            backfill: std::sync::atomic::AtomicBool::new(false),
             unsafe_extension: config.unsafe_serve_expired_checkpoint_for.map(|d| d.as_secs()),
             clock: config.clock.clone(),
             witness: match &config.mirror_witness {
@@ -119,8 +124,32 @@ impl Mirror {
     }
 
     /// Which releases this mirror carries the blobs of.
-    pub fn carry(&self) -> &CarryFilter {
-        &self.carry
+    pub fn carry(&self) -> Arc<CarryFilter> {
+        Arc::clone(&self.carry.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Puts a new carry filter in force; returns whether it differs from the old one. Blobs the
+    /// new one carries and the store lacks are fetched by the next sync (`take_backfill`); blobs
+    /// it no longer carries stay until garbage collection.
+    pub fn set_carry(&self, carry: CarryFilter) -> bool {
+        let mut current = self.carry.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if **current == carry {
+            return false;
+        }
+        *current = Arc::new(carry);
+        self.backfill.store(true, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+
+    /// Whether a backfill is due, clearing the flag (`request_backfill` sets it again when the
+    /// backfill fails).
+    pub fn take_backfill(&self) -> bool {
+        self.backfill.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Leaves a backfill for the next sync.
+    pub fn request_backfill(&self) {
+        self.backfill.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Runs `f` with the registry state of the verified log.

@@ -1,12 +1,16 @@
 //! `airlockd reload`: the TLS certificate is read again and used for new connections, while a
 //! keep-alive connection made before it goes on answering; a certificate that does not load is
-//! refused and the old one stays.
+//! refused and the old one stays. The config file's log level and a mirror's carry filter are
+//! read again: a wider filter fetches the blobs it takes in, a narrower one leaves blobs for GC,
+//! and a file that does not load changes nothing.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use crate::harness::{Server, World};
+use airlock_proto::Digest;
+
+use crate::harness::{http_request, spawn_airlockd, Server, World};
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -102,4 +106,61 @@ fn reload_swaps_the_tls_certificate_for_new_connections_without_dropping_open_on
     // New connections get the new certificate: trusted with it, refused with the old one.
     assert_eq!(healthz(&mut connect(addr, &second).unwrap()).unwrap(), 200);
     assert!(connect(addr, &first).and_then(|mut tls| healthz(&mut tls)).is_err());
+}
+
+fn blob_held(world: &World, data: &str, bytes: &[u8]) -> bool {
+    let hex = Digest::of(bytes).to_hex();
+    world.path(&format!("{data}/blobs/{}/{hex}", &hex[..2])).exists()
+}
+
+#[test]
+fn reload_reads_the_log_level_and_the_carry_filter_again_from_the_config_file() {
+    let world = World::new(1, 1);
+    let (a, b) = (b"alpha wheel bytes".as_slice(), b"bravo wheel bytes".as_slice());
+    world.write("a.bin", a);
+    world.publish("a.bin", "a", "1.0").ok();
+    world.write("b.bin", b);
+    world.publish("b.bin", "b", "1.0").ok();
+    let upstream = world.url();
+    let (_, admin) = crate::mirror::mirror_config(&world, "site", &upstream);
+    world.write("site.token", admin.as_bytes());
+    let settings = |level: &str, names: &str| {
+        let text = format!("upstream = {upstream:?}\nlog_level = {level:?}\ncarry_names = [{names}]\n");
+        world.write("site.toml", text.as_bytes());
+    };
+    settings("warn", "\"a\"");
+    let port = crate::crash::free_port();
+    let log = std::fs::File::create(world.path("site.log")).unwrap();
+    // RUST_LOG=info is in the environment: the file's level is over it.
+    let mut child = spawn_airlockd(&world, "site", port, &["--config", "site.toml"], Some(log));
+    let url = format!("http://127.0.0.1:{port}");
+    let (status, body) = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(blob_held(&world, "site", a) && !blob_held(&world, "site", b));
+    let logged = || std::fs::read_to_string(world.path("site.log")).unwrap();
+    assert!(!logged().contains(" INFO "), "info lines under log_level = warn:\n{}", logged());
+    let reload = || world.airlockd(&["reload", "--server", url.as_str(), "--admin-token-file", "site.token"]);
+
+    // A file that does not load changes nothing, neither the level nor the filter.
+    settings("warn,[", "\"a\", \"b\"");
+    reload().code(1).says("nothing was reloaded").says("is not a log level");
+    assert!(!blob_held(&world, "site", b));
+
+    // Wider: the sync that follows fetches b's blob; the level is info now.
+    settings("info", "\"a\", \"b\"");
+    let run = reload().ok().says("the carry filter changed").says("synced: 1 blob(s) fetched");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["log_level"], "info");
+    assert!(blob_held(&world, "site", b));
+    assert!(logged().contains("configuration reloaded"), "{}", logged());
+
+    // Narrower: b's blob is no longer carried, and GC takes it.
+    settings("info", "\"a\"");
+    reload().ok().says("the carry filter changed");
+    let gc = ["gc", "--grace", "0s", "--server", url.as_str(), "--admin-token-file", "site.token"];
+    let run = world.airlockd(&gc).ok();
+    assert!(run.stdout.contains("uncarried"), "{}", run.stdout);
+    assert!(blob_held(&world, "site", a) && !blob_held(&world, "site", b));
+    let _ = child.kill();
+    let _ = child.wait();
 }
