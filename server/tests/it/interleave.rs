@@ -6,7 +6,7 @@
 //! served, and a garbage collection of the stopped mirror leaves exactly the logged blobs, a
 //! second one nothing to remove.
 //!
-//! The suite runs a fixed list of seeds. A longer run:
+//! `interleave_primary.rs` kills the upstream as well. The suite runs a fixed list of seeds. A longer run:
 //! `AIRLOCK_INTERLEAVE_SEEDS=200 cargo nextest run -p airlock-server interleave` (seeds 0..N).
 
 use std::process::{Child, Command};
@@ -192,19 +192,19 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
         }
     }
     mirror.kill();
-    check(&world, seed);
-    let logged = check_collected(&world, seed);
+    check(&world, "site", seed);
+    let logged = check_collected(&world, "site", seed);
     let mirror = Mirror::start(&world, &upstream, mirror.port);
-    assert_eq!(check_served(&mirror.url, &world.path("root.cbor"), seed), logged, "seed {seed}");
+    assert_eq!(check_served(&mirror.url, &world.path("root.cbor"), seed).len(), logged, "seed {seed}");
     check_served(&upstream, &world.path("root.cbor"), seed);
 }
 
 /// A collection of the stopped mirror with no grace period leaves exactly the blobs its logged
 /// releases name (it carries them all), and a second one finds nothing. Returns their number.
-fn check_collected(world: &World, seed: u64) -> usize {
+pub(crate) fn check_collected(world: &World, data: &str, seed: u64) -> usize {
     let gc = || {
         let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-            .args(["gc", "--data", "site", "--grace", "0s"])
+            .args(["gc", "--data", data, "--grace", "0s"])
             .current_dir(world.dir.path())
             .output()
             .unwrap();
@@ -214,13 +214,13 @@ fn check_collected(world: &World, seed: u64) -> usize {
     gc();
     let again = gc();
     assert!(again["removed"].as_array().unwrap().is_empty(), "seed {seed}: a second gc removed {again}");
-    crate::publish_pull::walk_files(&world.path("site/blobs")).len()
+    crate::publish_pull::walk_files(&world.path(&format!("{data}/blobs"))).len()
 }
 
-/// The store verifies with the mirror stopped.
-fn check(world: &World, seed: u64) {
+/// The store in `data` verifies with its server stopped.
+pub(crate) fn check(world: &World, data: &str, seed: u64) {
     let report = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .args(["verify-store", "--data", "site"])
+        .args(["verify-store", "--data", data])
         .current_dir(world.dir.path())
         .output()
         .unwrap();
@@ -233,8 +233,12 @@ fn check(world: &World, seed: u64) {
 }
 
 /// The served checkpoint matches the served leaves, and every blob they name is served.
-/// Returns how many distinct blobs they name.
-fn check_served(url: &str, root_file: &std::path::Path, seed: u64) -> usize {
+/// Returns the distinct blobs they name.
+pub(crate) fn check_served(
+    url: &str,
+    root_file: &std::path::Path,
+    seed: u64,
+) -> std::collections::HashSet<airlock_proto::Digest> {
     let (status, note) = http_get(url, "/v1/log/checkpoint");
     assert_eq!(status, 200, "seed {seed}: {}", String::from_utf8_lossy(&note));
     let checkpoint = Checkpoint::from_note_unverified(&note).unwrap();
@@ -265,7 +269,7 @@ fn check_served(url: &str, root_file: &std::path::Path, seed: u64) -> usize {
         checkpoint.root_hash.0,
         "seed {seed}: served checkpoint does not match the leaves"
     );
-    named.len()
+    named
 }
 
 #[test]

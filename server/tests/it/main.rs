@@ -13,6 +13,7 @@ mod gc;
 mod hardening;
 mod harness;
 mod interleave;
+mod interleave_primary;
 mod keepalive;
 mod lifecycle;
 mod logs;
