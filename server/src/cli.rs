@@ -36,10 +36,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a data directory and the server's log key; prints the log public key.
+    /// Create a data directory and the server's log key; prints the log public key. With
+    /// --s3-endpoint and --s3-bucket its blobs go to that bucket (written to
+    /// DATA/blob-store.toml).
     Init {
         #[arg(long)]
         data: PathBuf,
+        #[command(flatten)]
+        bucket: BucketArgs,
+    },
+    /// Move a stopped data directory's blobs to an S3-compatible bucket: every blob is copied,
+    /// checked against its record, read back and checked again before the directory switches
+    /// to the bucket. Safe to run again after an interruption. Prints a JSON report.
+    MigrateStore {
+        #[arg(long)]
+        data: PathBuf,
+        #[command(flatten)]
+        bucket: BucketArgs,
     },
     /// Serve a data directory.
     Serve(Box<ServeArgs>),
@@ -249,6 +262,54 @@ enum KeyCommand {
     },
 }
 
+/// An S3-compatible bucket for a data directory's blobs (`crate::store::blob_store`).
+#[derive(Debug, clap::Args)]
+struct BucketArgs {
+    /// Keep blobs in the S3-compatible store at this URL, such as http://127.0.0.1:8333.
+    #[arg(long, value_name = "URL", requires = "s3_bucket")]
+    s3_endpoint: Option<String>,
+    /// The bucket (it must exist).
+    #[arg(long, value_name = "NAME", requires = "s3_endpoint")]
+    s3_bucket: Option<String>,
+    #[arg(long, value_name = "REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Start every key with this, ending in / (several registries in one bucket).
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    s3_prefix: String,
+    /// Address the bucket as bucket.endpoint (virtual-hosted style) instead of endpoint/bucket.
+    #[arg(long)]
+    s3_virtual_hosted: bool,
+    /// A file holding the access key id and the secret access key, one a line, copied into
+    /// blob-store.toml (mode 0600). Without it, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are
+    /// read whenever the directory is opened.
+    #[arg(long, value_name = "FILE")]
+    s3_credentials_file: Option<PathBuf>,
+}
+
+impl BucketArgs {
+    /// The bucket named, if any.
+    fn settings(&self) -> anyhow::Result<Option<crate::store::blob_store::S3Settings>> {
+        let (Some(endpoint), Some(bucket)) = (&self.s3_endpoint, &self.s3_bucket) else { return Ok(None) };
+        let mut settings = crate::store::blob_store::S3Settings::new(endpoint, bucket);
+        settings.region = self.s3_region.clone();
+        settings.prefix = self.s3_prefix.clone();
+        settings.path_style = !self.s3_virtual_hosted;
+        if let Some(path) = &self.s3_credentials_file {
+            let bytes = airlock_client::fsutil::read_capped(path, 4096)?;
+            let text =
+                String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let (Some(id), Some(secret), None) = (lines.next(), lines.next(), lines.next()) else {
+                anyhow::bail!("{} must hold two lines: the access key id, then the secret", path.display());
+            };
+            settings.access_key_id = Some(id.to_owned());
+            settings.secret_access_key = Some(secret.to_owned());
+        }
+        settings.check()?;
+        Ok(Some(settings))
+    }
+}
+
 /// Where admin commands act: a stopped server's data directory, or a running server.
 #[derive(Debug, clap::Args)]
 struct AdminTarget {
@@ -314,7 +375,19 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Init { data } => init(&data),
+        Command::Init { data, bucket } => init_with(&data, bucket.settings()?.as_ref()),
+        Command::MigrateStore { data, bucket } => {
+            let bucket = bucket.settings()?.context("name the bucket: --s3-endpoint URL --s3-bucket NAME")?;
+            let report = crate::migrate::migrate(&data, &bucket)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "ok: {} blobs in the bucket ({} copied), each read back and verified; {} now uses it. Its own blobs/ can be removed.",
+                report.blobs,
+                report.copied,
+                data.display()
+            );
+            Ok(())
+        }
         Command::Serve(args) => serve(*args, cli.log_format),
         Command::Import { data, root, file, state_out } => import(&data, root, &file, state_out),
         Command::VerifyStore { target } => verify_store(&target),
@@ -610,6 +683,12 @@ fn report_revoked(revoked: usize, which: &str) -> anyhow::Result<()> {
 
 /// `airlockd init`: makes the data directory (0700) and the log key.
 pub fn init(data: &Path) -> anyhow::Result<()> {
+    init_with(data, None)
+}
+
+/// `init`, keeping the blobs in `bucket` when one is given (checked to answer before anything
+/// is written).
+pub fn init_with(data: &Path, bucket: Option<&crate::store::blob_store::S3Settings>) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let key_path = data.join(LOG_KEY_FILE);
     anyhow::ensure!(
@@ -617,6 +696,9 @@ pub fn init(data: &Path) -> anyhow::Result<()> {
         "{} already exists; this data directory is initialised",
         key_path.display()
     );
+    if let Some(bucket) = bucket {
+        crate::store::S3Backend::open(bucket).context("the bucket does not answer; nothing was written")?;
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -626,6 +708,10 @@ pub fn init(data: &Path) -> anyhow::Result<()> {
     airlock_keys::write_secret_key(&key_path, &key)?;
     let public = key.public();
     airlock_keys::write_public_key(&data.join(LOG_PUB_FILE), &public)?;
+    if let Some(bucket) = bucket {
+        crate::store::blob_store::write(data, bucket)?;
+        println!("blobs go to bucket {} at {}", bucket.bucket, bucket.endpoint);
+    }
     println!("initialised {}", data.display());
     println!("log public key: {} (key id {})", data.join(LOG_PUB_FILE).display(), public.id());
     println!(

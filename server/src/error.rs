@@ -133,6 +133,9 @@ impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::StorageFull {
             Self::InsufficientStorage(e.to_string())
+        } else if let Some(detail) = crate::store::StoreUnavailable::detail(&e) {
+            tracing::error!(error = detail, "the blob store is unavailable");
+            Self::Unavailable("the blob store is unavailable; try again later".to_owned())
         } else {
             Self::Internal(e.into())
         }

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use airlock_proto::api::{GcRemoved, GcReport};
+use airlock_proto::api::{GcRemoved, GcReport, GcStage};
 
 use crate::config::CarryFilter;
 use crate::registry::Registry;
@@ -51,6 +51,7 @@ pub fn collect(
         removed: Vec::new(),
         bytes_freed: 0,
         kept_in_grace: 0,
+        stages: Vec::new(),
     };
     for digest in store.blob_candidates()? {
         let judge = |uncarried: bool| store.collect_blob(&digest, cutoff, uncarried, !options.dry_run);
@@ -75,6 +76,14 @@ pub fn collect(
                 report.removed.push(GcRemoved { digest, bytes, reason });
             }
         }
+    }
+    let stage_cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_secs(cutoff);
+    for (name, bytes) in store.collect_stages(stage_cutoff, !options.dry_run)? {
+        if !options.dry_run {
+            tracing::info!(target: crate::audit::TARGET, name, bytes, "temporary object removed by gc");
+        }
+        report.bytes_freed += bytes;
+        report.stages.push(GcStage { name, bytes });
     }
     Ok(report)
 }

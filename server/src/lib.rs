@@ -17,6 +17,7 @@ pub mod http;
 pub mod log_keys;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod mirror;
 pub mod notify;
 pub mod primary;

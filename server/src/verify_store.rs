@@ -79,7 +79,11 @@ pub fn check_log(store: &Store) -> anyhow::Result<VerifyStoreReport> {
 
 /// Reads a blob whole (up to one byte past its recorded size), hashing it both ways.
 fn check_blob(store: &Store, digest: &Digest, size: u64) -> std::io::Result<(u64, Digest, Sha256)> {
-    let mut reader = store.open_blob(digest, 0, size.saturating_add(1))?.into_reader();
+    hash_reader(store.open_blob(digest, 0, size.saturating_add(1))?.into_reader())
+}
+
+/// The length, BLAKE3 and SHA-256 of what a reader holds.
+pub fn hash_reader(mut reader: impl Read) -> std::io::Result<(u64, Digest, Sha256)> {
     let mut blake3 = blake3::Hasher::new();
     let mut sha256 = sha2::Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];

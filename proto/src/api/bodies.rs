@@ -245,6 +245,27 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Unreferenced uploads kept because they are younger than the grace period.
     pub kept_in_grace: u64,
+    /// Temporary objects of uploads a crash cut short, older than the grace period (an object
+    /// store's; the filesystem clears its own when the server starts).
+    #[serde(default)]
+    pub stages: Vec<GcStage>,
+}
+
+/// What `airlockd migrate-store` did: of `blobs` recorded, `copied` sent to the bucket (the
+/// others were there from an earlier run), and `verified` read back and checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateReport {
+    pub blobs: u64,
+    pub copied: u64,
+    pub bytes_copied: u64,
+    pub verified: u64,
+}
+
+/// A temporary object a garbage collection removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcStage {
+    pub name: String,
+    pub bytes: u64,
 }
 
 /// One blob a garbage collection removed.

@@ -36,6 +36,14 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// digest, as `BlobStage::commit` does for one, at a cost per batch rather than per blob.
     /// After an error nothing of the batch is visible that was not there before.
     fn commit_batch(&self, parked: Vec<(Parked, Digest)>) -> io::Result<()>;
+
+    /// Temporary objects a crash left behind that were written before `cutoff` (name and
+    /// bytes), removed unless `remove` is false. A backend that clears them when it opens (the
+    /// filesystem's `tmp/`) has none.
+    fn collect_stages(&self, cutoff: std::time::SystemTime, remove: bool) -> io::Result<Vec<(String, u64)>> {
+        let _ = (cutoff, remove);
+        Ok(Vec::new())
+    }
 }
 
 /// A stage written in full and checked, set aside for `BlobBackend::commit_batch` by the backend
@@ -88,5 +96,19 @@ impl BlobRead {
             Self::File { file, len } => Box::new(file.take(len)),
             Self::Stream(stream) => stream.0,
         }
+    }
+}
+
+/// The error inside an `io::Error` from a backend whose store did not answer as it should (a
+/// bucket unreachable, refusing or failing): requests that meet it are answered 503, and the
+/// detail, which names the store, is logged rather than sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreUnavailable(pub String);
+
+impl StoreUnavailable {
+    /// Whether `error` carries one, and its detail.
+    pub fn detail(error: &io::Error) -> Option<&str> {
+        error.get_ref().and_then(|inner| inner.downcast_ref::<Self>()).map(|e| e.0.as_str())
     }
 }

@@ -6,12 +6,14 @@
 //! with sync, so an acknowledged change survives a crash and a partial one is never visible.
 
 mod backend;
+pub mod blob_store;
 #[cfg(test)]
 mod conformance;
 mod db;
 mod fs;
 mod ingest;
 mod removal;
+mod s3;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,11 +24,12 @@ use airlock_proto::merkle::{Hash, NodeSource};
 use airlock_proto::{Clock, Digest};
 use anyhow::Context;
 
-pub use backend::{BlobBackend, BlobRead, BlobStage, Parked, StreamRead};
+pub use backend::{BlobBackend, BlobRead, BlobStage, Parked, StoreUnavailable, StreamRead};
 pub use db::{BlobRecord, LeafBatch, TokenRecord};
 pub use fs::FsBackend;
 pub use ingest::{Checked, Expected, Ingest, IngestError, StoredBlob};
 pub use removal::Removable;
+pub use s3::S3Backend;
 
 use db::Db;
 
@@ -73,7 +76,8 @@ impl fmt::Debug for Store {
 
 impl Store {
     /// Opens the store in a data directory: the database (which takes the directory's lock, so
-    /// a second process fails here, before touching anything) and the filesystem blob backend.
+    /// a second process fails here, before touching anything) and the blob backend: the bucket
+    /// its `blob-store.toml` names, else the filesystem.
     pub fn open(data: &Path, clock: Clock) -> anyhow::Result<Arc<Self>> {
         Self::open_with_memory(data, clock, DEFAULT_DB_MEMORY_MIB)
     }
@@ -82,15 +86,16 @@ impl Store {
     /// memtables are charged to).
     pub fn open_with_memory(data: &Path, clock: Clock, db_memory_mib: u64) -> anyhow::Result<Arc<Self>> {
         let db = Db::open(&data.join(DB_DIR), db_memory_mib << 20)?;
-        let blobs =
-            FsBackend::open(data).with_context(|| format!("cannot open blob store in {}", data.display()))?;
-        Ok(Arc::new(Self {
-            db,
-            blobs: Box::new(blobs),
-            clock,
-            visible: RwLock::default(),
-            removal: RwLock::default(),
-        }))
+        let blobs: Box<dyn BlobBackend> = match blob_store::read(data)? {
+            Some(bucket) => Box::new(S3Backend::open(&bucket).with_context(|| {
+                format!("cannot open the blob store of {} ({})", data.display(), blob_store::BLOB_STORE_FILE)
+            })?),
+            None => Box::new(
+                FsBackend::open(data)
+                    .with_context(|| format!("cannot open blob store in {}", data.display()))?,
+            ),
+        };
+        Ok(Arc::new(Self { db, blobs, clock, visible: RwLock::default(), removal: RwLock::default() }))
     }
 
     fn backend(&self) -> &dyn BlobBackend {

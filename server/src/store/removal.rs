@@ -33,6 +33,16 @@ impl Store {
         self.removal.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The backend's temporary objects older than `cutoff` that crashes left (removed unless
+    /// `remove` is false): name and bytes.
+    pub fn collect_stages(
+        &self,
+        cutoff: std::time::SystemTime,
+        remove: bool,
+    ) -> anyhow::Result<Vec<(String, u64)>> {
+        Ok(self.blobs.collect_stages(cutoff, remove)?)
+    }
+
     /// Every digest the store holds a record or bytes of, sorted, each once.
     pub fn blob_candidates(&self) -> anyhow::Result<Vec<Digest>> {
         let mut digests = self.db.blob_digests()?;

@@ -29,6 +29,7 @@ mod pytools;
 mod reload;
 mod review;
 mod rotation;
+mod s3;
 mod scan;
 mod scrub;
 mod service;

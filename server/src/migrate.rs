@@ -1,0 +1,88 @@
+//! `airlockd migrate-store`: moves a stopped data directory's blobs from its own `blobs/` to an
+//! S3-compatible bucket. Every recorded blob is read, hashed both ways while it is written to
+//! the bucket, and committed under its final key only when size, BLAKE3 and SHA-256 match its
+//! record; then every blob is read back from the bucket and checked again, and only then is
+//! `blob-store.toml` written, which makes the directory use the bucket. An interrupted run
+//! changes nothing the directory uses and can be run again (blobs already in the bucket with
+//! their size are not sent again, but are checked). The filesystem copies stay until the
+//! operator removes them.
+
+use std::io::Read;
+use std::path::Path;
+
+use airlock_proto::api::MigrateReport;
+use anyhow::Context;
+use bytes::Bytes;
+use sha2::Digest as _;
+
+use crate::store::blob_store::{self, S3Settings};
+use crate::store::{BlobBackend, S3Backend, Store};
+use crate::verify_store::hash_reader;
+
+/// Moves the blobs of the data directory `data` to `bucket`, printing progress to stderr.
+pub fn migrate(data: &Path, bucket: &S3Settings) -> anyhow::Result<MigrateReport> {
+    anyhow::ensure!(
+        blob_store::read(data)?.is_none(),
+        "{} already keeps its blobs in a bucket ({})",
+        data.display(),
+        blob_store::BLOB_STORE_FILE
+    );
+    bucket.check()?;
+    let store = Store::open(data, airlock_proto::Clock::system())?;
+    let target = S3Backend::open(bucket).context("cannot reach the bucket")?;
+    let digests = store.blob_digests()?;
+    let mut report = MigrateReport { blobs: digests.len() as u64, ..MigrateReport::default() };
+    for (n, digest) in digests.iter().enumerate() {
+        let record = store.blob(digest)?.with_context(|| format!("blob {digest}: its record went"))?;
+        if target.stat(digest)? != Some(record.size) {
+            let mut reader = store
+                .open_blob(digest, 0, record.size.saturating_add(1))
+                .with_context(|| format!("blob {digest}: cannot read it here"))?
+                .into_reader();
+            let mut stage = target.stage()?;
+            let (mut size, mut blake3, mut sha256) = (0u64, blake3::Hasher::new(), sha2::Sha256::new());
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let read = reader
+                    .read(&mut buffer)
+                    .with_context(|| format!("blob {digest}: cannot read it here"))?;
+                if read == 0 {
+                    break;
+                }
+                blake3.update(&buffer[..read]);
+                sha256.update(&buffer[..read]);
+                size += read as u64;
+                stage.write(Bytes::copy_from_slice(&buffer[..read]))?;
+            }
+            let found = (
+                size,
+                airlock_proto::Digest::from(blake3.finalize()),
+                airlock_proto::Sha256(sha256.finalize().into()),
+            );
+            anyhow::ensure!(
+                found == (record.size, *digest, record.sha256),
+                "blob {digest}: the bytes here do not match its record (run `airlockd verify-store --data`); nothing was moved"
+            );
+            stage.commit(digest).with_context(|| format!("blob {digest}: cannot write it to the bucket"))?;
+            report.copied += 1;
+            report.bytes_copied += size;
+        }
+        if (n + 1) % 1000 == 0 || n + 1 == digests.len() {
+            eprintln!("{} of {} blobs in the bucket", n + 1, digests.len());
+        }
+    }
+    // Read back from the bucket before the directory is switched to it.
+    for digest in &digests {
+        let record = store.blob(digest)?.with_context(|| format!("blob {digest}: its record went"))?;
+        let read = target.open(digest, 0, record.size.saturating_add(1))?.into_reader();
+        let found = hash_reader(read).with_context(|| format!("blob {digest}: cannot read it back"))?;
+        anyhow::ensure!(
+            found == (record.size, *digest, record.sha256),
+            "blob {digest}: the bucket's copy does not match its record; the directory still uses its own blobs"
+        );
+        report.verified += 1;
+    }
+    drop(store);
+    blob_store::write(data, bucket)?;
+    Ok(report)
+}
