@@ -187,11 +187,24 @@ impl Remote {
         content_type: Option<&str>,
     ) -> Result<(String, http::Response<Incoming>), RemoteError> {
         let url = self.url(path);
+        let response = self.execute(method, &url, body, content_type, true).await?;
+        self.successful(url, response).await
+    }
+
+    /// Sends one request to `url`, with this client's token when `with_token`.
+    async fn execute(
+        &self,
+        method: Method,
+        url: &str,
+        body: RequestBody,
+        content_type: Option<&str>,
+        with_token: bool,
+    ) -> Result<http::Response<Incoming>, RemoteError> {
         let mut builder = Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(url)
             .header(header::USER_AGENT, concat!("airlock/", env!("CARGO_PKG_VERSION")));
-        if let Some(token) = &self.token {
+        if let (Some(token), true) = (&self.token, with_token) {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         if let Some(ct) = content_type {
@@ -199,12 +212,20 @@ impl Remote {
         }
         let request = builder
             .body(body)
-            .map_err(|e| RemoteError::Transport { url: url.clone(), detail: e.to_string() })?;
-        let response = match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(request)).await {
-            Err(_) => return Err(RemoteError::Timeout { url }),
-            Ok(Err(e)) => return Err(RemoteError::Transport { url, detail: error_chain(&e) }),
-            Ok(Ok(response)) => response,
-        };
+            .map_err(|e| RemoteError::Transport { url: url.to_owned(), detail: e.to_string() })?;
+        match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(request)).await {
+            Err(_) => Err(RemoteError::Timeout { url: url.to_owned() }),
+            Ok(Err(e)) => Err(RemoteError::Transport { url: url.to_owned(), detail: error_chain(&e) }),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// The response, or the error its status and body name.
+    async fn successful(
+        &self,
+        url: String,
+        response: http::Response<Incoming>,
+    ) -> Result<(String, http::Response<Incoming>), RemoteError> {
         if !response.status().is_success() {
             let status = response.status();
             let body =
@@ -542,7 +563,38 @@ impl Remote {
         progress: &dyn Progress,
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, RemoteError> {
-        let (url, response) = self.send(Method::GET, &routes::blob_path(digest), empty(), None).await?;
+        let url = self.url(&routes::blob_path(digest));
+        let mut response = self.execute(Method::GET, &url, empty(), None, true).await?;
+        let mut url = url;
+        if response.status() == StatusCode::TEMPORARY_REDIRECT || response.status() == StatusCode::FOUND {
+            // A registry whose blobs are in an object store may send the client there, with a
+            // signed URL. One hop, to http(s) only, and without the token: a credential never
+            // goes to another origin. The bytes are checked by digest as always.
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|l| l.starts_with("http://") || l.starts_with("https://"))
+                .map(str::to_owned)
+                .ok_or_else(|| RemoteError::Invalid {
+                    url: url.clone(),
+                    detail: "a redirect without an absolute http(s) Location".to_owned(),
+                })?;
+            // The signature is a credential for a while: messages name the place without it.
+            url = location.split('?').next().unwrap_or_default().to_owned();
+            response = self.execute(Method::GET, &location, empty(), None, false).await.map_err(|e| {
+                let detail = match e {
+                    RemoteError::Transport { detail, .. } => detail,
+                    RemoteError::Timeout { .. } => "no answer in time".to_owned(),
+                    other => other.to_string().replace(&location, &url),
+                };
+                RemoteError::Transport {
+                    url: url.clone(),
+                    detail: format!("following the redirect: {detail}"),
+                }
+            })?;
+        }
+        let (url, response) = self.successful(url, response).await?;
         let mut reader = BodyReader::new(&url, response.into_body(), self.limits);
         let mut total = 0u64;
         while let Some(chunk) = reader.next().await? {

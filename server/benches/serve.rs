@@ -21,6 +21,7 @@ mod common;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context};
+use common::download::wrk;
 use common::nginx::start_nginx;
 use common::{exit_with, number_arg, positional_args, Client, ServerProcess, World};
 
@@ -93,17 +94,3 @@ fn run() -> anyhow::Result<()> {
 
 /// The large blob of the memory run.
 const LARGE_BYTES: usize = 1 << 30;
-
-/// Requests per second wrk reaches against `url`.
-fn wrk(url: &str, threads: u32, connections: u32, secs: u64) -> anyhow::Result<f64> {
-    let out = Command::new("wrk")
-        .args(["-t", &threads.to_string(), "-c", &connections.to_string(), "-d", &format!("{secs}s"), url])
-        .output()
-        .context("run wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
-        bail!("wrk against {url} failed or saw errors:\n{text}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let line = text.lines().find(|l| l.starts_with("Requests/sec:")).context("wrk printed no rate")?;
-    line.trim_start_matches("Requests/sec:").trim().parse().context("wrk's rate")
-}

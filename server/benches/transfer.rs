@@ -54,6 +54,7 @@ use airlock_proto::{
     Version,
 };
 use anyhow::{bail, ensure, Context};
+use common::download::{download, find_header_end, header_value, parse_status};
 use common::nginx::start_nginx;
 use common::{
     connect, exit_with, mb_per_s, now, number_arg, positional_args, signed, Client, ServerProcess, World, MIB,
@@ -354,85 +355,6 @@ fn read_small_response(stream: &mut TcpStream) -> anyhow::Result<(u16, String)> 
         bytes[end..].to_vec()
     };
     Ok((status, String::from_utf8_lossy(&body).trim().to_owned()))
-}
-
-/// GETs `path` (expecting exactly `size` bytes) reading into `buf` and discarding; when
-/// `verify` is given, hashes the body and checks it. Returns the time taken.
-fn download(
-    addr: SocketAddr,
-    path: &str,
-    size: u64,
-    buf: &mut [u8],
-    verify: Option<&Digest>,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let mut stream = connect(addr)?;
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-
-    // The response head, and whatever part of the body came with it.
-    let mut filled = 0;
-    let head_end = loop {
-        ensure!(filled < 64 * 1024, "response head over 64 KiB");
-        let n = stream.read(&mut buf[filled..])?;
-        ensure!(n > 0, "connection closed before the response head");
-        filled += n;
-        if let Some(end) = find_header_end(&buf[..filled]) {
-            break end;
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end])?.to_owned();
-    let status = parse_status(&head)?;
-    if status != 200 {
-        let mut rest = buf[head_end..filled].to_vec();
-        let _ = stream.take(64 * 1024).read_to_end(&mut rest);
-        bail!("GET {path}: HTTP {status}: {}", String::from_utf8_lossy(&rest).trim());
-    }
-    let length: u64 = header_value(&head, "content-length")
-        .context("response has no Content-Length")?
-        .parse()
-        .context("bad Content-Length")?;
-    ensure!(length == size, "GET {path}: Content-Length {length}, expected {size}");
-
-    let mut hasher = verify.map(|_| blake3::Hasher::new());
-    let mut received = (filled - head_end) as u64;
-    if let Some(h) = hasher.as_mut() {
-        h.update(&buf[head_end..filled]);
-    }
-    while received < size {
-        let n = stream.read(buf)?;
-        ensure!(n > 0, "GET {path}: connection closed after {received} of {size} bytes");
-        if let Some(h) = hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        received += n as u64;
-    }
-    let elapsed = start.elapsed();
-    ensure!(received == size, "GET {path}: {received} bytes received, {size} expected");
-    if let (Some(h), Some(expected)) = (hasher, verify) {
-        let got = Digest::from_bytes(*h.finalize().as_bytes());
-        ensure!(got == *expected, "GET {path}: body hashes to {got}, expected {expected}");
-    }
-    Ok(elapsed)
-}
-
-/// The length of the response head including its blank line, once it is complete.
-fn find_header_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
-fn parse_status(head: &str) -> anyhow::Result<u16> {
-    head.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line: {:?}", head.lines().next().unwrap_or_default()))
-}
-
-fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-    })
 }
 
 fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {

@@ -246,6 +246,11 @@ struct ServeArgs {
     /// How fast a scheduled scrub reads blobs, MiB a second (default unthrottled).
     #[arg(long, value_name = "MIB")]
     scrub_rate: Option<u64>,
+    /// With the blobs in a bucket: answer blob GETs with a redirect to the object store, a URL
+    /// signed for this long, such as 5m (for clients that can reach the store; they check the
+    /// bytes as always).
+    #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
+    blob_redirect: Option<u64>,
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -587,6 +592,10 @@ fn scrub(target: &AdminTarget, repair: bool, rate: Option<u64>, bundle: Option<&
 fn gc(target: &AdminTarget, dry_run: bool, grace: Option<u64>) -> anyhow::Result<()> {
     let report = if let Some(data) = &target.data {
         let store = Store::open(data, airlock_proto::Clock::system())?;
+        anyhow::ensure!(
+            store.sharing() == crate::store::blob_store::Sharing::Own,
+            "this data directory shares its bucket with other front ends: collect through the running collector (--server), which syncs first"
+        );
         let grace = grace.map_or(crate::gc::DEFAULT_GRACE, Duration::from_secs);
         crate::gc::collect(&store, None, None, crate::gc::GcOptions { dry_run, grace })?
     } else {
@@ -622,6 +631,10 @@ fn purge(
     };
     let report = if let Some(data) = &target.data {
         let store = Store::open(data, airlock_proto::Clock::system())?;
+        anyhow::ensure!(
+            store.sharing() == crate::store::blob_store::Sharing::Own,
+            "this data directory shares its bucket with other front ends: collect through the running collector (--server), which syncs first"
+        );
         let mut config = crate::Config::new(data);
         config.mirror = mirror;
         let registry = crate::registry::Registry::open(&config, std::sync::Arc::clone(&store))?;
@@ -799,6 +812,8 @@ fn serve(args: ServeArgs, log_format: crate::logging::LogFormat) -> anyhow::Resu
         carried
     };
     config.config_file = args.config.as_deref().map(std::path::absolute).transpose()?;
+    config.blob_redirect =
+        args.blob_redirect.or(file.blob_redirect_secs).filter(|&s| s > 0).map(Duration::from_secs);
     if let Some(secs) = args.sync_interval.or(file.sync_interval_secs) {
         anyhow::ensure!(secs >= 1, "sync interval must be at least 1 second");
         config.sync_interval = Some(Duration::from_secs(secs));

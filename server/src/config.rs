@@ -167,6 +167,9 @@ pub struct Config {
     pub scrub_interval: Option<Duration>,
     /// How fast a scheduled scrub reads blobs, MiB a second (`None`: unthrottled).
     pub scrub_rate_mib_per_s: Option<u64>,
+    /// Answer blob GETs with a redirect to a URL of the object store signed for this long
+    /// (`--blob-redirect`), when the blobs are in a bucket.
+    pub blob_redirect: Option<Duration>,
     /// The config file the server was started with: `airlockd reload` reads it again.
     pub config_file: Option<PathBuf>,
     /// The carry filter came from the command line, so a reload keeps it.
@@ -204,6 +207,7 @@ impl Config {
             log_request_ids: false,
             scrub_interval: None,
             scrub_rate_mib_per_s: None,
+            blob_redirect: None,
             config_file: None,
             carry_from_flags: false,
         }
@@ -273,6 +277,8 @@ pub struct FileConfig {
     /// The main log's level, in `RUST_LOG`'s syntax (`info`, `warn,airlock::access=info`);
     /// over `RUST_LOG` when set, and read again by `airlockd reload`.
     pub log_level: Option<String>,
+    /// Answer blob GETs with a redirect to the object store, signed for this many seconds.
+    pub blob_redirect_secs: Option<u64>,
 }
 
 impl FileConfig {

@@ -20,7 +20,12 @@ use airlock_proto::api::{GcRemoved, GcReport, GcStage};
 
 use crate::config::CarryFilter;
 use crate::registry::Registry;
+use crate::store::blob_store::Sharing;
 use crate::store::{Removable, Store};
+
+/// Why a front end of a shared bucket that is not its collector collects nothing.
+pub const NOT_THE_COLLECTOR: &str = "this front end shares its bucket with others; only the one whose \
+     blob-store.toml says collector = true collects garbage";
 
 /// The grace period when none is configured.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -44,6 +49,7 @@ pub fn collect(
     carry: Option<&CarryFilter>,
     options: GcOptions,
 ) -> anyhow::Result<GcReport> {
+    anyhow::ensure!(store.sharing() != Sharing::Member, "{NOT_THE_COLLECTOR}");
     let cutoff = store.now().saturating_sub(options.grace.as_secs());
     let mut report = GcReport {
         dry_run: options.dry_run,

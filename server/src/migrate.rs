@@ -16,8 +16,7 @@ use bytes::Bytes;
 use sha2::Digest as _;
 
 use crate::store::blob_store::{self, S3Settings};
-use crate::store::{BlobBackend, S3Backend, Store};
-use crate::verify_store::hash_reader;
+use crate::store::{hash_reader, BlobBackend, S3Backend, Store};
 
 /// Moves the blobs of the data directory `data` to `bucket`, printing progress to stderr.
 pub fn migrate(data: &Path, bucket: &S3Settings) -> anyhow::Result<MigrateReport> {

@@ -65,10 +65,11 @@ impl ScanPolicy {
             BlobRead::File { file: handle, .. } => {
                 scan::scan_reader(std::io::BufReader::new(handle), name, &self.blocklist)
             }
-            BlobRead::Stream(stream) => {
+            other => {
                 let mut spool =
                     tempfile::tempfile().map_err(|e| format!("cannot spool {name} to scan it: {e}"))?;
-                copy_all(stream.0, &mut spool).map_err(|e| format!("cannot read {name} to scan it: {e}"))?;
+                copy_all(other.into_reader(), &mut spool)
+                    .map_err(|e| format!("cannot read {name} to scan it: {e}"))?;
                 scan::scan_reader(std::io::BufReader::new(spool), name, &self.blocklist)
             }
         }

@@ -2,7 +2,6 @@
 //! bytes must have the recorded size, hash to their BLAKE3 name and to the recorded SHA-256; the
 //! stored log must re-verify from leaf 0 to the stored checkpoint. Blocking.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use airlock_client::bundle::referenced_files;
@@ -10,7 +9,6 @@ use airlock_keys::{TrustedLog, TrustedRoot};
 use airlock_proto::api::VerifyStoreReport;
 use airlock_proto::{Digest, Sha256};
 use anyhow::Context;
-use sha2::Digest as _;
 
 use crate::store::{BlobRecord, Store};
 
@@ -79,23 +77,5 @@ pub fn check_log(store: &Store) -> anyhow::Result<VerifyStoreReport> {
 
 /// Reads a blob whole (up to one byte past its recorded size), hashing it both ways.
 fn check_blob(store: &Store, digest: &Digest, size: u64) -> std::io::Result<(u64, Digest, Sha256)> {
-    hash_reader(store.open_blob(digest, 0, size.saturating_add(1))?.into_reader())
-}
-
-/// The length, BLAKE3 and SHA-256 of what a reader holds.
-pub fn hash_reader(mut reader: impl Read) -> std::io::Result<(u64, Digest, Sha256)> {
-    let mut blake3 = blake3::Hasher::new();
-    let mut sha256 = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        blake3.update(&buffer[..n]);
-        sha256.update(&buffer[..n]);
-        total += n as u64;
-    }
-    Ok((total, Digest::from(blake3.finalize()), Sha256(sha256.finalize().into())))
+    crate::store::hash_reader(store.open_blob(digest, 0, size.saturating_add(1))?.into_reader())
 }

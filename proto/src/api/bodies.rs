@@ -348,6 +348,10 @@ pub struct SyncReport {
     pub to_size: u64,
     pub blobs_fetched: u64,
     pub bytes_fetched: u64,
+    /// Blobs the mirror's bucket already held (stored by another front end sharing it): checked
+    /// there and recorded, not fetched.
+    #[serde(default)]
+    pub blobs_adopted: u64,
 }
 
 /// `GET /v1/mirror/status` (JSON): how far behind its upstream a mirror is, as of its last sync

@@ -19,6 +19,7 @@ use airlock_server::cli::token_create;
 use airlock_server::registry::LOG_PUB_FILE;
 use anyhow::{bail, ensure, Context};
 
+pub mod download;
 pub mod generate;
 pub mod nginx;
 

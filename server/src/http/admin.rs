@@ -19,6 +19,7 @@ use crate::app::App;
 use crate::auth::{self, Caller, Scope};
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
+use crate::store::blob_store::Sharing;
 
 /// Largest token request body.
 const MAX_TOKEN_REQUEST: usize = 4096;
@@ -107,6 +108,19 @@ async fn admin_json<T: serde::de::DeserializeOwned>(
 /// each removal waits until no statement is being logged.
 pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Result<Response<Body>, ApiError> {
     let wanted: GcRequest = admin_json(app, caller, &mut request, "gc").await?;
+    match (app.store.sharing(), &app.follower) {
+        (Sharing::Member, _) => return Err(ApiError::Conflict(crate::gc::NOT_THE_COLLECTOR.to_owned())),
+        // The collector of a shared bucket syncs first, so that no other front end is ahead of
+        // it (none can be ahead of the upstream).
+        (Sharing::Collector, Some(follower)) => {
+            follower.sync_once().await.map_err(|e| {
+                ApiError::Unavailable(format!(
+                    "not collected: this front end could not sync first, so another may be ahead of it: {e:#}"
+                ))
+            })?;
+        }
+        _ => {}
+    }
     let grace = wanted.grace_secs.map_or(app.config.gc_grace, std::time::Duration::from_secs);
     let options = crate::gc::GcOptions { dry_run: wanted.dry_run, grace };
     let collector = Arc::clone(app);

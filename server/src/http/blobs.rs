@@ -58,6 +58,21 @@ pub async fn get(
             .body(body::empty())
             .map_err(|e| ApiError::Internal(e.into()));
     }
+    if let (Some(valid_for), true) = (app.config.blob_redirect, method == Method::GET) {
+        // The client fetches the bytes from the store itself (and checks them, as always).
+        let (store, wanted) = (Arc::clone(&app.store), digest);
+        let signed = tokio::task::spawn_blocking(move || store.presign_blob(&wanted, valid_for))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))??;
+        if let Some(location) = signed {
+            return builder
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, location)
+                .header(header::CACHE_CONTROL, "no-store")
+                .body(body::empty())
+                .map_err(|e| ApiError::Internal(e.into()));
+        }
+    }
     let (start, len, status) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => (0, record.size, StatusCode::OK),
         Some(value) => match airlock_proto::api::query::parse_range(value, record.size)? {
@@ -72,6 +87,18 @@ pub async fn get(
     builder = builder.status(status).header(header::CONTENT_LENGTH, len);
     let body = if method == Method::HEAD {
         body::empty()
+    } else if app.store.blobs_are_remote() {
+        // Opening an object waits for the store's answer: off the async workers.
+        let store = Arc::clone(&app.store);
+        tokio::task::spawn_blocking(move || -> std::io::Result<Body> {
+            Ok(if len <= INLINE_MAX {
+                body::full(store.read_blob(&digest, start, len)?)
+            } else {
+                body::blob_stream(store.open_blob(&digest, start, len)?, len)
+            })
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??
     } else if len <= INLINE_MAX {
         body::full(app.store.read_blob(&digest, start, len)?)
     } else {

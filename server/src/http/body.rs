@@ -13,7 +13,7 @@ use serde::Serialize;
 use airlock_proto::api::{routes, ErrorBody};
 
 use crate::error::ApiError;
-use crate::store::BlobRead;
+use crate::store::{BlobRead, ChunkRead};
 
 /// Every response body.
 pub type Body = BoxBody<Bytes, io::Error>;
@@ -69,6 +69,9 @@ pub fn cbor(bytes: Vec<u8>) -> Response<Body> {
 /// into fresh buffers (one copy, no zeroing) and hands them over a small bounded channel, so disk
 /// reads overlap socket writes and memory stays bounded.
 pub fn blob_stream(blob: BlobRead, len: u64) -> Body {
+    if let BlobRead::Chunks(ChunkRead { chunks, .. }) = blob {
+        return chunk_stream(chunks, len);
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
@@ -95,6 +98,32 @@ pub fn blob_stream(blob: BlobRead, len: u64) -> Body {
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    StreamBody::new(stream.map_ok(Frame::data)).boxed()
+}
+
+/// Passes on `len` bytes of chunks as they arrive (an object store's response): no thread and
+/// no copy. A stream that ends short ends the body with an error, so the client sees a cut.
+fn chunk_stream(chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>, len: u64) -> Body {
+    let stream = futures_util::stream::unfold((chunks, len), |(mut chunks, remaining)| async move {
+        if remaining == 0 {
+            return None;
+        }
+        let item = match chunks.recv().await {
+            None => {
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the blob ended before its recorded size"))
+            }
+            Some(Err(e)) => Err(e),
+            Some(Ok(mut chunk)) => {
+                chunk.truncate(usize::try_from(remaining).unwrap_or(usize::MAX));
+                Ok(chunk)
+            }
+        };
+        let left = match &item {
+            Ok(chunk) => remaining - chunk.len() as u64,
+            Err(_) => 0,
+        };
+        Some((item, (chunks, left)))
+    });
     StreamBody::new(stream.map_ok(Frame::data)).boxed()
 }
 

@@ -40,6 +40,14 @@ async fn committed(task: CommitTask, report: &mut SyncReport) -> anyhow::Result<
     Ok(())
 }
 
+/// A blob ready for the batch commit.
+enum Fetched {
+    /// Downloaded from the upstream and checked.
+    Downloaded(Checked),
+    /// Already in the store's backend, checked there.
+    InPlace(Checked),
+}
+
 /// Follows one upstream for one mirror.
 #[derive(Debug)]
 pub struct Follower {
@@ -214,10 +222,12 @@ impl Follower {
         .buffer_unordered(FETCH_CONCURRENCY);
         let mut first_error = None;
         let mut checked = Vec::new();
+        let mut adopted = Vec::new();
         let mut committing = None;
         while let Some(fetched) = fetches.next().await {
             match fetched {
-                Ok(blob) => checked.push(blob),
+                Ok(Fetched::Downloaded(blob)) => checked.push(blob),
+                Ok(Fetched::InPlace(blob)) => adopted.push(blob),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -233,6 +243,8 @@ impl Follower {
             committed(previous, report).await?;
         }
         committed(self.commit_blobs(checked), report).await?;
+        let recorded = self.commit_blobs(adopted).await?.context("recording blobs the bucket holds")?;
+        report.blobs_adopted += recorded.len() as u64;
         first_error.map_or(Ok(()), Err)
     }
 
@@ -242,10 +254,19 @@ impl Follower {
         tokio::task::spawn_blocking(move || store.commit_batch(checked))
     }
 
-    /// Downloads one blob through the ingest path (size, BLAKE3 and SHA-256 checked before it is
-    /// parked for the batch commit).
-    async fn fetch_blob(&self, file: &FileEntry) -> anyhow::Result<Checked> {
-        self.fetch_checked(file.blake3, file.size, file.sha256).await
+    /// One blob for the batch commit: taken in place when the store's backend already holds it
+    /// (a bucket another front end shares) and its bytes check out, else downloaded through
+    /// the ingest path (size, BLAKE3 and SHA-256 checked before it is parked).
+    async fn fetch_blob(&self, file: &FileEntry) -> anyhow::Result<Fetched> {
+        let (store, file_entry) = (Arc::clone(self.mirror.store()), file.clone());
+        let held = tokio::task::spawn_blocking(move || {
+            store.adopt(file_entry.blake3, file_entry.size, file_entry.sha256)
+        })
+        .await??;
+        match held {
+            Some(checked) => Ok(Fetched::InPlace(checked)),
+            None => Ok(Fetched::Downloaded(self.fetch_checked(file.blake3, file.size, file.sha256).await?)),
+        }
     }
 
     /// Fetches a damaged or missing blob again from the upstream through the ingest path and

@@ -25,6 +25,20 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// The stored size of a blob, or `None` when the backend does not hold it.
     fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
 
+    /// When a blob was written (Unix seconds), or `None` when the backend does not hold it or
+    /// cannot tell. Only a shared bucket's garbage collection asks.
+    fn modified(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        let _ = digest;
+        Ok(None)
+    }
+
+    /// A URL at which anyone holding it can GET the blob from the backend directly for
+    /// `valid_for` (a presigned URL), or `None` when the backend has none to give.
+    fn presign(&self, digest: &Digest, valid_for: std::time::Duration) -> io::Result<Option<String>> {
+        let _ = (digest, valid_for);
+        Ok(None)
+    }
+
     /// Every blob the backend holds (committed blobs only).
     fn list(&self) -> io::Result<Vec<Digest>>;
 
@@ -37,7 +51,7 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// After an error nothing of the batch is visible that was not there before.
     fn commit_batch(&self, parked: Vec<(Parked, Digest)>) -> io::Result<()>;
 
-    /// Temporary objects a crash left behind that were written before `cutoff` (name and
+    /// Temporary objects a crash left behind that were written at or before `cutoff` (name and
     /// bytes), removed unless `remove` is false. A backend that clears them when it opens (the
     /// filesystem's `tmp/`) has none.
     fn collect_stages(&self, cutoff: std::time::SystemTime, remove: bool) -> io::Result<Vec<(String, u64)>> {
@@ -49,6 +63,21 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
 /// A stage written in full and checked, set aside for `BlobBackend::commit_batch` by the backend
 /// that made it. It holds no open file; dropped uncommitted, it leaves nothing behind.
 pub struct Parked(pub Box<dyn std::any::Any + Send>);
+
+/// What a blob the backend already holds is parked as (`Store::adopt`).
+struct InPlace;
+
+impl Parked {
+    /// A blob the backend already holds under its digest, checked in place.
+    pub fn in_place() -> Self {
+        Self(Box::new(InPlace))
+    }
+
+    /// Whether this is a blob checked in place, which a batch commit only records.
+    pub fn is_in_place(&self) -> bool {
+        self.0.is::<InPlace>()
+    }
+}
 
 impl fmt::Debug for Parked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,6 +107,36 @@ pub enum BlobRead {
     File { file: File, len: u64 },
     /// A stream of exactly the range's bytes.
     Stream(StreamRead),
+    /// Chunks a task sends as they arrive (an object store's response), to be passed on as
+    /// they come; at most `len` bytes of them are the range.
+    Chunks(ChunkRead),
+}
+
+/// The receiving end of a blob range's chunks.
+#[derive(Debug)]
+pub struct ChunkRead {
+    pub chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    pub len: u64,
+}
+
+/// Reads chunks as they arrive. Blocking: never on an async worker thread.
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
 }
 
 /// A boxed reader of a blob range.
@@ -90,11 +149,14 @@ impl fmt::Debug for StreamRead {
 }
 
 impl BlobRead {
-    /// A reader over the range, whatever the backend handed out.
+    /// A reader over the range, whatever the backend handed out. Blocking.
     pub fn into_reader(self) -> Box<dyn Read + Send> {
         match self {
             Self::File { file, len } => Box::new(file.take(len)),
             Self::Stream(stream) => stream.0,
+            Self::Chunks(ChunkRead { chunks, len }) => {
+                Box::new(ChunkReader { chunks, current: Bytes::new() }.take(len))
+            }
         }
     }
 }

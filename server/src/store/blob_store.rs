@@ -42,6 +42,13 @@ pub struct S3Settings {
     /// bucket without sharing blobs.
     #[serde(default)]
     pub prefix: String,
+    /// Several front ends (mirrors of one upstream) keep their blobs under this same prefix:
+    /// a sync takes in place what another stored, and only the `collector` collects garbage.
+    #[serde(default)]
+    pub shared: bool,
+    /// On a shared bucket, this front end is the one that collects garbage.
+    #[serde(default)]
+    pub collector: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +71,8 @@ impl std::fmt::Debug for S3Settings {
             .field("region", &self.region)
             .field("path_style", &self.path_style)
             .field("prefix", &self.prefix)
+            .field("shared", &self.shared)
+            .field("collector", &self.collector)
             .field("access_key_id", &self.access_key_id.as_ref().map(|_| "(set)"))
             .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "(set)"))
             .finish()
@@ -79,6 +88,8 @@ impl S3Settings {
             region: default_region(),
             path_style: true,
             prefix: String::new(),
+            shared: false,
+            collector: false,
             access_key_id: None,
             secret_access_key: None,
         }
@@ -98,10 +109,23 @@ impl S3Settings {
             self.prefix
         );
         anyhow::ensure!(
+            !self.collector || self.shared,
+            "collector = true is for a shared bucket (shared = true)"
+        );
+        anyhow::ensure!(
             self.access_key_id.is_some() == self.secret_access_key.is_some(),
             "set both access_key_id and secret_access_key, or neither (then the environment's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         );
         Ok(())
+    }
+
+    /// How the bucket is shared.
+    pub fn sharing(&self) -> Sharing {
+        match (self.shared, self.collector) {
+            (false, _) => Sharing::Own,
+            (true, false) => Sharing::Member,
+            (true, true) => Sharing::Collector,
+        }
     }
 
     /// The key pair: the file's, else the environment's, else none (an anonymous bucket).
@@ -114,6 +138,18 @@ impl S3Settings {
             },
         }
     }
+}
+
+/// Whether other front ends keep their blobs in the same place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// The blobs are this data directory's alone (the filesystem, or a bucket prefix of its own).
+    Own,
+    /// A bucket shared with other front ends; another one collects garbage.
+    Member,
+    /// A bucket shared with other front ends; this one collects garbage, after a sync, and
+    /// never an object younger than the grace period that it has no record of.
+    Collector,
 }
 
 /// The bucket a data directory keeps its blobs in, or `None` for its own `blobs/`.
@@ -143,14 +179,21 @@ pub fn write(data: &Path, settings: &S3Settings) -> anyhow::Result<()> {
 /// the run has none. With `AIRLOCK_TEST_S3_REQUIRED` set, a missing bucket fails the test.
 #[doc(hidden)]
 pub fn test_bucket(test: &str) -> Option<S3Settings> {
-    let var = |name: &str| std::env::var(format!("AIRLOCK_TEST_S3_{name}")).ok();
+    test_bucket_of("S3", test)
+}
+
+/// `test_bucket` for the store the variables `AIRLOCK_TEST_<STORE>_*` name (`S3`: the run's
+/// SeaweedFS; `GARAGE`: a Garage where one is installed).
+#[doc(hidden)]
+pub fn test_bucket_of(store: &str, test: &str) -> Option<S3Settings> {
+    let var = |name: &str| std::env::var(format!("AIRLOCK_TEST_{store}_{name}")).ok();
     let Some(endpoint) = var("ENDPOINT") else {
         assert!(
             var("REQUIRED").is_none(),
-            "{test}: AIRLOCK_TEST_S3_ENDPOINT is not set (scripts/seaweedfs.sh start DIR, then . DIR/env)"
+            "{test}: AIRLOCK_TEST_{store}_ENDPOINT is not set (scripts/seaweedfs.sh start DIR, then . DIR/env)"
         );
         eprintln!(
-            "skipped {test}: no S3 store for this run (AIRLOCK_TEST_S3_ENDPOINT unset; test.sh starts one)"
+            "skipped {test}: no {store} store for this run (AIRLOCK_TEST_{store}_ENDPOINT, _BUCKET, _ACCESS_KEY_ID and _SECRET_ACCESS_KEY unset)"
         );
         return None;
     };

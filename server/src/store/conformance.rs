@@ -320,3 +320,34 @@ mod s3 {
         assert_eq!(listed, want);
     }
 }
+
+/// The S3 backend against Garage, where one is installed and named by `AIRLOCK_TEST_GARAGE_*`
+/// (skipped with a message otherwise): the same cases as SeaweedFS.
+mod garage {
+    use super::*;
+    use crate::store::blob_store;
+
+    fn garage_store<'a>(dir: &'a tempfile::TempDir, test: &str) -> Option<impl Fn() -> Arc<Store> + 'a> {
+        let mut bucket = blob_store::test_bucket_of("GARAGE", test)?;
+        bucket.region = std::env::var("AIRLOCK_TEST_GARAGE_REGION").unwrap_or_else(|_| "garage".to_owned());
+        blob_store::write(dir.path(), &bucket).unwrap();
+        Some(move || Store::open(dir.path(), Clock::system()).expect("open store"))
+    }
+
+    #[test]
+    fn the_conformance_cases() {
+        type Case = fn(Open<'_>);
+        let cases: [(&str, Case); 5] = [
+            ("write_then_read_ranges", super::write_then_read_ranges),
+            ("stat_list_delete", super::stat_list_delete),
+            ("mismatch_leaves_nothing", super::mismatch_leaves_nothing),
+            ("crash_before_durability_leaves_nothing", super::crash_before_durability_leaves_nothing),
+            ("batch_commit", super::batch_commit),
+        ];
+        for (name, case) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let Some(open) = garage_store(&dir, name) else { return };
+            case(&open);
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! and reads, the one ingest path, and tokens. Every logical change is one `WriteBatch` written
 //! with sync, so an acknowledged change survives a crash and a partial one is never visible.
 
+mod adopt;
 mod backend;
 pub mod blob_store;
 #[cfg(test)]
@@ -24,7 +25,8 @@ use airlock_proto::merkle::{Hash, NodeSource};
 use airlock_proto::{Clock, Digest};
 use anyhow::Context;
 
-pub use backend::{BlobBackend, BlobRead, BlobStage, Parked, StoreUnavailable, StreamRead};
+pub use adopt::hash_reader;
+pub use backend::{BlobBackend, BlobRead, BlobStage, ChunkRead, Parked, StoreUnavailable, StreamRead};
 pub use db::{BlobRecord, LeafBatch, TokenRecord};
 pub use fs::FsBackend;
 pub use ingest::{Checked, Expected, Ingest, IngestError, StoredBlob};
@@ -66,6 +68,10 @@ pub struct Store {
     /// Shared by each commit from placing a blob's bytes to recording them; exclusive while a
     /// blob is judged and removed (`removal.rs`).
     removal: RwLock<()>,
+    /// Whether other front ends keep their blobs in the same bucket.
+    sharing: blob_store::Sharing,
+    /// The blobs are in an object store, not on a local disk.
+    remote: bool,
 }
 
 impl fmt::Debug for Store {
@@ -86,7 +92,10 @@ impl Store {
     /// memtables are charged to).
     pub fn open_with_memory(data: &Path, clock: Clock, db_memory_mib: u64) -> anyhow::Result<Arc<Self>> {
         let db = Db::open(&data.join(DB_DIR), db_memory_mib << 20)?;
-        let blobs: Box<dyn BlobBackend> = match blob_store::read(data)? {
+        let bucket = blob_store::read(data)?;
+        let sharing = bucket.as_ref().map_or(blob_store::Sharing::Own, blob_store::S3Settings::sharing);
+        let remote = bucket.is_some();
+        let blobs: Box<dyn BlobBackend> = match bucket {
             Some(bucket) => Box::new(S3Backend::open(&bucket).with_context(|| {
                 format!("cannot open the blob store of {} ({})", data.display(), blob_store::BLOB_STORE_FILE)
             })?),
@@ -95,7 +104,26 @@ impl Store {
                     .with_context(|| format!("cannot open blob store in {}", data.display()))?,
             ),
         };
-        Ok(Arc::new(Self { db, blobs, clock, visible: RwLock::default(), removal: RwLock::default() }))
+        Ok(Arc::new(Self {
+            db,
+            blobs,
+            clock,
+            visible: RwLock::default(),
+            removal: RwLock::default(),
+            sharing,
+            remote,
+        }))
+    }
+
+    /// Whether the blobs are in an object store reached over the network (a read waits for
+    /// its answer) rather than on a local disk.
+    pub fn blobs_are_remote(&self) -> bool {
+        self.remote
+    }
+
+    /// Whether other front ends keep their blobs in the same bucket.
+    pub fn sharing(&self) -> blob_store::Sharing {
+        self.sharing
     }
 
     fn backend(&self) -> &dyn BlobBackend {
@@ -207,6 +235,16 @@ impl Store {
         Ok(bytes.into())
     }
 
+    /// A URL at which a client can GET the blob from the backend itself for `valid_for`, or
+    /// `None` when the backend cannot give one (the filesystem).
+    pub fn presign_blob(
+        &self,
+        digest: &Digest,
+        valid_for: std::time::Duration,
+    ) -> std::io::Result<Option<String>> {
+        self.blobs.presign(digest, valid_for)
+    }
+
     /// Opens `len` bytes of a recorded blob from `offset`.
     pub fn open_blob(&self, digest: &Digest, offset: u64, len: u64) -> std::io::Result<BlobRead> {
         self.blobs.open(digest, offset, len)
@@ -243,11 +281,26 @@ impl Store {
         }
         let mut parked = Vec::with_capacity(checked.len());
         let mut blobs = Vec::with_capacity(checked.len());
+        let mut in_place = Vec::new();
         for Checked { parked: stage, blob } in checked {
-            parked.push((stage, blob.digest));
+            // A blob checked in place (`adopt`) is only recorded.
+            if stage.is_in_place() {
+                in_place.push((blob.digest, blob.size));
+            } else {
+                parked.push((stage, blob.digest));
+            }
             blobs.push(blob);
         }
         let _commit = self.commit_guard();
+        // Still there now that no collection can run: else nothing is recorded.
+        for (digest, size) in in_place {
+            if self.blobs.stat(&digest)? != Some(size) {
+                return Err(IngestError::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("blob {digest} went from the backend before it was recorded"),
+                )));
+            }
+        }
         self.blobs.commit_batch(parked)?;
         self.record_blobs(&blobs)?;
         Ok(blobs)

@@ -14,6 +14,7 @@ use std::sync::{PoisonError, RwLockReadGuard};
 use airlock_proto::api::GcReason;
 use airlock_proto::{Digest, Timestamp};
 
+use super::blob_store::Sharing;
 use super::Store;
 
 /// What garbage collection may do with one blob, judged now.
@@ -79,7 +80,8 @@ impl Store {
 
     fn judge(&self, digest: &Digest, cutoff: Timestamp, uncarried: bool) -> anyhow::Result<Removable> {
         if self.is_referenced(digest)? {
-            if !uncarried {
+            // Other front ends of a shared bucket may carry what this one does not.
+            if !uncarried || self.sharing != Sharing::Own {
                 return Ok(Removable::Keep);
             }
             let bytes = self.stored_bytes(digest)?;
@@ -93,6 +95,14 @@ impl Store {
             }
             Some(_) => Removable::InGrace,
             None => match self.blobs.stat(digest)? {
+                // In a shared bucket, bytes this front end has no record of may be another's
+                // commit in progress: only those older than the grace period go.
+                Some(bytes) if self.sharing != Sharing::Own => match self.blobs.modified(digest)? {
+                    Some(written) if written <= cutoff => {
+                        Removable::Yes { bytes, reason: GcReason::Unrecorded }
+                    }
+                    _ => Removable::InGrace,
+                },
                 Some(bytes) => Removable::Yes { bytes, reason: GcReason::Unrecorded },
                 None => Removable::Keep,
             },

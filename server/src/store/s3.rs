@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -30,7 +30,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, PutPayloadMut};
 use tokio::task::JoinHandle;
 
-use super::backend::{BlobBackend, BlobRead, BlobStage, Parked, StoreUnavailable, StreamRead};
+use super::backend::{BlobBackend, BlobRead, BlobStage, ChunkRead, Parked, StoreUnavailable, StreamRead};
 use super::blob_store::S3Settings;
 
 /// The size of every multipart part but the last (S3 wants at least 5 MiB). A blob up to this
@@ -41,6 +41,8 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 /// A parked blob up to this size waits in memory for its batch; a larger one waits in the bucket
 /// under its temporary key, so a batch of thousands holds at most this much per blob.
 const PARK_IN_MEMORY: usize = 32 << 10;
+/// Chunks of a read waiting for the reader.
+const READ_AHEAD_CHUNKS: usize = 16;
 /// Commits of one batch in flight at once.
 const BATCH_CONCURRENCY: usize = 16;
 
@@ -184,7 +186,7 @@ impl BlobBackend for S3Backend {
         let (s3, key) = (Arc::clone(&inner.s3), inner.blob_key(digest));
         let result =
             inner.wait(async move { s3.get_opts(&key, GetOptions { range, ..Default::default() }).await })?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Bytes>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD_CHUNKS);
         let place = inner.place.clone();
         inner.runtime()?.spawn(async move {
             let mut stream = result.into_stream();
@@ -192,15 +194,13 @@ impl BlobBackend for S3Backend {
                 let chunk = chunk
                     .map_err(|e| io::Error::other(StoreUnavailable(format!("object store {place}: {e}"))));
                 let failed = chunk.is_err();
-                // A blocking send on the runtime's own thread: the reader is another thread, and
-                // the channel holds a few chunks, so this waits only while the reader is behind.
-                let sent = tokio::task::block_in_place(|| tx.send(chunk));
-                if sent.is_err() || failed {
+                // Waits while the reader is behind; stops when it went away.
+                if tx.send(chunk).await.is_err() || failed {
                     return;
                 }
             }
         });
-        Ok(BlobRead::Stream(StreamRead(Box::new(ChannelReader { rx, current: Bytes::new() }.take(len)))))
+        Ok(BlobRead::Chunks(ChunkRead { chunks: rx, len }))
     }
 
     fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
@@ -210,6 +210,22 @@ impl BlobBackend for S3Backend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn modified(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        let (s3, key) = (Arc::clone(&self.inner.s3), self.inner.blob_key(digest));
+        match self.inner.wait(async move { s3.head(&key).await }) {
+            Ok(meta) => Ok(u64::try_from(meta.last_modified.timestamp()).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn presign(&self, digest: &Digest, valid_for: Duration) -> io::Result<Option<String>> {
+        use object_store::signer::Signer;
+        let (s3, key) = (Arc::clone(&self.inner.s3), self.inner.blob_key(digest));
+        let url = self.inner.wait(async move { s3.signed_url(http::Method::GET, &key, valid_for).await })?;
+        Ok(Some(url.to_string()))
     }
 
     fn list(&self) -> io::Result<Vec<Digest>> {
@@ -286,7 +302,7 @@ impl BlobBackend for S3Backend {
             let listing: Vec<_> = s3.list(Some(&prefix)).collect().await;
             let metas = listing.into_iter().collect::<object_store::Result<Vec<_>>>()?;
             let mut stale = Vec::new();
-            for meta in metas.into_iter().filter(|m| m.last_modified.timestamp() < cutoff) {
+            for meta in metas.into_iter().filter(|m| m.last_modified.timestamp() <= cutoff) {
                 if remove {
                     let name = meta.location.as_ref();
                     if let Some(stage) = name.strip_suffix(".upload") {
@@ -305,26 +321,6 @@ impl BlobBackend for S3Backend {
             Ok(stale)
         })?;
         Ok(found)
-    }
-}
-
-/// Reads the chunks a runtime task sends.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.recv() {
-                Ok(chunk) => self.current = chunk?,
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
     }
 }
 

@@ -9,7 +9,7 @@ use airlock_proto::Digest;
 use crate::harness::{http_get, http_get_with, http_request, Server, World};
 
 /// A scrape: each sample line `name{labels} value` by its series text.
-fn scrape(url: &str) -> HashMap<String, f64> {
+pub(crate) fn scrape(url: &str) -> HashMap<String, f64> {
     let (status, headers, body) = http_get_with(url, "/metrics", None);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(headers["content-type"].starts_with("application/openmetrics-text"), "{headers:?}");
@@ -51,11 +51,11 @@ fn parse(text: &str) -> HashMap<String, f64> {
 }
 
 /// A series' value; the series must be in the scrape.
-fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
+pub(crate) fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
     *samples.get(series).unwrap_or_else(|| panic!("{series} is not in the scrape"))
 }
 
-fn requests(route: &str, method: &str, status: u16) -> String {
+pub(crate) fn requests(route: &str, method: &str, status: u16) -> String {
     format!("airlock_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}}")
 }
 

@@ -183,6 +183,8 @@ struct Relay {
     url: String,
     cut: Arc<std::sync::atomic::AtomicBool>,
     open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    /// The first 64 KiB each connection sent towards the store.
+    sent: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Relay {
@@ -193,7 +195,8 @@ impl Relay {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (cutting, opened) = (Arc::clone(&cut), Arc::clone(&open));
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cutting, opened, recorded) = (Arc::clone(&cut), Arc::clone(&open), Arc::clone(&sent));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if cutting.load(std::sync::atomic::Ordering::SeqCst) {
@@ -203,17 +206,30 @@ impl Relay {
                 let mut open = opened.lock().unwrap();
                 open.push(client.try_clone().unwrap());
                 open.push(server.try_clone().unwrap());
-                for (mut from, mut to) in
-                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
-                {
+                let directions = [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap(), true),
+                    (server, client, false),
+                ];
+                for (mut from, mut to, towards_store) in directions {
+                    let recorded = Arc::clone(&recorded);
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let (mut buf, mut seen) = (vec![0u8; 64 << 10], 0usize);
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if towards_store && seen < 64 << 10 {
+                                recorded.lock().unwrap().extend_from_slice(&buf[..n.min((64 << 10) - seen)]);
+                                seen += n;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 }
             }
         });
-        Self { url, cut, open }
+        Self { url, cut, open, sent }
     }
 
     fn cut(&self) {
@@ -295,4 +311,214 @@ fn the_store_going_away_gives_503_and_a_cut_transfer_leaves_nothing_partial_and_
     assert!(logged.contains("the blob store is unavailable"), "the outage was not logged:\n{logged}");
     let secret = bucket.secret_access_key.as_deref().unwrap();
     assert!(!logged.contains(secret), "the secret access key was logged");
+}
+
+#[test]
+fn two_mirror_front_ends_over_one_bucket_serve_the_same_bytes_and_only_the_collector_collects() {
+    use crate::metrics::{requests, scrape, value};
+    let world = World::new(1, 1);
+    let releases: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; 3000 + usize::from(i)]).collect();
+    for (i, bytes) in releases.iter().enumerate() {
+        world.write(&format!("s{i}.bin"), bytes);
+        world.publish(&format!("s{i}.bin"), &format!("s{i}"), "1.0").ok();
+    }
+    let url = world.url();
+    let Some(mut bucket) = blob_store::test_bucket("shared") else { return };
+    bucket.shared = true;
+    let (config_a, admin_a) = mirror_config(&world, "front-a", &url);
+    let (config_b, admin_b) = mirror_config(&world, "front-b", &url);
+    blob_store::write(&world.path("front-a"), &S3Settings { collector: true, ..bucket.clone() }).unwrap();
+    blob_store::write(&world.path("front-b"), &bucket).unwrap();
+    let (front_a, front_b) = (Server::start(config_a), Server::start(config_b));
+    let fetched_from_upstream = || value(&scrape(&url), &requests("blob", "GET", 200));
+    // No blob was fetched yet: the series is not in the scrape.
+    assert!(!scrape(&url).contains_key(&requests("blob", "GET", 200)));
+    let before = 0.0;
+
+    // The first front end fetches; the second finds every blob in the bucket and fetches none.
+    let a = sync(&front_a, &admin_a);
+    assert_eq!((a["blobs_fetched"].as_u64(), a["blobs_adopted"].as_u64()), (Some(3), Some(0)), "{a}");
+    let b = sync(&front_b, &admin_b);
+    assert_eq!((b["blobs_fetched"].as_u64(), b["blobs_adopted"].as_u64()), (Some(0), Some(3)), "{b}");
+    assert_eq!(fetched_from_upstream() - before, 3.0, "the second front end fetched from the upstream");
+    for bytes in &releases {
+        let path = format!("/v1/blobs/blake3/{}", Digest::of(bytes).to_hex());
+        assert_eq!(http_get(&front_a.url, &path), (200, bytes.clone()));
+        assert_eq!(http_get(&front_b.url, &path), (200, bytes.clone()));
+    }
+
+    // A bad copy in the bucket is not taken in place: the sync fetches good bytes over it.
+    // (A third front end, whose store has no record of anything yet.)
+    let (s3, runtime) = raw(&bucket);
+    let mut bad = releases[0].clone();
+    bad[0] ^= 1;
+    runtime.block_on(s3.put(&object(&bucket, &Digest::of(&releases[0])), bad.into())).unwrap();
+    let (config_c, admin_c) = mirror_config(&world, "front-c", &url);
+    blob_store::write(&world.path("front-c"), &bucket).unwrap();
+    let front_c = Server::start(config_c);
+    let c = sync(&front_c, &admin_c);
+    assert_eq!((c["blobs_fetched"].as_u64(), c["blobs_adopted"].as_u64()), (Some(1), Some(2)), "{c}");
+    let path = format!("/v1/blobs/blake3/{}", Digest::of(&releases[0]).to_hex());
+    assert_eq!(http_get(&front_a.url, &path), (200, releases[0].clone()));
+
+    // Garbage collection: only the collector, which syncs first; an object no one recorded is
+    // kept while younger than the grace period, and collected after it; logged blobs stay.
+    let orphan = b"an object no front end recorded".to_vec();
+    runtime.block_on(s3.put(&object(&bucket, &Digest::of(&orphan)), orphan.clone().into())).unwrap();
+    let gc = |front: &Server, admin: &str, grace: u64| {
+        let body = format!(r#"{{"dry_run":false,"grace_secs":{grace}}}"#);
+        http_request("POST", &front.url, "/v1/admin/gc", Some(admin), body.as_bytes())
+    };
+    let (status, body) = gc(&front_b, &admin_b, 0);
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("collector = true"));
+    let (status, body) = gc(&front_a, &admin_a, 3600);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let kept: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(kept["removed"].as_array().unwrap().is_empty(), "{kept}");
+    assert!(held(&bucket).contains(&Digest::of(&orphan)));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, body) = gc(&front_a, &admin_a, 0);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let collected: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(collected["removed"][0]["digest"], Digest::of(&orphan).to_string(), "{collected}");
+    assert_eq!(collected["removed"][0]["reason"], "unrecorded");
+    let mut logged: Vec<Digest> = releases.iter().map(|b| Digest::of(b)).collect();
+    logged.sort();
+    assert_eq!(held(&bucket), logged);
+    world.write("b.token", admin_b.as_bytes());
+    let scrub = ["scrub", "--server", front_b.url.as_str(), "--admin-token-file", "b.token"];
+    world.airlockd(&scrub).ok().says("0 repaired");
+}
+
+#[test]
+fn the_redirect_option_sends_clients_to_the_store_and_a_pull_gets_the_same_verified_bytes() {
+    let mut world = World::prepared(1, 1);
+    let Some(mut bucket) = blob_store::test_bucket("redirect") else { return };
+    // Through a relay that records what is sent to the store.
+    let relay = Relay::to(&bucket.endpoint);
+    bucket.endpoint = relay.url.clone();
+    blob_store::write(&world.path("data"), &bucket).unwrap();
+    let mut config = world.config();
+    config.blob_redirect = Some(std::time::Duration::from_secs(300));
+    world.server = Some(Server::start(config));
+    let url = world.url();
+    let bytes: Vec<u8> = (0..(10u32 << 20)).map(|i| (i % 233) as u8).collect();
+    world.write("r.bin", &bytes);
+    world.publish("r.bin", "r", "1.0").ok();
+    let path = format!("/v1/blobs/blake3/{}", Digest::of(&bytes).to_hex());
+
+    // A GET is answered with a short-lived signed URL of the object in the store.
+    let (status, headers, _) = crate::harness::http_get_with(&url, &path, None);
+    assert_eq!(status, 307);
+    let location = headers.get("location").expect("a Location").clone();
+    assert!(location.starts_with(&format!("{}/{}/", bucket.endpoint, bucket.bucket)), "{location}");
+    assert!(location.contains("X-Amz-Signature=") && location.contains("X-Amz-Expires=300"), "{location}");
+    assert!(!location.contains(bucket.secret_access_key.as_deref().unwrap()), "the secret is in the URL");
+    assert_eq!(headers.get("cache-control").map(String::as_str), Some("no-store"));
+    // The URL answers with the blob's bytes, without any token.
+    let (status, body) = http_get(&bucket.endpoint, location.trim_start_matches(&bucket.endpoint));
+    assert_eq!(status, 200);
+    assert!(body == bytes);
+
+    // `airlock pull` (with a token) follows it and checks the bytes by digest; an unknown blob
+    // is still a 404 from the registry, never a redirect.
+    world
+        .cli(&[
+            "pull",
+            "r==1.0",
+            "--server",
+            &url,
+            "--root",
+            "root.cbor",
+            "-o",
+            "pulled.bin",
+            "--token",
+            &world.publish_token,
+        ])
+        .ok();
+    assert!(std::fs::read(world.path("pulled.bin")).unwrap() == bytes);
+    let sent = String::from_utf8_lossy(&relay.sent.lock().unwrap()).into_owned();
+    assert!(sent.contains("X-Amz-Signature="), "the pull did not go to the store");
+    assert!(!sent.contains(&world.publish_token), "the client sent its token to the store");
+    let unknown = format!("/v1/blobs/blake3/{}", Digest::of(b"never stored").to_hex());
+    assert_eq!(http_get(&url, &unknown).0, 404);
+}
+
+#[test]
+fn sigkill_during_a_large_multipart_upload_leaves_no_visible_object_and_gc_reclaims_the_parts() {
+    use std::io::Write;
+    let world = World::prepared(1, 1);
+    let Some(bucket) = on_bucket(&world, "data", "sigkill-upload") else { return };
+    let port = crate::crash::free_port();
+    let mut child = crate::harness::spawn_airlockd(&world, "data", port, &[], None);
+    let url = format!("http://127.0.0.1:{port}");
+    let bytes: Vec<u8> = (0..(40u32 << 20)).map(|i| (i % 229) as u8).collect();
+    let path = format!("/v1/blobs/blake3/{}", Digest::of(&bytes).to_hex());
+
+    // Three parts of five sent, then the server dies.
+    let mut upload = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        upload,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        world.publish_token,
+        bytes.len()
+    )
+    .unwrap();
+    upload.write_all(&bytes[..24 << 20]).unwrap();
+    let backend = S3Backend::open(&bucket).unwrap();
+    let far =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(airlock_proto::clock::system_now() + 3600);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while backend.collect_stages(far, false).unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the upload never started in the bucket");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(upload);
+
+    // Nothing of it is visible, before or after a restart.
+    assert!(held(&bucket).is_empty(), "a killed upload left a visible object");
+    let mut child = crate::harness::spawn_airlockd(&world, "data", port, &[], None);
+    assert_eq!(http_get(&url, &path).0, 404);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // GC lists the interrupted upload (a dry run), then aborts it, freeing its parts.
+    let dry = report(&world.airlockd(&["gc", "--data", "data", "--grace", "0s", "--dry-run"]).ok());
+    let stages = dry["stages"].as_array().unwrap().clone();
+    assert!(stages.iter().any(|s| s["name"].as_str().unwrap().ends_with(".upload")), "{dry}");
+    let run = report(&world.airlockd(&["gc", "--data", "data", "--grace", "0s"]).ok());
+    assert_eq!(run["stages"].as_array().unwrap(), &stages);
+    assert!(backend.collect_stages(far, false).unwrap().is_empty(), "stages left after gc");
+    assert!(held(&bucket).is_empty());
+}
+
+#[test]
+fn a_bucket_that_refuses_the_credentials_is_named_in_the_error_and_the_secret_never_is() {
+    let world = World::prepared(1, 1);
+    let Some(bucket) = blob_store::test_bucket("refused") else { return };
+    let secret = "not-the-secret-0123456789abcdef";
+    world.write(
+        "wrong.credentials",
+        format!("{}\n{secret}\n", bucket.access_key_id.as_deref().unwrap()).as_bytes(),
+    );
+    let run = world
+        .airlockd(&[
+            "init",
+            "--data",
+            "refused",
+            "--s3-endpoint",
+            bucket.endpoint.as_str(),
+            "--s3-bucket",
+            bucket.bucket.as_str(),
+            "--s3-credentials-file",
+            "wrong.credentials",
+        ])
+        .code(1)
+        .says("the bucket does not answer; nothing was written")
+        .says(&bucket.endpoint);
+    assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret), "the secret was printed");
+    assert!(!world.path("refused").exists(), "init wrote a directory for a bucket that refused it");
 }
