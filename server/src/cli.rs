@@ -633,7 +633,7 @@ fn purge(
         let store = Store::open(data, airlock_proto::Clock::system())?;
         anyhow::ensure!(
             store.sharing() == crate::store::blob_store::Sharing::Own,
-            "this data directory shares its bucket with other front ends: collect through the running collector (--server), which syncs first"
+            "this data directory shares its bucket with other front ends: purge through the running collector (--server), which syncs first"
         );
         let mut config = crate::Config::new(data);
         config.mirror = mirror;
@@ -814,6 +814,13 @@ fn serve(args: ServeArgs, log_format: crate::logging::LogFormat) -> anyhow::Resu
     config.config_file = args.config.as_deref().map(std::path::absolute).transpose()?;
     config.blob_redirect =
         args.blob_redirect.or(file.blob_redirect_secs).filter(|&s| s > 0).map(Duration::from_secs);
+    if let Some(valid_for) = config.blob_redirect {
+        // The longest a SigV4 presigned URL may be valid.
+        anyhow::ensure!(
+            valid_for.as_secs() <= 7 * 86_400,
+            "--blob-redirect is at most 7d, the longest a signed URL lives"
+        );
+    }
     if let Some(secs) = args.sync_interval.or(file.sync_interval_secs) {
         anyhow::ensure!(secs >= 1, "sync interval must be at least 1 second");
         config.sync_interval = Some(Duration::from_secs(secs));

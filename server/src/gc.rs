@@ -25,7 +25,7 @@ use crate::store::{Removable, Store};
 
 /// Why a front end of a shared bucket that is not its collector collects nothing.
 pub const NOT_THE_COLLECTOR: &str = "this front end shares its bucket with others; only the one whose \
-     blob-store.toml says collector = true collects garbage";
+     blob-store.toml says collector = true removes blobs (gc, purge)";
 
 /// The grace period when none is configured.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -3,8 +3,8 @@
 //! the bucket, and committed under its final key only when size, BLAKE3 and SHA-256 match its
 //! record; then every blob is read back from the bucket and checked again, and only then is
 //! `blob-store.toml` written, which makes the directory use the bucket. An interrupted run
-//! changes nothing the directory uses and can be run again (blobs already in the bucket with
-//! their size are not sent again, but are checked). The filesystem copies stay until the
+//! changes nothing the directory uses and can be run again (blobs already in the bucket whose
+//! bytes check out are not sent again). The filesystem copies stay until the
 //! operator removes them.
 
 use std::io::Read;
@@ -33,12 +33,16 @@ pub fn migrate(data: &Path, bucket: &S3Settings) -> anyhow::Result<MigrateReport
     let mut report = MigrateReport { blobs: digests.len() as u64, ..MigrateReport::default() };
     for (n, digest) in digests.iter().enumerate() {
         let record = store.blob(digest)?.with_context(|| format!("blob {digest}: its record went"))?;
-        if target.stat(digest)? != Some(record.size) {
+        // Already there from an earlier run: sent again unless its bytes check out.
+        let there = target.stat(digest)? == Some(record.size)
+            && hash_reader(target.open(digest, 0, record.size.saturating_add(1))?.into_reader())?
+                == (record.size, *digest, record.sha256);
+        if !there {
             let mut reader = store
                 .open_blob(digest, 0, record.size.saturating_add(1))
                 .with_context(|| format!("blob {digest}: cannot read it here"))?
                 .into_reader();
-            let mut stage = target.stage()?;
+            let mut stage = target.stage(digest)?;
             let (mut size, mut blake3, mut sha256) = (0u64, blake3::Hasher::new(), sha2::Sha256::new());
             let mut buffer = vec![0u8; 1 << 20];
             loop {

@@ -104,23 +104,26 @@ async fn admin_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("not a {what} request: {e}")))
 }
 
+/// Whether this server may remove blobs: on a bucket shared by several front ends only the
+/// collector may, and only once it has synced, so that no other front end is ahead of it (none
+/// can be ahead of the upstream they all follow).
+async fn may_remove(app: &Arc<App>) -> Result<(), ApiError> {
+    match (app.store.sharing(), &app.follower) {
+        (Sharing::Member, _) => Err(ApiError::Conflict(crate::gc::NOT_THE_COLLECTOR.to_owned())),
+        (Sharing::Collector, Some(follower)) => follower.sync_once().await.map(|_| ()).map_err(|e| {
+            ApiError::Unavailable(format!(
+                "nothing removed: this front end could not sync first, so another may be ahead of it: {e:#}"
+            ))
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/admin/gc`: collects garbage (or, with `dry_run`, lists it) while the server runs;
 /// each removal waits until no statement is being logged.
 pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Result<Response<Body>, ApiError> {
     let wanted: GcRequest = admin_json(app, caller, &mut request, "gc").await?;
-    match (app.store.sharing(), &app.follower) {
-        (Sharing::Member, _) => return Err(ApiError::Conflict(crate::gc::NOT_THE_COLLECTOR.to_owned())),
-        // The collector of a shared bucket syncs first, so that no other front end is ahead of
-        // it (none can be ahead of the upstream).
-        (Sharing::Collector, Some(follower)) => {
-            follower.sync_once().await.map_err(|e| {
-                ApiError::Unavailable(format!(
-                    "not collected: this front end could not sync first, so another may be ahead of it: {e:#}"
-                ))
-            })?;
-        }
-        _ => {}
-    }
+    may_remove(app).await?;
     let grace = wanted.grace_secs.map_or(app.config.gc_grace, std::time::Duration::from_secs);
     let options = crate::gc::GcOptions { dry_run: wanted.dry_run, grace };
     let collector = Arc::clone(app);
@@ -141,6 +144,7 @@ pub async fn purge(
     mut request: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     let wanted: PurgeRequest = admin_json(app, caller, &mut request, "purge").await?;
+    may_remove(app).await?;
     let purger = Arc::clone(app);
     let report =
         tokio::task::spawn_blocking(move || crate::purge::purge(&purger.store, &purger.registry, &wanted))

@@ -35,9 +35,9 @@ pub async fn get(
         ReadAccess::Open => caller.scope(),
     };
     let not_found = || ApiError::NotFound(format!("blob {digest} not found"));
-    let record = match app.store.lookup_blob(&digest)? {
-        BlobLookup::Visible(record) => record,
-        BlobLookup::Unlogged(record) if scope >= Some(Scope::Publish) => record,
+    let (record, logged) = match app.store.lookup_blob(&digest)? {
+        BlobLookup::Visible(record) => (record, true),
+        BlobLookup::Unlogged(record) if scope >= Some(Scope::Publish) => (record, false),
         BlobLookup::Absent { referenced: true } if app.registry.mirror().is_some() => {
             return Err(ApiError::NotFound(format!(
                 "this mirror does not carry blob {digest}: it holds only some releases; fetch it from the upstream"
@@ -58,17 +58,21 @@ pub async fn get(
             .body(body::empty())
             .map_err(|e| ApiError::Internal(e.into()));
     }
-    if let (Some(valid_for), true) = (app.config.blob_redirect, method == Method::GET) {
+    if let (Some(valid_for), true, true) = (app.config.blob_redirect, method == Method::GET, logged) {
         // The client fetches the bytes from the store itself (and checks them, as always).
         let (store, wanted) = (Arc::clone(&app.store), digest);
         let signed = tokio::task::spawn_blocking(move || store.presign_blob(&wanted, valid_for))
             .await
             .map_err(|e| ApiError::Internal(e.into()))??;
         if let Some(location) = signed {
-            return builder
+            // A fresh answer: the signed URL expires, so nothing may keep it (not the blob's
+            // year-long caching).
+            return Response::builder()
                 .status(StatusCode::TEMPORARY_REDIRECT)
                 .header(header::LOCATION, location)
                 .header(header::CACHE_CONTROL, "no-store")
+                .header(header::ETAG, &etag)
+                .header(routes::SHA256_HEADER, record.sha256.to_hex())
                 .body(body::empty())
                 .map_err(|e| ApiError::Internal(e.into()));
         }

@@ -289,26 +289,30 @@ impl Follower {
         size: u64,
         sha256: airlock_proto::Sha256,
     ) -> anyhow::Result<Checked> {
-        let mut ingest = self.mirror.store().ingest(Expected::logged(digest, size, sha256))?;
-        let mut refused = None;
-        self.remote
-            .download_blob(&digest, size.saturating_add(1), &NoProgress, |chunk| {
-                ingest.write(bytes::Bytes::copy_from_slice(chunk)).map_err(|e| {
-                    let io = std::io::Error::other(e.to_string());
-                    refused = Some(e);
-                    io
+        let ingest = self.mirror.store().ingest(Expected::logged(digest, size, sha256))?;
+        let (remote, upstream) = (self.remote.clone(), self.upstream.clone());
+        let runtime = tokio::runtime::Handle::current();
+        // Writing into the store may block (a disk write, an object store's part upload): the
+        // download runs on a blocking thread, never holding up an async worker.
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Checked> {
+            let mut ingest = ingest;
+            let mut refused = None;
+            runtime
+                .block_on(remote.download_blob(&digest, size.saturating_add(1), &NoProgress, |chunk| {
+                    ingest.write(bytes::Bytes::copy_from_slice(chunk)).map_err(|e| {
+                        let io = std::io::Error::other(e.to_string());
+                        refused = Some(e);
+                        io
+                    })
+                }))
+                .map_err(|e| match refused.take() {
+                    Some(refused) => anyhow::Error::from(refused),
+                    None => anyhow::Error::from(e),
                 })
-            })
-            .await
-            .map_err(|e| match refused.take() {
-                Some(refused) => anyhow::Error::from(refused),
-                None => anyhow::Error::from(e),
-            })
-            .with_context(|| format!("fetching blob {} from {}", digest, self.upstream))?;
-        let checked = tokio::task::spawn_blocking(move || ingest.check())
-            .await?
-            .with_context(|| format!("blob {} from {}", digest, self.upstream))?;
-        Ok(checked)
+                .with_context(|| format!("fetching blob {digest} from {upstream}"))?;
+            ingest.check().with_context(|| format!("blob {digest} from {upstream}"))
+        })
+        .await?
     }
 
     /// Syncs now and then every `interval`, until the task is aborted. Errors are logged.

@@ -11,6 +11,10 @@ use sha2::Digest as _;
 
 use super::{Checked, Parked, Store, StoredBlob};
 
+/// The oldest object a sync takes in place; the grace period of a shared bucket's collector
+/// must be longer (its default is 7 days).
+pub const ADOPT_MAX_AGE_SECS: u64 = 3600;
+
 impl Store {
     /// A checked blob for `digest` from the bytes the backend already holds, or `None` when it
     /// holds none of that size or they do not match (then the blob is fetched as usual, and its
@@ -18,6 +22,14 @@ impl Store {
     pub fn adopt(&self, digest: Digest, size: u64, sha256: Sha256) -> anyhow::Result<Option<Checked>> {
         if self.blobs.stat(&digest)? != Some(size) {
             return Ok(None);
+        }
+        // An object no one has recorded for long may be about to go (a shared bucket's collector
+        // removes such objects after its grace period): it is fetched and written again
+        // instead, which makes it young.
+        if let Some(written) = self.blobs.modified(&digest)? {
+            if self.now().saturating_sub(written) > ADOPT_MAX_AGE_SECS {
+                return Ok(None);
+            }
         }
         let found = hash_reader(self.blobs.open(&digest, 0, size.saturating_add(1))?.into_reader())?;
         if found != (size, digest, sha256) {

@@ -16,7 +16,8 @@ use bytes::Bytes;
 pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// Starts staging a new blob. Staged bytes are invisible to `open`, `stat` and `list` until
     /// `commit`; a stage dropped without commit leaves nothing behind.
-    fn stage(&self) -> io::Result<Box<dyn BlobStage>>;
+    /// `digest` is the one the ingest path expects: the stage commits under no other.
+    fn stage(&self, digest: &Digest) -> io::Result<Box<dyn BlobStage>>;
 
     /// Opens `len` bytes of a blob from `offset`. The caller has checked the range against the
     /// recorded size.

@@ -105,7 +105,7 @@ pub fn crash_before_durability_leaves_nothing(open: Open<'_>) {
     dropped.write(Bytes::from(bytes.clone())).unwrap();
     drop(dropped);
     // A stage cut off by a crash: the process dies, no destructor runs, nothing is committed.
-    let mut crashed = store.backend().stage().unwrap();
+    let mut crashed = store.backend().stage(&digest).unwrap();
     crashed.write(Bytes::from(bytes)).unwrap();
     std::mem::forget(crashed);
     assert!(held(&store).is_empty());
@@ -301,7 +301,7 @@ mod s3 {
 
         // A crash in the middle of a multipart upload: no destructor runs.
         let crashed_bytes = vec![9u8; 2 * part + 1];
-        let mut crashed = store.backend().stage().unwrap();
+        let mut crashed = store.backend().stage(&Digest::of(&crashed_bytes)).unwrap();
         crashed.write(Bytes::from(crashed_bytes.clone())).unwrap();
         std::mem::forget(crashed);
         assert!(store.backend().stat(&Digest::of(&crashed_bytes)).unwrap().is_none());

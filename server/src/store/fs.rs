@@ -102,7 +102,7 @@ fn install(blobs: &Path, temp: &Path, digest: &Digest) -> io::Result<()> {
 }
 
 impl BlobBackend for FsBackend {
-    fn stage(&self) -> io::Result<Box<dyn BlobStage>> {
+    fn stage(&self, _digest: &Digest) -> io::Result<Box<dyn BlobStage>> {
         let path = self.tmp.join(format!("stage-{}", hex::encode(rand::random::<[u8; 16]>())));
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(Box::new(FsStage {

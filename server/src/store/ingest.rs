@@ -131,7 +131,7 @@ impl Sha256State {
 
 impl Ingest {
     pub(super) fn begin(store: Arc<Store>, expected: Expected) -> Result<Self, IngestError> {
-        let stage = store.backend().stage()?;
+        let stage = store.backend().stage(&expected.blake3)?;
         Ok(Self {
             store,
             expected,
@@ -171,7 +171,7 @@ impl Ingest {
         let store = Arc::clone(&self.store);
         let _commit = store.commit_guard();
         self.stage.commit(&blob.digest)?;
-        store.record_blobs(std::slice::from_ref(&blob))?;
+        store.record_blobs(std::slice::from_ref(&blob), &[blob.digest])?;
         Ok(blob)
     }
 

@@ -257,15 +257,20 @@ impl Store {
 
     /// Records blobs whose bytes are durable and visible, in one synced write. If that fails the
     /// bytes are taken back out, so nothing unrecorded stays visible.
-    fn record_blobs(&self, blobs: &[StoredBlob]) -> Result<(), IngestError> {
+    /// Records committed blobs. When the record cannot be written, the bytes this commit wrote
+    /// (`written`) are taken back, unless the bucket is shared: there another front end may
+    /// have written or recorded the same key, and the collector removes what no one records.
+    fn record_blobs(&self, blobs: &[StoredBlob], written: &[Digest]) -> Result<(), IngestError> {
         let stored_at = self.clock().now();
         let records: Vec<(Digest, BlobRecord)> = blobs
             .iter()
             .map(|b| (b.digest, BlobRecord { size: b.size, sha256: b.sha256, stored_at }))
             .collect();
         self.db.put_blobs(&records).map_err(|e| {
-            for blob in blobs {
-                let _ = self.blobs.delete(&blob.digest);
+            if self.sharing == blob_store::Sharing::Own {
+                for digest in written {
+                    let _ = self.blobs.delete(digest);
+                }
             }
             IngestError::Record(e)
         })
@@ -301,8 +306,9 @@ impl Store {
                 )));
             }
         }
+        let written: Vec<Digest> = parked.iter().map(|(_, digest)| *digest).collect();
         self.blobs.commit_batch(parked)?;
-        self.record_blobs(&blobs)?;
+        self.record_blobs(&blobs, &written)?;
         Ok(blobs)
     }
 

@@ -29,6 +29,21 @@ pub enum Removable {
 }
 
 impl Store {
+    /// The removal lock, exclusively. Taken by polling rather than by waiting: a waiting writer
+    /// would hold back new readers, and a commit to an object store can hold its read lock for
+    /// the length of a large upload, during which blob requests must go on.
+    fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        loop {
+            match self.removal.try_write() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(2))
+                }
+            }
+        }
+    }
+
     /// Held (shared) by a commit from placing a blob's bytes until they are recorded.
     pub(super) fn commit_guard(&self) -> RwLockReadGuard<'_, ()> {
         self.removal.read().unwrap_or_else(PoisonError::into_inner)
@@ -66,7 +81,7 @@ impl Store {
         uncarried: bool,
         remove: bool,
     ) -> anyhow::Result<Removable> {
-        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
+        let _exclusive = self.exclusive();
         let judged = self.judge(digest, cutoff, uncarried)?;
         if let (true, Removable::Yes { reason, .. }) = (remove, judged) {
             if reason != GcReason::Unrecorded {
@@ -126,7 +141,7 @@ impl Store {
     /// registry state, holding its append lock): the record, the bytes, and the remembered
     /// answer that it is visible. Returns the bytes it held, or `None` when nothing was stored.
     pub fn purge_blob(&self, digest: &Digest) -> anyhow::Result<Option<u64>> {
-        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
+        let _exclusive = self.exclusive();
         let bytes = self.stored_bytes(digest)?;
         self.db.delete_blob(digest)?;
         self.blobs.delete(digest)?;
@@ -147,12 +162,16 @@ impl Store {
     /// then the bytes, so a file whose record exists is never deleted. Refused (`false`) for a
     /// referenced blob.
     pub fn discard_unreferenced(&self, digest: &Digest) -> anyhow::Result<bool> {
-        let _exclusive = self.removal.write().unwrap_or_else(PoisonError::into_inner);
+        let _exclusive = self.exclusive();
         if self.is_referenced(digest)? {
             return Ok(false);
         }
         self.db.delete_blob(digest)?;
-        self.blobs.delete(digest)?;
+        // In a shared bucket the bytes may be another front end's: only the record goes, and the
+        // collector removes what no one records.
+        if self.sharing == Sharing::Own {
+            self.blobs.delete(digest)?;
+        }
         Ok(true)
     }
 }

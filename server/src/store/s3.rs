@@ -5,12 +5,11 @@
 //! A blob becomes visible under its final key only after the ingest path checked its size,
 //! BLAKE3 and SHA-256: a small blob (up to one part) is held in memory and written with one PUT
 //! to its final key at commit, which S3 makes visible whole or not at all. A larger one streams
-//! into a multipart upload under a temporary key `<prefix>stages/<random>` with at most
-//! [`PARTS_IN_FLIGHT`] parts in memory; commit completes it, copies it to its final key and
-//! deletes the temporary object. Before the first part, a marker object
-//! `<prefix>stages/<random>.upload` records the upload's id, so that garbage collection can
-//! abort an upload a crash left behind and free its parts (`collect_stages`). Nothing under
-//! `stages/` is ever read as a blob.
+//! into a multipart upload to its final key with at most [`PARTS_IN_FLIGHT`] parts in memory;
+//! the parts are invisible until commit completes the upload. Before the first part, a marker
+//! object `<prefix>stages/<random>.upload` records the key and the upload's id, so that garbage
+//! collection can abort an upload a crash left behind and free its parts (`collect_stages`).
+//! Nothing under `stages/` is ever read as a blob.
 //!
 //! The backend trait is blocking; the requests run on a small runtime the backend owns, and a
 //! blocking caller waits on a channel, so the backend can be used from any thread.
@@ -54,6 +53,8 @@ pub struct S3Backend {
 struct Inner {
     s3: Arc<AmazonS3>,
     prefix: String,
+    /// Other front ends keep their blobs under the same prefix.
+    shared: bool,
     /// Where the blobs are, for messages (never a credential).
     place: String,
     runtime: Option<tokio::runtime::Runtime>,
@@ -113,6 +114,7 @@ impl S3Backend {
         let inner = Arc::new(Inner {
             s3: Arc::new(s3),
             prefix: settings.prefix.clone(),
+            shared: settings.shared,
             place,
             runtime: Some(runtime),
         });
@@ -171,8 +173,13 @@ impl Inner {
 }
 
 impl BlobBackend for S3Backend {
-    fn stage(&self) -> io::Result<Box<dyn BlobStage>> {
-        Ok(Box::new(S3Stage { inner: Arc::clone(&self.inner), buffer: PutPayloadMut::new(), upload: None }))
+    fn stage(&self, digest: &Digest) -> io::Result<Box<dyn BlobStage>> {
+        Ok(Box::new(S3Stage {
+            inner: Arc::clone(&self.inner),
+            target: *digest,
+            buffer: PutPayloadMut::new(),
+            upload: None,
+        }))
     }
 
     fn open(&self, digest: &Digest, offset: u64, len: u64) -> io::Result<BlobRead> {
@@ -287,8 +294,12 @@ impl BlobBackend for S3Backend {
         match failed {
             None => Ok(()),
             Some(e) => {
-                for digest in &placed {
-                    let _ = self.delete(digest);
+                // In a shared bucket another front end may have written the same key meanwhile:
+                // nothing is taken back there (the collector removes what no one records).
+                if !self.inner.shared {
+                    for digest in &placed {
+                        let _ = self.delete(digest);
+                    }
                 }
                 Err(self.inner.error(e))
             }
@@ -305,16 +316,26 @@ impl BlobBackend for S3Backend {
             for meta in metas.into_iter().filter(|m| m.last_modified.timestamp() <= cutoff) {
                 if remove {
                     let name = meta.location.as_ref();
-                    if let Some(stage) = name.strip_suffix(".upload") {
-                        // A marker: abort its upload (freeing the parts), then drop it.
-                        let id = s3.get(&meta.location).await?.bytes().await?;
-                        let id = String::from_utf8_lossy(&id).into_owned();
-                        match s3.abort_multipart(&Path::from(stage), &id).await {
-                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    if name.ends_with(".upload") {
+                        // A marker: abort the upload it names (freeing the parts), then drop it.
+                        // One gone meanwhile belonged to an upload that just finished.
+                        let named = match s3.get(&meta.location).await {
+                            Ok(got) => got.bytes().await?,
+                            Err(object_store::Error::NotFound { .. }) => continue,
                             Err(e) => return Err(e),
+                        };
+                        let named = String::from_utf8_lossy(&named).into_owned();
+                        if let Some((key, id)) = named.split_once('\n') {
+                            match s3.abort_multipart(&Path::from(key), &id.to_owned()).await {
+                                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                                Err(e) => return Err(e),
+                            }
                         }
                     }
-                    s3.delete(&meta.location).await?;
+                    match s3.delete(&meta.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 stale.push((meta.location.to_string(), meta.size));
             }
@@ -324,7 +345,9 @@ impl BlobBackend for S3Backend {
     }
 }
 
-/// A multipart upload under a temporary key.
+/// A multipart upload straight to the blob's final key: its parts are invisible until it is
+/// completed, which happens only after the ingest path checked the bytes. Its marker under
+/// `stages/` names the key and the upload id, so that GC can abort it after a crash.
 struct Upload {
     key: Path,
     id: String,
@@ -337,6 +360,8 @@ struct Upload {
 /// A blob being written.
 struct S3Stage {
     inner: Arc<Inner>,
+    /// The digest the ingest path expects: a large blob uploads to its key.
+    target: Digest,
     buffer: PutPayloadMut,
     upload: Option<Upload>,
 }
@@ -353,12 +378,17 @@ impl S3Stage {
         let payload = std::mem::take(&mut self.buffer).freeze();
         let inner = Arc::clone(&self.inner);
         if self.upload.is_none() {
-            let key = inner.stage_key();
-            let marker = Path::from(format!("{key}.upload"));
+            let key = inner.blob_key(&self.target);
+            let marker = Path::from(format!("{}.upload", inner.stage_key()));
             let (s3, k, m) = (Arc::clone(&inner.s3), key.clone(), marker.clone());
             let id = inner.wait(async move {
                 let id = s3.create_multipart(&k).await?;
-                s3.put(&m, PutPayload::from(id.clone().into_bytes())).await?;
+                let named = PutPayload::from(format!("{k}\n{id}").into_bytes());
+                if let Err(e) = s3.put(&m, named).await {
+                    // No marker, so no later GC could find it: abort now.
+                    let _ = s3.abort_multipart(&k, &id).await;
+                    return Err(e);
+                }
                 Ok(id)
             })?;
             self.upload = Some(Upload { key, id, marker, sending: Vec::new(), parts: Vec::new() });
@@ -382,32 +412,28 @@ impl S3Stage {
         Ok(())
     }
 
-    /// Sends what is buffered as the last part, waits for every part and completes the upload
-    /// under its temporary key.
-    fn complete(&mut self) -> io::Result<Upload> {
+    /// Sends what is buffered as the last part and waits until the store holds every part; the
+    /// upload is not completed yet (`PendingUpload::complete`).
+    fn flush_parts(&mut self) -> io::Result<PendingUpload> {
         if self.buffer.content_length() > 0 {
             self.send_part()?;
         }
         let Some(mut upload) = self.upload.take() else { return Err(io::Error::other("no upload")) };
         let sending = std::mem::take(&mut upload.sending);
-        let (s3, key, id, mut parts) = (
-            Arc::clone(&self.inner.s3),
-            upload.key.clone(),
-            upload.id.clone(),
-            std::mem::take(&mut upload.parts),
-        );
-        let completed = self.inner.wait(async move {
+        let mut parts = std::mem::take(&mut upload.parts);
+        let flushed = self.inner.wait(async move {
             for part in sending {
                 parts.push(part.await.map_err(|e| object_store::Error::JoinError { source: e })??);
             }
-            s3.complete_multipart(&key, &id, parts).await?;
-            Ok(())
+            Ok(parts)
         });
-        if let Err(e) = completed {
-            abort(&self.inner, &upload);
-            return Err(e);
+        let pending = PendingUpload { inner: Arc::clone(&self.inner), upload: Some(upload) };
+        let parts = flushed?;
+        let mut pending = pending;
+        if let Some(upload) = pending.upload.as_mut() {
+            upload.parts = parts;
         }
-        Ok(upload)
+        Ok(pending)
     }
 }
 
@@ -448,44 +474,37 @@ impl BlobStage for S3Stage {
     }
 
     fn commit(mut self: Box<Self>, digest: &Digest) -> io::Result<()> {
-        let blob = self.finish(PART_BYTES)?;
+        let blob = self.finish(digest, PART_BYTES)?;
         let inner = Arc::clone(&self.inner);
         let digest = *digest;
         self.inner.wait(async move { blob.place(&inner, &digest).await.map(|_| ()) })
     }
 
     fn park(mut self: Box<Self>) -> io::Result<Parked> {
-        Ok(Parked(Box::new(self.finish(PARK_IN_MEMORY)?)))
+        let target = self.target;
+        Ok(Parked(Box::new(self.finish(&target, PARK_IN_MEMORY)?)))
     }
 }
 
 impl S3Stage {
-    /// The written blob, held in memory up to `in_memory` bytes, else completed under its
-    /// temporary key.
-    fn finish(&mut self, in_memory: usize) -> io::Result<ParkedObject> {
-        if self.upload.is_none() && self.buffer.content_length() <= in_memory {
+    /// The written blob: in memory up to `in_memory` bytes, else under a temporary key (up to a
+    /// part), else its multipart upload with every part in the store.
+    fn finish(&mut self, digest: &Digest, in_memory: usize) -> io::Result<ParkedObject> {
+        if *digest != self.target {
+            return Err(io::Error::other(format!("a stage for {} committed as {digest}", self.target)));
+        }
+        if self.upload.is_some() {
+            return Ok(ParkedObject::Pending(self.flush_parts()?));
+        }
+        if self.buffer.content_length() <= in_memory {
             return Ok(ParkedObject::Memory(std::mem::take(&mut self.buffer).freeze()));
         }
-        if self.upload.is_none() {
-            // Over the memory bound but under a part: one PUT to a temporary key.
-            let key = self.inner.stage_key();
-            let (s3, k, payload) =
-                (Arc::clone(&self.inner.s3), key.clone(), std::mem::take(&mut self.buffer).freeze());
-            self.inner.wait(async move { s3.put(&k, payload).await })?;
-            return Ok(ParkedObject::Staged(StagedObject {
-                inner: Arc::clone(&self.inner),
-                key,
-                marker: None,
-                done: false,
-            }));
-        }
-        let upload = self.complete()?;
-        Ok(ParkedObject::Staged(StagedObject {
-            inner: Arc::clone(&self.inner),
-            key: upload.key,
-            marker: Some(upload.marker),
-            done: false,
-        }))
+        // Over the memory bound but under a part: one PUT to a temporary key.
+        let key = self.inner.stage_key();
+        let (s3, k, payload) =
+            (Arc::clone(&self.inner.s3), key.clone(), std::mem::take(&mut self.buffer).freeze());
+        self.inner.wait(async move { s3.put(&k, payload).await })?;
+        Ok(ParkedObject::Staged(StagedObject { inner: Arc::clone(&self.inner), key, done: false }))
     }
 }
 
@@ -493,14 +512,29 @@ impl S3Stage {
 enum ParkedObject {
     Memory(PutPayload),
     Staged(StagedObject),
+    Pending(PendingUpload),
 }
 
-/// A blob under a temporary key (and the marker of the upload that wrote it). Dropped before it
-/// is placed, it is deleted in the background; what that misses, garbage collection finds.
+/// A multipart upload whose parts are all in the store, not yet completed. Dropped before it
+/// completes, it is aborted in the background; what that misses, GC finds through its marker.
+struct PendingUpload {
+    inner: Arc<Inner>,
+    upload: Option<Upload>,
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            abort(&self.inner, &upload);
+        }
+    }
+}
+
+/// A blob under a temporary key. Dropped before it is placed, it is deleted in the background;
+/// what that misses, garbage collection finds.
 struct StagedObject {
     inner: Arc<Inner>,
     key: Path,
-    marker: Option<Path>,
     done: bool,
 }
 
@@ -509,13 +543,10 @@ impl Drop for StagedObject {
         if self.done {
             return;
         }
-        let (s3, key, marker) = (Arc::clone(&self.inner.s3), self.key.clone(), self.marker.take());
+        let (s3, key) = (Arc::clone(&self.inner.s3), self.key.clone());
         if let Ok(runtime) = self.inner.runtime() {
             runtime.spawn(async move {
                 let _ = s3.delete(&key).await;
-                if let Some(marker) = marker {
-                    let _ = s3.delete(&marker).await;
-                }
             });
         }
     }
@@ -539,10 +570,16 @@ impl ParkedObject {
             Self::Staged(mut staged) => {
                 inner.s3.copy(&staged.key, &target).await?;
                 inner.s3.delete(&staged.key).await?;
-                if let Some(marker) = staged.marker.take() {
-                    inner.s3.delete(&marker).await?;
-                }
                 staged.done = true;
+            }
+            Self::Pending(mut pending) => {
+                let Some(upload) = pending.upload.take() else { return Ok(!held) };
+                let parts = upload.parts.clone();
+                if let Err(e) = inner.s3.complete_multipart(&upload.key, &upload.id, parts).await {
+                    pending.upload = Some(upload);
+                    return Err(e);
+                }
+                inner.s3.delete(&upload.marker).await?;
             }
         }
         Ok(!held)

@@ -372,6 +372,10 @@ fn two_mirror_front_ends_over_one_bucket_serve_the_same_bytes_and_only_the_colle
     let (status, body) = gc(&front_b, &admin_b, 0);
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("collector = true"));
+    // Nor may it purge: it could be behind a front end that still serves the release.
+    let purge = br#"{"kind":null,"name":"s0","version":"1.0"}"#;
+    let (status, body) = http_request("POST", &front_b.url, "/v1/admin/purge", Some(&admin_b), purge);
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
     let (status, body) = gc(&front_a, &admin_a, 3600);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let kept: serde_json::Value = serde_json::from_slice(&body).unwrap();
