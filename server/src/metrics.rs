@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use airlock_proto::api::{GcReport, Route};
+use airlock_proto::api::GcReport;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -233,22 +233,4 @@ fn method_label(method: &http::Method) -> &'static str {
         http::Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
-}
-
-/// The route label of a request path: the native API's route names, and one name each for the
-/// Python index, the Comfy Registry API, the tlog tiles and `/metrics`.
-pub fn route_label(path: &str, comfy_at_root: bool) -> &'static str {
-    if path == "/metrics" {
-        return "metrics";
-    }
-    if path == "/checkpoint" || path.starts_with("/tile/") {
-        return "tiles";
-    }
-    if crate::simple::SimplePath::parse(path).is_some() {
-        return "simple";
-    }
-    if crate::comfy::ComfyPath::parse(path, comfy_at_root).is_some() {
-        return "comfy";
-    }
-    Route::parse(path).map_or("unknown", |route| route.name())
 }

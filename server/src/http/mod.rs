@@ -9,6 +9,7 @@ pub mod log;
 pub mod mirror;
 pub mod releases;
 pub mod simple;
+pub mod target;
 pub mod tiles;
 
 use std::convert::Infallible;
@@ -24,6 +25,7 @@ use crate::config::ReadAccess;
 use crate::error::ApiError;
 use airlock_proto::api::query::Query;
 use body::Body;
+use target::Target;
 
 /// Handles one request; never fails (errors become responses).
 /// Each request gets an id, answered in the `X-Request-Id` header and, with JSON logs or the
@@ -31,9 +33,13 @@ use body::Body;
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     use tracing::Instrument;
     let started = std::time::Instant::now();
-    let route = crate::metrics::route_label(request.uri().path(), app.config.comfy_at_root);
-    let method = request.method().clone();
-    let path = app.config.access_log.then(|| request.uri().path().to_owned());
+    let (parts, request_body) = request.into_parts();
+    let path = parts.uri.path();
+    let target = (path.len() <= airlock_proto::api::routes::MAX_PATH_LEN)
+        .then(|| Target::parse(path, app.config.comfy_at_root));
+    let route = target.as_ref().map_or("unknown", Target::label);
+    let method = parts.method.clone();
+    let path = app.config.access_log.then(|| path.to_owned());
     let id = crate::logging::request_id();
     // A span costs more than the rest of a small blob GET's bookkeeping: only where the id is
     // logged (JSON logs, the access log).
@@ -42,7 +48,7 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Respons
     } else {
         tracing::Span::none()
     };
-    let mut response = match dispatch(&app, request).instrument(span.clone()).await {
+    let mut response = match dispatch(&app, &parts, target, request_body).instrument(span.clone()).await {
         Ok(response) => response,
         Err(error) => span.in_scope(|| body::error_response(&error)),
     };
@@ -63,23 +69,27 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Respons
 /// The answer header that carries the request's id.
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let (parts, request_body) = request.into_parts();
+async fn dispatch(
+    app: &Arc<App>,
+    parts: &http::request::Parts,
+    target: Option<Target<'_>>,
+    request_body: Incoming,
+) -> Result<Response<Body>, ApiError> {
     let path = parts.uri.path();
-    if path.len() > airlock_proto::api::routes::MAX_PATH_LEN {
+    let Some(target) = target else {
         return Err(ApiError::BadRequest("request path is too long".to_owned()));
-    }
+    };
     // Who is asking, looked up once per request. Credentials that are sent must be valid, on
     // every route (a 401 otherwise).
     let caller = auth::caller(&app.store, &parts.headers);
     let is_write = matches!(parts.method, Method::PUT | Method::POST | Method::DELETE | Method::PATCH);
     if !is_write {
-        return route(app, &parts, caller?, request_body).await;
+        return route(app, parts, target, caller?, request_body).await;
     }
     let who = auth::who(&caller);
     let what = format!("{} {path}", parts.method);
     let outcome = match caller {
-        Ok(caller) => route(app, &parts, caller, request_body).await,
+        Ok(caller) => route(app, parts, target, caller, request_body).await,
         Err(e) => Err(e),
     };
     crate::audit::record(&who, &what, &outcome);
@@ -89,6 +99,7 @@ async fn dispatch(app: &Arc<App>, request: Request<Incoming>) -> Result<Response
 async fn route(
     app: &Arc<App>,
     parts: &http::request::Parts,
+    target: Target<'_>,
     caller: auth::Caller,
     request_body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
@@ -103,42 +114,46 @@ async fn route(
         Ok(())
     };
     let is_get = *method == Method::GET || *method == Method::HEAD;
-    if path == "/metrics" {
-        if !is_get {
-            return Err(ApiError::MethodNotAllowed);
-        }
-        read()?;
-        return metrics(app).await;
-    }
-    // The tlog-tiles paths, defined by that specification rather than by airlock's own API.
-    if path == "/checkpoint" || path.starts_with("/tile/") {
-        if !is_get {
-            return Err(ApiError::MethodNotAllowed);
-        }
-        read()?;
-        return match path.strip_prefix("/tile/") {
-            Some(rest) => tiles::get(app, rest),
-            None => log::checkpoint(app).await,
-        };
-    }
-    // The Python index, whose paths PEP 503 and 691 define.
-    if let Some(index_path) = crate::simple::SimplePath::parse(path) {
-        if !is_get {
-            return Err(ApiError::MethodNotAllowed);
-        }
-        if !matches!(index_path, crate::simple::SimplePath::File { .. }) {
+    let route = match target {
+        Target::Metrics => {
+            if !is_get {
+                return Err(ApiError::MethodNotAllowed);
+            }
             read()?;
+            return metrics(app).await;
         }
-        return simple::serve(app, method, headers, caller, index_path, parts.uri.query()).await;
-    }
-    // The Comfy Registry API and ComfyUI-Manager's channel files, whose paths those clients fix.
-    if let Some(comfy_path) = crate::comfy::ComfyPath::parse(path, app.config.comfy_at_root) {
-        if is_get {
+        // The tlog-tiles paths, defined by that specification rather than by airlock's own API.
+        Target::Tiles(tile) => {
+            if !is_get {
+                return Err(ApiError::MethodNotAllowed);
+            }
             read()?;
+            return match tile {
+                Some(rest) => tiles::get(app, rest),
+                None => log::checkpoint(app).await,
+            };
         }
-        return comfy::serve(app, method, headers, comfy_path, path, parts.uri.query());
-    }
-    let route = Route::parse(path).ok_or_else(|| ApiError::NotFound(format!("no such endpoint: {path}")))?;
+        // The Python index, whose paths PEP 503 and 691 define.
+        Target::Simple(index_path) => {
+            if !is_get {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            if !matches!(index_path, crate::simple::SimplePath::File { .. }) {
+                read()?;
+            }
+            return simple::serve(app, method, headers, caller, index_path, parts.uri.query()).await;
+        }
+        // The Comfy Registry API and ComfyUI-Manager's channel files, whose paths those clients
+        // fix.
+        Target::Comfy(comfy_path) => {
+            if is_get {
+                read()?;
+            }
+            return comfy::serve(app, method, headers, comfy_path, path, parts.uri.query());
+        }
+        Target::Unknown => return Err(ApiError::NotFound(format!("no such endpoint: {path}"))),
+        Target::Native(route) => route,
+    };
     let query = Query::parse(parts.uri.query())?;
     match route {
         Route::Health if is_get => Ok(health(app)),
