@@ -49,9 +49,14 @@ ENV
   ;;
 stop)
   if [ -f "$dir/pid" ]; then
-    kill "$(cat "$dir/pid")" 2>/dev/null || true
-    sleep 0.5
-    pkill -f -- "-dir=$dir/data" 2>/dev/null || true
+    pid="$(cat "$dir/pid")"
+    # SIGTERM, up to 5 s to drain, then SIGKILL (a drain can hang).
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
   fi
   rm -rf "$dir"
   ;;
