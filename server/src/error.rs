@@ -129,6 +129,13 @@ impl From<airlock_proto::api::query::RequestError> for ApiError {
 }
 
 /// An I/O error: a full disk is named as such; anything else stays internal.
+/// A blocking task that panicked or was cancelled.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::StorageFull {

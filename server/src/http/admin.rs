@@ -85,8 +85,7 @@ pub async fn checkpoint(
         crate::registry::Registry::Primary(primary) => primary.checkpoint_valid_for(wanted.valid_for),
         crate::registry::Registry::Mirror(_) => unreachable!("checked above"),
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))??;
+    .await??;
     tracing::info!(target: crate::audit::TARGET, valid_for = wanted.valid_for, "long-lived checkpoint signed");
     Ok(body::note(note))
 }
@@ -131,8 +130,7 @@ pub async fn gc(app: &Arc<App>, caller: &Caller, mut request: Incoming) -> Resul
         let carry = collector.registry.mirror().map(|mirror| mirror.carry()).filter(|c| !c.is_everything());
         crate::gc::collect(&collector.store, Some(&collector.registry), carry.as_deref(), options)
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))??;
+    .await??;
     app.metrics.collected(&report);
     Ok(body::json(StatusCode::OK, &report))
 }
@@ -148,8 +146,7 @@ pub async fn purge(
     let purger = Arc::clone(app);
     let report =
         tokio::task::spawn_blocking(move || crate::purge::purge(&purger.store, &purger.registry, &wanted))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))??;
+            .await??;
     Ok(body::json(StatusCode::OK, &report))
 }
 

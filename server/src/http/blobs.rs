@@ -61,9 +61,7 @@ pub async fn get(
     if let (Some(valid_for), true, true) = (app.config.blob_redirect, method == Method::GET, logged) {
         // The client fetches the bytes from the store itself (and checks them, as always).
         let (store, wanted) = (Arc::clone(&app.store), digest);
-        let signed = tokio::task::spawn_blocking(move || store.presign_blob(&wanted, valid_for))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))??;
+        let signed = tokio::task::spawn_blocking(move || store.presign_blob(&wanted, valid_for)).await??;
         if let Some(location) = signed {
             // A fresh answer: the signed URL expires, so nothing may keep it (not the blob's
             // year-long caching).
@@ -101,8 +99,7 @@ pub async fn get(
                 body::blob_stream(store.open_blob(&digest, start, len)?, len)
             })
         })
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??
+        .await??
     } else if len <= INLINE_MAX {
         body::full(app.store.read_blob(&digest, start, len)?)
     } else {
@@ -172,7 +169,7 @@ pub async fn put(
         }
     }
     drop(tx);
-    let stored = writer_task.await.map_err(|e| ApiError::Internal(e.into()))??;
+    let stored = writer_task.await??;
     tracing::info!(digest = %stored.digest, size = stored.size, "blob stored");
     Ok(stored_response(
         StatusCode::CREATED,

@@ -20,9 +20,7 @@ use airlock_proto::api::query::Query;
 pub async fn checkpoint(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
     let (bytes, extension) = if app.registry.primary().is_some() {
         let worker = Arc::clone(app);
-        tokio::task::spawn_blocking(move || worker.registry.checkpoint())
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))??
+        tokio::task::spawn_blocking(move || worker.registry.checkpoint()).await??
     } else {
         app.registry.checkpoint()?
     };
@@ -112,8 +110,7 @@ pub async fn submit(
         Some(primary) => primary.submit(leaf).map_err(ApiError::from),
         None => Err(ApiError::Forbidden("this server is a mirror".to_owned())),
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))??;
+    .await??;
     let proof = inclusion_proof(&app.store, appended.index, appended.size)?;
     let status = if appended.existing { StatusCode::OK } else { StatusCode::CREATED };
     if !appended.existing {

@@ -212,9 +212,7 @@ fn scan_policy(app: &App) -> Result<Response<Body>, ApiError> {
 /// the log.
 async fn metrics(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
     let reader = Arc::clone(app);
-    let text = tokio::task::spawn_blocking(move || reader.metrics.render(&reader))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??;
+    let text = tokio::task::spawn_blocking(move || reader.metrics.render(&reader)).await??;
     let mut response = Response::new(body::full(text));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -1,5 +1,5 @@
 //! Blobs the backend holds that this store has no record of, checked in place: on a bucket
-//! shared by several front ends, another one stored them. A sync takes such a blob without
+//! shared by several front ends (and only there), another one stored them. A sync takes such a blob without
 //! fetching or storing it again, once its bytes, read whole from the backend, have the size,
 //! BLAKE3 and SHA-256 the log gives (the same checks as the ingest path); the batch commit then
 //! only records it.
@@ -9,6 +9,7 @@ use std::io::Read;
 use airlock_proto::{Digest, Sha256};
 use sha2::Digest as _;
 
+use super::blob_store::Sharing;
 use super::{Checked, Parked, Store, StoredBlob};
 
 /// The oldest object a sync takes in place; the grace period of a shared bucket's collector
@@ -20,16 +21,17 @@ impl Store {
     /// holds none of that size or they do not match (then the blob is fetched as usual, and its
     /// commit writes the good bytes over the bad). Blocking: it reads the whole blob.
     pub fn adopt(&self, digest: Digest, size: u64, sha256: Sha256) -> anyhow::Result<Option<Checked>> {
-        if self.blobs.stat(&digest)? != Some(size) {
+        // Only another front end of a shared bucket stores blobs this store has not recorded:
+        // elsewhere a sync pays no look at the backend for each blob it fetches.
+        if self.sharing == Sharing::Own {
             return Ok(None);
         }
-        // An object no one has recorded for long may be about to go (a shared bucket's collector
-        // removes such objects after its grace period): it is fetched and written again
-        // instead, which makes it young.
-        if let Some(written) = self.blobs.modified(&digest)? {
-            if self.now().saturating_sub(written) > ADOPT_MAX_AGE_SECS {
-                return Ok(None);
-            }
+        // An object no one has recorded for long may be about to go (the collector removes such
+        // objects after its grace period): it is fetched and written again instead, which makes
+        // it young.
+        match self.blobs.written(&digest)? {
+            Some((held, at)) if held == size && self.now().saturating_sub(at) <= ADOPT_MAX_AGE_SECS => {}
+            _ => return Ok(None),
         }
         let found = hash_reader(self.blobs.open(&digest, 0, size.saturating_add(1))?.into_reader())?;
         if found != (size, digest, sha256) {

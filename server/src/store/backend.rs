@@ -26,9 +26,10 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// The stored size of a blob, or `None` when the backend does not hold it.
     fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
 
-    /// When a blob was written (Unix seconds), or `None` when the backend does not hold it or
-    /// cannot tell. Only a shared bucket's garbage collection asks.
-    fn modified(&self, digest: &Digest) -> io::Result<Option<u64>> {
+    /// A blob's size and when it was written (Unix seconds), in one look; `None` when the
+    /// backend does not hold it or cannot tell. Only a shared bucket's sync and garbage
+    /// collection ask.
+    fn written(&self, digest: &Digest) -> io::Result<Option<(u64, u64)>> {
         let _ = digest;
         Ok(None)
     }

@@ -109,15 +109,14 @@ impl Store {
                 Removable::Yes { bytes: record.size, reason: GcReason::Unreferenced }
             }
             Some(_) => Removable::InGrace,
+            // In a shared bucket, bytes this front end has no record of may be another's commit
+            // in progress: only those older than the grace period go.
+            None if self.sharing != Sharing::Own => match self.blobs.written(digest)? {
+                Some((bytes, at)) if at <= cutoff => Removable::Yes { bytes, reason: GcReason::Unrecorded },
+                Some(_) => Removable::InGrace,
+                None => Removable::Keep,
+            },
             None => match self.blobs.stat(digest)? {
-                // In a shared bucket, bytes this front end has no record of may be another's
-                // commit in progress: only those older than the grace period go.
-                Some(bytes) if self.sharing != Sharing::Own => match self.blobs.modified(digest)? {
-                    Some(written) if written <= cutoff => {
-                        Removable::Yes { bytes, reason: GcReason::Unrecorded }
-                    }
-                    _ => Removable::InGrace,
-                },
                 Some(bytes) => Removable::Yes { bytes, reason: GcReason::Unrecorded },
                 None => Removable::Keep,
             },

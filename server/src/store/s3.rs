@@ -219,10 +219,10 @@ impl BlobBackend for S3Backend {
         }
     }
 
-    fn modified(&self, digest: &Digest) -> io::Result<Option<u64>> {
+    fn written(&self, digest: &Digest) -> io::Result<Option<(u64, u64)>> {
         let (s3, key) = (Arc::clone(&self.inner.s3), self.inner.blob_key(digest));
         match self.inner.wait(async move { s3.head(&key).await }) {
-            Ok(meta) => Ok(u64::try_from(meta.last_modified.timestamp()).ok()),
+            Ok(meta) => Ok(u64::try_from(meta.last_modified.timestamp()).ok().map(|at| (meta.size, at))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

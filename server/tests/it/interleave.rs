@@ -18,7 +18,7 @@ use airlock_proto::{Checkpoint, Clock, Envelope, Statement};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::harness::{http_get, http_request, Server, World};
+use crate::harness::{http_get, http_request, spawn_airlockd, Server, World};
 
 /// The seeds the suite runs.
 const SUITE_SEEDS: [u64; 4] = [1, 7, 42, 1234];
@@ -27,19 +27,38 @@ const SUITE_SEEDS: [u64; 4] = [1, 7, 42, 1234];
 /// 300 s skew of the real one, and a run may take up to 12 minutes before anything expires.
 const VALIDITY: u64 = 480;
 
-struct Mirror {
+/// A server process that a step may kill and the next one restarts.
+pub(crate) struct Process {
     child: Option<Child>,
-    url: String,
+    data: &'static str,
     port: u16,
+    extra: Vec<String>,
 }
 
-impl Mirror {
-    fn start(world: &World, upstream: &str, port: u16) -> Self {
-        let child = crate::harness::spawn_airlockd(world, "site", port, &["--upstream", upstream], None);
-        Self { child: Some(child), url: format!("http://127.0.0.1:{port}"), port }
+impl Process {
+    pub(crate) fn start(world: &World, data: &'static str, extra: &[&str]) -> Self {
+        let mut process = Self {
+            child: None,
+            data,
+            port: crate::crash::free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        process.restart(world);
+        process
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn restart(&mut self, world: &World) {
+        if self.child.is_none() {
+            let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+            self.child = Some(spawn_airlockd(world, self.data, self.port, &extra, None));
+        }
+    }
+
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -47,7 +66,7 @@ impl Mirror {
     }
 }
 
-impl Drop for Mirror {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
@@ -110,7 +129,7 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
     let admin =
         airlock_server::cli::token_create(&world.path("site"), airlock_server::auth::Scope::Admin, "ops")
             .unwrap();
-    let mut mirror = Mirror::start(&world, &upstream, crate::crash::free_port());
+    let mut mirror = Process::start(&world, "site", &["--upstream", &upstream]);
     let mut refreshes = 0;
     let mut bundles = 2;
     for _ in 0..steps {
@@ -120,8 +139,7 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
         for action in actions {
             match action {
                 0 | 1 => {
-                    let (url, admin, tally) =
-                        (mirror.url.clone(), admin.clone(), std::sync::Arc::clone(tally));
+                    let (url, admin, tally) = (mirror.url(), admin.clone(), std::sync::Arc::clone(tally));
                     threads.push(std::thread::spawn(move || {
                         let status = http_request("POST", &url, "/v1/mirror/sync", Some(&admin), b"").0;
                         let mut tally = tally.lock().unwrap();
@@ -135,8 +153,7 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
                 2 | 3 => {
                     let bundle =
                         std::fs::read(world.path(&format!("b{}.tar", rng.gen_range(0..bundles)))).unwrap();
-                    let (url, admin, tally) =
-                        (mirror.url.clone(), admin.clone(), std::sync::Arc::clone(tally));
+                    let (url, admin, tally) = (mirror.url(), admin.clone(), std::sync::Arc::clone(tally));
                     threads.push(std::thread::spawn(move || {
                         let status = http_request("POST", &url, "/v1/mirror/import", Some(&admin), &bundle).0;
                         let mut tally = tally.lock().unwrap();
@@ -158,7 +175,7 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
                 6 | 7 => {
                     // Garbage collection with no grace period, on the mirror or the upstream.
                     let (url, token) = if action == 6 {
-                        (mirror.url.clone(), admin.clone())
+                        (mirror.url(), admin.clone())
                     } else {
                         (upstream.clone(), upstream_admin.clone())
                     };
@@ -187,15 +204,13 @@ fn run(seed: u64, steps: usize, tally: &std::sync::Arc<std::sync::Mutex<Tally>>)
         for thread in threads {
             thread.join().unwrap();
         }
-        if mirror.child.is_none() {
-            mirror = Mirror::start(&world, &upstream, mirror.port);
-        }
+        mirror.restart(&world);
     }
     mirror.kill();
     check(&world, "site", seed);
     let logged = check_collected(&world, "site", seed);
-    let mirror = Mirror::start(&world, &upstream, mirror.port);
-    assert_eq!(check_served(&mirror.url, &world.path("root.cbor"), seed).len(), logged, "seed {seed}");
+    mirror.restart(&world);
+    assert_eq!(check_served(&mirror.url(), &world.path("root.cbor"), seed).len(), logged, "seed {seed}");
     check_served(&upstream, &world.path("root.cbor"), seed);
 }
 

@@ -9,7 +9,6 @@
 //!
 //! The suite runs a fixed list of seeds; `AIRLOCK_INTERLEAVE_SEEDS=N` runs seeds 0..N.
 
-use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,55 +17,10 @@ use airlock_proto::Digest;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::harness::{http_request, spawn_airlockd, World};
-use crate::interleave::{check, check_collected, check_served};
+use crate::harness::{http_request, World};
+use crate::interleave::{check, check_collected, check_served, Process};
 
 const SUITE_SEEDS: [u64; 3] = [3, 11, 99];
-
-/// A server process that a step may kill and the next one restarts.
-struct Process {
-    child: Option<Child>,
-    data: &'static str,
-    port: u16,
-    extra: Vec<String>,
-}
-
-impl Process {
-    fn start(world: &World, data: &'static str, extra: &[&str]) -> Self {
-        let mut process = Self {
-            child: None,
-            data,
-            port: crate::crash::free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        process.restart(world);
-        process
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self, world: &World) {
-        if self.child.is_none() {
-            let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-            self.child = Some(spawn_airlockd(world, self.data, self.port, &extra, None));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// What the runs did, so that the test can tell every kind of change really happened.
 #[derive(Debug, Default)]
