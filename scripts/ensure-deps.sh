@@ -5,7 +5,10 @@
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+# bindgen loads `libclang.so` or `libclang-N.so`, which only the -dev package links (libclang1's
+# `libclang.so.1` alone is not found).
+ls /usr/lib/llvm-*/lib/libclang.so /usr/lib/llvm-*/lib/libclang-*.so /usr/lib/x86_64-linux-gnu/libclang.so \
+  /usr/lib/x86_64-linux-gnu/libclang-*.so 2>/dev/null | grep -q . || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then

@@ -11,8 +11,14 @@
 //!   request; per-run MB/s (1 MB = 10^6 bytes), the median of each, and the ratio airlockd/nginx.
 //!   Before the timed runs each server serves the file once untimed, and that copy is
 //!   BLAKE3-verified, so the timed runs read warm page cache on both sides;
+//! - **download with `--zero-copy`**: airlockd restarted on the same data with `--zero-copy`
+//!   (sendfile from the blob file to the socket), RUNS times, against the same nginx median;
+//! - **download over TLS**: the same, with airlockd restarted on the same data with
+//!   `--tls-cert`/`--tls-key` and nginx serving the file over TLS 1.3, both with one self-signed
+//!   certificate; the client (rustls) offers only `TLS13_AES_128_GCM_SHA256`, so both servers run
+//!   the same certificate, key exchange and cipher;
 //! - **memory**: airlockd's peak resident set (`VmHWM` in `/proc/<pid>/status`) after all of the
-//!   above, against a 100 MiB budget.
+//!   plain-HTTP transfers, against a 100 MiB budget.
 //!
 //! airlockd runs as a subprocess (the `airlockd` binary of this package) in a fresh temporary
 //! world: a data directory made by `airlockd init`, a root signed in-process (fresh root and
@@ -42,6 +48,7 @@
 #[allow(dead_code)]
 mod common;
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -55,7 +62,8 @@ use airlock_proto::{
 };
 use anyhow::{bail, ensure, Context};
 use common::download::{download, find_header_end, header_value, parse_status};
-use common::nginx::start_nginx;
+use common::nginx::start_nginx_tls;
+use common::tls::Certificate;
 use common::{
     connect, exit_with, mb_per_s, now, number_arg, positional_args, signed, Client, ServerProcess, World, MIB,
 };
@@ -112,7 +120,12 @@ fn run() -> anyhow::Result<()> {
     let upload = upload(airlockd.addr, &blob_path, &world.token, &file, size)?;
     publish_release(airlockd.addr, &world, &digest, &upload.sha256, size)?;
 
-    let nginx = start_nginx(tmp.path(), &www, 1, &format!("/{NGINX_FILE}"))?;
+    let cert = Certificate::create(tmp.path())?;
+    let nginx = start_nginx_tls(tmp.path(), &www, 1, &format!("/{NGINX_FILE}"), &cert.cert, &cert.key)?;
+    let (nginx, nginx_tls) = match nginx {
+        Some((server, tls)) => (Some(server), Some(tls)),
+        None => (None, None),
+    };
 
     let mut buf = vec![0u8; BUF_SIZE];
     eprintln!("warm-up downloads (BLAKE3-verified) ...");
@@ -137,6 +150,28 @@ fn run() -> anyhow::Result<()> {
         eprintln!("{line}");
     }
     let peak_rss_mib = airlockd.peak_rss_mib()?;
+    drop(airlockd);
+    // The same file by sendfile: airlockd restarted on the same data with --zero-copy.
+    let zero_copy =
+        ServerProcess::spawn_airlockd("airlockd-zero-copy", &world, &[OsStr::new("--zero-copy")])?;
+    let mut zero_copy_rates = Vec::new();
+    {
+        let mut zero_copy = zero_copy;
+        zero_copy.wait_ready("/healthz")?;
+        download(zero_copy.addr, &blob_path, size, &mut buf, Some(&digest)).context("--zero-copy warm-up")?;
+        for run in 1..=args.runs {
+            let time = download(zero_copy.addr, &blob_path, size, &mut buf, None).context("--zero-copy")?;
+            zero_copy_rates.push(mb_per_s(size, time));
+            eprintln!("run {run}/{}: airlockd --zero-copy {:.0} MB/s", args.runs, mb_per_s(size, time));
+        }
+    }
+    // The same file over TLS: airlockd restarted on the same data with the certificate nginx has.
+    let tls = match nginx_tls {
+        Some(nginx_tls) => {
+            Some(tls_downloads(&world, &cert, nginx_tls, &blob_path, size, args.runs, &mut buf)?)
+        }
+        None => None,
+    };
 
     println!(
         "airlock transfer benchmark: {} MiB blob, {} run{}, loopback",
@@ -162,17 +197,73 @@ fn run() -> anyhow::Result<()> {
     );
     let airlockd_median = median(&airlockd_rates);
     println!("download airlockd: {}", rates_line(&airlockd_rates));
+    println!("download airlockd --zero-copy (sendfile): {}", rates_line(&zero_copy_rates));
     if nginx.is_some() {
         println!("download nginx:    {}", rates_line(&nginx_rates));
         println!("ratio airlockd/nginx (download): {:.2}", airlockd_median / median(&nginx_rates));
+        println!(
+            "ratio airlockd --zero-copy/nginx (download): {:.2}",
+            median(&zero_copy_rates) / median(&nginx_rates)
+        );
     } else {
         println!("download nginx:    skipped (nginx is not installed: `apt-get install nginx`)");
+    }
+    if let Some(tls) = &tls {
+        println!("download over TLS 1.3, {} (same certificate, one client):", tls.suite);
+        println!("  airlockd: {}", rates_line(&tls.airlockd));
+        println!("  nginx:    {}", rates_line(&tls.nginx));
+        println!(
+            "ratio airlockd/nginx (download over TLS): {:.2}",
+            median(&tls.airlockd) / median(&tls.nginx)
+        );
     }
     println!(
         "airlockd peak RSS: {peak_rss_mib:.1} MiB (limit {RSS_LIMIT_MIB:.0} MiB: {})",
         if peak_rss_mib < RSS_LIMIT_MIB { "ok" } else { "OVER" }
     );
     Ok(())
+}
+
+/// Download rates over TLS, and the suite both servers negotiated.
+struct TlsRates {
+    suite: String,
+    airlockd: Vec<f64>,
+    nginx: Vec<f64>,
+}
+
+/// Starts airlockd over TLS on `world` and downloads the blob from it and from nginx's TLS
+/// address `RUNS` times each, alternating (after one untimed download from each).
+fn tls_downloads(
+    world: &World,
+    cert: &Certificate,
+    nginx: SocketAddr,
+    blob_path: &str,
+    size: u64,
+    runs: usize,
+    buf: &mut [u8],
+) -> anyhow::Result<TlsRates> {
+    let args =
+        [OsStr::new("--tls-cert"), cert.cert.as_os_str(), OsStr::new("--tls-key"), cert.key.as_os_str()];
+    let airlockd = ServerProcess::spawn_airlockd("airlockd-tls", world, &args)?;
+    eprintln!("warm-up downloads over TLS ...");
+    cert.wait_ready(airlockd.addr, blob_path, size).context("airlockd over TLS")?;
+    let nginx_path = format!("/{NGINX_FILE}");
+    cert.wait_ready(nginx, &nginx_path, size).context("nginx over TLS")?;
+    let mut rates = TlsRates { suite: String::new(), airlockd: Vec::new(), nginx: Vec::new() };
+    for run in 1..=runs {
+        let (time, suite) = cert.download(airlockd.addr, blob_path, size, buf)?;
+        rates.airlockd.push(mb_per_s(size, time));
+        let (nginx_time, nginx_suite) = cert.download(nginx, &nginx_path, size, buf)?;
+        ensure!(suite == nginx_suite, "the servers negotiated {suite} and {nginx_suite}");
+        rates.nginx.push(mb_per_s(size, nginx_time));
+        rates.suite = suite;
+        eprintln!(
+            "TLS run {run}/{runs}: airlockd {:.0} MB/s, nginx {:.0} MB/s",
+            mb_per_s(size, time),
+            mb_per_s(size, nginx_time)
+        );
+    }
+    Ok(rates)
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -251,6 +251,11 @@ struct ServeArgs {
     /// bytes as always).
     #[arg(long, value_name = "DURATION", value_parser = airlock_proto::clock::parse_duration)]
     blob_redirect: Option<u64>,
+    /// Send blob bodies over 64 KiB on plain HTTP/1 from file to socket with sendfile, without a
+    /// copy through airlockd (filesystem blobs only). Faster where the kernel's sendfile is: the
+    /// transfer benchmark shows which (docs/operations.md "Benchmarks").
+    #[arg(long)]
+    zero_copy: bool,
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -812,6 +817,7 @@ fn serve(args: ServeArgs, log_format: crate::logging::LogFormat) -> anyhow::Resu
         carried
     };
     config.config_file = args.config.as_deref().map(std::path::absolute).transpose()?;
+    config.zero_copy = args.zero_copy || file.zero_copy.unwrap_or(false);
     config.blob_redirect =
         args.blob_redirect.or(file.blob_redirect_secs).filter(|&s| s > 0).map(Duration::from_secs);
     if let Some(valid_for) = config.blob_redirect {

@@ -170,6 +170,8 @@ pub struct Config {
     /// Answer blob GETs with a redirect to a URL of the object store signed for this long
     /// (`--blob-redirect`), when the blobs are in a bucket.
     pub blob_redirect: Option<Duration>,
+    /// Send large blob bodies on plain HTTP/1 by sendfile (`--zero-copy`, `crate::zero_copy`).
+    pub zero_copy: bool,
     /// The config file the server was started with: `airlockd reload` reads it again.
     pub config_file: Option<PathBuf>,
     /// The carry filter came from the command line, so a reload keeps it.
@@ -208,6 +210,7 @@ impl Config {
             scrub_interval: None,
             scrub_rate_mib_per_s: None,
             blob_redirect: None,
+            zero_copy: false,
             config_file: None,
             carry_from_flags: false,
         }
@@ -279,6 +282,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// Answer blob GETs with a redirect to the object store, signed for this many seconds.
     pub blob_redirect_secs: Option<u64>,
+    /// Send large blob bodies on plain HTTP/1 by sendfile.
+    pub zero_copy: Option<bool>,
 }
 
 impl FileConfig {

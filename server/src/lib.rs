@@ -33,6 +33,7 @@ pub mod store;
 pub mod traffic;
 pub mod verify_store;
 pub mod witness;
+pub mod zero_copy;
 
 pub use app::App;
 pub use config::{Config, ReadAccess};

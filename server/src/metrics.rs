@@ -106,6 +106,11 @@ impl Default for Metrics {
             traffic.received,
         );
         registry.register("sent_bytes", "Bytes written to client connections (before TLS)", traffic.sent);
+        registry.register(
+            "sent_zero_copy_bytes",
+            "Blob bytes sent from file to socket by sendfile, without a copy through airlockd (part of sent_bytes)",
+            traffic.sent_zero_copy,
+        );
         registry.register("open_connections", "Client connections open", traffic.open);
         registry.register("log_size", "Leaves in the log this server serves", metrics.log_size.clone());
         registry.register(

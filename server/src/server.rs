@@ -23,6 +23,7 @@ use crate::http;
 use crate::http::body::Body;
 use crate::mirror::follow::Follower;
 use crate::traffic::{Counted, Traffic};
+use crate::zero_copy::{Sends, ZeroCopyIo};
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,7 +130,10 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        // Body bytes are queued, not copied, on their way to the socket: zero-copy bodies
+        // (`zero_copy.rs`) depend on it.
+        .writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -166,17 +170,23 @@ where
         let builder = Arc::clone(&builder);
         let handler = handler.clone();
         let connection_ticket = Arc::clone(&ticket);
-        let hyper_service = service_fn(move |request| {
+        // The acceptor in force at this accept: a reload swaps it for later connections only.
+        let acceptor = tls.as_ref().map(SharedTls::current);
+        // Plain connections send blob files without copying them (`zero_copy.rs`).
+        let sends = acceptor.is_none().then(Sends::default);
+        let request_sends = sends.clone();
+        let hyper_service = service_fn(move |mut request: Request<Incoming>| {
             // Busy from the request head until the response body is sent or dropped.
             let guard = connection_ticket.request();
+            if let Some(sends) = &request_sends {
+                request.extensions_mut().insert(sends.clone());
+            }
             let response = handler(request);
             async move {
                 let response = response.await?;
                 Ok::<_, Infallible>(response.map(|body| crate::admission::Tracked::new(body, guard)))
             }
         });
-        // The acceptor in force at this accept: a reload swaps it for later connections only.
-        let acceptor = tls.as_ref().map(SharedTls::current);
         let watcher = graceful.watcher();
         let deadline = limits.header_read_timeout;
         let open = traffic.connection();
@@ -187,6 +197,7 @@ where
                 async move {
                     match acceptor {
                         None => {
+                            let stream = ZeroCopyIo::new(stream, sends.unwrap_or_default());
                             let connection =
                                 builder.serve_connection(TokioIo::new(stream), hyper_service).into_owned();
                             watcher.watch(connection).await.map_err(|e| e.to_string())

@@ -14,6 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Traffic {
     pub received: Counter,
     pub sent: Counter,
+    /// The part of `sent` that went from a file to the socket by `sendfile` (`zero_copy.rs`).
+    pub sent_zero_copy: Counter,
     pub open: Gauge,
 }
 
@@ -45,6 +47,16 @@ pub struct Counted<S> {
 impl<S> Counted<S> {
     pub fn new(inner: S, traffic: Traffic) -> Self {
         Self { inner, traffic }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Counts bytes written to the socket beside `AsyncWrite`, by `sendfile`.
+    pub fn count_sent_zero_copy(&self, n: u64) {
+        self.traffic.sent.inc_by(n);
+        self.traffic.sent_zero_copy.inc_by(n);
     }
 }
 

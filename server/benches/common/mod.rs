@@ -5,6 +5,7 @@
 //! dropped, and the release `airlock` CLI.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +23,7 @@ use anyhow::{bail, ensure, Context};
 pub mod download;
 pub mod generate;
 pub mod nginx;
+pub mod tls;
 
 pub const KIB: usize = 1 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -400,14 +402,19 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// `airlockd serve` of `world` (called `name` in messages), once it answers `/healthz`.
     pub fn start_airlockd(name: &'static str, world: &World) -> anyhow::Result<Self> {
-        let addr = free_addr()?;
-        let log = world.dir.join("airlockd.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_airlockd"));
-        command.arg("serve").arg("--data").arg(&world.data).arg("--listen").arg(addr.to_string());
-        command.arg("--root").arg(&world.root_file);
-        let mut server = Self::spawn(name, command, addr, log)?;
+        let mut server = Self::spawn_airlockd(name, world, &[])?;
         server.wait_ready("/healthz")?;
         Ok(server)
+    }
+
+    /// `airlockd serve` of `world` with `extra` arguments, not yet waited for.
+    pub fn spawn_airlockd(name: &'static str, world: &World, extra: &[&OsStr]) -> anyhow::Result<Self> {
+        let addr = free_addr()?;
+        let log = world.dir.join(format!("{name}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_airlockd"));
+        command.arg("serve").arg("--data").arg(&world.data).arg("--listen").arg(addr.to_string());
+        command.arg("--root").arg(&world.root_file).args(extra);
+        Self::spawn(name, command, addr, log)
     }
 
     /// Spawns `command` (listening on `addr`) with its stderr going to `log`.

@@ -1,5 +1,6 @@
 //! nginx serving a directory on loopback, for the side-by-side benchmarks (`transfer`, `serve`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -15,6 +16,32 @@ pub fn start_nginx(
     workers: usize,
     ready_path: &str,
 ) -> anyhow::Result<Option<ServerProcess>> {
+    Ok(start(tmp, www, workers, ready_path, None)?.map(|(server, _)| server))
+}
+
+/// The same, also serving `www` over TLS 1.3 with `cert` and `key` (PEM files) on a second
+/// address, which is returned beside the server (whose `addr` stays the plain one).
+pub fn start_nginx_tls(
+    tmp: &Path,
+    www: &Path,
+    workers: usize,
+    ready_path: &str,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<Option<(ServerProcess, SocketAddr)>> {
+    let Some((server, tls)) = start(tmp, www, workers, ready_path, Some((cert, key)))? else {
+        return Ok(None);
+    };
+    Ok(tls.map(|addr| (server, addr)))
+}
+
+fn start(
+    tmp: &Path,
+    www: &Path,
+    workers: usize,
+    ready_path: &str,
+    tls: Option<(&Path, &Path)>,
+) -> anyhow::Result<Option<(ServerProcess, Option<SocketAddr>)>> {
     let Some(nginx) = find_nginx() else {
         eprintln!("nginx is not installed: skipping the nginx comparison (`apt-get install nginx`)");
         return Ok(None);
@@ -26,6 +53,23 @@ pub fn start_nginx(
     // Workers of a root master switch to `nobody` by default, who cannot read our 0700
     // temp dir; when we are root, keep them root.
     let user = if is_root(tmp)? { "user root;\n" } else { "" };
+    let tls_addr = tls.map(|_| free_addr()).transpose()?;
+    let tls_server = match (tls, tls_addr) {
+        (Some((cert, key)), Some(tls_addr)) => format!(
+            "server {{
+    listen {tls_addr} ssl;
+    ssl_protocols TLSv1.3;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    root {root};
+}}
+",
+            cert = cert.display(),
+            key = key.display(),
+            root = www.display(),
+        ),
+        _ => String::new(),
+    };
     let config = format!(
         "{user}daemon off;
 worker_processes {workers};
@@ -48,7 +92,7 @@ server {{
     listen {addr};
     root {root};
 }}
-}}
+{tls_server}}}
 ",
         pid = p("nginx.pid"),
         lock = p("nginx.lock"),
@@ -77,7 +121,7 @@ server {{
         .context("start nginx")?;
     let mut server = ServerProcess { name: "nginx", child, addr, log };
     server.wait_ready(ready_path)?;
-    Ok(Some(server))
+    Ok(Some((server, tls_addr)))
 }
 
 /// `nginx` from PATH, or from the sbin directories a non-root PATH often lacks.

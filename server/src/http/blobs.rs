@@ -13,7 +13,8 @@ use crate::auth::{Caller, Scope};
 use crate::config::ReadAccess;
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
-use crate::store::{BlobLookup, Expected};
+use crate::store::{BlobLookup, BlobRead, Expected};
+use crate::zero_copy::Sends;
 
 /// Parses the hex path segment of a blob URL.
 pub fn parse_digest(hex: &str) -> Result<Digest, ApiError> {
@@ -27,6 +28,7 @@ pub async fn get(
     headers: &HeaderMap,
     caller: &Caller,
     digest: Digest,
+    sends: Option<&Sends>,
 ) -> Result<Response<Body>, ApiError> {
     let scope = match app.config.read_access {
         ReadAccess::TokenRequired => Some(caller.require(Scope::Read)?),
@@ -103,7 +105,11 @@ pub async fn get(
     } else if len <= INLINE_MAX {
         body::full(app.store.read_blob(&digest, start, len)?)
     } else {
-        body::blob_stream(app.store.open_blob(&digest, start, len)?, len)
+        match (app.store.open_blob(&digest, start, len)?, sends) {
+            // From the file to the socket without a copy through this process.
+            (BlobRead::File { file, len }, Some(sends)) => crate::zero_copy::body(file, len, sends)?,
+            (blob, _) => body::blob_stream(blob, len),
+        }
     };
     builder.body(body).map_err(|e| ApiError::Internal(e.into()))
 }

@@ -141,7 +141,16 @@ async fn route(
             if !matches!(index_path, crate::simple::SimplePath::File { .. }) {
                 read()?;
             }
-            return simple::serve(app, method, headers, caller, index_path, parts.uri.query()).await;
+            return simple::serve(
+                app,
+                method,
+                headers,
+                caller,
+                index_path,
+                parts.uri.query(),
+                zero_copy(app, parts),
+            )
+            .await;
         }
         // The Comfy Registry API and ComfyUI-Manager's channel files, whose paths those clients
         // fix.
@@ -158,7 +167,7 @@ async fn route(
     match route {
         Route::Health if is_get => Ok(health(app)),
         Route::Blob(hex) if is_get => {
-            blobs::get(app, method, headers, caller, blobs::parse_digest(hex)?).await
+            blobs::get(app, method, headers, caller, blobs::parse_digest(hex)?, zero_copy(app, parts)).await
         }
         Route::Blob(hex) if *method == Method::PUT => {
             blobs::put(app, headers, caller, blobs::parse_digest(hex)?, request_body).await
@@ -196,6 +205,15 @@ async fn route(
         Route::ScanPolicy if is_get => read().and_then(|()| scan_policy(app)),
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// The connection's zero-copy queue, where a blob body may use it: with `--zero-copy`, on plain
+/// HTTP/1 (h2 copies every byte into its frames).
+fn zero_copy<'a>(app: &App, parts: &'a http::request::Parts) -> Option<&'a crate::zero_copy::Sends> {
+    if !app.config.zero_copy || parts.version > http::Version::HTTP_11 {
+        return None;
+    }
+    parts.extensions.get::<crate::zero_copy::Sends>()
 }
 
 /// `GET /v1/scan/policy`: a primary's scan policy (a mirror takes no publishes).

@@ -14,6 +14,7 @@ use crate::http::blobs;
 use crate::http::body::{self, Body};
 use crate::simple::pages::{self, FileRefusal};
 use crate::simple::{negotiate, Format, SimplePath};
+use crate::zero_copy::Sends;
 
 /// How long pip and uv may cache an index page: briefly, so a yank or revocation reaches them
 /// within a minute.
@@ -29,9 +30,10 @@ pub async fn serve(
     caller: &Caller,
     path: SimplePath<'_>,
     query: Option<&str>,
+    sends: Option<&Sends>,
 ) -> Result<Response<Body>, ApiError> {
     match path {
-        SimplePath::File { hex, filename } => file(app, method, headers, caller, hex, filename).await,
+        SimplePath::File { hex, filename } => file(app, method, headers, caller, hex, filename, sends).await,
         SimplePath::Index { channel } => {
             let channel = parse_channel(channel)?;
             let format = choose(headers, query)?;
@@ -129,6 +131,7 @@ async fn file(
     caller: &Caller,
     hex: &str,
     filename: &str,
+    sends: Option<&Sends>,
 ) -> Result<Response<Body>, ApiError> {
     // Read access first: without it, an outsider could probe which files the site holds.
     if app.config.read_access == crate::config::ReadAccess::TokenRequired {
@@ -148,7 +151,7 @@ async fn file(
             FileRefusal::Revoked(reason) => ApiError::Gone(format!("{filename} is revoked: {reason}")),
         },
     )?;
-    blobs::get(app, method, headers, caller, blob).await
+    blobs::get(app, method, headers, caller, blob, sends).await
 }
 
 /// Decodes a path segment's `%XX` escapes; `None` for a malformed escape, or one that yields

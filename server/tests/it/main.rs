@@ -38,3 +38,4 @@ mod tiles;
 mod tokens;
 mod transport;
 mod witness;
+mod zero_copy;

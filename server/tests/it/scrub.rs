@@ -110,8 +110,15 @@ fn a_primary_reports_what_it_cannot_repair_and_a_scheduled_scrub_repairs_a_mirro
         assert!(Instant::now() < deadline, "the scheduled scrub did not repair the mirror");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (_, metrics) = http_get(&mirror.url, "/metrics");
-    assert!(String::from_utf8(metrics).unwrap().contains("airlock_scrub_repaired_blobs_total 3"));
+    // The scrub counts its repairs when it finishes, a moment after the last file is replaced.
+    loop {
+        let (_, metrics) = http_get(&mirror.url, "/metrics");
+        if String::from_utf8(metrics).unwrap().contains("airlock_scrub_repaired_blobs_total 3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the scheduled scrub did not count 3 repairs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // The primary has nowhere to repair from: the damage stays reported, the record stays.
     damage(&world, "data");
