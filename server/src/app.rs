@@ -21,6 +21,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// The TLS acceptor, when the server speaks TLS (`POST /v1/admin/reload` swaps it).
     pub tls: Option<crate::server::SharedTls>,
+    /// Small logged blobs held in memory for serving.
+    pub small_blobs: crate::http::small_blobs::SmallBlobs,
 }
 
 impl App {
@@ -35,7 +37,16 @@ impl App {
         let snapshots = crate::snapshot::Saver::new(registry.size());
         let metrics = crate::metrics::Metrics::default();
         let tls = config.tls.as_ref().map(crate::server::SharedTls::load).transpose()?;
-        Ok(Self { config, store, registry, follower, snapshots, metrics, tls })
+        Ok(Self {
+            config,
+            store,
+            registry,
+            follower,
+            snapshots,
+            metrics,
+            tls,
+            small_blobs: Default::default(),
+        })
     }
 }
 

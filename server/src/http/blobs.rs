@@ -13,6 +13,7 @@ use crate::auth::{Caller, Scope};
 use crate::config::ReadAccess;
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
+use crate::http::small_blobs;
 use crate::store::{BlobLookup, BlobRead, Expected};
 use crate::zero_copy::Sends;
 
@@ -47,19 +48,22 @@ pub async fn get(
         }
         BlobLookup::Unlogged(_) | BlobLookup::Absent { .. } => return Err(not_found()),
     };
-    let etag = format!("\"{digest}\"");
-    let mut builder = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_TYPE, routes::OCTET_STREAM)
-        .header(routes::SHA256_HEADER, record.sha256.to_hex());
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(body::empty())
-            .map_err(|e| ApiError::Internal(e.into()));
+    // A small logged blob: answered from memory, read (and checked) once.
+    if logged && record.size <= small_blobs::MAX_BLOB && app.config.blob_redirect.is_none() {
+        let small = match app.small_blobs.get(&digest) {
+            Some(small) => small,
+            None => {
+                let bytes = read_whole(app, &digest, record.size).await?;
+                app.small_blobs.remember(&digest, bytes, &record.sha256.to_hex())?
+            }
+        };
+        let (etag, sha256) = (small.etag.clone(), small.sha256.clone());
+        return answer(method, headers, etag, sha256, record.size, |start, len| {
+            Ok(body::full(small.bytes.slice(start as usize..(start + len) as usize)))
+        });
     }
+    let etag = HeaderValue::from_str(&format!("\"{digest}\"")).map_err(|e| ApiError::Internal(e.into()))?;
+    let sha256 = HeaderValue::from_str(&record.sha256.to_hex()).map_err(|e| ApiError::Internal(e.into()))?;
     if let (Some(valid_for), true, true) = (app.config.blob_redirect, method == Method::GET, logged) {
         // The client fetches the bytes from the store itself (and checks them, as always).
         let (store, wanted) = (Arc::clone(&app.store), digest);
@@ -71,47 +75,91 @@ pub async fn get(
                 .status(StatusCode::TEMPORARY_REDIRECT)
                 .header(header::LOCATION, location)
                 .header(header::CACHE_CONTROL, "no-store")
-                .header(header::ETAG, &etag)
-                .header(routes::SHA256_HEADER, record.sha256.to_hex())
+                .header(header::ETAG, etag)
+                .header(routes::SHA256_HEADER, sha256)
                 .body(body::empty())
                 .map_err(|e| ApiError::Internal(e.into()));
         }
     }
-    let (start, len, status) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        None => (0, record.size, StatusCode::OK),
-        Some(value) => match airlock_proto::api::query::parse_range(value, record.size)? {
-            None => (0, record.size, StatusCode::OK),
-            Some((start, end)) => {
-                builder =
-                    builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{}", record.size));
-                (start, end - start + 1, StatusCode::PARTIAL_CONTENT)
+    let store = Arc::clone(&app.store);
+    if !store.blobs_are_remote() {
+        return answer(method, headers, etag, sha256, record.size, |start, len| {
+            if len <= INLINE_MAX {
+                return Ok(body::full(store.read_blob(&digest, start, len)?));
             }
-        },
-    };
-    builder = builder.status(status).header(header::CONTENT_LENGTH, len);
-    let body = if method == Method::HEAD {
-        body::empty()
-    } else if app.store.blobs_are_remote() {
-        // Opening an object waits for the store's answer: off the async workers.
-        let store = Arc::clone(&app.store);
-        tokio::task::spawn_blocking(move || -> std::io::Result<Body> {
+            Ok(match (store.open_blob(&digest, start, len)?, sends) {
+                // From the file to the socket without a copy through this process.
+                (BlobRead::File { file, len }, Some(sends)) => crate::zero_copy::body(file, len, sends)?,
+                (blob, _) => body::blob_stream(blob, len),
+            })
+        });
+    }
+    // Opening an object waits for the store's answer: off the async workers.
+    let (method, headers, size) = (method.clone(), headers.clone(), record.size);
+    tokio::task::spawn_blocking(move || {
+        answer(&method, &headers, etag, sha256, size, |start, len| {
             Ok(if len <= INLINE_MAX {
                 body::full(store.read_blob(&digest, start, len)?)
             } else {
                 body::blob_stream(store.open_blob(&digest, start, len)?, len)
             })
         })
-        .await??
-    } else if len <= INLINE_MAX {
-        body::full(app.store.read_blob(&digest, start, len)?)
-    } else {
-        match (app.store.open_blob(&digest, start, len)?, sends) {
-            // From the file to the socket without a copy through this process.
-            (BlobRead::File { file, len }, Some(sends)) => crate::zero_copy::body(file, len, sends)?,
-            (blob, _) => body::blob_stream(blob, len),
+    })
+    .await?
+}
+
+/// The whole of a small blob, read into memory (off the async workers from an object store).
+async fn read_whole(app: &App, digest: &Digest, size: u64) -> Result<Bytes, ApiError> {
+    if !app.store.blobs_are_remote() {
+        return Ok(app.store.read_blob(digest, 0, size)?);
+    }
+    let (store, digest) = (Arc::clone(&app.store), *digest);
+    Ok(tokio::task::spawn_blocking(move || store.read_blob(&digest, 0, size)).await??)
+}
+
+/// The answer to a blob GET or HEAD of a blob of `size` bytes: 304 for a matching
+/// `If-None-Match`, else the range asked for (206) or the whole (200), its bytes from `body`
+/// (start, length) unless the method is HEAD.
+fn answer(
+    method: &Method,
+    headers: &HeaderMap,
+    etag: HeaderValue,
+    sha256: HeaderValue,
+    size: u64,
+    body: impl FnOnce(u64, u64) -> Result<Body, ApiError>,
+) -> Result<Response<Body>, ApiError> {
+    let not_modified = headers.get(header::IF_NONE_MATCH) == Some(&etag);
+    let mut response = Response::new(body::empty());
+    let answer_headers = response.headers_mut();
+    answer_headers.insert(header::ETAG, etag);
+    answer_headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    answer_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    answer_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(routes::OCTET_STREAM));
+    answer_headers.insert(routes::SHA256_HEADER, sha256);
+    if not_modified {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(response);
+    }
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(value) => airlock_proto::api::query::parse_range(value, size)?,
+    };
+    let (start, len) = match range {
+        None => (0, size),
+        Some((start, end)) => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let content_range = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            response.headers_mut().insert(header::CONTENT_RANGE, content_range);
+            (start, end - start + 1)
         }
     };
-    builder.body(body).map_err(|e| ApiError::Internal(e.into()))
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if method != Method::HEAD {
+        *response.body_mut() = body(start, len)?;
+    }
+    Ok(response)
 }
 
 /// Ranges up to this size are read in one go and sent from memory; larger ones are streamed.

@@ -9,6 +9,7 @@ pub mod log;
 pub mod mirror;
 pub mod releases;
 pub mod simple;
+pub mod small_blobs;
 pub mod target;
 pub mod tiles;
 

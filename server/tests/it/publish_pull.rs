@@ -292,3 +292,40 @@ fn a_statement_over_the_64_kib_entry_limit_is_refused_at_submit() {
     );
     assert_eq!(world.log_size(), before, "nothing was logged");
 }
+
+/// A small logged blob is read once and then answered from memory (`http/small_blobs.rs`): bytes
+/// damaged on disk after that first read do not reach clients. Bytes that were already damaged
+/// at the first read are served as read but not remembered, so the repaired file is served next.
+#[test]
+fn small_blobs_are_answered_from_memory_only_once_read_intact() {
+    let world = World::new(1, 1);
+    let url = world.url();
+    let file = |bytes: &[u8]| {
+        let hex = airlock_proto::Digest::of(bytes).to_hex();
+        world.path(&format!("data/blobs/{}/{hex}", &hex[..2]))
+    };
+    let path = |bytes: &[u8]| format!("/v1/blobs/blake3/{}", airlock_proto::Digest::of(bytes).to_hex());
+    let flipped = |bytes: &[u8]| bytes.iter().map(|b| b ^ 0x5a).collect::<Vec<u8>>();
+
+    let read_first = random_bytes(11 * 1024);
+    world.write("first.bin", &read_first);
+    world.publish("first.bin", "first", "1.0").ok();
+    assert_eq!(http_get(&url, &path(&read_first)), (200, read_first.clone()));
+    std::fs::write(file(&read_first), flipped(&read_first)).unwrap();
+    assert_eq!(http_get(&url, &path(&read_first)), (200, read_first.clone()), "damage after the first read");
+    let raw = raw_get(&url, &path(&read_first), "Range: bytes=100-199\r\n");
+    assert!(raw.0.starts_with("HTTP/1.1 206"), "{}", raw.0);
+    assert_eq!(raw.1, read_first[100..200]);
+
+    let damaged_first = random_bytes(11 * 1024);
+    world.write("second.bin", &damaged_first);
+    world.publish("second.bin", "second", "1.0").ok();
+    std::fs::write(file(&damaged_first), flipped(&damaged_first)).unwrap();
+    assert_eq!(http_get(&url, &path(&damaged_first)), (200, flipped(&damaged_first)), "served as read");
+    std::fs::write(file(&damaged_first), &damaged_first).unwrap();
+    assert_eq!(
+        http_get(&url, &path(&damaged_first)),
+        (200, damaged_first.clone()),
+        "damaged bytes remembered"
+    );
+}

@@ -171,7 +171,7 @@ fn lifecycle(world: &World, command: &str, target: &str, extra: &[&str]) {
 /// fails the install with a hash error.
 #[test]
 fn pip_and_uv_install_from_the_index_and_honour_yanks_revocations_and_channels() {
-    let world = chain_world();
+    let mut world = chain_world();
     let index = format!("{}/simple/", world.url());
     let envs = world.path("envs");
     let pip_index = ["--index-url", index.as_str()];
@@ -253,6 +253,13 @@ fn pip_and_uv_install_from_the_index_and_honour_yanks_revocations_and_channels()
         .find(|bytes| bytes.len() as u64 == size)
         .expect("a swapped wheel of the same size");
     std::fs::write(&blob, &evil).unwrap();
+    // A restart forgets the small blobs held in memory since the installs above
+    // (`http/small_blobs.rs`), so what is served is the swapped file.
+    world.server.take().unwrap().stop();
+    world.server = Some(Server::start(world.config()));
+    let index = format!("{}/simple/", world.url());
+    let pip_index = ["--index-url", index.as_str()];
+    let uv_index = ["--index-url", index.as_str()];
     let fresh = Target::new(&envs, "corrupt");
     let run = fresh.pip(&[&["install"][..], &pip_index, &["gamma"]].concat(), &[]);
     assert!(!run.ok && run.output.to_lowercase().contains("hash"), "{}", run.output);
