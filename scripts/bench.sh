@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every performance figure of docs/operations.md in one command: each benchmark in turn, release
-# build, loopback. The serve and transfer benchmarks compare with nginx and wrk from the system
-# (apt-get install nginx wrk); without them those comparisons are skipped with a message.
+# build, loopback. The serve and transfer benchmarks compare with nginx (plain HTTP and TLS) and
+# wrk from the system (apt-get install nginx wrk); without them those comparisons are skipped with
+# a message. The S3 benchmark starts its own SeaweedFS (scripts/ensure-deps.sh installs it).
 #
 #   scripts/bench.sh                 # the defaults each benchmark documents
 #   SCALE=1000,100000 scripts/bench.sh   # smaller scale figures (default 1000,100000,1000000)
@@ -22,5 +23,6 @@ run -p airlock-server --bench transfer
 run -p airlock-server --bench mirror
 run -p airlock-server --bench index
 run -p airlock-server --bench comfy
+run -p airlock-server --bench s3
 run -p airlock-client --bench scan
 run -p airlock-server --bench scale -- "${SCALE:-1000,100000,1000000}"

@@ -5,7 +5,7 @@
 //!   the first byte sent until the server's answer (which comes after airlockd has hashed the
 //!   blob with BLAKE3 and SHA-256, fsynced it and recorded it). The line also splits the time:
 //!   the rate at which the body was sent, and how long the answer took after the last byte
-//!   (mostly the fsync of the whole blob, so disk-bound);
+//!   (mostly the fsync of the whole blob, so disk-bound), and the CPU time airlockd used meanwhile;
 //! - **download**: `GET /v1/blobs/blake3/<hex>` from airlockd and `GET /blob.bin` of the same file
 //!   from nginx (sendfile, `access_log off`), RUNS times each, alternating, one connection per
 //!   request; per-run MB/s (1 MB = 10^6 bytes), the median of each, and the ratio airlockd/nginx.
@@ -117,7 +117,10 @@ fn run() -> anyhow::Result<()> {
     eprintln!("the disk alone: copying the file and syncing it ...");
     let disk_alone = disk_write_alone(&file, &tmp.path().join("disk-copy"))?;
     eprintln!("uploading to airlockd ...");
+    let cpu_before = airlockd.cpu_seconds()?;
     let upload = upload(airlockd.addr, &blob_path, &world.token, &file, size)?;
+    let cpu_after = airlockd.cpu_seconds()?;
+    let upload_cpu = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
     publish_release(airlockd.addr, &world, &digest, &upload.sha256, size)?;
 
     let cert = Certificate::create(tmp.path())?;
@@ -184,6 +187,13 @@ fn run() -> anyhow::Result<()> {
         mb_per_s(size, upload.total),
         mb_per_s(size, upload.body_sent),
         (upload.total - upload.body_sent).as_secs_f64()
+    );
+    println!(
+        "  airlockd CPU during the upload: {:.2} s user + {:.2} s system in {:.2} s on {} cores",
+        upload_cpu.0,
+        upload_cpu.1,
+        upload.total.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, usize::from)
     );
     println!(
         "SHA-256 alone:     {:.0} MB/s over the same bytes in memory, one core; upload/SHA-256 ratio {:.2}",
