@@ -7,8 +7,12 @@ need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
 # bindgen loads `libclang.so` or `libclang-N.so`, which only the -dev package links (libclang1's
 # `libclang.so.1` alone is not found).
-ls /usr/lib/llvm-*/lib/libclang.so /usr/lib/llvm-*/lib/libclang-*.so /usr/lib/x86_64-linux-gnu/libclang.so \
-  /usr/lib/x86_64-linux-gnu/libclang-*.so 2>/dev/null | grep -q . || need+=(libclang-dev)
+libclang=no
+for lib in /usr/lib/llvm-*/lib/libclang.so /usr/lib/llvm-*/lib/libclang-*.so \
+  /usr/lib/x86_64-linux-gnu/libclang.so /usr/lib/x86_64-linux-gnu/libclang-*.so; do
+  [ -e "$lib" ] && libclang=yes
+done
+[ "$libclang" = yes ] || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then

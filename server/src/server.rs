@@ -132,7 +132,8 @@ where
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         // Body bytes are queued, not copied, on their way to the socket: zero-copy bodies
-        // (`zero_copy.rs`) depend on it.
+        // (`zero_copy.rs`) depend on it. With `writev(false)` hyper would copy the placeholder
+        // into its buffer and send it (`tests/it/zero_copy.rs` fails then).
         .writev(true);
     builder
         .http2()

@@ -80,6 +80,10 @@ pub fn body(file: File, len: u64, sends: &Sends) -> io::Result<Body> {
     use std::io::Seek;
     let mut file = file;
     let position = file.stream_position()?;
+    // `sendfile` reads the file on the async worker: ask the kernel to read the range ahead now,
+    // so that the sends find it in the page cache (a hint; its failure changes nothing).
+    let _ =
+        rustix::fs::fadvise(&file, position, std::num::NonZeroU64::new(len), rustix::fs::Advice::WillNeed);
     Ok(ZeroCopyBody { file: Arc::new(file), position, remaining: len, sends: sends.clone() }.boxed())
 }
 
@@ -174,7 +178,9 @@ impl ZeroCopyIo {
                     self.stream.count_sent_zero_copy(n as u64);
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    continue
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }

@@ -20,7 +20,20 @@ pub fn download(
     verify: Option<&Digest>,
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let mut stream = connect(addr)?;
+    fetch(connect(addr)?, addr, path, size, buf, verify)?;
+    Ok(start.elapsed())
+}
+
+/// The GET of `download` over an open `stream` (plain or TLS): the request, the response head,
+/// then exactly `size` bytes of body, hashed and checked when `verify` is given.
+pub fn fetch(
+    mut stream: impl Read + Write,
+    addr: SocketAddr,
+    path: &str,
+    size: u64,
+    buf: &mut [u8],
+    verify: Option<&Digest>,
+) -> anyhow::Result<()> {
     let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
 
@@ -39,7 +52,7 @@ pub fn download(
     let status = parse_status(&head)?;
     if status != 200 {
         let mut rest = buf[head_end..filled].to_vec();
-        let _ = stream.take(64 * 1024).read_to_end(&mut rest);
+        let _ = (&mut stream).take(64 * 1024).read_to_end(&mut rest);
         bail!("GET {path}: HTTP {status}: {}", String::from_utf8_lossy(&rest).trim());
     }
     let length: u64 = header_value(&head, "content-length")
@@ -61,13 +74,12 @@ pub fn download(
         }
         received += n as u64;
     }
-    let elapsed = start.elapsed();
     ensure!(received == size, "GET {path}: {received} bytes received, {size} expected");
     if let (Some(h), Some(expected)) = (hasher, verify) {
         let got = Digest::from_bytes(*h.finalize().as_bytes());
         ensure!(got == *expected, "GET {path}: body hashes to {got}, expected {expected}");
     }
-    Ok(elapsed)
+    Ok(())
 }
 
 /// The length of the response head including its blank line, once it is complete.

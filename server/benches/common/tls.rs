@@ -2,17 +2,15 @@
 //! and a blocking rustls client that offers a single cipher suite, so both servers run the same
 //! certificate, key exchange and cipher.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
 use rustls::pki_types::ServerName;
 
 use super::connect;
-use super::download::{find_header_end, header_value, parse_status};
+use super::download::fetch;
 
 /// The only suite the client offers (TLS 1.3, AES-128-GCM: what both servers do fastest).
 pub const SUITE: &str = "TLS13_AES_128_GCM_SHA256";
@@ -58,31 +56,7 @@ impl Certificate {
         let name = ServerName::try_from(addr.ip().to_string())?;
         let connection = rustls::ClientConnection::new(Arc::clone(&self.client), name)?;
         let mut stream = rustls::StreamOwned::new(connection, connect(addr)?);
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes())?;
-        let mut filled = 0;
-        let head_end = loop {
-            ensure!(filled < 64 * 1024, "response head over 64 KiB");
-            let n = stream.read(&mut buf[filled..])?;
-            ensure!(n > 0, "connection closed before the response head");
-            filled += n;
-            if let Some(end) = find_header_end(&buf[..filled]) {
-                break end;
-            }
-        };
-        let head = std::str::from_utf8(&buf[..head_end])?.to_owned();
-        let status = parse_status(&head)?;
-        if status != 200 {
-            bail!("GET {path} over TLS: HTTP {status}");
-        }
-        let length: u64 = header_value(&head, "content-length").context("no Content-Length")?.parse()?;
-        ensure!(length == size, "GET {path}: Content-Length {length}, expected {size}");
-        let mut received = (filled - head_end) as u64;
-        while received < size {
-            let n = stream.read(buf)?;
-            ensure!(n > 0, "GET {path} over TLS: closed after {received} of {size} bytes");
-            received += n as u64;
-        }
+        fetch(&mut stream, addr, path, size, buf, None)?;
         let elapsed = start.elapsed();
         let suite =
             stream.conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();

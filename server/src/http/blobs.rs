@@ -48,23 +48,32 @@ pub async fn get(
         }
         BlobLookup::Unlogged(_) | BlobLookup::Absent { .. } => return Err(not_found()),
     };
-    // A small logged blob: answered from memory, read (and checked) once.
-    if logged && record.size <= small_blobs::MAX_BLOB && app.config.blob_redirect.is_none() {
-        let small = match app.small_blobs.get(&digest) {
-            Some(small) => small,
-            None => {
-                let bytes = read_whole(app, &digest, record.size).await?;
-                app.small_blobs.remember(&digest, bytes, &record.sha256.to_hex())?
-            }
-        };
-        let (etag, sha256) = (small.etag.clone(), small.sha256.clone());
+    // A small logged blob: answered from memory, read (and checked) by the first GET that needs
+    // its bytes.
+    let small = logged && record.size <= small_blobs::MAX_BLOB && app.config.blob_redirect.is_none();
+    let remembered = if small { app.small_blobs.get(&digest) } else { None };
+    let (etag, sha256) = match &remembered {
+        Some(blob) => (blob.etag.clone(), blob.sha256.clone()),
+        None => (
+            HeaderValue::from_str(&format!("\"{digest}\"")).map_err(|e| ApiError::Internal(e.into()))?,
+            HeaderValue::from_str(&record.sha256.to_hex()).map_err(|e| ApiError::Internal(e.into()))?,
+        ),
+    };
+    let not_modified = headers.get(header::IF_NONE_MATCH) == Some(&etag);
+    let remembered = match remembered {
+        None if small && method == Method::GET && !not_modified => {
+            let bytes = read_whole(app, &digest, record.size).await?;
+            Some(app.small_blobs.remember(&digest, bytes, &record.sha256.to_hex())?)
+        }
+        other => other,
+    };
+    if let Some(blob) = remembered {
         return answer(method, headers, etag, sha256, record.size, |start, len| {
-            Ok(body::full(small.bytes.slice(start as usize..(start + len) as usize)))
+            Ok(body::full(blob.bytes.slice(start as usize..(start + len) as usize)))
         });
     }
-    let etag = HeaderValue::from_str(&format!("\"{digest}\"")).map_err(|e| ApiError::Internal(e.into()))?;
-    let sha256 = HeaderValue::from_str(&record.sha256.to_hex()).map_err(|e| ApiError::Internal(e.into()))?;
-    if let (Some(valid_for), true, true) = (app.config.blob_redirect, method == Method::GET, logged) {
+    let redirect = app.config.blob_redirect.filter(|_| method == Method::GET && logged && !not_modified);
+    if let Some(valid_for) = redirect {
         // The client fetches the bytes from the store itself (and checks them, as always).
         let (store, wanted) = (Arc::clone(&app.store), digest);
         let signed = tokio::task::spawn_blocking(move || store.presign_blob(&wanted, valid_for)).await??;

@@ -15,8 +15,11 @@ use http::HeaderValue;
 
 /// Largest blob remembered: the size that is read into memory whole anyway.
 pub const MAX_BLOB: u64 = 64 << 10;
-/// Most bytes remembered in all; the memory is emptied when a new blob would pass it.
+/// Most bytes remembered in all, each blob charged its length and `ENTRY_COST`; the memory is
+/// emptied when a new blob would pass it.
 const BUDGET: usize = 8 << 20;
+/// What a remembered blob costs beside its bytes: the map slot, the `Arc` and two header values.
+const ENTRY_COST: usize = 256;
 
 /// A remembered blob: its bytes and the headers every answer for it carries.
 #[derive(Debug)]
@@ -61,17 +64,18 @@ impl SmallBlobs {
             return Ok(blob);
         }
         let mut held = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        if held.bytes + blob.bytes.len() > BUDGET {
+        let cost = blob.bytes.len() + ENTRY_COST;
+        if held.bytes + cost > BUDGET {
             held.blobs.clear();
             held.bytes = 0;
         }
         if held.blobs.insert(*digest, Arc::clone(&blob)).is_none() {
-            held.bytes += blob.bytes.len();
+            held.bytes += cost;
         }
         Ok(blob)
     }
 
-    /// Bytes held now.
+    /// Bytes held now, as charged against the budget.
     pub fn held_bytes(&self) -> usize {
         self.0.read().unwrap_or_else(PoisonError::into_inner).bytes
     }

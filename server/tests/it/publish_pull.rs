@@ -239,7 +239,7 @@ fn path_traversal_in_urls_is_refused() {
     }
 }
 
-fn raw_get(base: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
+pub(crate) fn raw_get(base: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host).unwrap();
@@ -328,4 +328,15 @@ fn small_blobs_are_answered_from_memory_only_once_read_intact() {
         (200, damaged_first.clone()),
         "damaged bytes remembered"
     );
+
+    // HEAD and a revalidation answer from the record, without reading the file.
+    let never_read = random_bytes(11 * 1024);
+    world.write("third.bin", &never_read);
+    world.publish("third.bin", "third", "1.0").ok();
+    std::fs::remove_file(file(&never_read)).unwrap();
+    let (status, body) = http_request("HEAD", &url, &path(&never_read), None, b"");
+    assert_eq!((status, body.len()), (200, 0));
+    let etag = format!("If-None-Match: \"{}\"\r\n", airlock_proto::Digest::of(&never_read));
+    let raw = raw_get(&url, &path(&never_read), &etag);
+    assert!(raw.0.starts_with("HTTP/1.1 304"), "{}", raw.0);
 }

@@ -420,6 +420,10 @@ fn the_redirect_option_sends_clients_to_the_store_and_a_pull_gets_the_same_verif
     assert!(location.contains("X-Amz-Signature=") && location.contains("X-Amz-Expires=300"), "{location}");
     assert!(!location.contains(bucket.secret_access_key.as_deref().unwrap()), "the secret is in the URL");
     assert_eq!(headers.get("cache-control").map(String::as_str), Some("no-store"));
+    // A revalidation is answered here (304), not sent to the store.
+    let etag = format!("If-None-Match: \"{}\"\r\n", Digest::of(&bytes));
+    let revalidated = crate::publish_pull::raw_get(&url, &path, &etag);
+    assert!(revalidated.0.starts_with("HTTP/1.1 304"), "{}", revalidated.0);
     // The URL answers with the blob's bytes, without any token.
     let (status, body) = http_get(&bucket.endpoint, location.trim_start_matches(&bucket.endpoint));
     assert_eq!(status, 200);
