@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use airlock_proto::api::{routes, BlobStored};
 use airlock_proto::Digest;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -171,6 +171,10 @@ fn answer(
     Ok(response)
 }
 
+/// Upload bytes handed to the writer at once, and the batches that may wait for it.
+const UPLOAD_BATCH: usize = 1 << 20;
+const UPLOAD_BATCHES: usize = 4;
+
 /// Ranges up to this size are read in one go and sent from memory; larger ones are streamed.
 const INLINE_MAX: u64 = 64 << 10;
 
@@ -209,7 +213,7 @@ pub async fn put(
         return Err(ApiError::TooLarge(format!("blob is over the {max}-byte cap")));
     }
     let mut ingest = app.store.ingest(Expected::address(digest, max))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_BATCHES);
     let writer_task = tokio::task::spawn_blocking(move || {
         while let Some(chunk) = rx.blocking_recv() {
             ingest.write(chunk)?;
@@ -218,6 +222,9 @@ pub async fn put(
     });
     let mut received = 0u64;
     let mut stopped_at = None;
+    // The body's frames (at most hyper's read buffer, 64 KiB) go to the writer in batches: one
+    // hand-over to each hashing and writing thread a batch instead of one a frame.
+    let mut batch = BytesMut::new();
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
         received += chunk.len() as u64;
         if received > max {
@@ -225,11 +232,30 @@ pub async fn put(
         }
         // Once the ingest stopped (a full disk, say), some more of the body is read and dropped
         // so that the client gets the answer that names why, not a reset connection.
-        match stopped_at {
-            None if tx.send(chunk).await.is_err() => stopped_at = Some(received),
-            Some(at) if received - at > body::MAX_DRAIN_BYTES => break,
-            _ => {}
+        if let Some(at) = stopped_at {
+            if received - at > body::MAX_DRAIN_BYTES {
+                break;
+            }
+            continue;
         }
+        let ready = if batch.is_empty() && chunk.len() >= UPLOAD_BATCH {
+            Some(chunk)
+        } else {
+            if batch.is_empty() {
+                batch.reserve(UPLOAD_BATCH);
+            }
+            batch.extend_from_slice(&chunk);
+            (batch.len() >= UPLOAD_BATCH).then(|| std::mem::take(&mut batch).freeze())
+        };
+        if let Some(ready) = ready {
+            if tx.send(ready).await.is_err() {
+                stopped_at = Some(received);
+            }
+        }
+    }
+    if !batch.is_empty() && stopped_at.is_none() {
+        // A send that fails means the writer stopped; its error is the answer.
+        let _ = tx.send(batch.freeze()).await;
     }
     drop(tx);
     let stored = writer_task.await??;
