@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -29,6 +30,15 @@ use tokio::net::TcpStream;
 
 use crate::http::body::Body;
 use crate::traffic::Counted;
+
+/// Set when the kernel refused `sendfile` for a blob file (a filesystem without it): the answer
+/// that met it fails, and later ones copy.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether zero-copy bodies may be used: not once `sendfile` was refused.
+pub fn available() -> bool {
+    !REFUSED.load(Ordering::Relaxed)
+}
 
 /// Chunk size of a zero-copy body: each chunk is one queued send and one body frame.
 const CHUNK: usize = 4 << 20;
@@ -181,7 +191,14 @@ impl ZeroCopyIo {
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
                     continue
                 }
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) => {
+                    if matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported)
+                        && !REFUSED.swap(true, Ordering::Relaxed)
+                    {
+                        tracing::warn!(error = %e, "sendfile is refused here: --zero-copy is off from now on");
+                    }
+                    return Poll::Ready(Err(e));
+                }
             }
         }
     }
@@ -234,5 +251,31 @@ impl AsyncWrite for ZeroCopyIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A file `sendfile` refuses (a directory stands in for a filesystem without it): the write
+    /// fails and zero-copy bodies are off from then on.
+    #[tokio::test]
+    async fn a_refused_sendfile_fails_the_answer_and_turns_zero_copy_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let sends = Sends::default();
+        let mut io = ZeroCopyIo::new(Counted::new(server, crate::traffic::Traffic::default()), sends.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = body(File::open(dir.path()).unwrap(), 10, &sends).unwrap();
+        let frame = body.frame().await.unwrap().unwrap();
+        let placeholder = frame.into_data().unwrap();
+        assert!(available());
+        let error = io.write_all(&placeholder).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        assert!(!available(), "zero-copy stays on after sendfile was refused");
+        drop(client);
     }
 }

@@ -211,7 +211,7 @@ async fn route(
 /// The connection's zero-copy queue, where a blob body may use it: with `--zero-copy`, on plain
 /// HTTP/1 (h2 copies every byte into its frames).
 fn zero_copy<'a>(app: &App, parts: &'a http::request::Parts) -> Option<&'a crate::zero_copy::Sends> {
-    if !app.config.zero_copy || parts.version > http::Version::HTTP_11 {
+    if !app.config.zero_copy || parts.version > http::Version::HTTP_11 || !crate::zero_copy::available() {
         return None;
     }
     parts.extensions.get::<crate::zero_copy::Sends>()
