@@ -155,19 +155,17 @@ fn run() -> anyhow::Result<()> {
     let peak_rss_mib = airlockd.peak_rss_mib()?;
     drop(airlockd);
     // The same file by sendfile: airlockd restarted on the same data with --zero-copy.
-    let zero_copy =
+    let mut zero_copy =
         ServerProcess::spawn_airlockd("airlockd-zero-copy", &world, &[OsStr::new("--zero-copy")])?;
     let mut zero_copy_rates = Vec::new();
-    {
-        let mut zero_copy = zero_copy;
-        zero_copy.wait_ready("/healthz")?;
-        download(zero_copy.addr, &blob_path, size, &mut buf, Some(&digest)).context("--zero-copy warm-up")?;
-        for run in 1..=args.runs {
-            let time = download(zero_copy.addr, &blob_path, size, &mut buf, None).context("--zero-copy")?;
-            zero_copy_rates.push(mb_per_s(size, time));
-            eprintln!("run {run}/{}: airlockd --zero-copy {:.0} MB/s", args.runs, mb_per_s(size, time));
-        }
+    zero_copy.wait_ready("/healthz")?;
+    download(zero_copy.addr, &blob_path, size, &mut buf, Some(&digest)).context("--zero-copy warm-up")?;
+    for run in 1..=args.runs {
+        let time = download(zero_copy.addr, &blob_path, size, &mut buf, None).context("--zero-copy")?;
+        zero_copy_rates.push(mb_per_s(size, time));
+        eprintln!("run {run}/{}: airlockd --zero-copy {:.0} MB/s", args.runs, mb_per_s(size, time));
     }
+    drop(zero_copy);
     // The same file over TLS: airlockd restarted on the same data with the certificate nginx has.
     let tls = match nginx_tls {
         Some(nginx_tls) => {

@@ -106,17 +106,20 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let limits = app.config.limits.clone();
     let traffic = app.metrics.traffic().clone();
+    let zero_copy = app.config.zero_copy;
     let handler = move |request| http::handle(Arc::clone(&app), request);
-    serve_with(listener, &limits, tls, handler, shutdown, traffic).await
+    serve_with(listener, &limits, tls, zero_copy, handler, shutdown, traffic).await
 }
 
 /// The accept loop every airlock HTTP service runs (the registry and the witness): `handler`
 /// answers each request; `traffic` counts the bytes each connection reads and writes and the
-/// connections open.
+/// connections open. With `zero_copy`, each plain connection's requests carry its `Sends`, on
+/// which blob bodies may queue file ranges (`zero_copy.rs`).
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     limits: &Limits,
     tls: Option<SharedTls>,
+    zero_copy: bool,
     handler: H,
     shutdown: impl Future<Output = ()>,
     traffic: Traffic,
@@ -173,8 +176,8 @@ where
         let connection_ticket = Arc::clone(&ticket);
         // The acceptor in force at this accept: a reload swaps it for later connections only.
         let acceptor = tls.as_ref().map(SharedTls::current);
-        // Plain connections send blob files without copying them (`zero_copy.rs`).
-        let sends = acceptor.is_none().then(Sends::default);
+        // Plain connections may send blob files without copying them (`zero_copy.rs`).
+        let sends = (zero_copy && acceptor.is_none()).then(Sends::default);
         let request_sends = sends.clone();
         let hyper_service = service_fn(move |mut request: Request<Incoming>| {
             // Busy from the request head until the response body is sent or dropped.

@@ -14,7 +14,7 @@ use crate::config::ReadAccess;
 use crate::error::ApiError;
 use crate::http::body::{self, Body};
 use crate::http::small_blobs;
-use crate::store::{BlobLookup, BlobRead, Expected};
+use crate::store::{BlobLookup, BlobRead, Expected, Store};
 use crate::zero_copy::Sends;
 
 /// Parses the hex path segment of a blob URL.
@@ -63,7 +63,8 @@ pub async fn get(
     let remembered = match remembered {
         None if small && method == Method::GET && !not_modified => {
             let bytes = read_whole(app, &digest, record.size).await?;
-            Some(app.small_blobs.remember(&digest, bytes, &record.sha256.to_hex())?)
+            let read = small_blobs::SmallBlob { bytes, etag: etag.clone(), sha256: sha256.clone() };
+            Some(app.small_blobs.remember(&digest, read))
         }
         other => other,
     };
@@ -90,31 +91,39 @@ pub async fn get(
                 .map_err(|e| ApiError::Internal(e.into()));
         }
     }
-    let store = Arc::clone(&app.store);
-    if !store.blobs_are_remote() {
+    if !app.store.blobs_are_remote() {
         return answer(method, headers, etag, sha256, record.size, |start, len| {
-            if len <= INLINE_MAX {
-                return Ok(body::full(store.read_blob(&digest, start, len)?));
-            }
-            Ok(match (store.open_blob(&digest, start, len)?, sends) {
-                // From the file to the socket without a copy through this process.
-                (BlobRead::File { file, len }, Some(sends)) => crate::zero_copy::body(file, len, sends)?,
-                (blob, _) => body::blob_stream(blob, len),
-            })
+            range_body(&app.store, &digest, start, len, sends)
         });
     }
     // Opening an object waits for the store's answer: off the async workers.
-    let (method, headers, size) = (method.clone(), headers.clone(), record.size);
+    let (store, method, headers, size) =
+        (Arc::clone(&app.store), method.clone(), headers.clone(), record.size);
     tokio::task::spawn_blocking(move || {
         answer(&method, &headers, etag, sha256, size, |start, len| {
-            Ok(if len <= INLINE_MAX {
-                body::full(store.read_blob(&digest, start, len)?)
-            } else {
-                body::blob_stream(store.open_blob(&digest, start, len)?, len)
-            })
+            range_body(&store, &digest, start, len, None)
         })
     })
     .await?
+}
+
+/// The body of `len` bytes of a blob from `start`: read in one go when small, else streamed, or
+/// sent from its file without a copy where the connection can (`sends`).
+fn range_body(
+    store: &Store,
+    digest: &Digest,
+    start: u64,
+    len: u64,
+    sends: Option<&Sends>,
+) -> Result<Body, ApiError> {
+    if len <= INLINE_MAX {
+        return Ok(body::full(store.read_blob(digest, start, len)?));
+    }
+    Ok(match (store.open_blob(digest, start, len)?, sends) {
+        // From the file to the socket without a copy through this process.
+        (BlobRead::File { file, len }, Some(sends)) => crate::zero_copy::body(file, len, sends)?,
+        (blob, _) => body::blob_stream(blob, len),
+    })
 }
 
 /// The whole of a small blob, read into memory (off the async workers from an object store).

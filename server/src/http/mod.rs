@@ -149,7 +149,7 @@ async fn route(
                 caller,
                 index_path,
                 parts.uri.query(),
-                zero_copy(app, parts),
+                zero_copy(parts),
             )
             .await;
         }
@@ -168,7 +168,7 @@ async fn route(
     match route {
         Route::Health if is_get => Ok(health(app)),
         Route::Blob(hex) if is_get => {
-            blobs::get(app, method, headers, caller, blobs::parse_digest(hex)?, zero_copy(app, parts)).await
+            blobs::get(app, method, headers, caller, blobs::parse_digest(hex)?, zero_copy(parts)).await
         }
         Route::Blob(hex) if *method == Method::PUT => {
             blobs::put(app, headers, caller, blobs::parse_digest(hex)?, request_body).await
@@ -208,10 +208,10 @@ async fn route(
     }
 }
 
-/// The connection's zero-copy queue, where a blob body may use it: with `--zero-copy`, on plain
-/// HTTP/1 (h2 copies every byte into its frames).
-fn zero_copy<'a>(app: &App, parts: &'a http::request::Parts) -> Option<&'a crate::zero_copy::Sends> {
-    if !app.config.zero_copy || parts.version > http::Version::HTTP_11 || !crate::zero_copy::available() {
+/// The connection's zero-copy queue, where a blob body may use it: the accept loop gives plain
+/// connections one with `--zero-copy`; only on HTTP/1 (h2 copies every byte into its frames).
+fn zero_copy(parts: &http::request::Parts) -> Option<&crate::zero_copy::Sends> {
+    if parts.version > http::Version::HTTP_11 || !crate::zero_copy::available() {
         return None;
     }
     parts.extensions.get::<crate::zero_copy::Sends>()

@@ -47,21 +47,12 @@ impl SmallBlobs {
         self.0.read().unwrap_or_else(PoisonError::into_inner).blobs.get(digest).cloned()
     }
 
-    /// Remembers `bytes` (the whole blob as read) if they hash to `digest`; returns what to
-    /// serve either way.
-    pub fn remember(
-        &self,
-        digest: &Digest,
-        bytes: Bytes,
-        sha256_hex: &str,
-    ) -> anyhow::Result<Arc<SmallBlob>> {
-        let blob = Arc::new(SmallBlob {
-            etag: HeaderValue::from_str(&format!("\"{digest}\""))?,
-            sha256: HeaderValue::from_str(sha256_hex)?,
-            bytes,
-        });
+    /// Remembers `blob` (the whole blob as read, and its headers) if its bytes hash to `digest`;
+    /// returns what to serve either way.
+    pub fn remember(&self, digest: &Digest, blob: SmallBlob) -> Arc<SmallBlob> {
+        let blob = Arc::new(blob);
         if blob.bytes.len() as u64 > MAX_BLOB || Digest::of(&blob.bytes) != *digest {
-            return Ok(blob);
+            return blob;
         }
         let mut held = self.0.write().unwrap_or_else(PoisonError::into_inner);
         let cost = blob.bytes.len() + ENTRY_COST;
@@ -72,12 +63,7 @@ impl SmallBlobs {
         if held.blobs.insert(*digest, Arc::clone(&blob)).is_none() {
             held.bytes += cost;
         }
-        Ok(blob)
-    }
-
-    /// Bytes held now, as charged against the budget.
-    pub fn held_bytes(&self) -> usize {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).bytes
+        blob
     }
 }
 
@@ -85,28 +71,33 @@ impl SmallBlobs {
 mod tests {
     use super::*;
 
+    fn blob(bytes: Bytes) -> SmallBlob {
+        SmallBlob { bytes, etag: HeaderValue::from_static("\"e\""), sha256: HeaderValue::from_static("ab") }
+    }
+
     #[test]
     fn only_bytes_that_match_their_digest_are_remembered_and_the_budget_holds() {
         let blobs = SmallBlobs::default();
+        let held_bytes = || blobs.0.read().unwrap().bytes;
         let good = Bytes::from(vec![7u8; 1000]);
         let digest = Digest::of(&good);
         let damaged = Bytes::from(vec![8u8; 1000]);
-        let served = blobs.remember(&digest, damaged.clone(), "ab").unwrap();
+        let served = blobs.remember(&digest, blob(damaged.clone()));
         assert_eq!(served.bytes, damaged, "damaged bytes are still served as read");
         assert!(blobs.get(&digest).is_none(), "damaged bytes are remembered");
-        blobs.remember(&digest, good.clone(), "ab").unwrap();
+        blobs.remember(&digest, blob(good.clone()));
         let held = blobs.get(&digest).unwrap();
         assert_eq!(held.bytes, good);
-        assert_eq!(held.etag, format!("\"{digest}\"").as_str());
+        assert_eq!(held.etag, "\"e\"");
         for i in 0..(BUDGET / MAX_BLOB as usize) * 2 {
             let mut bytes = vec![0u8; MAX_BLOB as usize];
             bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
             let bytes = Bytes::from(bytes);
-            blobs.remember(&Digest::of(&bytes), bytes, "ab").unwrap();
-            assert!(blobs.held_bytes() <= BUDGET);
+            blobs.remember(&Digest::of(&bytes), blob(bytes));
+            assert!(held_bytes() <= BUDGET);
         }
         let too_big = Bytes::from(vec![1u8; MAX_BLOB as usize + 1]);
-        blobs.remember(&Digest::of(&too_big), too_big.clone(), "ab").unwrap();
+        blobs.remember(&Digest::of(&too_big), blob(too_big.clone()));
         assert!(blobs.get(&Digest::of(&too_big)).is_none(), "a blob over the cap is remembered");
     }
 }

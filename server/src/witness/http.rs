@@ -78,5 +78,5 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let handler = move |request| handle(Arc::clone(&witness), request);
     let traffic = crate::traffic::Traffic::default();
-    crate::server::serve_with(listener, &Limits::default(), None, handler, shutdown, traffic).await
+    crate::server::serve_with(listener, &Limits::default(), None, false, handler, shutdown, traffic).await
 }

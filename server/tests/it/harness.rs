@@ -585,3 +585,26 @@ pub fn spawn_airlockd_env(
     }
     child
 }
+
+/// One HTTP/1.1 response read off a keep-alive connection: the status line, the head in lower
+/// case, and the body of its Content-Length (none when `head_only`, for a HEAD).
+pub fn read_response(reader: &mut impl std::io::BufRead, head_only: bool) -> (String, String, Vec<u8>) {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let mut body = vec![0u8; if head_only { 0 } else { length }];
+    reader.read_exact(&mut body).unwrap();
+    (status.trim_end().to_owned(), head, body)
+}

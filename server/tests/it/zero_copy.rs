@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 
 use airlock_proto::Digest;
 
-use crate::harness::{Server, World};
+use crate::harness::{read_response, Server, World};
 use crate::metrics::scrape;
 
 const COUNTER: &str = "airlock_sent_zero_copy_bytes_total";
@@ -28,28 +28,6 @@ fn world_with_blob() -> (World, Vec<u8>, String) {
     world.publish("big.bin", "big", "1.0").ok();
     let path = format!("/v1/blobs/blake3/{}", Digest::of(&bytes).to_hex());
     (world, bytes, path)
-}
-
-/// One response read off a connection: status line, lower-cased head, body.
-fn read_response(reader: &mut impl BufRead, head_only: bool) -> (String, String, Vec<u8>) {
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    let mut head = String::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-        head.push_str(&line.to_ascii_lowercase());
-    }
-    let mut body = vec![0u8; if head_only { 0 } else { length }];
-    reader.read_exact(&mut body).unwrap();
-    (status.trim_end().to_owned(), head, body)
 }
 
 /// A world whose blob is served by a real `airlockd serve --zero-copy` (killed on drop).
