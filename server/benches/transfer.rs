@@ -1,11 +1,14 @@
 //! Blob transfer benchmark: `airlockd` against nginx on loopback.
 //!
 //! What it measures, in one run:
-//! - **upload**: one `PUT /v1/blobs/blake3/<hex>` of a SIZE MiB file of pseudo-random bytes, from
-//!   the first byte sent until the server's answer (which comes after airlockd has hashed the
-//!   blob with BLAKE3 and SHA-256, fsynced it and recorded it). The line also splits the time:
-//!   the rate at which the body was sent, and how long the answer took after the last byte
-//!   (mostly the fsync of the whole blob, so disk-bound), and the CPU time airlockd used meanwhile;
+//! - **upload**: RUNS rounds, each SHA-256 alone over a SIZE MiB file of pseudo-random bytes (in
+//!   memory, one core) and then one `PUT /v1/blobs/blake3/<hex>` of that file, timed from the
+//!   first byte sent until the server's answer (which comes after airlockd has hashed the blob
+//!   with BLAKE3 and SHA-256, fsynced it and recorded it); each round a new file. It prints each
+//!   round's rates and upload/SHA-256 ratio and their medians, and for the median round how
+//!   long the answer took after the last byte (the final sync) and the CPU time airlockd and
+//!   the client used (on a small machine they share the cores). The disk alone (the file copied
+//!   and synced) is the other bound;
 //! - **download**: `GET /v1/blobs/blake3/<hex>` from airlockd and `GET /blob.bin` of the same file
 //!   from nginx (sendfile, `access_log off`), RUNS times each, alternating, one connection per
 //!   request; per-run MB/s (1 MB = 10^6 bytes), the median of each, and the ratio airlockd/nginx.
@@ -25,8 +28,9 @@
 //! publisher keys, the data directory's log key), and a publish token. After the upload, a
 //! release naming the blob is signed and logged, so the timed downloads are anonymous, as a
 //! client's would be. The client is a few lines of blocking HTTP/1.1 over `TcpStream`
-//! (`TCP_NODELAY`, 4 MiB reads and writes, bytes discarded): curl caps near 1.8 GB/s and would
-//! measure itself.
+//! (`TCP_NODELAY`, 4 MiB reads, bytes discarded; the upload sends the file by `sendfile`, so
+//! that the client takes as little CPU from airlockd as it can): curl caps near 1.8 GB/s and
+//! would measure itself.
 //!
 //! nginx comes from the system (`apt-get install nginx`); without it, the nginx comparison is
 //! skipped with a message. It runs from a config written into the temporary directory (pid,
@@ -112,16 +116,39 @@ fn run() -> anyhow::Result<()> {
     let digest = write_pseudo_random_file(&file, size)?;
     let blob_path = format!("/v1/blobs/blake3/{}", digest.to_hex());
 
-    eprintln!("SHA-256 alone over the same bytes, in memory ...");
-    let sha256_alone = sha256_alone(&file, size)?;
     eprintln!("the disk alone: copying the file and syncing it ...");
     let disk_alone = disk_write_alone(&file, &tmp.path().join("disk-copy"))?;
-    eprintln!("uploading to airlockd ...");
-    let cpu_before = airlockd.cpu_seconds()?;
-    let upload = upload(airlockd.addr, &blob_path, &world.token, &file, size)?;
-    let cpu_after = airlockd.cpu_seconds()?;
-    let upload_cpu = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
-    publish_release(airlockd.addr, &world, &digest, &upload.sha256, size)?;
+    // RUNS rounds, each SHA-256 alone over a file and then the upload of that file, so that a
+    // change in the machine's speed between rounds touches both sides of a round's ratio. The
+    // first round uploads the file nginx serves; later ones fresh files (the same bytes again
+    // would not be stored again), removed after.
+    let mut uploads = Vec::new();
+    for run in 1..=args.runs {
+        let (path, digest) = if run == 1 {
+            (file.clone(), digest)
+        } else {
+            let path = tmp.path().join("upload.bin");
+            let digest = write_pseudo_random_file(&path, size)?;
+            (path, digest)
+        };
+        eprintln!(
+            "upload {run}/{}: SHA-256 alone over the file's bytes in memory, then the upload ...",
+            args.runs
+        );
+        let round = upload_round(&airlockd, &world.token, &path, &digest, size)?;
+        eprintln!(
+            "upload {run}/{}: {:.0} MB/s, SHA-256 alone {:.0} MB/s",
+            args.runs,
+            mb_per_s(size, round.upload.total),
+            mb_per_s(size, round.sha256_alone)
+        );
+        if run > 1 {
+            std::fs::remove_file(&path)?;
+        }
+        uploads.push(round);
+    }
+    let first_sha256 = uploads[0].upload.sha256;
+    publish_release(airlockd.addr, &world, &digest, &first_sha256, size)?;
 
     let cert = Certificate::create(tmp.path())?;
     let nginx = start_nginx_tls(tmp.path(), &www, 1, &format!("/{NGINX_FILE}"), &cert.cert, &cert.key)?;
@@ -180,28 +207,13 @@ fn run() -> anyhow::Result<()> {
         args.runs,
         if args.runs == 1 { "" } else { "s" }
     );
+    print_uploads(&uploads, size);
+    let upload_median =
+        median(&uploads.iter().map(|round| round.upload.total.as_secs_f64()).collect::<Vec<_>>());
     println!(
-        "upload   airlockd: {:.0} MB/s (body sent at {:.0} MB/s, then {:.1} s until stored: fsync, record)",
-        mb_per_s(size, upload.total),
-        mb_per_s(size, upload.body_sent),
-        (upload.total - upload.body_sent).as_secs_f64()
-    );
-    println!(
-        "  airlockd CPU during the upload: {:.2} s user + {:.2} s system in {:.2} s on {} cores",
-        upload_cpu.0,
-        upload_cpu.1,
-        upload.total.as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, usize::from)
-    );
-    println!(
-        "SHA-256 alone:     {:.0} MB/s over the same bytes in memory, one core; upload/SHA-256 ratio {:.2}",
-        mb_per_s(size, sha256_alone),
-        sha256_alone.as_secs_f64() / upload.total.as_secs_f64()
-    );
-    println!(
-        "disk alone:        {:.0} MB/s writing the same bytes and syncing them; upload/disk ratio {:.2}",
+        "disk alone:        {:.0} MB/s writing the same bytes and syncing them; upload/disk ratio {:.2} (median upload)",
         mb_per_s(size, disk_alone),
-        disk_alone.as_secs_f64() / upload.total.as_secs_f64()
+        disk_alone.as_secs_f64() / upload_median
     );
     let airlockd_median = median(&airlockd_rates);
     println!("download airlockd: {}", rates_line(&airlockd_rates));
@@ -288,6 +300,70 @@ fn median(values: &[f64]) -> f64 {
 fn rates_line(rates: &[f64]) -> String {
     let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     format!("runs {} MB/s, median {:.0} MB/s", runs.join(" "), median(rates))
+}
+
+/// One round of the upload: SHA-256 alone over the file, then the upload of the same file, with
+/// the CPU time airlockd and this client used during the upload.
+struct UploadRound {
+    sha256_alone: Duration,
+    upload: Uploaded,
+    airlockd_cpu: (f64, f64),
+    client_cpu: (f64, f64),
+}
+
+fn upload_round(
+    airlockd: &ServerProcess,
+    token: &str,
+    file: &Path,
+    digest: &Digest,
+    size: u64,
+) -> anyhow::Result<UploadRound> {
+    let sha256_alone = sha256_alone(file, size)?;
+    let blob_path = format!("/v1/blobs/blake3/{}", digest.to_hex());
+    let airlockd_before = airlockd.cpu_seconds()?;
+    let client_before = common::cpu_seconds_of(std::process::id())?;
+    let upload = upload(airlockd.addr, &blob_path, token, file, size)?;
+    let airlockd_after = airlockd.cpu_seconds()?;
+    let client_after = common::cpu_seconds_of(std::process::id())?;
+    Ok(UploadRound {
+        sha256_alone,
+        upload,
+        airlockd_cpu: (airlockd_after.0 - airlockd_before.0, airlockd_after.1 - airlockd_before.1),
+        client_cpu: (client_after.0 - client_before.0, client_after.1 - client_before.1),
+    })
+}
+
+/// The upload lines: each round's rate, SHA-256 alone and their ratio, the medians, and the
+/// CPU time of the round with the median ratio.
+fn print_uploads(rounds: &[UploadRound], size: u64) {
+    let ratio = |round: &UploadRound| round.sha256_alone.as_secs_f64() / round.upload.total.as_secs_f64();
+    let rates: Vec<f64> = rounds.iter().map(|round| mb_per_s(size, round.upload.total)).collect();
+    let sha256_rates: Vec<f64> = rounds.iter().map(|round| mb_per_s(size, round.sha256_alone)).collect();
+    let ratios: Vec<f64> = rounds.iter().map(ratio).collect();
+    let mut by_ratio: Vec<&UploadRound> = rounds.iter().collect();
+    by_ratio.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let middle = by_ratio[by_ratio.len() / 2];
+    let after_body = middle.upload.total - middle.upload.body_sent;
+    println!(
+        "upload   airlockd: {} (the median round: {:.1} s from the last byte until stored: fsync, record)",
+        rates_line(&rates),
+        after_body.as_secs_f64()
+    );
+    println!(
+        "  CPU during that upload: airlockd {:.2} s user + {:.2} s system, this client {:.2} s + {:.2} s, in {:.2} s on {} cores",
+        middle.airlockd_cpu.0,
+        middle.airlockd_cpu.1,
+        middle.client_cpu.0,
+        middle.client_cpu.1,
+        middle.upload.total.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    let ratio_runs: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    println!(
+        "SHA-256 alone:     {} over the same bytes in memory, one core, just before each upload",
+        rates_line(&sha256_rates)
+    );
+    println!("ratio upload/SHA-256 alone: runs {}, median {:.2}", ratio_runs.join(" "), median(&ratios));
 }
 
 /// Logs a release holding the blob, so that anyone may download it.
@@ -406,10 +482,9 @@ struct Uploaded {
     sha256: Sha256,
 }
 
-/// Streams `file` to `PUT path` in 4 MiB reads.
+/// Streams `file` to `PUT path` (by `sendfile`).
 fn upload(addr: SocketAddr, path: &str, token: &str, file: &Path, size: u64) -> anyhow::Result<Uploaded> {
     let mut source = File::open(file)?;
-    let mut buf = vec![0u8; BUF_SIZE];
     let start = Instant::now();
     let mut stream = connect(addr)?;
     let head = format!(
@@ -417,12 +492,11 @@ fn upload(addr: SocketAddr, path: &str, token: &str, file: &Path, size: u64) -> 
          Content-Type: application/octet-stream\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes())?;
-    loop {
-        let n = source.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = stream.write_all(&buf[..n]) {
+    // `io::copy` from a file to a socket is `sendfile` on Linux: the client reads no byte into
+    // its own memory, so the CPU it takes from airlockd on a shared machine is only the kernel's.
+    match std::io::copy(&mut source, &mut stream) {
+        Ok(sent) => ensure!(sent == size, "sent {sent} bytes of {size}"),
+        Err(e) => {
             // The server may have answered and closed early (a refusal): show its answer.
             let answer = read_small_response(&mut stream).map(|(s, t)| format!("HTTP {s}: {t}"));
             bail!("upload interrupted ({e}); server said: {}", answer.unwrap_or_else(|e| format!("{e:#}")));

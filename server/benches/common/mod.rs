@@ -472,17 +472,22 @@ impl ServerProcess {
 
     /// CPU seconds the server has used so far: (user, system).
     pub fn cpu_seconds(&self) -> anyhow::Result<(f64, f64)> {
-        let path = format!("/proc/{}/stat", self.child.id());
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-        // Fields after the command name (which ends at the last ')'): utime and stime are the
-        // 12th and 13th, in clock ticks.
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-        let ticks = |i: usize| -> anyhow::Result<f64> {
-            Ok(fields.get(i).with_context(|| format!("short {path}"))?.parse::<f64>()? / CLOCK_TICKS)
-        };
-        Ok((ticks(11)?, ticks(12)?))
+        cpu_seconds_of(self.child.id())
     }
+}
+
+/// CPU seconds process `pid` has used so far: (user, system).
+pub fn cpu_seconds_of(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    // Fields after the command name (which ends at the last ')'): utime and stime are the 12th
+    // and 13th, in clock ticks.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).with_context(|| format!("short {path}"))?.parse::<f64>()? / CLOCK_TICKS)
+    };
+    Ok((ticks(11)?, ticks(12)?))
 }
 
 /// Clock ticks a second in /proc (USER_HZ, 100 on Linux).

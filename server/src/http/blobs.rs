@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use airlock_proto::api::{routes, BlobStored};
 use airlock_proto::Digest;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -222,18 +222,19 @@ pub async fn put(
         return Err(ApiError::TooLarge(format!("blob is over the {max}-byte cap")));
     }
     let mut ingest = app.store.ingest(Expected::address(digest, max))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_BATCHES);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(UPLOAD_BATCHES);
     let writer_task = tokio::task::spawn_blocking(move || {
-        while let Some(chunk) = rx.blocking_recv() {
-            ingest.write(chunk)?;
+        while let Some(batch) = rx.blocking_recv() {
+            ingest.write_batch(&batch)?;
         }
         ingest.finish()
     });
     let mut received = 0u64;
     let mut stopped_at = None;
-    // The body's frames (at most hyper's read buffer, 64 KiB) go to the writer in batches: one
-    // hand-over to each hashing and writing thread a batch instead of one a frame.
-    let mut batch = BytesMut::new();
+    // The body's frames (at most hyper's read buffer, 64 KiB) go to the writer in batches, not
+    // copied: one hand-over to each hashing thread and one vectored write a batch.
+    let mut batch = Vec::new();
+    let mut batched = 0;
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
         received += chunk.len() as u64;
         if received > max {
@@ -247,24 +248,18 @@ pub async fn put(
             }
             continue;
         }
-        let ready = if batch.is_empty() && chunk.len() >= UPLOAD_BATCH {
-            Some(chunk)
-        } else {
-            if batch.is_empty() {
-                batch.reserve(UPLOAD_BATCH);
-            }
-            batch.extend_from_slice(&chunk);
-            (batch.len() >= UPLOAD_BATCH).then(|| std::mem::take(&mut batch).freeze())
-        };
-        if let Some(ready) = ready {
-            if tx.send(ready).await.is_err() {
+        batched += chunk.len();
+        batch.push(chunk);
+        if batched >= UPLOAD_BATCH {
+            batched = 0;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
                 stopped_at = Some(received);
             }
         }
     }
     if !batch.is_empty() && stopped_at.is_none() {
         // A send that fails means the writer stopped; its error is the answer.
-        let _ = tx.send(batch.freeze()).await;
+        let _ = tx.send(batch).await;
     }
     drop(tx);
     let stored = writer_task.await??;

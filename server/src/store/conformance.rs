@@ -55,6 +55,37 @@ pub fn write_then_read_ranges(open: Open<'_>) {
     assert_eq!(read_range(&reopened, &digest, 0, 10_000), bytes, "not durable across a reopen");
 }
 
+/// Chunks handed over in batches (`Ingest::write_batch`, as an upload does) are stored in order:
+/// batches of many small chunks, empty ones among them, more than one vectored write takes at
+/// once; then larger chunks, one of them across the point where a backend may change how it
+/// writes (4 MiB for the filesystem), and a tail that fills no whole buffer.
+pub fn batched_writes(open: Open<'_>) {
+    const LEN: usize = (13 << 19) + 3;
+    let store = open();
+    let bytes: Vec<u8> = (0..LEN as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let digest = Digest::of(&bytes);
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    for i in 0.. {
+        if at == bytes.len() {
+            break;
+        }
+        let len = if i < 3000 { i * 37 % 181 } else { i * 7919 % 70_001 };
+        let len = len.min(bytes.len() - at);
+        chunks.push(Bytes::copy_from_slice(&bytes[at..at + len]));
+        at += len;
+    }
+    assert!(chunks.iter().any(Bytes::is_empty));
+    let mut ingest = store.ingest(Expected::address(digest, LEN as u64)).unwrap();
+    for batch in chunks.chunks(1500) {
+        ingest.write_batch(batch).unwrap();
+    }
+    let stored = ingest.finish().unwrap();
+    assert_eq!((stored.digest, stored.size, stored.sha256), (digest, LEN as u64, sha256(&bytes)));
+    drop(store);
+    assert_eq!(read_range(&open(), &digest, 0, LEN as u64), bytes, "batched bytes differ");
+}
+
 /// `stat` and `list` see committed blobs only; `delete` removes one.
 pub fn stat_list_delete(open: Open<'_>) {
     let store = open();
@@ -169,6 +200,12 @@ mod fs {
     }
 
     #[test]
+    fn batched_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        super::batched_writes(&fs_store(&dir));
+    }
+
+    #[test]
     fn stat_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         super::stat_list_delete(&fs_store(&dir));
@@ -232,6 +269,13 @@ mod s3 {
         let dir = tempfile::tempdir().unwrap();
         let Some(open) = s3_store(&dir, "write_then_read_ranges") else { return };
         super::write_then_read_ranges(&open);
+    }
+
+    #[test]
+    fn batched_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(open) = s3_store(&dir, "batched_writes") else { return };
+        super::batched_writes(&open);
     }
 
     #[test]
@@ -337,8 +381,9 @@ mod garage {
     #[test]
     fn the_conformance_cases() {
         type Case = fn(Open<'_>);
-        let cases: [(&str, Case); 5] = [
+        let cases: [(&str, Case); 6] = [
             ("write_then_read_ranges", super::write_then_read_ranges),
+            ("batched_writes", super::batched_writes),
             ("stat_list_delete", super::stat_list_delete),
             ("mismatch_leaves_nothing", super::mismatch_leaves_nothing),
             ("crash_before_durability_leaves_nothing", super::crash_before_durability_leaves_nothing),

@@ -2,22 +2,28 @@
 //! directories are made when the backend opens, so storing a blob never makes a directory.
 //!
 //! A blob is staged in a temp file under `tmp/`, synced, renamed into place, and the directory
-//! synced. A batch (`commit_batch`, a mirror sync) syncs the filesystem once before its renames
+//! synced. The first 4 MiB of a stage go through the page cache; past them the stage writes
+//! with `O_DIRECT` (`direct.rs`) where the filesystem takes it. A batch (`commit_batch`, a mirror sync) syncs the filesystem once before its renames
 //! and once after, instead of three syncs a blob. A stage that is not committed is removed when dropped, and `tmp/` is emptied when the
 //! backend opens, so a crash leaves nothing visible that was not committed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use airlock_proto::Digest;
 use bytes::Bytes;
 
 use super::backend::{BlobBackend, BlobRead, BlobStage, Parked};
+use super::direct::{self, DirectWriter};
 
 /// Bytes written between background syncs: write-back overlaps receiving, so the final sync
 /// is short.
 const SYNC_EVERY: u64 = 16 << 20;
+
+/// Bytes of a blob written through the page cache before the rest goes directly to the device
+/// (where the filesystem allows): small blobs never leave the page cache path.
+const DIRECT_FROM: u64 = 4 * direct::BUFFER as u64;
 
 /// Blobs in a directory on the local filesystem.
 #[derive(Debug)]
@@ -107,6 +113,9 @@ impl BlobBackend for FsBackend {
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(Box::new(FsStage {
             file,
+            written: 0,
+            direct: None,
+            direct_refused: false,
             path,
             blobs: self.blobs.clone(),
             syncer: None,
@@ -203,6 +212,12 @@ impl BlobBackend for FsBackend {
 #[derive(Debug)]
 struct FsStage {
     file: File,
+    /// Bytes handed to the file so far.
+    written: u64,
+    /// Set once the blob is past `DIRECT_FROM` on a filesystem that takes `O_DIRECT`.
+    direct: Option<DirectWriter>,
+    /// The filesystem refused `O_DIRECT`: this stage stays in the page cache.
+    direct_refused: bool,
     path: PathBuf,
     blobs: PathBuf,
     syncer: Option<Syncer>,
@@ -212,8 +227,80 @@ struct FsStage {
 
 impl BlobStage for FsStage {
     fn write(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.file.write_all(&chunk)?;
-        self.since_sync += chunk.len() as u64;
+        self.write_vectored(std::slice::from_ref(&chunk))
+    }
+
+    /// The first `DIRECT_FROM` bytes through the page cache, then the rest directly.
+    fn write_vectored(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        if let Some(direct) = &mut self.direct {
+            return chunks.iter().try_for_each(|chunk| direct.write(chunk));
+        }
+        let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        if self.direct_refused || self.written + len <= DIRECT_FROM {
+            self.written += len;
+            return self.write_buffered(chunks);
+        }
+        // Up to `DIRECT_FROM` (a multiple of the direct buffer) through the page cache, so that
+        // every direct write starts aligned; then turn `O_DIRECT` on for the rest.
+        let mut head = (DIRECT_FROM - self.written) as usize;
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        for chunk in chunks {
+            let cut = head.min(chunk.len());
+            head -= cut;
+            before.push(chunk.slice(..cut));
+            after.push(chunk.slice(cut..));
+        }
+        self.write_buffered(&before)?;
+        self.written = DIRECT_FROM;
+        self.direct = direct::start(&self.file)?;
+        self.direct_refused = self.direct.is_none();
+        self.write_vectored(&after)
+    }
+
+    fn commit(mut self: Box<Self>, digest: &Digest) -> io::Result<()> {
+        self.finish_writes()?;
+        self.file.sync_all()?;
+        install(&self.blobs, &self.path, digest)?;
+        self.committed = true;
+        Ok(())
+    }
+
+    fn park(mut self: Box<Self>) -> io::Result<Parked> {
+        self.finish_writes()?;
+        // The file closes with the stage; the parked file owns the temp path from here.
+        self.committed = true;
+        Ok(Parked(Box::new(ParkedFile { path: self.path.clone(), placed: false })))
+    }
+}
+
+impl FsStage {
+    /// Waits for the background sync or the direct writes, and writes the direct tail.
+    fn finish_writes(&mut self) -> io::Result<()> {
+        if let Some(syncer) = &mut self.syncer {
+            syncer.stop();
+        }
+        match self.direct.take() {
+            Some(direct) => direct.finish(&mut self.file),
+            None => Ok(()),
+        }
+    }
+
+    /// One `writev` for all the chunks (more only if the kernel takes part of them), with
+    /// write-back started every `SYNC_EVERY` bytes.
+    fn write_buffered(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> =
+            chunks.iter().filter(|chunk| !chunk.is_empty()).map(|chunk| IoSlice::new(chunk)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match self.file.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.since_sync += chunks.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
         if self.since_sync >= SYNC_EVERY {
             self.since_sync = 0;
             if self.syncer.is_none() {
@@ -224,25 +311,6 @@ impl BlobStage for FsStage {
             }
         }
         Ok(())
-    }
-
-    fn commit(mut self: Box<Self>, digest: &Digest) -> io::Result<()> {
-        if let Some(syncer) = &mut self.syncer {
-            syncer.stop();
-        }
-        self.file.sync_all()?;
-        install(&self.blobs, &self.path, digest)?;
-        self.committed = true;
-        Ok(())
-    }
-
-    fn park(mut self: Box<Self>) -> io::Result<Parked> {
-        if let Some(syncer) = &mut self.syncer {
-            syncer.stop();
-        }
-        // The file closes with the stage; the parked file owns the temp path from here.
-        self.committed = true;
-        Ok(Parked(Box::new(ParkedFile { path: self.path.clone(), placed: false })))
     }
 }
 

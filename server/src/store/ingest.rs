@@ -111,13 +111,13 @@ impl Sha256State {
         }
     }
 
-    fn update(&mut self, chunk: Bytes) -> io::Result<()> {
+    fn update(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         match self {
             Self::Inline(hasher) => {
-                hasher.update(&chunk);
+                chunks.iter().for_each(|chunk| hasher.update(chunk));
                 Ok(())
             }
-            Self::Worker(worker) => worker.update(chunk),
+            Self::Worker(worker) => worker.update(chunks.to_vec()),
         }
     }
 
@@ -145,7 +145,13 @@ impl Ingest {
     /// Hashes and stages a chunk. SHA-256 runs on another thread while BLAKE3 and the write run
     /// here; the chunk is not copied.
     pub fn write(&mut self, chunk: Bytes) -> Result<(), IngestError> {
-        self.size += chunk.len() as u64;
+        self.write_batch(std::slice::from_ref(&chunk))
+    }
+
+    /// Hashes and stages consecutive chunks as one: one hand-over to the SHA-256 thread and one
+    /// vectored write for all of them, none copied.
+    pub fn write_batch(&mut self, chunks: &[Bytes]) -> Result<(), IngestError> {
+        self.size += chunks.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
         if self.size > self.expected.max_size {
             return Err(match self.expected.size {
                 Some(expected) => {
@@ -154,9 +160,11 @@ impl Ingest {
                 None => IngestError::TooLarge { digest: self.expected.blake3, max: self.expected.max_size },
             });
         }
-        self.sha256.update(chunk.clone())?;
-        self.blake3.update(&chunk);
-        self.stage.write(chunk)?;
+        self.sha256.update(chunks)?;
+        chunks.iter().for_each(|chunk| {
+            self.blake3.update(chunk);
+        });
+        self.stage.write_vectored(chunks)?;
         Ok(())
     }
 
@@ -232,26 +240,26 @@ impl Ingest {
 /// SHA-256 on its own thread, so it runs beside BLAKE3 instead of after it.
 #[derive(Debug)]
 struct Sha256Worker {
-    tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Bytes>>>,
     handle: Option<std::thread::JoinHandle<[u8; 32]>>,
 }
 
 impl Sha256Worker {
     fn start() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(16);
         let handle = std::thread::spawn(move || {
             let mut hasher = sha2::Sha256::new();
-            for chunk in rx {
-                hasher.update(&chunk);
+            for chunks in rx {
+                chunks.iter().for_each(|chunk| hasher.update(chunk));
             }
             hasher.finalize().into()
         });
         Self { tx: Some(tx), handle: Some(handle) }
     }
 
-    fn update(&self, chunk: Bytes) -> io::Result<()> {
+    fn update(&self, chunks: Vec<Bytes>) -> io::Result<()> {
         match &self.tx {
-            Some(tx) => tx.send(chunk).map_err(|_| io::Error::other("SHA-256 worker stopped")),
+            Some(tx) => tx.send(chunks).map_err(|_| io::Error::other("SHA-256 worker stopped")),
             None => Err(io::Error::other("SHA-256 worker finished")),
         }
     }

@@ -11,6 +11,7 @@ pub mod blob_store;
 #[cfg(test)]
 mod conformance;
 mod db;
+mod direct;
 mod fs;
 mod ingest;
 mod removal;

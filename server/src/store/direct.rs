@@ -1,0 +1,242 @@
+//! Writes that bypass the page cache (`O_DIRECT`) for the bulk of a large blob: the bytes go
+//! from aligned buffers straight to the device, so a large upload, sync or import costs no
+//! page-cache copy and no write-back work, and leaves the page cache to the blobs being served.
+//! The writes run on their own thread, so the device's time overlaps the hashing. A filesystem
+//! that refuses `O_DIRECT` (or a write it refuses) gets the same bytes through the page cache.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use rustix::fs::OFlags;
+
+/// Bytes gathered before one direct write. File offsets of direct writes are multiples of it.
+pub const BUFFER: usize = 1 << 20;
+/// The alignment of the buffers: above the logical block size of any device in use.
+const ALIGN: usize = 64 << 10;
+/// Buffers per stage: one filling, the others queued for or in the write.
+const BUFFERS: usize = 3;
+
+/// Turns `O_DIRECT` on for `file` (whose length must be a multiple of `BUFFER`) and starts the
+/// thread that writes to it. `None` when the filesystem refuses `O_DIRECT`.
+pub fn start(file: &File) -> io::Result<Option<DirectWriter>> {
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    match rustix::fs::fcntl_setfl(file, flags | OFlags::DIRECT) {
+        Ok(()) => Ok(Some(DirectWriter::start(file.try_clone()?))),
+        Err(rustix::io::Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes all of `bytes` at the file's position. A write the kernel refuses with `EINVAL`
+/// (a device whose blocks the buffer does not fit, or a short write that left the position
+/// unaligned) turns `O_DIRECT` off for the file and goes on through the page cache.
+fn write_all(file: &mut File, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match file.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                let flags = rustix::fs::fcntl_getfl(&*file)?;
+                if !flags.contains(OFlags::DIRECT) {
+                    return Err(e);
+                }
+                rustix::fs::fcntl_setfl(&*file, flags - OFlags::DIRECT)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// An aligned buffer of `BUFFER` bytes inside a slightly larger allocation.
+#[derive(Debug)]
+struct Aligned {
+    memory: Vec<u8>,
+    start: usize,
+}
+
+impl Aligned {
+    fn new() -> Self {
+        let memory = vec![0u8; BUFFER + ALIGN];
+        let start = memory.as_ptr().align_offset(ALIGN);
+        Self { memory, start }
+    }
+
+    fn bytes(&self, len: usize) -> &[u8] {
+        &self.memory[self.start..self.start + len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.memory[self.start..self.start + BUFFER]
+    }
+}
+
+/// Gathers chunks into aligned buffers and writes each full one on its own thread; `finish`
+/// writes the tail.
+#[derive(Debug)]
+pub struct DirectWriter {
+    filling: Option<Aligned>,
+    len: usize,
+    allocated: usize,
+    full: Option<SyncSender<Aligned>>,
+    empty: Receiver<Aligned>,
+    writer: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl DirectWriter {
+    fn start(mut file: File) -> Self {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Aligned>(BUFFERS);
+        let (empty_tx, empty_rx) = mpsc::sync_channel::<Aligned>(BUFFERS);
+        let writer = std::thread::spawn(move || {
+            for buffer in full_rx {
+                write_all(&mut file, buffer.bytes(BUFFER))?;
+                let _ = empty_tx.send(buffer);
+            }
+            Ok(())
+        });
+        Self {
+            filling: None,
+            len: 0,
+            allocated: 0,
+            full: Some(full_tx),
+            empty: empty_rx,
+            writer: Some(writer),
+        }
+    }
+
+    /// Appends `bytes`; every buffer they fill goes to the writing thread.
+    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let mut buffer = match self.filling.take() {
+                Some(buffer) => buffer,
+                None if self.allocated < BUFFERS => {
+                    self.allocated += 1;
+                    Aligned::new()
+                }
+                None => match self.empty.recv() {
+                    Ok(buffer) => buffer,
+                    Err(_) => return Err(self.stop()),
+                },
+            };
+            let n = bytes.len().min(BUFFER - self.len);
+            buffer.bytes_mut()[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+            if self.len < BUFFER {
+                self.filling = Some(buffer);
+                continue;
+            }
+            self.len = 0;
+            let Some(full) = &self.full else { return Err(self.stop()) };
+            if full.send(buffer).is_err() {
+                return Err(self.stop());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the writing thread after what it was given and returns why it stopped early.
+    fn stop(&mut self) -> io::Error {
+        match self.join() {
+            Err(e) => e,
+            Ok(()) => io::Error::other("blob writer stopped"),
+        }
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        self.full = None;
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("blob writer panicked")),
+            None => Err(io::Error::other("blob writer stopped")),
+        }
+    }
+
+    /// Waits until every full buffer is written, then writes the tail (less than a buffer, so
+    /// not aligned) through the page cache, with `O_DIRECT` turned off. The caller syncs.
+    pub fn finish(mut self, file: &mut File) -> io::Result<()> {
+        self.join()?;
+        if let Some(buffer) = self.filling.take() {
+            let flags = rustix::fs::fcntl_getfl(&*file)?;
+            rustix::fs::fcntl_setfl(&*file, flags - OFlags::DIRECT)?;
+            file.write_all(buffer.bytes(self.len))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DirectWriter {
+    fn drop(&mut self) {
+        self.full = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect()
+    }
+
+    fn read(path: &std::path::Path) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        File::open(path).unwrap().read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    fn direct(file: &File) -> bool {
+        rustix::fs::fcntl_getfl(file).unwrap().contains(OFlags::DIRECT)
+    }
+
+    /// Whole buffers, a tail and odd pieces come out as the bytes that went in, with the
+    /// file's `O_DIRECT` on while the writer runs and off after the tail.
+    #[test]
+    fn writes_exactly_the_bytes_given() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1, BUFFER - 1, BUFFER, 5 * BUFFER + 4097] {
+            let path = dir.path().join(format!("blob-{len}"));
+            let mut file = File::create(&path).unwrap();
+            let Some(mut writer) = start(&file).unwrap() else {
+                eprintln!("skipped: the temp directory's filesystem refuses O_DIRECT");
+                return;
+            };
+            assert!(direct(&file));
+            let bytes = pattern(len);
+            for piece in bytes.chunks(65_521) {
+                writer.write(piece).unwrap();
+            }
+            writer.finish(&mut file).unwrap();
+            assert_eq!(direct(&file), len % BUFFER == 0, "O_DIRECT is turned off for a tail only");
+            file.sync_all().unwrap();
+            assert_eq!(read(&path), bytes, "{len} bytes");
+        }
+    }
+
+    /// A write the kernel refuses for its alignment goes on through the page cache.
+    #[test]
+    fn a_refused_direct_write_goes_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let mut file = File::create(&path).unwrap();
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        if rustix::fs::fcntl_setfl(&file, flags | OFlags::DIRECT).is_err() {
+            eprintln!("skipped: the temp directory's filesystem refuses O_DIRECT");
+            return;
+        }
+        let aligned = Aligned::new();
+        // One byte past an aligned start, and an odd length: no device takes that directly.
+        let bytes = &aligned.memory[aligned.start + 1..aligned.start + 1 + 10_000];
+        write_all(&mut file, bytes).unwrap();
+        assert!(!direct(&file), "O_DIRECT is off after the refusal");
+        assert_eq!(read(&path), bytes);
+    }
+}
