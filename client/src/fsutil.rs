@@ -13,10 +13,40 @@ pub struct AtomicFile {
     temp: PathBuf,
     target: PathBuf,
     committed: bool,
+    write_back: WriteBack,
+}
+
+/// Starts syncing a file being written every `WRITE_BACK_EVERY` bytes, on another thread, so
+/// the disk writes while more bytes arrive and the final sync is short.
+#[derive(Debug, Default)]
+pub struct WriteBack {
     /// Bytes written since write-back last started.
     unsynced: u64,
     /// The write-back in flight, if any: a sync of what was written before it started.
-    write_back: Option<std::thread::JoinHandle<io::Result<()>>>,
+    pending: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl WriteBack {
+    /// Counts `len` more bytes written to `file`; starts a sync of them when enough have gathered
+    /// and no sync is still running.
+    pub fn wrote(&mut self, file: &File, len: usize) -> io::Result<()> {
+        self.unsynced += len as u64;
+        if self.unsynced >= WRITE_BACK_EVERY && self.pending.as_ref().is_none_or(|w| w.is_finished()) {
+            self.wait()?;
+            let file = file.try_clone()?;
+            self.pending = Some(std::thread::spawn(move || file.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Waits for the sync in flight, if any (the caller still syncs the whole file).
+    pub fn wait(&mut self) -> io::Result<()> {
+        match self.pending.take() {
+            Some(pending) => pending.join().map_err(|_| io::Error::other("write-back panicked"))?,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Bytes written between write-backs of a large file: the disk writes while more bytes arrive,
@@ -38,30 +68,29 @@ impl AtomicFile {
         let temp =
             parent_of(target).join(format!(".{}.tmp-{}", name.to_string_lossy(), hex::encode(rand_bytes())));
         let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
-        Ok(Self { file, temp, target: target.to_path_buf(), committed: false, unsynced: 0, write_back: None })
+        Ok(Self {
+            file,
+            temp,
+            target: target.to_path_buf(),
+            committed: false,
+            write_back: WriteBack::default(),
+        })
     }
 
     /// Appends bytes; every `WRITE_BACK_EVERY` bytes starts syncing them on another thread
     /// unless a sync is still running.
     pub fn write_all_bytes(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)?;
-        self.unsynced += data.len() as u64;
-        if self.unsynced >= WRITE_BACK_EVERY && self.write_back.as_ref().is_none_or(|w| w.is_finished()) {
-            if let Some(done) = self.write_back.take() {
-                done.join().map_err(|_| io::Error::other("write-back panicked"))??;
-            }
-            let file = self.file.try_clone()?;
-            self.write_back = Some(std::thread::spawn(move || file.sync_data()));
-            self.unsynced = 0;
+        // In pieces, so that write-back of a large buffer starts before its end.
+        for piece in data.chunks(WRITE_BACK_EVERY as usize) {
+            self.file.write_all(piece)?;
+            self.write_back.wrote(&self.file, piece.len())?;
         }
         Ok(())
     }
 
     /// Syncs and moves the file into place, then syncs the directory.
     pub fn commit(mut self) -> io::Result<()> {
-        if let Some(pending) = self.write_back.take() {
-            pending.join().map_err(|_| io::Error::other("write-back panicked"))??;
-        }
+        self.write_back.wait()?;
         self.file.sync_all()?;
         fs::rename(&self.temp, &self.target)?;
         self.committed = true;

@@ -85,21 +85,31 @@ pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> 
     let digests = encode_each(&digests, |bucket| -> DigestBucket {
         bucket.iter().map(|(digest, record)| (*digest, key(record))).collect()
     })?;
-    let mut body = Vec::new();
-    let mut place = |(bytes, blake3): Encoded| {
-        let at = body.len() as u64;
-        body.extend_from_slice(&bytes);
-        BucketRef { offset: at, len: bytes.len() as u64, blake3 }
+    let mut at = 0;
+    let mut place = |(bytes, blake3): &Encoded| {
+        let bucket = BucketRef { offset: at, len: bytes.len() as u64, blake3: *blake3 };
+        at += bytes.len() as u64;
+        bucket
     };
-    let names = names.into_iter().map(&mut place).collect();
-    let digests = digests.into_iter().map(&mut place).collect();
-    let table = IndexTable { format: SNAPSHOT_FORMAT, size: registry.size(), names, digests };
+    let table = IndexTable {
+        format: SNAPSHOT_FORMAT,
+        size: registry.size(),
+        names: names.iter().map(&mut place).collect(),
+        digests: digests.iter().map(&mut place).collect(),
+    };
     let table_bytes = table.to_bytes();
-    let mut file = Vec::with_capacity(8 + table_bytes.len() + body.len());
-    file.extend_from_slice(&(table_bytes.len() as u64).to_be_bytes());
-    file.extend_from_slice(&table_bytes);
-    file.extend_from_slice(&body);
-    fsutil::write_atomic(path, &file, 0o600).with_context(|| format!("cannot write {}", path.display()))?;
+    // The length of the table, the table, then every bucket in order: written as they are,
+    // with no copy of the whole file in memory.
+    let write = || -> std::io::Result<()> {
+        let mut file = fsutil::AtomicFile::create(path, 0o600)?;
+        file.write_all_bytes(&(table_bytes.len() as u64).to_be_bytes())?;
+        file.write_all_bytes(&table_bytes)?;
+        for (bytes, _) in names.iter().chain(&digests) {
+            file.write_all_bytes(bytes)?;
+        }
+        file.commit()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(IndexRef {
         table_len: table_bytes.len() as u64,
         table_blake3: Hash32(*blake3::hash(&table_bytes).as_bytes()),

@@ -135,39 +135,42 @@ impl StateStore {
     }
 
     /// Saves a verified state: new leaves appended and synced, then the fold if the log grew (or
-    /// was rebuilt), then the head.
+    /// was rebuilt), with the index written beside them when it changed; then the head.
     pub fn save(&self, state: &ClientLog) -> anyhow::Result<()> {
         if let Some(parent) = self.stem.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
         let leaves_path = self.path("leaves");
-        let leaves_bytes = state
-            .leaves
-            .persist(&leaves_path)
-            .with_context(|| format!("cannot write {}", leaves_path.display()))?;
         let size = state.log.size();
         let grown = state.fold_size != Some(size) || state.rebuilt.is_some() || state.leaves.rewrite;
-        let index = match state.index {
-            Some(index) if !grown => index,
-            _ => {
-                // Until the new head is written, no head vouches for a fold or index being
-                // replaced: a crash in between leaves the fold to be loaded in full.
-                self.forget_index()?;
-                // The fold and the index are written side by side.
-                let write_fold = || -> anyhow::Result<()> {
-                    let log = serde_bytes::ByteBuf::from(state.log.snapshot().to_bytes()?);
-                    write_sealed(&self.path("fold"), &ClientFold { log, leaves_bytes })
-                };
-                std::thread::scope(|scope| -> anyhow::Result<IndexRef> {
-                    let fold = grown.then(|| scope.spawn(write_fold));
-                    let index = crate::index::write(&self.path("index"), state.log.registry())?;
-                    if let Some(fold) = fold {
-                        fold.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the fold writer failed")))?;
-                    }
-                    Ok(index)
-                })?
+        let kept_index = state.index.filter(|_| !grown);
+        if kept_index.is_none() {
+            // Until the new head is written, no head vouches for a fold or index being
+            // replaced: a crash in between leaves the fold to be loaded in full.
+            self.forget_index()?;
+        }
+        // The new leaves appended and synced, then the fold that counts them, on one thread;
+        // the index (itself built on every core) beside them.
+        let write_leaves_and_fold = || -> anyhow::Result<()> {
+            let leaves_bytes = state
+                .leaves
+                .persist(&leaves_path)
+                .with_context(|| format!("cannot write {}", leaves_path.display()))?;
+            if grown {
+                let log = serde_bytes::ByteBuf::from(state.log.snapshot().to_bytes()?);
+                write_sealed(&self.path("fold"), &ClientFold { log, leaves_bytes })?;
             }
+            Ok(())
         };
+        let index = std::thread::scope(|scope| -> anyhow::Result<IndexRef> {
+            let files = scope.spawn(write_leaves_and_fold);
+            let index = match kept_index {
+                Some(index) => Ok(index),
+                None => crate::index::write(&self.path("index"), state.log.registry()),
+            };
+            files.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the leaves and fold writer failed")))?;
+            index
+        })?;
         let (roots, frontier) = state.log.head_parts();
         let head = ClientHead {
             format: SNAPSHOT_FORMAT,
@@ -420,7 +423,14 @@ impl Leaves {
         // Whatever follows the counted leaves is a crash's leftover: it goes.
         file.set_len(self.stored_bytes)?;
         file.seek(SeekFrom::End(0))?;
-        file.write_all(&records(&self.new))?;
+        // A page of records at a time, with write-back started as they go.
+        let mut write_back = fsutil::WriteBack::default();
+        for page in self.new.chunks(1024) {
+            let page = records(page);
+            file.write_all(&page)?;
+            write_back.wrote(&file, page.len())?;
+        }
+        write_back.wait()?;
         file.sync_all()?;
         Ok(self.bytes())
     }
@@ -466,5 +476,31 @@ impl ClientLog {
             None => self.leaves.appended(new_leaves),
         };
         Self { log, leaves, rebuilt: self.rebuilt.clone(), fold_size: self.fold_size, index: self.index }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New leaves go after the ones the fold counts, many pages of them, and whatever a crash
+    /// left past the counted bytes is cut first.
+    #[test]
+    fn persisted_leaves_read_back_in_order_and_a_crash_leftover_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leaves");
+        let first: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 5]).collect();
+        let mut leaves = Leaves::stored(path.clone(), 0, 0);
+        leaves.new.clone_from(&first);
+        let counted = leaves.persist(&path).unwrap();
+        assert_eq!(counted, 27);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"\0\0\0\x09cut short").unwrap();
+        let mut more = Leaves::stored(path.clone(), 3, counted);
+        more.new = (0..2500u32).map(|i| i.to_be_bytes().repeat(i as usize % 7 + 1)).collect();
+        let total = more.persist(&path).unwrap();
+        assert_eq!(total, std::fs::metadata(&path).unwrap().len(), "the leftover is gone");
+        let read = Leaves::stored(path.clone(), 2503, total).read(0..2503).unwrap();
+        assert_eq!(read, first.iter().chain(&more.new).cloned().collect::<Vec<_>>());
     }
 }

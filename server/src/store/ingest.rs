@@ -237,6 +237,9 @@ impl Ingest {
     }
 }
 
+/// Batches (up to 1 MiB each from an upload) that may wait for the SHA-256 thread.
+const SHA256_QUEUE: usize = 4;
+
 /// SHA-256 on its own thread, so it runs beside BLAKE3 instead of after it.
 #[derive(Debug)]
 struct Sha256Worker {
@@ -246,7 +249,7 @@ struct Sha256Worker {
 
 impl Sha256Worker {
     fn start() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(SHA256_QUEUE);
         let handle = std::thread::spawn(move || {
             let mut hasher = sha2::Sha256::new();
             for chunks in rx {
