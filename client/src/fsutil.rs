@@ -1,9 +1,13 @@
 //! Durable file writes: temp file in the target's directory, fsync, rename, fsync the directory.
 //! A reader never sees a partial file, and a crash leaves either the old file or the new one.
+//! Past its first 4 MiB a file is written with `O_DIRECT` where the filesystem takes it
+//! (`direct.rs`), until anything seeks in it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::direct::{self, DirectWriter, DIRECT_FROM};
 
 /// A file being written; becomes visible at its path only on `commit`. Dropped uncommitted, the
 /// temp file is removed.
@@ -14,6 +18,19 @@ pub struct AtomicFile {
     target: PathBuf,
     committed: bool,
     write_back: WriteBack,
+    /// Bytes written through the page cache (before `DIRECT_FROM`, or after direct writing ended).
+    written: u64,
+    direct: Direct,
+}
+
+/// Whether the bytes past `DIRECT_FROM` go straight to the device.
+#[derive(Debug)]
+enum Direct {
+    /// Not that far yet.
+    NotYet,
+    On(DirectWriter),
+    /// The filesystem refused it, or a seek or the commit ended it.
+    Off,
 }
 
 /// Starts syncing a file being written every `WRITE_BACK_EVERY` bytes, on another thread, so
@@ -74,22 +91,53 @@ impl AtomicFile {
             target: target.to_path_buf(),
             committed: false,
             write_back: WriteBack::default(),
+            written: 0,
+            direct: Direct::NotYet,
         })
     }
 
-    /// Appends bytes; every `WRITE_BACK_EVERY` bytes starts syncing them on another thread
-    /// unless a sync is still running.
-    pub fn write_all_bytes(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Appends bytes: up to `DIRECT_FROM` through the page cache, the rest directly where the
+    /// filesystem allows.
+    pub fn write_all_bytes(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if matches!(self.direct, Direct::NotYet) && self.written + data.len() as u64 > DIRECT_FROM {
+            let (head, rest) = data.split_at((DIRECT_FROM - self.written) as usize);
+            self.write_buffered(head)?;
+            self.direct = match direct::start(&self.file)? {
+                Some(writer) => Direct::On(writer),
+                None => Direct::Off,
+            };
+            data = rest;
+        }
+        match &mut self.direct {
+            Direct::On(writer) => writer.write(data),
+            Direct::NotYet | Direct::Off => self.write_buffered(data),
+        }
+    }
+
+    /// Through the page cache; every `WRITE_BACK_EVERY` bytes starts syncing them on another
+    /// thread unless a sync is still running.
+    fn write_buffered(&mut self, data: &[u8]) -> io::Result<()> {
         // In pieces, so that write-back of a large buffer starts before its end.
         for piece in data.chunks(WRITE_BACK_EVERY as usize) {
             self.file.write_all(piece)?;
             self.write_back.wrote(&self.file, piece.len())?;
         }
+        self.written += data.len() as u64;
         Ok(())
+    }
+
+    /// Writes what the direct writer holds; from here the file is written through the page
+    /// cache (after a seek the position is no longer where direct writes may start).
+    fn end_direct(&mut self) -> io::Result<()> {
+        match std::mem::replace(&mut self.direct, Direct::Off) {
+            Direct::On(writer) => writer.finish(&mut self.file),
+            Direct::NotYet | Direct::Off => Ok(()),
+        }
     }
 
     /// Syncs and moves the file into place, then syncs the directory.
     pub fn commit(mut self) -> io::Result<()> {
+        self.end_direct()?;
         self.write_back.wait()?;
         self.file.sync_all()?;
         fs::rename(&self.temp, &self.target)?;
@@ -111,6 +159,8 @@ impl io::Write for AtomicFile {
 
 impl io::Seek for AtomicFile {
     fn seek(&mut self, position: io::SeekFrom) -> io::Result<u64> {
+        // The file's position must count every byte given: the direct writer's too.
+        self.end_direct()?;
         self.file.seek(position)
     }
 }
@@ -179,6 +229,58 @@ mod tests {
         file.write_all_bytes(b"partial").unwrap();
         drop(file);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8).collect()
+    }
+
+    /// A file past `DIRECT_FROM`, given in odd pieces, is written whole; the bytes past it went
+    /// to the direct writer where the filesystem takes `O_DIRECT`. Dropped uncommitted, such a
+    /// file leaves nothing either.
+    #[test]
+    fn a_large_file_is_written_whole_past_the_switch_to_direct_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("large.bin");
+        let bytes = pattern(9 * direct::BUFFER + 123);
+        let mut file = AtomicFile::create(&target, 0o644).unwrap();
+        for piece in bytes.chunks(700_001) {
+            file.write_all_bytes(piece).unwrap();
+        }
+        if matches!(file.direct, Direct::Off) {
+            eprintln!("the temp directory's filesystem refuses O_DIRECT: written through the page cache");
+        } else {
+            assert!(matches!(file.direct, Direct::On(_)), "past DIRECT_FROM the direct writer is on");
+        }
+        file.commit().unwrap();
+        assert!(fs::read(&target).unwrap() == bytes, "the committed bytes differ");
+
+        let mut dropped = AtomicFile::create(&dir.path().join("dropped.bin"), 0o644).unwrap();
+        dropped.write_all_bytes(&bytes).unwrap();
+        drop(dropped);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "only the committed file is left");
+    }
+
+    /// A seek (a zip writer patching a header) first writes what the direct writer holds, so the
+    /// position counts every byte given; the file goes on through the page cache.
+    #[test]
+    fn a_seek_during_direct_writes_sees_every_byte_written() {
+        use std::io::{Seek, SeekFrom};
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("patched.bin");
+        let mut bytes = pattern(6 * direct::BUFFER + 5);
+        let mut file = AtomicFile::create(&target, 0o644).unwrap();
+        file.write_all_bytes(&bytes).unwrap();
+        assert_eq!(file.stream_position().unwrap(), bytes.len() as u64);
+        file.seek(SeekFrom::Start(10)).unwrap();
+        file.write_all_bytes(b"HEAD").unwrap();
+        file.seek(SeekFrom::End(0)).unwrap();
+        file.write_all_bytes(&pattern(3 * direct::BUFFER)).unwrap();
+        assert!(matches!(file.direct, Direct::Off), "no direct writes after a seek");
+        file.commit().unwrap();
+        bytes[10..14].copy_from_slice(b"HEAD");
+        bytes.extend(pattern(3 * direct::BUFFER));
+        assert!(fs::read(&target).unwrap() == bytes, "the patched bytes differ");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod bundle_reader;
 pub mod comfy;
+pub mod direct;
 pub mod follow;
 pub mod fsutil;
 pub mod index;

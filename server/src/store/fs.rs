@@ -3,7 +3,7 @@
 //!
 //! A blob is staged in a temp file under `tmp/`, synced, renamed into place, and the directory
 //! synced. The first 4 MiB of a stage go through the page cache; past them the stage writes
-//! with `O_DIRECT` (`direct.rs`) where the filesystem takes it. A batch (`commit_batch`, a mirror sync) syncs the filesystem once before its renames
+//! with `O_DIRECT` (`airlock_client::direct`) where the filesystem takes it. A batch (`commit_batch`, a mirror sync) syncs the filesystem once before its renames
 //! and once after, instead of three syncs a blob. A stage that is not committed is removed when dropped, and `tmp/` is emptied when the
 //! backend opens, so a crash leaves nothing visible that was not committed.
 
@@ -15,15 +15,11 @@ use airlock_proto::Digest;
 use bytes::Bytes;
 
 use super::backend::{BlobBackend, BlobRead, BlobStage, Parked};
-use super::direct::{self, DirectWriter};
+use airlock_client::direct::{self, DirectWriter, DIRECT_FROM};
 
 /// Bytes written between background syncs: write-back overlaps receiving, so the final sync
 /// is short.
 const SYNC_EVERY: u64 = 16 << 20;
-
-/// Bytes of a blob written through the page cache before the rest goes directly to the device
-/// (where the filesystem allows): small blobs never leave the page cache path.
-const DIRECT_FROM: u64 = 4 * direct::BUFFER as u64;
 
 /// Blobs in a directory on the local filesystem.
 #[derive(Debug)]

@@ -11,7 +11,6 @@ pub mod blob_store;
 #[cfg(test)]
 mod conformance;
 mod db;
-mod direct;
 mod fs;
 mod ingest;
 mod removal;

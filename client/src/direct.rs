@@ -1,8 +1,10 @@
-//! Writes that bypass the page cache (`O_DIRECT`) for the bulk of a large blob: the bytes go
-//! from aligned buffers straight to the device, so a large upload, sync or import costs no
-//! page-cache copy and no write-back work, and leaves the page cache to the blobs being served.
-//! The writes run on their own thread, so the device's time overlaps the hashing. A filesystem
-//! that refuses `O_DIRECT` (or a write it refuses) gets the same bytes through the page cache.
+//! Writes that bypass the page cache (`O_DIRECT`) for the bulk of a large file written once from
+//! start to end: a blob the server stores (upload, sync, import), a bundle or a blob the client
+//! writes, the client's state. The bytes go from aligned buffers straight to the device, so a
+//! large file costs no page-cache copy and no write-back work, and leaves the page cache to what
+//! is being read. The writes run on their own thread, so the device's time overlaps whatever
+//! produces the bytes (hashing, receiving). A filesystem that refuses `O_DIRECT` (or a write it
+//! refuses) gets the same bytes through the page cache.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -13,6 +15,9 @@ use rustix::fs::OFlags;
 
 /// Bytes gathered before one direct write. File offsets of direct writes are multiples of it.
 pub const BUFFER: usize = 1 << 20;
+/// Bytes of a file written through the page cache before the rest goes directly to the device:
+/// small files never leave the page-cache path, and the switch falls on a buffer boundary.
+pub const DIRECT_FROM: u64 = 4 * BUFFER as u64;
 /// The alignment of the buffers: above the logical block size of any device in use.
 const ALIGN: usize = 64 << 10;
 /// Buffers per stage: one filling, the others queued for or in the write.
