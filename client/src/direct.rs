@@ -9,7 +9,10 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+
+use bytes::Bytes;
 
 use rustix::fs::OFlags;
 
@@ -79,26 +82,110 @@ impl Aligned {
     }
 }
 
+/// Aligned buffers for a stream of bytes that is hashed and then written directly (an upload):
+/// the bytes are copied once, into a buffer that the hashing threads and the direct writer then
+/// share as `Bytes`; a buffer comes back to the pool when the last of them drops it.
+#[derive(Debug, Clone, Default)]
+pub struct AlignedPool(Arc<Mutex<Vec<Aligned>>>);
+
+/// Buffers a pool keeps for reuse; more in flight are freed when they come back.
+const POOL_KEEPS: usize = 16;
+
+impl AlignedPool {
+    /// An empty buffer to fill.
+    pub fn take(&self) -> Filling {
+        let reused = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        Filling { buffer: reused.unwrap_or_else(Aligned::new), len: 0, pool: self.clone() }
+    }
+}
+
+/// A pool's buffer being filled.
+#[derive(Debug)]
+pub struct Filling {
+    buffer: Aligned,
+    len: usize,
+    pool: AlignedPool,
+}
+
+impl Filling {
+    /// Copies as much of `bytes` as fits; returns how much that was.
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(BUFFER - self.len);
+        self.buffer.bytes_mut()[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        n
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == BUFFER
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes filled, shared; the buffer goes back to the pool when the last clone drops.
+    pub fn freeze(self) -> Bytes {
+        Bytes::from_owner(Pooled { buffer: Some(self.buffer), len: self.len, pool: self.pool })
+    }
+}
+
+/// A pool's buffer behind `Bytes`.
+struct Pooled {
+    buffer: Option<Aligned>,
+    len: usize,
+    pool: AlignedPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref().map_or(&[], |buffer| buffer.bytes(self.len))
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut kept = self.pool.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < POOL_KEEPS {
+            kept.extend(self.buffer.take());
+        }
+    }
+}
+
+/// What the writing thread is given: its own buffer back to reuse, or a full aligned buffer
+/// shared with others (an upload's), written without a copy.
+#[derive(Debug)]
+enum Full {
+    Own(Aligned),
+    Shared(Bytes),
+}
+
 /// Gathers chunks into aligned buffers and writes each full one on its own thread; `finish`
-/// writes the tail.
+/// writes the tail. A chunk that is already a full aligned buffer at an aligned position goes to
+/// the thread as it is.
 #[derive(Debug)]
 pub struct DirectWriter {
     filling: Option<Aligned>,
     len: usize,
     allocated: usize,
-    full: Option<SyncSender<Aligned>>,
+    full: Option<SyncSender<Full>>,
     empty: Receiver<Aligned>,
     writer: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl DirectWriter {
     fn start(mut file: File) -> Self {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Aligned>(BUFFERS);
+        let (full_tx, full_rx) = mpsc::sync_channel::<Full>(BUFFERS);
         let (empty_tx, empty_rx) = mpsc::sync_channel::<Aligned>(BUFFERS);
         let writer = std::thread::spawn(move || {
-            for buffer in full_rx {
-                write_all(&mut file, buffer.bytes(BUFFER))?;
-                let _ = empty_tx.send(buffer);
+            for full in full_rx {
+                match full {
+                    Full::Own(buffer) => {
+                        write_all(&mut file, buffer.bytes(BUFFER))?;
+                        let _ = empty_tx.send(buffer);
+                    }
+                    Full::Shared(bytes) => write_all(&mut file, &bytes)?,
+                }
             }
             Ok(())
         });
@@ -110,6 +197,23 @@ impl DirectWriter {
             empty: empty_rx,
             writer: Some(writer),
         }
+    }
+
+    /// Appends `chunk`: without a copy when it is a whole aligned buffer and nothing is waiting
+    /// in the buffer being filled, else as `write` does.
+    pub fn write_shared(&mut self, chunk: &Bytes) -> io::Result<()> {
+        if self.len > 0 || chunk.len() != BUFFER || chunk.as_ptr().align_offset(ALIGN) != 0 {
+            return self.write(chunk);
+        }
+        self.send(Full::Shared(chunk.clone()))
+    }
+
+    fn send(&mut self, full: Full) -> io::Result<()> {
+        let Some(sender) = &self.full else { return Err(self.stop()) };
+        if sender.send(full).is_err() {
+            return Err(self.stop());
+        }
+        Ok(())
     }
 
     /// Appends `bytes`; every buffer they fill goes to the writing thread.
@@ -135,10 +239,7 @@ impl DirectWriter {
                 continue;
             }
             self.len = 0;
-            let Some(full) = &self.full else { return Err(self.stop()) };
-            if full.send(buffer).is_err() {
-                return Err(self.stop());
-            }
+            self.send(Full::Own(buffer))?;
         }
         Ok(())
     }
@@ -224,6 +325,49 @@ mod tests {
             file.sync_all().unwrap();
             assert_eq!(read(&path), bytes, "{len} bytes");
         }
+    }
+
+    /// Whole pool buffers are written as they are, between copied pieces that leave the
+    /// position unaligned and aligned again; the bytes come out in order, and every buffer
+    /// returns to the pool once written and dropped.
+    #[test]
+    fn pool_buffers_are_written_without_a_copy_between_copied_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let mut file = File::create(&path).unwrap();
+        let Some(mut writer) = start(&file).unwrap() else {
+            eprintln!("skipped: the temp directory's filesystem refuses O_DIRECT");
+            return;
+        };
+        let pool = AlignedPool::default();
+        let whole = |seed: usize| {
+            let mut filling = pool.take();
+            let bytes = pattern(BUFFER + seed);
+            assert_eq!(filling.push(&bytes[seed..]), BUFFER);
+            assert!(filling.is_full());
+            filling.freeze()
+        };
+        let mut expected = Vec::new();
+        let pieces = [
+            whole(1),
+            whole(2),
+            Bytes::from(pattern(100)),
+            whole(3),
+            Bytes::from(pattern(BUFFER - 100)),
+            whole(4),
+        ];
+        for piece in &pieces {
+            writer.write_shared(piece).unwrap();
+            expected.extend_from_slice(piece);
+        }
+        // The third pool buffer came at an unaligned position and was copied, with the pieces
+        // around it, into two buffers of the writer's own; the other three went as they were
+        // (copying all of them would have taken all three buffers it may hold).
+        assert_eq!(writer.allocated, 2, "pool buffers at aligned positions are not copied");
+        writer.finish(&mut file).unwrap();
+        drop(pieces);
+        assert_eq!(read(&path), expected);
+        assert_eq!(pool.0.lock().unwrap().len(), 4, "every pool buffer came back");
     }
 
     /// A write the kernel refuses for its alignment goes on through the page cache.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use airlock_client::direct::AlignedPool;
 use airlock_proto::api::{routes, BlobStored};
 use airlock_proto::Digest;
 use bytes::Bytes;
@@ -180,8 +181,7 @@ fn answer(
     Ok(response)
 }
 
-/// Upload bytes handed to the writer at once, and the batches that may wait for it.
-const UPLOAD_BATCH: usize = 1 << 20;
+/// Upload buffers (1 MiB each) that may wait for the writer.
 const UPLOAD_BATCHES: usize = 4;
 
 /// Ranges up to this size are read in one go and sent from memory; larger ones are streamed.
@@ -222,19 +222,20 @@ pub async fn put(
         return Err(ApiError::TooLarge(format!("blob is over the {max}-byte cap")));
     }
     let mut ingest = app.store.ingest(Expected::address(digest, max))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(UPLOAD_BATCHES);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_BATCHES);
     let writer_task = tokio::task::spawn_blocking(move || {
         while let Some(batch) = rx.blocking_recv() {
-            ingest.write_batch(&batch)?;
+            ingest.write(batch)?;
         }
         ingest.finish()
     });
     let mut received = 0u64;
     let mut stopped_at = None;
-    // The body's frames (at most hyper's read buffer, 64 KiB) go to the writer in batches, not
-    // copied: one hand-over to each hashing thread and one vectored write a batch.
-    let mut batch = Vec::new();
-    let mut batched = 0;
+    // The body's frames (at most hyper's read buffer, 64 KiB) are copied into aligned 1 MiB
+    // buffers from a pool: one hand-over to each hashing thread a buffer, which the filesystem
+    // backend then writes directly without another copy (`airlock_client::direct`).
+    let pool = AlignedPool::default();
+    let mut batch = pool.take();
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
         received += chunk.len() as u64;
         if received > max {
@@ -248,18 +249,20 @@ pub async fn put(
             }
             continue;
         }
-        batched += chunk.len();
-        batch.push(chunk);
-        if batched >= UPLOAD_BATCH {
-            batched = 0;
-            if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                stopped_at = Some(received);
+        let mut rest = &chunk[..];
+        while !rest.is_empty() && stopped_at.is_none() {
+            rest = &rest[batch.push(rest)..];
+            if batch.is_full() {
+                let full = std::mem::replace(&mut batch, pool.take());
+                if tx.send(full.freeze()).await.is_err() {
+                    stopped_at = Some(received);
+                }
             }
         }
     }
     if !batch.is_empty() && stopped_at.is_none() {
         // A send that fails means the writer stopped; its error is the answer.
-        let _ = tx.send(batch).await;
+        let _ = tx.send(batch.freeze()).await;
     }
     drop(tx);
     let stored = writer_task.await??;

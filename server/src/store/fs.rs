@@ -229,7 +229,7 @@ impl BlobStage for FsStage {
     /// The first `DIRECT_FROM` bytes through the page cache, then the rest directly.
     fn write_vectored(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         if let Some(direct) = &mut self.direct {
-            return chunks.iter().try_for_each(|chunk| direct.write(chunk));
+            return chunks.iter().try_for_each(|chunk| direct.write_shared(chunk));
         }
         let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
         if self.direct_refused || self.written + len <= DIRECT_FROM {
