@@ -453,7 +453,8 @@ fn import(data: &Path, root: Option<PathBuf>, file: &Path, state_out: Option<Pat
     let mirror = registry.mirror().context("the data directory does not hold a mirror")?;
     let reader =
         std::fs::File::open(file).with_context(|| format!("cannot read bundle {}", file.display()))?;
-    let report = crate::mirror::import::import(mirror, std::io::BufReader::with_capacity(1 << 20, reader))
+    let reader = airlock_client::direct::ReadAhead::new(reader);
+    let report = crate::mirror::import::import(mirror, reader)
         .with_context(|| format!("bundle {} refused", file.display()))?;
     let state_path = state_out.unwrap_or_else(|| data.join("imported-state.json"));
     let state = serde_json::to_vec_pretty(&report.state)?;
