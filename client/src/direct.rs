@@ -37,6 +37,20 @@ pub fn start(file: &File) -> io::Result<Option<DirectWriter>> {
     }
 }
 
+/// Handles an I/O error of a direct read or write: `EINVAL` while `O_DIRECT` is on (a device
+/// whose blocks the buffer does not fit, or a position a short transfer left unaligned) turns
+/// it off, so the caller goes on through the page cache; anything else is the error.
+fn refused(file: &File, error: io::Error) -> io::Result<()> {
+    if error.raw_os_error() != Some(rustix::io::Errno::INVAL.raw_os_error()) {
+        return Err(error);
+    }
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    if !flags.contains(OFlags::DIRECT) {
+        return Err(error);
+    }
+    Ok(rustix::fs::fcntl_setfl(file, flags - OFlags::DIRECT)?)
+}
+
 /// Writes all of `bytes` at the file's position. A write the kernel refuses with `EINVAL`
 /// (a device whose blocks the buffer does not fit, or a short write that left the position
 /// unaligned) turns `O_DIRECT` off for the file and goes on through the page cache.
@@ -46,14 +60,7 @@ fn write_all(file: &mut File, mut bytes: &[u8]) -> io::Result<()> {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                let flags = rustix::fs::fcntl_getfl(&*file)?;
-                if !flags.contains(OFlags::DIRECT) {
-                    return Err(e);
-                }
-                rustix::fs::fcntl_setfl(&*file, flags - OFlags::DIRECT)?;
-            }
-            Err(e) => return Err(e),
+            Err(e) => refused(file, e)?,
         }
     }
     Ok(())
@@ -109,14 +116,7 @@ fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                let flags = rustix::fs::fcntl_getfl(&*file)?;
-                if !flags.contains(OFlags::DIRECT) {
-                    return Err(e);
-                }
-                rustix::fs::fcntl_setfl(&*file, flags - OFlags::DIRECT)?;
-            }
-            Err(e) => return Err(e),
+            Err(e) => refused(file, e)?,
         }
     }
     Ok(filled)
