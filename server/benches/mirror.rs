@@ -21,8 +21,11 @@
 //!   of 64). Then a full bundle is exported (`airlock export --all`, run in-process as the
 //!   library function `airlock_client::bundle::export` that the CLI calls, so no separately built
 //!   `airlock` binary is needed) and imported with `airlockd import --data SITE --root root.cbor
-//!   FILE` (a subprocess) into a fresh data directory. MB/s of blob bytes for each. The bundle
-//!   file is read back from page cache by the import; the upstream's blobs are likely cached too.
+//!   FILE` (a subprocess) into a fresh data directory. MB/s of blob bytes for each. The upstream
+//!   stored its blobs and the export wrote the bundle past their first 4 MiB directly
+//!   (`O_DIRECT`), so neither is read back from the page cache. Last, the disk alone: the bundle
+//!   file copied to a new one, read ahead and written directly and synced, as the import reads
+//!   and the export writes; export and import are printed as ratios of that speed.
 //!
 //! Every server is an `airlockd` subprocess (this package's binary). Worlds are made as in the
 //! transfer benchmark: `airlockd init` for the data directory, a root signed in-process (fresh root
@@ -232,6 +235,9 @@ fn run() -> anyhow::Result<()> {
             && imported["blobs_stored"].as_u64() == Some(blob_count as u64),
         "unexpected import report: {imported}"
     );
+    eprintln!("the disk alone: the bundle file copied, read and written directly ...");
+    let disk_time = copy_directly(&bundle_file, &tmp.path().join("disk-copy.tar"))?;
+    let disk_rate = mb_per_s(bundle_size, disk_time);
     println!(
         "bundle {} MiB ({blob_count} blob{} on a second upstream; {:.0} MB file): export {:.0} MB/s ({:.1} s), import {:.0} MB/s ({:.1} s)",
         args.bundle_mib,
@@ -242,7 +248,33 @@ fn run() -> anyhow::Result<()> {
         mb_per_s(blob_bytes, import_time),
         import_time.as_secs_f64(),
     );
+    println!(
+        "disk alone: {disk_rate:.0} MB/s copying the bundle file (read ahead and written directly, synced); export/disk {:.2}, import/disk {:.2}",
+        mb_per_s(blob_bytes, export_time) / disk_rate,
+        mb_per_s(blob_bytes, import_time) / disk_rate,
+    );
     Ok(())
+}
+
+/// The time the disk takes to copy `from` to a new file as the bundle paths use it: read ahead
+/// and written with `O_DIRECT` where the filesystem takes it, then synced. The copy is removed.
+fn copy_directly(from: &Path, to: &Path) -> anyhow::Result<Duration> {
+    use std::io::Read as _;
+    let started = Instant::now();
+    let mut reader = airlock_client::direct::ReadAhead::new(std::fs::File::open(from)?);
+    let mut out = airlock_client::fsutil::AtomicFile::create(to, 0o600)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all_bytes(&buffer[..n])?;
+    }
+    out.commit()?;
+    let took = started.elapsed();
+    std::fs::remove_file(to)?;
+    Ok(took)
 }
 
 // ---------------------------------------------------------------------------------------------
