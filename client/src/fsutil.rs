@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::direct::{self, DirectWriter, DIRECT_FROM};
+use crate::direct::Switch;
 
 /// A file being written; becomes visible at its path only on `commit`. Dropped uncommitted, the
 /// temp file is removed.
@@ -18,19 +18,7 @@ pub struct AtomicFile {
     target: PathBuf,
     committed: bool,
     write_back: WriteBack,
-    /// Bytes written through the page cache (before `DIRECT_FROM`, or after direct writing ended).
-    written: u64,
-    direct: Direct,
-}
-
-/// Whether the bytes past `DIRECT_FROM` go straight to the device.
-#[derive(Debug)]
-enum Direct {
-    /// Not that far yet.
-    NotYet,
-    On(DirectWriter),
-    /// The filesystem refused it, or a seek or the commit ended it.
-    Off,
+    direct: Switch,
 }
 
 /// Starts syncing a file being written every `WRITE_BACK_EVERY` bytes, on another thread, so
@@ -44,6 +32,16 @@ pub struct WriteBack {
 }
 
 impl WriteBack {
+    /// Writes `data` to `file` at its position, in pieces, so that write-back of a large buffer
+    /// starts before its end.
+    pub fn write(&mut self, mut file: &File, data: &[u8]) -> io::Result<()> {
+        for piece in data.chunks(WRITE_BACK_EVERY as usize) {
+            file.write_all(piece)?;
+            self.wrote(file, piece.len())?;
+        }
+        Ok(())
+    }
+
     /// Counts `len` more bytes written to `file`; starts a sync of them when enough have gathered
     /// and no sync is still running.
     pub fn wrote(&mut self, file: &File, len: usize) -> io::Result<()> {
@@ -91,48 +89,21 @@ impl AtomicFile {
             target: target.to_path_buf(),
             committed: false,
             write_back: WriteBack::default(),
-            written: 0,
-            direct: Direct::NotYet,
+            direct: Switch::default(),
         })
     }
 
     /// Appends bytes: up to `DIRECT_FROM` through the page cache, the rest directly where the
     /// filesystem allows.
-    pub fn write_all_bytes(&mut self, mut data: &[u8]) -> io::Result<()> {
-        if matches!(self.direct, Direct::NotYet) && self.written + data.len() as u64 > DIRECT_FROM {
-            let (head, rest) = data.split_at((DIRECT_FROM - self.written) as usize);
-            self.write_buffered(head)?;
-            self.direct = match direct::start(&self.file)? {
-                Some(writer) => Direct::On(writer),
-                None => Direct::Off,
-            };
-            data = rest;
-        }
-        match &mut self.direct {
-            Direct::On(writer) => writer.write(data),
-            Direct::NotYet | Direct::Off => self.write_buffered(data),
-        }
-    }
-
-    /// Through the page cache; every `WRITE_BACK_EVERY` bytes starts syncing them on another
-    /// thread unless a sync is still running.
-    fn write_buffered(&mut self, data: &[u8]) -> io::Result<()> {
-        // In pieces, so that write-back of a large buffer starts before its end.
-        for piece in data.chunks(WRITE_BACK_EVERY as usize) {
-            self.file.write_all(piece)?;
-            self.write_back.wrote(&self.file, piece.len())?;
-        }
-        self.written += data.len() as u64;
-        Ok(())
+    pub fn write_all_bytes(&mut self, data: &[u8]) -> io::Result<()> {
+        let Self { file, write_back, direct, .. } = self;
+        direct.write(file, data, |head| write_back.write(file, head))
     }
 
     /// Writes what the direct writer holds; from here the file is written through the page
     /// cache (after a seek the position is no longer where direct writes may start).
     fn end_direct(&mut self) -> io::Result<()> {
-        match std::mem::replace(&mut self.direct, Direct::Off) {
-            Direct::On(writer) => writer.finish(&mut self.file),
-            Direct::NotYet | Direct::Off => Ok(()),
-        }
+        self.direct.end(&mut self.file)
     }
 
     /// Syncs and moves the file into place, then syncs the directory.
@@ -242,15 +213,15 @@ mod tests {
     fn a_large_file_is_written_whole_past_the_switch_to_direct_writes() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("large.bin");
-        let bytes = pattern(9 * direct::BUFFER + 123);
+        let bytes = pattern(9 * crate::direct::BUFFER + 123);
         let mut file = AtomicFile::create(&target, 0o644).unwrap();
         for piece in bytes.chunks(700_001) {
             file.write_all_bytes(piece).unwrap();
         }
-        if matches!(file.direct, Direct::Off) {
+        if matches!(file.direct, Switch::Off) {
             eprintln!("the temp directory's filesystem refuses O_DIRECT: written through the page cache");
         } else {
-            assert!(matches!(file.direct, Direct::On(_)), "past DIRECT_FROM the direct writer is on");
+            assert!(matches!(file.direct, Switch::On(_)), "past DIRECT_FROM the direct writer is on");
         }
         file.commit().unwrap();
         assert!(fs::read(&target).unwrap() == bytes, "the committed bytes differ");
@@ -268,18 +239,18 @@ mod tests {
         use std::io::{Seek, SeekFrom};
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("patched.bin");
-        let mut bytes = pattern(6 * direct::BUFFER + 5);
+        let mut bytes = pattern(6 * crate::direct::BUFFER + 5);
         let mut file = AtomicFile::create(&target, 0o644).unwrap();
         file.write_all_bytes(&bytes).unwrap();
         assert_eq!(file.stream_position().unwrap(), bytes.len() as u64);
         file.seek(SeekFrom::Start(10)).unwrap();
         file.write_all_bytes(b"HEAD").unwrap();
         file.seek(SeekFrom::End(0)).unwrap();
-        file.write_all_bytes(&pattern(3 * direct::BUFFER)).unwrap();
-        assert!(matches!(file.direct, Direct::Off), "no direct writes after a seek");
+        file.write_all_bytes(&pattern(3 * crate::direct::BUFFER)).unwrap();
+        assert!(matches!(file.direct, Switch::Off), "no direct writes after a seek");
         file.commit().unwrap();
         bytes[10..14].copy_from_slice(b"HEAD");
-        bytes.extend(pattern(3 * direct::BUFFER));
+        bytes.extend(pattern(3 * crate::direct::BUFFER));
         assert!(fs::read(&target).unwrap() == bytes, "the patched bytes differ");
     }
 

@@ -15,7 +15,7 @@
 //! that counts them, and the fold and head are replaced atomically.
 
 use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -426,9 +426,7 @@ impl Leaves {
         // A page of records at a time, with write-back started as they go.
         let mut write_back = fsutil::WriteBack::default();
         for page in self.new.chunks(1024) {
-            let page = records(page);
-            file.write_all(&page)?;
-            write_back.wrote(&file, page.len())?;
+            write_back.write(&file, &records(page))?;
         }
         write_back.wait()?;
         file.sync_all()?;
@@ -482,6 +480,7 @@ impl ClientLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     /// New leaves go after the ones the fold counts, many pages of them, and whatever a crash
     /// left past the counted bytes is cut first.

@@ -23,6 +23,8 @@ pub struct App {
     pub tls: Option<crate::server::SharedTls>,
     /// Small logged blobs held in memory for serving.
     pub small_blobs: crate::http::small_blobs::SmallBlobs,
+    /// The aligned buffers uploads are received into, reused from one upload to the next.
+    pub upload_buffers: airlock_client::direct::AlignedPool,
 }
 
 impl App {
@@ -46,6 +48,7 @@ impl App {
             metrics,
             tls,
             small_blobs: Default::default(),
+            upload_buffers: Default::default(),
         })
     }
 }

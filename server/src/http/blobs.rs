@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use airlock_client::direct::AlignedPool;
+use airlock_client::direct::Filling;
 use airlock_proto::api::{routes, BlobStored};
 use airlock_proto::Digest;
 use bytes::Bytes;
@@ -233,9 +233,9 @@ pub async fn put(
     let mut stopped_at = None;
     // The body's frames (at most hyper's read buffer, 64 KiB) are copied into aligned 1 MiB
     // buffers from a pool: one hand-over to each hashing thread a buffer, which the filesystem
-    // backend then writes directly without another copy (`airlock_client::direct`).
-    let pool = AlignedPool::default();
-    let mut batch = pool.take();
+    // backend then writes directly without another copy (`airlock_client::direct`). A buffer
+    // is taken when bytes arrive for it.
+    let mut batch: Option<Filling> = None;
     while let Some(chunk) = body::next_frame(&mut request_body, idle).await? {
         received += chunk.len() as u64;
         if received > max {
@@ -251,18 +251,19 @@ pub async fn put(
         }
         let mut rest = &chunk[..];
         while !rest.is_empty() && stopped_at.is_none() {
-            rest = &rest[batch.push(rest)..];
-            if batch.is_full() {
-                let full = std::mem::replace(&mut batch, pool.take());
-                if tx.send(full.freeze()).await.is_err() {
+            let filling = batch.get_or_insert_with(|| app.upload_buffers.take());
+            rest = &rest[filling.push(rest)..];
+            if filling.is_full() {
+                let full = batch.take().map(Filling::freeze).unwrap_or_default();
+                if tx.send(full).await.is_err() {
                     stopped_at = Some(received);
                 }
             }
         }
     }
-    if !batch.is_empty() && stopped_at.is_none() {
+    if let Some(filling) = batch.filter(|_| stopped_at.is_none()) {
         // A send that fails means the writer stopped; its error is the answer.
-        let _ = tx.send(batch.freeze()).await;
+        let _ = tx.send(filling.freeze()).await;
     }
     drop(tx);
     let stored = writer_task.await??;

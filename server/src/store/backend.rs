@@ -93,11 +93,6 @@ pub trait BlobStage: Send + fmt::Debug {
     /// Appends a chunk.
     fn write(&mut self, chunk: Bytes) -> io::Result<()>;
 
-    /// Appends consecutive chunks, in order.
-    fn write_vectored(&mut self, chunks: &[Bytes]) -> io::Result<()> {
-        chunks.iter().try_for_each(|chunk| self.write(chunk.clone()))
-    }
-
     /// Makes the staged bytes durable, then visible under `digest`. After an error nothing is
     /// visible under `digest` that was not there before.
     fn commit(self: Box<Self>, digest: &Digest) -> io::Result<()>;

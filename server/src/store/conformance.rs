@@ -55,11 +55,10 @@ pub fn write_then_read_ranges(open: Open<'_>) {
     assert_eq!(read_range(&reopened, &digest, 0, 10_000), bytes, "not durable across a reopen");
 }
 
-/// Chunks handed over in batches (`Ingest::write_batch`, as an upload does) are stored in order:
-/// batches of many small chunks, empty ones among them, more than one vectored write takes at
-/// once; then larger chunks, one of them across the point where a backend may change how it
-/// writes (4 MiB for the filesystem), and a tail that fills no whole buffer.
-pub fn batched_writes(open: Open<'_>) {
+/// Chunks of any size are stored in order: thousands of small ones, empty ones among them; then
+/// larger ones, one of them across the point where a backend may change how it writes (4 MiB
+/// for the filesystem), and a tail that fills no whole buffer.
+pub fn chunks_of_any_size(open: Open<'_>) {
     const LEN: usize = (13 << 19) + 3;
     let store = open();
     let bytes: Vec<u8> = (0..LEN as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
@@ -77,13 +76,35 @@ pub fn batched_writes(open: Open<'_>) {
     }
     assert!(chunks.iter().any(Bytes::is_empty));
     let mut ingest = store.ingest(Expected::address(digest, LEN as u64)).unwrap();
-    for batch in chunks.chunks(1500) {
-        ingest.write_batch(batch).unwrap();
+    for chunk in chunks {
+        ingest.write(chunk).unwrap();
     }
     let stored = ingest.finish().unwrap();
     assert_eq!((stored.digest, stored.size, stored.sha256), (digest, LEN as u64, sha256(&bytes)));
     drop(store);
     assert_eq!(read_range(&open(), &digest, 0, LEN as u64), bytes, "batched bytes differ");
+}
+
+/// Aligned pool buffers, as an upload hands them over, are stored in order: whole ones across
+/// the point where a backend may change how it writes (4 MiB for the filesystem, which then
+/// writes them without a copy), and a part-filled last one.
+pub fn pooled_buffers(open: Open<'_>) {
+    use airlock_client::direct::{AlignedPool, BUFFER};
+    const LEN: usize = 6 * BUFFER + 12_345;
+    let store = open();
+    let bytes: Vec<u8> = (0..LEN as u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8).collect();
+    let digest = Digest::of(&bytes);
+    let pool = AlignedPool::default();
+    let mut ingest = store.ingest(Expected::address(digest, LEN as u64)).unwrap();
+    for piece in bytes.chunks(BUFFER) {
+        let mut filling = pool.take();
+        assert_eq!(filling.push(piece), piece.len());
+        ingest.write(filling.freeze()).unwrap();
+    }
+    let stored = ingest.finish().unwrap();
+    assert_eq!((stored.digest, stored.size, stored.sha256), (digest, LEN as u64, sha256(&bytes)));
+    drop(store);
+    assert_eq!(read_range(&open(), &digest, 0, LEN as u64), bytes, "pooled bytes differ");
 }
 
 /// `stat` and `list` see committed blobs only; `delete` removes one.
@@ -200,9 +221,15 @@ mod fs {
     }
 
     #[test]
-    fn batched_writes() {
+    fn chunks_of_any_size() {
         let dir = tempfile::tempdir().unwrap();
-        super::batched_writes(&fs_store(&dir));
+        super::chunks_of_any_size(&fs_store(&dir));
+    }
+
+    #[test]
+    fn pooled_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        super::pooled_buffers(&fs_store(&dir));
     }
 
     #[test]
@@ -272,10 +299,17 @@ mod s3 {
     }
 
     #[test]
-    fn batched_writes() {
+    fn chunks_of_any_size() {
         let dir = tempfile::tempdir().unwrap();
-        let Some(open) = s3_store(&dir, "batched_writes") else { return };
-        super::batched_writes(&open);
+        let Some(open) = s3_store(&dir, "chunks_of_any_size") else { return };
+        super::chunks_of_any_size(&open);
+    }
+
+    #[test]
+    fn pooled_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(open) = s3_store(&dir, "pooled_buffers") else { return };
+        super::pooled_buffers(&open);
     }
 
     #[test]
@@ -381,9 +415,10 @@ mod garage {
     #[test]
     fn the_conformance_cases() {
         type Case = fn(Open<'_>);
-        let cases: [(&str, Case); 6] = [
+        let cases: [(&str, Case); 7] = [
             ("write_then_read_ranges", super::write_then_read_ranges),
-            ("batched_writes", super::batched_writes),
+            ("chunks_of_any_size", super::chunks_of_any_size),
+            ("pooled_buffers", super::pooled_buffers),
             ("stat_list_delete", super::stat_list_delete),
             ("mismatch_leaves_nothing", super::mismatch_leaves_nothing),
             ("crash_before_durability_leaves_nothing", super::crash_before_durability_leaves_nothing),

@@ -8,18 +8,15 @@
 //! backend opens, so a crash leaves nothing visible that was not committed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use airlock_proto::Digest;
 use bytes::Bytes;
 
 use super::backend::{BlobBackend, BlobRead, BlobStage, Parked};
-use airlock_client::direct::{self, DirectWriter, DIRECT_FROM};
-
-/// Bytes written between background syncs: write-back overlaps receiving, so the final sync
-/// is short.
-const SYNC_EVERY: u64 = 16 << 20;
+use airlock_client::direct::Switch;
+use airlock_client::fsutil::WriteBack;
 
 /// Blobs in a directory on the local filesystem.
 #[derive(Debug)]
@@ -109,13 +106,10 @@ impl BlobBackend for FsBackend {
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(Box::new(FsStage {
             file,
-            written: 0,
-            direct: None,
-            direct_refused: false,
+            direct: Switch::default(),
+            write_back: WriteBack::default(),
             path,
             blobs: self.blobs.clone(),
-            syncer: None,
-            since_sync: 0,
             committed: false,
         }))
     }
@@ -203,55 +197,27 @@ impl BlobBackend for FsBackend {
     }
 }
 
-/// A stage: a temp file and its background syncer (started once the blob is large enough to
-/// need one, so that a small blob costs no thread).
+/// A stage: a temp file, its write-back (a thread only once the blob is large enough to need
+/// one, so that a small blob costs none) and its switch to direct writes.
 #[derive(Debug)]
 struct FsStage {
     file: File,
-    /// Bytes handed to the file so far.
-    written: u64,
-    /// Set once the blob is past `DIRECT_FROM` on a filesystem that takes `O_DIRECT`.
-    direct: Option<DirectWriter>,
-    /// The filesystem refused `O_DIRECT`: this stage stays in the page cache.
-    direct_refused: bool,
+    /// Past its first `DIRECT_FROM` bytes, where the filesystem takes `O_DIRECT`, the blob goes
+    /// to the device directly.
+    direct: Switch,
+    /// Write-back of the bytes written through the page cache, started as they go, so the
+    /// sync at commit is short.
+    write_back: WriteBack,
     path: PathBuf,
     blobs: PathBuf,
-    syncer: Option<Syncer>,
-    since_sync: u64,
     committed: bool,
 }
 
 impl BlobStage for FsStage {
-    fn write(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.write_vectored(std::slice::from_ref(&chunk))
-    }
-
     /// The first `DIRECT_FROM` bytes through the page cache, then the rest directly.
-    fn write_vectored(&mut self, chunks: &[Bytes]) -> io::Result<()> {
-        if let Some(direct) = &mut self.direct {
-            return chunks.iter().try_for_each(|chunk| direct.write_shared(chunk));
-        }
-        let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
-        if self.direct_refused || self.written + len <= DIRECT_FROM {
-            self.written += len;
-            return self.write_buffered(chunks);
-        }
-        // Up to `DIRECT_FROM` (a multiple of the direct buffer) through the page cache, so that
-        // every direct write starts aligned; then turn `O_DIRECT` on for the rest.
-        let mut head = (DIRECT_FROM - self.written) as usize;
-        let mut before = Vec::new();
-        let mut after = Vec::new();
-        for chunk in chunks {
-            let cut = head.min(chunk.len());
-            head -= cut;
-            before.push(chunk.slice(..cut));
-            after.push(chunk.slice(cut..));
-        }
-        self.write_buffered(&before)?;
-        self.written = DIRECT_FROM;
-        self.direct = direct::start(&self.file)?;
-        self.direct_refused = self.direct.is_none();
-        self.write_vectored(&after)
+    fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        let Self { file, write_back, direct, .. } = self;
+        direct.write_shared(file, &chunk, |head| write_back.write(file, head))
     }
 
     fn commit(mut self: Box<Self>, digest: &Digest) -> io::Result<()> {
@@ -271,42 +237,10 @@ impl BlobStage for FsStage {
 }
 
 impl FsStage {
-    /// Waits for the background sync or the direct writes, and writes the direct tail.
+    /// Writes the direct tail and waits for the write-back in flight; the caller syncs.
     fn finish_writes(&mut self) -> io::Result<()> {
-        if let Some(syncer) = &mut self.syncer {
-            syncer.stop();
-        }
-        match self.direct.take() {
-            Some(direct) => direct.finish(&mut self.file),
-            None => Ok(()),
-        }
-    }
-
-    /// One `writev` for all the chunks (more only if the kernel takes part of them), with
-    /// write-back started every `SYNC_EVERY` bytes.
-    fn write_buffered(&mut self, chunks: &[Bytes]) -> io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> =
-            chunks.iter().filter(|chunk| !chunk.is_empty()).map(|chunk| IoSlice::new(chunk)).collect();
-        let mut slices = &mut slices[..];
-        while !slices.is_empty() {
-            match self.file.write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.since_sync += chunks.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
-        if self.since_sync >= SYNC_EVERY {
-            self.since_sync = 0;
-            if self.syncer.is_none() {
-                self.syncer = Some(Syncer::start(self.file.try_clone()?));
-            }
-            if let Some(syncer) = &self.syncer {
-                syncer.nudge();
-            }
-        }
-        Ok(())
+        self.direct.end(&mut self.file)?;
+        self.write_back.wait()
     }
 }
 
@@ -330,43 +264,5 @@ impl Drop for FsStage {
         if !self.committed {
             let _ = fs::remove_file(&self.path);
         }
-    }
-}
-
-/// Starts write-back of what was written so far, on its own thread; never more than one at once.
-#[derive(Debug)]
-struct Syncer {
-    tx: Option<std::sync::mpsc::SyncSender<()>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Syncer {
-    fn start(file: File) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let handle = std::thread::spawn(move || {
-            for () in rx {
-                let _ = file.sync_data(); // Best effort: the final sync_all is what counts.
-            }
-        });
-        Self { tx: Some(tx), handle: Some(handle) }
-    }
-
-    fn nudge(&self) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(()); // A sync already pending covers this one too.
-        }
-    }
-
-    fn stop(&mut self) {
-        self.tx = None;
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -111,13 +111,13 @@ impl Sha256State {
         }
     }
 
-    fn update(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+    fn update(&mut self, chunk: Bytes) -> io::Result<()> {
         match self {
             Self::Inline(hasher) => {
-                chunks.iter().for_each(|chunk| hasher.update(chunk));
+                hasher.update(&chunk);
                 Ok(())
             }
-            Self::Worker(worker) => worker.update(chunks.to_vec()),
+            Self::Worker(worker) => worker.update(chunk),
         }
     }
 
@@ -145,13 +145,7 @@ impl Ingest {
     /// Hashes and stages a chunk. SHA-256 runs on another thread while BLAKE3 and the write run
     /// here; the chunk is not copied.
     pub fn write(&mut self, chunk: Bytes) -> Result<(), IngestError> {
-        self.write_batch(std::slice::from_ref(&chunk))
-    }
-
-    /// Hashes and stages consecutive chunks as one: one hand-over to the SHA-256 thread and one
-    /// vectored write for all of them, none copied.
-    pub fn write_batch(&mut self, chunks: &[Bytes]) -> Result<(), IngestError> {
-        self.size += chunks.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
+        self.size += chunk.len() as u64;
         if self.size > self.expected.max_size {
             return Err(match self.expected.size {
                 Some(expected) => {
@@ -160,11 +154,9 @@ impl Ingest {
                 None => IngestError::TooLarge { digest: self.expected.blake3, max: self.expected.max_size },
             });
         }
-        self.sha256.update(chunks)?;
-        chunks.iter().for_each(|chunk| {
-            self.blake3.update(chunk);
-        });
-        self.stage.write_vectored(chunks)?;
+        self.sha256.update(chunk.clone())?;
+        self.blake3.update(&chunk);
+        self.stage.write(chunk)?;
         Ok(())
     }
 
@@ -237,32 +229,32 @@ impl Ingest {
     }
 }
 
-/// Batches (up to 1 MiB each from an upload) that may wait for the SHA-256 thread.
+/// Chunks (1 MiB each from an upload) that may wait for the SHA-256 thread.
 const SHA256_QUEUE: usize = 4;
 
 /// SHA-256 on its own thread, so it runs beside BLAKE3 instead of after it.
 #[derive(Debug)]
 struct Sha256Worker {
-    tx: Option<std::sync::mpsc::SyncSender<Vec<Bytes>>>,
+    tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
     handle: Option<std::thread::JoinHandle<[u8; 32]>>,
 }
 
 impl Sha256Worker {
     fn start() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(SHA256_QUEUE);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(SHA256_QUEUE);
         let handle = std::thread::spawn(move || {
             let mut hasher = sha2::Sha256::new();
-            for chunks in rx {
-                chunks.iter().for_each(|chunk| hasher.update(chunk));
+            for chunk in rx {
+                hasher.update(&chunk);
             }
             hasher.finalize().into()
         });
         Self { tx: Some(tx), handle: Some(handle) }
     }
 
-    fn update(&self, chunks: Vec<Bytes>) -> io::Result<()> {
+    fn update(&self, chunk: Bytes) -> io::Result<()> {
         match &self.tx {
-            Some(tx) => tx.send(chunks).map_err(|_| io::Error::other("SHA-256 worker stopped")),
+            Some(tx) => tx.send(chunk).map_err(|_| io::Error::other("SHA-256 worker stopped")),
             None => Err(io::Error::other("SHA-256 worker finished")),
         }
     }
