@@ -23,8 +23,11 @@ pub struct App {
     pub tls: Option<crate::server::SharedTls>,
     /// Small logged blobs held in memory for serving.
     pub small_blobs: crate::http::small_blobs::SmallBlobs,
-    /// The aligned buffers uploads are received into, reused from one upload to the next.
-    pub upload_buffers: airlock_client::direct::AlignedPool,
+    /// The aligned buffers uploads are received into and blob files are read into for GETs,
+    /// reused from one request to the next.
+    pub buffers: airlock_client::direct::AlignedPool,
+    /// The blobs GETs read lately: a first read may read a cold file directly.
+    pub recent_reads: crate::http::recent_reads::RecentReads,
 }
 
 impl App {
@@ -48,7 +51,8 @@ impl App {
             metrics,
             tls,
             small_blobs: Default::default(),
-            upload_buffers: Default::default(),
+            buffers: Default::default(),
+            recent_reads: Default::default(),
         })
     }
 }

@@ -94,35 +94,46 @@ pub async fn get(
     }
     if !app.store.blobs_are_remote() {
         return answer(method, headers, etag, sha256, record.size, |start, len| {
-            range_body(&app.store, &digest, start, len, sends)
+            file_range_body(app, &digest, start, len, sends)
         });
     }
     // Opening an object waits for the store's answer: off the async workers.
     let (store, method, headers, size) =
         (Arc::clone(&app.store), method.clone(), headers.clone(), record.size);
     tokio::task::spawn_blocking(move || {
-        answer(&method, &headers, etag, sha256, size, |start, len| {
-            range_body(&store, &digest, start, len, None)
-        })
+        answer(&method, &headers, etag, sha256, size, |start, len| range_body(&store, &digest, start, len))
     })
     .await?
 }
 
-/// The body of `len` bytes of a blob from `start`: read in one go when small, else streamed, or
-/// sent from its file without a copy where the connection can (`sends`).
-fn range_body(
-    store: &Store,
+/// The body of `len` bytes of a blob from `start`: read in one go when small, else streamed.
+fn range_body(store: &Store, digest: &Digest, start: u64, len: u64) -> Result<Body, ApiError> {
+    if len <= INLINE_MAX {
+        return Ok(body::full(store.read_blob(digest, start, len)?));
+    }
+    Ok(body::blob_stream(store.open_blob(digest, start, len)?, len))
+}
+
+/// `range_body` for a blob in a file: sent from the file without a copy where the connection
+/// can (`sends`), else read into pooled buffers, its cold parts directly from the device when
+/// this is the blob's first read in a while (`RecentReads`).
+fn file_range_body(
+    app: &App,
     digest: &Digest,
     start: u64,
     len: u64,
     sends: Option<&Sends>,
 ) -> Result<Body, ApiError> {
     if len <= INLINE_MAX {
-        return Ok(body::full(store.read_blob(digest, start, len)?));
+        return range_body(&app.store, digest, start, len);
     }
-    Ok(match (store.open_blob(digest, start, len)?, sends) {
+    Ok(match (app.store.open_blob(digest, start, len)?, sends) {
         // From the file to the socket without a copy through this process.
         (BlobRead::File { file, len }, Some(sends)) => crate::zero_copy::body(file, len, sends)?,
+        (BlobRead::File { file, len }, None) => {
+            let cold_direct = app.recent_reads.first_read(digest);
+            body::file_stream(file, start, len, app.buffers.clone(), cold_direct)
+        }
         (blob, _) => body::blob_stream(blob, len),
     })
 }
@@ -251,7 +262,7 @@ pub async fn put(
         }
         let mut rest = &chunk[..];
         while !rest.is_empty() && stopped_at.is_none() {
-            let filling = batch.get_or_insert_with(|| app.upload_buffers.take());
+            let filling = batch.get_or_insert_with(|| app.buffers.take());
             rest = &rest[filling.push(rest)..];
             if filling.is_full() {
                 let full = batch.take().map(Filling::freeze).unwrap_or_default();

@@ -1,7 +1,10 @@
 //! Response bodies and request-body reading with caps and idle timeouts.
 
+use std::fs::File;
 use std::io;
 use std::time::Duration;
+
+use airlock_client::direct::{AlignedPool, RangeRead};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -96,6 +99,29 @@ pub fn blob_stream(blob: BlobRead, len: u64) -> Body {
             }
         }
     });
+    receiver_body(rx)
+}
+
+/// Streams `len` bytes of a blob file from `start`: a blocking thread reads them a pooled buffer
+/// at a time (`RangeRead`: from the page cache, or the cold parts directly from the device when
+/// `cold_direct`) and hands them over a small bounded channel, so disk reads overlap socket
+/// writes and memory stays bounded.
+pub fn file_stream(file: File, start: u64, len: u64, buffers: AlignedPool, cold_direct: bool) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = RangeRead::new(file, start, len, buffers, cold_direct);
+        while let Some(item) = reader.next_chunk().transpose() {
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return; // The client went away, or the read failed.
+            }
+        }
+    });
+    receiver_body(rx)
+}
+
+/// A body of the chunks a channel delivers.
+fn receiver_body(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> Body {
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     StreamBody::new(stream.map_ok(Frame::data)).boxed()

@@ -7,6 +7,7 @@ pub mod body;
 pub mod comfy;
 pub mod log;
 pub mod mirror;
+pub mod recent_reads;
 pub mod releases;
 pub mod simple;
 pub mod small_blobs;

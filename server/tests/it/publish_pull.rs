@@ -224,6 +224,51 @@ fn small_and_large_blobs_and_ranges_are_served_byte_for_byte() {
     }
 }
 
+/// Bytes this process has had read from storage (page-cache hits not counted). The server runs
+/// in the test's process, and nextest runs each test in a process of its own.
+fn read_from_storage() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines().find_map(|line| line.strip_prefix("read_bytes: ")).and_then(|n| n.trim().parse().ok())
+}
+
+/// A blob past the size stored directly (4 MiB) is served exactly, whole and in ranges that
+/// start mid-page and cross buffer boundaries. Its first GET reads the part the page cache does
+/// not hold from the device, leaving it uncached; the second reads it through the cache; from
+/// the third on it comes from memory.
+#[test]
+fn a_large_blob_is_read_directly_once_then_through_the_page_cache() {
+    let world = World::new(1, 1);
+    let url = world.url();
+    let size = 6 * 1024 * 1024 + 4097;
+    let bytes = random_bytes(size);
+    world.write("large.bin", &bytes);
+    world.publish("large.bin", "large", "1.0").ok();
+    let path = format!("/v1/blobs/blake3/{}", airlock_proto::Digest::of(&bytes).to_hex());
+    // Written directly, so not in the page cache: the whole buffers after the first 4 MiB (the
+    // 4097-byte tail went through the page cache).
+    let cold = (size - 4097 - (4 << 20)) as u64;
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        let before = read_from_storage();
+        assert_eq!(http_get(&url, &path), (200, bytes.clone()));
+        read.extend(before.zip(read_from_storage()).map(|(before, after)| after - before));
+    }
+    if let [first, second, third] = read[..] {
+        assert!(first >= cold && second >= cold, "the cold part is read from the device twice: {read:?}");
+        assert!(third < cold / 2, "the third GET is served from the page cache: {read:?}");
+    } else {
+        eprintln!("the kernel does not count bytes read from storage: only the bytes were checked");
+    }
+    let mib = 1 << 20;
+    for (start, end) in
+        [(4095, size - 1), (mib - 1, 5 * mib + 1), (5 * mib + 1, size - 2), (size - 4097, size - 1)]
+    {
+        let raw = raw_get(&url, &path, &format!("Range: bytes={start}-{end}\r\n"));
+        assert!(raw.0.starts_with("HTTP/1.1 206"), "{start}-{end}: {}", raw.0);
+        assert!(raw.1 == bytes[start..=end], "{start}-{end}");
+    }
+}
+
 #[test]
 fn path_traversal_in_urls_is_refused() {
     let world = World::new(1, 1);

@@ -7,14 +7,19 @@
 //! refuses) gets the same bytes through the page cache.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-
 use rustix::fs::OFlags;
+
+mod pool;
+mod read;
+
+use pool::Aligned;
+pub use pool::{AlignedPool, Filling};
+pub use read::{RangeRead, ReadAhead};
 
 /// Bytes gathered before one direct write. File offsets of direct writes are multiples of it.
 pub const BUFFER: usize = 1 << 20;
@@ -146,189 +151,6 @@ fn write_all(file: &mut File, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reads a file from start to end on its own thread, a buffer at a time and up to `BUFFERS`
-/// buffers ahead of the caller, so the disk's time overlaps the caller's work (checking and
-/// storing a bundle's blobs). The reads bypass the page cache (`O_DIRECT`) where the filesystem
-/// takes it: a large file read once need not pass through it.
-#[derive(Debug)]
-pub struct ReadAhead {
-    full: Receiver<io::Result<(Aligned, usize)>>,
-    empty: SyncSender<Aligned>,
-    current: Option<(Aligned, usize)>,
-    at: usize,
-    done: bool,
-}
-
-impl ReadAhead {
-    pub fn new(mut file: File) -> Self {
-        if let Ok(flags) = rustix::fs::fcntl_getfl(&file) {
-            // Refused: the reads go through the page cache.
-            let _ = rustix::fs::fcntl_setfl(&file, flags | OFlags::DIRECT);
-        }
-        let (full_tx, full) = mpsc::sync_channel(BUFFERS);
-        let (empty, empty_rx) = mpsc::sync_channel::<Aligned>(BUFFERS + 1);
-        std::thread::spawn(move || {
-            let mut buffer = Aligned::new();
-            loop {
-                let read = read_full(&mut file, buffer.bytes_mut());
-                let last = !matches!(read, Ok(n) if n == BUFFER);
-                // A send that fails means the reader was dropped: stop reading.
-                if full_tx.send(read.map(|n| (buffer, n))).is_err() || last {
-                    return;
-                }
-                buffer = match empty_rx.try_recv() {
-                    Ok(buffer) => buffer,
-                    Err(_) => Aligned::new(),
-                };
-            }
-        });
-        Self { full, empty, current: None, at: 0, done: false }
-    }
-}
-
-/// Fills `buffer` from `file` unless the file ends first; returns the bytes read. A read the
-/// kernel refuses with `EINVAL` (a file whose position is no longer aligned) turns `O_DIRECT`
-/// off and goes on through the page cache.
-fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => refused(file, e)?,
-        }
-    }
-    Ok(filled)
-}
-
-impl io::Read for ReadAhead {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some((buffer, len)) = &self.current {
-                if self.at < *len {
-                    let n = out.len().min(len - self.at);
-                    out[..n].copy_from_slice(&buffer.bytes(*len)[self.at..self.at + n]);
-                    self.at += n;
-                    return Ok(n);
-                }
-            }
-            if let Some((buffer, _)) = self.current.take() {
-                // The reading thread may be gone (the file ended): then the buffer is dropped.
-                let _ = self.empty.try_send(buffer);
-            }
-            if self.done {
-                return Ok(0);
-            }
-            match self.full.recv() {
-                Ok(Ok((buffer, len))) => {
-                    self.done = len < BUFFER;
-                    (self.current, self.at) = (Some((buffer, len)), 0);
-                }
-                // The thread stops after an error, so a read after it fails too: the file is
-                // never taken as ending there.
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    return Err(io::Error::other("the read-ahead thread stopped after an error or a panic"))
-                }
-            }
-        }
-    }
-}
-
-/// An aligned buffer of `BUFFER` bytes inside a slightly larger allocation.
-#[derive(Debug)]
-struct Aligned {
-    memory: Vec<u8>,
-    start: usize,
-}
-
-impl Aligned {
-    fn new() -> Self {
-        let memory = vec![0u8; BUFFER + ALIGN];
-        let start = memory.as_ptr().align_offset(ALIGN);
-        Self { memory, start }
-    }
-
-    fn bytes(&self, len: usize) -> &[u8] {
-        &self.memory[self.start..self.start + len]
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.memory[self.start..self.start + BUFFER]
-    }
-}
-
-/// Aligned buffers for a stream of bytes that is hashed and then written directly (an upload):
-/// the bytes are copied once, into a buffer that the hashing threads and the direct writer then
-/// share as `Bytes`; a buffer comes back to the pool when the last of them drops it.
-#[derive(Debug, Clone, Default)]
-pub struct AlignedPool(Arc<Mutex<Vec<Aligned>>>);
-
-/// Buffers a pool keeps for reuse; more in flight are freed when they come back.
-const POOL_KEEPS: usize = 8;
-
-impl AlignedPool {
-    /// An empty buffer to fill.
-    pub fn take(&self) -> Filling {
-        let reused = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        Filling { buffer: reused.unwrap_or_else(Aligned::new), len: 0, pool: self.clone() }
-    }
-}
-
-/// A pool's buffer being filled.
-#[derive(Debug)]
-pub struct Filling {
-    buffer: Aligned,
-    len: usize,
-    pool: AlignedPool,
-}
-
-impl Filling {
-    /// Copies as much of `bytes` as fits; returns how much that was.
-    pub fn push(&mut self, bytes: &[u8]) -> usize {
-        let n = bytes.len().min(BUFFER - self.len);
-        self.buffer.bytes_mut()[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-        self.len += n;
-        n
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.len == BUFFER
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The bytes filled, shared; the buffer goes back to the pool when the last clone drops.
-    pub fn freeze(self) -> Bytes {
-        Bytes::from_owner(Pooled { buffer: Some(self.buffer), len: self.len, pool: self.pool })
-    }
-}
-
-/// A pool's buffer behind `Bytes`.
-struct Pooled {
-    buffer: Option<Aligned>,
-    len: usize,
-    pool: AlignedPool,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref().map_or(&[], |buffer| buffer.bytes(self.len))
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        let mut kept = self.pool.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < POOL_KEEPS {
-            kept.extend(self.buffer.take());
-        }
-    }
 }
 
 /// What the writing thread is given: its own buffer back to reuse, or a full aligned buffer
@@ -468,7 +290,7 @@ mod tests {
 
     use super::*;
 
-    fn pattern(len: usize) -> Vec<u8> {
+    pub(super) fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect()
     }
 
@@ -547,29 +369,6 @@ mod tests {
         drop(pieces);
         assert_eq!(read(&path), expected);
         assert_eq!(pool.0.lock().unwrap().len(), 4, "every pool buffer came back");
-    }
-
-    /// A file read ahead on another thread reads as the file, through reads of odd sizes.
-    #[test]
-    fn a_file_read_ahead_reads_whole_and_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        for len in [5 * BUFFER + 777, 2 * BUFFER, 0] {
-            let path = dir.path().join(format!("bundle-{len}.tar"));
-            let bytes = pattern(len);
-            std::fs::write(&path, &bytes).unwrap();
-            let mut reader = ReadAhead::new(File::open(&path).unwrap());
-            let mut read = Vec::new();
-            let mut piece = vec![0u8; 300_007];
-            loop {
-                let n = Read::read(&mut reader, &mut piece).unwrap();
-                if n == 0 {
-                    break;
-                }
-                read.extend_from_slice(&piece[..n]);
-            }
-            assert!(read == bytes, "the {len} bytes read ahead differ");
-            assert_eq!(Read::read(&mut reader, &mut piece).unwrap(), 0, "the end stays the end");
-        }
     }
 
     /// A write the kernel refuses for its alignment goes on through the page cache.
