@@ -11,13 +11,12 @@ use std::path::Path;
 
 use airlock_keys::{RegistryState, ReleaseRecord};
 use airlock_proto::api::{
-    BucketRef, DigestBucket, IndexRef, IndexTable, IndexedRelease, NameBucket, ReleaseRef,
+    decode_digest_bucket, decode_name_bucket, encode_digest_bucket, encode_name_bucket, BucketRef,
+    DigestBucket, FoldDecodeError, IndexRef, IndexTable, IndexedRelease, NameBucket, ReleaseRef,
     MAX_INDEX_PART_BYTES, SNAPSHOT_FORMAT,
 };
-use airlock_proto::{codec, ChannelName, Digest, Hash32, Kind, PackageName, Version};
+use airlock_proto::{ChannelName, Digest, Hash32, Kind, PackageName, Version};
 use anyhow::Context;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::fsutil;
 use crate::pull::ReleaseView;
@@ -73,17 +72,19 @@ pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> 
         names[bucket_of(&name_key(r.kind, &r.name), name_count)].push(record);
     }
     let key = |r: &ReleaseRecord| (r.release.kind, r.release.name.clone(), r.release.version.clone());
-    let names = encode_each(&names, |bucket| -> NameBucket {
-        bucket
+    let names = encode_each(&names, |bucket| {
+        let bucket: NameBucket = bucket
             .iter()
             .map(|record| IndexedRelease {
                 release: record.to_snapshot(),
                 channels: channels_of.get(&key(record)).cloned().unwrap_or_default(),
             })
-            .collect()
+            .collect();
+        Ok(encode_name_bucket(&bucket)?)
     })?;
-    let digests = encode_each(&digests, |bucket| -> DigestBucket {
-        bucket.iter().map(|(digest, record)| (*digest, key(record))).collect()
+    let digests = encode_each(&digests, |bucket| {
+        let bucket: DigestBucket = bucket.iter().map(|(digest, record)| (*digest, key(record))).collect();
+        Ok(encode_digest_bucket(&bucket))
     })?;
     let mut at = 0;
     let mut place = |(bytes, blake3): &Encoded| {
@@ -119,15 +120,15 @@ pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> 
 /// A bucket's bytes and their BLAKE3.
 type Encoded = (Vec<u8>, Hash32);
 
-/// Each of `buckets` built by `build`, encoded and hashed, in order, across the machine's cores.
-fn encode_each<B: Sync, T: Serialize>(
+/// Each of `buckets` encoded by `encode` and hashed, in order, across the machine's cores.
+fn encode_each<B: Sync>(
     buckets: &[B],
-    build: impl Fn(&B) -> T + Sync,
+    encode: impl Fn(&B) -> anyhow::Result<Vec<u8>> + Sync,
 ) -> anyhow::Result<Vec<Encoded>> {
     let parts = airlock_proto::parallel::map_parts(buckets, |part| -> anyhow::Result<Vec<Encoded>> {
         part.iter()
             .map(|bucket| {
-                let bytes = codec::encode("index bucket", &build(bucket))?;
+                let bytes = encode(bucket)?;
                 let blake3 = Hash32(*blake3::hash(&bytes).as_bytes());
                 Ok((bytes, blake3))
             })
@@ -176,7 +177,7 @@ impl Index {
         name: &PackageName,
     ) -> anyhow::Result<Vec<(ReleaseRecord, Vec<ChannelName>)>> {
         let at = &self.table.names[bucket_of(&name_key(kind, name), self.table.names.len())];
-        let bucket: NameBucket = read_part(&self.file, self.body + at.offset, at.len, &at.blake3)?;
+        let bucket = read_part(&self.file, self.body + at.offset, at.len, &at.blake3, decode_name_bucket)?;
         Ok(bucket
             .into_iter()
             .map(record_of)
@@ -201,11 +202,13 @@ fn read_table(file: &File, at: &IndexRef) -> anyhow::Result<IndexTable> {
 #[error("the saved index is damaged: {0}")]
 pub struct IndexDamaged(String);
 
-fn read_part<T: Serialize + DeserializeOwned>(
+/// The bucket at `offset`, checked against its BLAKE3 and decoded by `decode`.
+fn read_part<T>(
     file: &File,
     offset: u64,
     len: u64,
     seal: &Hash32,
+    decode: impl FnOnce(&[u8]) -> Result<T, FoldDecodeError>,
 ) -> anyhow::Result<T> {
     let damaged = |what: String| anyhow::Error::new(IndexDamaged(what));
     if len > MAX_INDEX_PART_BYTES as u64 {
@@ -216,7 +219,7 @@ fn read_part<T: Serialize + DeserializeOwned>(
     if blake3::hash(&bytes).as_bytes() != &seal.0 {
         return Err(damaged("a part does not match its BLAKE3".to_owned()));
     }
-    codec::decode("index part", &bytes, MAX_INDEX_PART_BYTES).map_err(|e| damaged(e.to_string()))
+    decode(&bytes).map_err(|e| damaged(e.to_string()))
 }
 
 fn held(channels: &[ChannelName], channel: Option<&ChannelName>) -> bool {
@@ -253,7 +256,7 @@ impl ReleaseView for Index {
         channel: Option<&ChannelName>,
     ) -> anyhow::Result<Option<ReleaseRecord>> {
         let at = &self.table.digests[bucket_of(digest.as_bytes(), self.table.digests.len())];
-        let bucket: DigestBucket = read_part(&self.file, self.body + at.offset, at.len, &at.blake3)?;
+        let bucket = read_part(&self.file, self.body + at.offset, at.len, &at.blake3, decode_digest_bucket)?;
         let mut holders = Vec::new();
         for (_, (kind, name, version)) in bucket.iter().filter(|(d, _)| d == digest) {
             let found = self.names(*kind, name)?.into_iter().find(|(r, _)| r.release.version == *version);

@@ -15,8 +15,9 @@ use airlock_keys::{
 };
 use airlock_proto::api::query::{parse_range, Query, MAX_QUERY_LEN};
 use airlock_proto::api::{
-    BundleManifest, ClientFold, LeavesPage, LogSnapshot, Proof, MAX_PAGE_BYTES, MAX_PROOF_BYTES,
-    MAX_SAVED_LOG_BYTES, MAX_SNAPSHOT_BYTES,
+    decode_digest_bucket, decode_name_bucket, encode_digest_bucket, encode_name_bucket, BundleManifest,
+    ClientFold, LeavesPage, LogSnapshot, Proof, MAX_PAGE_BYTES, MAX_PROOF_BYTES, MAX_SAVED_LOG_BYTES,
+    MAX_SNAPSHOT_BYTES,
 };
 use airlock_proto::envelope::{MAX_ENVELOPE_BYTES, MAX_PAYLOAD_TYPE_LEN, MAX_SIGNATURES};
 use airlock_proto::merkle::{leaf_hash, verify_inclusion, MAX_PROOF_LEN};
@@ -129,10 +130,22 @@ pub fn proof(data: &[u8]) {
 
 /// The strict codec on the CBOR bodies a client or mirror reads, each under its cap (the first
 /// byte chooses the body): `LeavesPage` (the leaf-page reader), `Proof`, `ClientFold`,
-/// `BundleManifest`. Decoded leaves and checkpoints are read on as the client reads them.
+/// `BundleManifest`; and the binary buckets of a client's index, whose decoded values must
+/// encode and decode back to themselves. Decoded leaves and checkpoints are read on as the
+/// client reads them.
 pub fn bodies(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else { return };
-    match selector % 4 {
+    match selector % 6 {
+        4 => {
+            let Ok(bucket) = decode_name_bucket(body) else { return };
+            let again = encode_name_bucket(&bucket).expect("a decoded name bucket encodes");
+            assert!(decode_name_bucket(&again).ok() == Some(bucket), "a name bucket does not round-trip");
+        }
+        5 => {
+            let Ok(bucket) = decode_digest_bucket(body) else { return };
+            let again = encode_digest_bucket(&bucket);
+            assert!(again == body, "a decoded digest bucket does not encode back to its bytes");
+        }
         0 => {
             let Some(page) = decode_body::<LeavesPage>("leaves page", body, MAX_PAGE_BYTES) else { return };
             // What `Remote::leaves` checks next only needs the count to be sane.

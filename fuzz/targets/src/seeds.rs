@@ -6,7 +6,8 @@ use std::fmt::Display;
 
 use airlock_keys::{note_key_id, verifier_key, witness_key_id, witness_verifier_key, PublicKey};
 use airlock_proto::api::{
-    BundleBlob, BundleManifest, ClientFold, FoldSnapshot, LeavesPage, LogSnapshot, Proof, BUNDLE_FORMAT,
+    encode_digest_bucket, encode_name_bucket, BundleBlob, BundleManifest, ClientFold, FoldSnapshot,
+    IndexedRelease, LeavesPage, LogSnapshot, Proof, SnapshotRelease, SnapshotStatus, BUNDLE_FORMAT,
     SNAPSHOT_FORMAT,
 };
 use airlock_proto::merkle::{leaf_hash, MemoryTree};
@@ -269,6 +270,28 @@ pub fn all() -> Result<Vec<Seed>, String> {
         blobs: vec![BundleBlob { digest: Digest::of(BLOB), size: BLOB.len() as u64 }],
     };
     add("bodies", "bundle-manifest.bin", body(3, ok(codec::encode("manifest", &manifest))?));
+    let (name, version) = (ok(PackageName::new(Kind::Node, "comfy-demo"))?, ok(Version::new("1.0.0"))?);
+    let release = Release {
+        payload_type: PayloadType::Release,
+        kind: Kind::Node,
+        name: name.clone(),
+        version: version.clone(),
+        files: vec![FileEntry {
+            filename: ok(FileName::new("comfy-demo-1.0.0.tar.gz"))?,
+            size: BLOB.len() as u64,
+            blake3: Digest::of(BLOB),
+            sha256: Sha256([0x5a; 32]),
+        }],
+        metadata: Metadata { summary: Some("A demo pack".into()), ..Metadata::default() },
+        published_at: ISSUED_AT,
+    };
+    let indexed = IndexedRelease {
+        release: SnapshotRelease { leaf: 1, release, status: SnapshotStatus::Yanked("broken".into()) },
+        channels: vec![ok(ChannelName::new("stable"))?],
+    };
+    add("bodies", "name-bucket.bin", body(4, ok(encode_name_bucket(&[indexed]))?));
+    let digests = vec![(Digest::of(BLOB), (Kind::Node, name, version))];
+    add("bodies", "digest-bucket.bin", body(5, encode_digest_bucket(&digests)));
 
     add("bundle", "one-blob.tar", bundle_tar(&manifest, &[BLOB])?);
     let empty = BundleManifest { from_size: 4, leaves: Vec::new(), blobs: Vec::new(), ..manifest };

@@ -280,7 +280,9 @@ fn assert_accepted(target: &str, name: &str, bytes: &[u8]) {
                 0 => codec::decode::<LeavesPage>("x", body, cap).is_ok(),
                 1 => codec::decode::<Proof>("x", body, cap).is_ok(),
                 2 => codec::decode::<ClientFold>("x", body, cap).is_ok(),
-                _ => codec::decode::<BundleManifest>("x", body, cap).is_ok(),
+                3 => codec::decode::<BundleManifest>("x", body, cap).is_ok(),
+                4 => airlock_proto::api::decode_name_bucket(body).is_ok_and(|b| !b.is_empty()),
+                _ => airlock_proto::api::decode_digest_bucket(body).is_ok_and(|b| !b.is_empty()),
             };
             assert!(ok, "{what} does not decode");
         }

@@ -27,51 +27,51 @@ pub struct FoldDecodeError {
     pub what: String,
 }
 
-struct Writer(Vec<u8>);
+pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
+    pub(super) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u32(&mut self, v: u32) {
+    pub(super) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(super) fn bytes(&mut self, v: &[u8]) {
         self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
         self.0.extend_from_slice(v);
     }
-    fn str(&mut self, v: &str) {
+    pub(super) fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
     }
-    fn count(&mut self, n: usize) {
+    pub(super) fn count(&mut self, n: usize) {
         self.u64(n as u64);
     }
-    fn kind(&mut self, kind: Kind) {
+    pub(super) fn kind(&mut self, kind: Kind) {
         self.u8(match kind {
             Kind::Wheel => 0,
             Kind::Node => 1,
         });
     }
-    fn key(&mut self, kind: Kind, name: &PackageName, version: &Version) {
+    pub(super) fn key(&mut self, kind: Kind, name: &PackageName, version: &Version) {
         self.kind(kind);
         self.str(name.as_str());
         self.str(version.as_str());
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn fail<T>(&self, what: impl Into<String>) -> Result<T, FoldDecodeError> {
+    pub(super) fn fail<T>(&self, what: impl Into<String>) -> Result<T, FoldDecodeError> {
         Err(FoldDecodeError { at: self.at, what: what.into() })
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FoldDecodeError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], FoldDecodeError> {
         // An end past `usize::MAX` saturates, and no slice reaches it.
         match self.bytes.get(self.at..self.at.saturating_add(n)) {
             Some(slice) => {
@@ -81,30 +81,30 @@ impl<'a> Reader<'a> {
             _ => self.fail(format!("{n} bytes wanted, {} left", self.bytes.len() - self.at)),
         }
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FoldDecodeError> {
+    pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N], FoldDecodeError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
-    fn u8(&mut self) -> Result<u8, FoldDecodeError> {
+    pub(super) fn u8(&mut self) -> Result<u8, FoldDecodeError> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, FoldDecodeError> {
+    pub(super) fn u32(&mut self) -> Result<u32, FoldDecodeError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, FoldDecodeError> {
+    pub(super) fn u64(&mut self) -> Result<u64, FoldDecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
-    fn bytes(&mut self) -> Result<&'a [u8], FoldDecodeError> {
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], FoldDecodeError> {
         let len = self.u32()? as usize;
         self.take(len)
     }
-    fn str(&mut self) -> Result<&'a str, FoldDecodeError> {
+    pub(super) fn str(&mut self) -> Result<&'a str, FoldDecodeError> {
         let bytes = self.bytes()?;
         std::str::from_utf8(bytes).or_else(|_| self.fail("text that is not UTF-8"))
     }
     /// A count of items each at least `min` bytes long: never more than the bytes left allow.
-    fn count(&mut self, min: usize) -> Result<usize, FoldDecodeError> {
+    pub(super) fn count(&mut self, min: usize) -> Result<usize, FoldDecodeError> {
         let n = self.u64()?;
         let left = (self.bytes.len() - self.at) as u64;
         if n.saturating_mul(min as u64) > left {
@@ -112,30 +112,30 @@ impl<'a> Reader<'a> {
         }
         Ok(n as usize)
     }
-    fn kind(&mut self) -> Result<Kind, FoldDecodeError> {
+    pub(super) fn kind(&mut self) -> Result<Kind, FoldDecodeError> {
         match self.u8()? {
             0 => Ok(Kind::Wheel),
             1 => Ok(Kind::Node),
             other => self.fail(format!("kind {other}")),
         }
     }
-    fn name(&mut self, kind: Kind) -> Result<PackageName, FoldDecodeError> {
+    pub(super) fn name(&mut self, kind: Kind) -> Result<PackageName, FoldDecodeError> {
         let text = self.str()?;
         PackageName::new(kind, text).or_else(|e| self.fail(e.to_string()))
     }
-    fn version(&mut self) -> Result<Version, FoldDecodeError> {
+    pub(super) fn version(&mut self) -> Result<Version, FoldDecodeError> {
         let text = self.str()?;
         Version::new(text).or_else(|e| self.fail(e.to_string()))
     }
-    fn channel(&mut self) -> Result<ChannelName, FoldDecodeError> {
+    pub(super) fn channel(&mut self) -> Result<ChannelName, FoldDecodeError> {
         let text = self.str()?;
         ChannelName::new(text).or_else(|e| self.fail(e.to_string()))
     }
-    fn key(&mut self) -> Result<(Kind, PackageName, Version), FoldDecodeError> {
+    pub(super) fn key(&mut self) -> Result<(Kind, PackageName, Version), FoldDecodeError> {
         let kind = self.kind()?;
         Ok((kind, self.name(kind)?, self.version()?))
     }
-    fn status(&mut self) -> Result<SnapshotStatus, FoldDecodeError> {
+    pub(super) fn status(&mut self) -> Result<SnapshotStatus, FoldDecodeError> {
         match self.u8()? {
             0 => Ok(SnapshotStatus::Active),
             1 => Ok(SnapshotStatus::Yanked(self.str()?.to_owned())),
@@ -145,7 +145,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn write_release(w: &mut Writer, r: &SnapshotRelease) -> Result<(), codec::CodecError> {
+pub(super) fn write_release(w: &mut Writer, r: &SnapshotRelease) -> Result<(), codec::CodecError> {
     w.u64(r.leaf);
     match &r.status {
         SnapshotStatus::Active => w.u8(0),
@@ -176,7 +176,7 @@ fn write_release(w: &mut Writer, r: &SnapshotRelease) -> Result<(), codec::Codec
     Ok(())
 }
 
-fn read_release(r: &mut Reader<'_>) -> Result<SnapshotRelease, FoldDecodeError> {
+pub(super) fn read_release(r: &mut Reader<'_>) -> Result<SnapshotRelease, FoldDecodeError> {
     let leaf = r.u64()?;
     let status = r.status()?;
     let (kind, name, version) = r.key()?;

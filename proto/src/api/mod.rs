@@ -5,11 +5,13 @@
 
 mod bodies;
 mod fold_codec;
+mod index_codec;
 pub mod query;
 pub mod routes;
 mod snapshot;
 
 pub use bodies::*;
 pub use fold_codec::FoldDecodeError;
+pub use index_codec::{decode_digest_bucket, decode_name_bucket, encode_digest_bucket, encode_name_bucket};
 pub use routes::Route;
 pub use snapshot::*;

@@ -11,7 +11,7 @@ use crate::merkle::Frontier;
 use crate::{ChannelName, Digest, Kind, PackageName, Release, Timestamp, Version};
 
 /// Snapshot format version; a snapshot of another version is refused and rebuilt from the log.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+pub const SNAPSHOT_FORMAT: u32 = 2;
 /// Largest snapshot accepted.
 pub const MAX_SNAPSHOT_BYTES: usize = 1 << 31;
 /// Bytes of one entry of [`FoldSnapshot::payloads`]: a payload's BLAKE3, then its leaf index
