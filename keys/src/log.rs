@@ -325,6 +325,7 @@ impl TrustedLog {
             checkpoint_bytes: checkpoint_bytes.to_vec(),
             conflict: None,
             failed: false,
+            held: None,
         })
     }
 
@@ -426,7 +427,21 @@ pub struct PendingUpdate {
     conflict: Option<ApplyError>,
     /// Set once `push` failed: the folded state is then incomplete, so nothing may finish it.
     failed: bool,
+    /// A long page pushed but not yet folded: it is folded at the next `push` or at `finish`,
+    /// while the signatures of the page after it are checked on the other cores.
+    held: Option<Held>,
 }
+
+/// A page waiting to be folded, and the thread checking its signatures ahead of the fold.
+#[derive(Debug)]
+struct Held {
+    leaves: std::sync::Arc<Vec<Vec<u8>>>,
+    checked: std::thread::JoinHandle<()>,
+}
+
+/// Pages at least this long are held for the next `push` (see `PendingUpdate::push`); shorter
+/// ones are folded at once.
+const HOLD_FROM: usize = 1024;
 
 impl PendingUpdate {
     /// The size the checkpoint claims (signed only once `finish` or `precheck` says so).
@@ -434,14 +449,18 @@ impl PendingUpdate {
         self.checkpoint.size
     }
 
-    /// Leaves folded so far.
-    pub fn folded(&self) -> u64 {
-        self.next.frontier.size()
+    /// Leaves pushed so far (folded, or held to be folded).
+    pub fn pushed(&self) -> u64 {
+        self.next.frontier.size() + self.held.as_ref().map_or(0, |held| held.leaves.len() as u64)
     }
 
-    /// Folds the next leaves. More leaves than the checkpoint covers, or a leaf the fold refuses
-    /// for anything but a contradiction, fails at once; a contradiction is held until `finish`
-    /// has checked the checkpoint that claims it.
+    /// Folds the next leaves. More leaves than the checkpoint covers fails at once, and so does a
+    /// leaf the fold refuses for anything but a contradiction (a contradiction is held until
+    /// `finish` has checked the checkpoint that claims it). A page of `HOLD_FROM` leaves or
+    /// more is the exception: its signatures are checked on the other cores while the page
+    /// pushed before it is folded, and it is folded itself at the next `push` or at `finish`,
+    /// which then fail for its leaves. A long run of pages thus keeps every core busy, and a bad
+    /// leaf still stops the update one page later.
     pub fn push(&mut self, leaves: &[Vec<u8>]) -> Result<(), LogError> {
         if self.failed {
             return Err(LogError::Abandoned);
@@ -454,15 +473,43 @@ impl PendingUpdate {
     fn push_inner(&mut self, leaves: &[Vec<u8>]) -> Result<(), LogError> {
         let have = self.base.frontier.size();
         let expected = self.checkpoint.size.saturating_sub(have);
-        let got = self.folded() - have + leaves.len() as u64;
+        let got = self.pushed() - have + leaves.len() as u64;
         if got > expected {
             return Err(LogError::LeafCount { expected, got, size: self.checkpoint.size });
         }
         if self.conflict.is_some() {
+            self.fold_held()?;
             return self.fold(leaves);
         }
+        // The root in force before the held page: one that page rotates to is seen in the fold,
+        // which checks any signature not checked ahead itself.
         let root = self.next.registry.root().clone();
-        crate::preverify::pipelined(&root, leaves, |chunk| self.fold(chunk))
+        if leaves.len() < HOLD_FROM {
+            self.fold_held()?;
+            return crate::preverify::pipelined(&root, leaves, |chunk| self.fold(chunk));
+        }
+        let page = std::sync::Arc::new(leaves.to_vec());
+        let ahead = std::sync::Arc::clone(&page);
+        let checked = std::thread::spawn(move || crate::preverify::page(&root, &ahead));
+        match self.held.replace(Held { leaves: page, checked }) {
+            Some(before) => self.fold_checked(before),
+            None => Ok(()),
+        }
+    }
+
+    /// Folds the held page, if any.
+    fn fold_held(&mut self) -> Result<(), LogError> {
+        match self.held.take() {
+            Some(held) => self.fold_checked(held),
+            None => Ok(()),
+        }
+    }
+
+    /// Folds a held page once its signatures are checked. A panic of the checking thread only
+    /// costs the fast path: the fold checks every signature not remembered.
+    fn fold_checked(&mut self, held: Held) -> Result<(), LogError> {
+        let _ = held.checked.join();
+        self.fold(&held.leaves)
     }
 
     /// Folds `leaves` in order; the tree takes every leaf, the state takes them until a
@@ -500,11 +547,12 @@ impl PendingUpdate {
         self.finish(Freshness::Enforce(now, expired)).map(Verified::new)
     }
 
-    fn finish(self, freshness: Freshness) -> Result<TrustedLog, LogError> {
-        let Self { base, mut next, checkpoint, note, checkpoint_bytes, conflict, failed } = self;
-        if failed {
+    fn finish(mut self, freshness: Freshness) -> Result<TrustedLog, LogError> {
+        if self.failed {
             return Err(LogError::Abandoned);
         }
+        self.fold_held()?;
+        let Self { base, mut next, checkpoint, note, checkpoint_bytes, conflict, failed: _, held: _ } = self;
         let size = base.frontier.size();
         let offered = || summary(&checkpoint, &checkpoint_bytes);
         let expected = checkpoint.size.saturating_sub(size);

@@ -49,9 +49,21 @@ pub struct Job {
 }
 
 /// Checks the signatures of `leaves` by keys `root` lists (the root in force where the page
-/// starts) across the machine's cores, ahead of a fold that still decides every leaf.
+/// starts) across the machine's cores, ahead of a fold that still decides every leaf. Each core
+/// decodes its part of the leaves as well as checking their signatures.
 pub fn page(root: &TrustedRoot, leaves: &[Vec<u8>]) {
-    let mut jobs = Vec::new();
+    if leaves.len() < MIN_AHEAD {
+        return;
+    }
+    let found = airlock_proto::parallel::map_parts(leaves, |part| {
+        jobs(root, part).chunks(BATCH).flat_map(verified).collect::<Vec<_>>()
+    });
+    remember(found);
+}
+
+/// The signature jobs of `leaves` by keys `root` lists.
+fn jobs(root: &TrustedRoot, leaves: &[Vec<u8>]) -> Vec<Job> {
+    let mut jobs = Vec::with_capacity(leaves.len());
     for leaf in leaves {
         let Ok(envelope) = airlock_proto::Envelope::from_bytes(leaf) else { continue };
         let message = Arc::new(envelope.signed_bytes());
@@ -61,7 +73,7 @@ pub fn page(root: &TrustedRoot, leaves: &[Vec<u8>]) {
             }
         }
     }
-    ahead(&jobs);
+    jobs
 }
 
 /// Leaves whose signatures are checked together while the chunk before them is folded.
@@ -105,6 +117,11 @@ pub fn ahead(jobs: &[Job]) {
     let found = airlock_proto::parallel::map_parts(jobs, |part| {
         part.chunks(BATCH).flat_map(verified).collect::<Vec<_>>()
     });
+    remember(found);
+}
+
+/// Remembers the triples the parts found verified.
+fn remember(found: Vec<Option<Vec<[u8; 32]>>>) {
     let mut memory = accepted().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // A part whose thread panicked is forgotten: the fold checks those signatures itself.
     for id in found.into_iter().flatten().flatten() {

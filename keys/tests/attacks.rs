@@ -402,6 +402,58 @@ fn one_bad_signature_in_a_batch_is_refused_and_named() {
     assert_eq!(accepted.registry().releases().count(), 2499);
 }
 
+/// Long pages pushed one by one are folded a page late, while the next page's signatures are
+/// checked: a bad signature in a long page fails the next push (naming its leaf), and nothing
+/// after that; in the last long page it fails `finish`. The same pages whole are accepted.
+#[test]
+fn a_bad_signature_in_a_long_page_fails_the_next_push_or_finish() {
+    let mut fx = Fixture::new();
+    let log = fx.synced_log();
+    let pages: Vec<Vec<Vec<u8>>> = (0..3)
+        .map(|p| (0..1100).map(|i| fx.release(&format!("page-{p}"), &format!("1.0.{i}"))).collect())
+        .collect();
+    let tail = vec![fx.release("tail", "1.0.0")];
+    let good: Vec<Vec<u8>> = pages.concat().into_iter().chain(tail.clone()).collect();
+    for leaf in &good {
+        fx.push(leaf.clone());
+    }
+    let checkpoint = fx.checkpoint();
+    let bad = |page: usize, at: usize| {
+        let mut pages = pages.clone();
+        let mut envelope = Envelope::from_bytes(&pages[page][at]).unwrap();
+        envelope.signatures[0].sig.0[7] ^= 1;
+        pages[page][at] = envelope.to_bytes().unwrap();
+        pages
+    };
+    let named = |err: LogError, leaf: u64| match err {
+        LogError::Leaf(ApplyError::Signatures { index, .. }) => assert_eq!(index, leaf),
+        other => panic!("expected leaf {leaf} named, got: {other}"),
+    };
+
+    let pages_bad = bad(0, 700);
+    let mut pending = log.begin_update(&checkpoint).unwrap();
+    pending.push(&pages_bad[0]).unwrap();
+    named(pending.push(&pages_bad[1]).unwrap_err(), 1 + 700);
+    assert!(matches!(pending.push(&pages_bad[2]).unwrap_err(), LogError::Abandoned));
+
+    let pages_bad = bad(2, 5);
+    let mut pending = log.begin_update(&checkpoint).unwrap();
+    for page in &pages_bad {
+        pending.push(page).unwrap();
+    }
+    named(pending.finish_at(LATER, ExpiredCheckpoint::Refuse).unwrap_err(), 1 + 2 * 1100 + 5);
+
+    let mut pending = log.begin_update(&checkpoint).unwrap();
+    for page in &pages {
+        pending.push(page).unwrap();
+    }
+    assert_eq!(pending.pushed(), 1 + 3 * 1100);
+    pending.push(&tail).unwrap();
+    let log = pending.finish_at(LATER, ExpiredCheckpoint::Refuse).unwrap();
+    assert_eq!(log.size(), 1 + 3 * 1100 + 1);
+    assert_eq!(log.registry().releases().count(), 3 * 1100 + 1);
+}
+
 /// A6: small-order public keys (the identity, the point of order 2, a point of order 4) in a
 /// root, even as a publisher key, make the root unloadable: as the pinned root and as v2.
 #[test]
