@@ -23,6 +23,7 @@ pub mod publish;
 pub mod pull;
 pub mod remote;
 pub mod scan;
+pub mod sha256_thread;
 pub mod state;
 pub mod statements;
 pub mod target;

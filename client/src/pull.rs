@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use airlock_keys::{RegistryState, ReleaseRecord, ReleaseStatus};
 use airlock_proto::{ChannelName, Digest, FileEntry, Kind, PackageName, Version};
-use sha2::Digest as _;
 
 use crate::fsutil::AtomicFile;
 use crate::progress::Progress;
 use crate::remote::Remote;
+use crate::sha256_thread::Sha256Hasher;
 
 /// What to pull.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +236,9 @@ pub async fn download_verified(
     Ok(())
 }
 
+/// Received chunks (each at most a read of the connection) that may wait for the SHA-256 thread.
+const SHA256_QUEUE: usize = 32;
+
 /// Streams one file's bytes into `sink` while hashing them, then checks the size, BLAKE3 and
 /// SHA-256 against `file`. On an error the caller must discard what `sink` received.
 pub async fn download_checked(
@@ -245,12 +248,13 @@ pub async fn download_checked(
     mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
     let mut blake3 = blake3::Hasher::new();
-    let mut sha256 = sha2::Sha256::new();
+    // SHA-256 of a large blob on its own thread, beside BLAKE3 and the sink on this one.
+    let mut sha256 = Sha256Hasher::for_size(Some(file.size), SHA256_QUEUE);
     // Cap at size + 1: a longer answer is cut there and refused below.
     let received = remote
         .download_blob(&file.blake3, file.size.saturating_add(1), progress, |chunk| {
+            sha256.update(chunk.clone())?;
             blake3.update(chunk);
-            sha256.update(chunk);
             sink(chunk)
         })
         .await;
@@ -270,7 +274,7 @@ pub async fn download_checked(
     if actual != file.blake3 {
         return Err(VerifyError::Blake3 { what, expected: file.blake3, actual }.into());
     }
-    let actual_sha: [u8; 32] = sha256.finalize().into();
+    let actual_sha = sha256.finish()?;
     if actual_sha != file.sha256.0 {
         return Err(VerifyError::Sha256 {
             what,

@@ -561,7 +561,7 @@ impl Remote {
         digest: &Digest,
         max_bytes: u64,
         progress: &dyn Progress,
-        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+        mut sink: impl FnMut(&Bytes) -> std::io::Result<()>,
     ) -> Result<u64, RemoteError> {
         let url = self.url(&routes::blob_path(digest));
         let mut response = self.execute(Method::GET, &url, empty(), None, true).await?;

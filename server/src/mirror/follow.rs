@@ -299,7 +299,7 @@ impl Follower {
             let mut refused = None;
             runtime
                 .block_on(remote.download_blob(&digest, size.saturating_add(1), &NoProgress, |chunk| {
-                    ingest.write(bytes::Bytes::copy_from_slice(chunk)).map_err(|e| {
+                    ingest.write(chunk.clone()).map_err(|e| {
                         let io = std::io::Error::other(e.to_string());
                         refused = Some(e);
                         io

@@ -9,9 +9,9 @@
 use std::io::{self, Read as _};
 use std::sync::Arc;
 
+use airlock_client::sha256_thread::Sha256Hasher;
 use airlock_proto::{Digest, Sha256};
 use bytes::Bytes;
-use sha2::Digest as _;
 
 use super::backend::{BlobStage, Parked};
 use super::Store;
@@ -88,45 +88,8 @@ pub struct Ingest {
     expected: Expected,
     stage: Box<dyn BlobStage>,
     blake3: blake3::Hasher,
-    sha256: Sha256State,
+    sha256: Sha256Hasher,
     size: u64,
-}
-
-/// Blobs up to this size (when the size is known beforehand) are hashed with SHA-256 inline:
-/// for them a worker thread costs more than it saves.
-const INLINE_SHA256_MAX: u64 = 1 << 20;
-
-/// SHA-256 of the bytes: inline for a small blob, on its own thread otherwise.
-#[derive(Debug)]
-enum Sha256State {
-    Inline(Box<sha2::Sha256>),
-    Worker(Sha256Worker),
-}
-
-impl Sha256State {
-    fn for_size(size: Option<u64>) -> Self {
-        match size {
-            Some(size) if size <= INLINE_SHA256_MAX => Self::Inline(Box::default()),
-            _ => Self::Worker(Sha256Worker::start()),
-        }
-    }
-
-    fn update(&mut self, chunk: Bytes) -> io::Result<()> {
-        match self {
-            Self::Inline(hasher) => {
-                hasher.update(&chunk);
-                Ok(())
-            }
-            Self::Worker(worker) => worker.update(chunk),
-        }
-    }
-
-    fn finish(&mut self) -> io::Result<[u8; 32]> {
-        match self {
-            Self::Inline(hasher) => Ok(std::mem::take(hasher.as_mut()).finalize().into()),
-            Self::Worker(worker) => worker.finish(),
-        }
-    }
 }
 
 impl Ingest {
@@ -137,7 +100,7 @@ impl Ingest {
             expected,
             stage,
             blake3: blake3::Hasher::new(),
-            sha256: Sha256State::for_size(expected.size),
+            sha256: Sha256Hasher::for_size(expected.size, SHA256_QUEUE),
             size: 0,
         })
     }
@@ -231,49 +194,3 @@ impl Ingest {
 
 /// Chunks (1 MiB each from an upload) that may wait for the SHA-256 thread.
 const SHA256_QUEUE: usize = 4;
-
-/// SHA-256 on its own thread, so it runs beside BLAKE3 instead of after it.
-#[derive(Debug)]
-struct Sha256Worker {
-    tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
-    handle: Option<std::thread::JoinHandle<[u8; 32]>>,
-}
-
-impl Sha256Worker {
-    fn start() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(SHA256_QUEUE);
-        let handle = std::thread::spawn(move || {
-            let mut hasher = sha2::Sha256::new();
-            for chunk in rx {
-                hasher.update(&chunk);
-            }
-            hasher.finalize().into()
-        });
-        Self { tx: Some(tx), handle: Some(handle) }
-    }
-
-    fn update(&self, chunk: Bytes) -> io::Result<()> {
-        match &self.tx {
-            Some(tx) => tx.send(chunk).map_err(|_| io::Error::other("SHA-256 worker stopped")),
-            None => Err(io::Error::other("SHA-256 worker finished")),
-        }
-    }
-
-    fn finish(&mut self) -> io::Result<[u8; 32]> {
-        self.tx = None;
-        self.handle
-            .take()
-            .ok_or_else(|| io::Error::other("SHA-256 worker finished"))?
-            .join()
-            .map_err(|_| io::Error::other("SHA-256 worker panicked"))
-    }
-}
-
-impl Drop for Sha256Worker {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
