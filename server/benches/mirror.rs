@@ -25,7 +25,9 @@
 //!   stored its blobs and the export wrote the bundle past their first 4 MiB directly
 //!   (`O_DIRECT`), so neither is read back from the page cache. Last, the disk alone: the bundle
 //!   file copied to a new one, read ahead and written directly and synced, as the import reads
-//!   and the export writes; export and import are printed as ratios of that speed.
+//!   and the export writes; export and import are printed as ratios of that speed. Three rounds
+//!   of the three, the upstream restarted for each export (a blob's first read in a while is
+//!   read directly), each rate and ratio printed with its median.
 //!
 //! Every server is an `airlockd` subprocess (this package's binary). Worlds are made as in the
 //! transfer benchmark: `airlockd init` for the data directory, a root signed in-process (fresh root
@@ -57,8 +59,8 @@ use airlock_client::{Remote, TlsOptions};
 use airlock_proto::{Checkpoint, Digest};
 use anyhow::{bail, ensure, Context};
 use common::{
-    airlockd_init, exit_with, free_addr, mb_per_s, number_arg, positional_args, Client, ServerProcess, World,
-    KIB, MIB,
+    airlockd_init, exit_with, free_addr, mb_per_s, median, number_arg, positional_args, Client,
+    ServerProcess, World, KIB, MIB,
 };
 use rand::{Rng, RngCore};
 
@@ -183,77 +185,135 @@ fn run() -> anyhow::Result<()> {
     let (blob_count, blob_bytes) =
         publish_large_releases(bundle_primary.addr, &bundle_world, args.bundle_mib)?;
 
-    eprintln!("exporting a full bundle ...");
-    let bundle_file = tmp.path().join("full.tar");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let started = Instant::now();
-    let store = StateStore::open(&tmp.path().join("client-state"), &bundle_world.root_file)?;
-    let remote = Remote::new(&format!("http://{}", bundle_primary.addr), None, &TlsOptions::default())?;
-    let report = runtime.block_on(export(
-        &remote,
-        &store,
-        ExportFrom::All,
-        &bundle_file,
-        &airlock_proto::Clock::system(),
-        &airlock_client::progress::Quiet,
-        None,
-    ))?;
-    let export_time = started.elapsed();
-    ensure!(
-        report.blob_bytes == blob_bytes && report.blobs == blob_count,
-        "the bundle holds {} blobs, {} bytes; expected {blob_count}, {blob_bytes}",
-        report.blobs,
-        report.blob_bytes
-    );
-    let bundle_size = std::fs::metadata(&bundle_file)?.len();
     drop(bundle_primary);
-
-    eprintln!("importing it into a fresh data directory ...");
-    let site = tmp.path().join("site");
-    airlockd_init(&site)?;
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
-        .arg("import")
-        .arg("--data")
-        .arg(&site)
-        .arg("--root")
-        .arg(&bundle_world.root_file)
-        .arg(&bundle_file)
-        .stdin(Stdio::null())
-        .output()
-        .context("run airlockd import")?;
-    let import_time = started.elapsed();
-    ensure!(
-        output.status.success(),
-        "airlockd import failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    let imported: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("airlockd import printed no JSON report")?;
-    ensure!(
-        imported["to_size"].as_u64() == Some(blob_count as u64 + 1)
-            && imported["blobs_stored"].as_u64() == Some(blob_count as u64),
-        "unexpected import report: {imported}"
-    );
-    eprintln!("the disk alone: the bundle file copied, read and written directly ...");
-    let disk_time = copy_directly(&bundle_file, &tmp.path().join("disk-copy.tar"))?;
-    let disk_rate = mb_per_s(bundle_size, disk_time);
+    let bundle = BundleWorld { world: bundle_world, blob_count, blob_bytes, dir: tmp.path().to_owned() };
+    let mut rounds = Vec::new();
+    for round in 1..=BUNDLE_ROUNDS {
+        let result = bundle.round(round)?;
+        eprintln!(
+            "round {round}/{BUNDLE_ROUNDS}: export {:.0} MB/s, import {:.0} MB/s, disk alone {:.0} MB/s: export/disk {:.2}, import/disk {:.2}",
+            result.export,
+            result.import,
+            result.disk,
+            result.export / result.disk,
+            result.import / result.disk,
+        );
+        rounds.push(result);
+    }
+    let rates = |f: fn(&Round) -> f64| rounds.iter().map(f).collect::<Vec<_>>();
+    let list = |values: &[f64], digits: usize| {
+        values.iter().map(|v| format!("{v:.digits$}")).collect::<Vec<_>>().join(" ")
+    };
+    let (exports, imports, disks) = (rates(|r| r.export), rates(|r| r.import), rates(|r| r.disk));
+    let export_ratios = rates(|r| r.export / r.disk);
+    let import_ratios = rates(|r| r.import / r.disk);
     println!(
-        "bundle {} MiB ({blob_count} blob{} on a second upstream; {:.0} MB file): export {:.0} MB/s ({:.1} s), import {:.0} MB/s ({:.1} s)",
+        "bundle {} MiB ({blob_count} blob{} on a second upstream; {:.0} MB file), {BUNDLE_ROUNDS} rounds:",
         args.bundle_mib,
         if blob_count == 1 { "" } else { "s" },
-        bundle_size as f64 / 1e6,
-        mb_per_s(blob_bytes, export_time),
-        export_time.as_secs_f64(),
-        mb_per_s(blob_bytes, import_time),
-        import_time.as_secs_f64(),
+        rounds[0].file_bytes as f64 / 1e6,
     );
+    println!("  export      {} MB/s, median {:.0}", list(&exports, 0), median(&exports));
+    println!("  import      {} MB/s, median {:.0}", list(&imports, 0), median(&imports));
     println!(
-        "disk alone: {disk_rate:.0} MB/s copying the bundle file (read ahead and written directly, synced); export/disk {:.2}, import/disk {:.2}",
-        mb_per_s(blob_bytes, export_time) / disk_rate,
-        mb_per_s(blob_bytes, import_time) / disk_rate,
+        "  disk alone  {} MB/s, median {:.0} (the bundle file copied, read ahead and written directly, synced)",
+        list(&disks, 0),
+        median(&disks)
     );
+    println!("  export/disk {}, median {:.2}", list(&export_ratios, 2), median(&export_ratios));
+    println!("  import/disk {}, median {:.2}", list(&import_ratios, 2), median(&import_ratios));
     Ok(())
+}
+
+/// Export, import and disk-alone rounds of the bundle benchmark.
+const BUNDLE_ROUNDS: usize = 3;
+
+/// The upstream holding the bundle's blobs, and what it holds.
+struct BundleWorld {
+    world: World,
+    blob_count: usize,
+    blob_bytes: u64,
+    dir: std::path::PathBuf,
+}
+
+/// One round's rates, MB/s of blob bytes (the disk alone: of the bundle file's bytes).
+struct Round {
+    export: f64,
+    import: f64,
+    disk: f64,
+    file_bytes: u64,
+}
+
+impl BundleWorld {
+    /// Exports a full bundle from the upstream (started afresh, so that every blob is read as
+    /// it would be by a first export), imports it into a fresh data directory, and copies it
+    /// alone; each round's files are removed after it.
+    fn round(&self, round: usize) -> anyhow::Result<Round> {
+        let (world, blob_count, blob_bytes) = (&self.world, self.blob_count, self.blob_bytes);
+        let primary = ServerProcess::start_airlockd("airlockd primary", world)?;
+        eprintln!("round {round}: exporting a full bundle ...");
+        let bundle_file = self.dir.join(format!("full-{round}.tar"));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let started = Instant::now();
+        let store = StateStore::open(&self.dir.join("client-state"), &world.root_file)?;
+        let remote = Remote::new(&format!("http://{}", primary.addr), None, &TlsOptions::default())?;
+        let report = runtime.block_on(export(
+            &remote,
+            &store,
+            ExportFrom::All,
+            &bundle_file,
+            &airlock_proto::Clock::system(),
+            &airlock_client::progress::Quiet,
+            None,
+        ))?;
+        let export_time = started.elapsed();
+        ensure!(
+            report.blob_bytes == blob_bytes && report.blobs == blob_count,
+            "the bundle holds {} blobs, {} bytes; expected {blob_count}, {blob_bytes}",
+            report.blobs,
+            report.blob_bytes
+        );
+        let file_bytes = std::fs::metadata(&bundle_file)?.len();
+        drop(primary);
+
+        eprintln!("round {round}: importing it into a fresh data directory ...");
+        let site = self.dir.join(format!("site-{round}"));
+        airlockd_init(&site)?;
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_airlockd"))
+            .arg("import")
+            .arg("--data")
+            .arg(&site)
+            .arg("--root")
+            .arg(&world.root_file)
+            .arg(&bundle_file)
+            .stdin(Stdio::null())
+            .output()
+            .context("run airlockd import")?;
+        let import_time = started.elapsed();
+        ensure!(
+            output.status.success(),
+            "airlockd import failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let imported: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context("airlockd import printed no JSON report")?;
+        ensure!(
+            imported["to_size"].as_u64() == Some(blob_count as u64 + 1)
+                && imported["blobs_stored"].as_u64() == Some(blob_count as u64),
+            "unexpected import report: {imported}"
+        );
+        eprintln!("round {round}: the disk alone: the bundle file copied, read and written directly ...");
+        let disk_time = copy_directly(&bundle_file, &self.dir.join("disk-copy.tar"))?;
+        std::fs::remove_file(&bundle_file)?;
+        std::fs::remove_dir_all(&site)?;
+        Ok(Round {
+            export: mb_per_s(blob_bytes, export_time),
+            import: mb_per_s(blob_bytes, import_time),
+            disk: mb_per_s(file_bytes, disk_time),
+            file_bytes,
+        })
+    }
 }
 
 /// The time the disk takes to copy `from` to a new file as the bundle paths use it: read ahead

@@ -71,7 +71,8 @@ use common::download::{download, find_header_end, header_value, parse_status};
 use common::nginx::start_nginx_tls;
 use common::tls::Certificate;
 use common::{
-    connect, exit_with, mb_per_s, now, number_arg, positional_args, signed, Client, ServerProcess, World, MIB,
+    connect, exit_with, mb_per_s, median, now, number_arg, positional_args, signed, Client, ServerProcess,
+    World, MIB,
 };
 
 /// Read and write size of the client, and of the file generator.
@@ -290,17 +291,6 @@ fn tls_downloads(
         );
     }
     Ok(rates)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    }
 }
 
 fn rates_line(rates: &[f64]) -> String {
