@@ -69,8 +69,9 @@ pub async fn get(
         }
         other => other,
     };
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     if let Some(blob) = remembered {
-        return answer(method, headers, etag, sha256, record.size, |start, len| {
+        return answer(method, not_modified, range, etag, sha256, record.size, |start, len| {
             Ok(body::full(blob.bytes.slice(start as usize..(start + len) as usize)))
         });
     }
@@ -93,15 +94,17 @@ pub async fn get(
         }
     }
     if !app.store.blobs_are_remote() {
-        return answer(method, headers, etag, sha256, record.size, |start, len| {
+        return answer(method, not_modified, range, etag, sha256, record.size, |start, len| {
             file_range_body(app, &digest, start, len, sends)
         });
     }
     // Opening an object waits for the store's answer: off the async workers.
-    let (store, method, headers, size) =
-        (Arc::clone(&app.store), method.clone(), headers.clone(), record.size);
+    let (store, method, range, size) =
+        (Arc::clone(&app.store), method.clone(), range.map(str::to_owned), record.size);
     tokio::task::spawn_blocking(move || {
-        answer(&method, &headers, etag, sha256, size, |start, len| range_body(&store, &digest, start, len))
+        answer(&method, not_modified, range.as_deref(), etag, sha256, size, |start, len| {
+            range_body(&store, &digest, start, len)
+        })
     })
     .await?
 }
@@ -147,18 +150,18 @@ async fn read_whole(app: &App, digest: &Digest, size: u64) -> Result<Bytes, ApiE
     Ok(tokio::task::spawn_blocking(move || store.read_blob(&digest, 0, size)).await??)
 }
 
-/// The answer to a blob GET or HEAD of a blob of `size` bytes: 304 for a matching
-/// `If-None-Match`, else the range asked for (206) or the whole (200), its bytes from `body`
-/// (start, length) unless the method is HEAD.
+/// The answer to a blob GET or HEAD of a blob of `size` bytes: 304 when the request's
+/// `If-None-Match` matched (`not_modified`), else the `range` asked for (206) or the whole (200),
+/// its bytes from `body` (start, length) unless the method is HEAD.
 fn answer(
     method: &Method,
-    headers: &HeaderMap,
+    not_modified: bool,
+    range: Option<&str>,
     etag: HeaderValue,
     sha256: HeaderValue,
     size: u64,
     body: impl FnOnce(u64, u64) -> Result<Body, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
-    let not_modified = headers.get(header::IF_NONE_MATCH) == Some(&etag);
     let mut response = Response::new(body::empty());
     let answer_headers = response.headers_mut();
     answer_headers.insert(header::ETAG, etag);
@@ -171,7 +174,7 @@ fn answer(
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(response);
     }
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let range = match range {
         None => None,
         Some(value) => airlock_proto::api::query::parse_range(value, size)?,
     };
