@@ -77,19 +77,26 @@ pub async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<()> {
         }
     }
     let before = context.load(&store)?;
+    let started = std::time::Instant::now();
     let (after, notices) = match offered {
         Some(offered) => {
             follow::update_offered(&remote, &before, &context.clock, &context.bars, offered, policy).await?
         }
         None => follow::update_with(&remote, &before, &context.clock, &context.bars, policy).await?,
     };
+    let verified = started.elapsed();
     warn_expired(notices);
+    let saving = std::time::Instant::now();
     store.save(&after)?;
     if after.log.size() > before.log.size() {
+        let leaves = after.log.size() - before.log.size();
         context.say(format!(
-            "verified log leaves {}..{} against the pinned root",
+            "verified log leaves {}..{} against the pinned root: fetched and verified in {:.1} s ({:.0} leaves/s), state saved in {:.1} s",
             before.log.size(),
-            after.log.size()
+            after.log.size(),
+            verified.as_secs_f64(),
+            leaves as f64 / verified.as_secs_f64().max(1e-6),
+            saving.elapsed().as_secs_f64(),
         ));
     }
     let resolved = resolve(after.log.registry(), &target, args.channel.as_ref())?;
