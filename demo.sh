@@ -89,8 +89,15 @@ run "$bin/airlock" verify by-digest.whl --digest "$digest"
 cmp pulled/demo_nodes-1.0.0-py3-none-any.whl demo_nodes-1.0.0-py3-none-any.whl && echo "pulled bytes are identical to the published ones"
 
 step "10. someone flips one byte of the stored blob: the pull fails and writes nothing"
+# The registry keeps small blobs it has served in memory, checked against their digest, so it
+# would go on serving the good bytes: restart it, so that the damaged file is what it reads.
+kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
 blob=$(find data/blobs -type f -name "${digest#blake3:}")
 python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[-1]^=1; open(p,'wb').write(b)" "$blob"
+echo "(flipped the last byte of $blob and restarted the server)"
+"$bin/airlockd" serve --data data --listen "127.0.0.1:$port" --root root.cbor 2>>server.log &
+server_pid=$!
+for _ in $(seq 100); do curl -fs "$server/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 if run "$bin/airlock" pull "$digest" --server "$server" --root root.cbor -o tampered.whl; then
   echo "demo failed: a tampered blob was accepted" >&2; exit 1
 else
