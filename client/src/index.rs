@@ -13,7 +13,7 @@ use airlock_keys::{RegistryState, ReleaseRecord};
 use airlock_proto::api::{
     decode_digest_bucket, decode_name_bucket, encode_digest_bucket, encode_name_bucket, BucketRef,
     DigestBucket, FoldDecodeError, IndexRef, IndexTable, IndexedRelease, NameBucket, ReleaseRef,
-    MAX_INDEX_PART_BYTES, SNAPSHOT_FORMAT,
+    INDEX_FORMAT, MAX_INDEX_PART_BYTES,
 };
 use airlock_proto::{ChannelName, Digest, Hash32, Kind, PackageName, Version};
 use anyhow::Context;
@@ -93,7 +93,7 @@ pub fn write(path: &Path, registry: &RegistryState) -> anyhow::Result<IndexRef> 
         bucket
     };
     let table = IndexTable {
-        format: SNAPSHOT_FORMAT,
+        format: INDEX_FORMAT,
         size: registry.size(),
         names: names.iter().map(&mut place).collect(),
         digests: digests.iter().map(&mut place).collect(),
@@ -161,7 +161,7 @@ impl Index {
             "the index table is not the one the head names"
         );
         let table = read_table(&file, at)?;
-        anyhow::ensure!(table.format == SNAPSHOT_FORMAT, "index format {}", table.format);
+        anyhow::ensure!(table.format == INDEX_FORMAT, "index format {}", table.format);
         anyhow::ensure!(!table.names.is_empty() && !table.digests.is_empty(), "the index has no buckets");
         Ok(Self { file, table, body: 8 + at.table_len })
     }

@@ -442,6 +442,10 @@ struct Held {
 /// Pages at least this long are held for the next `push` (see `PendingUpdate::push`); shorter
 /// ones are folded at once.
 const HOLD_FROM: usize = 1024;
+/// Most leaves held at once: of a longer push (a bundle's whole segment) only the last this many
+/// are held; the rest is folded at once through `preverify::pipelined`, so what is checked
+/// ahead stays small and at most one part is copied.
+const HOLD_MAX: usize = 4096;
 
 impl PendingUpdate {
     /// The size the checkpoint claims (signed only once `finish` or `precheck` says so).
@@ -467,6 +471,13 @@ impl PendingUpdate {
         }
         let result = self.push_inner(leaves);
         self.failed = result.is_err();
+        if self.failed {
+            // Nothing will fold a held page now: wait for its check rather than leave the
+            // thread running.
+            if let Some(held) = self.held.take() {
+                let _ = held.checked.join();
+            }
+        }
         result
     }
 
@@ -481,17 +492,24 @@ impl PendingUpdate {
             self.fold_held()?;
             return self.fold(leaves);
         }
-        // The root in force before the held page: one that page rotates to is seen in the fold,
-        // which checks any signature not checked ahead itself.
-        let root = self.next.registry.root().clone();
         if leaves.len() < HOLD_FROM {
             self.fold_held()?;
+            let root = self.next.registry.root().clone();
             return crate::preverify::pipelined(&root, leaves, |chunk| self.fold(chunk));
         }
-        let page = std::sync::Arc::new(leaves.to_vec());
-        let ahead = std::sync::Arc::clone(&page);
+        let (now, last) = leaves.split_at(leaves.len().saturating_sub(HOLD_MAX));
+        if !now.is_empty() {
+            self.fold_held()?;
+            let root = self.next.registry.root().clone();
+            crate::preverify::pipelined(&root, now, |chunk| self.fold(chunk))?;
+        }
+        // The root in force before the held part: one that part rotates to is seen in the fold,
+        // which checks any signature not checked ahead itself.
+        let root = self.next.registry.root().clone();
+        let part = std::sync::Arc::new(last.to_vec());
+        let ahead = std::sync::Arc::clone(&part);
         let checked = std::thread::spawn(move || crate::preverify::page(&root, &ahead));
-        match self.held.replace(Held { leaves: page, checked }) {
+        match self.held.replace(Held { leaves: part, checked }) {
             Some(before) => self.fold_checked(before),
             None => Ok(()),
         }

@@ -19,7 +19,7 @@ use crate::trust::TrustedRoot;
 /// Most signatures remembered at once (32 bytes each); the memory is emptied when full.
 const MAX_REMEMBERED: usize = 1 << 18;
 
-/// Below this many signatures a page is checked in the fold, one at a time.
+/// Below this many leaves a page's signatures are checked in the fold, one at a time.
 const MIN_AHEAD: usize = 16;
 
 /// Signatures checked together: past a hundred or so, a larger batch saves little more.
@@ -42,10 +42,10 @@ fn triple(key: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
 
 /// One signature job: the key the signature names, the signed bytes, the signature.
 #[derive(Debug)]
-pub struct Job {
-    pub key: PublicKey,
-    pub message: Arc<Vec<u8>>,
-    pub signature: Vec<u8>,
+struct Job {
+    key: PublicKey,
+    message: Arc<Vec<u8>>,
+    signature: Vec<u8>,
 }
 
 /// Checks the signatures of `leaves` by keys `root` lists (the root in force where the page
@@ -55,10 +55,7 @@ pub fn page(root: &TrustedRoot, leaves: &[Vec<u8>]) {
     if leaves.len() < MIN_AHEAD {
         return;
     }
-    let found = airlock_proto::parallel::map_parts(leaves, |part| {
-        jobs(root, part).chunks(BATCH).flat_map(verified).collect::<Vec<_>>()
-    });
-    remember(found);
+    remember(airlock_proto::parallel::map_parts(leaves, |part| checked(&jobs(root, part))));
 }
 
 /// The signature jobs of `leaves` by keys `root` lists.
@@ -108,16 +105,10 @@ pub fn pipelined<E>(
     })
 }
 
-/// Checks `jobs` in batches across the machine's cores and remembers the triples that verify.
-/// Those that do not are forgotten: the fold checks them again and names the leaf.
-pub fn ahead(jobs: &[Job]) {
-    if jobs.len() < MIN_AHEAD {
-        return;
-    }
-    let found = airlock_proto::parallel::map_parts(jobs, |part| {
-        part.chunks(BATCH).flat_map(verified).collect::<Vec<_>>()
-    });
-    remember(found);
+/// The triples of `jobs` that verify, checked in batches. Those that do not are left out: the
+/// fold checks them again and names the leaf.
+fn checked(jobs: &[Job]) -> Vec<[u8; 32]> {
+    jobs.chunks(BATCH).flat_map(verified).collect()
 }
 
 /// Remembers the triples the parts found verified.
@@ -179,7 +170,7 @@ mod tests {
                 Job { key: key.public(), message, signature }
             })
             .collect();
-        ahead(&jobs);
+        remember(vec![Some(checked(&jobs))]);
         for (i, job) in jobs.iter().enumerate() {
             let id = triple(&job.key, &job.message, &job.signature);
             let remembered = accepted().lock().unwrap().contains(&id);

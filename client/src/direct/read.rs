@@ -279,14 +279,21 @@ mod tests {
         }
     }
 
-    /// A file of `len` bytes written directly, so none of it is in the page cache; `None`
-    /// where the filesystem refuses `O_DIRECT` or keeps everything in memory (tmpfs).
+    /// A file of `len` bytes written directly, so none of it is in the page cache; `None`, and
+    /// a line saying the test is skipped, where the filesystem refuses `O_DIRECT` or keeps
+    /// everything in memory (tmpfs).
     fn cold_file(dir: &std::path::Path, len: usize) -> Option<(std::path::PathBuf, Vec<u8>)> {
         let path = dir.join(format!("cold-{len}"));
         let bytes = pattern(len);
         let file = File::create(&path).unwrap();
         let flags = rustix::fs::fcntl_getfl(&file).unwrap();
-        rustix::fs::fcntl_setfl(&file, flags | OFlags::DIRECT).ok()?;
+        let skipped = || {
+            eprintln!("skipped: the temp directory's filesystem has no cold reads (tmpfs, or no O_DIRECT)")
+        };
+        if rustix::fs::fcntl_setfl(&file, flags | OFlags::DIRECT).is_err() {
+            skipped();
+            return None;
+        }
         let mut aligned = Aligned::new();
         for (i, piece) in bytes.chunks(BUFFER).enumerate() {
             let whole = piece.len().div_ceil(PAGE as usize) * PAGE as usize;
@@ -295,8 +302,11 @@ mod tests {
         }
         file.set_len(len as u64).unwrap();
         file.sync_all().unwrap();
-        let cold = !cached(&path, len as u64 / 2);
-        cold.then_some((path, bytes))
+        if cached(&path, len as u64 / 2) {
+            skipped();
+            return None;
+        }
+        Some((path, bytes))
     }
 
     /// Whether the page cache holds the byte at `at` of the file at `path`. Asking reads the
@@ -339,15 +349,7 @@ mod tests {
         let ranges =
             [(0, len), (1, len - 1), (4095, 2 * BUFFER + 2), (BUFFER + 4096, BUFFER), (len - 7, 7), (17, 1)];
         for cold_direct in [true, false] {
-            let (path, bytes) = match cold_file(dir.path(), len) {
-                Some(cold) => cold,
-                None => {
-                    eprintln!(
-                        "skipped: the temp directory's filesystem has no cold reads (tmpfs, or no O_DIRECT)"
-                    );
-                    return;
-                }
-            };
+            let Some((path, bytes)) = cold_file(dir.path(), len) else { return };
             for (start, n) in ranges {
                 let read = read_range(&path, start as u64, n as u64, cold_direct).unwrap();
                 assert!(read == bytes[start..start + n], "{n} bytes from {start} (direct: {cold_direct})");
@@ -365,10 +367,7 @@ mod tests {
     fn a_cold_range_read_directly_stays_out_of_the_page_cache() {
         let dir = tempfile::tempdir().unwrap();
         let len = 4 * BUFFER;
-        let Some((path, bytes)) = cold_file(dir.path(), len) else {
-            eprintln!("skipped: the temp directory's filesystem has no cold reads (tmpfs, or no O_DIRECT)");
-            return;
-        };
+        let Some((path, bytes)) = cold_file(dir.path(), len) else { return };
         assert!(read_range(&path, 1000, (len - 1000) as u64, true).unwrap() == bytes[1000..]);
         // The middle of each buffer, and the pages the check asked about (one per buffer).
         for at in
@@ -393,10 +392,7 @@ mod tests {
     fn a_cached_range_is_read_from_the_page_cache() {
         let dir = tempfile::tempdir().unwrap();
         let len = 2 * BUFFER;
-        let Some((path, bytes)) = cold_file(dir.path(), len) else {
-            eprintln!("skipped: the temp directory's filesystem has no cold reads (tmpfs, or no O_DIRECT)");
-            return;
-        };
+        let Some((path, bytes)) = cold_file(dir.path(), len) else { return };
         let Some(before) = read_from_storage() else {
             eprintln!("skipped: the kernel does not count bytes read from storage");
             return;

@@ -11,7 +11,7 @@ use crate::merkle::Frontier;
 use crate::{ChannelName, Digest, Kind, PackageName, Release, Timestamp, Version};
 
 /// Snapshot format version; a snapshot of another version is refused and rebuilt from the log.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+pub const SNAPSHOT_FORMAT: u32 = 1;
 /// Largest snapshot accepted.
 pub const MAX_SNAPSHOT_BYTES: usize = 1 << 31;
 /// Bytes of one entry of [`FoldSnapshot::payloads`]: a payload's BLAKE3, then its leaf index
@@ -145,6 +145,9 @@ pub struct IndexedRelease {
 pub type NameBucket = Vec<IndexedRelease>;
 /// A digest bucket: each file digest that hashes to it and the release holding it, in log order.
 pub type DigestBucket = Vec<(Digest, ReleaseRef)>;
+/// Index format version (the table's `format`): an index of another version is not opened, and
+/// the fold answers and writes the index again. 2: buckets in the fold's binary layout.
+pub const INDEX_FORMAT: u32 = 2;
 /// Largest index table or bucket accepted.
 pub const MAX_INDEX_PART_BYTES: usize = 64 << 20;
 
